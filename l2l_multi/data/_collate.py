@@ -1,0 +1,70 @@
+"""Turn a finished task into ``(inputs, targets)`` arrays of the bound backend.
+
+The data layer works in numpy; conversion to framework arrays happens once, here, through the
+backend module's ``asarray`` / ``stack`` (zero-copy where the framework allows).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+
+from .._arrays import framework_of, to_numpy
+from .._backend import _check_name, load_backend
+from ._task import TaskBatch, TaskDescription
+
+
+class _NumpyArrays:
+    """The ``"numpy"`` output type: same interface as a backend module's array helpers."""
+
+    NAME = "numpy"
+
+    @staticmethod
+    def asarray(value: Any, device: Any = None) -> np.ndarray:
+        return to_numpy(value)
+
+    @staticmethod
+    def stack(items: list, device: Any = None) -> np.ndarray:
+        return np.stack([to_numpy(item) for item in items])
+
+
+def resolve_output(backend: str | None) -> tuple[str, Any]:
+    """``(name, array module)`` for ``backend`` in {None (current), "torch", "jax", "numpy"}."""
+    if backend == "numpy":
+        return "numpy", _NumpyArrays
+    module = load_backend(None if backend is None else _check_name(backend, "backend"))
+    return module.NAME, module
+
+
+def native_arrays(task: Any, load) -> tuple[Any, Any]:
+    """``(inputs, targets)`` of a finished task, as numpy or as the arrays the dataset holds.
+
+    ``load`` is the LoadData to apply when the transforms stopped before loading.
+    """
+    if isinstance(task, TaskDescription) or task is None:
+        task = load(task)
+    if isinstance(task, TaskBatch):
+        return task.inputs, task.targets
+    try:
+        inputs = [pair[0] for pair in task]
+        targets = [pair[1] for pair in task]
+    except (TypeError, IndexError) as error:
+        raise TypeError(
+            "the default task_collate expects a task made of (x, y) pairs; the last transform "
+            f"returned a {type(task).__name__}. Pass task_collate= to handle other shapes."
+        ) from error
+    if not inputs:
+        raise ValueError("the task is empty: the transforms kept no samples")
+    if all(framework_of(x) == "numpy" for x in inputs):
+        inputs = np.stack([np.asarray(x) for x in inputs])
+    if all(framework_of(y) == "numpy" for y in targets):
+        targets = np.asarray([to_numpy(y) for y in targets])
+    return inputs, targets
+
+
+def convert(arrays: types.ModuleType, value: Any, device: Any) -> Any:
+    if isinstance(value, list):
+        return arrays.stack(value, device)
+    return arrays.asarray(value, device)

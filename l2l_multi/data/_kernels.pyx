@@ -1,0 +1,123 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled sampling kernels; see ``_kernels_py.py`` for the pure-Python twin and the contract.
+
+Typed memoryviews over int64 index arrays only: no per-sample Python objects, no numpy headers.
+"""
+
+from libc.stdint cimport int64_t, uint64_t
+import numpy as np
+
+cdef uint64_t _GOLDEN = 0x9E3779B97F4A7C15ULL
+cdef uint64_t _MIX1 = 0xBF58476D1CE4E5B9ULL
+cdef uint64_t _MIX2 = 0x94D049BB133111EBULL
+MAX_POPULATION = 1 << 32
+
+
+cdef inline uint64_t _below(uint64_t* state, uint64_t bound) noexcept nogil:
+    state[0] += _GOLDEN
+    cdef uint64_t z = state[0]
+    z = (z ^ (z >> 30)) * _MIX1
+    z = (z ^ (z >> 27)) * _MIX2
+    z = z ^ (z >> 31)
+    return ((z >> 32) * bound) >> 32
+
+
+cpdef uint64_t mix64(uint64_t value):
+    cdef uint64_t z = value + _GOLDEN
+    z = (z ^ (z >> 30)) * _MIX1
+    z = (z ^ (z >> 27)) * _MIX2
+    return z ^ (z >> 31)
+
+
+cdef void _partial_shuffle(uint64_t* state, int64_t[::1] scratch, int64_t population,
+                           int64_t n) noexcept nogil:
+    # scratch[:population] must hold 0..population-1; afterwards scratch[:n] is the sample.
+    cdef int64_t i, j, tmp
+    for i in range(n):
+        j = i + <int64_t>_below(state, <uint64_t>(population - i))
+        tmp = scratch[j]
+        scratch[j] = scratch[i]
+        scratch[i] = tmp
+
+
+def choose(int64_t population, int64_t n, uint64_t seed):
+    if not (0 <= n <= population < MAX_POPULATION):
+        raise ValueError(f"need 0 <= n <= population < 2**32, got n={n}, population={population}")
+    scratch_array = np.arange(population, dtype=np.int64)
+    cdef int64_t[::1] scratch = scratch_array
+    cdef uint64_t state = seed
+    with nogil:
+        _partial_shuffle(&state, scratch, population, n)
+    return scratch_array[:n].copy()
+
+
+def sample_shots(const int64_t[::1] offsets, const int64_t[::1] members,
+                 const int64_t[::1] classes, int64_t k, bint replacement, uint64_t seed):
+    cdef Py_ssize_t num_classes = classes.shape[0]
+    cdef int64_t c, start, size, i, largest = 0
+    for i in range(num_classes):
+        c = classes[i]
+        size = offsets[c + 1] - offsets[c]
+        if not replacement and k > size:
+            raise ValueError(f"class {c} has {size} members, fewer than k={k}")
+        largest = max(largest, size)
+    out_array = np.empty(num_classes * k, dtype=np.int64)
+    scratch_array = np.empty(max(largest, 1), dtype=np.int64)
+    cdef int64_t[::1] out = out_array
+    cdef int64_t[::1] scratch = scratch_array
+    cdef uint64_t state = seed
+    cdef Py_ssize_t position = 0
+    cdef int64_t s
+    with nogil:
+        for i in range(num_classes):
+            c = classes[i]
+            start = offsets[c]
+            size = offsets[c + 1] - start
+            if replacement:
+                for s in range(k):
+                    out[position] = members[start + <int64_t>_below(&state, <uint64_t>size)]
+                    position += 1
+            else:
+                for s in range(size):
+                    scratch[s] = s
+                _partial_shuffle(&state, scratch, size, k)
+                for s in range(k):
+                    out[position] = members[start + scratch[s]]
+                    position += 1
+    return out_array
+
+
+def fused_ways_shots(const int64_t[::1] offsets, const int64_t[::1] members,
+                     candidates, int64_t n, int64_t k, bint replacement, uint64_t seed):
+    candidates = np.asarray(candidates, dtype=np.int64)
+    classes = candidates[choose(len(candidates), n, seed)]
+    indices = sample_shots(offsets, members, classes, k, replacement, mix64(seed))
+    return classes, indices
+
+
+def group_by_label(label_ids, int64_t num_labels):
+    label_array = np.ascontiguousarray(label_ids, dtype=np.int64)
+    cdef const int64_t[::1] labels = label_array
+    cdef Py_ssize_t n = labels.shape[0], i
+    offsets_array = np.zeros(num_labels + 1, dtype=np.int64)
+    members_array = np.empty(n, dtype=np.int64)
+    cursor_array = np.empty(num_labels, dtype=np.int64)
+    cdef int64_t[::1] offsets = offsets_array
+    cdef int64_t[::1] members = members_array
+    cdef int64_t[::1] cursor = cursor_array
+    cdef int64_t c
+    for i in range(n):
+        c = labels[i]
+        if c < 0 or c >= num_labels:
+            raise ValueError(f"label id {c} at position {i} is outside [0, {num_labels})")
+    with nogil:
+        for i in range(n):
+            offsets[labels[i] + 1] += 1
+        for c in range(num_labels):
+            offsets[c + 1] += offsets[c]
+            cursor[c] = offsets[c]
+        for i in range(n):
+            c = labels[i]
+            members[cursor[c]] = i
+            cursor[c] += 1
+    return offsets_array, members_array

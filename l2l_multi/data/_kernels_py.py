@@ -1,0 +1,110 @@
+"""Pure-Python twin of the compiled sampling kernels (``_kernels.pyx``).
+
+Both implement the same algorithms on the same random stream, so for one seed they return
+identical arrays; tests check this. The twin is used when the extension is missing or when
+``L2L_PUREPYTHON=1``.
+
+Random stream: SplitMix64 (Steele, Lea & Flood, 2014). A draw in ``[0, bound)`` is
+``((z >> 32) * bound) >> 32`` for a 64-bit output ``z``; for bounds below 2**32 this is exact
+integer arithmetic in C and in Python, hence bit-identical in both modes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+MAX_POPULATION = 1 << 32
+
+
+def mix64(value: int) -> int:
+    """SplitMix64 output for state ``value``: a 64-bit integer mixer."""
+    z = (value + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * _MIX1) & _MASK
+    z = ((z ^ (z >> 27)) * _MIX2) & _MASK
+    return z ^ (z >> 31)
+
+
+class _Stream:
+    __slots__ = ("state",)
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & _MASK
+
+    def below(self, bound: int) -> int:
+        self.state = (self.state + _GOLDEN) & _MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * _MIX1) & _MASK
+        z = ((z ^ (z >> 27)) * _MIX2) & _MASK
+        z ^= z >> 31
+        return ((z >> 32) * bound) >> 32
+
+
+def _partial_shuffle(stream: _Stream, population: int, n: int) -> list[int]:
+    # Fisher-Yates on an implicit identity array; the dict holds only the swapped slots.
+    swapped: dict[int, int] = {}
+    chosen = []
+    for i in range(n):
+        j = i + stream.below(population - i)
+        value_j = swapped.get(j, j)
+        swapped[j] = swapped.get(i, i)
+        chosen.append(value_j)
+    return chosen
+
+
+def choose(population: int, n: int, seed: int) -> np.ndarray:
+    """``n`` distinct integers from ``range(population)`` in random order; int64[n]."""
+    if not 0 <= n <= population < MAX_POPULATION:
+        raise ValueError(f"need 0 <= n <= population < 2**32, got n={n}, population={population}")
+    return np.asarray(_partial_shuffle(_Stream(seed), population, n), dtype=np.int64)
+
+
+def sample_shots(offsets, members, classes, k: int, replacement: bool, seed: int) -> np.ndarray:
+    """For each class ``c`` in ``classes``, ``k`` members of ``members[offsets[c]:offsets[c+1]]``.
+
+    Returns int64[len(classes) * k], class-major. Without replacement each class must hold at
+    least ``k`` members (the caller checks, to name the offending label in its error).
+    """
+    stream = _Stream(seed)
+    out = []
+    for c in classes.tolist():
+        start = int(offsets[c])
+        size = int(offsets[c + 1]) - start
+        if replacement:
+            picks = [stream.below(size) for _ in range(k)]
+        else:
+            if k > size:
+                raise ValueError(f"class {c} has {size} members, fewer than k={k}")
+            picks = _partial_shuffle(stream, size, k)
+        out.extend(int(members[start + p]) for p in picks)
+    return np.asarray(out, dtype=np.int64)
+
+
+def fused_ways_shots(offsets, members, candidates, n: int, k: int, replacement: bool, seed: int):
+    """``n`` classes drawn from ``candidates``, then ``k`` shots of each, on one stream.
+
+    Returns ``(classes int64[n], indices int64[n * k])``.
+    """
+    classes = candidates[choose(len(candidates), n, seed)]
+    indices = sample_shots(offsets, members, classes, k, replacement, mix64(seed))
+    return classes, indices
+
+
+def group_by_label(label_ids, num_labels: int):
+    """Stable counting sort: ``(offsets int64[num_labels + 1], members int64[N])``.
+
+    ``members[offsets[c]:offsets[c+1]]`` are the positions holding label id ``c``, ascending.
+    """
+    label_ids = np.asarray(label_ids, dtype=np.int64)
+    outside = np.flatnonzero((label_ids < 0) | (label_ids >= num_labels))
+    if outside.size:
+        i = int(outside[0])
+        raise ValueError(f"label id {label_ids[i]} at position {i} is outside [0, {num_labels})")
+    counts = np.bincount(label_ids, minlength=num_labels)
+    offsets = np.zeros(num_labels + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    members = np.argsort(label_ids, kind="stable").astype(np.int64)
+    return offsets, members

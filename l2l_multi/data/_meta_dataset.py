@@ -1,0 +1,329 @@
+"""MetaDataset and friends: a map-style dataset plus its label bookkeeping.
+
+Bookkeeping is held as arrays, not per-sample objects: ``label_ids`` (int64[N], the position of
+each sample's label in ``labels``) and the label-major grouping ``offsets`` / ``members``
+(``members[offsets[c]:offsets[c+1]]`` are the indices of label ``c``, ascending). The
+learn2learn-style dictionaries ``labels_to_indices`` and ``indices_to_labels`` are built from
+them on first access.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .._arrays import to_numpy, to_python_label
+from ._kernel_mode import kernels
+
+
+def _canonical_labels(values: Any) -> tuple[list, np.ndarray]:
+    """Unique labels (sorted when comparable, else in order of appearance) and int64 ids."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf" and values.ndim == 1:
+        unique, ids = np.unique(values, return_inverse=True)
+        return [v.item() for v in unique], ids.astype(np.int64)
+    values = [to_python_label(v) for v in values]
+    for index, value in enumerate(values):
+        if not isinstance(value, Hashable):
+            raise ValueError(
+                f"labels must be hashable; the label of sample {index} is a "
+                f"{type(value).__name__}: {value!r}"
+            )
+    unique = list(dict.fromkeys(values))
+    try:
+        unique = sorted(unique)
+    except TypeError:
+        pass  # mixed, incomparable label types keep their order of appearance
+    position = {label: i for i, label in enumerate(unique)}
+    return unique, np.fromiter((position[v] for v in values), dtype=np.int64, count=len(values))
+
+
+def _read_targets(dataset: Any, size: int) -> Any:
+    """Every sample's label, from a ``targets``/``labels`` attribute when there is one."""
+    for attribute in ("targets", "labels"):
+        values = getattr(dataset, attribute, None)
+        if values is not None and not callable(values) and not isinstance(values, (str, bytes)):
+            try:
+                if len(values) == size:
+                    if not isinstance(values, (list, tuple, np.ndarray)):
+                        values = to_numpy(values)
+                    return values
+            except TypeError:
+                pass
+    # No label attribute: load every sample once (slow for big datasets; cache it).
+    iterator = range(size)
+    if size >= 10_000:
+        iterator = tqdm(iterator, desc="indexing labels", unit="sample")
+    return [dataset[i][1] for i in iterator]
+
+
+class MetaDataset:
+    """Wrap a map-style dataset of ``(x, y)`` samples and index its labels for task sampling.
+
+    Args:
+        dataset: anything with ``__len__`` and ``__getitem__(i) -> (x, y)``: a torch Dataset, a
+            list of pairs, an ``ArrayDataset``. A ``targets`` or ``labels`` attribute (sequence
+            of length ``len(dataset)``) is used instead of loading every sample.
+        labels_to_indices: optional ``{label: [index, ...]}``, skips the indexing pass.
+        indices_to_labels: optional ``{index: label}``, skips the indexing pass.
+        bookkeeping_path: optional ``.npz`` file caching the bookkeeping; read when it exists
+            and matches the dataset's length, written (atomically) otherwise.
+
+    Attributes:
+        labels: the distinct labels (list), sorted when they are comparable.
+        label_ids: int64[N], the position in ``labels`` of each sample's label.
+
+    Example:
+        >>> import numpy as np
+        >>> from l2l_multi.data import ArrayDataset, MetaDataset
+        >>> data = MetaDataset(ArrayDataset(np.zeros((6, 2)), np.array([3, 1, 3, 1, 2, 2])))
+        >>> data.labels, data.labels_to_indices[3]
+        ([1, 2, 3], [0, 2])
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        labels_to_indices: Mapping[Any, Sequence[int]] | None = None,
+        indices_to_labels: Mapping[int, Any] | None = None,
+        bookkeeping_path: str | os.PathLike | None = None,
+    ) -> None:
+        size = len(dataset)
+        if size == 0:
+            raise ValueError("dataset is empty: a MetaDataset needs at least one sample")
+        self.dataset = dataset
+        self._size = size
+        self._dicts: tuple[dict, dict] | None = None
+        self.bookkeeping_path = None if bookkeeping_path is None else os.fspath(bookkeeping_path)
+        if labels_to_indices is not None:
+            self._from_labels_to_indices(labels_to_indices)
+        elif indices_to_labels is not None:
+            missing = [i for i in range(size) if i not in indices_to_labels]
+            if missing:
+                raise ValueError(
+                    f"indices_to_labels has no label for {len(missing)} of {size} indices "
+                    f"(first: {missing[0]})"
+                )
+            self._set_bookkeeping(*_canonical_labels([indices_to_labels[i] for i in range(size)]))
+        elif not (self.bookkeeping_path and self._load_bookkeeping()):
+            self.create_bookkeeping()
+            if self.bookkeeping_path:
+                self._save_bookkeeping()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def create_bookkeeping(self) -> None:
+        """(Re)build ``labels``, ``label_ids`` and the label grouping from the dataset."""
+        inner = self.dataset
+        if isinstance(inner, MetaDataset) and len(inner) == self._size:
+            self._set_bookkeeping(list(inner.labels), inner.label_ids.copy())
+            return
+        self._set_bookkeeping(*_canonical_labels(_read_targets(inner, self._size)))
+
+    def _set_bookkeeping(self, labels: list, label_ids: np.ndarray) -> None:
+        self.labels = labels
+        self.label_ids = np.ascontiguousarray(label_ids, dtype=np.int64)
+        self.offsets, self.members = kernels().group_by_label(self.label_ids, len(labels))
+        self._dicts = None
+
+    def _from_labels_to_indices(self, table: Mapping[Any, Sequence[int]]) -> None:
+        labels = list(table)
+        label_ids = np.full(self._size, -1, dtype=np.int64)
+        for position, label in enumerate(labels):
+            if not isinstance(label, Hashable):
+                raise ValueError(f"labels_to_indices has an unhashable label {label!r}")
+            indices = np.asarray(table[label], dtype=np.int64)
+            if indices.size and (indices.min() < 0 or indices.max() >= self._size):
+                raise ValueError(
+                    f"labels_to_indices[{label!r}] holds an index outside [0, {self._size})"
+                )
+            if np.any(label_ids[indices] != -1) or len(np.unique(indices)) != len(indices):
+                raise ValueError(f"labels_to_indices lists an index twice (label {label!r})")
+            label_ids[indices] = position
+        if np.any(label_ids == -1):
+            first = int(np.flatnonzero(label_ids == -1)[0])
+            raise ValueError(f"labels_to_indices gives no label to index {first}")
+        self._set_bookkeeping(labels, label_ids)
+
+    def _load_bookkeeping(self) -> bool:
+        if not os.path.exists(self.bookkeeping_path):
+            return False
+        with np.load(self.bookkeeping_path, allow_pickle=False) as stored:
+            label_ids = stored["label_ids"]
+            labels = json.loads(str(stored["labels_json"]))
+        if len(label_ids) != self._size:
+            return False  # stale cache for another dataset: rebuild and overwrite
+        self._set_bookkeeping(labels, label_ids)
+        return True
+
+    def _save_bookkeeping(self) -> None:
+        try:
+            labels_json = json.dumps(self.labels)
+        except TypeError as error:
+            raise ValueError(
+                f"bookkeeping_path={self.bookkeeping_path!r}: labels must be JSON-serialisable "
+                f"(ints, floats, strings) to be cached"
+            ) from error
+        directory = os.path.dirname(os.path.abspath(self.bookkeeping_path))
+        os.makedirs(directory, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(suffix=".npz", dir=directory)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez(file, label_ids=self.label_ids, labels_json=np.array(labels_json))
+            os.replace(temporary, self.bookkeeping_path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+
+    # -- learn2learn-compatible views ----------------------------------------------------------
+    def _build_dicts(self) -> tuple[dict, dict]:
+        if self._dicts is None:
+            labels_to_indices = {
+                label: self.members[self.offsets[c] : self.offsets[c + 1]].tolist()
+                for c, label in enumerate(self.labels)
+            }
+            indices_to_labels = dict(enumerate(self.labels[c] for c in self.label_ids.tolist()))
+            self._dicts = (labels_to_indices, indices_to_labels)
+        return self._dicts
+
+    @property
+    def labels_to_indices(self) -> dict:
+        """``{label: [index, ...]}`` (indices ascending)."""
+        return self._build_dicts()[0]
+
+    @property
+    def indices_to_labels(self) -> dict:
+        """``{index: label}``."""
+        return self._build_dicts()[1]
+
+    def label_positions(self, labels: Sequence[Any], argument: str = "labels") -> np.ndarray:
+        """int64 positions in ``self.labels`` of the given label values; unknown labels raise."""
+        position = {label: i for i, label in enumerate(self.labels)}
+        out = []
+        for label in labels:
+            label = to_python_label(label)
+            if label not in position:
+                shown = self.labels[:10]
+                raise ValueError(
+                    f"{argument} contains {label!r}, which is not a label of this dataset "
+                    f"(labels: {shown}{' ...' if len(self.labels) > 10 else ''})"
+                )
+            out.append(position[label])
+        return np.asarray(out, dtype=np.int64)
+
+    # -- the dataset itself --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def get_batch(self, indices: np.ndarray):
+        """``(inputs, targets)`` of many samples at once when the wrapped dataset supports it."""
+        return self.dataset.get_batch(indices)
+
+    @property
+    def supports_batches(self) -> bool:
+        return getattr(self.dataset, "supports_batches", False) and hasattr(
+            self.dataset, "get_batch"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._size} samples, {len(self.labels)} labels)"
+
+
+class FilteredMetaDataset(MetaDataset):
+    """The samples of ``dataset`` whose label is in ``labels``, re-indexed ``0..M-1``.
+
+    Args:
+        dataset: a MetaDataset (or any dataset, wrapped first).
+        labels: the label values to keep; unknown values raise ValueError.
+
+    Example:
+        >>> import numpy as np
+        >>> from l2l_multi.data import ArrayDataset, FilteredMetaDataset
+        >>> data = FilteredMetaDataset(ArrayDataset(np.arange(6.0), np.array([0, 1, 2, 0, 1, 2])), [2])
+        >>> len(data), data[1]
+        (2, (np.float64(5.0), np.int64(2)))
+    """
+
+    def __init__(self, dataset: Any, labels: Sequence[Any]) -> None:
+        parent = dataset if isinstance(dataset, MetaDataset) else MetaDataset(dataset)
+        if len(labels) == 0:
+            raise ValueError("labels is empty: FilteredMetaDataset needs at least one label")
+        positions = np.unique(parent.label_positions(labels))
+        keep = np.sort(np.concatenate([
+            parent.members[parent.offsets[c] : parent.offsets[c + 1]] for c in positions
+        ]))
+        self.parent = parent
+        self.dataset = parent
+        self.original_indices = keep
+        self._size = len(keep)
+        self._dicts = None
+        self.bookkeeping_path = None
+        remap = np.full(len(parent.labels), -1, dtype=np.int64)
+        remap[positions] = np.arange(len(positions))
+        self._set_bookkeeping([parent.labels[c] for c in positions], remap[parent.label_ids[keep]])
+
+    def __getitem__(self, index: int) -> Any:
+        return self.parent[int(self.original_indices[index])]
+
+    def get_batch(self, indices: np.ndarray):
+        return self.parent.get_batch(self.original_indices[indices])
+
+    @property
+    def supports_batches(self) -> bool:
+        return self.parent.supports_batches
+
+
+class UnionMetaDataset(MetaDataset):
+    """Several datasets concatenated, their labels renumbered so they never collide.
+
+    Sample ``i`` is ``(x, label)`` where ``label`` is an int in ``range(total number of labels)``;
+    dataset ``d``'s labels come after those of datasets ``0..d-1``. ``label_origins[label]`` is
+    ``(d, original_label)``.
+
+    Args:
+        datasets: a non-empty sequence of MetaDatasets (others are wrapped first) whose samples
+            are ``(x, y)`` pairs.
+
+    Example:
+        >>> import numpy as np
+        >>> from l2l_multi.data import ArrayDataset, UnionMetaDataset
+        >>> a = ArrayDataset(np.zeros(4), np.array([0, 0, 1, 1]))
+        >>> b = ArrayDataset(np.ones(2), np.array([0, 0]))
+        >>> union = UnionMetaDataset([a, b])
+        >>> union.labels, union[4][1], union.label_origins[2]
+        ([0, 1, 2], 2, (1, 0))
+    """
+
+    def __init__(self, datasets: Sequence[Any]) -> None:
+        if len(datasets) == 0:
+            raise ValueError("datasets is empty: UnionMetaDataset needs at least one dataset")
+        parts = [d if isinstance(d, MetaDataset) else MetaDataset(d) for d in datasets]
+        self.datasets = parts
+        self.dataset = parts
+        self._starts = np.cumsum([0] + [len(p) for p in parts])
+        self._label_starts = np.cumsum([0] + [len(p.labels) for p in parts])
+        self.label_origins = [(d, label) for d, part in enumerate(parts) for label in part.labels]
+        self._size = int(self._starts[-1])
+        self._dicts = None
+        self.bookkeeping_path = None
+        label_ids = np.concatenate([p.label_ids + s for p, s in zip(parts, self._label_starts)])
+        self._set_bookkeeping(list(range(len(self.label_origins))), label_ids)
+
+    def __getitem__(self, index: int) -> Any:
+        if not -self._size <= index < self._size:
+            raise IndexError(f"index {index} is out of range for {self._size} samples")
+        index %= self._size
+        part = int(np.searchsorted(self._starts, index, side="right")) - 1
+        x, _ = self.datasets[part][index - int(self._starts[part])]
+        return x, int(self.label_ids[index])
+
+    @property
+    def supports_batches(self) -> bool:
+        return False

@@ -1,0 +1,183 @@
+"""TaskDataset: a (seeded) stream of few-shot tasks built by task transforms."""
+
+from __future__ import annotations
+
+import numbers
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._arrays import framework_of
+from ._collate import convert, native_arrays, resolve_output
+from ._kernels_py import _MASK, mix64
+from ._meta_dataset import MetaDataset
+from ._random import TaskRandom, building_task
+from ._transforms import LoadData
+
+_SAMPLER_SALT = 0x6C326C5F73616D70  # separates sample()'s index stream from the task streams
+
+
+class TaskDataset:
+    """Tasks drawn from a dataset by a list of task transforms.
+
+    Args:
+        dataset: a MetaDataset, or any map-style dataset of ``(x, y)`` (wrapped for you).
+        task_transforms: callables applied in order, the first to ``None``; e.g.
+            ``[NWays(d, 5), KShots(d, 1), LoadData(d)]``. Plain callables may follow LoadData:
+            they receive the task's ``(x, y)`` pairs and return new pairs.
+        num_tasks: ``-1`` for an endless stream of distinct tasks, or a positive number of
+            fixed tasks: task ``i`` is then always the same.
+        task_collate: optional ``task -> output``; by default the task's inputs and targets are
+            stacked into ``(X[m, ...], y[m])`` arrays of the bound backend.
+        seed: int making the whole stream reproducible (across runs, machines, backends and
+            kernel modes); None draws one from the OS.
+        backend: "torch", "jax" or "numpy"; None binds the current ``l2l.get_backend()``.
+        device: where the arrays go (a torch device or a jax device), or None.
+
+    Returns tasks as ``(X, y)``: X of shape ``[ways * shots, *sample_shape]`` with the dataset's
+    dtype, y int64 (int32 under jax without x64).
+
+    Example:
+        >>> import numpy as np, l2l_multi as l2l
+        >>> from l2l_multi.data.transforms import NWays, KShots, LoadData, RemapLabels
+        >>> data = l2l.data.MetaDataset(l2l.data.ArrayDataset(np.random.rand(60, 4), np.arange(60) % 6))
+        >>> tasks = l2l.data.TaskDataset(
+        ...     data, [NWays(data, 3), KShots(data, 2), LoadData(data), RemapLabels(data)],
+        ...     num_tasks=100, seed=1, backend="numpy")
+        >>> X, y = tasks[7]; X.shape, sorted(set(y.tolist()))
+        ((6, 4), [0, 1, 2])
+        >>> Xb, yb = tasks.sample_batch(4); Xb.shape, yb.shape
+        ((4, 6, 4), (4, 6))
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        task_transforms: Sequence[Callable] | None = None,
+        num_tasks: int = -1,
+        task_collate: Callable | None = None,
+        seed: int | None = None,
+        backend: str | None = None,
+        device: Any = None,
+    ) -> None:
+        self.dataset = dataset if isinstance(dataset, MetaDataset) else MetaDataset(dataset)
+        self.task_transforms = list(task_transforms or [])
+        for position, transform in enumerate(self.task_transforms):
+            if not callable(transform):
+                raise TypeError(
+                    f"task_transforms[{position}] is a {type(transform).__name__}, not a callable"
+                )
+        if (
+            isinstance(num_tasks, bool)
+            or not isinstance(num_tasks, numbers.Integral)
+            or num_tasks == 0
+            or num_tasks < -1
+        ):
+            raise ValueError(
+                f"num_tasks must be -1 (endless stream) or a positive integer, got {num_tasks!r}"
+            )
+        if num_tasks >= 1 << 32:
+            raise ValueError(f"num_tasks must be below 2**32, got {num_tasks}")
+        self.num_tasks = int(num_tasks)
+        self.task_collate = task_collate
+        if seed is None:
+            seed = secrets.randbits(64)
+        elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        self.seed = int(seed) & _MASK
+        self.backend, self._arrays = resolve_output(backend)
+        self.device = device
+        self._load = LoadData(self.dataset)
+        self._sampler = TaskRandom(mix64(self.seed ^ _SAMPLER_SALT))
+        self._next_task = 0
+
+    # -- building tasks ------------------------------------------------------------------------
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"task index must be an int, got {type(index).__name__}")
+        index = int(index)
+        if self.num_tasks > 0:
+            if not -self.num_tasks <= index < self.num_tasks:
+                raise IndexError(f"task index {index} is out of range for num_tasks={self.num_tasks}")
+            index %= self.num_tasks
+        elif index < 0:
+            raise IndexError(f"task index {index} is negative; an endless TaskDataset has no end")
+        return index
+
+    def build(self, index: int) -> Any:
+        """Task ``index`` as the transforms left it, before collation (e.g. a TaskBatch)."""
+        index = self._check_index(index)
+        with building_task(TaskRandom.for_task(self.seed, index)):
+            task = None
+            for transform in self.task_transforms:
+                task = transform(task)
+            return task
+
+    def _next_index(self) -> int:
+        if self.num_tasks > 0:
+            return ((self._sampler.next_seed() >> 32) * self.num_tasks) >> 32
+        index = self._next_task
+        self._next_task += 1
+        return index
+
+    # -- public access -------------------------------------------------------------------------
+    def __getitem__(self, index: int) -> Any:
+        """Task ``index``: ``(X, y)`` arrays (or what ``task_collate`` returns)."""
+        task = self.build(index)
+        if self.task_collate is not None:
+            return self.task_collate(task)
+        inputs, targets = native_arrays(task, self._load)
+        return convert(self._arrays, inputs, self.device), convert(self._arrays, targets, self.device)
+
+    def sample(self) -> Any:
+        """The next task of the stream: a random one of the ``num_tasks`` fixed tasks, or, for an
+        endless stream, tasks 0, 1, 2, ... in turn (each distinct and reproducible)."""
+        return self[self._next_index()]
+
+    def sample_batch(self, n: int) -> tuple[Any, Any]:
+        """The next ``n`` tasks of the stream stacked for vmap: ``X[n, m, ...]`` and ``y[n, m]``.
+
+        Same tasks as ``n`` calls of ``sample()``. All tasks must have the same shapes.
+        """
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if self.task_collate is not None:
+            raise ValueError("sample_batch stacks (X, y) tasks; it cannot use a custom task_collate")
+        tasks = [native_arrays(self.build(self._next_index()), self._load) for _ in range(n)]
+        shapes = {(tuple(np.shape(x)), tuple(np.shape(y))) for x, y in tasks}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"sample_batch needs tasks of one shape; got shapes {sorted(shapes)[:3]}; "
+                "use fixed ways and shots (KShots without replacement of a short class fails)"
+            )
+        # per-sample framework arrays (a torch Dataset's tensors) are stacked per task first
+        inputs = [self._arrays.stack(x, self.device) if isinstance(x, list) else x for x, _ in tasks]
+        targets = [self._arrays.stack(y, self.device) if isinstance(y, list) else y for _, y in tasks]
+        if all(framework_of(x) == "numpy" for x in inputs):
+            inputs = np.stack(inputs)
+        if all(framework_of(y) == "numpy" for y in targets):
+            targets = np.stack(targets)
+        return convert(self._arrays, inputs, self.device), convert(self._arrays, targets, self.device)
+
+    def __len__(self) -> int:
+        if self.num_tasks < 0:
+            raise TypeError("an endless TaskDataset (num_tasks=-1) has no length")
+        return self.num_tasks
+
+    def __iter__(self) -> Iterator[Any]:
+        """Every fixed task in order; an endless stream yields ``sample()`` forever."""
+        if self.num_tasks > 0:
+            for index in range(self.num_tasks):
+                yield self[index]
+        else:
+            while True:
+                yield self.sample()
+
+    def __repr__(self) -> str:
+        tasks = "endless" if self.num_tasks < 0 else self.num_tasks
+        return f"TaskDataset({self.dataset!r}, tasks={tasks}, backend={self.backend!r})"
+
+
+Taskset = TaskDataset

@@ -1,0 +1,78 @@
+"""Small helpers around tasks: splitting them and iterating forever."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .._arrays import to_numpy
+from ._task import take
+
+
+def partition_task(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """Split a task into support (adaptation) and query (evaluation) sets.
+
+    The first ``shots`` samples of every class go to the support set, the rest to the query set.
+
+    Args:
+        data: ``[m, ...]`` array (numpy, torch or jax); labels: ``[m]`` array of the same kind.
+        shots: support samples per class (positive int; every class must have that many).
+
+    Returns:
+        ``((support_data, support_labels), (query_data, query_labels))``, same array type as the
+        input, classes in order of first appearance.
+
+    Example:
+        >>> import numpy as np
+        >>> (xs, ys), (xq, yq) = partition_task(np.arange(6), np.array([0, 0, 0, 1, 1, 1]), shots=1)
+        >>> xs.tolist(), xq.tolist()
+        ([0, 3], [1, 2, 4, 5])
+    """
+    if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 1:
+        raise ValueError(f"shots must be a positive integer, got {shots!r}")
+    label_values = to_numpy(labels)
+    if label_values.ndim != 1 or len(label_values) != len(data):
+        raise ValueError(
+            f"labels must have shape [{len(data)}] to match data; got {tuple(label_values.shape)}"
+        )
+    support, query = [], []
+    _, first = np.unique(label_values, return_index=True)
+    for label in label_values[np.sort(first)]:
+        positions = np.flatnonzero(label_values == label)
+        if len(positions) < shots:
+            raise ValueError(
+                f"shots={shots} but label {label.item()!r} has only {len(positions)} samples"
+            )
+        support.append(positions[:shots])
+        query.append(positions[shots:])
+    support, query = np.concatenate(support), np.concatenate(query)
+    return (take(data, support), take(labels, support)), (take(data, query), take(labels, query))
+
+
+class InfiniteIterator:
+    """Iterate over ``iterable`` forever, starting it again whenever it is exhausted.
+
+    Example:
+        >>> it = InfiniteIterator([1, 2]); [next(it) for _ in range(5)]
+        [1, 2, 1, 2, 1]
+    """
+
+    def __init__(self, iterable: Iterable) -> None:
+        self.iterable = iterable
+        self._iterator = iter(iterable)
+
+    def __iter__(self) -> Iterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._iterator = iter(self.iterable)
+            try:
+                return next(self._iterator)
+            except StopIteration:
+                raise ValueError("iterable is empty: InfiniteIterator has nothing to repeat") from None
