@@ -15,16 +15,11 @@ SUPPORTS_VMAP = True  # torch.func.vmap
 
 
 def asarray(value: Any, device: Any = None) -> torch.Tensor:
-    """A tensor from numpy (zero-copy on CPU), a tensor, or anything numpy reads.
-
-    Integer labels become int64 (what ``cross_entropy`` expects).
-    """
+    """A tensor from numpy (zero-copy on CPU), a tensor, or anything numpy reads; dtype kept."""
     if isinstance(value, torch.Tensor):
         tensor = value
     else:
         array = to_numpy(value)
-        if array.dtype.kind in "iub" and array.dtype != np.bool_:
-            array = array.astype(np.int64, copy=False)
         if not array.flags.writeable:
             array = array.copy()  # torch.from_numpy would warn and alias read-only memory
         tensor = torch.from_numpy(np.ascontiguousarray(array))

@@ -163,11 +163,14 @@ class MetaDataset:
     def _save_bookkeeping(self) -> None:
         try:
             labels_json = json.dumps(self.labels)
-        except TypeError as error:
+            round_trips = json.loads(labels_json) == self.labels  # tuples would come back lists
+        except TypeError:
+            round_trips = False
+        if not round_trips:
             raise ValueError(
-                f"bookkeeping_path={self.bookkeeping_path!r}: labels must be JSON-serialisable "
-                f"(ints, floats, strings) to be cached"
-            ) from error
+                f"bookkeeping_path={self.bookkeeping_path!r}: only ints, floats and strings "
+                "survive the JSON cache; these labels cannot be cached"
+            )
         directory = os.path.dirname(os.path.abspath(self.bookkeeping_path))
         os.makedirs(directory, exist_ok=True)
         handle, temporary = tempfile.mkstemp(suffix=".npz", dir=directory)

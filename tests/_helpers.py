@@ -1,0 +1,39 @@
+"""Helpers shared by the tests (importable because pytest adds tests/ to sys.path)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+try:
+    import torch  # noqa: F401
+
+    HAVE_TORCH = True
+except ImportError:
+    HAVE_TORCH = False
+try:
+    import jax  # noqa: F401
+
+    HAVE_JAX = True
+except ImportError:
+    HAVE_JAX = False
+
+FRAMEWORKS = [
+    pytest.param("torch", marks=pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")),
+    pytest.param("jax", marks=pytest.mark.skipif(not HAVE_JAX, reason="jax not installed")),
+]
+
+
+def run_python(code: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (L2L_BACKEND unset unless ``env`` sets it)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "L2L_BACKEND"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd=cwd,
+        timeout=300,
+    )
