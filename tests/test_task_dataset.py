@@ -246,3 +246,41 @@ def test_snippet_2_runs_verbatim(backend):
     assert isinstance(X, array_type) and isinstance(y, array_type)
     assert tuple(X.shape) == (5, 1, 6, 6) and len(set(np.asarray(y).tolist())) == 5
     assert isinstance(namespace["random_task"][0], array_type)
+
+
+PLAN_CASES = {
+    "nways-kshots-load": lambda d: [NWays(d, 5), KShots(d, 3), LoadData(d)],
+    "remap-ordered": lambda d: [NWays(d, 4), KShots(d, 2), LoadData(d), RemapLabels(d, False)],
+    "remap-shuffled-consecutive": lambda d: pipeline(d, 20, 5),
+    "replacement": lambda d: [NWays(d, 3), KShots(d, 25, replacement=True), LoadData(d),
+                              RemapLabels(d)],
+    "fused-filtered": lambda d: [FusedNWaysKShots(d, 5, 2, filter_labels=range(50, 90)),
+                                 LoadData(d), RemapLabels(d), ConsecutiveLabels(d)],
+}
+
+
+@pytest.mark.parametrize("case", PLAN_CASES)
+def test_fast_path_builds_the_same_tasks_as_the_transforms(case, kernel_mode):
+    data = omniglot_sized()
+    fast = TaskDataset(data, PLAN_CASES[case](data), seed=21, backend="numpy")
+    general = TaskDataset(data, PLAN_CASES[case](data), seed=21, backend="numpy")
+    general._plan = None  # force the transform-by-transform path
+    assert fast._plan is not None
+    for index in range(30):
+        a, b = fast.build(index), general.build(index)
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.targets, b.targets)
+        np.testing.assert_array_equal(a.inputs, b.inputs)
+    inputs, targets = fast.sample_batch(7)
+    for i in range(7):
+        x, y = general.sample()
+        np.testing.assert_array_equal(inputs[i], x)
+        np.testing.assert_array_equal(targets[i], y)
+
+
+def test_fast_path_is_not_used_for_other_pipelines():
+    data = omniglot_sized()
+    custom = TaskDataset(data, pipeline(data) + [lambda task: task], backend="numpy")
+    consecutive_only = TaskDataset(data, [NWays(data, 2), KShots(data, 1), LoadData(data),
+                                          ConsecutiveLabels(data)], backend="numpy")
+    assert custom._plan is None and consecutive_only._plan is None

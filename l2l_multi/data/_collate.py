@@ -46,7 +46,7 @@ def native_arrays(task: Any, load) -> tuple[Any, Any]:
     if isinstance(task, TaskDescription) or task is None:
         task = load(task)
     if isinstance(task, TaskBatch):
-        return task.inputs, _labels(task.targets)
+        return task.inputs, integer_labels(task.targets)
     try:
         inputs = [pair[0] for pair in task]
         targets = [pair[1] for pair in task]
@@ -61,10 +61,10 @@ def native_arrays(task: Any, load) -> tuple[Any, Any]:
         inputs = np.stack([np.asarray(x) for x in inputs])
     if all(framework_of(y) == "numpy" for y in targets):
         targets = np.asarray([to_numpy(y) for y in targets])
-    return inputs, _labels(targets)
+    return inputs, integer_labels(targets)
 
 
-def _labels(targets: Any) -> Any:
+def integer_labels(targets: Any) -> Any:
     # integer labels of any width become int64: what torch's losses expect (jax narrows to
     # int32 without x64)
     if isinstance(targets, np.ndarray) and targets.dtype.kind in "iu":

@@ -121,3 +121,91 @@ def group_by_label(label_ids, int64_t num_labels):
             members[cursor[c]] = i
             cursor[c] += 1
     return offsets_array, members_array
+
+
+cdef inline uint64_t _mix(uint64_t value) noexcept nogil:
+    cdef uint64_t z = value + _GOLDEN
+    z = (z ^ (z >> 30)) * _MIX1
+    z = (z ^ (z >> 27)) * _MIX2
+    return z ^ (z >> 31)
+
+
+REMAP_NONE, REMAP_ORDERED, REMAP_SHUFFLED = 0, 1, 2
+
+
+def task_state(uint64_t base_seed, uint64_t task_index):
+    return _mix(_mix(base_seed) ^ task_index)
+
+
+def plan_tasks(const int64_t[::1] offsets, const int64_t[::1] members, candidates_in,
+               int64_t n, int64_t k, bint replacement, bint fused, int remap, bint consecutive,
+               uint64_t base_seed, task_indices_in):
+    candidates_array = np.ascontiguousarray(candidates_in, dtype=np.int64)
+    task_array = np.ascontiguousarray(task_indices_in, dtype=np.int64)
+    cdef const int64_t[::1] candidates = candidates_array
+    cdef const int64_t[::1] tasks = task_array
+    cdef int64_t num_candidates = candidates.shape[0], count = tasks.shape[0]
+    if not (0 < n <= num_candidates < MAX_POPULATION):
+        raise ValueError(f"need 0 < n <= {num_candidates} candidate classes, got n={n}")
+    cdef int64_t c, i, size, largest = 1
+    for i in range(num_candidates):
+        c = candidates[i]
+        size = offsets[c + 1] - offsets[c]
+        largest = max(largest, size)
+        if not replacement and size < k:
+            raise ValueError(f"class {c} has {size} members, fewer than k={k}")
+    indices_array = np.empty((count, n * k), dtype=np.int64)
+    labels_array = np.zeros((count, n * k), dtype=np.int64)
+    class_scratch_array = np.empty(num_candidates, dtype=np.int64)
+    shot_scratch_array = np.empty(largest, dtype=np.int64)
+    order_array = np.empty(n, dtype=np.int64)
+    slot_array = np.empty(n, dtype=np.int64)
+    cdef int64_t[:, ::1] out_indices = indices_array
+    cdef int64_t[:, ::1] out_labels = labels_array
+    cdef int64_t[::1] class_scratch = class_scratch_array
+    cdef int64_t[::1] shot_scratch = shot_scratch_array
+    cdef int64_t[::1] order = order_array
+    cdef int64_t[::1] slot = slot_array
+    cdef uint64_t state, first, shots_seed, stream
+    cdef int64_t row, j, s, start, block
+    with nogil:
+        for row in range(count):
+            state = _mix(_mix(base_seed) ^ <uint64_t>tasks[row])
+            state += _GOLDEN
+            first = _mix(state)
+            if fused:
+                shots_seed = _mix(first)
+            else:
+                state += _GOLDEN
+                shots_seed = _mix(state)
+            for j in range(n):
+                order[j] = j
+            if remap == 2:
+                state += _GOLDEN
+                stream = _mix(state)
+                _partial_shuffle(&stream, order, n, n)
+            # slot[j]: where class j's block of shots goes (by label when consecutive)
+            for j in range(n):
+                slot[j] = order[j] if consecutive else j
+            for i in range(num_candidates):
+                class_scratch[i] = i
+            stream = first
+            _partial_shuffle(&stream, class_scratch, num_candidates, n)
+            stream = shots_seed
+            for j in range(n):
+                c = candidates[class_scratch[j]]
+                start = offsets[c]
+                size = offsets[c + 1] - start
+                block = slot[j] * k
+                if replacement:
+                    for s in range(k):
+                        out_indices[row, block + s] = members[start + <int64_t>_below(&stream, <uint64_t>size)]
+                else:
+                    for s in range(size):
+                        shot_scratch[s] = s
+                    _partial_shuffle(&stream, shot_scratch, size, k)
+                    for s in range(k):
+                        out_indices[row, block + s] = members[start + shot_scratch[s]]
+                for s in range(k):
+                    out_labels[row, block + s] = order[j]
+    return indices_array, labels_array

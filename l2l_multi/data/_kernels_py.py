@@ -108,3 +108,46 @@ def group_by_label(label_ids, num_labels: int):
     np.cumsum(counts, out=offsets[1:])
     members = np.argsort(label_ids, kind="stable").astype(np.int64)
     return offsets, members
+
+
+REMAP_NONE, REMAP_ORDERED, REMAP_SHUFFLED = 0, 1, 2
+
+
+def task_state(base_seed: int, task_index: int) -> int:
+    """Initial state of task ``task_index``'s seed stream (see ``_random.TaskRandom``)."""
+    return mix64(mix64(base_seed & _MASK) ^ (task_index & _MASK))
+
+
+def plan_tasks(offsets, members, candidates, n: int, k: int, replacement: bool, fused: bool,
+               remap: int, consecutive: bool, base_seed: int, task_indices):
+    """Many tasks of the pipeline ``NWays, KShots`` (or ``FusedNWaysKShots``), ``LoadData``,
+    optional ``RemapLabels`` and ``ConsecutiveLabels``, in one call.
+
+    Draws exactly the seeds the transforms would draw one by one, so task ``i`` is identical to
+    the one the transform chain builds. Returns ``(indices int64[B, n*k], labels int64[B, n*k])``;
+    ``labels`` are the remapped labels (undefined when ``remap == REMAP_NONE``).
+    """
+    count = len(task_indices)
+    indices = np.empty((count, n * k), dtype=np.int64)
+    labels = np.zeros((count, n * k), dtype=np.int64)
+    for row, task_index in enumerate(np.asarray(task_indices).tolist()):
+        state = task_state(base_seed, task_index)
+        state = (state + _GOLDEN) & _MASK
+        first = mix64(state)
+        classes = candidates[choose(len(candidates), n, first)]
+        if fused:
+            shots_seed = mix64(first)
+        else:
+            state = (state + _GOLDEN) & _MASK
+            shots_seed = mix64(state)
+        shots = sample_shots(offsets, members, classes, k, replacement, shots_seed).reshape(n, k)
+        order = np.arange(n, dtype=np.int64)
+        if remap == REMAP_SHUFFLED:
+            state = (state + _GOLDEN) & _MASK
+            order = choose(n, n, mix64(state))
+        if consecutive:
+            shots = shots[np.argsort(order, kind="stable")]
+            order = np.arange(n, dtype=np.int64)
+        indices[row] = shots.ravel()
+        labels[row] = np.repeat(order, k)
+    return indices, labels

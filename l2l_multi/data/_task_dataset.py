@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from .._arrays import framework_of
-from ._collate import convert, native_arrays, resolve_output
+from ._collate import convert, integer_labels, native_arrays, resolve_output
 from ._kernels_py import _MASK, mix64
 from ._meta_dataset import MetaDataset
+from ._plan import compile_plan
 from ._random import TaskRandom, building_task
 from ._transforms import LoadData
 
@@ -92,6 +93,8 @@ class TaskDataset:
         self._load = LoadData(self.dataset)
         self._sampler = TaskRandom(mix64(self.seed ^ _SAMPLER_SALT))
         self._next_task = 0
+        # the standard few-shot chain runs as one kernel call per batch (identical tasks)
+        self._plan = compile_plan(self.dataset, self.task_transforms)
 
     # -- building tasks ------------------------------------------------------------------------
     def _check_index(self, index: int) -> int:
@@ -109,6 +112,11 @@ class TaskDataset:
     def build(self, index: int) -> Any:
         """Task ``index`` as the transforms left it, before collation (e.g. a TaskBatch)."""
         index = self._check_index(index)
+        if self._plan is not None:
+            try:
+                return self._plan.build_one(self.seed, index)
+            except ValueError:
+                pass  # a class too small for k: the transforms raise the descriptive error
         with building_task(TaskRandom.for_task(self.seed, index)):
             task = None
             for transform in self.task_transforms:
@@ -128,8 +136,7 @@ class TaskDataset:
         task = self.build(index)
         if self.task_collate is not None:
             return self.task_collate(task)
-        inputs, targets = native_arrays(task, self._load)
-        return convert(self._arrays, inputs, self.device), convert(self._arrays, targets, self.device)
+        return self._convert(*native_arrays(task, self._load))
 
     def sample(self) -> Any:
         """The next task of the stream: a random one of the ``num_tasks`` fixed tasks, or, for an
@@ -145,7 +152,14 @@ class TaskDataset:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if self.task_collate is not None:
             raise ValueError("sample_batch stacks (X, y) tasks; it cannot use a custom task_collate")
-        tasks = [native_arrays(self.build(self._next_index()), self._load) for _ in range(n)]
+        indices = [self._next_index() for _ in range(n)]
+        if self._plan is not None:
+            try:
+                inputs, targets, _ = self._plan.build(self.seed, np.asarray(indices, dtype=np.int64))
+                return self._convert(inputs, integer_labels(targets))
+            except ValueError:
+                pass
+        tasks = [native_arrays(self.build(index), self._load) for index in indices]
         shapes = {(tuple(np.shape(x)), tuple(np.shape(y))) for x, y in tasks}
         if len(shapes) > 1:
             raise ValueError(
@@ -159,6 +173,9 @@ class TaskDataset:
             inputs = np.stack(inputs)
         if all(framework_of(y) == "numpy" for y in targets):
             targets = np.stack(targets)
+        return self._convert(inputs, targets)
+
+    def _convert(self, inputs: Any, targets: Any) -> tuple[Any, Any]:
         return convert(self._arrays, inputs, self.device), convert(self._arrays, targets, self.device)
 
     def __len__(self) -> int:

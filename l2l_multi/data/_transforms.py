@@ -65,7 +65,7 @@ class TaskTransform:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        fields = {k: v for k, v in vars(self).items() if k != "dataset"}
+        fields = {k: v for k, v in vars(self).items() if k != "dataset" and not k.startswith("_")}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
 
@@ -187,13 +187,17 @@ class FusedNWaysKShots(TaskTransform):
             data = self.dataset
             sizes = data.offsets[self._candidates + 1] - data.offsets[self._candidates]
             _check_shots(data, self._candidates, self.k, sizes)
+        self._filter = None if filter_labels is None else FilterLabels(self.dataset, self.filter_labels)
+        self._ways = NWays(self.dataset, self.n)
+        self._shots = KShots(self.dataset, self.k, self.replacement)
 
     def __call__(self, task: Any) -> TaskDescription:
         task = _description(task, self.dataset, "FusedNWaysKShots")
         if not task.is_lazy or task.classes is not None:
-            candidates = FilterLabels(self.dataset, [self.dataset.labels[c] for c in self._candidates])
-            task = candidates(task) if self.filter_labels is not None else task
-            return KShots(self.dataset, self.k, self.replacement)(NWays(self.dataset, self.n)(task))
+            # an already narrowed task: filter, then the unfused transforms (same stream use)
+            if self._filter is not None:
+                task = self._filter(task)
+            return self._shots(self._ways(task))
         data = self.dataset
         classes, indices = kernels().fused_ways_shots(
             data.offsets, data.members, self._candidates, self.n, self.k, self.replacement,
