@@ -1,12 +1,14 @@
 """Task-sampling throughput of the l2l_multi data layer, against a learn2learn-style baseline.
 
-Measures tasks per second of ``TaskDataset.sample()`` (collated to numpy arrays) on an
-Omniglot-sized dataset held in memory: an ``ArrayDataset`` of 1623 classes x 20 samples of
-random uint8 28x28 images, for 5-way 1-shot and 20-way 5-shot tasks, with the pipeline
-``NWays, KShots, LoadData, RemapLabels, ConsecutiveLabels``. Rows:
+Measures tasks per second on an Omniglot-sized dataset held in memory: an ``ArrayDataset`` of
+1623 classes x 20 samples of random uint8 28x28 images, for 5-way 1-shot and 20-way 5-shot tasks,
+with the pipeline ``NWays, KShots, LoadData, RemapLabels, ConsecutiveLabels`` collated to numpy.
+Rows:
 
-* compiled kernels, and the same pipeline starting with ``FusedNWaysKShots`` instead;
-* the pure-Python kernels (``set_kernel_mode("python")``);
+* compiled kernels: ``sample_batch(32)`` (stacked tasks, for vmap), ``sample()`` (this standard
+  chain takes the fused fast path of ``_plan.py``), the same starting with ``FusedNWaysKShots``,
+  and ``sample()`` with the fast path switched off (every transform runs in Python);
+* the same with the pure-Python kernels (``set_kernel_mode("python")``);
 * a learn2learn-style baseline (``_l2l_style_baseline.py``): a small reimplementation of how
   learn2learn 0.2.0 builds tasks, one object and closure list per sample;
 * the real learn2learn, when it imports (otherwise one line says why it was skipped).
@@ -57,11 +59,21 @@ def omniglot_sized(seed: int = 0) -> l2d.ArrayDataset:
     return l2d.ArrayDataset(inputs, np.repeat(np.arange(1623, dtype=np.int64), 20))
 
 
-def l2l_multi_sampler(meta, ways, shots, fused=False):
+def l2l_multi_sampler(meta, ways, shots, fused=False, path="sample", batch=32):
+    """A zero-argument callable building tasks; returns how many it built.
+
+    ``path``: "sample" (``sample()``, fast path for this standard chain), "general" (``sample()``
+    with the fast path switched off: every transform runs), "batch" (``sample_batch(batch)``).
+    """
     head = [FusedNWaysKShots(meta, ways, shots)] if fused else [NWays(meta, ways),
                                                                  KShots(meta, shots)]
     tail = [LoadData(meta), RemapLabels(meta), ConsecutiveLabels(meta)]
-    return l2d.TaskDataset(meta, head + tail, backend="numpy", seed=0).sample
+    tasks = l2d.TaskDataset(meta, head + tail, backend="numpy", seed=0)
+    if path == "general":
+        tasks._plan = None
+    if path == "batch":
+        return lambda: (tasks.sample_batch(batch), batch)[1]
+    return lambda: (tasks.sample(), 1)[1]
 
 
 def baseline_sampler(data, ways, shots):
@@ -69,7 +81,8 @@ def baseline_sampler(data, ways, shots):
     transforms = [baseline.NWays(meta, ways), baseline.KShots(meta, shots),
                   baseline.LoadData(meta), baseline.RemapLabels(meta),
                   baseline.ConsecutiveLabels(meta)]
-    return baseline.TaskDataset(meta, transforms, seed=0).sample
+    tasks = baseline.TaskDataset(meta, transforms, seed=0)
+    return lambda: (tasks.sample(), 1)[1]
 
 
 def learn2learn_factory():
@@ -89,26 +102,26 @@ def learn2learn_factory():
                       t.RemapLabels(meta), t.ConsecutiveLabels(meta)]
         # the same numpy collate as the baseline, so only task building differs
         tasks = learn2learn.data.TaskDataset(meta, transforms, task_collate=baseline.numpy_collate)
-        return tasks.sample
+        return lambda: (tasks.sample(), 1)[1]
 
     return make, None
 
 
-def measure(sample, repeats: int, target_s: float) -> dict:
+def measure(build, repeats: int, target_s: float) -> dict:
     """Median tasks/s over ``repeats`` timed runs, after a warm-up that also sizes the runs."""
     warmup_start = time.perf_counter()
     warmed = 0
     while warmed < 20 or time.perf_counter() - warmup_start < target_s / 5:
-        sample()
-        warmed += 1
+        warmed += build()
     per_task = (time.perf_counter() - warmup_start) / warmed
     tasks = max(10, round(target_s / per_task))
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
-        for _ in range(tasks):
-            sample()
-        rates.append(tasks / (time.perf_counter() - start))
+        built = 0
+        while built < tasks:
+            built += build()
+        rates.append(built / (time.perf_counter() - start))
     return {"tasks_per_s": statistics.median(rates), "tasks_per_repeat": tasks,
             "repeat_rates": rates}
 
@@ -118,8 +131,10 @@ def check_modes_agree(meta) -> None:
     tasks = {}
     for mode in ("compiled", "python"):
         l2d.set_kernel_mode(mode)
-        sample = l2l_multi_sampler(meta, 20, 5)
-        tasks[mode] = [sample() for _ in range(3)]
+        sampler = l2d.TaskDataset(meta, [NWays(meta, 20), KShots(meta, 5), LoadData(meta),
+                                         RemapLabels(meta), ConsecutiveLabels(meta)],
+                                  backend="numpy", seed=0)
+        tasks[mode] = [sampler.sample() for _ in range(3)]
     for (xc, yc), (xp, yp) in zip(tasks["compiled"], tasks["python"], strict=True):
         if not (np.array_equal(xc, xp) and np.array_equal(yc, yp)):
             raise SystemExit("compiled and python kernels built different tasks for seed 0")
@@ -167,15 +182,23 @@ def main(argv=None) -> None:
     if l2d.compiled_available():
         check_modes_agree(meta)
         samplers += [
-            ("l2l_multi, compiled kernels", "compiled",
+            ("l2l_multi compiled, sample_batch(32)", "compiled",
+             lambda w, s: l2l_multi_sampler(meta, w, s, path="batch")),
+            ("l2l_multi compiled, sample()", "compiled",
              lambda w, s: l2l_multi_sampler(meta, w, s)),
-            ("l2l_multi, compiled, FusedNWaysKShots", "compiled",
+            ("l2l_multi compiled, sample(), FusedNWaysKShots", "compiled",
              lambda w, s: l2l_multi_sampler(meta, w, s, fused=True)),
+            ("l2l_multi compiled, sample(), no fast path", "compiled",
+             lambda w, s: l2l_multi_sampler(meta, w, s, path="general")),
         ]
     else:
         print("compiled rows skipped: l2l_multi's compiled kernels are not built")
     samplers += [
-        ("l2l_multi, pure-Python kernels", "python", lambda w, s: l2l_multi_sampler(meta, w, s)),
+        ("l2l_multi pure-Python, sample_batch(32)", "python",
+         lambda w, s: l2l_multi_sampler(meta, w, s, path="batch")),
+        ("l2l_multi pure-Python, sample()", "python", lambda w, s: l2l_multi_sampler(meta, w, s)),
+        ("l2l_multi pure-Python, sample(), no fast path", "python",
+         lambda w, s: l2l_multi_sampler(meta, w, s, path="general")),
         (BASELINE, None, lambda w, s: baseline_sampler(data, w, s)),
     ]
     make_learn2learn, skipped = learn2learn_factory()
