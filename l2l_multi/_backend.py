@@ -72,8 +72,11 @@ def set_backend(name: str) -> None:
 
     Example:
         >>> import l2l_multi as l2l
-        >>> l2l.set_backend("torch"); l2l.get_backend()
-        'torch'
+        >>> l2l.available_backends()
+        ('torch', 'jax')
+        >>> l2l.set_backend("tensorflow")
+        Traceback (most recent call last):
+        ValueError: name='tensorflow' is not a known backend; available backends: 'torch', 'jax'
     """
     global _process_default
     _check_name(name)
