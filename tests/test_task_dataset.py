@@ -10,6 +10,7 @@ import l2l_multi as l2l
 from l2l_multi.data import ArrayDataset, MetaDataset, TaskDataset
 from l2l_multi.data.transforms import (
     ConsecutiveLabels,
+    FilterLabels,
     FusedNWaysKShots,
     KShots,
     LoadData,
@@ -284,3 +285,16 @@ def test_fast_path_is_not_used_for_other_pipelines():
     consecutive_only = TaskDataset(data, [NWays(data, 2), KShots(data, 1), LoadData(data),
                                           ConsecutiveLabels(data)], backend="numpy")
     assert custom._plan is None and consecutive_only._plan is None
+
+
+def test_small_classes_disable_the_fast_path_but_not_sampling():
+    # class 0 has 2 samples, the others 6: 3 shots work only when class 0 is not drawn
+    labels = np.array([0, 0] + [c for c in range(1, 6) for _ in range(6)])
+    data = MetaDataset(ArrayDataset(np.arange(len(labels), dtype=np.float32), labels))
+    tasks = TaskDataset(data, [FilterLabels(data, [1, 2, 3, 4, 5]), NWays(data, 2), KShots(data, 3),
+                               LoadData(data)], seed=0, backend="numpy")
+    assert tasks.sample()[0].shape == (6,)
+    plain = TaskDataset(data, [NWays(data, 6), KShots(data, 3), LoadData(data)], backend="numpy")
+    assert plain._plan is None
+    with pytest.raises(ValueError, match="k=3 is larger than the 2 samples of label 0"):
+        plain.sample()

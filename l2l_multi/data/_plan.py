@@ -66,6 +66,9 @@ def compile_plan(dataset: MetaDataset, transforms: list) -> TaskPlan | None:
     tail = [type(t) for t in rest]
     if tail not in ([LoadData], [LoadData, RemapLabels], [LoadData, RemapLabels, ConsecutiveLabels]):
         return None
+    sizes = dataset.offsets[candidates + 1] - dataset.offsets[candidates]
+    if not replacement and sizes.min() < k:
+        return None  # some classes are too small: the transforms check each drawn class
     remap = REMAP_NONE
     if RemapLabels in tail:
         remap = REMAP_SHUFFLED if rest[1].shuffle else REMAP_ORDERED

@@ -113,10 +113,7 @@ class TaskDataset:
         """Task ``index`` as the transforms left it, before collation (e.g. a TaskBatch)."""
         index = self._check_index(index)
         if self._plan is not None:
-            try:
-                return self._plan.build_one(self.seed, index)
-            except ValueError:
-                pass  # a class too small for k: the transforms raise the descriptive error
+            return self._plan.build_one(self.seed, index)
         with building_task(TaskRandom.for_task(self.seed, index)):
             task = None
             for transform in self.task_transforms:
@@ -154,11 +151,8 @@ class TaskDataset:
             raise ValueError("sample_batch stacks (X, y) tasks; it cannot use a custom task_collate")
         indices = [self._next_index() for _ in range(n)]
         if self._plan is not None:
-            try:
-                inputs, targets, _ = self._plan.build(self.seed, np.asarray(indices, dtype=np.int64))
-                return self._convert(inputs, integer_labels(targets))
-            except ValueError:
-                pass
+            inputs, targets, _ = self._plan.build(self.seed, np.asarray(indices, dtype=np.int64))
+            return self._convert(inputs, integer_labels(targets))
         tasks = [native_arrays(self.build(index), self._load) for index in indices]
         shapes = {(tuple(np.shape(x)), tuple(np.shape(y))) for x, y in tasks}
         if len(shapes) > 1:
