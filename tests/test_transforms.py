@@ -137,3 +137,16 @@ def test_plain_callables_after_load_receive_pairs(data):
 def test_description_transforms_refuse_loaded_tasks(data):
     with pytest.raises(TypeError, match="NWays works on task descriptions.*before LoadData"):
         build(data, [LoadData(data), NWays(data, 2)])
+
+
+def test_fused_on_a_narrowed_task_filters_then_samples(data, kernel_mode):
+    """Given an explicit description, FusedNWaysKShots still honours filter_labels, n and k."""
+    keep = ["c06", "c07", "c08", "c09"]
+    fused = FusedNWaysKShots(data, n=2, k=3, filter_labels=keep)
+    for index in range(10):
+        task = build(data, [FilterLabels(data, ["c05", "c06", "c07", "c08"]), KShots(data, 5),
+                            ConsecutiveLabels(data), fused], index)
+        labels = labels_of(data, task.indices)
+        assert len(labels) == 6 and len(set(labels)) == 2
+        assert set(labels) <= {"c06", "c07", "c08"}
+        assert len(set(task.indices.tolist())) == 6
