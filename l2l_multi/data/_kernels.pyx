@@ -22,11 +22,15 @@ cdef inline uint64_t _below(uint64_t* state, uint64_t bound) noexcept nogil:
     return ((z >> 32) * bound) >> 32
 
 
-cpdef uint64_t mix64(uint64_t value):
+cdef inline uint64_t _mix(uint64_t value) noexcept nogil:
     cdef uint64_t z = value + _GOLDEN
     z = (z ^ (z >> 30)) * _MIX1
     z = (z ^ (z >> 27)) * _MIX2
     return z ^ (z >> 31)
+
+
+cpdef uint64_t mix64(uint64_t value):
+    return _mix(value)
 
 
 cdef void _partial_shuffle(uint64_t* state, int64_t[::1] scratch, int64_t population,
@@ -123,20 +127,6 @@ def group_by_label(label_ids, int64_t num_labels):
     return offsets_array, members_array
 
 
-cdef inline uint64_t _mix(uint64_t value) noexcept nogil:
-    cdef uint64_t z = value + _GOLDEN
-    z = (z ^ (z >> 30)) * _MIX1
-    z = (z ^ (z >> 27)) * _MIX2
-    return z ^ (z >> 31)
-
-
-REMAP_NONE, REMAP_ORDERED, REMAP_SHUFFLED = 0, 1, 2
-
-
-def task_state(uint64_t base_seed, uint64_t task_index):
-    return _mix(_mix(base_seed) ^ task_index)
-
-
 def plan_tasks(const int64_t[::1] offsets, const int64_t[::1] members, candidates_in,
                int64_t n, int64_t k, bint replacement, bint fused, int remap, bint consecutive,
                uint64_t base_seed, task_indices_in):
@@ -180,7 +170,7 @@ def plan_tasks(const int64_t[::1] offsets, const int64_t[::1] members, candidate
                 shots_seed = _mix(state)
             for j in range(n):
                 order[j] = j
-            if remap == 2:
+            if remap == 2:  # REMAP_SHUFFLED (constants in _kernels_py)
                 state += _GOLDEN
                 stream = _mix(state)
                 _partial_shuffle(&stream, order, n, n)

@@ -113,9 +113,23 @@ def group_by_label(label_ids, num_labels: int):
 REMAP_NONE, REMAP_ORDERED, REMAP_SHUFFLED = 0, 1, 2
 
 
-def task_state(base_seed: int, task_index: int) -> int:
-    """Initial state of task ``task_index``'s seed stream (see ``_random.TaskRandom``)."""
-    return mix64(mix64(base_seed & _MASK) ^ (task_index & _MASK))
+class SeedStream:
+    """The per-task stream of 64-bit seeds: task ``i`` of base seed ``s`` starts at
+    ``mix64(mix64(s) ^ i)``; each draw advances the state by the golden gamma and mixes it."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: int) -> None:
+        self._state = state & _MASK
+
+    @classmethod
+    def for_task(cls, base_seed: int, task_index: int):
+        return cls(mix64(mix64(base_seed & _MASK) ^ (task_index & _MASK)))
+
+    def next_seed(self) -> int:
+        """A fresh 64-bit seed (int in ``[0, 2**64)``)."""
+        self._state = (self._state + _GOLDEN) & _MASK
+        return mix64(self._state)
 
 
 def plan_tasks(offsets, members, candidates, n: int, k: int, replacement: bool, fused: bool,
@@ -131,20 +145,14 @@ def plan_tasks(offsets, members, candidates, n: int, k: int, replacement: bool, 
     indices = np.empty((count, n * k), dtype=np.int64)
     labels = np.zeros((count, n * k), dtype=np.int64)
     for row, task_index in enumerate(np.asarray(task_indices).tolist()):
-        state = task_state(base_seed, task_index)
-        state = (state + _GOLDEN) & _MASK
-        first = mix64(state)
+        stream = SeedStream.for_task(base_seed, task_index)
+        first = stream.next_seed()
         classes = candidates[choose(len(candidates), n, first)]
-        if fused:
-            shots_seed = mix64(first)
-        else:
-            state = (state + _GOLDEN) & _MASK
-            shots_seed = mix64(state)
+        shots_seed = mix64(first) if fused else stream.next_seed()
         shots = sample_shots(offsets, members, classes, k, replacement, shots_seed).reshape(n, k)
         order = np.arange(n, dtype=np.int64)
         if remap == REMAP_SHUFFLED:
-            state = (state + _GOLDEN) & _MASK
-            order = choose(n, n, mix64(state))
+            order = choose(n, n, stream.next_seed())
         if consecutive:
             shots = shots[np.argsort(order, kind="stable")]
             order = np.arange(n, dtype=np.int64)

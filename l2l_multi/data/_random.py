@@ -15,25 +15,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._kernels_py import _GOLDEN, _MASK, mix64
+from ._kernels_py import SeedStream
 
 
-class TaskRandom:
-    """A SplitMix64 stream of 64-bit seeds for one task."""
+class TaskRandom(SeedStream):
+    """A SplitMix64 stream of 64-bit seeds for one task (``TaskRandom.for_task(seed, i)``)."""
 
-    __slots__ = ("_state",)
-
-    def __init__(self, state: int) -> None:
-        self._state = state & _MASK
-
-    @classmethod
-    def for_task(cls, base_seed: int, task_index: int) -> TaskRandom:
-        return cls(mix64(mix64(base_seed & _MASK) ^ (task_index & _MASK)))
-
-    def next_seed(self) -> int:
-        """A fresh 64-bit seed (int in ``[0, 2**64)``)."""
-        self._state = (self._state + _GOLDEN) & _MASK
-        return mix64(self._state)
+    __slots__ = ()
 
     def numpy_generator(self) -> np.random.Generator:
         """A numpy Generator seeded from this stream, for user transforms (e.g. augmentations)."""
