@@ -3,7 +3,11 @@
 ``import l2l_multi as l2l`` imports neither torch nor jax; a backend is loaded when first used.
 """
 
+from . import algorithms as algorithms
 from . import data as data
+from . import nn as nn
+from . import optim as optim
+from . import transforms as transforms
 from ._backend import available_backends as available_backends
 from ._backend import get_backend as get_backend
 from ._backend import load_backend as load_backend
@@ -12,6 +16,21 @@ from ._backend import use_backend as use_backend
 
 __version__ = "0.1.0"
 
+# The learn2learn core utilities, resolved in the current backend when accessed.
+_BACKEND_UTILITIES = (
+    "accuracy", "clone_module", "clone_named_parameters", "clone_parameters", "detach_module",
+    "magic_box", "update_module",
+)
+
 __all__ = [
-    "available_backends", "data", "get_backend", "load_backend", "set_backend", "use_backend",
+    "algorithms", "available_backends", "data", "get_backend", "load_backend", "nn", "optim",
+    "set_backend", "transforms", "use_backend", *_BACKEND_UTILITIES,
 ]
+
+
+def __getattr__(name: str):
+    if name in _BACKEND_UTILITIES:
+        from ._dispatch import resolve
+
+        return resolve("utils", name, "l2l.")
+    raise AttributeError(f"module 'l2l_multi' has no attribute {name!r}")

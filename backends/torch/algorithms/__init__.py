@@ -1,0 +1,18 @@
+"""``l2l.algorithms`` for the torch backend: the MAML family as stateful learners, plus the
+vmapped fast path, metric-learning heads as algorithms, and distributed meta-gradient averaging."""
+
+from ._anil import ANIL as ANIL
+from ._base import AdaptationError as AdaptationError
+from ._base import BaseLearner as BaseLearner
+from ._gbml import GBML as GBML
+from ._maml import MAML as MAML
+from ._maml import MetaSGD as MetaSGD
+from ._mamlpp import MAMLpp as MAMLpp
+from ._mamlpp import PerStepBatchNorm as PerStepBatchNorm
+from ._mamlpp import msl_weights as msl_weights
+from ._reptile import Reptile as Reptile
+
+__all__ = [
+    "ANIL", "AdaptationError", "BaseLearner", "GBML", "MAML", "MAMLpp", "MetaSGD", "PerStepBatchNorm",
+    "Reptile", "msl_weights",
+]

@@ -1,0 +1,66 @@
+"""What every gradient-based learner shares: wrapping a module, flags, checked gradients."""
+
+from __future__ import annotations
+
+import torch
+
+from .._module_utils import clone_module
+from ..optim._parameter_update import AdaptationError, differentiate
+
+
+def check_loss(loss: torch.Tensor) -> None:
+    """Refuse a non-finite adaptation loss: an update from it would silently poison the clone."""
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and not bool(torch.isfinite(loss.detach())):
+        raise FloatingPointError(
+            f"adapt(loss=...) got a non-finite loss ({loss.item()}); the inner-loop learning rate may be too "
+            "large or the inputs contain NaN/inf"
+        )
+
+
+class BaseLearner(torch.nn.Module):
+    """A module wrapper with the learn2learn calling convention: ``learner(x) == module(x)``.
+
+    Subclasses implement ``adapt(loss)``; ``clone()`` returns a differentiable copy (parameters
+    cloned with ``clone_module``, buffers copied, never shared silently).
+    """
+
+    def __init__(self, module: torch.nn.Module, first_order: bool, allow_unused: bool | None, allow_nograd: bool):
+        super().__init__()
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(module).__name__}")
+        self.module = module
+        self.first_order = bool(first_order)
+        self.allow_nograd = bool(allow_nograd)
+        self.allow_unused = self.allow_nograd if allow_unused is None else bool(allow_unused)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def _options(self, first_order, allow_unused, allow_nograd) -> tuple[bool, bool, bool]:
+        first_order = self.first_order if first_order is None else bool(first_order)
+        allow_nograd = self.allow_nograd if allow_nograd is None else bool(allow_nograd)
+        allow_unused = (allow_nograd or self.allow_unused) if allow_unused is None else bool(allow_unused)
+        return first_order, allow_unused, allow_nograd
+
+    def clone(self, first_order=None, allow_unused=None, allow_nograd=None):
+        """A differentiable copy of this learner (same class) to adapt on one task.
+
+        The flags default to this learner's; gradients of the copy's losses reach the
+        original's parameters.
+        """
+        clone = clone_module(self)
+        clone.first_order, clone.allow_unused, clone.allow_nograd = self._options(
+            first_order, allow_unused, allow_nograd
+        )
+        return clone
+
+    def _gradients(self, loss, parameters, first_order, allow_unused, allow_nograd, extra_retain=False):
+        check_loss(loss)
+        second_order = not first_order
+        return differentiate(
+            loss, parameters, create_graph=second_order, retain_graph=second_order or extra_retain,
+            allow_unused=allow_unused, allow_nograd=allow_nograd,
+        )
+
+
+__all__ = ["AdaptationError", "BaseLearner", "check_loss"]

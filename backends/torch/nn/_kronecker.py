@@ -1,0 +1,156 @@
+"""Kronecker-factored linear maps and recurrent cells (Arnold, Iqbal & Sha 2019, "When MAML can
+adapt fast and how to assist when it cannot").
+
+A ``KroneckerLinear(n, m)`` acts on ``[..., n, m]`` matrices as ``X -> L X R + B``; on the
+column-stacked vector it is the ``nm x nm`` matrix ``R^T ⊗ L`` with only ``n^2 + m^2``
+parameters. Identity initialisation makes an untrained transform the identity map.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def kronecker_addmm(
+    left: torch.Tensor,
+    right: torch.Tensor,
+    x: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """``alpha * left @ x @ right + beta * bias``, i.e. ``(right^T ⊗ left) vec(x)`` reshaped.
+
+    Args:
+        left: ``[n, n]``; right: ``[m, m]``; x: ``[..., n, m]``; bias: broadcastable to
+            ``[..., n, m]`` or ``None``. All the same float dtype.
+
+    Returns:
+        ``[..., n, m]``.
+
+    Example:
+        >>> import torch
+        >>> left, right, x = torch.eye(2), 2 * torch.eye(3), torch.ones(2, 3)
+        >>> kronecker_addmm(left, right, x, bias=torch.ones(2, 3))
+        tensor([[3., 3., 3.],
+                [3., 3., 3.]])
+    """
+    if left.dim() != 2 or left.shape[0] != left.shape[1]:
+        raise ValueError(f"left must be square [n, n], got {tuple(left.shape)}")
+    if right.dim() != 2 or right.shape[0] != right.shape[1]:
+        raise ValueError(f"right must be square [m, m], got {tuple(right.shape)}")
+    if x.dim() < 2 or x.shape[-2:] != (left.shape[0], right.shape[0]):
+        raise ValueError(
+            f"x must have shape [..., {left.shape[0]}, {right.shape[0]}] to match left and right, "
+            f"got {tuple(x.shape)}"
+        )
+    out = left @ x @ right
+    if alpha != 1.0:
+        out = alpha * out
+    if bias is not None:
+        out = out + (bias if beta == 1.0 else beta * bias)
+    return out
+
+
+class KroneckerLinear(torch.nn.Module):
+    """``X -> L X R + B`` on ``[..., n, m]`` inputs, with ``L``, ``R`` initialised to identity.
+
+    Args:
+        n, m: the matrix shape the layer acts on.
+        bias: learn a bias ``B`` of shape ``[n, m]`` (zeros at init).
+        psd: parametrise the factors as ``L = A A^T`` and ``R = C C^T`` (positive semi-definite,
+            so as a gradient preconditioner the update stays a descent direction).
+        dtype, device: of the parameters.
+
+    Example:
+        >>> import torch
+        >>> layer = KroneckerLinear(2, 3)
+        >>> x = torch.randn(4, 2, 3)
+        >>> torch.allclose(layer(x), x)
+        True
+    """
+
+    def __init__(self, n: int, m: int, bias: bool = True, psd: bool = False, dtype=None, device=None):
+        super().__init__()
+        if n < 1 or m < 1:
+            raise ValueError(f"n={n!r} and m={m!r} must be positive")
+        self.n, self.m, self.psd = int(n), int(m), bool(psd)
+        self.left = torch.nn.Parameter(torch.eye(self.n, dtype=dtype, device=device))
+        self.right = torch.nn.Parameter(torch.eye(self.m, dtype=dtype, device=device))
+        self.bias = torch.nn.Parameter(torch.zeros(self.n, self.m, dtype=dtype, device=device)) if bias else None
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The effective ``(L, R)`` (``A A^T`` and ``C C^T`` when ``psd``)."""
+        if self.psd:
+            return self.left @ self.left.t(), self.right @ self.right.t()
+        return self.left, self.right
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left, right = self.factors()
+        return kronecker_addmm(left, right, x, self.bias)
+
+
+class KroneckerRNN(torch.nn.Module):
+    """An Elman cell whose input and hidden maps are Kronecker-factored:
+    ``h' = sigma(L_x X R_x + L_h H R_h + B)`` on ``[..., n, m]`` matrices.
+
+    Args:
+        n, m: matrix shape of inputs and hidden states; bias: learn ``B``;
+        psd: positive semi-definite factors; sigma: the nonlinearity (default ``torch.tanh``).
+
+    ``forward(x, hidden=None) -> (output, hidden)``; ``output`` is the new hidden state,
+    ``[..., n, m]``; ``hidden`` defaults to zeros.
+
+    Example:
+        >>> import torch
+        >>> cell = KroneckerRNN(2, 3)
+        >>> out, hidden = cell(torch.zeros(2, 3))
+        >>> out.shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, n: int, m: int, bias: bool = True, psd: bool = False, sigma=None, dtype=None, device=None):
+        super().__init__()
+        self.input_map = KroneckerLinear(n, m, bias=bias, psd=psd, dtype=dtype, device=device)
+        self.hidden_map = KroneckerLinear(n, m, bias=False, psd=psd, dtype=dtype, device=device)
+        self.sigma = torch.tanh if sigma is None else sigma
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None):
+        if hidden is None:
+            hidden = torch.zeros_like(x)
+        hidden = self.sigma(self.input_map(x) + self.hidden_map(hidden))
+        return hidden, hidden
+
+
+class KroneckerLSTM(torch.nn.Module):
+    """An LSTM cell with Kronecker-factored maps for its four gates, on ``[..., n, m]`` matrices.
+
+    ``forward(x, hidden=None) -> (output, (h, c))`` with ``h``, ``c`` of ``x``'s shape
+    (zeros by default); ``output`` is ``h``.
+
+    Example:
+        >>> import torch
+        >>> cell = KroneckerLSTM(2, 3)
+        >>> out, (h, c) = cell(torch.ones(2, 3))
+        >>> out.shape, c.shape
+        (torch.Size([2, 3]), torch.Size([2, 3]))
+    """
+
+    _GATES = ("input", "forget", "cell", "output")
+
+    def __init__(self, n: int, m: int, bias: bool = True, psd: bool = False, sigma=None, dtype=None, device=None):
+        super().__init__()
+        self.input_maps = torch.nn.ModuleDict(
+            {g: KroneckerLinear(n, m, bias=bias, psd=psd, dtype=dtype, device=device) for g in self._GATES}
+        )
+        self.hidden_maps = torch.nn.ModuleDict(
+            {g: KroneckerLinear(n, m, bias=False, psd=psd, dtype=dtype, device=device) for g in self._GATES}
+        )
+        self.sigma = torch.tanh if sigma is None else sigma
+
+    def forward(self, x: torch.Tensor, hidden=None):
+        h, c = (torch.zeros_like(x), torch.zeros_like(x)) if hidden is None else hidden
+        pre = {g: self.input_maps[g](x) + self.hidden_maps[g](h) for g in self._GATES}
+        c = torch.sigmoid(pre["forget"]) * c + torch.sigmoid(pre["input"]) * self.sigma(pre["cell"])
+        h = torch.sigmoid(pre["output"]) * self.sigma(c)
+        return h, (h, c)

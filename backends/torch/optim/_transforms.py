@@ -1,0 +1,196 @@
+"""Learnable gradient transforms: factories that build one module per parameter.
+
+A *transform factory* is any callable ``factory(parameter) -> module`` where the module maps a
+gradient to its transformed value (same shape). ``ParameterUpdate``, ``GBML`` and
+``LearnableOptimizer`` call the factory once per parameter. Classes of ``l2l.nn`` that define
+``for_parameter`` (``Scale``) are built from it; other module classes (``torch.nn.Linear``) act on
+the flattened gradient, as a ``numel x numel`` map.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ..nn._kronecker import KroneckerLinear
+
+
+class ReshapedTransform(torch.nn.Module):
+    """Apply ``transform`` to the gradient reshaped to ``shape``, then restore its shape.
+
+    Args:
+        transform: a module acting on tensors of shape ``shape``.
+        shape: the working shape (``-1`` allowed once), e.g. ``(1, numel)`` for a linear layer.
+
+    Example:
+        >>> import torch
+        >>> t = ReshapedTransform(torch.nn.Identity(), (1, -1))
+        >>> t(torch.ones(2, 3)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, transform: Callable, shape: tuple[int, ...]):
+        super().__init__()
+        self.transform = transform
+        self.shape = tuple(shape)
+
+    def forward(self, grad: torch.Tensor) -> torch.Tensor:
+        return self.transform(grad.reshape(self.shape)).reshape(grad.shape)
+
+
+class ModuleTransform:
+    """Factory: one ``module_cls`` instance per parameter.
+
+    If ``module_cls`` has a ``for_parameter(parameter)`` constructor (``l2l.nn.Scale``), it is
+    used; otherwise the module is built as ``module_cls(numel, numel, **kwargs)`` and applied to
+    the flattened gradient (``torch.nn.Linear`` gives a full-matrix preconditioner).
+
+    Example:
+        >>> import torch
+        >>> from l2l_multi.backends.torch.nn import Scale
+        >>> transform = ModuleTransform(Scale)(torch.nn.Parameter(torch.zeros(2, 3)))
+        >>> transform.alpha.shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, module_cls: type, **kwargs):
+        if not callable(module_cls):
+            raise TypeError(f"module_cls must be a module class, got {module_cls!r}")
+        self.module_cls, self.kwargs = module_cls, kwargs
+
+    def __call__(self, parameter: torch.Tensor) -> torch.nn.Module:
+        if hasattr(self.module_cls, "for_parameter"):
+            return self.module_cls.for_parameter(parameter, **self.kwargs)
+        numel = parameter.numel()
+        module = self.module_cls(numel, numel, **self.kwargs).to(device=parameter.device, dtype=parameter.dtype)
+        return ReshapedTransform(module, (1, numel))
+
+    def __repr__(self) -> str:
+        return f"ModuleTransform({getattr(self.module_cls, '__name__', self.module_cls)})"
+
+
+def matrix_shape(shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
+    """The ``(n, m)`` matrix view of a parameter: ``(out, in * kernel...)``; vectors are ``(n, 1)``.
+
+    Example:
+        >>> matrix_shape((64, 32, 3, 3)), matrix_shape((10,))
+        ((64, 288), (10, 1))
+    """
+    if len(shape) == 0:
+        return (1, 1)
+    if len(shape) == 1:
+        return (shape[0], 1)
+    return (shape[0], math.prod(shape[1:]))
+
+
+class KroneckerTransform:
+    """Factory: a Kronecker-factored preconditioner per parameter (Meta-KFO, Arnold et al. 2019).
+
+    The gradient of a parameter is viewed as an ``(n, m)`` matrix (``matrix_shape``) and mapped by
+    ``kronecker_cls(n, m, bias=bias, psd=psd)`` (identity at initialisation).
+
+    Example:
+        >>> import torch
+        >>> from l2l_multi.backends.torch.nn import KroneckerLinear
+        >>> transform = KroneckerTransform(KroneckerLinear)(torch.nn.Parameter(torch.zeros(4, 3)))
+        >>> g = torch.randn(4, 3)
+        >>> torch.allclose(transform(g), g)
+        True
+    """
+
+    def __init__(self, kronecker_cls: type = KroneckerLinear, bias: bool = False, psd: bool = True):
+        self.kronecker_cls, self.bias, self.psd = kronecker_cls, bias, psd
+
+    def __call__(self, parameter: torch.Tensor) -> torch.nn.Module:
+        n, m = matrix_shape(parameter.shape)
+        module = self.kronecker_cls(n, m, bias=self.bias, psd=self.psd, dtype=parameter.dtype, device=parameter.device)
+        return ReshapedTransform(module, (n, m))
+
+    def __repr__(self) -> str:
+        return f"KroneckerTransform({self.kronecker_cls.__name__}, bias={self.bias}, psd={self.psd})"
+
+
+class MetaCurvatureTransform(torch.nn.Module):
+    """Meta-Curvature (Park & Oliva, NeurIPS 2019): a learned tensor-product preconditioner.
+
+    For a parameter of shape ``[out]`` the transform is an element-wise scale; for ``[out, in]``
+    it is ``M_out G M_in``; for ``[out, in, k...]`` the gradient is viewed as ``[out, in, K]``
+    and multiplied along each mode by ``M_out``, ``M_in``, ``M_k`` (all identity at init).
+    The output is multiplied by ``lr``. Passing the class itself as a factory
+    (``GBML(model, MetaCurvatureTransform)``) builds one per parameter.
+
+    Args:
+        param: the parameter to precondition (its shape, dtype and device are used).
+        lr: a constant multiplier (float).
+
+    Example:
+        >>> import torch
+        >>> transform = MetaCurvatureTransform(torch.nn.Parameter(torch.zeros(8, 4, 3, 3)))
+        >>> g = torch.randn(8, 4, 3, 3)
+        >>> torch.allclose(transform(g), g)
+        True
+    """
+
+    def __init__(self, param: torch.Tensor, lr: float = 1.0):
+        super().__init__()
+        self.lr = lr
+        self.shape = tuple(param.shape)
+        options = {"dtype": param.dtype, "device": param.device}
+        self.modes = len(self.shape) if len(self.shape) <= 2 else 3
+        if self.modes <= 1:
+            self.scale = torch.nn.Parameter(torch.ones(self.shape or (1,), **options))
+        else:
+            sizes = list(self.shape[:2]) + ([math.prod(self.shape[2:])] if self.modes == 3 else [])
+            self.mode_matrices = torch.nn.ParameterList([torch.nn.Parameter(torch.eye(s, **options)) for s in sizes])
+
+    def forward(self, grad: torch.Tensor) -> torch.Tensor:
+        if self.modes <= 1:
+            return self.lr * self.scale * grad
+        m_out, m_in = self.mode_matrices[0], self.mode_matrices[1]
+        if self.modes == 2:
+            return self.lr * (m_out @ grad @ m_in)
+        g = grad.reshape(self.shape[0], self.shape[1], -1)
+        g = torch.einsum("ab,bcd,ce,df->aef", m_out, g, m_in, self.mode_matrices[2])
+        return self.lr * g.reshape(self.shape)
+
+
+class TransformDictionary:
+    """Factory choosing a factory per parameter: ``{parameter or name: factory}`` plus a default.
+
+    Keys are parameter tensors (``model.fc.weight``) or names from ``named_parameters()``; a
+    parameter matching no key uses ``default`` (``None``: no transform, so its gradient passes
+    through unchanged).
+
+    Example:
+        >>> import torch
+        >>> from l2l_multi.backends.torch.nn import Scale
+        >>> model = torch.nn.Linear(2, 2)
+        >>> factory = TransformDictionary({model.weight: ModuleTransform(Scale)})
+        >>> type(factory(model.weight)).__name__, factory(model.bias)
+        ('Scale', None)
+    """
+
+    def __init__(self, transforms: dict, default: Callable | None = None):
+        if not isinstance(transforms, dict):
+            raise TypeError(f"transforms must be a dict, got {type(transforms).__name__}")
+        self.by_tensor = {id(k): v for k, v in transforms.items() if isinstance(k, torch.Tensor)}
+        self.by_name = {k: v for k, v in transforms.items() if isinstance(k, str)}
+        if len(self.by_tensor) + len(self.by_name) != len(transforms):
+            raise TypeError("transforms keys must be parameter tensors or parameter names (str)")
+        self.default = default
+
+    def __call__(self, parameter: torch.Tensor, name: str | None = None):
+        factory = self.by_tensor.get(id(parameter))
+        if factory is None and name is not None:
+            factory = self.by_name.get(name)
+        factory = self.default if factory is None else factory
+        return None if factory is None else factory(parameter)
+
+
+def build_transform(factory: Callable, parameter: torch.Tensor, name: str | None) -> torch.nn.Module | None:
+    """``factory(parameter)``, passing the name to factories that select by it."""
+    if isinstance(factory, TransformDictionary):
+        return factory(parameter, name)
+    return factory(parameter)

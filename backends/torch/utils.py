@@ -1,0 +1,14 @@
+"""Core utilities of the torch backend, exposed as ``l2l.clone_module`` etc."""
+
+from ._functions import accuracy as accuracy
+from ._functions import magic_box as magic_box
+from ._module_utils import clone_module as clone_module
+from ._module_utils import clone_named_parameters as clone_named_parameters
+from ._module_utils import clone_parameters as clone_parameters
+from ._module_utils import detach_module as detach_module
+from ._module_utils import update_module as update_module
+
+__all__ = [
+    "accuracy", "clone_module", "clone_named_parameters", "clone_parameters", "detach_module",
+    "magic_box", "update_module",
+]

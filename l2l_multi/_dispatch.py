@@ -1,0 +1,43 @@
+"""Backend-resolved public namespaces (``l2l.optim``, ``l2l.nn``, ``l2l.algorithms``, ...).
+
+A public name such as ``l2l.algorithms.MAML`` is looked up in the current backend's package
+(``l2l_multi.backends.<backend>.algorithms``) when it is accessed, i.e. when an object is about
+to be made. The object then keeps that backend's implementation; switching backends later never
+changes it. Nothing here imports a framework until a name is actually requested.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+from ._backend import get_backend, load_backend
+
+
+def backend_area(area: str, backend: str | None = None) -> types.ModuleType:
+    """The module ``l2l_multi.backends.<backend>.<area>`` (``area`` like "optim" or "nn")."""
+    package = load_backend(backend)
+    return importlib.import_module(f"{package.__name__}.{area}")
+
+
+def resolve(area: str, name: str, public_prefix: str) -> object:
+    """``getattr(backend_area(area), name)`` with an error that names the backend."""
+    backend = get_backend()
+    module = backend_area(area, backend)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        available = sorted(n for n in getattr(module, "__all__", dir(module)) if not n.startswith("_"))
+        raise AttributeError(
+            f"{public_prefix}{name} is not provided by the {backend!r} backend; "
+            f"available there: {', '.join(available) or '(nothing)'}"
+        ) from None
+
+
+def area_names(area: str) -> list[str]:
+    """Public names of ``area`` under the current backend (for ``dir()`` and tab completion)."""
+    try:
+        module = backend_area(area)
+    except ImportError:
+        return []
+    return sorted(getattr(module, "__all__", [n for n in dir(module) if not n.startswith("_")]))

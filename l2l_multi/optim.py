@@ -1,0 +1,18 @@
+"""``l2l.optim``: resolved in the current backend (``l2l_multi.backends.<backend>.optim``).
+
+See ``l2l_multi._dispatch`` for how names are resolved; each backend documents its own classes.
+"""
+
+from __future__ import annotations
+
+from ._dispatch import area_names, resolve
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return resolve("optim", name, "l2l.optim.")
+
+
+def __dir__() -> list[str]:
+    return area_names("optim")
