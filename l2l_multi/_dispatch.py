@@ -23,7 +23,14 @@ def backend_area(area: str, backend: str | None = None) -> types.ModuleType:
 def resolve(area: str, name: str, public_prefix: str) -> object:
     """``getattr(backend_area(area), name)`` with an error that names the backend."""
     backend = get_backend()
-    module = backend_area(area, backend)
+    try:
+        module = backend_area(area, backend)
+    except ModuleNotFoundError as error:
+        if error.name != f"l2l_multi.backends.{backend}.{area}":
+            raise
+        raise AttributeError(
+            f"{public_prefix}{name} is not provided by the {backend!r} backend (it has no {area!r} area)"
+        ) from None
     try:
         return getattr(module, name)
     except AttributeError:
@@ -38,6 +45,6 @@ def area_names(area: str) -> list[str]:
     """Public names of ``area`` under the current backend (for ``dir()`` and tab completion)."""
     try:
         module = backend_area(area)
-    except ImportError:
+    except ImportError:  # framework missing, or the backend has no such area yet
         return []
     return sorted(getattr(module, "__all__", [n for n in dir(module) if not n.startswith("_")]))

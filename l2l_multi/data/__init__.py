@@ -17,10 +17,11 @@ from ._task_dataset import TaskDataset as TaskDataset
 from ._task_dataset import Taskset as Taskset
 from ._utils import InfiniteIterator as InfiniteIterator
 from ._utils import partition_task as partition_task
+from ._utils import partition_task_batch as partition_task_batch
 
 __all__ = [
     "ArrayDataset", "FilteredMetaDataset", "InfiniteIterator", "MetaDataset", "OnDeviceDataset",
     "TaskBatch", "TaskDataset", "TaskDescription", "Taskset", "UnionMetaDataset",
-    "compiled_available", "kernel_mode", "partition_task", "set_kernel_mode",
+    "compiled_available", "kernel_mode", "partition_task", "partition_task_batch", "set_kernel_mode",
     "synthetic_classification", "task_rng", "transforms",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -38,18 +39,62 @@ def partition_task(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[Any, A
         raise ValueError(
             f"labels must have shape [{len(data)}] to match data; got {tuple(label_values.shape)}"
         )
+    support, query = _split_positions(label_values, shots)
+    return (take(data, support), take(labels, support)), (take(data, query), take(labels, query))
+
+
+def _split_positions(label_values: np.ndarray, shots: int) -> tuple[np.ndarray, np.ndarray]:
     support, query = [], []
     _, first = np.unique(label_values, return_index=True)
     for label in label_values[np.sort(first)]:
         positions = np.flatnonzero(label_values == label)
         if len(positions) < shots:
-            raise ValueError(
-                f"shots={shots} but label {label.item()!r} has only {len(positions)} samples"
-            )
+            raise ValueError(f"shots={shots} but label {label.item()!r} has only {len(positions)} samples")
         support.append(positions[:shots])
         query.append(positions[shots:])
-    support, query = np.concatenate(support), np.concatenate(query)
-    return (take(data, support), take(labels, support)), (take(data, query), take(labels, query))
+    return np.concatenate(support), np.concatenate(query)
+
+
+def partition_task_batch(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """``partition_task`` for a stacked batch of tasks (``TaskDataset.sample_batch``).
+
+    Args:
+        data: ``[B, m, ...]`` array (numpy, torch or jax); labels: ``[B, m]`` integer array.
+        shots: support samples per class; every task must split into equal-sized parts.
+
+    Returns:
+        ``((support_data [B, s, ...], support_labels [B, s]), (query_data [B, q, ...],
+        query_labels [B, q]))`` in the input's array type.
+
+    Example:
+        >>> import numpy as np
+        >>> y = np.array([[0, 0, 1, 1], [1, 0, 1, 0]])
+        >>> (xs, ys), (xq, yq) = partition_task_batch(np.arange(8).reshape(2, 4), y, shots=1)
+        >>> xs.tolist(), yq.tolist()
+        ([[0, 2], [4, 5]], [[0, 1], [1, 0]])
+    """
+    if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 1:
+        raise ValueError(f"shots must be a positive integer, got {shots!r}")
+    label_values = to_numpy(labels)
+    if label_values.ndim != 2 or label_values.shape != tuple(data.shape[:2]):
+        raise ValueError(
+            f"labels must have shape [B, m] = {tuple(data.shape[:2])} to match data; got {label_values.shape}"
+        )
+    splits = [_split_positions(task_labels, shots) for task_labels in label_values]
+    if len({(len(s), len(q)) for s, q in splits}) != 1:
+        raise ValueError("tasks of the batch split into different support/query sizes; use fixed ways and shots")
+    support = np.stack([s for s, _ in splits])
+    query = np.stack([q for _, q in splits])
+    rows = np.arange(len(splits))[:, None]
+
+    def gather(values: Any, positions: np.ndarray) -> Any:
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(values, torch.Tensor):
+            device = values.device
+            return values[torch.as_tensor(rows, device=device), torch.as_tensor(positions, device=device)]
+        return values[rows, positions]
+
+    return (gather(data, support), gather(labels, support)), (gather(data, query), gather(labels, query))
 
 
 class InfiniteIterator:

@@ -4,6 +4,8 @@ vmapped fast path, metric-learning heads as algorithms, and distributed meta-gra
 from ._anil import ANIL as ANIL
 from ._base import AdaptationError as AdaptationError
 from ._base import BaseLearner as BaseLearner
+from ._batched import MetaBatchResult as MetaBatchResult
+from ._batched import meta_batch_loss as meta_batch_loss
 from ._gbml import GBML as GBML
 from ._maml import MAML as MAML
 from ._maml import MetaSGD as MetaSGD
@@ -13,6 +15,6 @@ from ._mamlpp import msl_weights as msl_weights
 from ._reptile import Reptile as Reptile
 
 __all__ = [
-    "ANIL", "AdaptationError", "BaseLearner", "GBML", "MAML", "MAMLpp", "MetaSGD", "PerStepBatchNorm",
-    "Reptile", "msl_weights",
+    "ANIL", "AdaptationError", "BaseLearner", "GBML", "MAML", "MAMLpp", "MetaBatchResult", "MetaSGD",
+    "PerStepBatchNorm", "Reptile", "meta_batch_loss", "msl_weights",
 ]

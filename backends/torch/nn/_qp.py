@@ -21,6 +21,10 @@ __all__ = ["solve_qp"]
 # Fraction of the way to the boundary that a step may go: keeps slacks and multipliers strictly
 # positive so the Newton systems stay nonsingular (the usual choice of interior point codes).
 _STEP_FRACTION = 0.99
+# A problem whose residual grew this much past its best has met round-off and stops there.
+_DIVERGED = 100.0
+# Rounds of iterative refinement of each Newton direction (see _newton_step).
+_REFINEMENTS = 1
 
 
 def solve_qp(
@@ -225,7 +229,7 @@ def _residuals(Q, p, G, h, A, b, z, s, lam, nu):
         norm(r_dual) / size(Qz, p, Gt_lam, At_nu),
         norm(r_ineq) / size(Gz, s, h),
         norm(r_eq) / size(Az, b),
-        (s * lam).mean(dim=1),
+        (s * lam).mean(dim=1) if s.shape[1] else s.new_zeros(s.shape[0]),
     ]).amax(dim=0)
     return r_dual, r_ineq, r_eq, worst
 
@@ -259,30 +263,36 @@ def _interior_point(Q, p, G, h, A, b, max_iterations, tolerance):
     gap = torch.einsum("bij,bj->bi", G, z) - h
     s, lam = _shift_positive(-gap), _shift_positive(gap)
 
+    # The best iterate of each problem is kept: once round-off dominates the Newton directions
+    # (residuals near 1e-13), further steps can make a problem worse, never better.
+    best = [z, s, lam, nu]
+    best_worst = torch.full_like(p[:, 0], torch.inf)
     for iteration in range(max_iterations + 1):
         r_dual, r_ineq, r_eq, worst = _residuals(Q, p, G, h, A, b, z, s, lam, nu)
-        open_ = (worst > tolerance) | ~torch.isfinite(worst)
-        if not open_.any():
-            return z, s, lam, nu
-        if iteration == max_iterations:
+        worst = torch.where(torch.isfinite(worst), worst, torch.full_like(worst, torch.inf))
+        improved = worst < best_worst
+        best = [torch.where(improved.unsqueeze(1), x, y) for x, y in zip((z, s, lam, nu), best)]
+        best_worst = torch.where(improved, worst, best_worst)
+        open_ = (best_worst > tolerance) & (worst < _DIVERGED * best_worst)
+        if not open_.any() or iteration == max_iterations:
             break
-        # Solved problems stay where they are: further steps would only meet an ill-conditioned
-        # system whose round-off can move them away from the solution.
-        index = open_.nonzero().squeeze(1) if not open_.all() else slice(None)
+        # Finished problems take no further step: the batch shrinks to those still open.
+        index = slice(None) if open_.all() else open_.nonzero().squeeze(1)
         step = _newton_step(Q[index], G[index], A[index], z[index], s[index], lam[index], nu[index],
                             r_dual[index], r_ineq[index], r_eq[index])
-        z, s, lam, nu = (x.index_put((torch.arange(batch)[index],), new) if not open_.all() else new
-                         for x, new in zip((z, s, lam, nu), step))
-    _raise_unless_converged(worst, tolerance, max_iterations)
-    return z, s, lam, nu
+        if open_.all():
+            z, s, lam, nu = step
+        else:
+            z, s, lam, nu = (x.index_put((index,), new) for x, new in zip((z, s, lam, nu), step))
+    _raise_unless_converged(best_worst, tolerance, iteration)
+    return tuple(best)
 
 
 def _raise_unless_converged(worst, tolerance, iterations):
-    worst = torch.where(torch.isfinite(worst), worst, torch.full_like(worst, float("inf")))
     if (worst > tolerance).any():
         problem = int(worst.argmax())
         raise RuntimeError(
-            f"solve_qp did not converge in {iterations} iterations: the largest scaled residual "
+            f"solve_qp did not converge (stopped after {iterations} iterations): the largest scaled residual "
             f"reached {float(worst[problem]):.3g} (problem {problem} of the batch of {worst.shape[0]}), "
             f"tolerance={tolerance:g}. The problem may be infeasible, Q may not be positive definite, "
             f"or it needs a larger max_iterations or tolerance."
@@ -301,15 +311,32 @@ def _newton_step(Q, G, A, z, s, lam, nu, r_dual, r_ineq, r_eq):
     scaling = lam / s
     lu, pivots = _kkt_factor(Q, G, A, scaling)
 
-    def direction(r_comp):
-        # Newton step of the KKT system with complementarity residual s*lam - target = r_comp,
-        # after eliminating ds and dlam: dlam = scaling (G dz + r_ineq) - r_comp / s.
-        rhs_z = -r_dual - torch.einsum("bji,bj->bi", G, scaling * r_ineq - r_comp / s)
-        rhs = torch.cat([rhs_z, -r_eq], dim=1).unsqueeze(2)
+    def solve(rd, rp, re, rc):
+        # Newton system  Q dz + G^T dlam + A^T dnu = -rd,  G dz + ds = -rp,  A dz = -re,
+        # lam ds + s dlam = -rc, with ds and dlam eliminated: dlam = scaling (G dz + rp) - rc / s.
+        rhs_z = -rd - torch.einsum("bji,bj->bi", G, scaling * rp - rc / s)
+        rhs = torch.cat([rhs_z, -re], dim=1).unsqueeze(2)
         solution = torch.linalg.lu_solve(lu, pivots, rhs).squeeze(2)
         dz, dnu = solution[:, :n], solution[:, n:]
-        dlam = scaling * (torch.einsum("bij,bj->bi", G, dz) + r_ineq) - r_comp / s
-        ds = -(r_comp + s * dlam) / lam
+        dlam = scaling * (torch.einsum("bij,bj->bi", G, dz) + rp) - rc / s
+        ds = -(rc + s * dlam) / lam
+        return dz, ds, dlam, dnu
+
+    def direction(r_comp):
+        dz, ds, dlam, dnu = solve(r_dual, r_ineq, r_eq, r_comp)
+        # Near the solution `scaling` spans many orders of magnitude and the reduced matrix is
+        # ill-conditioned; refining against the unreduced equations keeps the step accurate
+        # enough for the residuals to reach ~1e-12 instead of stalling (or growing) near 1e-9.
+        for _ in range(_REFINEMENTS):
+            errors = (
+                torch.einsum("bij,bj->bi", Q, dz) + torch.einsum("bji,bj->bi", G, dlam)
+                + torch.einsum("bji,bj->bi", A, dnu) + r_dual,
+                torch.einsum("bij,bj->bi", G, dz) + ds + r_ineq,
+                torch.einsum("bij,bj->bi", A, dz) + r_eq,
+                lam * ds + s * dlam + r_comp,
+            )
+            correction = solve(*errors)
+            dz, ds, dlam, dnu = (x + c for x, c in zip((dz, ds, dlam, dnu), correction))
         return dz, ds, dlam, dnu
 
     mu = (s * lam).sum(dim=1, keepdim=True) / m

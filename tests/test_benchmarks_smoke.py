@@ -1,0 +1,25 @@
+"""The benchmark scripts run end to end in their --quick form (seconds; numbers are not checked)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from _helpers import HAVE_TORCH, REPO_ROOT
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
+def test_maml_step_quick(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "L2L_BACKEND"}
+    env["OMP_NUM_THREADS"] = "1"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "maml_step.py"), "--quick", "--device", "cpu",
+         "--json", str(tmp_path / "maml_step.json")],
+        capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| implementation" in result.stdout and "median s/step" in result.stdout
+    for row in ("| l2l loop", "| l2l vmap (fast path)", "| clone-and-update loop", "| learn2learn 0.2.0"):
+        assert row in result.stdout, result.stdout
+    assert "check vs l2l loop: l2l vmap (fast path)" in result.stdout
+    assert (tmp_path / "maml_step.json").exists()
