@@ -9,8 +9,8 @@ meta-training and 36 disjoint ones for testing; 5-way 1-shot tasks with 5 query 
 class, labels shuffled per task. Model: a 16-32-5 MLP. MAML (Finn et al., 2017), second order:
 one inner SGD step on the support set, Adam on the query loss.
 
-The MAML step here is written directly with each framework's autodiff (torch.autograd /
-jax.grad + vmap + jit) so that the data layer can be shown end to end on both backends.
+Torch runs the library's ``l2l.algorithms.MAML`` through ``meta_batch_loss`` (the stateful
+clone/adapt loop on CPU); the jax side is written directly with jax.grad + vmap + jit.
 """
 
 from __future__ import annotations
@@ -62,40 +62,37 @@ SUPPORT, QUERY = _POSITIONS[:, :SHOTS].ravel(), _POSITIONS[:, SHOTS:].ravel()
 
 def torch_maml(weights, train, test, iterations, meta_batch, inner_lr, outer_lr):
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(1)
-    params = {k: torch.tensor(v, requires_grad=True) for k, v in weights.items()}
-    optimizer = torch.optim.Adam(params.values(), lr=outer_lr)
+    model = torch.nn.Sequential(torch.nn.Linear(16, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, WAYS))
+    with torch.no_grad():  # the shared initial weights (torch stores linear weights as [out, in])
+        for layer, (w, b) in zip((model[0], model[2]), (("w1", "b1"), ("w2", "b2"))):
+            layer.weight.copy_(torch.from_numpy(weights[w]).t())
+            layer.bias.copy_(torch.from_numpy(weights[b]))
+    maml = l2l.algorithms.MAML(model, lr=inner_lr)
+    optimizer = torch.optim.Adam(maml.parameters(), lr=outer_lr)
 
-    def forward(p, x):
-        return torch.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
-
-    def adapt_and_evaluate(p, x, y, create_graph):
-        loss = F.cross_entropy(forward(p, x[SUPPORT]), y[SUPPORT])
-        grads = torch.autograd.grad(loss, list(p.values()), create_graph=create_graph)
-        fast = {k: v - inner_lr * g for (k, v), g in zip(p.items(), grads)}
-        logits = forward(fast, x[QUERY])
-        return F.cross_entropy(logits, y[QUERY]), (logits.argmax(1) == y[QUERY]).float().mean()
+    def split(inputs, labels):
+        return inputs[:, SUPPORT], labels[:, SUPPORT], inputs[:, QUERY], labels[:, QUERY]
 
     losses = []
     for _ in range(iterations):
-        inputs, labels = train.sample_batch(meta_batch)
         optimizer.zero_grad()
-        meta_loss = sum(adapt_and_evaluate(params, x, y, True)[0] for x, y in zip(inputs, labels))
-        meta_loss = meta_loss / meta_batch
-        meta_loss.backward()
+        result = l2l.algorithms.meta_batch_loss(maml, *split(*train.sample_batch(meta_batch)))
+        result.loss.backward()
         optimizer.step()
-        losses.append(meta_loss.item())
+        losses.append(result.loss.item())
 
     def evaluate(tasks):
-        inputs, labels = test.sample_batch(tasks)
-        before = [(forward(params, x[QUERY]).argmax(1) == y[QUERY]).float().mean().item()
-                  for x, y in zip(inputs, labels)]
-        after = [adapt_and_evaluate(params, x, y, False)[1].item() for x, y in zip(inputs, labels)]
-        return float(np.mean(before)), float(np.mean(after))
+        sx, sy, qx, qy = split(*test.sample_batch(tasks))
+        with torch.no_grad():
+            before = (maml(qx).argmax(-1) == qy).float().mean().item()
+        adapted = l2l.algorithms.meta_batch_loss(maml, sx, sy, qx, qy)
+        after = (adapted.query_logits.argmax(-1) == qy).float().mean().item()
+        return before, after
 
-    final = {k: v.detach().numpy() for k, v in params.items()}
+    final = {"w1": model[0].weight.detach().t().numpy(), "b1": model[0].bias.detach().numpy(),
+             "w2": model[2].weight.detach().t().numpy(), "b2": model[2].bias.detach().numpy()}
     return losses, evaluate, final
 
 

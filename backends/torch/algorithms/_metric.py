@@ -1,0 +1,164 @@
+"""Metric-learning and closed-form-head algorithms: ProtoNet and MetaOptNet (SVM or ridge head).
+
+Both embed a task's support and query inputs with a feature extractor, fit a head on the
+support embeddings and return the query logits; training them is ordinary backpropagation of a
+query loss into the feature extractor (and the head's learnable scalars), with no inner loop.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..nn._prototypical import PrototypicalClassifier
+from ..nn._ridge import RidgeClassifier
+from ..nn._svm import SVClassifier
+
+__all__ = ["MetaOptNet", "ProtoNet"]
+
+HEADS = {"svm": SVClassifier, "ridge": RidgeClassifier}
+
+
+class _EmbedAndFit(torch.nn.Module):
+    """Shared ``forward``: embed support and query, ``head.fit_`` on the support, score the query."""
+
+    features: torch.nn.Module
+    head: torch.nn.Module
+
+    def embed(self, inputs: torch.Tensor, task_dims: int, name: str) -> torch.Tensor:
+        """Run ``features`` on ``inputs`` ``[*task_shape, ...]`` -> ``[*task_shape, d]``.
+
+        ``task_dims`` leading dimensions (1: ``[n]``; 2: ``[B, n]``) index examples; the rest
+        are one input's shape. The extractor sees ``[N, ...]`` and its output is flattened to
+        ``[N, d]``.
+        """
+        task_shape = inputs.shape[:task_dims]
+        flat = inputs.reshape(-1, *inputs.shape[task_dims:])
+        embeddings = self.features(flat)
+        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() < 1 or (
+            embeddings.shape[0] != flat.shape[0]
+        ):
+            shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings)
+            raise ValueError(
+                f"features must map [N, ...] inputs to [N, d] embeddings; for the {name} inputs of "
+                f"shape {tuple(flat.shape)} it returned {shape}"
+            )
+        return embeddings.reshape(*task_shape, -1)
+
+    def forward(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
+    ) -> torch.Tensor:
+        """Query logits for one task or a batch of tasks.
+
+        Args:
+            support: ``[n, ...]`` support inputs (one task) or ``[B, n, ...]`` (a batch of tasks).
+            support_labels: ``[n]`` or ``[B, n]`` integer labels; their number of dimensions
+                says whether the inputs are one task or a batch.
+            query: ``[q, ...]`` or ``[B, q, ...]`` query inputs (same per-input shape).
+
+        Returns:
+            ``[q, ways]`` or ``[B, q, ways]`` logits.
+        """
+        for name, value in (("support", support), ("support_labels", support_labels), ("query", query)):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        task_dims = support_labels.dim()
+        if task_dims not in (1, 2):
+            raise ValueError(
+                f"support_labels must have shape [n] (one task) or [B, n] (a batch of tasks), "
+                f"got {tuple(support_labels.shape)}"
+            )
+        if tuple(support.shape[:task_dims]) != tuple(support_labels.shape):
+            raise ValueError(
+                f"support must have shape [{', '.join(map(str, support_labels.shape))}, ...] to match "
+                f"support_labels of shape {tuple(support_labels.shape)}, got {tuple(support.shape)}"
+            )
+        if query.dim() != support.dim() or (task_dims == 2 and query.shape[0] != support.shape[0]):
+            expected = f"[B={support.shape[0]}, q, ...]" if task_dims == 2 else "[q, ...]"
+            raise ValueError(
+                f"query must have shape {expected} with {support.dim()} dimensions like support "
+                f"{tuple(support.shape)}, got {tuple(query.shape)}"
+            )
+        # Support and query go through the extractor separately, as in the reference
+        # implementations: with batch norm in training mode each set gets its own statistics.
+        support_embeddings = self.embed(support, task_dims, "support")
+        query_embeddings = self.embed(query, task_dims, "query")
+        self.head.fit_(support_embeddings, support_labels)
+        return self.head(query_embeddings)
+
+
+class ProtoNet(_EmbedAndFit):
+    """Prototypical networks (Snell et al., NeurIPS 2017): nearest class mean in embedding space.
+
+    ``forward(support, support_labels, query)`` embeds the inputs with ``features``, fits a
+    ``PrototypicalClassifier`` on the support embeddings (every class ``0..C-1`` must appear in
+    every task) and returns its query logits (negative squared euclidean distances or cosine
+    similarities). Train by minimising the cross-entropy of the logits and the query labels.
+
+    Args:
+        features: any ``torch.nn.Module`` mapping ``[N, ...]`` inputs to ``[N, d]`` embeddings
+            (higher-dimensional outputs are flattened to ``[N, d]``).
+        distance: ``"euclidean"`` or ``"cosine"``.
+        normalize: if True, embeddings are L2-normalised before the prototypes are formed.
+
+    Example:
+        >>> import torch
+        >>> model = ProtoNet(torch.nn.Linear(4, 3))
+        >>> support, query = torch.randn(10, 4), torch.randn(6, 4)
+        >>> logits = model(support, torch.arange(5).repeat(2), query)
+        >>> logits.shape
+        torch.Size([6, 5])
+        >>> torch.nn.functional.cross_entropy(logits, torch.arange(5).repeat(2)[:6]).backward()
+        >>> model.features.weight.grad.shape
+        torch.Size([3, 4])
+    """
+
+    def __init__(self, features: torch.nn.Module, distance: str = "euclidean", normalize: bool = False):
+        super().__init__()
+        if not isinstance(features, torch.nn.Module):
+            raise TypeError(f"features must be a torch.nn.Module, got {type(features).__name__}")
+        self.features = features
+        self.head = PrototypicalClassifier(distance=distance, normalize=normalize)
+
+
+class MetaOptNet(_EmbedAndFit):
+    """MetaOptNet (Lee et al., CVPR 2019) and R2D2 (Bertinetto et al., ICLR 2019).
+
+    ``forward(support, support_labels, query)`` embeds the inputs with ``features``, fits a
+    differentiable closed-form/convex head on the support embeddings and returns its query
+    logits; the meta-gradient reaches ``features`` through the head's solution (implicit
+    differentiation of the SVM's QP, or the ridge regression's closed form).
+
+    Args:
+        features: any ``torch.nn.Module`` mapping ``[N, ...]`` inputs to ``[N, d]`` embeddings
+            (higher-dimensional outputs are flattened to ``[N, d]``).
+        head: ``"svm"`` (``SVClassifier``, MetaOptNet-SVM) or ``"ridge"`` (``RidgeClassifier``,
+            MetaOptNet-RR / R2D2).
+        **head_kwargs: keyword arguments of the head (``ways``, ``C_reg``, ``reg``,
+            ``learn_scale``, ``normalize``, ...); the head's learnable scalars, if any, are
+            parameters of this module.
+
+    Example:
+        >>> import torch
+        >>> model = MetaOptNet(torch.nn.Linear(4, 3), head="ridge", reg=0.5)
+        >>> support, query = torch.randn(2, 6, 4), torch.randn(2, 5, 4)   # two tasks
+        >>> labels = torch.tensor([0, 1, 2]).repeat(2, 2)
+        >>> model(support, labels, query).shape
+        torch.Size([2, 5, 3])
+        >>> sorted(name for name, _ in model.named_parameters())
+        ['features.bias', 'features.weight', 'head.bias', 'head.scale']
+    """
+
+    def __init__(self, features: torch.nn.Module, head: str = "svm", **head_kwargs):
+        super().__init__()
+        if not isinstance(features, torch.nn.Module):
+            raise TypeError(f"features must be a torch.nn.Module, got {type(features).__name__}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
+        for reserved in ("support", "labels"):
+            if reserved in head_kwargs:
+                raise TypeError(
+                    f"MetaOptNet fits the head in forward; {reserved}= is not a head argument here"
+                )
+        self.features = features
+        self.head_type = head
+        self.head = HEADS[head](**head_kwargs)
