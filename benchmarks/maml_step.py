@@ -17,7 +17,7 @@ initial weights, same tasks, interleaved rounds in a rotating order, median afte
 Before timing, the loop, vmap and stand-in meta-losses and meta-gradients are compared (max relative
 difference, in strict fp32); the run stops if they disagree. Run from the repository root:
 
-    python benchmarks/maml_step.py --device cpu --repeats 5 --warmup 1   # 2 CPU cores: ~2 minutes
+    python benchmarks/maml_step.py --device cpu --repeats 5 --warmup 1   # 2 CPU cores: ~70 s
     python benchmarks/maml_step.py --device cuda                          # strict fp32
     python benchmarks/maml_step.py --device cuda --tf32 --meta-batch 128
     python benchmarks/maml_step.py --quick --device cpu                   # smoke test, seconds

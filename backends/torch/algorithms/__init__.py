@@ -6,6 +6,9 @@ from ._base import AdaptationError as AdaptationError
 from ._base import BaseLearner as BaseLearner
 from ._batched import MetaBatchResult as MetaBatchResult
 from ._batched import meta_batch_loss as meta_batch_loss
+from ._distributed import average_gradients as average_gradients
+from ._distributed import broadcast_parameters as broadcast_parameters
+from ._distributed import shard_tasks as shard_tasks
 from ._gbml import GBML as GBML
 from ._maml import MAML as MAML
 from ._maml import MetaSGD as MetaSGD
@@ -17,4 +20,5 @@ from ._reptile import Reptile as Reptile
 __all__ = [
     "ANIL", "AdaptationError", "BaseLearner", "GBML", "MAML", "MAMLpp", "MetaBatchResult", "MetaSGD",
     "PerStepBatchNorm", "Reptile", "meta_batch_loss", "msl_weights",
+    "average_gradients", "broadcast_parameters", "shard_tasks",
 ]

@@ -141,6 +141,10 @@ def average_gradients(parameters, group=None, num_tasks: int | None = None) -> i
             a gradient, gradients on several devices, or this process not being in ``group``.
         TypeError: a sparse gradient or a non-tensor in ``parameters``.
 
+    Argument errors are raised before any communication. They are the same on every rank when the
+    ranks pass the same kind of arguments; a rank that raises alone leaves the others waiting in the
+    all-reduce until the process group's timeout.
+
     Half-precision gradients (float16, bfloat16) are summed in float32, so the average is not
     rounded once per rank; the result is cast back to each gradient's dtype.
 
