@@ -8,6 +8,7 @@ from . import data as data
 from . import nn as nn
 from . import optim as optim
 from . import transforms as transforms
+from . import vision as vision
 from ._backend import available_backends as available_backends
 from ._backend import get_backend as get_backend
 from ._backend import load_backend as load_backend
@@ -24,7 +25,7 @@ _BACKEND_UTILITIES = (
 
 __all__ = [
     "algorithms", "available_backends", "data", "get_backend", "load_backend", "nn", "optim",
-    "set_backend", "transforms", "use_backend", *_BACKEND_UTILITIES,
+    "set_backend", "transforms", "use_backend", "vision", *_BACKEND_UTILITIES,
 ]
 
 

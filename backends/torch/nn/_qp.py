@@ -68,6 +68,8 @@ def solve_qp(
         ``z``: ``[B, n]`` (or ``[n]``) minimisers.
 
     Raises:
+        ValueError: a singular Newton system (``Q`` not positive definite, ``A`` rank deficient)
+            or non-finite inputs, besides the shape, dtype and argument checks.
         RuntimeError: the solver did not reach ``tolerance`` in ``max_iterations`` iterations
             (an infeasible problem, a ``Q`` that is not positive definite, or too few
             iterations); the message names the residual reached.
@@ -98,6 +100,8 @@ def solve_qp(
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         if not value.is_floating_point():
             raise TypeError(f"{name} must have a floating point dtype, got {value.dtype}")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name} must hold finite values, got NaN or infinity")
     devices = {value.device for value in tensors.values()}
     if len(devices) > 1:
         raise ValueError(f"Q, p, G, h, A, b must be on one device, got {sorted(map(str, devices))}")
@@ -234,14 +238,24 @@ def _residuals(Q, p, G, h, A, b, z, s, lam, nu):
     return r_dual, r_ineq, r_eq, worst
 
 
-def _kkt_factor(Q, G, A, scaling):
-    """LU factors of ``[[Q + G^T diag(scaling) G, A^T], [A, 0]]`` (the reduced Newton system)."""
+def _kkt_factor(Q, G, A, scaling, problems):
+    """LU factors of ``[[Q + G^T diag(scaling) G, A^T], [A, 0]]`` (the reduced Newton system).
+
+    ``problems``: the batch indices of these problems in the caller's batch, for the message.
+    """
     n, k = Q.shape[1], A.shape[1]
     matrix = Q.new_zeros(Q.shape[0], n + k, n + k)
     matrix[:, :n, :n] = Q + G.transpose(1, 2) @ (scaling.unsqueeze(2) * G)
     matrix[:, :n, n:] = A.transpose(1, 2)
     matrix[:, n:, :n] = A
-    return torch.linalg.lu_factor(matrix)
+    lu, pivots, info = torch.linalg.lu_factor_ex(matrix)
+    if bool((info > 0).any()):
+        problem = int(problems[(info > 0).nonzero()[0]])
+        raise ValueError(
+            f"solve_qp: the Newton system of problem {problem} of the batch is singular; Q must be "
+            f"positive definite and A must have full row rank (linearly independent equality rows)"
+        )
+    return lu, pivots
 
 
 def _interior_point(Q, p, G, h, A, b, max_iterations, tolerance):
@@ -251,7 +265,8 @@ def _interior_point(Q, p, G, h, A, b, max_iterations, tolerance):
 
     # Start (as CVXOPT does) from the solution of the problem with the inequalities replaced by a
     # least-squares penalty: (Q + G^T G) z + A^T nu = G^T h - p, A z = b.
-    lu, pivots = _kkt_factor(Q, G, A, torch.ones_like(h))
+    everyone = torch.arange(batch, device=p.device)
+    lu, pivots = _kkt_factor(Q, G, A, torch.ones_like(h), everyone)
     rhs = torch.cat([torch.einsum("bji,bj->bi", G, h) - p, b], dim=1)
     start = torch.linalg.lu_solve(lu, pivots, rhs.unsqueeze(2)).squeeze(2)
     z, nu = start[:, :n], start[:, n:]
@@ -279,7 +294,7 @@ def _interior_point(Q, p, G, h, A, b, max_iterations, tolerance):
         # Finished problems take no further step: the batch shrinks to those still open.
         index = slice(None) if open_.all() else open_.nonzero().squeeze(1)
         step = _newton_step(Q[index], G[index], A[index], z[index], s[index], lam[index], nu[index],
-                            r_dual[index], r_ineq[index], r_eq[index])
+                            r_dual[index], r_ineq[index], r_eq[index], everyone[index])
         if open_.all():
             z, s, lam, nu = step
         else:
@@ -305,11 +320,11 @@ def _shift_positive(x: torch.Tensor) -> torch.Tensor:
     return torch.where(lowest > 0, x, x - lowest + 1)
 
 
-def _newton_step(Q, G, A, z, s, lam, nu, r_dual, r_ineq, r_eq):
+def _newton_step(Q, G, A, z, s, lam, nu, r_dual, r_ineq, r_eq, problems):
     """One predictor-corrector step of the problems given (all with ``s, lam > 0``)."""
     n, m = z.shape[1], s.shape[1]
     scaling = lam / s
-    lu, pivots = _kkt_factor(Q, G, A, scaling)
+    lu, pivots = _kkt_factor(Q, G, A, scaling, problems)
 
     def solve(rd, rp, re, rc):
         # Newton system  Q dz + G^T dlam + A^T dnu = -rd,  G dz + ds = -rp,  A dz = -re,

@@ -1,0 +1,19 @@
+"""``l2l.vision.models``: resolved in the current backend (``l2l_multi.backends.<backend>.vision.models``).
+
+The torch classes are ``torch.nn.Module``s, the jax ones ``flax.linen.Module``s with the same
+architecture and initialisation rules; ``l2l_multi.interop`` converts weights between them.
+"""
+
+from __future__ import annotations
+
+from .._dispatch import area_names, resolve
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return resolve("vision.models", name, "l2l.vision.models.")
+
+
+def __dir__() -> list[str]:
+    return area_names("vision.models")
