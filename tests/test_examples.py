@@ -10,10 +10,12 @@ import sys
 import pytest
 from _helpers import HAVE_JAX, HAVE_TORCH, REPO_ROOT
 
+
 def _library_modules() -> list[str]:
     """Every module of the package whose framework is installed (doctests need it)."""
-    import l2l_multi
     import l2l_multi.backends
+
+    import l2l_multi
 
     infos = list(pkgutil.walk_packages(l2l_multi.__path__, "l2l_multi."))
     for name, available in (("torch", HAVE_TORCH), ("jax", HAVE_JAX)):
@@ -44,16 +46,25 @@ def test_docstring_examples(module_name):
 
 
 def test_public_modules_have_examples():
-    tried = sum(doctest.DocTestFinder().find(importlib.import_module(name)).__len__() for name in LIBRARY_MODULES)
+    tried = sum(
+        doctest.DocTestFinder().find(importlib.import_module(name)).__len__() for name in LIBRARY_MODULES
+    )
     assert tried > 50
 
 
 @pytest.mark.skipif(not (HAVE_TORCH and HAVE_JAX), reason="needs torch and jax")
 def test_main_job_quick(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "examples" / "main_job.py"), "--quick",
-         "--json", str(tmp_path / "results.json")],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO_ROOT / "examples" / "main_job.py"),
+            "--quick",
+            "--json",
+            str(tmp_path / "results.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads((tmp_path / "results.json").read_text())

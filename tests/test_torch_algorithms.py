@@ -5,8 +5,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import l2l_multi as l2l  # noqa: E402
 from _gradcheck import directional_check  # noqa: E402
+
+import l2l_multi as l2l  # noqa: E402
 
 F = torch.nn.functional
 DOUBLE = torch.float64
@@ -52,19 +53,29 @@ def test_maml_second_order_matches_finite_differences(steps, batch_norm):
 def test_maml_on_a_conv_net_with_batch_norm():
     torch.manual_seed(1)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 3, 3, stride=2, padding=1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
-        torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3),
+        torch.nn.Conv2d(1, 3, 3, stride=2, padding=1),
+        torch.nn.BatchNorm2d(3),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(3 * 4 * 4, 3),
     ).double()
     generator = torch.Generator().manual_seed(2)
-    task = (torch.randn(6, 1, 8, 8, generator=generator, dtype=DOUBLE), torch.arange(3).repeat(2),
-            torch.randn(9, 1, 8, 8, generator=generator, dtype=DOUBLE), torch.arange(3).repeat(3))
+    task = (
+        torch.randn(6, 1, 8, 8, generator=generator, dtype=DOUBLE),
+        torch.arange(3).repeat(2),
+        torch.randn(9, 1, 8, 8, generator=generator, dtype=DOUBLE),
+        torch.arange(3).repeat(3),
+    )
     maml = l2l.algorithms.MAML(net, lr=0.4)
     assert directional_check(_meta_loss(maml, 2, task), maml.parameters()) < 1e-6
 
 
 def _linear_regression(seed=3, n=10, d=4):
     generator = torch.Generator().manual_seed(seed)
-    xs, xq = torch.randn(n, d, generator=generator, dtype=DOUBLE), torch.randn(n, d, generator=generator, dtype=DOUBLE)
+    xs, xq = (
+        torch.randn(n, d, generator=generator, dtype=DOUBLE),
+        torch.randn(n, d, generator=generator, dtype=DOUBLE),
+    )
     w_true = torch.randn(d, 1, generator=generator, dtype=DOUBLE)
     return xs, xs @ w_true, xq, xq @ w_true + 0.1
 
@@ -105,7 +116,9 @@ def test_metasgd_step_is_elementwise():
     loss = learner(x).sum()
     (grad,) = torch.autograd.grad(loss, learner.module.weight, retain_graph=True)
     learner.adapt(loss)
-    torch.testing.assert_close(learner.module.weight, before - torch.tensor([[0.1, 0.2]], dtype=DOUBLE) * grad)
+    torch.testing.assert_close(
+        learner.module.weight, before - torch.tensor([[0.1, 0.2]], dtype=DOUBLE) * grad
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,8 +145,9 @@ def test_gbml_matches_finite_differences(factory, adapt_transform):
 
 
 def test_gbml_adapt_transform_changes_the_transform():
-    gbml = l2l.algorithms.GBML(_mlp(), l2l.optim.KroneckerTransform(l2l.nn.KroneckerLinear), lr=0.3,
-                               adapt_transform=True)
+    gbml = l2l.algorithms.GBML(
+        _mlp(), l2l.optim.KroneckerTransform(l2l.nn.KroneckerLinear), lr=0.3, adapt_transform=True
+    )
     xs, ys, _, _ = _task()
     learner = gbml.clone()
     first = [p.clone() for p in learner.compute_update.parameters()]
@@ -256,7 +270,9 @@ def test_adapt_errors_name_the_flag_and_print_nothing(capsys):
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)).double()
     xs, ys, _, _ = _task()
     learner = l2l.algorithms.MAML(net, lr=0.1).clone()
-    with pytest.raises(l2l.algorithms.AdaptationError, match=r"parameters \[2, 3\] were not used.*allow_unused=True"):
+    with pytest.raises(
+        l2l.algorithms.AdaptationError, match=r"parameters \[2, 3\] were not used.*allow_unused=True"
+    ):
         learner.adapt(F.cross_entropy(learner.module[0](xs), ys))
     learner = l2l.algorithms.MAML(net, lr=0.1, allow_unused=True).clone()
     unused_before = learner.module[1].weight
@@ -265,7 +281,9 @@ def test_adapt_errors_name_the_flag_and_print_nothing(capsys):
 
     frozen = _mlp()
     frozen[0].weight.requires_grad_(False)
-    with pytest.raises(l2l.algorithms.AdaptationError, match=r"parameters \[0\] do not require grad.*allow_nograd"):
+    with pytest.raises(
+        l2l.algorithms.AdaptationError, match=r"parameters \[0\] do not require grad.*allow_nograd"
+    ):
         learner = l2l.algorithms.MAML(frozen, lr=0.1).clone()
         learner.adapt(F.cross_entropy(learner(xs), ys))
     maml = l2l.algorithms.MAML(frozen, lr=0.1, allow_nograd=True)

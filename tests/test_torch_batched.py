@@ -4,8 +4,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import l2l_multi as l2l  # noqa: E402
 from l2l_multi.backends.torch.algorithms import _batched  # noqa: E402
+
+import l2l_multi as l2l  # noqa: E402
 
 F = torch.nn.functional
 DOUBLE = torch.float64

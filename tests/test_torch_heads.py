@@ -135,15 +135,15 @@ def test_qp_gradients_match_finite_differences(name):
     args = tensors(arrays)
     weights = torch.linspace(-1.0, 1.5, 5, dtype=F64)
     leaf = args[name].clone().requires_grad_()
-    (solve_qp(**{**args, name: leaf}) @ weights).backward()
+    (solve_qp(**{**args, name: leaf}, tolerance=1e-13) @ weights).backward()
 
     def loss(batched_values):
         # The other five arguments are unbatched and shared by the batch of perturbed problems.
-        return solve_qp(**{**args, name: batched_values}) @ weights
+        return solve_qp(**{**args, name: batched_values}, tolerance=1e-13) @ weights
 
     # eps = 1e-5 keeps the truncation error (~eps^2 = 1e-10) and the solver's error divided by
-    # eps (~1e-13 / 1e-5 = 1e-8) far below the 1e-6 tolerance, and the perturbations far below
-    # the active set's margin (0.5), so z stays a smooth function of the data.
+    # eps (solved to tolerance 1e-13, z is within ~1e-12: ~1e-7) below the 1e-6 tolerance, and
+    # the perturbations far below the active set's margin (0.5), so z is smooth in the data.
     numerical = central_differences(loss, args[name], eps=1e-5)
     np.testing.assert_allclose(leaf.grad.numpy(), numerical.numpy(), atol=1e-6, rtol=1e-6)
 
@@ -201,7 +201,8 @@ def test_qp_errors():
     with pytest.raises(TypeError, match="h must have a floating point dtype, got torch.int64"):
         solve_qp(args["Q"], args["p"], args["G"], torch.zeros(4, dtype=torch.int64))
     with pytest.raises(ValueError, match="Newton system of problem 1 of the batch is singular"):
-        solve_qp(torch.stack([args["Q"], torch.zeros(3, 3, dtype=F64)]), args["p"], args["G"], args["h"])
+        singular = torch.stack([args["Q"], torch.zeros(3, 3, dtype=F64)])
+        solve_qp(singular, args["p"], args["G"][:0], args["h"][:0])
     with pytest.raises(ValueError, match="A must have full row rank"):
         solve_qp(**{**args, "A": args["A"].expand(2, 3), "b": args["b"].expand(2)})
     with pytest.raises(ValueError, match="p must hold finite values, got NaN or infinity"):
@@ -246,22 +247,22 @@ def test_svm_logits_and_gradients_match_finite_differences():
     support, labels, query, _ = few_shot_task(1, ways=3, shots=2, dim=4, spread=1.5)
     weights = torch.linspace(-1.0, 1.0, query.shape[0] * 3, dtype=F64).reshape(-1, 3)
     support_leaf, query_leaf = support.clone().requires_grad_(), query.clone().requires_grad_()
-    head = SVClassifier(support_leaf, labels, C_reg=0.5)
+    head = SVClassifier(support_leaf, labels, C_reg=0.5, tolerance=1e-13)
     logits = head(query_leaf)
     alpha = svm_dual_numpy(support.numpy(), labels.numpy(), 3, 0.5)
     np.testing.assert_allclose(logits.detach().numpy(), query.numpy() @ support.numpy().T @ alpha, atol=1e-6)
     (logits * weights).sum().backward()
 
     def loss_of_support(supports):  # [M, n, d]: a batch of perturbed tasks, one batched QP
-        batched = SVClassifier(supports, labels.expand(len(supports), -1), C_reg=0.5)
+        batched = SVClassifier(supports, labels.expand(len(supports), -1), C_reg=0.5, tolerance=1e-13)
         return (batched(query.expand(len(supports), -1, -1)) * weights).sum(dim=(1, 2))
 
     def loss_of_query(queries):
         return (head(queries.reshape(-1, queries.shape[-1])).reshape(len(queries), *weights.shape)
                 * weights).sum(dim=(1, 2))
 
-    # eps = 1e-5: the truncation error (~1e-10) and the QP solver's error over eps (the dual is
-    # solved to ~1e-12, so ~1e-7) stay below the 1e-6 tolerance.
+    # eps = 1e-5: the truncation error (~1e-10) and the QP solver's error over eps (alpha is
+    # within ~1e-12 at tolerance 1e-13, so ~1e-7) stay below the 1e-6 tolerance.
     for leaf, fn, point in ((support_leaf, loss_of_support, support), (query_leaf, loss_of_query, query)):
         numerical = central_differences(fn, point, eps=1e-5)
         np.testing.assert_allclose(leaf.grad.numpy(), numerical.numpy(), atol=1e-6, rtol=1e-6)

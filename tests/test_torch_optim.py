@@ -5,8 +5,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import l2l_multi as l2l  # noqa: E402
 from _gradcheck import directional_check  # noqa: E402
+
+import l2l_multi as l2l  # noqa: E402
 
 F = torch.nn.functional
 
@@ -25,8 +26,7 @@ def test_snippet_1_verbatim():
     loss = torch.nn.MSELoss()
     # --- snippet 1 of the paper, as printed ---
     learned_update = l2l.optim.ParameterUpdate(
-        model.parameters(),
-        l2l.optim.KroneckerTransform(l2l.nn.KroneckerLinear)
+        model.parameters(), l2l.optim.KroneckerTransform(l2l.nn.KroneckerLinear)
     )
     clone = l2l.clone_module(model)  # torch.clone() for nn.Modules
     updates = learned_update(  # similar API as torch.autograd.grad
@@ -95,7 +95,9 @@ def test_scale_and_module_transform_shapes():
     scale = l2l.optim.ModuleTransform(l2l.nn.Scale)(param)
     assert scale.alpha.shape == (3, 2) and scale.alpha.dtype == torch.float64
     linear = l2l.optim.ModuleTransform(torch.nn.Linear)(param)
-    assert isinstance(linear, l2l.optim.ReshapedTransform) and linear(torch.ones(3, 2, dtype=torch.float64)).shape == (3, 2)
+    assert isinstance(linear, l2l.optim.ReshapedTransform) and linear(
+        torch.ones(3, 2, dtype=torch.float64)
+    ).shape == (3, 2)
     with pytest.raises(ValueError, match="shape"):
         l2l.nn.Scale((0, 2))
 
@@ -120,7 +122,10 @@ def test_meta_curvature_transform_is_a_tensor_product():
 def test_transform_dictionary_selects_per_parameter():
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     factory = l2l.optim.TransformDictionary(
-        {model[0].weight: l2l.optim.KroneckerTransform(l2l.nn.KroneckerLinear), "1.bias": l2l.optim.ModuleTransform(l2l.nn.Scale)},
+        {
+            model[0].weight: l2l.optim.KroneckerTransform(l2l.nn.KroneckerLinear),
+            "1.bias": l2l.optim.ModuleTransform(l2l.nn.Scale),
+        },
     )
     update = l2l.optim.ParameterUpdate(model.named_parameters(), factory)
     assert update.has_transform == [True, False, False, True]
@@ -239,7 +244,10 @@ def test_meta_module_reparametrises_and_learns():
     torch.testing.assert_close(meta(x), doubled(x))
     torch.testing.assert_close(meta.module()(x), doubled(x))
     assert not any(p.requires_grad for p in net.parameters())
-    assert directional_check(lambda: meta(x).pow(2).sum(), [p for p in meta.parameters() if p.requires_grad]) < 1e-6
+    assert (
+        directional_check(lambda: meta(x).pow(2).sum(), [p for p in meta.parameters() if p.requires_grad])
+        < 1e-6
+    )
 
 
 def test_freeze_unfreeze_and_lambda_flatten():

@@ -82,7 +82,9 @@ def partition_task_batch(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[
         )
     splits = [_split_positions(task_labels, shots) for task_labels in label_values]
     if len({(len(s), len(q)) for s, q in splits}) != 1:
-        raise ValueError("tasks of the batch split into different support/query sizes; use fixed ways and shots")
+        raise ValueError(
+            "tasks of the batch split into different support/query sizes; use fixed ways and shots"
+        )
     support = np.stack([s for s, _ in splits])
     query = np.stack([q for _, q in splits])
     rows = np.arange(len(splits))[:, None]

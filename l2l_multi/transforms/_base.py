@@ -38,7 +38,9 @@ def identity() -> GradientTransformation:
         >>> identity().update([1.0, 2.0], EmptyState())[0]
         [1.0, 2.0]
     """
-    return GradientTransformation(lambda params: EmptyState(), lambda grads, state, params=None: (grads, state))
+    return GradientTransformation(
+        lambda params: EmptyState(), lambda grads, state, params=None: (grads, state)
+    )
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
@@ -52,7 +54,9 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """
     for index, transform in enumerate(transforms):
         if not (callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None))):
-            raise TypeError(f"transforms[{index}]={transform!r} is not a GradientTransformation (init, update)")
+            raise TypeError(
+                f"transforms[{index}]={transform!r} is not a GradientTransformation (init, update)"
+            )
 
     def init(params: Params) -> State:
         return tuple(transform.init(params) for transform in transforms)
@@ -86,6 +90,9 @@ def _fill_none(updates: Updates, params: Params) -> Updates:
     if isinstance(updates, dict):
         return {k: _fill_none(updates.get(k), params[k]) for k in params}
     if isinstance(updates, (list, tuple)) and isinstance(params, (list, tuple)):
-        return type(updates)(_fill_none(u, p) for u, p in zip(updates, params)) if not hasattr(
-            updates, "_fields") else type(updates)(*(_fill_none(u, p) for u, p in zip(updates, params)))
+        return (
+            type(updates)(_fill_none(u, p) for u, p in zip(updates, params))
+            if not hasattr(updates, "_fields")
+            else type(updates)(*(_fill_none(u, p) for u, p in zip(updates, params)))
+        )
     return updates

@@ -35,7 +35,8 @@ def hypergradient_sgd(learning_rate: float, hyper_learning_rate: float) -> Gradi
     """
     if learning_rate <= 0 or hyper_learning_rate < 0:
         raise ValueError(
-            f"learning_rate={learning_rate!r} must be > 0 and hyper_learning_rate={hyper_learning_rate!r} >= 0"
+            f"learning_rate={learning_rate!r} must be > 0 and "
+            f"hyper_learning_rate={hyper_learning_rate!r} >= 0"
         )
 
     def init(params):

@@ -15,10 +15,26 @@ from ._maml import MetaSGD as MetaSGD
 from ._mamlpp import MAMLpp as MAMLpp
 from ._mamlpp import PerStepBatchNorm as PerStepBatchNorm
 from ._mamlpp import msl_weights as msl_weights
+from ._metric import MetaOptNet as MetaOptNet
+from ._metric import ProtoNet as ProtoNet
 from ._reptile import Reptile as Reptile
 
 __all__ = [
-    "ANIL", "AdaptationError", "BaseLearner", "GBML", "MAML", "MAMLpp", "MetaBatchResult", "MetaSGD",
-    "PerStepBatchNorm", "Reptile", "meta_batch_loss", "msl_weights",
-    "average_gradients", "broadcast_parameters", "shard_tasks",
+    "ANIL",
+    "AdaptationError",
+    "BaseLearner",
+    "GBML",
+    "MAML",
+    "MAMLpp",
+    "MetaBatchResult",
+    "MetaOptNet",
+    "MetaSGD",
+    "PerStepBatchNorm",
+    "ProtoNet",
+    "Reptile",
+    "meta_batch_loss",
+    "msl_weights",
+    "average_gradients",
+    "broadcast_parameters",
+    "shard_tasks",
 ]

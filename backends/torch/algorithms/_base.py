@@ -24,7 +24,9 @@ class BaseLearner(torch.nn.Module):
     cloned with ``clone_module``, buffers copied, never shared silently).
     """
 
-    def __init__(self, module: torch.nn.Module, first_order: bool, allow_unused: bool | None, allow_nograd: bool):
+    def __init__(
+        self, module: torch.nn.Module, first_order: bool, allow_unused: bool | None, allow_nograd: bool
+    ):
         super().__init__()
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(module).__name__}")
@@ -58,8 +60,12 @@ class BaseLearner(torch.nn.Module):
         check_loss(loss)
         second_order = not first_order
         return differentiate(
-            loss, parameters, create_graph=second_order, retain_graph=second_order or extra_retain,
-            allow_unused=allow_unused, allow_nograd=allow_nograd,
+            loss,
+            parameters,
+            create_graph=second_order,
+            retain_graph=second_order or extra_retain,
+            allow_unused=allow_unused,
+            allow_nograd=allow_nograd,
         )
 
 

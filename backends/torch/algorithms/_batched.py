@@ -45,8 +45,14 @@ class MetaBatchResult(NamedTuple):
 def _batch_norm_affine_outside(layer: torch.nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
     use_batch_stats = layer.training or layer.running_mean is None
     y = F.batch_norm(
-        x, None if use_batch_stats else layer.running_mean, None if use_batch_stats else layer.running_var,
-        None, None, use_batch_stats, 0.0, layer.eps,
+        x,
+        None if use_batch_stats else layer.running_mean,
+        None if use_batch_stats else layer.running_var,
+        None,
+        None,
+        use_batch_stats,
+        0.0,
+        layer.eps,
     )
     if layer.affine:
         shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -91,7 +97,8 @@ def _check_batch(support_x, support_y, query_x, query_y) -> int:
             )
     if support_y.shape[1] != support_x.shape[1] or query_y.shape[1] != query_x.shape[1]:
         raise ValueError(
-            f"labels must match inputs per task: support {tuple(support_x.shape[:2])} vs {tuple(support_y.shape)}, "
+            f"labels must match inputs per task: support {tuple(support_x.shape[:2])} vs "
+            f"{tuple(support_y.shape)}, "
             f"query {tuple(query_x.shape[:2])} vs {tuple(query_y.shape)}"
         )
     return batch
@@ -178,7 +185,9 @@ def _vmapped(algorithm, support_x, support_y, query_x, query_y, loss, steps, chu
     adapted = [n for n, p in named.items() if p.requires_grad]
     if len(adapted) < len(named) and not algorithm.allow_nograd:
         frozen = sorted(set(named) - set(adapted))
-        raise ValueError(f"parameters {frozen} do not require grad; construct the algorithm with allow_nograd=True")
+        raise ValueError(
+            f"parameters {frozen} do not require grad; construct the algorithm with allow_nograd=True"
+        )
     fixed = {n: p for n, p in named.items() if n not in adapted}
     fixed.update(dict(module.named_buffers()))
     step = _step_rule(algorithm, adapted)

@@ -21,9 +21,11 @@ class GBML(BaseLearner):
         module: the model (any ``torch.nn.Module``).
         transform: a transform factory, called once per parameter (see ``l2l.optim``).
         lr: inner-loop learning rate (float).
-        adapt_transform: also take a plain gradient step on the transforms' own parameters at
-            each ``adapt`` (Meta-KFO). The step uses the gradient of the same loss, so it only
-            matters from the second adaptation step on (the first loss does not depend on them).
+        adapt_transform: also adapt the transforms (Meta-KFO): at each ``adapt`` the loss is
+            differentiated w.r.t. the transform that produced the current parameters, the
+            transform takes a plain step ``T <- T - lr * dloss/dT``, and the updated transform
+            then maps this step's gradient. On the first step the loss does not depend on the
+            transform yet, so it changes from the second step on.
         first_order, allow_unused, allow_nograd: as in ``MAML``.
 
     ``learner.compute_update`` is the ``ParameterUpdate`` holding the transforms; its parameters
@@ -63,8 +65,10 @@ class GBML(BaseLearner):
                 "them unchanged"
             )
         step = sgd(self.lr)
-        updates, _ = step.update(self.compute_update.transform_gradients(model_grads), EmptyState())
         if transform_params:
+            # The current transform produced the current parameters (at the previous step), so
+            # this loss's gradient w.r.t. it is its adaptation signal; update it before use.
             transform_updates, _ = step.update(transform_grads, EmptyState())
             update_module(self.compute_update, transform_updates)
+        updates, _ = step.update(self.compute_update.transform_gradients(model_grads), EmptyState())
         update_module(self.module, updates)

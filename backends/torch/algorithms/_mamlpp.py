@@ -18,8 +18,16 @@ class PerStepBatchNorm(torch.nn.Module):
     outputs as the original layer (``[N, C, ...]``).
     """
 
-    def __init__(self, num_features: int, steps: int, eps: float, momentum: float | None, affine: bool,
-                 dtype=None, device=None):
+    def __init__(
+        self,
+        num_features: int,
+        steps: int,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        dtype=None,
+        device=None,
+    ):
         super().__init__()
         options = {"dtype": dtype, "device": device}
         self.eps, self.momentum, self.step = eps, momentum, 0
@@ -45,9 +53,14 @@ class PerStepBatchNorm(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = min(self.step, self.running_mean.shape[0] - 1)
         return F.batch_norm(
-            x, self.running_mean[s], self.running_var[s],
-            None if self.weight is None else self.weight[s], None if self.bias is None else self.bias[s],
-            self.training, 0.1 if self.momentum is None else self.momentum, self.eps,
+            x,
+            self.running_mean[s],
+            self.running_var[s],
+            None if self.weight is None else self.weight[s],
+            None if self.bias is None else self.bias[s],
+            self.training,
+            0.1 if self.momentum is None else self.momentum,
+            self.eps,
         )
 
 
@@ -83,7 +96,9 @@ def msl_weights(adaptation_steps: int, epoch: int, anneal_epochs: int = 10) -> l
     decay = uniform / anneal_epochs
     floor = 0.03 / adaptation_steps
     weights = [max(uniform - epoch * decay, floor) for _ in range(adaptation_steps - 1)]
-    weights.append(min(uniform + epoch * (adaptation_steps - 1) * decay, 1.0 - (adaptation_steps - 1) * floor))
+    weights.append(
+        min(uniform + epoch * (adaptation_steps - 1) * decay, 1.0 - (adaptation_steps - 1) * floor)
+    )
     return weights
 
 
@@ -120,8 +135,10 @@ class MAMLpp(BaseLearner):
         self.adaptation_steps = adaptation_steps
         _replace_batch_norms(model, adaptation_steps + 1)
         self.lrs = torch.nn.ParameterList(
-            [torch.nn.Parameter(torch.full((adaptation_steps,), float(lr), dtype=p.dtype, device=p.device))
-             for p in model.parameters()]
+            [
+                torch.nn.Parameter(torch.full((adaptation_steps,), float(lr), dtype=p.dtype, device=p.device))
+                for p in model.parameters()
+            ]
         )
         self.step = 0
 
@@ -144,7 +161,8 @@ class MAMLpp(BaseLearner):
         """One step with this step's learning rates, then advance to the next step's batch norm."""
         if self.step >= self.adaptation_steps:
             raise RuntimeError(
-                f"adapt() called {self.step + 1} times but adaptation_steps={self.adaptation_steps}; clone() anew"
+                f"adapt() called {self.step + 1} times but adaptation_steps={self.adaptation_steps}; "
+                "clone() anew"
             )
         first_order, allow_unused, allow_nograd = self._options(first_order, allow_unused, allow_nograd)
         params = list(self.module.parameters())

@@ -27,9 +27,22 @@ class _EmbedAndFit(torch.nn.Module):
     def embed(self, inputs: torch.Tensor, task_dims: int, name: str) -> torch.Tensor:
         """Run ``features`` on ``inputs`` ``[*task_shape, ...]`` -> ``[*task_shape, d]``.
 
-        ``task_dims`` leading dimensions (1: ``[n]``; 2: ``[B, n]``) index examples; the rest
-        are one input's shape. The extractor sees ``[N, ...]`` and its output is flattened to
-        ``[N, d]``.
+        Args:
+            inputs: ``[*task_shape, ...]`` inputs of any dtype the extractor accepts.
+            task_dims: how many leading dimensions index examples (1: ``[n]``; 2: ``[B, n]``);
+                the rest are one input's shape.
+            name: ``"support"`` or ``"query"``, for the error message.
+
+        The extractor sees ``[N, ...]`` (N examples) and its output is flattened to ``[N, d]``.
+
+        Returns:
+            ``[*task_shape, d]`` embeddings.
+
+        Example:
+            >>> import torch
+            >>> model = ProtoNet(torch.nn.Conv2d(1, 2, 3))          # [N, 1, 3, 3] -> [N, 2, 1, 1]
+            >>> model.embed(torch.zeros(4, 5, 1, 3, 3), 2, "support").shape
+            torch.Size([4, 5, 2])
         """
         task_shape = inputs.shape[:task_dims]
         flat = inputs.reshape(-1, *inputs.shape[task_dims:])
@@ -57,6 +70,13 @@ class _EmbedAndFit(torch.nn.Module):
 
         Returns:
             ``[q, ways]`` or ``[B, q, ways]`` logits.
+
+        Example:
+            >>> import torch
+            >>> model = MetaOptNet(torch.nn.Flatten(), head="svm")
+            >>> support = torch.tensor([[[1.0]], [[-1.0]]])             # two 1x1 "images"
+            >>> model(support, torch.tensor([0, 1]), torch.tensor([[[5.0]]])).round(decimals=4).tolist()
+            [[1.0, -1.0]]
         """
         for name, value in (("support", support), ("support_labels", support_labels), ("query", query)):
             if not isinstance(value, torch.Tensor):

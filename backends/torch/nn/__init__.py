@@ -10,9 +10,14 @@ from ._layers import freeze as freeze
 from ._layers import unfreeze as unfreeze
 from ._meta_module import MetaModule as MetaModule
 from ._meta_module import ParameterTransform as ParameterTransform
+from ._prototypical import PrototypicalClassifier as PrototypicalClassifier
+from ._qp import solve_qp as solve_qp
+from ._ridge import RidgeClassifier as RidgeClassifier
 from ._scale import Scale as Scale
+from ._svm import SVClassifier as SVClassifier
 
 __all__ = [
     "Flatten", "KroneckerLSTM", "KroneckerLinear", "KroneckerRNN", "Lambda", "MetaModule",
-    "ParameterTransform", "Scale", "freeze", "kronecker_addmm", "unfreeze",
+    "ParameterTransform", "PrototypicalClassifier", "RidgeClassifier", "SVClassifier", "Scale", "freeze",
+    "kronecker_addmm", "solve_qp", "unfreeze",
 ]

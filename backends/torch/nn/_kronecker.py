@@ -77,7 +77,9 @@ class KroneckerLinear(torch.nn.Module):
         self.n, self.m, self.psd = int(n), int(m), bool(psd)
         self.left = torch.nn.Parameter(torch.eye(self.n, dtype=dtype, device=device))
         self.right = torch.nn.Parameter(torch.eye(self.m, dtype=dtype, device=device))
-        self.bias = torch.nn.Parameter(torch.zeros(self.n, self.m, dtype=dtype, device=device)) if bias else None
+        self.bias = (
+            torch.nn.Parameter(torch.zeros(self.n, self.m, dtype=dtype, device=device)) if bias else None
+        )
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The effective ``(L, R)`` (``A A^T`` and ``C C^T`` when ``psd``)."""
@@ -109,7 +111,9 @@ class KroneckerRNN(torch.nn.Module):
         torch.Size([2, 3])
     """
 
-    def __init__(self, n: int, m: int, bias: bool = True, psd: bool = False, sigma=None, dtype=None, device=None):
+    def __init__(
+        self, n: int, m: int, bias: bool = True, psd: bool = False, sigma=None, dtype=None, device=None
+    ):
         super().__init__()
         self.input_map = KroneckerLinear(n, m, bias=bias, psd=psd, dtype=dtype, device=device)
         self.hidden_map = KroneckerLinear(n, m, bias=False, psd=psd, dtype=dtype, device=device)
@@ -138,7 +142,9 @@ class KroneckerLSTM(torch.nn.Module):
 
     _GATES = ("input", "forget", "cell", "output")
 
-    def __init__(self, n: int, m: int, bias: bool = True, psd: bool = False, sigma=None, dtype=None, device=None):
+    def __init__(
+        self, n: int, m: int, bias: bool = True, psd: bool = False, sigma=None, dtype=None, device=None
+    ):
         super().__init__()
         self.input_maps = torch.nn.ModuleDict(
             {g: KroneckerLinear(n, m, bias=bias, psd=psd, dtype=dtype, device=device) for g in self._GATES}

@@ -43,7 +43,9 @@ def _set_requires_grad(module: torch.nn.Module, names: Iterable[str] | None, val
     wanted = None if names is None else set(names)
     named = dict(module.named_parameters())
     if wanted is not None and not wanted <= named.keys():
-        raise ValueError(f"parameters {sorted(wanted - named.keys())} are not in the module; it has {sorted(named)}")
+        raise ValueError(
+            f"parameters {sorted(wanted - named.keys())} are not in the module; it has {sorted(named)}"
+        )
     for name, param in named.items():
         if wanted is None or name in wanted:
             param.requires_grad_(value)

@@ -36,7 +36,9 @@ class ParameterTransform(torch.nn.Module):
             raise TypeError(f"parameter must be a tensor, got {type(parameter).__name__}")
         if not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
-        self.parameter = parameter if isinstance(parameter, torch.nn.Parameter) else torch.nn.Parameter(parameter)
+        self.parameter = (
+            parameter if isinstance(parameter, torch.nn.Parameter) else torch.nn.Parameter(parameter)
+        )
         self.transform = transform
 
     def forward(self) -> torch.Tensor:

@@ -23,6 +23,10 @@ def check_task(support: torch.Tensor, labels: torch.Tensor) -> bool:
         support: ``[n, d]`` or ``[B, n, d]`` floating point embeddings.
         labels: ``[n]`` or ``[B, n]`` integer labels, all ``>= 0``.
 
+    Raises:
+        TypeError: a non-tensor, a non-floating ``support`` or non-integer ``labels``.
+        ValueError: wrong shapes, an empty support set or a negative label.
+
     Example:
         >>> import torch
         >>> check_task(torch.zeros(4, 3), torch.tensor([0, 1, 0, 1]))
@@ -55,6 +59,13 @@ def check_task(support: torch.Tensor, labels: torch.Tensor) -> bool:
 
 def check_ways(labels: torch.Tensor, ways: int | None) -> int:
     """The number of classes: ``ways`` if given (checked against ``labels``), else ``max + 1``.
+
+    Args:
+        labels: integer labels, any shape, all ``>= 0``.
+        ways: None, or a positive int larger than every label.
+
+    Returns:
+        The number of classes, an int.
 
     Example:
         >>> import torch
@@ -101,6 +112,11 @@ def check_query(query: torch.Tensor, fitted: torch.Size | None, head: str) -> No
 
 def one_hot(labels: torch.Tensor, ways: int, dtype: torch.dtype) -> torch.Tensor:
     """``[..., n]`` integer labels -> ``[..., n, ways]`` one-hot matrix of ``dtype``.
+
+    Args:
+        labels: integer labels in ``0..ways-1``.
+        ways: the number of classes.
+        dtype: the result's floating point dtype.
 
     Example:
         >>> import torch

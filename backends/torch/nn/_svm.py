@@ -71,7 +71,7 @@ class SVClassifier(torch.nn.Module):
         normalize: if True, support and query embeddings are L2-normalised before use.
         C_reg: positive float, the SVM's box constraint ``C`` (MetaOptNet uses 0.1).
         max_iterations: positive int, the interior point iterations allowed; the solver stops
-            as soon as it reaches ``tolerance`` (usually after 10-20 iterations), so the default
+            as soon as it reaches ``tolerance`` (usually after 5-20 iterations), so the default
             only bounds the work on hard problems.
         tolerance: positive float, the solver's scaled KKT residual tolerance.
         learn_scale: if True, the logits are multiplied by ``scale``, an ``nn.Parameter``

@@ -64,7 +64,9 @@ class ModuleTransform:
         if hasattr(self.module_cls, "for_parameter"):
             return self.module_cls.for_parameter(parameter, **self.kwargs)
         numel = parameter.numel()
-        module = self.module_cls(numel, numel, **self.kwargs).to(device=parameter.device, dtype=parameter.dtype)
+        module = self.module_cls(numel, numel, **self.kwargs).to(
+            device=parameter.device, dtype=parameter.dtype
+        )
         return ReshapedTransform(module, (1, numel))
 
     def __repr__(self) -> str:
@@ -105,7 +107,9 @@ class KroneckerTransform:
 
     def __call__(self, parameter: torch.Tensor) -> torch.nn.Module:
         n, m = matrix_shape(parameter.shape)
-        module = self.kronecker_cls(n, m, bias=self.bias, psd=self.psd, dtype=parameter.dtype, device=parameter.device)
+        module = self.kronecker_cls(
+            n, m, bias=self.bias, psd=self.psd, dtype=parameter.dtype, device=parameter.device
+        )
         return ReshapedTransform(module, (n, m))
 
     def __repr__(self) -> str:
@@ -143,7 +147,9 @@ class MetaCurvatureTransform(torch.nn.Module):
             self.scale = torch.nn.Parameter(torch.ones(self.shape or (1,), **options))
         else:
             sizes = list(self.shape[:2]) + ([math.prod(self.shape[2:])] if self.modes == 3 else [])
-            self.mode_matrices = torch.nn.ParameterList([torch.nn.Parameter(torch.eye(s, **options)) for s in sizes])
+            self.mode_matrices = torch.nn.ParameterList(
+                [torch.nn.Parameter(torch.eye(s, **options)) for s in sizes]
+            )
 
     def forward(self, grad: torch.Tensor) -> torch.Tensor:
         if self.modes <= 1:
