@@ -131,7 +131,10 @@ def test_auto_path_and_errors():
         l2l.algorithms.meta_batch_loss(maml, sx, sy, qx[:2], qy)
     with pytest.raises(ValueError, match="labels must match inputs"):
         l2l.algorithms.meta_batch_loss(maml, sx, sy[:, :3], qx, qy)
-    with pytest.raises(TypeError, match="algorithm must be a MAML, MetaSGD or ANIL"):
+    with pytest.raises(TypeError, match="algorithm must be an l2l learner"):
         l2l.algorithms.meta_batch_loss(conv4(), sx, sy, qx, qy)
+    gbml = l2l.algorithms.GBML(conv4(), l2l.optim.ModuleTransform(l2l.nn.Scale), lr=0.1)
+    with pytest.raises(TypeError, match="path='vmap' supports MAML, MetaSGD, ANIL; got GBML"):
+        l2l.algorithms.meta_batch_loss(gbml, sx, sy, qx, qy, path="vmap")
     with pytest.raises(TypeError, match="support_x must be a torch.Tensor"):
         l2l.algorithms.meta_batch_loss(maml, sx.numpy(), sy, qx, qy)

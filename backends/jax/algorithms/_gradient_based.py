@@ -95,7 +95,7 @@ class MetaSGD(_GradientBased):
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
         >>> meta = MetaSGD(nn.Dense(3), lr=0.1).init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
-        >>> float(meta["lrs"]["kernel"][0, 0])
+        >>> round(float(meta["lrs"]["kernel"][0, 0]), 6)
         0.1
     """
 
@@ -134,7 +134,9 @@ class GBML(_GradientBased):
         (2, 2)
     """
 
-    def __init__(self, model, transform: GradientTransformation, lr=1.0, adapt_transform=False, first_order=False):
+    def __init__(
+        self, model, transform: GradientTransformation, lr=1.0, adapt_transform=False, first_order=False
+    ):
         super().__init__(model, lr, first_order)
         if not (callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None))):
             raise TypeError(f"transform must be a GradientTransformation (init, update), got {transform!r}")
@@ -147,22 +149,37 @@ class GBML(_GradientBased):
 
     def adapt(self, meta_params, x, y, loss=cross_entropy, steps=1, train=True):
         variables, transform_params = meta_params["model"], meta_params["transform"]
-        for _ in range(steps):
-            def support_loss(params, transform_params):  # transform_params: unused by the loss itself
-                return loss(self.apply_model(with_params(variables, params), x, train), y)
+        tree = jax.tree_util.tree_map
 
-            if self.adapt_transform:
-                grads, transform_grads = jax.grad(support_loss, argnums=(0, 1))(variables["params"], transform_params)
+        def support_loss(params):
+            return loss(self.apply_model(with_params(variables, params), x, train), y)
+
+        params, previous = variables["params"], None
+        for _ in range(steps):
+            if self.adapt_transform and previous is not None:
+                # The current parameters came from the previous step through the current
+                # transform: differentiate the loss w.r.t. that transform (as the torch backend
+                # does) and update the transform before it maps this step's gradient.
+                def loss_through_transform(transform_params, offset, last=previous):
+                    last_params, last_grads = last
+                    transformed, _ = self.transform.update(last_grads, transform_params, last_params)
+                    moved = tree(lambda p, u, o: p - self.lr * u + o, last_params, transformed, offset)
+                    return support_loss(moved)
+
+                zeros = tree(jax.numpy.zeros_like, params)
+                gradient = jax.grad(loss_through_transform, argnums=(0, 1))
+                transform_grads, grads = gradient(transform_params, zeros)
+                if self.first_order:
+                    transform_grads = jax.lax.stop_gradient(transform_grads)
+                transform_params = tree(lambda t, g: t - self.lr * g, transform_params, transform_grads)
             else:
-                grads, transform_grads = jax.grad(support_loss)(variables["params"], transform_params), None
+                grads = jax.grad(support_loss)(params)
             if self.first_order:
                 grads = jax.lax.stop_gradient(grads)
-            transformed, _ = self.transform.update(grads, transform_params, variables["params"])
-            step, _ = sgd(self.lr).update(transformed, EmptyState())
-            variables = with_params(variables, jax.tree_util.tree_map(lambda p, u: p + u, variables["params"], step))
-            if transform_grads is not None:
-                transform_params = jax.tree_util.tree_map(lambda t, g: t - self.lr * g, transform_params, transform_grads)
-        return variables
+            transformed, _ = self.transform.update(grads, transform_params, params)
+            previous = (params, grads)
+            params = tree(lambda p, u: p - self.lr * u, params, transformed)
+        return with_params(variables, params)
 
 
 class ANIL(_GradientBased):

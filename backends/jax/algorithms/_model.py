@@ -46,7 +46,9 @@ def as_apply(model: Any) -> Callable[[Any, jax.Array, bool], jax.Array]:
         return apply
     if callable(model):
         return lambda variables, x, train=True: model(variables, x)
-    raise TypeError(f"model must be a flax.linen.Module or a function f(variables, x), got {type(model).__name__}")
+    raise TypeError(
+        f"model must be a flax.linen.Module or a function f(variables, x), got {type(model).__name__}"
+    )
 
 
 def init_variables(model: Any, key: jax.Array, sample_input: jax.Array) -> dict:

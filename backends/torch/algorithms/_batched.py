@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from ._anil import ANIL
-from ._base import check_loss
+from ._base import BaseLearner, check_loss
 from ._maml import MAML, MetaSGD
 
 PATHS = ("auto", "loop", "vmap")
+VMAPPABLE = (MAML, MetaSGD, ANIL)
 
 
 class MetaBatchResult(NamedTuple):
@@ -80,7 +81,7 @@ def choose_path(algorithm: torch.nn.Module, path: str) -> str:
     if path != "auto":
         return path
     device = next(algorithm.parameters()).device
-    return "loop" if device.type == "cpu" else "vmap"
+    return "loop" if device.type == "cpu" or not isinstance(algorithm, VMAPPABLE) else "vmap"
 
 
 def _check_batch(support_x, support_y, query_x, query_y) -> int:
@@ -119,7 +120,9 @@ def meta_batch_loss(
 
     Args:
         algorithm: a ``MAML``, ``MetaSGD`` or ``ANIL`` (its ``lr``/``lrs``, ``first_order``
-            and ``allow_nograd`` apply; parameters with ``requires_grad=False`` stay fixed).
+            and ``allow_nograd`` apply; parameters with ``requires_grad=False`` stay fixed);
+            the loop path also takes any other learner with ``clone()``/``adapt()`` (``GBML``,
+            ``MAMLpp``, ...).
         support_x: ``[B, s, ...]`` inputs; support_y: ``[B, s]`` targets (int64 for
             classification); query_x: ``[B, q, ...]``; query_y: ``[B, q]``.
         loss: ``loss(outputs, targets) -> 0-d tensor`` (mean over samples), used for both the
@@ -145,13 +148,20 @@ def meta_batch_loss(
         >>> abs(loop.item() - fast.item()) < 1e-12
         True
     """
-    if not isinstance(algorithm, (MAML, MetaSGD, ANIL)):
-        raise TypeError(f"algorithm must be a MAML, MetaSGD or ANIL, got {type(algorithm).__name__}")
+    if not isinstance(algorithm, BaseLearner):
+        raise TypeError(
+            f"algorithm must be an l2l learner (MAML, MetaSGD, ANIL, ...), got {type(algorithm).__name__}"
+        )
     if isinstance(adaptation_steps, bool) or not isinstance(adaptation_steps, int) or adaptation_steps < 0:
         raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a non-negative int")
     _check_batch(support_x, support_y, query_x, query_y)
     if choose_path(algorithm, path) == "loop":
         return _loop(algorithm, support_x, support_y, query_x, query_y, loss, adaptation_steps)
+    if not isinstance(algorithm, VMAPPABLE):
+        raise TypeError(
+            f"path='vmap' supports {', '.join(c.__name__ for c in VMAPPABLE)}; got {type(algorithm).__name__} "
+            "(use path='loop')"
+        )
     return _vmapped(algorithm, support_x, support_y, query_x, query_y, loss, adaptation_steps, chunk_size)
 
 

@@ -1,0 +1,46 @@
+"""``l2l.algorithms`` for the jax backend: pure, jit/vmap-able meta-learning.
+
+Algorithms hold static configuration; their meta-parameters are pytrees from ``init`` (or
+``from_variables``, e.g. weights converted from torch by ``l2l_multi.interop``).
+``make_meta_train_step`` compiles a whole meta-step.
+"""
+
+from ._gradient_based import ANIL as ANIL
+from ._gradient_based import GBML as GBML
+from ._gradient_based import MAML as MAML
+from ._gradient_based import MetaSGD as MetaSGD
+from ._metric import MetaOptNet as MetaOptNet
+from ._metric import ProtoNet as ProtoNet
+from ._metric import prototype_logits as prototype_logits
+from ._metric import ridge_logits as ridge_logits
+from ._model import cross_entropy as cross_entropy
+from ._reptile import Reptile as Reptile
+from ._train import MetaStepMetrics as MetaStepMetrics
+from ._train import make_evaluate as make_evaluate
+from ._train import make_meta_train_step as make_meta_train_step
+from ._train import map_tasks as map_tasks
+from ._train import meta_batch_loss as meta_batch_loss
+from ._train import replicate as replicate
+from ._train import shard_tasks as shard_tasks
+from ._train import task_mesh as task_mesh
+
+__all__ = [
+    "ANIL",
+    "GBML",
+    "MAML",
+    "MetaOptNet",
+    "MetaSGD",
+    "MetaStepMetrics",
+    "ProtoNet",
+    "Reptile",
+    "cross_entropy",
+    "make_evaluate",
+    "make_meta_train_step",
+    "map_tasks",
+    "meta_batch_loss",
+    "prototype_logits",
+    "replicate",
+    "ridge_logits",
+    "shard_tasks",
+    "task_mesh",
+]

@@ -1,0 +1,243 @@
+"""The compiled meta-training step: inner loops with ``jax.grad``, tasks with ``vmap`` (or
+``lax.map``), the outer update with optax, all in one ``jax.jit`` function traced once per
+input shape. Batches may be sharded over devices along the task axis (``shard_tasks``); XLA
+then splits the tasks between devices and averages the meta-gradient across them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._model import cross_entropy
+from ._reptile import Reptile
+
+TASK_MAPS = ("auto", "vmap", "map")
+
+
+class MetaStepMetrics(NamedTuple):
+    """``loss``: mean query loss (0-d); ``accuracy``: mean query accuracy (0-d, NaN-free only for
+    classification); ``task_losses``: ``[B]``."""
+
+    loss: jax.Array
+    accuracy: jax.Array
+    task_losses: jax.Array
+
+
+def resolve_task_map(task_map: str) -> str:
+    """ "auto" -> "vmap": with the models' matmul convolutions on CPU (``Conv2d(implementation=
+    "auto")``), vmap is the fastest formulation on every platform measured (``benchmarks/
+    maml_step.py``)."""
+    if task_map not in TASK_MAPS:
+        raise ValueError(f"task_map={task_map!r} is not one of {TASK_MAPS}")
+    return "vmap" if task_map == "auto" else task_map
+
+
+def map_tasks(function: Callable, batch: tuple, task_map: str = "auto"):
+    """``function(*task)`` for every task of ``batch`` (arrays ``[B, ...]``), results stacked."""
+    if resolve_task_map(task_map) == "vmap":
+        return jax.vmap(function)(*batch)
+    return jax.lax.map(lambda task: function(*task), batch)
+
+
+def _check_batch(support_x, support_y, query_x, query_y) -> None:
+    arrays = {"support_x": support_x, "support_y": support_y, "query_x": query_x, "query_y": query_y}
+    batch = support_x.shape[0] if getattr(support_x, "ndim", 0) >= 2 else None
+    for name, value in arrays.items():
+        if getattr(value, "ndim", 0) < 2 or value.shape[0] != batch:
+            raise ValueError(
+                f"{name} must have shape [B, samples, ...] with the same B as support_x "
+                f"({batch}); got {getattr(value, 'shape', type(value).__name__)}"
+            )
+
+
+def meta_batch_loss(
+    algorithm,
+    meta_params,
+    support_x,
+    support_y,
+    query_x,
+    query_y,
+    loss: Callable = cross_entropy,
+    adaptation_steps: int = 1,
+    train: bool = True,
+    task_map: str = "auto",
+):
+    """Mean query loss over a stacked task batch and ``(task_losses [B], logits [B, q, ...])``.
+
+    Args:
+        algorithm: ``MAML``, ``MetaSGD``, ``GBML``, ``ANIL``, ``ProtoNet`` or ``MetaOptNet``.
+        meta_params: from ``algorithm.init`` / ``from_variables``.
+        support_x ``[B, s, ...]``, support_y ``[B, s]`` (int), query_x ``[B, q, ...]``, query_y ``[B, q]``.
+        loss: ``loss(logits, labels) -> 0-d``; adaptation_steps: inner steps (static int);
+        train: the model's train flag; task_map: "vmap", "map" (``lax.map``) or "auto".
+
+    Example:
+        >>> import jax, jax.numpy as jnp, flax.linen as nn
+        >>> from l2l_multi.backends.jax.algorithms import MAML
+        >>> maml = MAML(nn.Dense(3), lr=0.5)
+        >>> meta = maml.init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
+        >>> x, y = jnp.ones((8, 6, 4)), jnp.tile(jnp.arange(3), (8, 2))
+        >>> loss, (task_losses, logits) = meta_batch_loss(maml, meta, x, y, x, y)
+        >>> task_losses.shape, logits.shape
+        ((8,), (8, 6, 3))
+    """
+    _check_batch(support_x, support_y, query_x, query_y)
+
+    def one_task(sx, sy, qx, qy):
+        return algorithm.task_loss(meta_params, sx, sy, qx, qy, loss, adaptation_steps, train)
+
+    task_losses, logits = map_tasks(one_task, (support_x, support_y, query_x, query_y), task_map)
+    return task_losses.mean(), (task_losses, logits)
+
+
+def _accuracy(logits, labels):
+    if logits.ndim != labels.ndim + 1:
+        return jnp.asarray(jnp.nan)
+    return (logits.argmax(-1) == labels).mean()
+
+
+def make_meta_train_step(
+    algorithm,
+    optimizer: optax.GradientTransformation,
+    loss: Callable = cross_entropy,
+    adaptation_steps: int = 1,
+    task_map: str = "auto",
+    train: bool = True,
+):
+    """A jit-compiled ``step(meta_params, opt_state, support_x, support_y, query_x, query_y)
+    -> (meta_params, opt_state, MetaStepMetrics)``.
+
+    Compiled once per input shape and dtype; later calls with same-shaped batches reuse it. For
+    ``Reptile`` the optimizer receives the mean of ``theta - phi`` over tasks.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, flax.linen as nn, optax
+        >>> from l2l_multi.backends.jax.algorithms import MAML
+        >>> maml = MAML(nn.Dense(3), lr=0.5)
+        >>> meta = maml.init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
+        >>> optimizer = optax.adam(1e-3)
+        >>> step = make_meta_train_step(maml, optimizer)
+        >>> x, y = jnp.ones((8, 6, 4)), jnp.tile(jnp.arange(3), (8, 2))
+        >>> meta, state, metrics = step(meta, optimizer.init(meta), x, y, x, y)
+        >>> metrics.task_losses.shape
+        (8,)
+    """
+    resolve_task_map(task_map)
+    if not isinstance(adaptation_steps, int) or adaptation_steps < 0:
+        raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a non-negative int")
+
+    def gradients(meta_params, support_x, support_y, query_x, query_y):
+        if isinstance(algorithm, Reptile):
+
+            def direction(sx, sy, qx, qy):
+                task_loss, logits = algorithm.task_loss(
+                    meta_params, sx, sy, qx, qy, loss, adaptation_steps, train
+                )
+                return (
+                    algorithm.meta_gradient(meta_params, sx, sy, loss, adaptation_steps, train),
+                    task_loss,
+                    logits,
+                )
+
+            directions, task_losses, logits = map_tasks(
+                direction, (support_x, support_y, query_x, query_y), task_map
+            )
+            grads = jax.tree_util.tree_map(lambda d: d.mean(0), directions)
+            return grads, (task_losses.mean(), (task_losses, logits))
+        (value, aux), grads = jax.value_and_grad(meta_batch_loss, argnums=1, has_aux=True)(
+            algorithm,
+            meta_params,
+            support_x,
+            support_y,
+            query_x,
+            query_y,
+            loss,
+            adaptation_steps,
+            train,
+            task_map,
+        )
+        return grads, (value, aux)
+
+    @jax.jit
+    def step(meta_params, opt_state, support_x, support_y, query_x, query_y):
+        grads, (value, (task_losses, logits)) = gradients(meta_params, support_x, support_y, query_x, query_y)
+        updates, opt_state = optimizer.update(grads, opt_state, meta_params)
+        meta_params = optax.apply_updates(meta_params, updates)
+        return meta_params, opt_state, MetaStepMetrics(value, _accuracy(logits, query_y), task_losses)
+
+    def checked_step(meta_params, opt_state, support_x, support_y, query_x, query_y):
+        _check_batch(support_x, support_y, query_x, query_y)
+        return step(meta_params, opt_state, support_x, support_y, query_x, query_y)
+
+    checked_step.jitted = step  # exposes the compiled function (e.g. its cache size)
+    return checked_step
+
+
+def make_evaluate(
+    algorithm,
+    loss: Callable = cross_entropy,
+    adaptation_steps: int = 1,
+    task_map: str = "auto",
+    train: bool = True,
+):
+    """A jit-compiled ``evaluate(meta_params, support_x, support_y, query_x, query_y) ->
+    MetaStepMetrics`` (adapt on each support set, score its query set; no update)."""
+
+    @jax.jit
+    def evaluate(meta_params, support_x, support_y, query_x, query_y):
+        value, (task_losses, logits) = meta_batch_loss(
+            algorithm,
+            meta_params,
+            support_x,
+            support_y,
+            query_x,
+            query_y,
+            loss,
+            adaptation_steps,
+            train,
+            task_map,
+        )
+        return MetaStepMetrics(value, _accuracy(logits, query_y), task_losses)
+
+    return evaluate
+
+
+def task_mesh(devices: Any = None) -> jax.sharding.Mesh:
+    """A one-axis mesh named ``"tasks"`` over ``devices`` (default: all devices)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.sharding.Mesh(devices, ("tasks",))
+
+
+def shard_tasks(batch: Any, mesh: jax.sharding.Mesh | None = None) -> Any:
+    """Place every array of ``batch`` (a tuple/pytree of ``[B, ...]``) split along ``B`` over the
+    mesh's devices; ``B`` must divide evenly. The compiled step then runs each device's tasks
+    locally and all-reduces the meta-gradient.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> sx = shard_tasks(jnp.zeros((4, 5, 3)))
+        >>> tuple(sx.sharding.spec)
+        ('tasks',)
+    """
+    mesh = task_mesh() if mesh is None else mesh
+    devices = mesh.devices.size
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("tasks"))
+
+    def place(array):
+        if array.shape[0] % devices:
+            raise ValueError(f"the task axis ({array.shape[0]}) must divide evenly over {devices} devices")
+        return jax.device_put(array, sharding)
+
+    return jax.tree_util.tree_map(place, batch)
+
+
+def replicate(tree: Any, mesh: jax.sharding.Mesh | None = None) -> Any:
+    """Copy every array of ``tree`` (meta-parameters, optimizer state) to all of the mesh's devices."""
+    mesh = task_mesh() if mesh is None else mesh
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), tree)

@@ -1,0 +1,310 @@
+"""learn2learn's few-shot vision models as ``torch.nn.Module``s.
+
+Constructor signatures, submodule names (hence ``state_dict`` keys) and initialisations follow
+learn2learn's ``learn2learn.vision.models``, so its checkpoints load. One keyword is added to
+every model: ``track_running_stats`` (default False). With False, batch norm normalises with the
+statistics of the current batch in training *and* evaluation mode, as learn2learn and the MAML
+paper do (a few-shot query set is normalised with its own statistics); True gives ordinary
+running statistics (``running_mean``, ``running_var``, ``num_batches_tracked`` buffers).
+
+The jax backend has the same classes as flax modules; ``l2l_multi.interop.torch_to_flax`` and
+``flax_to_torch`` convert weights between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..nn._layers import Flatten, Lambda
+
+__all__ = ["CNN4", "CNN4Backbone", "ConvBase", "MiniImagenetCNN", "OmniglotCNN", "OmniglotFC"]
+
+# learn2learn's batch-norm settings (the MAML code's): torch semantics, i.e. the running
+# statistics, when tracked, are new = (1 - momentum) * old + momentum * batch.
+BATCH_NORM_EPS = 1e-3
+BATCH_NORM_MOMENTUM = 0.999
+
+
+def _fc_init_(linear: torch.nn.Linear) -> torch.nn.Linear:
+    # learn2learn's fc_init_: normal with std 0.01 truncated at two standard deviations.
+    torch.nn.init.trunc_normal_(linear.weight, mean=0.0, std=0.01, a=-0.02, b=0.02)
+    torch.nn.init.zeros_(linear.bias)
+    return linear
+
+
+def _maml_init_(layer: torch.nn.Module) -> torch.nn.Module:
+    torch.nn.init.xavier_uniform_(layer.weight, gain=1.0)
+    torch.nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _pool_window(max_pool_factor: float) -> int:
+    # learn2learn derives the pooling window (or the conv stride) as int(2 * max_pool_factor).
+    window = int(2 * max_pool_factor)
+    if window < 1:
+        raise ValueError(
+            f"max_pool_factor={max_pool_factor!r} gives a pooling window of {window}; "
+            "it must be at least 0.5 (for layers > 4 pass max_pool_factor explicitly)"
+        )
+    return window
+
+
+class _LinearBlock(torch.nn.Module):
+    """Linear -> BatchNorm1d -> ReLU (learn2learn's LinearBlock)."""
+
+    def __init__(self, input_size: int, output_size: int, track_running_stats: bool = False):
+        super().__init__()
+        self.linear = _fc_init_(torch.nn.Linear(input_size, output_size))
+        self.normalize = torch.nn.BatchNorm1d(
+            output_size, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, affine=True,
+            track_running_stats=track_running_stats,
+        )
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.normalize(self.linear(x)))
+
+
+class _ConvBlock(torch.nn.Module):
+    """3x3 conv (padding 1) -> BatchNorm2d -> ReLU -> optional max-pool (learn2learn's ConvBlock)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, max_pool: bool = True, max_pool_factor: float = 1.0,
+        track_running_stats: bool = False,
+    ):
+        super().__init__()
+        window = _pool_window(max_pool_factor)
+        if max_pool:
+            self.max_pool = torch.nn.MaxPool2d(kernel_size=window, stride=window, ceil_mode=False)
+            stride = 1
+        else:
+            self.max_pool = torch.nn.Identity()
+            stride = window  # without pooling, the convolution itself downsamples
+        self.conv = _maml_init_(torch.nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1))
+        self.normalize = torch.nn.BatchNorm2d(
+            out_channels, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, affine=True,
+            track_running_stats=track_running_stats,
+        )
+        torch.nn.init.uniform_(self.normalize.weight)  # learn2learn: scale ~ U[0, 1)
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.max_pool(self.relu(self.normalize(self.conv(x))))
+
+
+class OmniglotFC(torch.nn.Module):
+    """The fully connected Omniglot network: [Linear -> BatchNorm1d -> ReLU] blocks, then a Linear.
+
+    Linear weights are normal with std 0.01 truncated at +-0.02, biases zero.
+
+    Args:
+        input_size: features after flattening the input (784 for 28x28 images).
+        output_size: number of classes.
+        sizes: hidden widths, default ``[256, 128, 64, 64]``.
+        track_running_stats: keyword; False (default) normalises with batch statistics in train
+            and eval mode.
+
+    Input: float32 ``[N, ...]`` with ``input_size`` elements per sample (flattened).
+    Output: float32 logits ``[N, output_size]``.
+
+    Attributes: ``features`` (flatten + blocks, ``[N, sizes[-1]]``) and ``classifier``.
+
+    Example:
+        >>> import torch
+        >>> model = OmniglotFC(28 * 28, 5)
+        >>> model(torch.randn(8, 1, 28, 28)).shape
+        torch.Size([8, 5])
+    """
+
+    def __init__(
+        self, input_size: int = 784, output_size: int = 5, sizes: Sequence[int] | None = None, *,
+        track_running_stats: bool = False,
+    ):
+        super().__init__()
+        sizes = [256, 128, 64, 64] if sizes is None else list(sizes)
+        if not sizes:
+            raise ValueError(f"sizes={sizes!r} must name at least one hidden width")
+        widths = [input_size, *sizes]
+        blocks = [_LinearBlock(i, o, track_running_stats) for i, o in zip(widths[:-1], widths[1:])]
+        self.features = torch.nn.Sequential(Flatten(), torch.nn.Sequential(*blocks))
+        self.classifier = _fc_init_(torch.nn.Linear(sizes[-1], output_size))
+        self.input_size, self.output_size, self.sizes = input_size, output_size, sizes
+        self.track_running_stats = track_running_stats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class ConvBase(torch.nn.Sequential):
+    """``layers`` conv blocks: 3x3 conv (padding 1) -> BatchNorm2d -> ReLU [-> MaxPool2d].
+
+    With ``max_pool=False`` each convolution has stride ``int(2 * max_pool_factor)``; with True
+    it has stride 1 and a max-pool with that window follows (floor mode). Conv weights are
+    xavier-uniform with zero biases; batch-norm scales ~ U[0, 1), shifts 0, eps 1e-3, momentum
+    0.999 (torch convention).
+
+    Args:
+        hidden: channels of every block.
+        channels: input channels.
+        max_pool: pool (True) or stride (False) to downsample.
+        layers: number of blocks.
+        max_pool_factor: the window is ``int(2 * max_pool_factor)``.
+        track_running_stats: keyword; see the module docstring.
+
+    Input: float32 ``[N, channels, H, W]``. Output: float32 ``[N, hidden, H', W']``.
+
+    Example:
+        >>> import torch
+        >>> ConvBase(hidden=32, channels=1)(torch.randn(2, 1, 28, 28)).shape
+        torch.Size([2, 32, 2, 2])
+    """
+
+    def __init__(
+        self, hidden: int = 64, channels: int = 1, max_pool: bool = False, layers: int = 4,
+        max_pool_factor: float = 1.0, *, track_running_stats: bool = False,
+    ):
+        if layers < 1:
+            raise ValueError(f"layers={layers!r} must be at least 1")
+        blocks = [
+            _ConvBlock(channels if i == 0 else hidden, hidden, max_pool, max_pool_factor, track_running_stats)
+            for i in range(layers)
+        ]
+        super().__init__(*blocks)
+        self.hidden, self.channels, self.max_pool, self.layers = hidden, channels, max_pool, layers
+        self.max_pool_factor, self.track_running_stats = max_pool_factor, track_running_stats
+
+
+def _as_omniglot_images(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, 1, 28, 28)  # accepts [N, 784], [N, 28, 28] and [N, 1, 28, 28]
+
+
+def _spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(2, 3))
+
+
+class OmniglotCNN(torch.nn.Module):
+    """The MAML paper's Omniglot network: 4 stride-2 conv blocks, spatial mean, a Linear classifier.
+
+    The classifier weight starts from N(0, 1) and its bias from 0 (the MAML code's output layer).
+
+    Args:
+        output_size: number of classes.
+        hidden_size: channels of every conv block.
+        layers: number of conv blocks.
+        track_running_stats: keyword; see the module docstring.
+
+    Input: float32 ``[N, 1, 28, 28]`` (``[N, 784]`` and ``[N, 28, 28]`` are reshaped).
+    Output: float32 logits ``[N, output_size]``.
+
+    Attributes: ``base`` (the ConvBase), ``features`` (reshape, base, mean: ``[N, hidden_size]``)
+    and ``classifier``, as in learn2learn.
+
+    Example:
+        >>> import torch
+        >>> model = OmniglotCNN(output_size=5)
+        >>> model(torch.randn(10, 784)).shape
+        torch.Size([10, 5])
+    """
+
+    def __init__(self, output_size: int = 5, hidden_size: int = 64, layers: int = 4, *,
+                 track_running_stats: bool = False):
+        super().__init__()
+        self.hidden_size, self.output_size, self.layers = hidden_size, output_size, layers
+        self.track_running_stats = track_running_stats
+        self.base = ConvBase(hidden=hidden_size, channels=1, max_pool=False, layers=layers,
+                             track_running_stats=track_running_stats)
+        # learn2learn registers the same ConvBase as `base` and inside `features`; keeping both
+        # keeps its state_dict keys (named_parameters() lists each parameter once).
+        self.features = torch.nn.Sequential(
+            Lambda(_as_omniglot_images), self.base, Lambda(_spatial_mean), Flatten()
+        )
+        self.classifier = torch.nn.Linear(hidden_size, output_size)
+        torch.nn.init.normal_(self.classifier.weight)
+        torch.nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class CNN4Backbone(ConvBase):
+    """The mini-ImageNet conv4 feature extractor: ConvBase with max-pooling, then flatten.
+
+    Args:
+        hidden_size: channels of every block.
+        layers: number of blocks.
+        channels: input channels.
+        max_pool: pool (True) or stride (False) to downsample.
+        max_pool_factor: default ``4 // layers`` (so four blocks pool 2x2, two blocks 4x4).
+        track_running_stats: keyword; see the module docstring.
+
+    Input: float32 ``[N, channels, H, W]`` (84x84 gives 5x5 maps).
+    Output: float32 ``[N, hidden_size * H' * W']``, flattened in (C, H', W') order.
+
+    Example:
+        >>> import torch
+        >>> CNN4Backbone(hidden_size=32)(torch.randn(2, 3, 84, 84)).shape
+        torch.Size([2, 800])
+    """
+
+    def __init__(
+        self, hidden_size: int = 64, layers: int = 4, channels: int = 3, max_pool: bool = True,
+        max_pool_factor: float | None = None, *, track_running_stats: bool = False,
+    ):
+        if max_pool_factor is None:
+            max_pool_factor = 4 // layers
+        super().__init__(hidden=hidden_size, channels=channels, max_pool=max_pool, layers=layers,
+                         max_pool_factor=max_pool_factor, track_running_stats=track_running_stats)
+        self.hidden_size = hidden_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        return x.reshape(x.shape[0], -1)
+
+
+class CNN4(torch.nn.Module):
+    """The conv4 network of the MAML/ProtoNets mini-ImageNet experiments: CNN4Backbone, then a Linear.
+
+    The classifier is xavier-uniform with a zero bias.
+
+    Args:
+        output_size: number of classes.
+        hidden_size: channels of every block.
+        layers: number of blocks.
+        channels: input channels.
+        max_pool: pool (True) or stride (False) to downsample.
+        embedding_size: classifier inputs, default ``25 * hidden_size`` (84x84 inputs, 5x5 maps).
+        track_running_stats: keyword; see the module docstring.
+
+    Input: float32 ``[N, channels, 84, 84]``. Output: float32 logits ``[N, output_size]``.
+
+    Attributes: ``features`` (the CNN4Backbone) and ``classifier``. Alias: ``MiniImagenetCNN``.
+
+    Example:
+        >>> import torch
+        >>> CNN4(5, hidden_size=32)(torch.randn(2, 3, 84, 84)).shape
+        torch.Size([2, 5])
+    """
+
+    def __init__(
+        self, output_size: int, hidden_size: int = 64, layers: int = 4, channels: int = 3,
+        max_pool: bool = True, embedding_size: int | None = None, *, track_running_stats: bool = False,
+    ):
+        super().__init__()
+        if embedding_size is None:
+            embedding_size = 25 * hidden_size
+        self.features = CNN4Backbone(hidden_size=hidden_size, layers=layers, channels=channels,
+                                     max_pool=max_pool, max_pool_factor=4 // layers,
+                                     track_running_stats=track_running_stats)
+        self.classifier = _maml_init_(torch.nn.Linear(embedding_size, output_size))
+        self.output_size, self.hidden_size, self.layers = output_size, hidden_size, layers
+        self.channels, self.max_pool, self.embedding_size = channels, max_pool, embedding_size
+        self.track_running_stats = track_running_stats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+MiniImagenetCNN = CNN4
+
