@@ -159,8 +159,8 @@ def meta_batch_loss(
         return _loop(algorithm, support_x, support_y, query_x, query_y, loss, adaptation_steps)
     if not isinstance(algorithm, VMAPPABLE):
         raise TypeError(
-            f"path='vmap' supports {', '.join(c.__name__ for c in VMAPPABLE)}; got {type(algorithm).__name__} "
-            "(use path='loop')"
+            f"path='vmap' supports {', '.join(c.__name__ for c in VMAPPABLE)}; "
+            f"got {type(algorithm).__name__} (use path='loop')"
         )
     return _vmapped(algorithm, support_x, support_y, query_x, query_y, loss, adaptation_steps, chunk_size)
 
