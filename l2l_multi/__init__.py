@@ -14,6 +14,7 @@ from ._backend import get_backend as get_backend
 from ._backend import load_backend as load_backend
 from ._backend import set_backend as set_backend
 from ._backend import use_backend as use_backend
+from ._training import MetaLearner as MetaLearner
 
 __version__ = "0.1.0"
 
@@ -24,7 +25,7 @@ _BACKEND_UTILITIES = (
 )
 
 __all__ = [
-    "algorithms", "available_backends", "data", "get_backend", "load_backend", "nn", "optim",
+    "MetaLearner", "algorithms", "available_backends", "data", "get_backend", "load_backend", "nn", "optim",
     "set_backend", "transforms", "use_backend", "vision", *_BACKEND_UTILITIES,
 ]
 

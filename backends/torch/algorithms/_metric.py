@@ -44,6 +44,10 @@ class _EmbedAndFit(torch.nn.Module):
             >>> model.embed(torch.zeros(4, 5, 1, 3, 3), 2, "support").shape
             torch.Size([4, 5, 2])
         """
+        if task_dims == 2:
+            # One extractor call per task: with batch norm in training mode each task's set gets
+            # its own statistics, as when tasks are processed one by one (and as on jax).
+            return torch.stack([self.embed(task_inputs, 1, name) for task_inputs in inputs])
         task_shape = inputs.shape[:task_dims]
         flat = inputs.reshape(-1, *inputs.shape[task_dims:])
         embeddings = self.features(flat)

@@ -1,0 +1,162 @@
+"""The jax side of ``l2l.MetaLearner``: a jit-compiled meta-step with optax Adam."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import algorithms
+from .vision import models
+
+_FLAX_MODELS = {
+    "omniglot-cnn": lambda ways: models.OmniglotCNN(ways),
+    "omniglot-fc": lambda ways: models.OmniglotFC(28 * 28, ways),
+    "cnn4": lambda ways: models.CNN4(ways),
+}
+_INPUT_SHAPES = {"omniglot-cnn": (2, 1, 28, 28), "omniglot-fc": (2, 784), "cnn4": (2, 3, 84, 84)}
+
+
+def build_variables(name: str, ways: int, seed: int, dtype=jnp.float32):
+    """``(flax model, variables)`` for a named model: torch's seeded weights converted when torch
+    is installed (identical start on both backends), else ``model.init(PRNGKey(seed), ...)``."""
+    model = _FLAX_MODELS[name](ways)
+    if importlib.util.find_spec("torch") is not None:
+        from ... import interop
+        from ..torch.training import build_model
+
+        variables = interop.torch_to_flax(build_model(name, ways, seed), model)
+    else:
+        variables = model.init(jax.random.PRNGKey(seed), jnp.zeros(_INPUT_SHAPES[name], jnp.float32))
+    variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), dict(variables))
+    return model, variables
+
+
+def _split(model, variables):
+    """Feature function and head for ANIL / ProtoNet: ``embed`` and the ``classifier`` Dense."""
+    params = variables["params"]
+    if "classifier" not in params or not hasattr(model, "embed"):
+        raise ValueError(f"{type(model).__name__} has no embed/classifier split for this algorithm")
+
+    def features(feature_variables, x, train=True):
+        full = {**feature_variables, "params": {**feature_variables["params"]}}
+        if "batch_stats" in full and train:
+            return model.apply(full, x, train, method="embed", mutable=["batch_stats"])[0]
+        return model.apply(full, x, train, method="embed")
+
+    feature_variables = {**variables, "params": {k: v for k, v in params.items() if k != "classifier"}}
+    head_variables = {"params": params["classifier"]}
+    return features, feature_variables, head_variables
+
+
+class MetaLearner:
+    """See ``l2l_multi.MetaLearner``. Extra options: ``dtype`` ("float32"/"float64", the latter
+    needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap", "map"), ``head`` ("ridge")."""
+
+    def __init__(
+        self,
+        algorithm,
+        model,
+        ways,
+        *,
+        lr,
+        meta_lr,
+        adaptation_steps,
+        first_order,
+        seed,
+        dtype="float32",
+        task_map="auto",
+        head="ridge",
+    ):
+        import flax.linen as nn
+
+        self.name, self.ways, self.adaptation_steps, self.task_map = (
+            algorithm,
+            ways,
+            adaptation_steps,
+            task_map,
+        )
+        self.dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
+        self.model, variables = build_variables(model, ways, seed, self.dtype)
+        if algorithm in ("maml", "metasgd", "reptile"):
+            cls = {"maml": algorithms.MAML, "metasgd": algorithms.MetaSGD}.get(algorithm)
+            self.algorithm = (
+                algorithms.Reptile(self.model, lr)
+                if cls is None
+                else cls(self.model, lr, first_order=first_order)
+            )
+            self.meta_params = self.algorithm.from_variables(variables)
+        else:
+            features, feature_variables, head_variables = _split(self.model, variables)
+            if algorithm == "anil":
+                self.algorithm = algorithms.ANIL(features, nn.Dense(ways), lr, first_order=first_order)
+                self.meta_params = self.algorithm.from_variables(feature_variables, head_variables)
+            elif algorithm == "protonet":
+                self.algorithm = algorithms.ProtoNet(features, ways)
+                self.meta_params = self.algorithm.from_variables(feature_variables)
+            else:
+                self.algorithm = algorithms.MetaOptNet(features, ways, head=head)
+                self.meta_params = self.algorithm.from_variables(feature_variables)
+        self.optimizer = optax.adam(meta_lr)
+        self.opt_state = self.optimizer.init(self.meta_params)
+        self._step = algorithms.make_meta_train_step(
+            self.algorithm, self.optimizer, adaptation_steps=adaptation_steps, task_map=task_map
+        )
+        self._evaluators: dict[int, Any] = {}
+
+    def _arrays(self, *arrays):
+        out = []
+        for array in arrays:
+            array = jnp.asarray(array)
+            out.append(array.astype(self.dtype) if jnp.issubdtype(array.dtype, jnp.floating) else array)
+        return out
+
+    def train_step(self, support_x, support_y, query_x, query_y) -> dict[str, float]:
+        """One compiled meta-update (traced once per batch shape)."""
+        batch = self._arrays(support_x, support_y, query_x, query_y)
+        self.meta_params, self.opt_state, metrics = self._step(self.meta_params, self.opt_state, *batch)
+        return {"loss": float(metrics.loss), "accuracy": float(metrics.accuracy)}
+
+    def evaluate(self, support_x, support_y, query_x, query_y, adaptation_steps=None) -> dict[str, Any]:
+        """Adapt and score each task; ``loss``, ``accuracy``, ``task_accuracies`` (numpy ``[B]``)."""
+        steps = self.adaptation_steps if adaptation_steps is None else adaptation_steps
+        if steps not in self._evaluators:
+            self._evaluators[steps] = jax.jit(self._evaluate_fn(steps))
+        loss, accuracies = self._evaluators[steps](
+            self.meta_params, *self._arrays(support_x, support_y, query_x, query_y)
+        )
+        accuracies = np.asarray(accuracies)
+        return {"loss": float(loss), "accuracy": float(accuracies.mean()), "task_accuracies": accuracies}
+
+    def _evaluate_fn(self, steps):
+        algorithm = self.algorithm
+        if isinstance(algorithm, algorithms.Reptile):  # Reptile adapts like MAML at test time
+            algorithm = algorithms.MAML(self.model, algorithm.lr, first_order=True)
+
+        def evaluate(meta_params, sx, sy, qx, qy):
+            _, (task_losses, logits) = algorithms.meta_batch_loss(
+                algorithm, meta_params, sx, sy, qx, qy, adaptation_steps=steps, task_map=self.task_map
+            )
+            return task_losses.mean(), (logits.argmax(-1) == qy).mean(-1)
+
+        return evaluate
+
+    def meta_parameters(self) -> dict:
+        """The meta-parameter tree as numpy arrays (jax layout)."""
+        return jax.tree_util.tree_map(np.asarray, self.meta_params)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Meta-parameters and optimizer state as numpy trees (a checkpoint that resumes exactly)."""
+        to_numpy = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
+        return {"meta_params": to_numpy(self.meta_params), "optimizer": to_numpy(self.opt_state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.meta_params = jax.tree_util.tree_map(jnp.asarray, state["meta_params"])
+        template = jax.tree_util.tree_structure(self.opt_state)
+        self.opt_state = jax.tree_util.tree_unflatten(
+            template, [jnp.asarray(a) for a in jax.tree_util.tree_leaves(state["optimizer"])]
+        )

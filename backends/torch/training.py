@@ -1,0 +1,160 @@
+"""The torch side of ``l2l.MetaLearner``: the library's learners and Adam, one step per batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import torch as _backend
+from . import algorithms
+from .vision import models
+
+
+def build_model(name: str, ways: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The named model (``l2l_multi._training.MODELS``), initialised after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    if name == "omniglot-cnn":
+        model = models.OmniglotCNN(ways)
+    elif name == "omniglot-fc":
+        model = models.OmniglotFC(28 * 28, ways)
+    elif name == "cnn4":
+        model = models.CNN4(ways)
+    else:
+        raise ValueError(f"model={name!r} is not known")
+    return model.to(dtype)
+
+
+def _features_and_head(model: torch.nn.Module):
+    if not (hasattr(model, "features") and hasattr(model, "classifier")):
+        raise ValueError(f"{type(model).__name__} has no features/classifier split for this algorithm")
+    return model.features, model.classifier
+
+
+class MetaLearner:
+    """See ``l2l_multi.MetaLearner``. Extra options: ``device``, ``dtype`` ("float32"/"float64"),
+    ``path`` ("auto", "loop", "vmap"), ``head`` ("svm"/"ridge" for MetaOptNet)."""
+
+    def __init__(
+        self,
+        algorithm,
+        model,
+        ways,
+        *,
+        lr,
+        meta_lr,
+        adaptation_steps,
+        first_order,
+        seed,
+        device=None,
+        dtype="float32",
+        path="auto",
+        head="ridge",
+    ):
+        self.name, self.ways, self.adaptation_steps, self.path = algorithm, ways, adaptation_steps, path
+        self.device = torch.device("cpu" if device is None else device)
+        self.dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+        self.model = build_model(model, ways, seed, self.dtype).to(self.device)
+        if algorithm == "maml":
+            self.algorithm = algorithms.MAML(self.model, lr=lr, first_order=first_order)
+        elif algorithm == "metasgd":
+            self.algorithm = algorithms.MetaSGD(self.model, lr=lr, first_order=first_order)
+        elif algorithm == "anil":
+            self.algorithm = algorithms.ANIL(*_features_and_head(self.model), lr=lr, first_order=first_order)
+        elif algorithm == "protonet":
+            self.algorithm = algorithms.ProtoNet(_features_and_head(self.model)[0])
+        elif algorithm == "metaoptnet":
+            self.algorithm = algorithms.MetaOptNet(_features_and_head(self.model)[0], head=head)
+        elif algorithm == "reptile":
+            self.algorithm = algorithms.Reptile(self.model, lr=lr)
+        else:
+            raise ValueError(f"algorithm={algorithm!r} is not known")
+        self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=meta_lr)
+
+    # -- data ----------------------------------------------------------------------
+    def _tensors(self, *arrays):
+        out = []
+        for array in arrays:
+            tensor = _backend.asarray(array, self.device)
+            out.append(tensor.to(self.dtype) if tensor.is_floating_point() else tensor.long())
+        return out
+
+    def _metric_logits(self, sx, sy, qx):
+        return self.algorithm(sx, sy, qx)  # ProtoNet / MetaOptNet: [B, q, ways]
+
+    def _losses(self, sx, sy, qx, qy, steps):
+        if self.name in ("protonet", "metaoptnet"):
+            logits = self._metric_logits(sx, sy, qx)
+            task_losses = torch.stack([F.cross_entropy(lg, y) for lg, y in zip(logits, qy)])
+            return task_losses.mean(), logits
+        result = algorithms.meta_batch_loss(
+            self.algorithm, sx, sy, qx, qy, adaptation_steps=steps, path=self.path
+        )
+        return result.loss, result.query_logits
+
+    # -- steps ---------------------------------------------------------------------
+    def train_step(self, support_x, support_y, query_x, query_y) -> dict[str, float]:
+        """One meta-update on a batch ``[B, s, ...]``/``[B, s]``/``[B, q, ...]``/``[B, q]``."""
+        sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
+        self.algorithm.train()
+        self.optimizer.zero_grad()
+        if self.name == "reptile":
+            loss, logits = self._reptile_gradients(sx, sy, qx, qy)
+        else:
+            loss, logits = self._losses(sx, sy, qx, qy, self.adaptation_steps)
+            loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), "accuracy": float((logits.argmax(-1) == qy).float().mean())}
+
+    def _reptile_gradients(self, sx, sy, qx, qy):
+        losses, logits = [], []
+        for task in range(sx.shape[0]):
+            learner = self.algorithm.clone()
+            for _ in range(self.adaptation_steps):
+                learner.adapt(F.cross_entropy(learner(sx[task]), sy[task]))
+            self.algorithm.accumulate(learner, weight=1.0 / sx.shape[0])
+            with torch.no_grad():
+                outputs = learner(qx[task])
+            losses.append(F.cross_entropy(outputs, qy[task]))
+            logits.append(outputs)
+        return torch.stack(losses).mean(), torch.stack(logits)
+
+    def evaluate(self, support_x, support_y, query_x, query_y, adaptation_steps=None) -> dict[str, Any]:
+        """Adapt on each support set (``adaptation_steps``, default the training value), score the
+        queries; returns ``loss``, ``accuracy`` and ``task_accuracies`` (numpy ``[B]``)."""
+        steps = self.adaptation_steps if adaptation_steps is None else adaptation_steps
+        sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
+        if self.name == "reptile":
+            logits = torch.stack([self._adapted_logits(sx[t], sy[t], qx[t], steps) for t in range(len(sx))])
+            loss = torch.stack([F.cross_entropy(lg, y) for lg, y in zip(logits, qy)]).mean()
+        else:
+            loss, logits = self._losses(sx, sy, qx, qy, steps)
+        accuracies = (logits.argmax(-1) == qy).float().mean(-1).detach().cpu().numpy()
+        self.optimizer.zero_grad()  # evaluation built graphs but must not leave gradients behind
+        return {
+            "loss": float(loss.detach()),
+            "accuracy": float(accuracies.mean()),
+            "task_accuracies": accuracies,
+        }
+
+    def _adapted_logits(self, sx, sy, qx, steps):
+        learner = self.algorithm.clone()
+        for _ in range(steps):
+            learner.adapt(F.cross_entropy(learner(sx), sy))
+        with torch.no_grad():
+            return learner(qx)
+
+    # -- state ---------------------------------------------------------------------
+    def meta_parameters(self) -> dict[str, np.ndarray]:
+        """``{name: array}`` of everything meta-learned (model, and e.g. Meta-SGD's rates)."""
+        return {name: p.detach().cpu().numpy().copy() for name, p in self.algorithm.named_parameters()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Meta-parameters and optimizer state (a checkpoint that resumes exactly)."""
+        return {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.optimizer.load_state_dict(state["optimizer"])

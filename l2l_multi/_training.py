@@ -1,0 +1,91 @@
+"""One training loop for both backends: ``l2l.MetaLearner``.
+
+``MetaLearner("maml", "omniglot-cnn", ways=5, ...)`` builds the model and the algorithm on the
+current (or given) backend and exposes ``train_step`` / ``evaluate`` on stacked task batches
+(``TaskDataset.sample_batch`` + ``partition_task_batch``), ``state_dict`` / ``load_state_dict``
+for checkpoints, and ``meta_parameters`` (numpy, torch layout) for comparisons. An example
+script switches backend with one argument and runs the same experiment.
+
+Initial weights: the torch model is built after ``torch.manual_seed(seed)``; the jax backend
+converts those same weights when torch is installed (``l2l_multi.interop``), so both backends
+start identically, and otherwise initialises the flax twin from ``PRNGKey(seed)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import get_backend, load_backend
+
+ALGORITHMS = ("maml", "metasgd", "anil", "protonet", "metaoptnet", "reptile")
+MODELS = ("omniglot-cnn", "omniglot-fc", "cnn4")
+
+
+def check_choice(argument: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{argument}={value!r} is not one of {', '.join(repr(a) for a in allowed)}")
+    return value
+
+
+def MetaLearner(  # noqa: N802 - a factory that reads like the class it returns
+    algorithm: str = "maml",
+    model: str = "omniglot-cnn",
+    ways: int = 5,
+    *,
+    lr: float = 0.4,
+    meta_lr: float = 1e-3,
+    adaptation_steps: int = 1,
+    first_order: bool = False,
+    seed: int = 0,
+    backend: str | None = None,
+    **options: Any,
+):
+    """A backend's meta-learner for ``algorithm`` on the named ``model``.
+
+    Args:
+        algorithm: one of ``ALGORITHMS`` ("maml", "metasgd", "anil", "protonet", "metaoptnet",
+            "reptile").
+        model: one of ``MODELS`` ("omniglot-cnn", "omniglot-fc", "cnn4"); ``ways`` sets its
+            output size.
+        lr: inner-loop learning rate; meta_lr: Adam's learning rate for the meta-update.
+        adaptation_steps: inner steps during training; first_order: MAML without second order.
+        seed: initial weights (see the module docstring).
+        backend: "torch" or "jax" (default: the current backend).
+        options: backend options, e.g. ``device=`` (torch), ``head=`` (MetaOptNet),
+            ``dtype="float64"``, ``path=`` (torch: "loop"/"vmap"/"auto"),
+            ``task_map=`` (jax: "vmap"/"map"/"auto").
+
+    Returns:
+        ``l2l_multi.backends.<backend>.training.MetaLearner`` with ``train_step(sx, sy, qx, qy)``
+        and ``evaluate(sx, sy, qx, qy, adaptation_steps=None)`` returning dicts of floats
+        (``loss``, ``accuracy``), plus ``state_dict``/``load_state_dict``.
+
+    Example:
+        >>> import numpy as np
+        >>> import l2l_multi as l2l
+        >>> learner = l2l.MetaLearner("maml", "omniglot-fc", ways=3, backend="torch")
+        >>> x = np.random.default_rng(0).random((2, 6, 784), dtype=np.float32)
+        >>> y = np.tile(np.arange(3), (2, 2))
+        >>> sorted(learner.train_step(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:]))
+        ['accuracy', 'loss']
+    """
+    check_choice("algorithm", algorithm, ALGORITHMS)
+    check_choice("model", model, MODELS)
+    if isinstance(ways, bool) or not isinstance(ways, int) or ways < 2:
+        raise ValueError(f"ways={ways!r} must be an int >= 2")
+    backend = get_backend() if backend is None else backend
+    module = load_backend(backend)
+    import importlib
+
+    training = importlib.import_module(f"{module.__name__}.training")
+    return training.MetaLearner(
+        algorithm,
+        model,
+        ways,
+        lr=lr,
+        meta_lr=meta_lr,
+        adaptation_steps=adaptation_steps,
+        first_order=first_order,
+        seed=seed,
+        **options,
+    )
