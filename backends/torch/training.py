@@ -71,6 +71,7 @@ class MetaLearner:
             self.algorithm = algorithms.Reptile(self.model, lr=lr)
         else:
             raise ValueError(f"algorithm={algorithm!r} is not known")
+        self.algorithm.to(device=self.device, dtype=self.dtype)  # heads' own scalars included
         self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=meta_lr)
 
     # -- data ----------------------------------------------------------------------

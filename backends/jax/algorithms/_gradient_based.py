@@ -213,10 +213,17 @@ class ANIL(_GradientBased):
             raise ValueError("ANIL.from_variables needs both the features' and the head's variables")
         return {"features": dict(variables), "model": dict(head_variables)}
 
+    def adapt(self, meta_params, x, y, loss=cross_entropy, steps=1, train=True):
+        """The head's variables after adapting on the embeddings of ``x``."""
+        embeddings = self.apply_features(meta_params["features"], x, train)
+        return self.adapt_head(meta_params, embeddings, y, loss, steps, train)
+
+    adapt_head = _GradientBased.adapt  # the inner loop on precomputed embeddings
+
     def task_loss(self, meta_params, support_x, support_y, query_x, query_y, loss=cross_entropy, steps=1,
                   train=True):
         support = self.apply_features(meta_params["features"], support_x, train)
         query = self.apply_features(meta_params["features"], query_x, train)
-        adapted = self.adapt(meta_params, support, support_y, loss, steps, train)
+        adapted = self.adapt_head(meta_params, support, support_y, loss, steps, train)
         outputs = self.apply_model(adapted, query, train)
         return loss(outputs, query_y), outputs

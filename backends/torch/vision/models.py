@@ -198,8 +198,14 @@ class OmniglotCNN(torch.nn.Module):
     Input: float32 ``[N, 1, 28, 28]`` (``[N, 784]`` and ``[N, 28, 28]`` are reshaped).
     Output: float32 logits ``[N, output_size]``.
 
-    Attributes: ``base`` (the ConvBase), ``features`` (reshape, base, mean: ``[N, hidden_size]``)
-    and ``classifier``, as in learn2learn.
+    Attributes: ``features`` (reshape, ConvBase, spatial mean: ``[N, hidden_size]``),
+    ``classifier``, and ``base``, the ConvBase (``features[1]``).
+
+    learn2learn registers the ConvBase twice, as ``base`` and inside ``features``. Here it is
+    registered once (``features.1``): ``torch.func.functional_call`` does not put the original
+    parameters back into a module registered under two names, so a model built that way loses
+    its parameters after one functional call. ``load_state_dict`` still accepts learn2learn
+    checkpoints (their ``base.*`` entries are read as ``features.1.*``).
 
     Example:
         >>> import torch
@@ -213,19 +219,30 @@ class OmniglotCNN(torch.nn.Module):
         super().__init__()
         self.hidden_size, self.output_size, self.layers = hidden_size, output_size, layers
         self.track_running_stats = track_running_stats
-        self.base = ConvBase(hidden=hidden_size, channels=1, max_pool=False, layers=layers,
-                             track_running_stats=track_running_stats)
-        # learn2learn registers the same ConvBase as `base` and inside `features`; keeping both
-        # keeps its state_dict keys (named_parameters() lists each parameter once).
+        base = ConvBase(hidden=hidden_size, channels=1, max_pool=False, layers=layers,
+                        track_running_stats=track_running_stats)
         self.features = torch.nn.Sequential(
-            Lambda(_as_omniglot_images), self.base, Lambda(_spatial_mean), Flatten()
+            Lambda(_as_omniglot_images), base, Lambda(_spatial_mean), Flatten()
         )
         self.classifier = torch.nn.Linear(hidden_size, output_size)
         torch.nn.init.normal_(self.classifier.weight)
         torch.nn.init.zeros_(self.classifier.bias)
+        self.register_load_state_dict_pre_hook(_read_learn2learn_base)
+
+    @property
+    def base(self) -> ConvBase:
+        """The ConvBase, ``features[1]``."""
+        return self.features[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def _read_learn2learn_base(module, state_dict, prefix, *args) -> None:
+    # A learn2learn OmniglotCNN checkpoint holds each conv weight twice, as base.* and features.1.*.
+    for key in [k for k in state_dict if k.startswith(prefix + "base.")]:
+        value = state_dict.pop(key)
+        state_dict.setdefault(prefix + "features.1." + key[len(prefix + "base."):], value)
 
 
 class CNN4Backbone(ConvBase):

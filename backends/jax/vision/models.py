@@ -1,0 +1,336 @@
+"""learn2learn's few-shot vision models as flax linen modules, matching the torch backend's classes.
+
+Why linen (not nnx): a linen model is a pure function ``model.apply(variables, x, train=...)`` of
+an explicit parameter pytree, which is exactly what ``jax.grad``, ``jax.vmap`` and ``jax.jit`` of
+a MAML inner loop need: per-task parameters are just another pytree, with no per-call splitting
+and merging of module state.
+
+Every class has the torch class's name, constructor arguments (as dataclass fields, in the same
+order), architecture and initialisation rules, plus ``track_running_stats`` (default False: batch
+norm uses batch statistics in train and eval mode, as learn2learn and the MAML paper do) and
+``implementation`` (how convolutions run; see ``Conv2d``). Inputs use torch's layout, NCHW
+(``[N, 1, 28, 28]``), so one data pipeline feeds both backends; the models transpose to NHWC
+internally and back, so ``ConvBase`` returns NCHW maps and ``CNN4Backbone`` flattens in torch's
+(C, H, W) order. Classifier inputs are therefore identical on both backends, and
+``l2l_multi.interop`` converts weights with a plain copy (plus the layout transposes).
+
+Call as ``model.apply(variables, x, train=True)``; with ``track_running_stats=True`` and
+``train=True`` also pass ``mutable=["batch_stats"]``. ``method="embed"`` gives the classifier's
+input (torch's ``model.features(x)``); the parameter subtrees are ``'features'`` and ``'classifier'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ._layers import BatchNorm as BatchNorm
+from ._layers import Conv2d as Conv2d
+from ._layers import conv2d as conv2d
+
+__all__ = [
+    "CNN4", "CNN4Backbone", "BatchNorm", "Conv2d", "ConvBase", "MiniImagenetCNN", "OmniglotCNN",
+    "OmniglotFC", "conv2d",
+]
+
+# learn2learn's batch-norm settings, in torch's momentum convention (see BatchNorm).
+BATCH_NORM_EPS = 1e-3
+BATCH_NORM_MOMENTUM = 0.999
+
+_fc_kernel_init = nn.initializers.truncated_normal(stddev=0.01, lower=-2.0, upper=2.0)
+_zeros = nn.initializers.zeros
+
+
+def _pool_window(max_pool_factor: float) -> int:
+    # learn2learn derives the pooling window (or the conv stride) as int(2 * max_pool_factor).
+    window = int(2 * max_pool_factor)
+    if window < 1:
+        raise ValueError(
+            f"max_pool_factor={max_pool_factor!r} gives a pooling window of {window}; "
+            "it must be at least 0.5 (for layers > 4 pass max_pool_factor explicitly)"
+        )
+    return window
+
+
+class _LinearBlock(nn.Module):
+    """Dense -> BatchNorm -> ReLU on ``[N, in]``."""
+
+    features: int
+    track_running_stats: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        x = nn.Dense(self.features, kernel_init=_fc_kernel_init, bias_init=_zeros, name="linear")(x)
+        x = BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPS,
+                      track_running_stats=self.track_running_stats, name="normalize")(x, train)
+        return nn.relu(x)
+
+
+class _LinearStack(nn.Module):
+    """The hidden blocks of OmniglotFC, named "0", "1", ... like torch's Sequential."""
+
+    sizes: Sequence[int]
+    track_running_stats: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        for i, size in enumerate(self.sizes):
+            x = _LinearBlock(size, self.track_running_stats, name=str(i))(x, train)
+        return x
+
+
+class _ConvBlock(nn.Module):
+    """3x3 conv (padding 1) -> BatchNorm -> ReLU [-> max-pool] on NHWC."""
+
+    out_channels: int
+    max_pool: bool
+    window: int
+    track_running_stats: bool
+    implementation: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        stride = 1 if self.max_pool else self.window  # without pooling the convolution downsamples
+        x = Conv2d(self.out_channels, stride=stride, implementation=self.implementation, name="conv")(x)
+        x = BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPS,
+                      track_running_stats=self.track_running_stats,
+                      scale_init=nn.initializers.uniform(1.0), name="normalize")(x, train)
+        x = nn.relu(x)
+        if self.max_pool:  # VALID = torch's floor mode
+            window = (self.window, self.window)
+            x = nn.max_pool(x, window, strides=window, padding="VALID")
+        return x
+
+
+def _conv_blocks(x, train, *, hidden, channels, max_pool, layers, max_pool_factor, track_running_stats,
+                 implementation):
+    """NCHW in, NCHW out; called inside a compact method, so the blocks belong to that module."""
+    if layers < 1:
+        raise ValueError(f"layers={layers!r} must be at least 1")
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"expected x of shape [N, {channels}, H, W] (NCHW), got {tuple(x.shape)}")
+    window = _pool_window(max_pool_factor)
+    x = jnp.transpose(x, (0, 2, 3, 1))
+    for i in range(layers):
+        x = _ConvBlock(hidden, max_pool, window, track_running_stats, implementation, name=str(i))(x, train)
+    return jnp.transpose(x, (0, 3, 1, 2))
+
+
+class OmniglotFC(nn.Module):
+    """The fully connected Omniglot network (flax twin of the torch ``OmniglotFC``).
+
+    Attributes: ``input_size`` (784), ``output_size`` (5), ``sizes`` (default ``(256, 128, 64,
+    64)``; give a tuple), ``track_running_stats`` (False). Dense kernels ~ normal(0.01)
+    truncated at 2 std, biases 0.
+
+    Input: float32 ``[N, ...]`` with ``input_size`` elements per sample. Output: ``[N, output_size]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> model = OmniglotFC(784, 5)
+        >>> x = jnp.ones((8, 1, 28, 28))
+        >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compute
+        >>> variables["params"]["features"]["0"]["linear"]["kernel"].shape
+        (784, 256)
+        >>> jax.eval_shape(model.apply, variables, x).shape
+        (8, 5)
+    """
+
+    input_size: int = 784
+    output_size: int = 5
+    sizes: Sequence[int] | None = None
+    track_running_stats: bool = False
+
+    def setup(self):
+        sizes = (256, 128, 64, 64) if self.sizes is None else tuple(self.sizes)
+        if not sizes:
+            raise ValueError(f"sizes={self.sizes!r} must name at least one hidden width")
+        self.features = _LinearStack(sizes, self.track_running_stats)
+        self.classifier = nn.Dense(self.output_size, kernel_init=_fc_kernel_init, bias_init=_zeros)
+
+    def embed(self, x: jax.Array, train: bool = True) -> jax.Array:
+        """The classifier's input ``[N, sizes[-1]]`` (torch's ``model.features(x)``)."""
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.input_size:
+            raise ValueError(
+                f"expected {self.input_size} features per sample (input_size), "
+                f"got x of shape {tuple(x.shape)}"
+            )
+        return self.features(x, train)
+
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        return self.classifier(self.embed(x, train))
+
+
+class ConvBase(nn.Module):
+    """``layers`` conv blocks: 3x3 conv (padding 1) -> BatchNorm -> ReLU [-> max-pool] (flax twin).
+
+    Attributes: ``hidden`` (64), ``channels`` (1), ``max_pool`` (False: stride-``window``
+    convolutions; True: stride 1 then ``window`` x ``window`` max-pool), ``layers`` (4),
+    ``max_pool_factor`` (window ``int(2 * factor)``), ``track_running_stats`` (False),
+    ``implementation`` ("auto"). Conv kernels xavier-uniform, biases 0; batch-norm scale U[0, 1),
+    shift 0, eps 1e-3, momentum 0.999 (torch convention).
+
+    Input: float32 ``[N, channels, H, W]`` (NCHW). Output: float32 ``[N, hidden, H', W']`` (NCHW).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> model = ConvBase(hidden=32, channels=1)
+        >>> x = jnp.ones((2, 1, 28, 28))
+        >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compute
+        >>> jax.eval_shape(model.apply, variables, x).shape
+        (2, 32, 2, 2)
+    """
+
+    hidden: int = 64
+    channels: int = 1
+    max_pool: bool = False
+    layers: int = 4
+    max_pool_factor: float = 1.0
+    track_running_stats: bool = False
+    implementation: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        return _conv_blocks(
+            x, train, hidden=self.hidden, channels=self.channels, max_pool=self.max_pool, layers=self.layers,
+            max_pool_factor=self.max_pool_factor, track_running_stats=self.track_running_stats,
+            implementation=self.implementation,
+        )
+
+
+class OmniglotCNN(nn.Module):
+    """The MAML paper's Omniglot network (flax twin): stride-2 ConvBase, spatial mean, Dense.
+
+    Attributes: ``output_size`` (5), ``hidden_size`` (64), ``layers`` (4),
+    ``track_running_stats`` (False), ``implementation`` ("auto"). The classifier kernel starts
+    from N(0, 1) and its bias from 0.
+
+    Input: float32 ``[N, 1, 28, 28]`` (``[N, 784]`` and ``[N, 28, 28]`` are reshaped).
+    Output: float32 logits ``[N, output_size]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> model = OmniglotCNN(output_size=5)
+        >>> x = jnp.ones((10, 784))
+        >>> variables = jax.jit(model.init)(jax.random.key(0), x)
+        >>> logits = jax.jit(model.apply)(variables, x)
+        >>> embed = jax.jit(lambda variables, x: model.apply(variables, x, method="embed"))
+        >>> logits.shape, embed(variables, x).shape
+        ((10, 5), (10, 64))
+    """
+
+    output_size: int = 5
+    hidden_size: int = 64
+    layers: int = 4
+    track_running_stats: bool = False
+    implementation: str = "auto"
+
+    def setup(self):
+        self.features = ConvBase(hidden=self.hidden_size, channels=1, max_pool=False, layers=self.layers,
+                                 track_running_stats=self.track_running_stats,
+                                 implementation=self.implementation)
+        # N(0, 1): the MAML code's output layer
+        self.classifier = nn.Dense(self.output_size, kernel_init=nn.initializers.normal(1.0),
+                                   bias_init=_zeros)
+
+    def embed(self, x: jax.Array, train: bool = True) -> jax.Array:
+        """The classifier's input ``[N, hidden_size]`` (torch's ``model.features(x)``)."""
+        return self.features(x.reshape(-1, 1, 28, 28), train).mean(axis=(2, 3))
+
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        return self.classifier(self.embed(x, train))
+
+
+class CNN4Backbone(nn.Module):
+    """The conv4 feature extractor (flax twin): max-pooling ConvBase, flattened in (C, H, W) order.
+
+    Attributes: ``hidden_size`` (64), ``layers`` (4), ``channels`` (3), ``max_pool`` (True),
+    ``max_pool_factor`` (None: ``4 // layers``), ``track_running_stats`` (False),
+    ``implementation`` ("auto").
+
+    Input: float32 ``[N, channels, H, W]``. Output: float32 ``[N, hidden_size * H' * W']``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> model = CNN4Backbone(hidden_size=32)
+        >>> x = jnp.ones((2, 3, 84, 84))
+        >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compute
+        >>> jax.eval_shape(model.apply, variables, x).shape
+        (2, 800)
+    """
+
+    hidden_size: int = 64
+    layers: int = 4
+    channels: int = 3
+    max_pool: bool = True
+    max_pool_factor: float | None = None
+    track_running_stats: bool = False
+    implementation: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        factor = 4 // self.layers if self.max_pool_factor is None else self.max_pool_factor
+        x = _conv_blocks(
+            x, train, hidden=self.hidden_size, channels=self.channels, max_pool=self.max_pool,
+            layers=self.layers, max_pool_factor=factor, track_running_stats=self.track_running_stats,
+            implementation=self.implementation,
+        )
+        return x.reshape(x.shape[0], -1)
+
+
+class CNN4(nn.Module):
+    """The mini-ImageNet conv4 network (flax twin): CNN4Backbone, then a Dense classifier.
+
+    Attributes: ``output_size``, ``hidden_size`` (64), ``layers`` (4), ``channels`` (3),
+    ``max_pool`` (True), ``embedding_size`` (None: ``25 * hidden_size``), ``track_running_stats``
+    (False), ``implementation`` ("auto"). The classifier is xavier-uniform with a zero bias.
+    Alias: ``MiniImagenetCNN``.
+
+    Input: float32 ``[N, channels, 84, 84]``. Output: float32 logits ``[N, output_size]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> model = CNN4(5, hidden_size=32)
+        >>> x = jnp.ones((2, 3, 84, 84))
+        >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compute
+        >>> jax.eval_shape(model.apply, variables, x).shape
+        (2, 5)
+    """
+
+    output_size: int
+    hidden_size: int = 64
+    layers: int = 4
+    channels: int = 3
+    max_pool: bool = True
+    embedding_size: int | None = None
+    track_running_stats: bool = False
+    implementation: str = "auto"
+
+    def setup(self):
+        self.features = CNN4Backbone(hidden_size=self.hidden_size, layers=self.layers, channels=self.channels,
+                                     max_pool=self.max_pool, max_pool_factor=4 // self.layers,
+                                     track_running_stats=self.track_running_stats,
+                                     implementation=self.implementation)
+        self.classifier = nn.Dense(self.output_size, kernel_init=nn.initializers.xavier_uniform(),
+                                   bias_init=_zeros)
+
+    def embed(self, x: jax.Array, train: bool = True) -> jax.Array:
+        """The classifier's input ``[N, embedding_size]`` (torch's ``model.features(x)``)."""
+        embedding = self.features(x, train)
+        expected = 25 * self.hidden_size if self.embedding_size is None else self.embedding_size
+        if embedding.shape[1] != expected:
+            raise ValueError(
+                f"the backbone gives {embedding.shape[1]} features for x of shape {tuple(x.shape)}, but "
+                f"embedding_size={expected} (pass embedding_size to match the image size)"
+            )
+        return embedding
+
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        return self.classifier(self.embed(x, train))
+
+
+MiniImagenetCNN = CNN4
