@@ -167,21 +167,24 @@ def crosscheck(
         meta = jax_learner.meta_params
         jax_algorithm = jax_learner.algorithm
         if algorithm == "reptile":
-            grads = jax.tree_util.tree_map(
-                lambda *d: sum(d) / meta_batch,
-                *[
-                    jax_algorithm.meta_gradient(meta, arrays[0][t], arrays[1][t], steps=adaptation_steps)
-                    for t in range(meta_batch)
-                ],
-            )
-            jax_loss = jax_algorithms.meta_batch_loss(
-                jax_algorithm, meta, *arrays, adaptation_steps=adaptation_steps
-            )[0]
+
+            @jax.jit
+            def reptile(meta):
+                def direction(x, y):
+                    return jax_algorithm.meta_gradient(meta, x, y, steps=adaptation_steps)
+
+                grads = jax.tree_util.tree_map(lambda d: d.mean(0), jax.vmap(direction)(arrays[0], arrays[1]))
+                loss = jax_algorithms.meta_batch_loss(
+                    jax_algorithm, meta, *arrays, adaptation_steps=adaptation_steps
+                )
+                return loss[0], grads
+
+            jax_loss, grads = reptile(meta)
         else:
             loss_fn = lambda m: jax_algorithms.meta_batch_loss(
                 jax_algorithm, m, *arrays, adaptation_steps=adaptation_steps
             )[0]
-            jax_loss, grads = jax.value_and_grad(loss_fn)(meta)
+            jax_loss, grads = jax.jit(jax.value_and_grad(loss_fn))(meta)
         # -- compare in the flax layout ------------------------------------------------------
         flax_model = jax_learner.model
         loss_difference = abs(float(jax_loss) - torch_loss.item()) / max(abs(torch_loss.item()), 1e-30)
@@ -189,8 +192,12 @@ def crosscheck(
         gradient_difference = _relative(actual, expected)
         adapted_difference = None
         if adapted_torch is not None:
-            adapted_jax = jax.vmap(
-                lambda x, y: jax_algorithm.adapt(jax.lax.stop_gradient(meta), x, y, steps=adaptation_steps)
+            adapted_jax = jax.jit(
+                jax.vmap(
+                    lambda x, y: jax_algorithm.adapt(
+                        jax.lax.stop_gradient(meta), x, y, steps=adaptation_steps
+                    )
+                )
             )(arrays[0], arrays[1])["params"]
             expected, actual = [], []
             for task, named in enumerate(adapted_torch):

@@ -10,6 +10,14 @@ import sys
 import pytest
 from _helpers import HAVE_JAX, HAVE_TORCH, REPO_ROOT
 
+# modules whose examples convert between, or train with, both frameworks
+NEEDS_BOTH_FRAMEWORKS = {
+    "l2l_multi.interop",
+    "l2l_multi._interop_layers",
+    "l2l_multi.crosscheck",
+    "l2l_multi._training",
+}
+
 
 def _library_modules() -> list[str]:
     """Every module of the package whose framework is installed (doctests need it)."""
@@ -30,6 +38,8 @@ def _library_modules() -> list[str]:
         if info.name.startswith("l2l_multi.backends.jax") and not HAVE_JAX:
             continue
         if info.name.endswith("._kernels"):  # the compiled extension (its twin is tested)
+            continue
+        if info.name in NEEDS_BOTH_FRAMEWORKS and not (HAVE_TORCH and HAVE_JAX):
             continue
         names.append(info.name)
     return sorted(names)
