@@ -1,9 +1,10 @@
-"""Seconds per MAML meta-step (Omniglot conv4, 5-way 1-shot), l2l_multi's two paths against learn2learn's.
+"""Seconds per MAML meta-step (Omniglot conv4, 5-way 1-shot): l2l_multi's torch paths and jax backend
+against learn2learn's technique.
 
 One meta-step = ``zero_grad``, the meta-loss of a meta-batch of tasks (each: adapt on its 5 support
 images, then the loss on its 75 query images), ``backward`` and an Adam step, all timed. The model is
-conv4 (4 x [3x3 conv with 64 filters, BatchNorm with batch statistics, ReLU, stride 2 or
-``--max-pool``], flatten, linear to 5 ways) on random 1x28x28 inputs; second order unless
+conv4 (``l2l.vision.models.OmniglotCNN``: 4 x [3x3 conv with 64 filters, BatchNorm with batch
+statistics, ReLU, stride 2], spatial mean, linear to 5 ways) on random 1x28x28 inputs; second order unless
 ``--first-order``; ``--steps`` inner steps at lr 0.4. Rows, measured side by side in one run (same
 initial weights, same tasks, interleaved rounds in a rotating order, median after warm-up):
 
@@ -12,7 +13,10 @@ initial weights, same tasks, interleaved rounds in a rotating order, median afte
 * ``clone-and-update loop``: written here, learn2learn 0.2.0's technique (``p.clone()``,
   ``autograd.grad(create_graph=True)``, ``p - lr * g``, a functional forward);
 * ``learn2learn 0.2.0``: its ``MAML.clone()/adapt()`` when ``import learn2learn`` works, else a
-  line saying why it was skipped.
+  line saying why it was skipped;
+* ``l2l jax (jit, vmap|map, conv ...)``: the jax backend's ``make_meta_train_step`` (inner loop,
+  tasks and the optax Adam update in one compiled function) on the same weights converted with
+  ``l2l_multi.interop``; its first call (trace and compile) is reported separately.
 
 Before timing, the loop, vmap and stand-in meta-losses and meta-gradients are compared (max relative
 difference, in strict fp32); the run stops if they disagree. Run from the repository root:
@@ -38,34 +42,24 @@ import torch.nn.functional as F
 import l2l_multi as l2l
 
 WAYS, SHOTS, QUERIES, INNER_LR, OUTER_LR = 5, 1, 15, 0.4, 1e-3
-LOOP, VMAP, STANDIN, LEARN2LEARN = ("l2l loop", "l2l vmap (fast path)",
-                                    "clone-and-update loop (learn2learn technique)", "learn2learn 0.2.0")
+LOOP, VMAP, STANDIN, LEARN2LEARN = (
+    "l2l loop",
+    "l2l vmap (fast path)",
+    "clone-and-update loop (learn2learn technique)",
+    "learn2learn 0.2.0",
+)
 
 
-def conv4(max_pool: bool) -> torch.nn.Sequential:
-    layers, channels = [], 1
-    for _ in range(4):
-        layers += [torch.nn.Conv2d(channels, 64, 3, stride=1 if max_pool else 2, padding=1),
-                   torch.nn.BatchNorm2d(64, track_running_stats=False), torch.nn.ReLU()]
-        layers += [torch.nn.MaxPool2d(2)] if max_pool else []
-        channels = 64
-    features = torch.nn.Sequential(*layers, torch.nn.Flatten())(torch.zeros(2, 1, 28, 28)).shape[1]
-    return torch.nn.Sequential(*layers, torch.nn.Flatten(), torch.nn.Linear(features, WAYS))
+def conv4() -> torch.nn.Module:
+    """The library's OmniglotCNN: 4 x [3x3 conv 64, batch norm (batch statistics), ReLU, stride 2],
+    spatial mean, linear to 5 ways; the jax rows use its flax twin with the same weights."""
+    return l2l.vision.models.OmniglotCNN(WAYS)
 
 
 def functional_forward(model, params, x):
     """``model(x)`` with the tensors ``params`` (in ``model.parameters()`` order) as its parameters."""
-    params = iter(params)
-    for layer in model:
-        if isinstance(layer, torch.nn.Conv2d):
-            x = F.conv2d(x, next(params), next(params), stride=layer.stride, padding=layer.padding)
-        elif isinstance(layer, torch.nn.BatchNorm2d):
-            x = F.batch_norm(x, None, None, next(params), next(params), training=True, eps=layer.eps)
-        elif isinstance(layer, torch.nn.Linear):
-            x = F.linear(x, next(params), next(params))
-        else:  # ReLU, MaxPool2d, Flatten: no parameters
-            x = layer(x)
-    return x
+    names = [name for name, _ in model.named_parameters()]
+    return torch.func.functional_call(model, dict(zip(names, params)), (x,))
 
 
 def standin_meta_loss(model, tasks, lr, steps, first_order):
@@ -74,8 +68,11 @@ def standin_meta_loss(model, tasks, lr, steps, first_order):
     for sx, sy, qx, qy in zip(*tasks):
         params = [p.clone() for p in model.parameters()]
         for _ in range(steps):
-            grads = torch.autograd.grad(F.cross_entropy(functional_forward(model, params, sx), sy), params,
-                                        create_graph=not first_order)
+            grads = torch.autograd.grad(
+                F.cross_entropy(functional_forward(model, params, sx), sy),
+                params,
+                create_graph=not first_order,
+            )
             params = [p - lr * g for p, g in zip(params, grads)]
         total = total + F.cross_entropy(functional_forward(model, params, qx), qy)
     return total / tasks[0].shape[0]
@@ -96,8 +93,10 @@ def make_tasks(meta_batch, device, seed):
     generator, labels = torch.Generator().manual_seed(seed), torch.arange(WAYS)
     tasks = []
     for per_class in (SHOTS, QUERIES):
-        tasks += [torch.randn(meta_batch, WAYS * per_class, 1, 28, 28, generator=generator),
-                  labels.repeat_interleave(per_class).repeat(meta_batch, 1)]
+        tasks += [
+            torch.randn(meta_batch, WAYS * per_class, 1, 28, 28, generator=generator),
+            labels.repeat_interleave(per_class).repeat(meta_batch, 1),
+        ]
     return tuple(t.to(device) for t in tasks)
 
 
@@ -107,18 +106,80 @@ def build_rows(model, args, tasks):
     rows = []
     for name, path in ((LOOP, "loop"), (VMAP, "vmap")):
         maml = algorithms.MAML(copy.deepcopy(model), lr=INNER_LR, first_order=args.first_order)
-        rows.append((name, lambda maml=maml, path=path: algorithms.meta_batch_loss(
-            maml, *tasks, adaptation_steps=args.steps, path=path).loss, list(maml.parameters())))
+        rows.append(
+            (
+                name,
+                lambda maml=maml, path=path: (
+                    algorithms.meta_batch_loss(maml, *tasks, adaptation_steps=args.steps, path=path).loss
+                ),
+                list(maml.parameters()),
+            )
+        )
     standin = copy.deepcopy(model)
-    rows.append((STANDIN, lambda: standin_meta_loss(standin, tasks, INNER_LR, args.steps, args.first_order),
-                 list(standin.parameters())))
+    rows.append(
+        (
+            STANDIN,
+            lambda: standin_meta_loss(standin, tasks, INNER_LR, args.steps, args.first_order),
+            list(standin.parameters()),
+        )
+    )
     try:
         import learn2learn
     except Exception as error:  # its import chain (torchvision) can fail with any error
         return rows, f"{type(error).__name__}: {error}"
     theirs = learn2learn.algorithms.MAML(copy.deepcopy(model), lr=INNER_LR, first_order=args.first_order)
-    rows.append((LEARN2LEARN, lambda: learn2learn_meta_loss(theirs, tasks, args.steps),
-                 list(theirs.parameters())))
+    rows.append(
+        (LEARN2LEARN, lambda: learn2learn_meta_loss(theirs, tasks, args.steps), list(theirs.parameters()))
+    )
+    return rows, None
+
+
+def build_jax_rows(model, args, tasks):
+    """Rows running the jax backend's compiled meta-step on the same weights and tasks."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import optax
+        from l2l_multi.backends.jax import algorithms as jalg
+        from l2l_multi.backends.jax.vision import models as jmodels
+
+        from l2l_multi import interop
+    except ImportError as error:
+        return [], f"{type(error).__name__}: {error}"
+    jax.config.update("jax_default_matmul_precision", "tensorfloat32" if args.tf32 else "highest")
+    arrays = tuple(jnp.asarray(t.cpu().numpy()) for t in tasks)
+    rows = []
+    for task_map in args.jax_task_maps.split(","):
+        flax_model = jmodels.OmniglotCNN(WAYS, implementation=args.jax_conv)
+        maml = jalg.MAML(flax_model, lr=INNER_LR, first_order=args.first_order)
+        meta = maml.from_variables(interop.torch_to_flax(model.cpu(), flax_model))
+        optimizer = optax.adam(OUTER_LR)
+        state = {"meta": meta, "opt": optimizer.init(meta)}
+        step = jalg.make_meta_train_step(maml, optimizer, adaptation_steps=args.steps, task_map=task_map)
+
+        def run(step=step, state=state):
+            state["meta"], state["opt"], metrics = step(state["meta"], state["opt"], *arrays)
+            jax.block_until_ready(metrics.loss)
+
+        def loss_and_grads(maml=maml, meta=meta, task_map=task_map):
+            value = lambda m: jalg.meta_batch_loss(
+                maml, m, *arrays, adaptation_steps=args.steps, task_map=task_map
+            )[0]
+            loss, grads = jax.jit(jax.value_and_grad(value))(meta)
+            return float(loss), grads["model"]["params"]
+
+        compile_start = time.perf_counter()
+        run()  # the first call traces and compiles; its weights are reset below
+        compile_s = time.perf_counter() - compile_start
+        state.update(meta=meta, opt=optimizer.init(meta))
+        rows.append(
+            {
+                "name": f"l2l jax (jit, {task_map}, conv {args.jax_conv})",
+                "run": run,
+                "check": loss_and_grads,
+                "compile_s": compile_s,
+            }
+        )
     return rows, None
 
 
@@ -127,41 +188,75 @@ def max_relative_difference(a, b):
     return max((x - y).abs().max().item() for x, y in zip(a, b)) / max(y.abs().max().item() for y in b)
 
 
-def check_agreement(rows, tolerance):
-    """Meta-loss and meta-gradients of every row against the l2l loop's (no optimizer step)."""
-    values = {}
-    for name, loss_fn, params in rows:  # one row at a time: a single graph in memory
-        loss = loss_fn()
-        values[name] = (loss.detach(), torch.autograd.grad(loss, params))
+def torch_rows(rows, tf32_device):
+    """``(name, loss_fn, params)`` torch rows as dicts with ``run`` (a timed meta-step with Adam)
+    and ``check`` (meta-loss and meta-gradients without a step)."""
+    out = []
+    for name, loss_fn, params in rows:
+        optimizer = torch.optim.Adam(params, lr=OUTER_LR)
+
+        def run(loss_fn=loss_fn, optimizer=optimizer):
+            optimizer.zero_grad()
+            loss_fn().backward()
+            optimizer.step()
+            tf32_device()
+
+        def check(loss_fn=loss_fn, params=params):
+            loss = loss_fn()
+            return loss.item(), torch.autograd.grad(loss, params)
+
+        out.append({"name": name, "run": run, "check": check})
+    return out
+
+
+def check_agreement(rows, model, tolerance):
+    """Meta-loss and meta-gradients of every row against the l2l loop's (no optimizer step); jax
+    gradients are compared in the flax layout through ``l2l_multi.interop``."""
+    reference_loss, reference_grads = rows[0]["check"]()
     differences = {}
-    for name, (loss, grads) in values.items():
-        if name != LOOP:
-            differences[name] = {"loss": max_relative_difference([loss], [values[LOOP][0]]),
-                                 "grads": max_relative_difference(grads, values[LOOP][1])}
-            print(f"check vs l2l loop: {name}: meta-loss rel. diff {differences[name]['loss']:.1e}, "
-                  f"meta-gradient max rel. diff {differences[name]['grads']:.1e}")
-    worst = max(max(d.values()) for d in differences.values())
+    for row in rows[1:]:
+        loss, grads = row["check"]()
+        expected = list(reference_grads)
+        if not isinstance(grads, (tuple, list)):  # a jax tree
+            import jax
+
+            from l2l_multi import interop
+
+            holder = copy.deepcopy(model).cpu()
+            with torch.no_grad():
+                for param, grad in zip(holder.parameters(), reference_grads):
+                    param.copy_(grad)
+            expected = [
+                torch.as_tensor(a.__array__())
+                for a in jax.tree_util.tree_leaves(interop.torch_to_flax(holder)["params"])
+            ]
+            grads = [torch.as_tensor(a.__array__()) for a in jax.tree_util.tree_leaves(grads)]
+        differences[row["name"]] = {
+            "loss": abs(loss - reference_loss) / abs(reference_loss),
+            "grads": max_relative_difference([g.cpu() for g in grads], [e.cpu() for e in expected]),
+        }
+        print(
+            f"check vs l2l loop: {row['name']}: meta-loss rel. diff {differences[row['name']]['loss']:.1e}, "
+            f"meta-gradient max rel. diff {differences[row['name']]['grads']:.1e}"
+        )
+    worst = max((max(d.values()) for d in differences.values()), default=0.0)
     if worst > tolerance:
-        raise SystemExit(f"the implementations disagree (max relative difference {worst:.1e} > "
-                         f"{tolerance:.0e}): not timing a wrong computation")
+        raise SystemExit(
+            f"the implementations disagree (max relative difference {worst:.1e} > "
+            f"{tolerance:.0e}): not timing a wrong computation"
+        )
     return differences
 
 
-def time_rows(rows, args, device):
-    optimizers = {name: torch.optim.Adam(params, lr=OUTER_LR) for name, _, params in rows}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = {name: [] for name, _, _ in rows}
+def time_rows(rows, args):
+    times = {row["name"]: [] for row in rows}
     for round_index in range(args.warmup + args.repeats):
         shift = round_index % len(rows)
-        for name, loss_fn, _ in rows[shift:] + rows[:shift]:  # rotate, so no row always runs first
-            sync()
+        for row in rows[shift:] + rows[:shift]:  # rotate, so no row always runs first
             start = time.perf_counter()
-            optimizers[name].zero_grad()
-            loss_fn().backward()
-            optimizers[name].step()
-            sync()
+            row["run"]()
             if round_index >= args.warmup:
-                times[name].append(time.perf_counter() - start)
+                times[row["name"]].append(time.perf_counter() - start)
     return times
 
 
@@ -169,8 +264,14 @@ def summarize(times):
     summary = {}
     for name, values in times.items():
         q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
-        summary[name] = {"median_s": statistics.median(values), "q1_s": q1, "q3_s": q3,
-                         "min_s": min(values), "max_s": max(values), "times_s": values}
+        summary[name] = {
+            "median_s": statistics.median(values),
+            "q1_s": q1,
+            "q3_s": q3,
+            "min_s": min(values),
+            "max_s": max(values),
+            "times_s": values,
+        }
     for row in summary.values():
         row["speedup_vs_l2l_loop"] = summary[LOOP]["median_s"] / row["median_s"]
         row["speedup_vs_standin"] = summary[STANDIN]["median_s"] / row["median_s"]
@@ -178,12 +279,27 @@ def summarize(times):
 
 
 def print_table(summary, skipped):
-    lines = [["implementation", "median s/step", "IQR (s)", "min-max (s)", "speedup vs loop",
-              "speedup vs stand-in"]]
+    lines = [
+        [
+            "implementation",
+            "median s/step",
+            "IQR (s)",
+            "min-max (s)",
+            "speedup vs loop",
+            "speedup vs stand-in",
+        ]
+    ]
     for name, row in summary.items():
-        lines.append([name, f"{row['median_s']:.4f}", f"{row['q1_s']:.4f}-{row['q3_s']:.4f}",
-                      f"{row['min_s']:.4f}-{row['max_s']:.4f}", f"{row['speedup_vs_l2l_loop']:.2f}x",
-                      f"{row['speedup_vs_standin']:.2f}x"])
+        lines.append(
+            [
+                name,
+                f"{row['median_s']:.4f}",
+                f"{row['q1_s']:.4f}-{row['q3_s']:.4f}",
+                f"{row['min_s']:.4f}-{row['max_s']:.4f}",
+                f"{row['speedup_vs_l2l_loop']:.2f}x",
+                f"{row['speedup_vs_standin']:.2f}x",
+            ]
+        )
     if skipped:
         lines.append([LEARN2LEARN] + ["skipped"] * 5)
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
@@ -197,8 +313,9 @@ def print_table(summary, skipped):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"),
-                        default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     parser.add_argument("--meta-batch", type=int, default=32, help="tasks per meta-step (default 32)")
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
@@ -206,7 +323,14 @@ def main(argv=None):
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmul/cuDNN (default strict fp32)")
     parser.add_argument("--first-order", action="store_true", help="first-order MAML")
     parser.add_argument("--steps", type=int, default=1, help="inner steps at lr 0.4 (default 1)")
-    parser.add_argument("--max-pool", action="store_true", help="stride-1 convs + 2x2 max-pool, not stride 2")
+    parser.add_argument("--no-jax", action="store_true", help="skip the jax rows")
+    parser.add_argument("--jax-task-maps", default="vmap", help="comma-separated: vmap,map (default vmap)")
+    parser.add_argument(
+        "--jax-conv",
+        default="auto",
+        choices=("auto", "matmul", "xla"),
+        help="jax convolution: auto = matmul on CPU, XLA's on GPU",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smoke test: meta-batch 2, 1 repeat, 1 warm-up")
     parser.add_argument("--json", metavar="PATH", help="also write config and rows to PATH")
@@ -221,35 +345,69 @@ def main(argv=None):
     torch.set_num_threads(args.threads or (1 if device.type == "cpu" else torch.get_num_threads()))
     l2l.set_backend("torch")
     torch.manual_seed(args.seed)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU {platform.machine()}, {torch.get_num_threads()} thread(s)")
-    print(f"device: {name}; torch {torch.__version__}; dtype float32; TF32 "
-          f"{'on' if args.tf32 else 'off (strict fp32)'}")
-    print(f"conv4 ({'max-pool' if args.max_pool else 'stride 2'}), {WAYS}-way {SHOTS}-shot, {QUERIES} query "
-          f"per class, meta-batch {args.meta_batch}, {'first' if args.first_order else 'second'} order, "
-          f"{args.steps} inner step(s) at lr {INNER_LR}, Adam {OUTER_LR}; median of {args.repeats} after "
-          f"{args.warmup} warm-up round(s)\n")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (f"CPU {platform.machine()}, {torch.get_num_threads()} thread(s)")
+    )
+    print(
+        f"device: {name}; torch {torch.__version__}; dtype float32; TF32 "
+        f"{'on' if args.tf32 else 'off (strict fp32)'}"
+    )
+    print(
+        f"conv4 (OmniglotCNN, stride 2), {WAYS}-way {SHOTS}-shot, {QUERIES} query "
+        f"per class, meta-batch {args.meta_batch}, {'first' if args.first_order else 'second'} order, "
+        f"{args.steps} inner step(s) at lr {INNER_LR}, Adam {OUTER_LR}; median of {args.repeats} after "
+        f"{args.warmup} warm-up round(s)\n"
+    )
 
-    model = conv4(args.max_pool).to(device)
+    model = conv4().to(device)
     tasks = make_tasks(args.meta_batch, device, args.seed)
     rows, skipped = build_rows(model, args, tasks)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rows = torch_rows(rows, sync)
+    jax_rows, jax_skipped = ([], "--no-jax") if args.no_jax else build_jax_rows(model, args, tasks)
+    rows += jax_rows
     # the check runs in strict fp32 (TF32 rounding would hide errors like functorch issue 534's 2e-3)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    differences = check_agreement(rows, tolerance=1e-3)
+    differences = check_agreement(rows, model, tolerance=1e-3)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
-    times = time_rows(rows, args, device)
+    times = time_rows(rows, args)
     summary = summarize(times)
+    for row in jax_rows:
+        summary[row["name"]]["compile_s"] = row["compile_s"]
     print_table(summary, skipped)
     if skipped:
         print(f"\n{LEARN2LEARN} skipped: `import learn2learn` failed ({skipped})")
+    for row in jax_rows:
+        print(f"{row['name']}: first call (trace + compile + one step) {row['compile_s']:.1f} s, not timed")
+    if jax_skipped:
+        print(f"jax rows skipped: {jax_skipped}")
     if args.json:
         config = {k: v for k, v in vars(args).items() if k != "json"}
-        config.update(device_name=name, torch=torch.__version__, dtype="float32",
-                      threads=torch.get_num_threads(), ways=WAYS, shots=SHOTS, queries=QUERIES,
-                      inner_lr=INNER_LR, outer_lr=OUTER_LR)
+        config.update(
+            device_name=name,
+            torch=torch.__version__,
+            dtype="float32",
+            threads=torch.get_num_threads(),
+            ways=WAYS,
+            shots=SHOTS,
+            queries=QUERIES,
+            inner_lr=INNER_LR,
+            outer_lr=OUTER_LR,
+        )
         with open(args.json, "w") as file:
-            json.dump({"config": config, "check_vs_l2l_loop": differences, "learn2learn_skipped": skipped,
-                       "rows": summary}, file, indent=2)
+            json.dump(
+                {
+                    "config": config,
+                    "check_vs_l2l_loop": differences,
+                    "learn2learn_skipped": skipped,
+                    "jax_skipped": jax_skipped,
+                    "rows": summary,
+                },
+                file,
+                indent=2,
+            )
         print(f"\nwrote {args.json}")
 
 

@@ -83,7 +83,7 @@ def jax_meta_step(algorithm, meta, data, steps):
             0
         ]
 
-    return jax.value_and_grad(loss)(meta)
+    return jax.jit(jax.value_and_grad(loss))(meta)
 
 
 def assert_trees_close(actual, expected, rtol=1e-9):
@@ -296,6 +296,7 @@ def test_the_step_is_compiled_once():
 
     maml = jalg.MAML(Counting(), lr=0.5)
     meta = maml.init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
+    meta = jax.tree_util.tree_map(jnp.array, meta)  # uncommitted copies, as user code often has
     optimizer = optax.adam(1e-3)
     state = optimizer.init(meta)
     step = jalg.make_meta_train_step(maml, optimizer)

@@ -172,10 +172,22 @@ def make_meta_train_step(
 
     def checked_step(meta_params, opt_state, support_x, support_y, query_x, query_y):
         _check_batch(support_x, support_y, query_x, query_y)
+        # The step's outputs are committed to their devices; committing its inputs too keeps the
+        # first call from compiling a variant that only that call uses.
+        meta_params, opt_state = _committed((meta_params, opt_state))
         return step(meta_params, opt_state, support_x, support_y, query_x, query_y)
 
     checked_step.jitted = step  # exposes the compiled function (e.g. its cache size)
     return checked_step
+
+
+def _committed(tree):
+    def commit(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.committed:
+            return jax.device_put(leaf, leaf.sharding)
+        return jnp.asarray(leaf) if not isinstance(leaf, jax.Array) else leaf
+
+    return jax.tree_util.tree_map(commit, tree)
 
 
 def make_evaluate(
