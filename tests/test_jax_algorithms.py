@@ -375,3 +375,20 @@ def test_sharded_step_equals_single_device():
     result = run_python(code, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "max difference" in result.stdout
+
+
+def test_transforms_compose_with_optax_and_resolve_per_backend():
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.array([3.0, 4.0, 0.0])}
+    ours_then_optax = optax.chain(transforms.scale(2.0), optax.clip_by_global_norm(1.0))
+    updates, _ = ours_then_optax.update(grads, ours_then_optax.init(params), params)
+    np.testing.assert_allclose(updates["w"], [0.6, 0.8, 0.0], rtol=1e-6)
+    optax_inside_ours = transforms.chain(optax.clip_by_global_norm(1.0), transforms.sgd(0.5))
+    updates, _ = optax_inside_ours.update(grads, optax_inside_ours.init(params), params)
+    np.testing.assert_allclose(updates["w"], [-0.3, -0.4, 0.0], rtol=1e-6)
+    with l2l.use_backend("jax"):
+        assert l2l.optim.sgd is transforms.sgd
+        assert float(l2l.accuracy(jnp.array([[0.0, 1.0]]), jnp.array([1]))) == 1.0
+        with pytest.raises(AttributeError, match="not provided by the 'jax' backend"):
+            l2l.clone_module
+        assert l2l.algorithms.MAML is jalg.MAML
