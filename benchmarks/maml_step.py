@@ -37,6 +37,7 @@ import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -225,7 +226,8 @@ def check_agreement(model, args, tasks, tolerance):
         differences[name] = {
             "loss": abs(loss - reference_loss) / abs(reference_loss),
             "grads": max_relative_difference(
-                [torch.as_tensor(g).cpu() for g in grads], [torch.as_tensor(e).cpu() for e in expected]
+                [torch.as_tensor(np.array(g)).cpu() for g in grads],
+                [torch.as_tensor(np.array(e)).cpu() for e in expected],
             ),
         }
         print(

@@ -9,8 +9,9 @@ meta-training and 36 disjoint ones for testing; 5-way 1-shot tasks with 5 query 
 class, labels shuffled per task. Model: a 16-32-5 MLP. MAML (Finn et al., 2017), second order:
 one inner SGD step on the support set, Adam on the query loss.
 
-Torch runs the library's ``l2l.algorithms.MAML`` through ``meta_batch_loss`` (the stateful
-clone/adapt loop on CPU); the jax side is written directly with jax.grad + vmap + jit.
+Both sides run the library's ``l2l.algorithms.MAML``: torch through ``meta_batch_loss`` (the
+stateful clone/adapt loop on CPU), jax through ``make_meta_train_step`` (inner loop, tasks and the
+Adam update in one jit-compiled function).
 """
 
 from __future__ import annotations
@@ -42,8 +43,13 @@ def make_tasksets(seed: int) -> tuple[TaskDataset, TaskDataset]:
     splits = []
     for labels, stream_seed in ((range(64), seed), (range(64, 100), seed + 1)):
         split = FilteredMetaDataset(data, list(labels))
-        transforms = [NWays(split, WAYS), KShots(split, SHOTS + QUERIES), LoadData(split),
-                      RemapLabels(split), ConsecutiveLabels(split)]
+        transforms = [
+            NWays(split, WAYS),
+            KShots(split, SHOTS + QUERIES),
+            LoadData(split),
+            RemapLabels(split),
+            ConsecutiveLabels(split),
+        ]
         splits.append(TaskDataset(split, transforms, seed=stream_seed))
     return splits[0], splits[1]
 
@@ -51,8 +57,12 @@ def make_tasksets(seed: int) -> tuple[TaskDataset, TaskDataset]:
 def initial_weights(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     glorot = lambda fan_in, fan_out: rng.uniform(-1, 1, (fan_in, fan_out)) * np.sqrt(6 / (fan_in + fan_out))
-    return {"w1": glorot(16, HIDDEN).astype(np.float32), "b1": np.zeros(HIDDEN, np.float32),
-            "w2": glorot(HIDDEN, WAYS).astype(np.float32), "b2": np.zeros(WAYS, np.float32)}
+    return {
+        "w1": glorot(16, HIDDEN).astype(np.float32),
+        "b1": np.zeros(HIDDEN, np.float32),
+        "w2": glorot(HIDDEN, WAYS).astype(np.float32),
+        "b2": np.zeros(WAYS, np.float32),
+    }
 
 
 # samples are class-major (ConsecutiveLabels): the first SHOTS of every class adapt, the rest test
@@ -91,58 +101,63 @@ def torch_maml(weights, train, test, iterations, meta_batch, inner_lr, outer_lr)
         after = (adapted.query_logits.argmax(-1) == qy).float().mean().item()
         return before, after
 
-    final = {"w1": model[0].weight.detach().t().numpy(), "b1": model[0].bias.detach().numpy(),
-             "w2": model[2].weight.detach().t().numpy(), "b2": model[2].bias.detach().numpy()}
+    final = {
+        "w1": model[0].weight.detach().t().numpy(),
+        "b1": model[0].bias.detach().numpy(),
+        "w2": model[2].weight.detach().t().numpy(),
+        "b2": model[2].bias.detach().numpy(),
+    }
     return losses, evaluate, final
 
 
 def jax_maml(weights, train, test, iterations, meta_batch, inner_lr, outer_lr):
+    import flax.linen as nn
     import jax
     import jax.numpy as jnp
     import optax
+    from l2l_multi.backends.jax import algorithms
 
-    params = {k: jnp.asarray(v) for k, v in weights.items()}
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            hidden = nn.relu(nn.Dense(HIDDEN, name="hidden")(x))
+            return nn.Dense(WAYS, name="output")(hidden)
+
+    maml = l2l.algorithms.MAML(MLP(), lr=inner_lr)  # the jax backend's MAML
+    variables = {
+        "params": {
+            "hidden": {"kernel": jnp.asarray(weights["w1"]), "bias": jnp.asarray(weights["b1"])},
+            "output": {"kernel": jnp.asarray(weights["w2"]), "bias": jnp.asarray(weights["b2"])},
+        }
+    }
+    meta = maml.from_variables(variables)
     optimizer = optax.adam(outer_lr)
-    state = optimizer.init(params)
+    state = optimizer.init(meta)
+    step = algorithms.make_meta_train_step(maml, optimizer)  # one compiled function per shape
 
-    def forward(p, x):
-        return jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
-
-    def cross_entropy(logits, y):
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    def adapt_and_evaluate(p, x, y):
-        grads = jax.grad(lambda q: cross_entropy(forward(q, x[SUPPORT]), y[SUPPORT]))(p)
-        fast = jax.tree.map(lambda v, g: v - inner_lr * g, p, grads)
-        logits = forward(fast, x[QUERY])
-        return cross_entropy(logits, y[QUERY]), (logits.argmax(1) == y[QUERY]).mean()
-
-    def meta_loss(p, inputs, labels):
-        return jax.vmap(adapt_and_evaluate, in_axes=(None, 0, 0))(p, inputs, labels)[0].mean()
-
-    @jax.jit
-    def step(p, s, inputs, labels):
-        loss, grads = jax.value_and_grad(meta_loss)(p, inputs, labels)
-        updates, s = optimizer.update(grads, s, p)
-        return optax.apply_updates(p, updates), s, loss
+    def split(inputs, labels):
+        return inputs[:, SUPPORT], labels[:, SUPPORT], inputs[:, QUERY], labels[:, QUERY]
 
     losses = []
     for _ in range(iterations):
-        inputs, labels = train.sample_batch(meta_batch)
-        params, state, loss = step(params, state, inputs, labels)
-        losses.append(float(loss))
+        meta, state, metrics = step(meta, state, *split(*train.sample_batch(meta_batch)))
+        losses.append(float(metrics.loss))
 
-    @jax.jit
-    def accuracies(p, inputs, labels):
-        before = jax.vmap(lambda x, y: (forward(p, x[QUERY]).argmax(1) == y[QUERY]).mean())
-        after = jax.vmap(lambda x, y: adapt_and_evaluate(p, x, y)[1])
-        return before(inputs, labels).mean(), after(inputs, labels).mean()
+    evaluate_after = algorithms.make_evaluate(maml)
 
     def evaluate(tasks):
-        before, after = accuracies(params, *test.sample_batch(tasks))
-        return float(before), float(after)
+        sx, sy, qx, qy = split(*test.sample_batch(tasks))
+        logits = jax.vmap(lambda x: maml.apply_model(meta["model"], x))(qx)
+        before = float((logits.argmax(-1) == qy).mean())
+        return before, float(evaluate_after(meta, sx, sy, qx, qy).accuracy)
 
-    final = {k: np.asarray(v) for k, v in params.items()}
+    params = meta["model"]["params"]
+    final = {
+        "w1": np.asarray(params["hidden"]["kernel"]),
+        "b1": np.asarray(params["hidden"]["bias"]),
+        "w2": np.asarray(params["output"]["kernel"]),
+        "b2": np.asarray(params["output"]["bias"]),
+    }
     return losses, evaluate, final
 
 
@@ -155,9 +170,11 @@ def main() -> None:
     iterations, test_tasks = (30, 100) if args.quick else (600, 600)
     meta_batch, inner_lr, outer_lr = 8, 0.5, 3e-3
     weights = initial_weights(args.seed)
-    print(f"l2l_multi main job: MAML, {WAYS}-way {SHOTS}-shot, {QUERIES} queries/class, "
-          f"meta-batch {meta_batch}, {iterations} iterations, data kernels: "
-          f"{l2l.data.kernel_mode()}")
+    print(
+        f"l2l_multi main job: MAML, {WAYS}-way {SHOTS}-shot, {QUERIES} queries/class, "
+        f"meta-batch {meta_batch}, {iterations} iterations, data kernels: "
+        f"{l2l.data.kernel_mode()}"
+    )
     results = {}
     for backend, run in (("torch", torch_maml), ("jax", jax_maml)):
         l2l.set_backend(backend)
@@ -166,27 +183,39 @@ def main() -> None:
         losses, evaluate, final = run(weights, train, test, iterations, meta_batch, inner_lr, outer_lr)
         seconds = time.perf_counter() - start
         before, after = evaluate(test_tasks)
-        results[backend] = {"losses": losses, "final": final, "seconds": seconds,
-                            "accuracy_before": before, "accuracy_after": after}
-        print(f"[{backend:5}] sample type {type(train.sample()[0]).__module__}; meta-loss "
-              f"{losses[0]:.4f} -> {np.mean(losses[-10:]):.4f} in {seconds:.1f} s; "
-              f"{test_tasks} test tasks from unseen classes: query accuracy "
-              f"{before:.1%} before adaptation, {after:.1%} after one step")
+        results[backend] = {
+            "losses": losses,
+            "final": final,
+            "seconds": seconds,
+            "accuracy_before": before,
+            "accuracy_after": after,
+        }
+        print(
+            f"[{backend:5}] sample type {type(train.sample()[0]).__module__}; meta-loss "
+            f"{losses[0]:.4f} -> {np.mean(losses[-10:]):.4f} in {seconds:.1f} s; "
+            f"{test_tasks} test tasks from unseen classes: query accuracy "
+            f"{before:.1%} before adaptation, {after:.1%} after one step"
+        )
     # The first steps must agree to float32 precision; over hundreds of Adam steps, rounding
     # differences between the two frameworks' kernels grow, as between any two float32 runs.
     pairs = list(zip(results["torch"]["losses"], results["jax"]["losses"]))
     early_gap = max(abs(a - b) / max(abs(a), 1e-12) for a, b in pairs[:20])
-    weight_gap = max(float(np.max(np.abs(results["torch"]["final"][k] - results["jax"]["final"][k])))
-                     for k in weights)
-    print(f"cross-check torch vs jax (same initial weights, same tasks): meta-losses of the first "
-          f"20 steps agree to {early_gap:.1e} relative; after {iterations} steps float32 rounding "
-          f"has moved the weights apart by at most {weight_gap:.1e}")
+    weight_gap = max(
+        float(np.max(np.abs(results["torch"]["final"][k] - results["jax"]["final"][k]))) for k in weights
+    )
+    print(
+        f"cross-check torch vs jax (same initial weights, same tasks): meta-losses of the first "
+        f"20 steps agree to {early_gap:.1e} relative; after {iterations} steps float32 rounding "
+        f"has moved the weights apart by at most {weight_gap:.1e}"
+    )
     if early_gap > 1e-4:
         raise SystemExit(f"cross-check failed: relative meta-loss difference {early_gap:.2e} > 1e-4")
     if args.json:
         summary = {b: {k: v for k, v in r.items() if k != "final"} for b, r in results.items()}
-        summary["cross_check"] = {"first_20_steps_max_relative_loss_difference": early_gap,
-                                  "final_max_weight_difference": weight_gap}
+        summary["cross_check"] = {
+            "first_20_steps_max_relative_loss_difference": early_gap,
+            "final_max_weight_difference": weight_gap,
+        }
         with open(args.json, "w") as file:
             json.dump(summary, file, indent=1)
 

@@ -5,6 +5,7 @@
 
 from . import algorithms as algorithms
 from . import data as data
+from . import interop as interop
 from . import nn as nn
 from . import optim as optim
 from . import transforms as transforms
@@ -20,13 +21,30 @@ __version__ = "0.1.0"
 
 # The learn2learn core utilities, resolved in the current backend when accessed.
 _BACKEND_UTILITIES = (
-    "accuracy", "clone_module", "clone_named_parameters", "clone_parameters", "detach_module",
-    "magic_box", "update_module",
+    "accuracy",
+    "clone_module",
+    "clone_named_parameters",
+    "clone_parameters",
+    "detach_module",
+    "magic_box",
+    "update_module",
 )
 
 __all__ = [
-    "MetaLearner", "algorithms", "available_backends", "data", "get_backend", "load_backend", "nn", "optim",
-    "set_backend", "transforms", "use_backend", "vision", *_BACKEND_UTILITIES,
+    "MetaLearner",
+    "algorithms",
+    "available_backends",
+    "data",
+    "get_backend",
+    "interop",
+    "load_backend",
+    "nn",
+    "optim",
+    "set_backend",
+    "transforms",
+    "use_backend",
+    "vision",
+    *_BACKEND_UTILITIES,
 ]
 
 
