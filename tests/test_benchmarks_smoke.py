@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from _helpers import HAVE_TORCH, REPO_ROOT
+from _helpers import HAVE_JAX, HAVE_TORCH, REPO_ROOT
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
@@ -15,11 +15,13 @@ def test_maml_step_quick(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "maml_step.py"), "--quick", "--device", "cpu",
          "--json", str(tmp_path / "maml_step.json")],
-        capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=240, env=env, cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| implementation" in result.stdout and "median s/step" in result.stdout
     for row in ("| l2l loop", "| l2l vmap (fast path)", "| clone-and-update loop", "| learn2learn 0.2.0"):
         assert row in result.stdout, result.stdout
-    assert "check vs l2l loop: l2l vmap (fast path)" in result.stdout
+    assert "check (float64) vs l2l loop: l2l vmap (fast path)" in result.stdout
+    if HAVE_JAX:
+        assert "| l2l jax (jit, vmap" in result.stdout, result.stdout
     assert (tmp_path / "maml_step.json").exists()

@@ -390,5 +390,5 @@ def test_transforms_compose_with_optax_and_resolve_per_backend():
         assert l2l.optim.sgd is transforms.sgd
         assert float(l2l.accuracy(jnp.array([[0.0, 1.0]]), jnp.array([1]))) == 1.0
         with pytest.raises(AttributeError, match="not provided by the 'jax' backend"):
-            l2l.clone_module
+            _ = l2l.clone_module
         assert l2l.algorithms.MAML is jalg.MAML

@@ -20,6 +20,16 @@ from ...transforms import scale as scale
 from ...transforms import sgd as sgd
 
 __all__ = [
-    "EmptyState", "GradientTransformation", "apply_updates", "chain", "elementwise_scale", "hypergradient_sgd",
-    "identity", "kronecker", "meta_curvature", "per_parameter_sgd", "scale", "sgd",
+    "EmptyState",
+    "GradientTransformation",
+    "apply_updates",
+    "chain",
+    "elementwise_scale",
+    "hypergradient_sgd",
+    "identity",
+    "kronecker",
+    "meta_curvature",
+    "per_parameter_sgd",
+    "scale",
+    "sgd",
 ]

@@ -32,5 +32,7 @@ def accuracy(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     if predictions.ndim != 2:
         raise ValueError(f"predictions must have shape [N, classes], got {predictions.shape}")
     if targets.size != predictions.shape[0]:
-        raise ValueError(f"targets has {targets.size} elements but predictions has {predictions.shape[0]} rows")
+        raise ValueError(
+            f"targets has {targets.size} elements but predictions has {predictions.shape[0]} rows"
+        )
     return (predictions.argmax(axis=1) == targets.reshape(-1)).mean()
