@@ -8,6 +8,7 @@ from . import data as data
 from . import interop as interop
 from . import nn as nn
 from . import optim as optim
+from . import text as text
 from . import transforms as transforms
 from . import vision as vision
 from ._backend import available_backends as available_backends
@@ -41,6 +42,7 @@ __all__ = [
     "nn",
     "optim",
     "set_backend",
+    "text",
     "transforms",
     "use_backend",
     "vision",
