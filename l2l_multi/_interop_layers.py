@@ -1,10 +1,10 @@
 """How ``l2l_multi.interop`` pairs the layers of a torch model with those of a flax model.
 
-Each model is run once on a small input (torch on zeros, its buffers restored afterwards; flax
-under ``jax.eval_shape``, shapes only) and its stateful layers are listed in the order they are
-called; the two lists must agree in length and kind (conv, linear, batch norm). Per layer,
-values move between torch's and flax's layouts (see the ``l2l_multi.interop`` docstring).
-Frameworks are imported inside the functions only.
+Each model is run once on a small input (torch on zeros in evaluation mode, its buffers and
+modes restored afterwards; flax under ``jax.eval_shape``, shapes only) and its stateful layers
+are listed in the order they are called; the two lists must agree in length and kind (conv,
+linear, batch norm). Per layer, values move between torch's and flax's layouts (see the
+``l2l_multi.interop`` docstring). Frameworks are imported inside the functions only.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ def _trace_torch(module, input_shape: tuple, stateful: list) -> tuple[list, dict
     # Not torch.func.functional_call with meta weights: when a submodule is registered twice (as
     # learn2learn-style models do), it does not put the original parameters back.
     saved = [(buffer, buffer.clone()) for buffer in module.buffers()]
+    # Evaluation mode: dropout then draws no random numbers and step counters (ResNet12's DropBlock
+    # warm-up) do not advance; the layers are called in the same order.
+    modes = [(submodule, submodule.training) for submodule in module.modules()]
+    module.eval()
     handles = []
     for _, submodule in module.named_modules():
         handles.append(submodule.register_forward_pre_hook(before))
@@ -113,6 +117,8 @@ def _trace_torch(module, input_shape: tuple, stateful: list) -> tuple[list, dict
     finally:
         for handle in handles:
             handle.remove()
+        for submodule, training in modes:
+            submodule.training = training
         with torch.no_grad():  # the run must leave no trace, e.g. in batch-norm running statistics
             for buffer, value in saved:
                 buffer.copy_(value)
@@ -144,6 +150,14 @@ def _our_torch_twin(module) -> tuple[str, dict, tuple | None] | None:
     models = sys.modules.get("l2l_multi.backends.torch.vision.models")
     if models is None:  # nobody made one of our models, so this is not one
         return None
+    if isinstance(module, (models.ResNet12, models.ResNet12Backbone)):
+        return _resnet12_twin(module)
+    if isinstance(module, models.WRN28Backbone):
+        return "WRN28Backbone", {"dropout": module.dropout}, (2, 3, 4, 4)  # 4x4 -> 1x1 maps
+    if isinstance(module, models.WRN28):
+        arguments = dict(output_size=module.output_size, hidden_size=module.hidden_size,
+                         dropout=module.dropout)
+        return "WRN28", arguments, (2, 3, 4, 4)
     tracking = {"track_running_stats": getattr(module, "track_running_stats", False)}
     if isinstance(module, models.OmniglotFC):
         arguments = dict(input_size=module.input_size, output_size=module.output_size,
@@ -171,6 +185,23 @@ def _our_torch_twin(module) -> tuple[str, dict, tuple | None] | None:
             return "CNN4Backbone", {"hidden_size": module.hidden, **arguments, **tracking}, shape
         return "ConvBase", {"hidden": module.hidden, **arguments, **tracking}, shape
     return None
+
+
+def _resnet12_twin(module) -> tuple[str, dict, tuple | None]:
+    backbone = module.features if hasattr(module, "classifier") else module
+    arguments = dict(avg_pool=backbone.avg_pool, wider=backbone.wider,
+                     embedding_dropout=backbone.embedding_dropout,
+                     dropblock_dropout=backbone.dropblock_dropout, dropblock_size=backbone.dropblock_size,
+                     channels=backbone.channels)
+    side = 16  # four 2x2 poolings: 16x16 -> 1x1 maps
+    if backbone is module:
+        return "ResNet12Backbone", arguments, (2, backbone.channels, side, side)
+    if not backbone.avg_pool:  # the classifier fixes the flattened map's size
+        map_side = _square_side(module.hidden_size, backbone.layer4[0].conv1.out_channels)
+        side = None if map_side is None else 16 * map_side
+    shape = None if side is None else (2, backbone.channels, side, side)
+    arguments = dict(output_size=module.output_size, hidden_size=module.hidden_size, **arguments)
+    return "ResNet12", arguments, shape
 
 
 def _square_side(embedding_size: int, hidden_size: int) -> int | None:

@@ -6,8 +6,8 @@
   matching flax model (``{'params': ..., 'batch_stats': ...}``) and back, bitwise.
 
 Layers are paired in the order the models *call* them (found by running each model once: torch
-on zeros of batch 2 under ``no_grad``, its buffers restored afterwards; flax under
-``jax.eval_shape``), so the two models may name their layers differently. Per layer:
+on zeros of batch 2 under ``no_grad`` in evaluation mode, its buffers and modes restored
+afterwards; flax under ``jax.eval_shape``), so the two models may name their layers differently. Per layer:
 
 - convolution: torch weight ``[out, in, kh, kw]`` (OIHW) <-> flax ``'kernel'`` ``[kh, kw, in, out]``
   (HWIO); ``bias`` as is.

@@ -223,3 +223,28 @@ class BatchNorm(nn.Module):
             y = y * self.param("scale", self.scale_init, (channels,), jnp.float32)
             y = y + self.param("bias", self.bias_init, (channels,), jnp.float32)
         return y
+
+
+# torch's default initialisation of Linear and Conv layers: weights kaiming-uniform with a = sqrt(5),
+# i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases from the same interval.
+torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_default_bias_init(fan_in: int) -> Initializer:
+    """torch's default bias initialiser for a layer with ``fan_in`` inputs: U(+-1/sqrt(fan_in)).
+
+    The bound depends on the layer's inputs, which flax's ``(key, shape, dtype)`` initialisers do
+    not see, hence a factory.
+
+    Example:
+        >>> import jax
+        >>> bias = torch_default_bias_init(4)(jax.random.key(0), (1000,))
+        >>> bool(abs(bias).max() <= 0.5)
+        True
+    """
+    bound = 1.0 / fan_in**0.5
+
+    def init(key: jax.Array, shape: tuple, dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init

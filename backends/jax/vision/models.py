@@ -17,6 +17,9 @@ internally and back, so ``ConvBase`` returns NCHW maps and ``CNN4Backbone`` flat
 Call as ``model.apply(variables, x, train=True)``; with ``track_running_stats=True`` and
 ``train=True`` also pass ``mutable=["batch_stats"]``. ``method="embed"`` gives the classifier's
 input (torch's ``model.features(x)``); the parameter subtrees are ``'features'`` and ``'classifier'``.
+
+``ResNet12``, ``WRN28`` and their backbones (``_resnet.py``, ``_wrn.py``) always keep running
+statistics and may need a ``"dropout"`` rng in training mode; see their docstrings.
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ import jax.numpy as jnp
 from ._layers import BatchNorm as BatchNorm
 from ._layers import Conv2d as Conv2d
 from ._layers import conv2d as conv2d
+from ._resnet import ResNet12 as ResNet12
+from ._resnet import ResNet12Backbone as ResNet12Backbone
+from ._wrn import WRN28 as WRN28
+from ._wrn import WRN28Backbone as WRN28Backbone
 
 __all__ = [
     "CNN4", "CNN4Backbone", "BatchNorm", "Conv2d", "ConvBase", "MiniImagenetCNN", "OmniglotCNN",
-    "OmniglotFC", "conv2d",
+    "OmniglotFC", "ResNet12", "ResNet12Backbone", "WRN28", "WRN28Backbone", "conv2d",
 ]
 
 # learn2learn's batch-norm settings, in torch's momentum convention (see BatchNorm).

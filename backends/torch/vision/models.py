@@ -1,11 +1,13 @@
 """learn2learn's few-shot vision models as ``torch.nn.Module``s.
 
 Constructor signatures, submodule names (hence ``state_dict`` keys) and initialisations follow
-learn2learn's ``learn2learn.vision.models``, so its checkpoints load. One keyword is added to
-every model: ``track_running_stats`` (default False). With False, batch norm normalises with the
-statistics of the current batch in training *and* evaluation mode, as learn2learn and the MAML
-paper do (a few-shot query set is normalised with its own statistics); True gives ordinary
-running statistics (``running_mean``, ``running_var``, ``num_batches_tracked`` buffers).
+learn2learn's ``learn2learn.vision.models``, so its checkpoints load. ``ResNet12`` and ``WRN28``
+(with their backbones; in ``_resnet.py`` and ``_wrn.py``) use ordinary batch norm with running
+statistics. One keyword is added to every conv4-style model: ``track_running_stats`` (default
+False). With False, batch norm normalises with the statistics of the current batch in training
+*and* evaluation mode, as learn2learn and the MAML paper do (a few-shot query set is normalised
+with its own statistics); True gives ordinary running statistics (``running_mean``,
+``running_var``, ``num_batches_tracked`` buffers).
 
 The jax backend has the same classes as flax modules; ``l2l_multi.interop.torch_to_flax`` and
 ``flax_to_torch`` convert weights between them.
@@ -18,8 +20,15 @@ from collections.abc import Sequence
 import torch
 
 from ..nn._layers import Flatten, Lambda
+from ._resnet import ResNet12 as ResNet12
+from ._resnet import ResNet12Backbone as ResNet12Backbone
+from ._wrn import WRN28 as WRN28
+from ._wrn import WRN28Backbone as WRN28Backbone
 
-__all__ = ["CNN4", "CNN4Backbone", "ConvBase", "MiniImagenetCNN", "OmniglotCNN", "OmniglotFC"]
+__all__ = [
+    "CNN4", "CNN4Backbone", "ConvBase", "MiniImagenetCNN", "OmniglotCNN", "OmniglotFC", "ResNet12",
+    "ResNet12Backbone", "WRN28", "WRN28Backbone",
+]
 
 # learn2learn's batch-norm settings (the MAML code's): torch semantics, i.e. the running
 # statistics, when tracked, are new = (1 - momentum) * old + momentum * batch.
