@@ -37,6 +37,7 @@ __all__ = [
     "available_backends",
     "data",
     "get_backend",
+    "gym",
     "interop",
     "load_backend",
     "nn",
@@ -51,6 +52,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "gym":  # imported on first use: it needs gymnasium (the "rl" extra) and takes ~0.4 s
+        import importlib
+
+        return importlib.import_module(".gym", __name__)
     if name in _BACKEND_UTILITIES:
         from ._dispatch import resolve
 

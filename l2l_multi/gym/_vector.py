@@ -1,0 +1,210 @@
+"""A gymnasium ``AsyncVectorEnv`` that sets tasks on its workers and never hangs on a dead worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import gymnasium
+import gymnasium.vector
+
+from ._meta_env import _task_generator
+
+
+class WorkerError(RuntimeError):
+    """A worker process of :class:`AsyncVectorEnv` died or was shut down after an error."""
+
+
+class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
+    """gymnasium's ``AsyncVectorEnv`` over :class:`MetaEnv` workers, with task control.
+
+    Args:
+        env_fns: sequence of picklable zero-argument callables, each returning a ``MetaEnv`` (wrappers
+            allowed).
+        context: multiprocessing start method; ``"spawn"`` by default because forking after jax (or
+            torch threads) are initialised can deadlock.
+        liveness_interval: seconds between checks that the workers are alive while waiting for them.
+        **kwargs: passed to ``gymnasium.vector.AsyncVectorEnv`` (``shared_memory``, ``autoreset_mode``...).
+
+    The gymnasium vector API is unchanged. A worker that raises re-raises in the parent (gymnasium's
+    behaviour); a worker process that dies raises :class:`WorkerError` within ``liveness_interval``.
+
+    Example:
+        >>> import l2l_multi.gym as l2l_gym
+        >>> envs = AsyncVectorEnv([l2l_gym.Particles2DEnv] * 2)
+        >>> tasks = envs.sample_tasks(2, seed=0)
+        >>> envs.set_task(tasks)  # a list of num_envs tasks: one per worker
+        >>> obs, info = envs.reset(seed=0)
+        >>> obs.shape
+        (2, 2)
+        >>> envs.close()
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gymnasium.Env]],
+        *,
+        context: str | None = "spawn",
+        liveness_interval: float = 0.2,
+        **kwargs,
+    ):
+        if not env_fns:
+            raise ValueError("env_fns must hold at least one environment constructor, got an empty sequence")
+        if liveness_interval <= 0:
+            raise ValueError(f"liveness_interval must be positive seconds, got {liveness_interval!r}")
+        self._template_fn = env_fns[0]
+        self._template = None
+        self._task_rng = None
+        self._liveness_interval = liveness_interval
+        super().__init__(env_fns, context=context, **kwargs)
+
+    def reset(self, *, seed=None, options=None):
+        """gymnasium's ``reset``; an int ``seed`` also seeds :meth:`sample_tasks` when it gets no seed."""
+        if isinstance(seed, int):
+            import numpy as np
+
+            self._task_rng = np.random.default_rng(seed)
+        return super().reset(seed=seed, options=options)
+
+    def sample_tasks(self, num_tasks: int, seed=None) -> list:
+        """Draws tasks from the task distribution of the first environment.
+
+        Args:
+            num_tasks: positive int.
+            seed: int, ``numpy.random.Generator`` or ``None`` (the stream seeded by the last
+                ``reset(seed=int)``, else fresh entropy).
+
+        Returns:
+            A list of ``num_tasks`` tasks. The draw happens in a local copy of the first environment,
+            made once, so no worker's random stream is consumed.
+        """
+        if self._template is None:
+            self._template = self._template_fn().unwrapped
+        if seed is None and self._task_rng is not None:
+            seed = self._task_rng
+        rng = _task_generator(seed, self._template.np_random)
+        return self._template.sample_tasks(num_tasks, seed=rng)
+
+    def set_task(self, task) -> None:
+        """Sets tasks on the workers.
+
+        Args:
+            task: a ``list`` of exactly ``num_envs`` tasks sets one task per worker; anything else (including
+                a tuple such as a metaworld ``Task``) is set on every worker.
+        """
+        if isinstance(task, list):
+            if len(task) != self.num_envs:
+                raise ValueError(
+                    f"task as a list must hold one task per worker ({self.num_envs}), got {len(task)}; "
+                    "pass a single task to set it on every worker"
+                )
+            values = task
+        else:
+            values = [task] * self.num_envs
+        self.set_attr("task", values)
+
+    def get_task(self) -> list:
+        """Returns the list of the workers' active tasks, in worker order."""
+        return list(self.get_attr("task"))
+
+    def set_attr(self, name, values):
+        self._check_alive()
+        try:
+            return super().set_attr(name, values)
+        except (EOFError, BrokenPipeError, ConnectionResetError) as error:
+            self._raise_dead(error)
+
+    def step_async(self, actions):
+        self._check_alive()
+        try:
+            return super().step_async(actions)
+        except (BrokenPipeError, ConnectionResetError) as error:
+            self._raise_dead(error)
+
+    def reset_async(self, seed=None, options=None):
+        self._check_alive()
+        try:
+            return super().reset_async(seed=seed, options=options)
+        except (BrokenPipeError, ConnectionResetError) as error:
+            self._raise_dead(error)
+
+    def call_async(self, name, *args, **kwargs):
+        self._check_alive()
+        try:
+            return super().call_async(name, *args, **kwargs)
+        except (BrokenPipeError, ConnectionResetError) as error:
+            self._raise_dead(error)
+
+    def step_wait(self, timeout=None):
+        try:
+            return super().step_wait(timeout)
+        except (EOFError, ConnectionResetError) as error:
+            self._raise_dead(error)
+
+    def reset_wait(self, timeout=None):
+        try:
+            return super().reset_wait(timeout)
+        except (EOFError, ConnectionResetError) as error:
+            self._raise_dead(error)
+
+    def call_wait(self, timeout=None):
+        try:
+            return super().call_wait(timeout)
+        except (EOFError, ConnectionResetError) as error:
+            self._raise_dead(error)
+
+    def close_extras(self, timeout=None, terminate=False):
+        # A dead worker never answers "close": terminate the rest instead of waiting forever.
+        if any(not process.is_alive() for process in self.processes) or any(
+            pipe is None for pipe in self.parent_pipes
+        ):
+            terminate = True
+        super().close_extras(timeout=timeout, terminate=terminate)
+
+    def _poll_pipe_envs(self, timeout=None):
+        # gymnasium with timeout=None blocks in recv() forever if a worker died; poll in slices and check
+        # liveness between them. A ready pipe costs one poll syscall, so the fast path stays fast.
+        self._assert_is_running()
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        for index, pipe in enumerate(self.parent_pipes):
+            if pipe is None or pipe.closed:
+                raise WorkerError(
+                    f"worker {index} was shut down after an earlier error; close() this AsyncVectorEnv "
+                    "and make a new one"
+                )
+            while True:
+                wait = self._liveness_interval
+                if deadline is not None:
+                    wait = min(wait, max(deadline - time.perf_counter(), 0.0))
+                if pipe.poll(wait):
+                    break
+                if not self.processes[index].is_alive():
+                    self._raise_dead(None)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return False
+        return True
+
+    def _check_alive(self):
+        if self.closed:
+            return
+        for index, pipe in enumerate(self.parent_pipes):
+            if pipe is None or pipe.closed:
+                raise WorkerError(
+                    f"worker {index} was shut down after an earlier error; close() this AsyncVectorEnv "
+                    "and make a new one"
+                )
+        # Liveness itself is checked while waiting (_poll_pipe_envs), not here: one waitpid per worker per
+        # step is measurable overhead, and a send to a dead worker fails with BrokenPipeError anyway.
+
+    def _raise_dead(self, cause):
+        from gymnasium.vector.async_vector_env import AsyncState
+
+        dead = [
+            f"worker {index} (pid {process.pid}, exit code {process.exitcode})"
+            for index, process in enumerate(self.processes)
+            if not process.is_alive()
+        ]
+        self._state = AsyncState.DEFAULT
+        raise WorkerError(
+            f"{', '.join(dead) or 'a worker'} died; close() this AsyncVectorEnv and make a new one"
+        ) from cause

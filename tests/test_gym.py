@@ -1,0 +1,273 @@
+"""l2l_multi.gym: meta-environments, their rewards, seeding, and the task-aware AsyncVectorEnv."""
+
+import functools
+import operator
+import os
+import signal
+import time
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import l2l_multi.gym as l2l_gym
+
+MUJOCO_ENVS = [
+    "HalfCheetahForwardBackwardEnv",
+    "AntForwardBackwardEnv",
+    "AntDirectionEnv",
+    "HumanoidForwardBackwardEnv",
+    "HumanoidDirectionEnv",
+]
+REGISTERED = [
+    "Particles2D-v1",
+    "HalfCheetahForwardBackward-v1",
+    "AntForwardBackward-v1",
+    "AntDirection-v1",
+    "HumanoidForwardBackward-v1",
+    "HumanoidDirection-v1",
+]
+
+
+def _raising_env():
+    # A picklable env whose step raises inside the worker: the action transform indexes an empty dict
+    # with an array (TypeError: unhashable).
+    return functools.partial(
+        gymnasium.wrappers.TransformAction,
+        l2l_gym.Particles2DEnv(),
+        functools.partial(operator.getitem, {}),
+        None,
+    )
+
+
+@pytest.mark.parametrize("name", ["Particles2DEnv", *MUJOCO_ENVS])
+def test_check_env(name):
+    env = getattr(l2l_gym, name)()
+    env.set_task(env.sample_tasks(1, seed=3)[0])
+    check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize("env_id", REGISTERED)
+def test_registered_ids_make_meta_envs(env_id):
+    env = gymnasium.make(env_id)
+    assert isinstance(env.unwrapped, l2l_gym.MetaEnv)
+    assert env.spec.max_episode_steps in (100, 200)
+    env.close()
+
+
+def test_particles_reward_is_minus_distance():
+    env = l2l_gym.Particles2DEnv()
+    env.set_task({"goal": np.array([0.3, -0.45])})
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        action = rng.uniform(-0.3, 0.3, size=2)
+        expected = obs.astype(np.float64) + np.clip(action, -0.1, 0.1)
+        obs, reward, terminated, truncated, _ = env.step(action.astype(np.float32))
+        np.testing.assert_allclose(obs, expected, atol=1e-6)
+        position = obs.astype(np.float64)
+        assert reward == pytest.approx(-np.hypot(position[0] - 0.3, position[1] + 0.45), abs=1e-12)
+        assert not truncated
+
+
+def test_particles_horizon_and_goal_range():
+    env = gymnasium.make("Particles2D-v1")
+    goals = np.array([task["goal"] for task in env.unwrapped.sample_tasks(500, seed=1)])
+    assert goals.min() >= -0.5 and goals.max() <= 0.5 and goals.std() > 0.2
+    env.unwrapped.set_task({"goal": np.array([0.5, 0.5])})
+    env.reset(seed=0)
+    steps = 0
+    truncated = False
+    while not truncated:
+        *_, truncated, _ = env.step(np.zeros(2, dtype=np.float32))
+        steps += 1
+    assert steps == 100
+
+
+@pytest.mark.parametrize("name", ["Particles2DEnv", "HalfCheetahForwardBackwardEnv", "AntDirectionEnv"])
+def test_seeded_task_sampling_is_reproducible(name):
+    env_a, env_b = getattr(l2l_gym, name)(), getattr(l2l_gym, name)()
+    by_seed = [env_a.sample_tasks(5, seed=7), env_b.sample_tasks(5, seed=7)]
+    env_a.reset(seed=11)
+    env_b.reset(seed=11)
+    by_reset = [env_a.sample_tasks(5), env_b.sample_tasks(5)]
+    for first, second in (by_seed, by_reset):
+        for task_a, task_b in zip(first, second):
+            np.testing.assert_array_equal(
+                task_a["goal" if "goal" in task_a else "direction"],
+                task_b["goal" if "goal" in task_b else "direction"],
+            )
+    assert len({str(t) for t in env_a.sample_tasks(20, seed=1)}) > 1
+
+
+@pytest.mark.parametrize(
+    "name", ["HalfCheetahForwardBackwardEnv", "AntForwardBackwardEnv", "HumanoidForwardBackwardEnv"]
+)
+def test_forward_backward_reward_flips_with_direction(name):
+    rewards, infos = {}, {}
+    for direction in (1.0, -1.0):
+        env = getattr(l2l_gym, name)({"direction": direction})
+        env.reset(seed=0)
+        actions = np.random.default_rng(0).uniform(-1, 1, size=(10, env.action_space.shape[0]))
+        rewards[direction] = []
+        infos[direction] = []
+        for action in actions:
+            _, reward, _, _, info = env.step(action.astype(np.float32))
+            rewards[direction].append(reward)
+            infos[direction].append(info)
+    for forward, backward in zip(infos[1.0], infos[-1.0]):
+        assert forward["x_velocity"] == backward["x_velocity"]  # same simulation
+        assert forward["reward_forward"] == pytest.approx(-backward["reward_forward"])
+        costs = (
+            forward["reward_ctrl"] + forward.get("reward_contact", 0.0) + forward.get("reward_survive", 0.0)
+        )
+        np.testing.assert_allclose(
+            np.array([r for r in rewards[1.0]]) + np.array([r for r in rewards[-1.0]]),
+            np.array(
+                [
+                    2 * (f["reward_ctrl"] + f.get("reward_contact", 0.0) + f.get("reward_survive", 0.0))
+                    for f in infos[1.0]
+                ]
+            ),
+        )
+        assert costs <= forward["reward_survive"] if "reward_survive" in forward else costs <= 0
+
+
+def test_half_cheetah_reward_is_direction_times_velocity_minus_control_cost():
+    env = l2l_gym.HalfCheetahForwardBackwardEnv({"direction": -1.0})
+    env.reset(seed=0)
+    action = np.full(6, 0.5, dtype=np.float32)
+    _, reward, _, _, info = env.step(action)
+    assert reward == pytest.approx(-info["x_velocity"] - 0.1 * float(np.sum(action.astype(np.float64) ** 2)))
+
+
+@pytest.mark.parametrize("name", ["AntDirectionEnv", "HumanoidDirectionEnv"])
+def test_direction_reward_projects_velocity(name):
+    env = getattr(l2l_gym, name)()
+    direction = np.array([0.6, -0.8])
+    env.set_task({"direction": direction})
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    weight = env._forward_reward_weight
+    projected = weight * (0.6 * info["x_velocity"] - 0.8 * info["y_velocity"])
+    assert info["reward_forward"] == pytest.approx(projected)
+    assert reward == pytest.approx(
+        projected + info["reward_survive"] + info["reward_ctrl"] + info["reward_contact"]
+    )
+
+
+def test_set_task_rejects_bad_tasks():
+    with pytest.raises(ValueError, match="goal"):
+        l2l_gym.Particles2DEnv().set_task({"goal": [1.0]})
+    with pytest.raises(ValueError, match="direction"):
+        l2l_gym.HalfCheetahForwardBackwardEnv().set_task({"direction": 0.5})
+    with pytest.raises(ValueError, match="num_tasks"):
+        l2l_gym.Particles2DEnv().sample_tasks(0)
+
+
+@pytest.fixture
+def particle_envs():
+    envs = l2l_gym.AsyncVectorEnv([functools.partial(gymnasium.make, "l2l_multi.gym:Particles2D-v1")] * 3)
+    yield envs
+    envs.close()
+
+
+def test_vector_set_task_broadcast_and_per_worker(particle_envs):
+    envs = particle_envs
+    tasks = envs.sample_tasks(4, seed=0)
+    envs.set_task(tasks[0])
+    assert all(np.array_equal(task["goal"], tasks[0]["goal"]) for task in envs.get_task())
+    envs.set_task(tasks[1:])
+    for got, want in zip(envs.get_task(), tasks[1:]):
+        np.testing.assert_array_equal(got["goal"], want["goal"])
+    envs.reset(seed=0)
+    obs, rewards, *_ = envs.step(np.full((3, 2), 0.1, dtype=np.float32))
+    expected = [-np.linalg.norm(obs[i] - tasks[1 + i]["goal"]) for i in range(3)]
+    np.testing.assert_allclose(rewards, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="one task per worker"):
+        envs.set_task(tasks[:2])
+
+
+def test_vector_sample_tasks_seeded_by_reset(particle_envs):
+    particle_envs.reset(seed=5)
+    first = particle_envs.sample_tasks(3)
+    particle_envs.reset(seed=5)
+    second = particle_envs.sample_tasks(3)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a["goal"], b["goal"])
+
+
+def test_vector_worker_exception_raises_in_parent():
+    envs = l2l_gym.AsyncVectorEnv([_raising_env()] * 2)
+    try:
+        envs.reset(seed=0)
+        start = time.perf_counter()
+        with pytest.raises(TypeError):
+            envs.step(np.zeros((2, 2), dtype=np.float32))
+        assert time.perf_counter() - start < 5
+        with pytest.raises(l2l_gym.WorkerError, match="shut down"):
+            envs.step(np.zeros((2, 2), dtype=np.float32))
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize("when", ["before_step", "during_wait"])
+def test_vector_killed_worker_raises_instead_of_hanging(particle_envs, when):
+    envs = particle_envs
+    envs.reset(seed=0)
+    start = time.perf_counter()
+    if when == "before_step":
+        os.kill(envs.processes[1].pid, signal.SIGKILL)
+        envs.processes[1].join(5)
+        with pytest.raises(l2l_gym.WorkerError, match="worker 1"):
+            envs.step(np.zeros((3, 2), dtype=np.float32))
+    else:
+        # Killed while the parent waits (or just after it answered): the wait or the next call raises.
+        envs.step_async(np.zeros((3, 2), dtype=np.float32))
+        envs.processes[2].kill()
+        with pytest.raises(l2l_gym.WorkerError, match="died"):
+            envs.step_wait()
+            envs.step(np.zeros((3, 2), dtype=np.float32))
+    assert time.perf_counter() - start < 5
+
+
+def test_metaworld_ml1_steps_and_train_tasks_differ():
+    pytest.importorskip("metaworld")
+    env = l2l_gym.MetaWorldML1("reach-v3", env_type="train", seed=0)
+    tasks = env.sample_tasks(3, seed=0)
+    goals = []
+    for task in tasks:
+        env.set_task(task)
+        obs, _ = env.reset(seed=0)
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert obs.shape == (39,) and np.isfinite(reward)
+        goals.append(env._env._target_pos.copy())
+    assert not np.allclose(goals[0], goals[1]) and not np.allclose(goals[1], goals[2])
+    assert env.get_task() is tasks[-1]
+    assert [t.env_name for t in env.sample_tasks(2)] == ["reach-v3", "reach-v3"]
+    with pytest.raises(ValueError, match="env_type"):
+        l2l_gym.MetaWorldML1("reach-v3", env_type="valid")
+
+
+def _normalized_half_cheetah():
+    return gymnasium.wrappers.NormalizeObservation(gymnasium.make("HalfCheetahForwardBackward-v1"))
+
+
+@pytest.mark.slow
+def test_mission_snippet_3_half_cheetah_16_workers():
+    template = l2l_gym.HalfCheetahForwardBackwardEnv()
+    assert template.get_task() == {"direction": 1.0}
+    env = l2l_gym.AsyncVectorEnv([_normalized_half_cheetah] * 16)
+    try:
+        tasks = env.sample_tasks(20, seed=0)
+        env.set_task(tasks[0])
+        assert env.get_task() == [tasks[0]] * 16
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (16, 17)
+        for _ in range(3):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert reward.shape == (16,)
+        np.testing.assert_allclose(info["reward_forward"], tasks[0]["direction"] * info["x_velocity"])
+    finally:
+        env.close()
