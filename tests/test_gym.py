@@ -250,15 +250,13 @@ def test_metaworld_ml1_steps_and_train_tasks_differ():
         l2l_gym.MetaWorldML1("reach-v3", env_type="valid")
 
 
-def _normalized_half_cheetah():
-    return gymnasium.wrappers.NormalizeObservation(gymnasium.make("HalfCheetahForwardBackward-v1"))
-
-
 @pytest.mark.slow
 def test_mission_snippet_3_half_cheetah_16_workers():
     template = l2l_gym.HalfCheetahForwardBackwardEnv()
     assert template.get_task() == {"direction": 1.0}
-    env = l2l_gym.AsyncVectorEnv([_normalized_half_cheetah] * 16)
+    from _gym_workers import normalized_half_cheetah as make_env
+
+    env = l2l_gym.AsyncVectorEnv([make_env] * 16)
     try:
         tasks = env.sample_tasks(20, seed=0)
         env.set_task(tasks[0])

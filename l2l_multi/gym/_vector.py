@@ -159,7 +159,11 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
             pipe is None for pipe in self.parent_pipes
         ):
             terminate = True
-        super().close_extras(timeout=timeout, terminate=terminate)
+        try:
+            super().close_extras(timeout=timeout, terminate=terminate)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            # a worker died between the liveness check and the "close" message: terminate the rest
+            super().close_extras(timeout=timeout, terminate=True)
 
     def _poll_pipe_envs(self, timeout=None):
         # gymnasium with timeout=None blocks in recv() forever if a worker died; poll in slices and check
