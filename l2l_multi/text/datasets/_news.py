@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from ...data._datasets import ArrayDataset
+from ...vision.datasets._common import ImageArrayDataset
 
 _MODES = {"train": "train", "validation": "validation", "val": "validation", "test": "test", "all": "all"}
 _FILES = ("News_Category_Dataset_v2.json", "News_Category_Dataset_v3.json", "News_Category_Dataset.json")
@@ -49,7 +48,7 @@ def split_categories(names: list[str]) -> dict[str, list[str]]:
     return {mode: [names[int(index)] for index in indices] for mode, indices in parts.items()}
 
 
-class NewsClassification(ArrayDataset):
+class NewsClassification(ImageArrayDataset):
     """HuffPost news headlines in 41 categories (200,853 articles, 2012-2018) for few-shot classification.
 
     Reads the JSON-lines file ``root/News_Category_Dataset_v2.json`` (or ``_v3``; one object a line with
@@ -87,7 +86,6 @@ class NewsClassification(ArrayDataset):
             raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
         self.mode = _MODES[mode]
         self.root = os.path.expanduser(os.fspath(root))
-        self.transform, self.target_transform = transform, target_transform
         paths = [os.path.join(self.root, name) for name in _FILES]
         path = next((candidate for candidate in paths if os.path.isfile(candidate)), None)
         if path is None:
@@ -116,25 +114,5 @@ class NewsClassification(ArrayDataset):
         inputs = np.empty(len(keep), dtype=object)
         inputs[:] = [texts[index] for index in keep]
         targets = np.array([label_of[categories[index]] for index in keep], dtype=np.int64)
-        self.class_names = names
-        super().__init__(inputs, targets)
-
-    @property
-    def supports_batches(self) -> bool:  # type: ignore[override]
-        return self.transform is None and self.target_transform is None
-
-    @property
-    def data(self) -> np.ndarray:
-        return self.inputs
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        text, target = self.inputs[index], self.targets[index]
-        if self.transform is not None:
-            text = self.transform(text)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return text, target
+        # the shared array dataset: transforms per sample, batches only without transforms
+        super().__init__(inputs, targets, names, transform, target_transform)
