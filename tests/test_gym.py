@@ -212,24 +212,34 @@ def test_vector_worker_exception_raises_in_parent():
         envs.close()
 
 
+@pytest.mark.parametrize("liveness_interval", [None, 0.2])
 @pytest.mark.parametrize("when", ["before_step", "during_wait"])
-def test_vector_killed_worker_raises_instead_of_hanging(particle_envs, when):
-    envs = particle_envs
-    envs.reset(seed=0)
-    start = time.perf_counter()
-    if when == "before_step":
-        os.kill(envs.processes[1].pid, signal.SIGKILL)
-        envs.processes[1].join(5)
-        with pytest.raises(l2l_gym.WorkerError, match="worker 1"):
-            envs.step(np.zeros((3, 2), dtype=np.float32))
-    else:
-        # Killed while the parent waits (or just after it answered): the wait or the next call raises.
-        envs.step_async(np.zeros((3, 2), dtype=np.float32))
-        envs.processes[2].kill()
-        with pytest.raises(l2l_gym.WorkerError, match="died"):
-            envs.step_wait()
-            envs.step(np.zeros((3, 2), dtype=np.float32))
-    assert time.perf_counter() - start < 5
+def test_vector_killed_worker_raises_instead_of_hanging(when, liveness_interval):
+    make = functools.partial(gymnasium.make, "l2l_multi.gym:Particles2D-v1")
+    envs = l2l_gym.AsyncVectorEnv([make] * 3, liveness_interval=liveness_interval)
+    try:
+        envs.reset(seed=0)
+        start = time.perf_counter()
+        if when == "before_step":
+            os.kill(envs.processes[1].pid, signal.SIGKILL)
+            envs.processes[1].join(5)
+            with pytest.raises(l2l_gym.WorkerError, match="worker 1"):
+                envs.step(np.zeros((3, 2), dtype=np.float32))
+        else:
+            # Killed while the parent waits (or just after it answered): the wait or the next call raises.
+            envs.step_async(np.zeros((3, 2), dtype=np.float32))
+            envs.processes[2].kill()
+            with pytest.raises(l2l_gym.WorkerError, match="died"):
+                envs.step_wait()
+                envs.step(np.zeros((3, 2), dtype=np.float32))
+        assert time.perf_counter() - start < 5
+    finally:
+        envs.close()
+
+
+def test_vector_rejects_bad_liveness_interval():
+    with pytest.raises(ValueError, match="liveness_interval"):
+        l2l_gym.AsyncVectorEnv([l2l_gym.Particles2DEnv], liveness_interval=0)
 
 
 def test_metaworld_ml1_steps_and_train_tasks_differ():
