@@ -49,7 +49,7 @@ def main():
         _measure(theirs, actions[:20])
         for repeat in range(args.repeats):
             # alternate who goes first: on 2 cores the first of a pair measured ~10% slower in A/A runs
-            for name in (("l2l_multi", "gymnasium") if repeat % 2 == 0 else ("gymnasium", "l2l_multi")):
+            for name in ("l2l_multi", "gymnasium") if repeat % 2 == 0 else ("gymnasium", "l2l_multi"):
                 rate, cpu = _measure(pair[name], actions)
                 results[name].append(rate)
                 parent_cpu[name].append(cpu)
@@ -58,15 +58,28 @@ def main():
         theirs.close()
     medians = {name: statistics.median(values) for name, values in results.items()}
     for name, value in medians.items():
-        print(f"{name:10s} median {value:10.0f} env-steps/s, parent CPU {statistics.median(parent_cpu[name]):6.0f} "
-              f"us/step  (all: {[round(v) for v in results[name]]})")
+        print(
+            f"{name:10s} median {value:10.0f} env-steps/s, "
+            f"parent CPU {statistics.median(parent_cpu[name]):6.0f} us/step  (all: {[round(v) for v in results[name]]})"
+        )
     paired = [a / b for a, b in zip(results["l2l_multi"], results["gymnasium"])]
-    print(f"ratio l2l_multi / gymnasium = {medians['l2l_multi'] / medians['gymnasium']:.3f} (medians), "
-          f"{statistics.median(paired):.3f} (median of {len(paired)} paired repeats)")
+    print(
+        f"ratio l2l_multi / gymnasium = {medians['l2l_multi'] / medians['gymnasium']:.3f} (medians), "
+        f"{statistics.median(paired):.3f} (median of {len(paired)} paired repeats)"
+    )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"workers": args.workers, "steps": args.steps, "env_steps_per_s": results,
-                       "parent_cpu_us_per_step": parent_cpu, "median_ratio": statistics.median(paired)}, handle, indent=2)
+            json.dump(
+                {
+                    "workers": args.workers,
+                    "steps": args.steps,
+                    "env_steps_per_s": results,
+                    "parent_cpu_us_per_step": parent_cpu,
+                    "median_ratio": statistics.median(paired),
+                },
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

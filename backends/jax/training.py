@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from typing import Any
 
@@ -101,7 +102,8 @@ class MetaLearner:
             else:
                 self.algorithm = algorithms.MetaOptNet(features, ways, head=head)
                 self.meta_params = self.algorithm.from_variables(feature_variables)
-        self.optimizer = optax.adam(meta_lr)
+        # the learning rate lives in the optimizer state, so schedules and checkpoints carry it
+        self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=meta_lr)
         self.opt_state = self.optimizer.init(self.meta_params)
         self._step = algorithms.make_meta_train_step(
             self.algorithm, self.optimizer, adaptation_steps=adaptation_steps, task_map=task_map
@@ -121,21 +123,39 @@ class MetaLearner:
         self.meta_params, self.opt_state, metrics = self._step(self.meta_params, self.opt_state, *batch)
         return {"loss": float(metrics.loss), "accuracy": float(metrics.accuracy)}
 
-    def evaluate(self, support_x, support_y, query_x, query_y, adaptation_steps=None) -> dict[str, Any]:
-        """Adapt and score each task; ``loss``, ``accuracy``, ``task_accuracies`` (numpy ``[B]``)."""
+    def set_meta_lr(self, meta_lr: float) -> None:
+        """Sets Adam's learning rate (for schedules); it is part of ``state_dict``."""
+        current = self.opt_state.hyperparams["learning_rate"]
+        self.opt_state.hyperparams["learning_rate"] = jnp.asarray(meta_lr, current.dtype)
+
+    def evaluate(
+        self, support_x, support_y, query_x, query_y, adaptation_steps=None, ways=None
+    ) -> dict[str, Any]:
+        """Adapt and score each task; ``loss``, ``accuracy``, ``task_accuracies`` (numpy ``[B]``).
+
+        ``ways``: classes per task when it differs from training (ProtoNet, MetaOptNet only)."""
         steps = self.adaptation_steps if adaptation_steps is None else adaptation_steps
-        if steps not in self._evaluators:
-            self._evaluators[steps] = jax.jit(self._evaluate_fn(steps))
-        loss, accuracies = self._evaluators[steps](
+        ways = self.ways if ways is None else ways
+        if ways != self.ways and self.name not in ("protonet", "metaoptnet"):
+            raise ValueError(
+                f"ways={ways!r}: {self.name} has a {self.ways}-way output layer; only protonet and "
+                "metaoptnet evaluate with other ways"
+            )
+        if (steps, ways) not in self._evaluators:
+            self._evaluators[steps, ways] = jax.jit(self._evaluate_fn(steps, ways))
+        loss, accuracies = self._evaluators[steps, ways](
             self.meta_params, *self._arrays(support_x, support_y, query_x, query_y)
         )
         accuracies = np.asarray(accuracies)
         return {"loss": float(loss), "accuracy": float(accuracies.mean()), "task_accuracies": accuracies}
 
-    def _evaluate_fn(self, steps):
+    def _evaluate_fn(self, steps, ways):
         algorithm = self.algorithm
         if isinstance(algorithm, algorithms.Reptile):  # Reptile adapts like MAML at test time
             algorithm = algorithms.MAML(self.model, algorithm.lr, first_order=True)
+        elif ways != self.ways:  # a metric head's logits have a static number of classes
+            algorithm = copy.copy(algorithm)
+            algorithm.ways = ways
 
         def evaluate(meta_params, sx, sy, qx, qy):
             _, (task_losses, logits) = algorithms.meta_batch_loss(

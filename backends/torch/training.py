@@ -122,9 +122,19 @@ class MetaLearner:
             logits.append(outputs)
         return torch.stack(losses).mean(), torch.stack(logits)
 
-    def evaluate(self, support_x, support_y, query_x, query_y, adaptation_steps=None) -> dict[str, Any]:
+    def evaluate(
+        self, support_x, support_y, query_x, query_y, adaptation_steps=None, ways=None
+    ) -> dict[str, Any]:
         """Adapt on each support set (``adaptation_steps``, default the training value), score the
-        queries; returns ``loss``, ``accuracy`` and ``task_accuracies`` (numpy ``[B]``)."""
+        queries; returns ``loss``, ``accuracy`` and ``task_accuracies`` (numpy ``[B]``).
+
+        ``ways``: classes per task when it differs from training (ProtoNet, MetaOptNet only: the
+        torch heads read it from the labels, so it is only checked here)."""
+        if ways is not None and ways != self.ways and self.name not in ("protonet", "metaoptnet"):
+            raise ValueError(
+                f"ways={ways!r}: {self.name} has a {self.ways}-way output layer; only protonet and "
+                "metaoptnet evaluate with other ways"
+            )
         steps = self.adaptation_steps if adaptation_steps is None else adaptation_steps
         sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
         if self.name == "reptile":
@@ -146,6 +156,11 @@ class MetaLearner:
             learner.adapt(F.cross_entropy(learner(sx), sy))
         with torch.no_grad():
             return learner(qx)
+
+    def set_meta_lr(self, meta_lr: float) -> None:
+        """Sets Adam's learning rate (for schedules); it is part of ``state_dict``."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(meta_lr)
 
     # -- state ---------------------------------------------------------------------
     def meta_parameters(self) -> dict[str, np.ndarray]:

@@ -92,6 +92,7 @@ class TaskDataset:
         self.device = device
         self._load = LoadData(self.dataset)
         self._sampler = TaskRandom(mix64(self.seed ^ _SAMPLER_SALT))
+        self._initial_sampler_state = self._sampler._state
         self._next_task = 0
         # the standard few-shot chain runs as one kernel call per batch (identical tasks)
         self._plan = compile_plan(self.dataset, self.task_transforms)
@@ -168,6 +169,40 @@ class TaskDataset:
         if all(framework_of(y) == "numpy" for y in targets):
             targets = np.stack(targets)
         return self._convert(inputs, targets)
+
+    def restart(self) -> None:
+        """Rewinds the stream: the next ``sample()`` calls give the same tasks as after construction."""
+        self._next_task = 0
+        self._sampler._state = self._initial_sampler_state
+
+    def state_dict(self) -> dict[str, int]:
+        """The stream's position: ``{"seed", "next_task", "sampler"}`` (ints), for checkpoints.
+
+        ``load_state_dict`` of it makes the following ``sample()`` / ``sample_batch()`` calls give
+        exactly the tasks they would have given here.
+
+        Example:
+            >>> import l2l_multi as l2l
+            >>> from l2l_multi.data.transforms import NWays, KShots, LoadData
+            >>> data = l2l.data.MetaDataset(l2l.data.synthetic_classification(num_classes=8))
+            >>> tasks = l2l.data.TaskDataset(data, [NWays(data, 2), KShots(data, 1), LoadData(data)],
+            ...     seed=0, backend="numpy")
+            >>> _ = tasks.sample(); state = tasks.state_dict(); x, _ = tasks.sample()
+            >>> tasks.load_state_dict(state); bool((tasks.sample()[0] == x).all())
+            True
+        """
+        return {"seed": self.seed, "next_task": self._next_task, "sampler": self._sampler._state}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restores a position saved by ``state_dict`` (the seed must match)."""
+        if not isinstance(state, dict) or set(state) != {"seed", "next_task", "sampler"}:
+            raise ValueError(f"state must be a dict from TaskDataset.state_dict(), got {state!r}")
+        if int(state["seed"]) != self.seed:
+            raise ValueError(
+                f"state was saved from a TaskDataset with seed {state['seed']}, this one has seed {self.seed}"
+            )
+        self._next_task = int(state["next_task"])
+        self._sampler._state = int(state["sampler"])
 
     def _convert(self, inputs: Any, targets: Any) -> tuple[Any, Any]:
         return convert(self._arrays, inputs, self.device), convert(self._arrays, targets, self.device)

@@ -31,7 +31,8 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
         **kwargs: passed to ``gymnasium.vector.AsyncVectorEnv`` (``shared_memory``, ``autoreset_mode``...).
 
     The gymnasium vector API is unchanged. A worker that raises re-raises in the parent (gymnasium's
-    behaviour); a worker process that dies raises :class:`WorkerError` (at once, or within ``liveness_interval``).
+    behaviour); a worker process that dies raises :class:`WorkerError` (at once, or within
+    ``liveness_interval``).
 
     Example:
         >>> import l2l_multi.gym as l2l_gym

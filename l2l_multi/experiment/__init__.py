@@ -1,0 +1,15 @@
+"""What every example shares: a results folder with exact resume, the test protocol, plots.
+
+- :class:`RunFolder`: ``config.json``, ``metrics.csv`` (one row per evaluation), ``results.json``,
+  ``checkpoint.pkl`` (written atomically) and ``curve.png``.
+- :func:`mean_confidence_interval`: mean and 95% interval half-width over test tasks.
+- :func:`evaluate_tasks`: the shared protocol, a fixed set of tasks (600 test tasks by default)
+  scored with a stated number of adaptation steps.
+- :mod:`l2l_multi.experiment.fewshot`: the few-shot classification driver behind
+  ``examples/vision/*.py``.
+"""
+
+from ._protocol import evaluate_tasks as evaluate_tasks
+from ._run import RunFolder as RunFolder
+from ._run import plot_curves as plot_curves
+from ._stats import mean_confidence_interval as mean_confidence_interval

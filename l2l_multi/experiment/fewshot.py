@@ -1,0 +1,288 @@
+"""The few-shot classification driver behind ``examples/vision/*.py``.
+
+Each example script states its method's published hyper-parameters as ``defaults`` and calls
+:func:`main`; everything else (backend, data, training loop, evaluation protocol, results folder,
+exact resume) is shared here, so a method's script is a page of cited numbers.
+
+Protocol: validation on the same ``--eval-tasks`` validation tasks at every evaluation; at the end,
+``--test-tasks`` (600) test tasks for each of ``--test-ways``, mean accuracy with a 95% interval,
+with ``--test-adaptation-steps`` inner steps stated in ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from .._training import ALGORITHMS
+from ._protocol import evaluate_tasks
+from ._run import RunFolder
+
+DATASETS = ("omniglot", "mini-imagenet", "tiered-imagenet", "cifarfs", "fc100")
+DEFAULT_MODELS = {
+    "omniglot": "omniglot-cnn",
+    "mini-imagenet": "cnn4",
+    "tiered-imagenet": "cnn4",
+    "cifarfs": "cnn4",
+    "fc100": "cnn4",
+}
+# what --quick changes: a run of a few seconds that still goes through every code path
+QUICK = {
+    "iterations": 4,
+    "meta_batch": 2,
+    "eval_every": 2,
+    "eval_tasks": 4,
+    "test_tasks": 6,
+    "queries": 1,
+    "test_queries": 1,
+    "eval_batch": 3,
+}
+
+
+def argument_parser(defaults: dict[str, Any], description: str) -> argparse.ArgumentParser:
+    """The shared command line; ``defaults`` (the method's published settings) fill it in."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    add = parser.add_argument
+    add("--backend", choices=("torch", "jax"), default="torch")
+    add("--algorithm", choices=ALGORITHMS, default=defaults["algorithm"])
+    add("--dataset", choices=DATASETS, default="omniglot")
+    add("--root", default="~/data", help="folder holding the dataset's files")
+    add("--model", default=None, help="omniglot-cnn, omniglot-fc or cnn4 (default: by dataset)")
+    add("--ways", type=int, default=5, help="classes per training task")
+    add("--shots", type=int, default=1, help="support samples per class")
+    add("--queries", type=int, default=None, help="query samples per class in training (default: shots)")
+    add("--test-ways", type=int, nargs="+", default=None, help="classes per test task (default: ways)")
+    add("--test-queries", type=int, default=None, help="query samples per class at test time")
+    add("--meta-batch", type=int, default=32, help="tasks per meta-update")
+    add("--iterations", type=int, default=60000, help="meta-updates")
+    add("--lr", type=float, default=0.4, help="inner-loop learning rate")
+    add("--meta-lr", type=float, default=1e-3, help="Adam's learning rate")
+    add(
+        "--meta-lr-halve-every",
+        type=int,
+        default=0,
+        help="halve the meta learning rate every N updates (0: never)",
+    )
+    add("--adaptation-steps", type=int, default=1)
+    add(
+        "--test-adaptation-steps", type=int, default=None, help="inner steps at test time (default: training)"
+    )
+    add("--first-order", action="store_true")
+    add("--head", choices=("svm", "ridge"), default="ridge", help="MetaOptNet's head")
+    add("--eval-every", type=int, default=1000, help="validate and checkpoint every N updates")
+    add("--eval-tasks", type=int, default=200, help="validation tasks per evaluation")
+    add("--eval-batch", type=int, default=50, help="tasks per evaluation call")
+    add("--test-tasks", type=int, default=600, help="test tasks (the protocol: 600)")
+    add("--device", default=None, help="torch device (default: cpu)")
+    add("--seed", type=int, default=0)
+    add("--quick", action="store_true", help="a CI-sized run (seconds) through every code path")
+    add("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add(
+        "--out",
+        default=None,
+        help="results folder (default: results/<algorithm>_<dataset>_<ways>w<shots>s_<backend>)",
+    )
+    add("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    parser.set_defaults(**{k: v for k, v in defaults.items() if k != "paper"})
+    parser.set_defaults(paper=defaults.get("paper", {}))
+    return parser
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, min(getattr(args, key) or value, value) if key != "queries" else value)
+    args.queries = args.shots if args.queries is None else args.queries
+    args.test_queries = args.queries if args.test_queries is None else args.test_queries
+    args.test_ways = args.test_ways or [args.ways]
+    args.model = args.model or DEFAULT_MODELS[args.dataset]
+    if args.test_adaptation_steps is None:
+        args.test_adaptation_steps = args.adaptation_steps
+    for name in (
+        "ways",
+        "shots",
+        "queries",
+        "test_queries",
+        "meta_batch",
+        "iterations",
+        "eval_every",
+        "test_tasks",
+    ):
+        value = getattr(args, name)
+        if value < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress", "paper")}
+    return config
+
+
+def _tasksets(args, ways: int, queries: int):
+    from ..vision.benchmarks import get_tasksets
+
+    return get_tasksets(
+        args.dataset,
+        train_ways=args.ways,
+        train_samples=args.shots + args.queries,
+        test_ways=ways,
+        test_samples=args.shots + queries,
+        root=args.root,
+        seed=args.seed,
+    )
+
+
+def _device_name(args) -> str:
+    if args.backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"jax {device.platform}: {getattr(device, 'device_kind', device.platform)}"
+    if args.device and args.device.startswith("cuda"):
+        import torch
+
+        return f"torch cuda: {torch.cuda.get_device_name(args.device)}"
+    return f"torch cpu: {platform.processor() or platform.machine()}"
+
+
+def main(defaults: dict[str, Any], description: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """Parses ``argv``, trains, evaluates; returns (and writes) ``results.json``'s dict."""
+    import l2l_multi as l2l
+
+    from ..data import partition_task_batch
+
+    args = argument_parser(defaults, description).parse_args(argv)
+    config = _config(args)
+    out = args.out or f"results/{args.algorithm}_{args.dataset}_{args.ways}w{args.shots}s_{args.backend}"
+    run = RunFolder(out, config, resume=args.resume)
+    l2l.set_backend(args.backend)
+    tasksets = _tasksets(args, args.test_ways[0], args.test_queries)
+    options = {"device": args.device} if args.backend == "torch" and args.device else {}
+    if args.algorithm == "metaoptnet":
+        options["head"] = args.head
+    learner = l2l.MetaLearner(
+        args.algorithm,
+        args.model,
+        args.ways,
+        lr=args.lr,
+        meta_lr=args.meta_lr,
+        adaptation_steps=args.adaptation_steps,
+        first_order=args.first_order,
+        seed=args.seed,
+        backend=args.backend,
+        **options,
+    )
+    start, elapsed, window = 0, 0.0, []
+    if args.resume:
+        checkpoint = run.load_checkpoint()
+        learner.load_state_dict(checkpoint["learner"])
+        tasksets.train.load_state_dict(checkpoint["train_tasks"])
+        start, elapsed, window = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["window"]
+        run.truncate_metrics(start)
+
+    from tqdm.auto import tqdm
+
+    began = time.perf_counter() - elapsed
+    bar = tqdm(
+        range(start, args.iterations),
+        initial=start,
+        total=args.iterations,
+        desc=args.algorithm,
+        disable=not args.progress,
+        dynamic_ncols=True,
+    )
+    for iteration in bar:
+        if args.meta_lr_halve_every:
+            learner.set_meta_lr(args.meta_lr * 0.5 ** (iteration // args.meta_lr_halve_every))
+        X, y = tasksets.train.sample_batch(args.meta_batch)
+        (sx, sy), (qx, qy) = partition_task_batch(X, y, shots=args.shots)
+        metrics = learner.train_step(sx, sy, qx, qy)
+        if not np.isfinite(metrics["loss"]):
+            raise FloatingPointError(f"the meta-loss became {metrics['loss']} at iteration {iteration + 1}")
+        window.append([metrics["loss"], metrics["accuracy"]])
+        done = iteration + 1
+        if done % args.eval_every == 0 or done == args.iterations:
+            valid = evaluate_tasks(
+                learner,
+                tasksets.validation,
+                shots=args.shots,
+                num_tasks=args.eval_tasks,
+                batch_size=args.eval_batch,
+                adaptation_steps=args.test_adaptation_steps,
+                ways=args.test_ways[0],
+            )
+            train_loss, train_accuracy = np.mean(window, axis=0)
+            row = {
+                "iteration": done,
+                "train_loss": float(train_loss),
+                "train_accuracy": float(train_accuracy),
+                "valid_loss": valid["loss"],
+                "valid_accuracy": valid["accuracy"],
+                "valid_ci95": valid["ci95"],
+                "elapsed_s": round(time.perf_counter() - began, 3),
+            }
+            run.log_metrics(row)
+            bar.set_postfix(valid=f"{valid['accuracy']:.3f}", loss=f"{train_loss:.3f}")
+            window = []
+            run.save_checkpoint(
+                {
+                    "iteration": done,
+                    "learner": learner.state_dict(),
+                    "train_tasks": tasksets.train.state_dict(),
+                    "window": window,
+                    "elapsed": time.perf_counter() - began,
+                }
+            )
+    bar.close()
+    train_seconds = time.perf_counter() - began
+    test = {}
+    for ways in args.test_ways:
+        tasks = tasksets.test if ways == args.test_ways[0] else _tasksets(args, ways, args.test_queries).test
+        result = evaluate_tasks(
+            learner,
+            tasks,
+            shots=args.shots,
+            num_tasks=args.test_tasks,
+            batch_size=args.eval_batch,
+            adaptation_steps=args.test_adaptation_steps,
+            ways=ways,
+            progress=args.progress,
+        )
+        test[f"{ways}w{args.shots}s"] = result
+    results = {
+        "method": defaults.get("method", args.algorithm),
+        "algorithm": args.algorithm,
+        "dataset": args.dataset,
+        "backend": args.backend,
+        "device": _device_name(args),
+        "train_setting": f"{args.ways}w{args.shots}s",
+        "iterations": args.iterations,
+        "quick": args.quick,
+        "test": test,
+        "paper": {k: v for k, v in args.paper.items() if k in test},
+        "paper_source": defaults.get("paper_source", ""),
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - began, 1),
+        "command": " ".join(
+            shlex.quote(a)
+            for a in [
+                sys.executable.rsplit("/", 1)[-1],
+                sys.argv[0],
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
+    }
+    run.write_results(results)
+    run.plot("iteration", ["train_accuracy", "valid_accuracy"], title=f"{results['method']} {args.dataset}")
+    for setting, result in test.items():
+        print(
+            f"{results['method']} {args.dataset} {setting}: {100 * result['accuracy']:.2f} "
+            f"+- {100 * result['ci95']:.2f}% over {result['num_tasks']} test tasks "
+            f"({result['adaptation_steps']} adaptation steps)"
+        )
+    return results
