@@ -60,7 +60,8 @@ def main():
     for name, value in medians.items():
         print(
             f"{name:10s} median {value:10.0f} env-steps/s, "
-            f"parent CPU {statistics.median(parent_cpu[name]):6.0f} us/step  (all: {[round(v) for v in results[name]]})"
+            f"parent CPU {statistics.median(parent_cpu[name]):6.0f} us/step  "
+            f"(all: {[round(v) for v in results[name]]})"
         )
     paired = [a / b for a, b in zip(results["l2l_multi"], results["gymnasium"])]
     print(
