@@ -13,12 +13,19 @@ start identically, and otherwise initialises the flax twin from ``PRNGKey(seed)`
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
-from ._backend import get_backend, load_backend
+from ._backend import _check_name, get_backend, load_backend
 
 ALGORITHMS = ("maml", "metasgd", "anil", "protonet", "metaoptnet", "reptile")
-MODELS = ("omniglot-cnn", "omniglot-fc", "cnn4")
+# backend options with a fixed set of values (torch: dtype, path; jax: dtype, task_map)
+OPTION_CHOICES = {
+    "dtype": ("float32", "float64"),
+    "path": ("auto", "loop", "vmap"),
+    "task_map": ("auto", "vmap", "map"),
+}
+MODELS = ("omniglot-cnn", "omniglot-fc", "cnn4", "cnn4-32")
 
 
 def check_choice(argument: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -45,8 +52,9 @@ def MetaLearner(  # noqa: N802 - a factory that reads like the class it returns
     Args:
         algorithm: one of ``ALGORITHMS`` ("maml", "metasgd", "anil", "protonet", "metaoptnet",
             "reptile").
-        model: one of ``MODELS`` ("omniglot-cnn", "omniglot-fc", "cnn4"); ``ways`` sets its
-            output size.
+        model: one of ``MODELS``: "omniglot-cnn" (1x28x28 inputs), "omniglot-fc" (784),
+            "cnn4" (3x84x84, mini-ImageNet), "cnn4-32" (3x32x32, CIFAR-FS and FC100); ``ways`` sets
+            its output size.
         lr: inner-loop learning rate; meta_lr: Adam's learning rate for the meta-update.
         adaptation_steps: inner steps during training; first_order: MAML without second order.
         seed: initial weights (see the module docstring).
@@ -73,7 +81,14 @@ def MetaLearner(  # noqa: N802 - a factory that reads like the class it returns
     check_choice("model", model, MODELS)
     if isinstance(ways, bool) or not isinstance(ways, int) or ways < 2:
         raise ValueError(f"ways={ways!r} must be an int >= 2")
-    backend = get_backend() if backend is None else backend
+    if isinstance(adaptation_steps, bool) or not isinstance(adaptation_steps, int) or adaptation_steps < 0:
+        raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a non-negative int")
+    if isinstance(meta_lr, bool) or not isinstance(meta_lr, numbers.Real) or not meta_lr >= 0:
+        raise ValueError(f"meta_lr={meta_lr!r} must be a float >= 0")
+    for option, allowed in OPTION_CHOICES.items():
+        if option in options:
+            check_choice(option, options[option], allowed)
+    backend = get_backend() if backend is None else _check_name(backend, "backend")
     module = load_backend(backend)
     import importlib
 

@@ -49,7 +49,7 @@ class CrossCheckReport(NamedTuple):
 def _task_batch(model: str, ways: int, shots: int, queries: int, meta_batch: int, seed: int):
     from . import data
 
-    shape = (784,) if model == "omniglot-fc" else (3, 84, 84) if model == "cnn4" else (1, 28, 28)
+    shape = {"omniglot-fc": (784,), "cnn4": (3, 84, 84), "cnn4-32": (3, 32, 32)}.get(model, (1, 28, 28))
     classes = max(4 * ways, 20)
     dataset = data.MetaDataset(
         data.synthetic_classification(classes, shots + queries, shape=shape, seed=seed)
@@ -114,7 +114,7 @@ def crosscheck(
 
     Args:
         algorithm: one of "maml", "metasgd", "anil", "protonet", "metaoptnet", "reptile".
-        model: "omniglot-cnn", "omniglot-fc" or "cnn4"; ways/shots/queries: per task (queries per
+        model: "omniglot-cnn", "omniglot-fc", "cnn4" or "cnn4-32"; ways/shots/queries: per task (queries per
             class); meta_batch: tasks; seed: weights and tasks; first_order: MAML family without
             second order; dtype: "float32" or "float64"; adaptation_steps, lr: the inner loop.
 

@@ -15,17 +15,24 @@ from . import algorithms
 from .vision import models
 
 _FLAX_MODELS = {
-    "omniglot-cnn": lambda ways: models.OmniglotCNN(ways),
-    "omniglot-fc": lambda ways: models.OmniglotFC(28 * 28, ways),
-    "cnn4": lambda ways: models.CNN4(ways),
+    "omniglot-cnn": lambda ways, conv: models.OmniglotCNN(ways, implementation=conv),
+    "omniglot-fc": lambda ways, conv: models.OmniglotFC(28 * 28, ways),
+    "cnn4": lambda ways, conv: models.CNN4(ways, implementation=conv),
+    "cnn4-32": lambda ways, conv: models.CNN4(ways, embedding_size=4 * 64, implementation=conv),
 }
-_INPUT_SHAPES = {"omniglot-cnn": (2, 1, 28, 28), "omniglot-fc": (2, 784), "cnn4": (2, 3, 84, 84)}
+_INPUT_SHAPES = {
+    "omniglot-cnn": (2, 1, 28, 28),
+    "omniglot-fc": (2, 784),
+    "cnn4": (2, 3, 84, 84),
+    "cnn4-32": (2, 3, 32, 32),
+}
 
 
-def build_variables(name: str, ways: int, seed: int, dtype=jnp.float32):
+def build_variables(name: str, ways: int, seed: int, dtype=jnp.float32, conv: str = "auto"):
     """``(flax model, variables)`` for a named model: torch's seeded weights converted when torch
-    is installed (identical start on both backends), else ``model.init(PRNGKey(seed), ...)``."""
-    model = _FLAX_MODELS[name](ways)
+    is installed (identical start on both backends), else ``model.init(PRNGKey(seed), ...)``.
+    ``conv``: how its convolutions run ("auto", "xla", "matmul"; see ``vision.models.Conv2d``)."""
+    model = _FLAX_MODELS[name](ways, conv)
     if importlib.util.find_spec("torch") is not None:
         from ... import interop
         from ..torch.training import build_model
@@ -56,7 +63,9 @@ def _split(model, variables):
 
 class MetaLearner:
     """See ``l2l_multi.MetaLearner``. Extra options: ``dtype`` ("float32"/"float64", the latter
-    needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap", "map"), ``head`` ("ridge")."""
+    needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap", "map"), ``head`` ("ridge"), ``conv``
+    ("auto", "xla", "matmul": how the model's convolutions run; "xla" compiles several times faster
+    on CPU, "matmul" runs faster there)."""
 
     def __init__(
         self,
@@ -72,6 +81,7 @@ class MetaLearner:
         dtype="float32",
         task_map="auto",
         head="ridge",
+        conv="auto",
     ):
         import flax.linen as nn
 
@@ -82,7 +92,7 @@ class MetaLearner:
             task_map,
         )
         self.dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
-        self.model, variables = build_variables(model, ways, seed, self.dtype)
+        self.model, variables = build_variables(model, ways, seed, self.dtype, conv)
         if algorithm in ("maml", "metasgd", "reptile"):
             cls = {"maml": algorithms.MAML, "metasgd": algorithms.MetaSGD}.get(algorithm)
             self.algorithm = (

@@ -22,6 +22,8 @@ def build_model(name: str, ways: int, seed: int, dtype: torch.dtype = torch.floa
         model = models.OmniglotFC(28 * 28, ways)
     elif name == "cnn4":
         model = models.CNN4(ways)
+    elif name == "cnn4-32":  # 32x32 inputs leave 2x2 maps after four poolings
+        model = models.CNN4(ways, embedding_size=4 * 64)
     else:
         raise ValueError(f"model={name!r} is not known")
     return model.to(dtype)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._arrays import framework_of, to_numpy
-from .._backend import _check_name, load_backend
+from .._backend import available_backends, load_backend
 from ._task import TaskBatch, TaskDescription
 
 
@@ -34,7 +34,12 @@ def resolve_output(backend: str | None) -> tuple[str, Any]:
     """``(name, array module)`` for ``backend`` in {None (current), "torch", "jax", "numpy"}."""
     if backend == "numpy":
         return "numpy", _NumpyArrays
-    module = load_backend(None if backend is None else _check_name(backend, "backend"))
+    if backend is not None and backend not in available_backends():
+        raise ValueError(
+            f"backend={backend!r} is not a known backend; available: "
+            f"{', '.join(repr(name) for name in (*available_backends(), 'numpy'))} (None: the current one)"
+        )
+    module = load_backend(backend)
     return module.NAME, module
 
 

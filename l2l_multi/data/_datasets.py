@@ -126,6 +126,13 @@ def synthetic_classification(
     for name, value in (("num_classes", num_classes), ("samples_per_class", samples_per_class)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    shape = (shape,) if isinstance(shape, int) else shape
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in shape
+    ):
+        raise ValueError(f"shape must be a tuple of positive ints, got {shape!r}")
+    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise >= 0:
+        raise ValueError(f"noise must be a float >= 0, got {noise!r}")
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((num_classes, *shape))
     targets = np.repeat(np.arange(num_classes, dtype=np.int64), samples_per_class)

@@ -93,6 +93,11 @@ class MetaDataset:
         indices_to_labels: Mapping[int, Any] | None = None,
         bookkeeping_path: str | os.PathLike | None = None,
     ) -> None:
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(
+                f"dataset must be a map-style dataset (__len__ and __getitem__(i) -> (x, y)), got "
+                f"{type(dataset).__name__}"
+            )
         size = len(dataset)
         if size == 0:
             raise ValueError("dataset is empty: a MetaDataset needs at least one sample")

@@ -34,6 +34,7 @@ def partition_task(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[Any, A
     """
     if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 1:
         raise ValueError(f"shots must be a positive integer, got {shots!r}")
+    _check_array("data", data, 1, "[m, ...]")
     label_values = to_numpy(labels)
     if label_values.ndim != 1 or len(label_values) != len(data):
         raise ValueError(
@@ -41,6 +42,17 @@ def partition_task(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[Any, A
         )
     support, query = _split_positions(label_values, shots)
     return (take(data, support), take(labels, support)), (take(data, query), take(labels, query))
+
+
+def _check_array(argument: str, value: Any, min_ndim: int, layout: str) -> None:
+    ndim = getattr(value, "ndim", None)
+    if not isinstance(ndim, int) or not hasattr(value, "shape"):
+        raise TypeError(
+            f"{argument} must be an array {layout} (numpy, torch or jax), got {type(value).__name__}; "
+            "convert lists with np.asarray first"
+        )
+    if ndim < min_ndim:
+        raise ValueError(f"{argument} must have shape {layout}, got {tuple(value.shape)}")
 
 
 def _split_positions(label_values: np.ndarray, shots: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +87,7 @@ def partition_task_batch(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[
     """
     if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 1:
         raise ValueError(f"shots must be a positive integer, got {shots!r}")
+    _check_array("data", data, 2, "[B, m, ...]")
     label_values = to_numpy(labels)
     if label_values.ndim != 2 or label_values.shape != tuple(data.shape[:2]):
         raise ValueError(

@@ -40,6 +40,12 @@ def evaluate_tasks(
     """
     if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 2:
         raise ValueError(f"num_tasks must be an int >= 2, got {num_tasks!r}")
+    available = getattr(tasks, "num_tasks", -1)
+    if available > 0 and num_tasks > available:
+        raise ValueError(
+            f"num_tasks={num_tasks} is more than the {available} fixed tasks of this TaskDataset; "
+            "repeated tasks would narrow the interval falsely"
+        )
     saved = tasks.state_dict()
     tasks.restart()
     accuracies, losses = [], []

@@ -19,10 +19,18 @@ CONFIG, METRICS, RESULTS, CHECKPOINT, CURVE = (
 )
 
 
+def _file_mode() -> int:
+    """0o666 less the umask: what ``open()`` would have given (``mkstemp`` makes files 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Writes to a temporary file in the same folder, then renames: a reader never sees half a file."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.chmod(temporary, _file_mode())
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
@@ -56,6 +64,10 @@ class RunFolder:
     def __init__(self, path, config: dict[str, Any], resume: bool = False, may_change=("iterations",)):
         self.path = Path(path).expanduser()
         self.config = dict(config)
+        try:
+            config_text = json.dumps(self.config, indent=2, sort_keys=True)
+        except TypeError as error:
+            raise TypeError(f"config must be JSON-serialisable: {error}") from None
         self.resume = bool(resume)
         config_file = self.path / CONFIG
         if resume:
@@ -79,7 +91,7 @@ class RunFolder:
                 "another folder"
             )
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(config_file, json.dumps(self.config, indent=2, sort_keys=True).encode())
+        _atomic_write(config_file, config_text.encode())
 
     # -- metrics ---------------------------------------------------------------------------
     def log_metrics(self, row: dict[str, Any]) -> None:
@@ -164,6 +176,7 @@ def plot_curves(path, xs, series: dict[str, list[float]], xlabel: str = "iterati
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(handle)
     try:
+        os.chmod(temporary, _file_mode())
         figure.savefig(temporary, format="png")
         os.replace(temporary, path)
     finally:

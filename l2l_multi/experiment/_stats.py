@@ -28,7 +28,10 @@ def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, f
     """
     if confidence != 0.95:
         raise ValueError(f"confidence={confidence!r} is not supported; only 0.95 is")
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"values must be a 1-D sequence of numbers: {error}") from None
     if array.ndim != 1 or array.size < 2:
         raise ValueError(f"values must be a 1-D sequence of at least 2 numbers, got shape {array.shape}")
     if not np.isfinite(array).all():

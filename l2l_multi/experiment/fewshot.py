@@ -29,8 +29,8 @@ DEFAULT_MODELS = {
     "omniglot": "omniglot-cnn",
     "mini-imagenet": "cnn4",
     "tiered-imagenet": "cnn4",
-    "cifarfs": "cnn4",
-    "fc100": "cnn4",
+    "cifarfs": "cnn4-32",
+    "fc100": "cnn4-32",
 }
 # what --quick changes: a run of a few seconds that still goes through every code path
 QUICK = {
@@ -42,6 +42,9 @@ QUICK = {
     "queries": 1,
     "test_queries": 1,
     "eval_batch": 3,
+    "adaptation_steps": 1,
+    "test_adaptation_steps": 1,
+    "conv": "xla",  # jax: XLA's convolutions compile several times faster than the matmul ones
 }
 
 
@@ -55,11 +58,14 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     add("--algorithm", choices=ALGORITHMS, default=defaults["algorithm"])
     add("--dataset", choices=DATASETS, default="omniglot")
     add("--root", default="~/data", help="folder holding the dataset's files")
-    add("--model", default=None, help="omniglot-cnn, omniglot-fc or cnn4 (default: by dataset)")
+    add("--model", default=None, help="omniglot-cnn, omniglot-fc, cnn4 or cnn4-32 (default: by dataset)")
     add("--ways", type=int, default=5, help="classes per training task")
     add("--shots", type=int, default=1, help="support samples per class")
     add("--queries", type=int, default=None, help="query samples per class in training (default: shots)")
     add("--test-ways", type=int, nargs="+", default=None, help="classes per test task (default: ways)")
+    add(
+        "--test-shots", type=int, default=None, help="support samples per class at test time (default: shots)"
+    )
     add("--test-queries", type=int, default=None, help="query samples per class at test time")
     add("--meta-batch", type=int, default=32, help="tasks per meta-update")
     add("--iterations", type=int, default=60000, help="meta-updates")
@@ -82,6 +88,7 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     add("--eval-batch", type=int, default=50, help="tasks per evaluation call")
     add("--test-tasks", type=int, default=600, help="test tasks (the protocol: 600)")
     add("--device", default=None, help="torch device (default: cpu)")
+    add("--conv", choices=("auto", "xla", "matmul"), default="auto", help="jax: how convolutions run")
     add("--seed", type=int, default=0)
     add("--quick", action="store_true", help="a CI-sized run (seconds) through every code path")
     add("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -91,18 +98,43 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
         help="results folder (default: results/<algorithm>_<dataset>_<ways>w<shots>s_<backend>)",
     )
     add("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
-    parser.set_defaults(**{k: v for k, v in defaults.items() if k != "paper"})
-    parser.set_defaults(paper=defaults.get("paper", {}))
+    parser.set_defaults(
+        **{k: v for k, v in defaults.items() if k not in ("paper", "by_dataset", "first_order")}
+    )
+    parser.set_defaults(
+        paper=defaults.get("paper", {}),
+        paper_source=defaults.get("paper_source", ""),
+        method=defaults.get("method", defaults["algorithm"]),
+    )
     return parser
 
 
+def parse_arguments(defaults: dict[str, Any], description: str, argv: list[str] | None = None):
+    """Parses ``argv``; a ``defaults["by_dataset"][name]`` dict overrides the defaults (and the
+    paper's numbers) when ``--dataset name`` is chosen."""
+    parser = argument_parser(defaults, description)
+    chosen, _ = parser.parse_known_args(argv)
+    overrides = defaults.get("by_dataset", {}).get(chosen.dataset)
+    if overrides is None and defaults.get("by_dataset"):
+        parser.error(
+            f"--dataset {chosen.dataset} has no settings here; choose from {sorted(defaults['by_dataset'])}"
+        )
+    if overrides:
+        parser.set_defaults(**overrides)
+    if chosen.quick:  # CI-sized defaults; options given on the command line still win
+        parser.set_defaults(**QUICK)
+    args = parser.parse_args(argv)
+    if args.first_order and "first_order" in defaults:  # e.g. first-order MAML's own name and numbers
+        for key, value in defaults["first_order"].items():
+            setattr(args, key, value)
+    return args
+
+
 def _config(args: argparse.Namespace) -> dict[str, Any]:
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, min(getattr(args, key) or value, value) if key != "queries" else value)
     args.queries = args.shots if args.queries is None else args.queries
     args.test_queries = args.queries if args.test_queries is None else args.test_queries
     args.test_ways = args.test_ways or [args.ways]
+    args.test_shots = args.shots if args.test_shots is None else args.test_shots
     args.model = args.model or DEFAULT_MODELS[args.dataset]
     if args.test_adaptation_steps is None:
         args.test_adaptation_steps = args.adaptation_steps
@@ -119,7 +151,9 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name)
         if value < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress", "paper")}
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress", "paper", "paper_source")
+    }
     return config
 
 
@@ -131,7 +165,7 @@ def _tasksets(args, ways: int, queries: int):
         train_ways=args.ways,
         train_samples=args.shots + args.queries,
         test_ways=ways,
-        test_samples=args.shots + queries,
+        test_samples=args.test_shots + queries,
         root=args.root,
         seed=args.seed,
     )
@@ -156,13 +190,15 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
 
     from ..data import partition_task_batch
 
-    args = argument_parser(defaults, description).parse_args(argv)
+    args = parse_arguments(defaults, description, argv)
     config = _config(args)
     out = args.out or f"results/{args.algorithm}_{args.dataset}_{args.ways}w{args.shots}s_{args.backend}"
     run = RunFolder(out, config, resume=args.resume)
     l2l.set_backend(args.backend)
     tasksets = _tasksets(args, args.test_ways[0], args.test_queries)
     options = {"device": args.device} if args.backend == "torch" and args.device else {}
+    if args.backend == "jax":
+        options["conv"] = args.conv
     if args.algorithm == "metaoptnet":
         options["head"] = args.head
     learner = l2l.MetaLearner(
@@ -210,7 +246,7 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
             valid = evaluate_tasks(
                 learner,
                 tasksets.validation,
-                shots=args.shots,
+                shots=args.test_shots,
                 num_tasks=args.eval_tasks,
                 batch_size=args.eval_batch,
                 adaptation_steps=args.test_adaptation_steps,
@@ -246,16 +282,16 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
         result = evaluate_tasks(
             learner,
             tasks,
-            shots=args.shots,
+            shots=args.test_shots,
             num_tasks=args.test_tasks,
             batch_size=args.eval_batch,
             adaptation_steps=args.test_adaptation_steps,
             ways=ways,
             progress=args.progress,
         )
-        test[f"{ways}w{args.shots}s"] = result
+        test[f"{ways}w{args.test_shots}s"] = result
     results = {
-        "method": defaults.get("method", args.algorithm),
+        "method": args.method,
         "algorithm": args.algorithm,
         "dataset": args.dataset,
         "backend": args.backend,
@@ -265,7 +301,7 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
         "quick": args.quick,
         "test": test,
         "paper": {k: v for k, v in args.paper.items() if k in test},
-        "paper_source": defaults.get("paper_source", ""),
+        "paper_source": args.paper_source,
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - began, 1),
         "command": " ".join(

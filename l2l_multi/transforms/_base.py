@@ -88,8 +88,13 @@ def apply_updates(params: Params, updates: Updates) -> Params:
 def _fill_none(updates: Updates, params: Params) -> Updates:
     # tree_map skips None leaves of its first tree, so make the update tree explicit about them.
     if isinstance(updates, dict):
+        extra = sorted(set(updates) - set(params), key=str) if isinstance(params, dict) else None
+        if extra:
+            raise ValueError(f"updates has keys {extra} that params does not have")
         return {k: _fill_none(updates.get(k), params[k]) for k in params}
     if isinstance(updates, (list, tuple)) and isinstance(params, (list, tuple)):
+        if len(updates) != len(params):
+            raise ValueError(f"updates has {len(updates)} entries but params has {len(params)}")
         return (
             type(updates)(_fill_none(u, p) for u, p in zip(updates, params))
             if not hasattr(updates, "_fields")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from ._base import EmptyState, GradientTransformation
@@ -15,6 +16,13 @@ def _stateless(rule) -> GradientTransformation:
     return GradientTransformation(lambda params: EmptyState(), update)
 
 
+def _check_step(argument: str, value: Any) -> None:
+    # a Python number, or an array (numpy, torch, jax, a tracer): anything else would fail, or
+    # silently repeat a string, only when the first update multiplies it
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or hasattr(value, "shape")):
+        raise TypeError(f"{argument}={value!r} must be a float or a scalar array")
+
+
 def scale(step_size: Any) -> GradientTransformation:
     """Multiply every gradient by ``step_size`` (a Python float or a scalar array, which stays
     differentiable: gradients flow into a learned step size).
@@ -23,6 +31,7 @@ def scale(step_size: Any) -> GradientTransformation:
         >>> scale(0.5).update([2.0, None], EmptyState())[0]
         [1.0, None]
     """
+    _check_step("step_size", step_size)
     return _stateless(lambda grads: tree_map(lambda g: step_size * g, grads))
 
 
@@ -36,6 +45,7 @@ def sgd(learning_rate: Any) -> GradientTransformation:
         >>> sgd(0.1).update([2.0], EmptyState())[0]
         [-0.2]
     """
+    _check_step("learning_rate", learning_rate)
     if isinstance(learning_rate, (int, float)) and learning_rate < 0:
         raise ValueError(f"learning_rate={learning_rate!r} must be >= 0 (updates are added to parameters)")
     return scale(-learning_rate if isinstance(learning_rate, (int, float)) else -1 * learning_rate)

@@ -9,22 +9,67 @@ backend: MAML's ``lr``/``first_order``, Meta-SGD's ``lrs``, GBML's learned trans
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
+from ...._arrays import is_torch_tensor
 from ....transforms import EmptyState, GradientTransformation, per_parameter_sgd, sgd
 from ._model import as_apply, cross_entropy, init_variables, with_params
 
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+def check_task(meta_params: Any, x: Any, y: Any, steps: Any = 0, x_name: str = "x", y_name: str = "y",
+               loss: Any = None) -> None:
+    """Python-level checks of one task's arguments (free under jit: they run while tracing)."""
+    if not isinstance(meta_params, Mapping) or "model" not in meta_params:
+        found = sorted(meta_params) if isinstance(meta_params, Mapping) else type(meta_params).__name__
+        raise ValueError(
+            f"meta_params must be the dict from algorithm.init / from_variables (with a 'model' entry), "
+            f"got {found}"
+        )
+    for name, value in ((x_name, x), (y_name, y)):
+        if is_torch_tensor(value):
+            raise TypeError(
+                f"{name} is a torch.Tensor; the jax backend takes jax or numpy arrays: convert it with "
+                "l2l_multi.interop.to_jax"
+            )
+    x_rows, y_rows = getattr(x, "shape", (None,))[:1], getattr(y, "shape", (None,))[:1]
+    if x_rows and y_rows and None not in (x_rows[0], y_rows[0]) and x_rows != y_rows:
+        raise ValueError(
+            f"{y_name} must hold one label per sample of {x_name}: {x_name} has shape {tuple(x.shape)}, "
+            f"{y_name} {tuple(y.shape)}"
+        )
+    if loss is cross_entropy and hasattr(y, "dtype") and jax.numpy.issubdtype(y.dtype, jax.numpy.floating):
+        raise TypeError(
+            f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels "
+            "(e.g. y.astype(int))"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"steps={steps!r} must be a non-negative int (inner steps, static under jit)")
+
+
+def check_finite(value: Any, where: str) -> None:
+    """Refuse a non-finite concrete loss (eager calls); traced values pass (jit, vmap, grad)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    if not bool(jax.numpy.isfinite(value).all()):
+        raise FloatingPointError(
+            f"{where} is non-finite ({value}); the inner-loop learning rate may be too large or the inputs "
+            "contain NaN/inf"
+        )
+
+
 class _GradientBased:
     """Shared inner loop: ``steps`` gradient steps on ``variables["params"]``."""
 
     def __init__(self, model: Any, lr: float, first_order: bool = False):
-        if isinstance(lr, (int, float)) and lr < 0:
+        if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) or hasattr(lr, "shape")):
+            raise TypeError(f"lr={lr!r} must be a float >= 0 (or a scalar array)")
+        if isinstance(lr, numbers.Real) and not lr >= 0:
             raise ValueError(f"lr={lr!r} must be >= 0")
         self.model, self.lr, self.first_order = model, lr, bool(first_order)
         self.apply_model = as_apply(model)
@@ -49,13 +94,19 @@ class _GradientBased:
         def support_loss(params):
             return loss(self.apply_model(with_params(variables, params), x, train), y)
 
-        grads = jax.grad(support_loss)(variables["params"])
+        value, grads = jax.value_and_grad(support_loss)(variables["params"])
+        check_finite(value, "adapt: the support loss")
         return jax.lax.stop_gradient(grads) if self.first_order else grads
 
     def adapt(self, meta_params: dict, x: jax.Array, y: jax.Array, loss: Loss = cross_entropy,
               steps: int = 1, train: bool = True) -> dict:
         """Model variables after ``steps`` inner steps on ``(x [s, ...], y [s])``; differentiable
-        w.r.t. ``meta_params`` (second order unless ``first_order``)."""
+        w.r.t. ``meta_params`` (second order unless ``first_order``).
+
+        Called eagerly (outside jit/vmap/grad), a non-finite support loss raises
+        ``FloatingPointError`` as on the torch backend; traced calls propagate NaN (see
+        ``make_meta_train_step``)."""
+        check_task(meta_params, x, y, steps, loss=loss)
         variables = meta_params["model"]
         for _ in range(steps):
             grads = self._inner_gradients(variables, x, y, loss, train)
@@ -65,6 +116,8 @@ class _GradientBased:
     def task_loss(self, meta_params: dict, support_x, support_y, query_x, query_y,
                   loss: Loss = cross_entropy, steps: int = 1, train: bool = True):
         """``(query loss 0-d, query outputs [q, ...])`` after adapting on the support set."""
+        check_task(meta_params, support_x, support_y, steps, "support_x", "support_y", loss)
+        check_task(meta_params, query_x, query_y, steps, "query_x", "query_y", loss)
         adapted = self.adapt(meta_params, support_x, support_y, loss, steps, train)
         outputs = self.apply_model(adapted, query_x, train)
         return loss(outputs, query_y), outputs
@@ -148,6 +201,7 @@ class GBML(_GradientBased):
         return meta
 
     def adapt(self, meta_params, x, y, loss=cross_entropy, steps=1, train=True):
+        check_task(meta_params, x, y, steps, loss=loss)
         variables, transform_params = meta_params["model"], meta_params["transform"]
         tree = jax.tree_util.tree_map
 
@@ -173,7 +227,8 @@ class GBML(_GradientBased):
                     transform_grads = jax.lax.stop_gradient(transform_grads)
                 transform_params = tree(lambda t, g: t - self.lr * g, transform_params, transform_grads)
             else:
-                grads = jax.grad(support_loss)(params)
+                value, grads = jax.value_and_grad(support_loss)(params)
+                check_finite(value, "adapt: the support loss")
             if self.first_order:
                 grads = jax.lax.stop_gradient(grads)
             transformed, _ = self.transform.update(grads, transform_params, params)
@@ -215,6 +270,7 @@ class ANIL(_GradientBased):
 
     def adapt(self, meta_params, x, y, loss=cross_entropy, steps=1, train=True):
         """The head's variables after adapting on the embeddings of ``x``."""
+        check_task(meta_params, x, y, steps, loss=loss)
         embeddings = self.apply_features(meta_params["features"], x, train)
         return self.adapt_head(meta_params, embeddings, y, loss, steps, train)
 
@@ -222,6 +278,8 @@ class ANIL(_GradientBased):
 
     def task_loss(self, meta_params, support_x, support_y, query_x, query_y, loss=cross_entropy, steps=1,
                   train=True):
+        check_task(meta_params, support_x, support_y, steps, "support_x", "support_y", loss)
+        check_task(meta_params, query_x, query_y, steps, "query_x", "query_y", loss)
         support = self.apply_features(meta_params["features"], support_x, train)
         query = self.apply_features(meta_params["features"], query_x, train)
         adapted = self.adapt_head(meta_params, support, support_y, loss, steps, train)

@@ -6,6 +6,7 @@ then splits the tasks between devices and averages the meta-gradient across them
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -13,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ...._arrays import is_torch_tensor
+from ._gradient_based import check_finite
 from ._model import cross_entropy
 from ._reptile import Reptile
 
@@ -44,14 +47,37 @@ def map_tasks(function: Callable, batch: tuple, task_map: str = "auto"):
     return jax.lax.map(lambda task: function(*task), batch)
 
 
-def _check_batch(support_x, support_y, query_x, query_y) -> None:
+def _check_batch(support_x, support_y, query_x, query_y, loss=None) -> None:
     arrays = {"support_x": support_x, "support_y": support_y, "query_x": query_x, "query_y": query_y}
+    for name, value in arrays.items():
+        if is_torch_tensor(value):
+            raise TypeError(
+                f"{name} is a torch.Tensor; the jax backend takes jax or numpy arrays: convert it with "
+                "l2l_multi.interop.to_jax"
+            )
     batch = support_x.shape[0] if getattr(support_x, "ndim", 0) >= 2 else None
     for name, value in arrays.items():
         if getattr(value, "ndim", 0) < 2 or value.shape[0] != batch:
             raise ValueError(
                 f"{name} must have shape [B, samples, ...] with the same B as support_x "
                 f"({batch}); got {getattr(value, 'shape', type(value).__name__)}"
+            )
+    for x_name, y_name in (("support_x", "support_y"), ("query_x", "query_y")):
+        x, y = arrays[x_name], arrays[y_name]
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"{y_name} must hold one label per sample of {x_name}: {x_name} has shape "
+                f"{tuple(x.shape)}, {y_name} {tuple(y.shape)}"
+            )
+        if x.shape[1] == 0:
+            raise ValueError(
+                f"{x_name} has no samples (shape {tuple(x.shape)}); with partition_task_batch, keep shots "
+                "below the samples per class"
+            )
+        if loss is cross_entropy and jnp.issubdtype(y.dtype, jnp.floating):
+            raise TypeError(
+                f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels "
+                "(e.g. labels.astype(int))"
             )
 
 
@@ -76,6 +102,9 @@ def meta_batch_loss(
         loss: ``loss(logits, labels) -> 0-d``; adaptation_steps: inner steps (static int);
         train: the model's train flag; task_map: "vmap", "map" (``lax.map``) or "auto".
 
+    Called eagerly, a non-finite task loss raises ``FloatingPointError``; under ``jax.jit`` or
+    ``jax.grad`` NaN propagates (see ``make_meta_train_step``).
+
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
         >>> from l2l_multi.backends.jax.algorithms import MAML
@@ -86,13 +115,39 @@ def meta_batch_loss(
         >>> task_losses.shape, logits.shape
         ((8,), (8, 6, 3))
     """
-    _check_batch(support_x, support_y, query_x, query_y)
+    _check_batch(support_x, support_y, query_x, query_y, loss)
+    steps = _check_steps(adaptation_steps)
 
     def one_task(sx, sy, qx, qy):
-        return algorithm.task_loss(meta_params, sx, sy, qx, qy, loss, adaptation_steps, train)
+        return algorithm.task_loss(meta_params, sx, sy, qx, qy, loss, steps, train)
 
     task_losses, logits = map_tasks(one_task, (support_x, support_y, query_x, query_y), task_map)
+    check_finite(task_losses, "meta_batch_loss: a task's query loss")
     return task_losses.mean(), (task_losses, logits)
+
+
+def _check_steps(adaptation_steps: Any) -> int:
+    if (
+        isinstance(adaptation_steps, bool)
+        or not isinstance(adaptation_steps, numbers.Integral)
+        or adaptation_steps < 0
+    ):
+        raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a non-negative int")
+    return int(adaptation_steps)
+
+
+def _check_algorithm(algorithm: Any, optimizer: Any = None) -> None:
+    if not callable(getattr(algorithm, "task_loss", None)):
+        raise TypeError(
+            f"algorithm must be a jax-backend algorithm (MAML, MetaSGD, GBML, ANIL, ProtoNet, MetaOptNet, "
+            f"Reptile), got {type(algorithm).__name__}"
+        )
+    if optimizer is not None and not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            f"optimizer must be an optax GradientTransformation (init, update), got {optimizer!r:.80}"
+        )
 
 
 def _accuracy(logits, labels):
@@ -115,6 +170,12 @@ def make_meta_train_step(
     Compiled once per input shape and dtype; later calls with same-shaped batches reuse it. For
     ``Reptile`` the optimizer receives the mean of ``theta - phi`` over tasks.
 
+    Non-finite losses: eager calls of ``adapt`` and ``meta_batch_loss`` raise
+    ``FloatingPointError`` (as the torch backend does), but the compiled step does not check,
+    since that would wait for every step to finish: a NaN support or query loss gives NaN
+    metrics and NaN meta-parameters. Check ``metrics.loss``, or run under
+    ``jax.debug_nans(True)``, which raises ``FloatingPointError`` where the NaN appears.
+
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn, optax
         >>> from l2l_multi.backends.jax.algorithms import MAML
@@ -128,8 +189,8 @@ def make_meta_train_step(
         (8,)
     """
     resolve_task_map(task_map)
-    if not isinstance(adaptation_steps, int) or adaptation_steps < 0:
-        raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a non-negative int")
+    adaptation_steps = _check_steps(adaptation_steps)
+    _check_algorithm(algorithm, optimizer)
 
     def gradients(meta_params, support_x, support_y, query_x, query_y):
         if isinstance(algorithm, Reptile):
@@ -171,7 +232,7 @@ def make_meta_train_step(
         return meta_params, opt_state, MetaStepMetrics(value, _accuracy(logits, query_y), task_losses)
 
     def checked_step(meta_params, opt_state, support_x, support_y, query_x, query_y):
-        _check_batch(support_x, support_y, query_x, query_y)
+        _check_batch(support_x, support_y, query_x, query_y, loss)
         # The step's outputs are committed to their devices; committing its inputs too keeps the
         # first call from compiling a variant that only that call uses.
         meta_params, opt_state = _committed((meta_params, opt_state))
@@ -199,6 +260,9 @@ def make_evaluate(
 ):
     """A jit-compiled ``evaluate(meta_params, support_x, support_y, query_x, query_y) ->
     MetaStepMetrics`` (adapt on each support set, score its query set; no update)."""
+    resolve_task_map(task_map)
+    adaptation_steps = _check_steps(adaptation_steps)
+    _check_algorithm(algorithm)
 
     @jax.jit
     def evaluate(meta_params, support_x, support_y, query_x, query_y):

@@ -6,7 +6,7 @@ import torch
 
 from ....transforms import EmptyState, sgd
 from .._module_utils import clone_module, update_module
-from ._base import BaseLearner
+from ._base import BaseLearner, check_lr
 
 
 class ANIL(BaseLearner):
@@ -34,11 +34,13 @@ class ANIL(BaseLearner):
     """
 
     def __init__(self, features, head, lr, first_order=False, allow_unused=None, allow_nograd=False):
+        if not isinstance(head, torch.nn.Module):
+            raise TypeError(f"head must be a torch.nn.Module, got {type(head).__name__}")
         super().__init__(head, first_order, allow_unused, allow_nograd)
         if not isinstance(features, torch.nn.Module):
             raise TypeError(f"features must be a torch.nn.Module, got {type(features).__name__}")
         self.features = features
-        self.lr = lr
+        self.lr = check_lr(lr)
 
     @property
     def head(self) -> torch.nn.Module:

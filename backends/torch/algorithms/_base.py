@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .._module_utils import clone_module
 from ..optim._parameter_update import AdaptationError, differentiate
+
+
+def check_lr(lr, argument: str = "lr"):
+    """A learning rate: a Python number >= 0 or a tensor (learned or scheduled rates)."""
+    if isinstance(lr, bool) or not isinstance(lr, (numbers.Real, torch.Tensor)):
+        raise TypeError(f"{argument}={lr!r} must be a float >= 0 or a tensor")
+    if isinstance(lr, numbers.Real) and not lr >= 0:
+        raise ValueError(f"{argument}={lr!r} must be >= 0")
+    return lr
 
 
 def check_loss(loss: torch.Tensor) -> None:
@@ -69,4 +80,4 @@ class BaseLearner(torch.nn.Module):
         )
 
 
-__all__ = ["AdaptationError", "BaseLearner", "check_loss"]
+__all__ = ["AdaptationError", "BaseLearner", "check_loss", "check_lr"]

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ...._arrays import is_jax_array
 from ._anil import ANIL
 from ._base import BaseLearner, check_loss
 from ._maml import MAML, MetaSGD
@@ -84,12 +85,20 @@ def choose_path(algorithm: torch.nn.Module, path: str) -> str:
     return "loop" if device.type == "cpu" or not isinstance(algorithm, VMAPPABLE) else "vmap"
 
 
-def _check_batch(support_x, support_y, query_x, query_y) -> int:
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
+def _check_batch(support_x, support_y, query_x, query_y, loss=None, algorithm=None) -> int:
     names = ("support_x", "support_y", "query_x", "query_y")
     tensors = (support_x, support_y, query_x, query_y)
     for name, tensor in zip(names, tensors):
         if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+            hint = "; convert it with l2l_multi.interop.to_torch" if is_jax_array(tensor) else ""
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}{hint}")
     batch = support_x.shape[0]
     for name, tensor in zip(names, tensors):
         if tensor.dim() < 2 or tensor.shape[0] != batch:
@@ -102,6 +111,27 @@ def _check_batch(support_x, support_y, query_x, query_y) -> int:
             f"{tuple(support_y.shape)}, "
             f"query {tuple(query_x.shape[:2])} vs {tuple(query_y.shape)}"
         )
+    for name, tensor in (("support_x", support_x), ("query_x", query_x)):
+        if tensor.shape[1] == 0:
+            raise ValueError(
+                f"{name} has no samples (shape {tuple(tensor.shape)}); with partition_task_batch, keep "
+                "shots below the samples per class"
+            )
+    if loss is F.cross_entropy:
+        for name, tensor in (("support_y", support_y), ("query_y", query_y)):
+            if tensor.is_floating_point():
+                raise TypeError(
+                    f"{name} has dtype {tensor.dtype}; loss=cross_entropy needs integer class labels "
+                    "(e.g. labels.long())"
+                )
+    if algorithm is not None and not _autocast_enabled(support_x.device.type):
+        dtype = next((p.dtype for p in algorithm.parameters() if p.is_floating_point()), None)
+        for name, tensor in (("support_x", support_x), ("query_x", query_x)):
+            if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+                raise TypeError(
+                    f"{name} has dtype {tensor.dtype} but the model's parameters are {dtype}; convert one "
+                    "of them (e.g. x.to(dtype) or model.to(dtype))"
+                )
     return batch
 
 
@@ -154,7 +184,7 @@ def meta_batch_loss(
         )
     if isinstance(adaptation_steps, bool) or not isinstance(adaptation_steps, int) or adaptation_steps < 0:
         raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a non-negative int")
-    _check_batch(support_x, support_y, query_x, query_y)
+    _check_batch(support_x, support_y, query_x, query_y, loss, algorithm)
     if choose_path(algorithm, path) == "loop":
         return _loop(algorithm, support_x, support_y, query_x, query_y, loss, adaptation_steps)
     if not isinstance(algorithm, VMAPPABLE):

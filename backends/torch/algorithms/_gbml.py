@@ -7,7 +7,7 @@ import torch
 from ....transforms import EmptyState, sgd
 from .._module_utils import update_module
 from ..optim._parameter_update import ParameterUpdate
-from ._base import AdaptationError, BaseLearner
+from ._base import AdaptationError, BaseLearner, check_lr
 
 
 class GBML(BaseLearner):
@@ -45,7 +45,7 @@ class GBML(BaseLearner):
         allow_nograd=False,
     ):
         super().__init__(module, first_order, allow_unused, allow_nograd)
-        self.lr = lr
+        self.lr = check_lr(lr)
         self.adapt_transform = bool(adapt_transform)
         self.compute_update = ParameterUpdate(module.named_parameters(), transform)
 

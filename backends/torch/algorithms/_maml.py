@@ -6,7 +6,7 @@ import torch
 
 from ....transforms import EmptyState, per_parameter_sgd, sgd
 from .._module_utils import update_module
-from ._base import BaseLearner
+from ._base import BaseLearner, check_lr
 
 
 class MAML(BaseLearner):
@@ -38,9 +38,7 @@ class MAML(BaseLearner):
 
     def __init__(self, model, lr, first_order=False, allow_unused=None, allow_nograd=False):
         super().__init__(model, first_order, allow_unused, allow_nograd)
-        if isinstance(lr, (int, float)) and lr < 0:
-            raise ValueError(f"lr={lr!r} must be >= 0")
-        self.lr = lr
+        self.lr = check_lr(lr)
 
     def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
         """One gradient step on ``loss`` (a scalar tensor), in place and differentiable.
@@ -77,6 +75,7 @@ class MetaSGD(BaseLearner):
 
     def __init__(self, model, lr=1.0, first_order=False, lrs=None, allow_unused=None, allow_nograd=False):
         super().__init__(model, first_order, allow_unused, allow_nograd)
+        check_lr(lr)
         params = list(model.parameters())
         if lrs is None:
             lrs = [torch.nn.Parameter(torch.full_like(p, float(lr)).detach()) for p in params]

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ....transforms import EmptyState, per_parameter_sgd
 from .._module_utils import clone_module, update_module
-from ._base import BaseLearner
+from ._base import BaseLearner, check_lr
 
 
 class PerStepBatchNorm(torch.nn.Module):
@@ -132,6 +132,7 @@ class MAMLpp(BaseLearner):
         super().__init__(model, first_order, allow_unused, allow_nograd)
         if not isinstance(adaptation_steps, int) or adaptation_steps < 1:
             raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a positive int")
+        check_lr(lr)
         self.adaptation_steps = adaptation_steps
         _replace_batch_norms(model, adaptation_steps + 1)
         self.lrs = torch.nn.ParameterList(

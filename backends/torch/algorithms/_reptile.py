@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._module_utils import clone_module, detach_module
-from ._base import BaseLearner
+from ._base import BaseLearner, check_lr
 
 
 class Reptile(BaseLearner):
@@ -35,7 +35,7 @@ class Reptile(BaseLearner):
 
     def __init__(self, model, lr, allow_unused=None, allow_nograd=False):
         super().__init__(model, True, allow_unused, allow_nograd)
-        self.lr = float(lr)
+        self.lr = float(check_lr(lr))
 
     def clone(self, first_order=None, allow_unused=None, allow_nograd=None):
         """A detached copy (no graph to the model) whose parameters require grad as the model's do."""

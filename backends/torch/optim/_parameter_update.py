@@ -32,8 +32,13 @@ def differentiate(
     ``None`` for parameters ``loss`` does not depend on. Otherwise either case raises one
     ``AdaptationError`` that says what failed and which flag allows it.
     """
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise ValueError(f"loss must be a scalar tensor, got {getattr(loss, 'shape', type(loss).__name__)}")
+    if not isinstance(loss, torch.Tensor):
+        raise ValueError(
+            f"loss must be a scalar torch.Tensor computed from the learner's outputs, got "
+            f"{type(loss).__name__}"
+        )
+    if loss.numel() != 1:
+        raise ValueError(f"loss must be a scalar tensor, got shape {tuple(loss.shape)}; reduce it (.mean())")
     if not loss.requires_grad:
         raise AdaptationError(
             "loss does not require grad: it was computed without any parameter that requires grad "

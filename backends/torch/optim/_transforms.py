@@ -199,4 +199,9 @@ def build_transform(factory: Callable, parameter: torch.Tensor, name: str | None
     """``factory(parameter)``, passing the name to factories that select by it."""
     if isinstance(factory, TransformDictionary):
         return factory(parameter, name)
+    if not callable(factory):
+        raise TypeError(
+            f"transform must be a callable transform factory (e.g. l2l.optim.ModuleTransform(...)), got "
+            f"{type(factory).__name__}"
+        )
     return factory(parameter)

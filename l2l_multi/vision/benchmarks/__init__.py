@@ -11,6 +11,8 @@ import os
 from collections import namedtuple
 from typing import Any
 
+import numpy as np
+
 from ...data import MetaDataset, TaskDataset
 from ...data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
 from ._augment import AUGMENTATIONS, augmenter
@@ -98,15 +100,26 @@ def get_tasksets(
     else:
         views = image_splits(name, root, **kwargs)
         padding = IMAGE_BENCHMARKS[name][3]
-    tasksets = []
-    for position, split in enumerate(SPLITS):
-        dataset = MetaDataset(views[split])
+    datasets = {}
+    for split in SPLITS:  # every split is checked before any task stream is made
+        dataset = datasets[split] = MetaDataset(views[split])
         ways, samples = (train_ways, train_samples) if split == "train" else (test_ways, test_samples)
+        prefix = "train" if split == "train" else "test"
         if ways > len(dataset.labels):
             raise ValueError(
-                f"{'train' if split == 'train' else 'test'}_ways={ways} but the {split} split of "
-                f"{name} has {len(dataset.labels)} classes"
+                f"{prefix}_ways={ways} but the {split} split of {name} has {len(dataset.labels)} classes"
             )
+        sizes = np.diff(dataset.offsets)
+        if samples > sizes.min():
+            smallest = int(sizes.argmin())
+            raise ValueError(
+                f"{prefix}_samples={samples} but class {dataset.labels[smallest]!r} of the {split} split "
+                f"of {name} has only {int(sizes[smallest])} samples"
+            )
+    tasksets = []
+    for position, split in enumerate(SPLITS):
+        dataset = datasets[split]
+        ways, samples = (train_ways, train_samples) if split == "train" else (test_ways, test_samples)
         transforms = [
             FusedNWaysKShots(dataset, n=ways, k=samples),
             LoadData(dataset),

@@ -172,10 +172,14 @@ class _ArrayUnpickler(pickle.Unpickler):
         if (module, name) in _NUMPY_GLOBALS or (module in ("builtins", "__builtin__")
                                                 and name in _BUILTIN_GLOBALS):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(
+        raise _RefusedGlobal(
             f"refusing to load {module}.{name}: dataset pickles may only hold numpy arrays and "
             "Python containers"
         )
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names something other than numpy arrays and Python containers."""
 
 
 def load_pickle(path: str, encoding: str = "latin1") -> Any:
@@ -193,7 +197,15 @@ def load_pickle(path: str, encoding: str = "latin1") -> Any:
         [0, 1, 2]
     """
     with open(path, "rb") as file:
-        return _ArrayUnpickler(file, encoding=encoding).load()
+        try:
+            return _ArrayUnpickler(file, encoding=encoding).load()
+        except _RefusedGlobal:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError) as error:
+            raise pickle.UnpicklingError(
+                f"{path} is corrupt or truncated ({type(error).__name__}: {error}); delete it and "
+                "fetch the file again"
+            ) from error
 
 
 def as_text(value: Any) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ._common import ImageArrayDataset, cache_folders, fingerprint, load_cached, save_cached
-from ._download import download_file, verify_file, zip_content_digest
+from ._download import CorruptArchiveError, download_file, verify_file, zip_content_digest
 
 _URL = "https://github.com/brendenlake/omniglot/raw/master/python/{}.zip"
 # (archive stem, md5 of Lake's published zip, content digest of its PNGs). Lake publishes md5s
@@ -64,6 +65,26 @@ def _list_members(archive: zipfile.ZipFile, path: str) -> dict[str, list[zipfile
     for members in classes.values():
         members.sort(key=lambda info: info.filename)
     return dict(sorted(classes.items()))
+
+
+def _open_archive(path: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise CorruptArchiveError(
+            f"Omniglot archive {path} is corrupt or not a zip file ({error}); delete it and pass "
+            "download=True to fetch it again"
+        ) from error
+
+
+def _read_image(archive: zipfile.ZipFile, path: str, info: zipfile.ZipInfo, image_size: int | None):
+    try:
+        return _decode(archive.read(info), image_size)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:  # PIL's errors are OSErrors
+        raise CorruptArchiveError(
+            f"Omniglot archive {path}: member {info.filename!r} cannot be read as an image ({error}); "
+            "delete the archive and pass download=True to fetch it again"
+        ) from error
 
 
 def _decode(data: bytes, image_size: int | None) -> np.ndarray:
@@ -144,8 +165,10 @@ class FullOmniglot(ImageArrayDataset):
                     f"Omniglot archive {path} not found; pass download=True or put {stem}.zip in root"
                 )
 
-        archives = [zipfile.ZipFile(path) for path in paths]
+        archives = []
         try:
+            for path in paths:
+                archives.append(_open_archive(path))
             listings = [_list_members(archive, path) for archive, path in zip(archives, paths)]
             class_names, members, owners = [], [], []
             for which, listing in enumerate(listings):
@@ -173,7 +196,7 @@ class FullOmniglot(ImageArrayDataset):
                 for index, (info, which) in enumerate(tqdm(
                         list(zip(members, owners)), desc="decoding Omniglot", unit="image",
                         disable=len(members) < 1000)):
-                    cached[index] = _decode(archives[which].read(info), image_size)
+                    cached[index] = _read_image(archives[which], paths[which], info, image_size)
                 save_cached(folders, filename, np.packbits(cached > 127) if packed else cached)
         finally:
             for archive in archives:

@@ -1,0 +1,160 @@
+"""The few-shot examples (examples/vision): every script's --quick run on both backends, the
+results folder, exact resume, and seeded repeatability. Scripts run in-process (runpy) so the
+frameworks are imported once."""
+
+import csv
+import json
+import runpy
+import sys
+
+import numpy as np
+import pytest
+from _helpers import FRAMEWORKS, HAVE_JAX, HAVE_TORCH, REPO_ROOT, SHARED_DATA
+
+pytest.importorskip("matplotlib")
+EXAMPLES = REPO_ROOT / "examples" / "vision"
+OMNIGLOT = SHARED_DATA / "omniglot"
+needs_omniglot = pytest.mark.skipif(
+    not (OMNIGLOT / "images_background.zip").exists(),
+    reason="the Omniglot archives are not in ../shared/data",
+)
+
+
+def run_example(name, *arguments):
+    """Runs ``examples/vision/<name>.py`` with ``arguments``; returns its results.json."""
+    script = EXAMPLES / f"{name}.py"
+    saved = sys.argv
+    sys.argv = [str(script), *map(str, arguments)]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
+    out = arguments[list(arguments).index("--out") + 1]
+    return json.loads((out / "results.json").read_text())
+
+
+def metrics_rows(folder):
+    with open(folder / "metrics.csv", newline="") as stream:
+        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(stream)]
+
+
+OMNIGLOT_CASES = [
+    ("maml_omniglot", []),
+    ("metasgd_omniglot", []),
+    ("anil_omniglot", ["--ways", "5", "--adaptation-steps", "1", "--test-adaptation-steps", "1"]),
+    ("protonet_omniglot", ["--ways", "10"]),
+    ("reptile_omniglot", ["--adaptation-steps", "2", "--test-adaptation-steps", "2"]),
+    ("metaoptnet_omniglot", ["--head", "ridge"]),
+]
+
+
+@needs_omniglot
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+@pytest.mark.parametrize("name,extra", OMNIGLOT_CASES, ids=[c[0] for c in OMNIGLOT_CASES])
+def test_omniglot_example_quick(tmp_path, backend, name, extra):
+    out = tmp_path / "run"
+    results = run_example(
+        name, "--quick", "--backend", backend, "--root", OMNIGLOT, "--out", out, "--no-progress", *extra
+    )
+    for file in ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.pkl"):
+        assert (out / file).stat().st_size > 0, file
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert results["backend"] == backend and results["quick"] is True
+    for setting, result in results["test"].items():
+        assert 0.0 <= result["accuracy"] <= 1.0 and np.isfinite(result["ci95"]), setting
+        assert result["num_tasks"] == 6 and result["adaptation_steps"] is not None
+    assert len(metrics_rows(out)) == 2  # one row per evaluation (iterations 2 and 4)
+    config = json.loads((out / "config.json").read_text())
+    assert config["backend"] == backend and config["quick"] is True
+
+
+@needs_omniglot
+@pytest.mark.skipif(not HAVE_TORCH, reason="the SVM head is torch-only")
+def test_metaoptnet_svm_head_quick(tmp_path):
+    results = run_example(
+        "metaoptnet_omniglot",
+        "--quick",
+        "--head",
+        "svm",
+        "--root",
+        OMNIGLOT,
+        "--out",
+        tmp_path / "svm",
+        "--no-progress",
+    )
+    assert set(results["test"]) == {"5w1s", "20w1s"}
+
+
+@needs_omniglot
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+def test_resume_equals_uninterrupted(tmp_path, backend):
+    common = ["--quick", "--backend", backend, "--root", OMNIGLOT, "--no-progress", "--iterations", "6"]
+    straight = run_example("maml_omniglot", *common, "--out", tmp_path / "straight")
+    # an interrupted run restarts from its last checkpoint (written at every evaluation)
+    run_example("maml_omniglot", *common[:-1], "4", "--out", tmp_path / "cut")
+    resumed = run_example("maml_omniglot", *common, "--out", tmp_path / "cut", "--resume")
+    assert metrics_rows(tmp_path / "straight") == metrics_rows(tmp_path / "cut")
+    assert len(metrics_rows(tmp_path / "cut")) == 3  # iterations 2, 4, 6: nothing logged twice
+    assert straight["test"] == resumed["test"]
+    # and a seeded run repeats exactly
+    again = run_example("maml_omniglot", *common, "--out", tmp_path / "again")
+    assert metrics_rows(tmp_path / "again") == metrics_rows(tmp_path / "straight")
+    assert again["test"] == straight["test"]
+
+
+@needs_omniglot
+def test_resume_refuses_a_different_configuration(tmp_path):
+    pytest.importorskip("torch")
+    common = ["--quick", "--root", OMNIGLOT, "--no-progress", "--out", tmp_path / "run"]
+    run_example("maml_omniglot", *common)
+    with pytest.raises(ValueError, match=r"differs .* in \['lr'\]"):
+        run_example("maml_omniglot", *common, "--resume", "--lr", "0.1")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run_example("maml_omniglot", *common)
+
+
+def _write_mini_imagenet(root):
+    from test_vision_benchmarks import _write_mini_imagenet_caches
+
+    _write_mini_imagenet_caches(root, classes=6, per_class=4)
+
+
+def _write_cifar(root):
+    from test_vision_datasets import _write_cifar100
+
+    _write_cifar100(root, train_per_class=2, test_per_class=1)
+
+
+IMAGE_CASES = [
+    ("maml_miniimagenet", "mini-imagenet", _write_mini_imagenet, []),
+    ("anil_miniimagenet", "cifarfs", _write_cifar, []),
+    ("protonet_miniimagenet", "fc100", _write_cifar, ["--ways", "5"]),
+    ("metaoptnet_miniimagenet", "cifarfs", _write_cifar, ["--head", "ridge", "--shots", "1"]),
+]
+
+
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+@pytest.mark.parametrize("name,dataset,write,extra", IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
+def test_image_dataset_example_quick(tmp_path, backend, name, dataset, write, extra):
+    if backend == "jax" and name == "maml_miniimagenet" and not HAVE_JAX:
+        pytest.skip("jax not installed")
+    write(tmp_path)
+    out = tmp_path / "run"
+    results = run_example(
+        name,
+        "--quick",
+        "--backend",
+        backend,
+        "--dataset",
+        dataset,
+        "--root",
+        tmp_path,
+        "--out",
+        out,
+        "--no-progress",
+        "--meta-batch",
+        "1",
+        *extra,
+    )
+    assert results["dataset"] == dataset and set(results["test"]) == {"5w1s"}
+    assert 0.0 <= results["test"]["5w1s"]["accuracy"] <= 1.0
