@@ -96,6 +96,8 @@ def test_resume_equals_uninterrupted(tmp_path, backend):
     assert metrics_rows(tmp_path / "straight") == metrics_rows(tmp_path / "cut")
     assert len(metrics_rows(tmp_path / "cut")) == 3  # iterations 2, 4, 6: nothing logged twice
     assert straight["test"] == resumed["test"]
+    if backend == "jax":
+        return  # the same check on jax costs another compile; the resumed run above already repeats
     # and a seeded run repeats exactly
     again = run_example("maml_omniglot", *common, "--out", tmp_path / "again")
     assert metrics_rows(tmp_path / "again") == metrics_rows(tmp_path / "straight")

@@ -1,0 +1,58 @@
+"""benchmarks/reproductions.py: the table is computed from results folders, verdicts included."""
+
+import importlib.util
+import json
+
+from _helpers import REPO_ROOT
+
+spec = importlib.util.spec_from_file_location("reproductions", REPO_ROOT / "benchmarks" / "reproductions.py")
+reproductions = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproductions)
+
+
+def _write(folder, **fields):
+    folder.mkdir(parents=True)
+    results = {
+        "method": "ProtoNets",
+        "algorithm": "protonet",
+        "dataset": "omniglot",
+        "backend": "torch",
+        "device": "torch cpu: x86_64",
+        "train_setting": "60w1s",
+        "iterations": 100,
+        "quick": False,
+        "wall_seconds": 120.0,
+        "command": "python examples/vision/protonet_omniglot.py",
+        "paper": {"5w1s": 0.988, "20w1s": 0.960},
+        "test": {
+            "5w1s": {"accuracy": 0.9850, "ci95": 0.004, "num_tasks": 600, "adaptation_steps": 0},
+            "20w1s": {"accuracy": 0.9500, "ci95": 0.003, "num_tasks": 600, "adaptation_steps": 0},
+        },
+    }
+    results.update(fields)
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_verdicts():
+    assert reproductions.verdict(0.988, 0.995, 0.002) == "above"
+    assert reproductions.verdict(0.988, 0.985, 0.004) == "reached (within interval)"
+    assert reproductions.verdict(0.960, 0.950, 0.003).startswith("below by 0.70 points")
+
+
+def test_table_from_results_folders(tmp_path):
+    _write(tmp_path / "protonet")
+    _write(tmp_path / "quick", quick=True)
+    (tmp_path / "sine").mkdir()
+    (tmp_path / "sine" / "results.json").write_text(json.dumps({"backend": "jax", "test_mse_10_steps": 0.12}))
+    output = tmp_path / "REPRODUCTIONS.md"
+    text = reproductions.main(
+        [str(tmp_path / "protonet"), str(tmp_path / "quick"), str(tmp_path / "sine"), "--output", str(output)]
+    )
+    assert output.read_text() == text
+    rows = [line for line in text.splitlines() if line.startswith("| ProtoNets")]
+    assert len(rows) == 2  # the quick run is left out
+    five_way = next(row for row in rows if "5w1s (trained 60w1s)" in row)
+    assert "| 98.80 | 98.50 ± 0.40 | reached (within interval) |" in five_way
+    twenty_way = next(row for row in rows if "20w1s" in row)
+    assert "below by 0.70 points" in twenty_way and "2 min" in twenty_way
+    assert "| sine | jax |" in text and "test_mse_10_steps=0.12" in text
