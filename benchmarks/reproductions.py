@@ -71,14 +71,60 @@ def other_rows(name: str, results: dict) -> list[str]:
     ]
 
 
+# The settings the project tracks (issue 7): script, extra arguments, and which test setting of
+# the example's paper table they reproduce. Paper numbers are read from the scripts' DEFAULTS.
+OMNIGLOT = "--root path/to/omniglot"
+MAML_20WAY = "--ways 20 --lr 0.1 --adaptation-steps 5 --test-adaptation-steps 5 --meta-batch 16"
+TRACKED = [
+    ("maml_omniglot", "", "5w1s"),
+    ("maml_omniglot", "--shots 5", "5w5s"),
+    ("maml_omniglot", MAML_20WAY, "20w1s"),
+    ("maml_omniglot", f"{MAML_20WAY} --shots 5", "20w5s"),
+    ("maml_omniglot", "--first-order", "5w1s"),
+    ("maml_omniglot", "--first-order --shots 5", "5w5s"),
+    ("maml_omniglot", f"--first-order {MAML_20WAY}", "20w1s"),
+    ("maml_omniglot", f"--first-order {MAML_20WAY} --shots 5", "20w5s"),
+    ("protonet_omniglot", "", "5w1s"),
+    ("protonet_omniglot", "", "20w1s"),
+    ("protonet_omniglot", "--shots 5", "5w5s"),
+    ("protonet_omniglot", "--shots 5", "20w5s"),
+    ("metasgd_omniglot", "", "5w1s"),
+]
+
+
+def _example_defaults(script: str) -> dict:
+    import runpy
+
+    return runpy.run_path(str(HERE.parent / "examples" / "vision" / f"{script}.py"))["DEFAULTS"]
+
+
+def missing_rows(covered: set[tuple[str, str, str]]) -> list[str]:
+    """Rows for tracked settings that no results folder covers: the paper's number and the command."""
+    rows = []
+    for script, extra, setting in TRACKED:
+        defaults = _example_defaults(script)
+        method, paper = defaults["method"], defaults.get("paper", {})
+        if "--first-order" in extra:
+            method, paper = defaults["first_order"]["method"], defaults["first_order"]["paper"]
+        if (method, defaults["dataset"], setting) in covered:
+            continue
+        command = f"python examples/vision/{script}.py {extra} {OMNIGLOT}".replace("  ", " ")
+        rows.append(
+            f"| {method} | {defaults['dataset']} | {setting} | {_percent(paper[setting])} | not run yet "
+            f"| | | | | | `{command}` |"
+        )
+    return rows
+
+
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", type=Path)
     parser.add_argument("--output", type=Path, default=HERE / "REPRODUCTIONS.md")
     parser.add_argument("--include-quick", action="store_true")
+    parser.add_argument("--no-missing", action="store_true", help="leave out tracked settings not run yet")
     args = parser.parse_args(argv)
     folders = args.folders or sorted(p.parent for p in (HERE / "results").glob("*/results.json"))
-    fewshot, other = [], []
+    fewshot, other, covered = [], [], set()
     for folder in folders:
         file = Path(folder) / "results.json"
         if not file.exists():
@@ -88,6 +134,7 @@ def main(argv=None) -> str:
             continue
         rows = classification_rows(results)
         if rows:
+            covered |= {(results["method"], results["dataset"], setting) for setting in results["test"]}
             fewshot += rows
         else:
             other += other_rows(Path(folder).name, results)
@@ -106,6 +153,7 @@ def main(argv=None) -> str:
         "| command |",
         "|---|---|---|---:|---:|---|---:|---|---|---|---|",
         *fewshot,
+        *([] if args.no_missing else missing_rows(covered)),
     ]
     if other:
         lines += [

@@ -48,9 +48,14 @@ def test_table_from_results_folders(tmp_path):
     text = reproductions.main(
         [str(tmp_path / "protonet"), str(tmp_path / "quick"), str(tmp_path / "sine"), "--output", str(output)]
     )
+    # tracked settings without a run are listed with the paper's number (from the example) and a command
+    assert "| MAML | omniglot | 5w1s | 98.70 | not run yet |" in text
+    assert "| first-order MAML | omniglot | 20w1s | 89.40 | not run yet |" in text
+    assert "--first-order --ways 20 --lr 0.1" in text
     assert output.read_text() == text
-    rows = [line for line in text.splitlines() if line.startswith("| ProtoNets")]
+    rows = [line for line in text.splitlines() if line.startswith("| ProtoNets") and "not run" not in line]
     assert len(rows) == 2  # the quick run is left out
+    assert sum(line.startswith("| ProtoNets") for line in text.splitlines()) == 4  # + 5w5s, 20w5s to run
     five_way = next(row for row in rows if "5w1s (trained 60w1s)" in row)
     assert "| 98.80 | 98.50 ± 0.40 | reached (within interval) |" in five_way
     twenty_way = next(row for row in rows if "20w1s" in row)

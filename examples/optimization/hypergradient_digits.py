@@ -7,8 +7,9 @@ pure transforms ``l2l_multi.transforms.hypergradient_sgd`` and ``sgd``, applied 
 (gradients from ``torch.autograd.grad``) or inside a compiled jax step (``jax.grad``); both start
 from the same weights and see the same minibatches.
 
-Defaults follow the paper's logistic-regression experiment (Sec. 5.1: logistic regression,
-minibatches of 128, initial rate alpha_0 = 0.001 and hypergradient rate beta = 0.001 for SGD-HD),
+Defaults follow our reading of the paper's logistic-regression experiment on MNIST (Sec. 5.1:
+minibatches of 128, initial rate alpha_0 = 0.001 and hypergradient rate beta = 0.001 for SGD-HD;
+not re-checked against the paper text here),
 on digits instead of MNIST, for 2,000 steps (~180 epochs of the 1,437 training images). The
 paper's point, which this reproduces: from a too-small initial rate, SGD-HD raises its rate
 within the first steps and reaches a much lower loss than SGD at that rate. ``metrics.csv``
