@@ -28,14 +28,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import platform
-import shlex
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from l2l_multi.experiment import RunFolder, mean_confidence_interval
+from l2l_multi.experiment import RunFolder, command_line, mean_confidence_interval
 
 TRAIN_STREAM, VALID_STREAM, TEST_STREAM = 0, 1, 2
 # what --quick changes: a run of a few seconds that still goes through every code path
@@ -379,14 +377,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "the sinusoid from K=10 points; more steps keep lowering the error, no overfitting",
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - began, 1),
-        "command": " ".join(
-            shlex.quote(a)
-            for a in [
-                sys.executable.rsplit("/", 1)[-1],
-                sys.argv[0],
-                *(argv if argv is not None else sys.argv[1:]),
-            ]
-        ),
+        "command": command_line(argv),
     }
     run.write_results(results)
     run.plot(

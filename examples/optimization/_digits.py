@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import os
 import platform
-import shlex
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from l2l_multi.experiment import RunFolder
+from l2l_multi.experiment import RunFolder, command_line, save_figure
 
 FEATURES, CLASSES = 64, 10
 
@@ -170,8 +166,7 @@ def device_name(backend: str) -> str:
 
 
 def command(argv) -> str:
-    words = [sys.executable.rsplit("/", 1)[-1], sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
-    return " ".join(shlex.quote(word) for word in words)
+    return command_line(argv)
 
 
 def train(args, run: RunFolder, runner, train_size: int, desc: str) -> float:
@@ -241,13 +236,4 @@ def plot_panels(run: RunFolder, panels: list[tuple[str, list[str], bool]], title
         axis.legend(fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
-    path = run.path / "curve.png"
-    handle, temporary = tempfile.mkstemp(dir=run.path, prefix=".curve.", suffix=".png")
-    os.close(handle)
-    try:
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
-    finally:
-        plt.close(figure)
-        Path(temporary).unlink(missing_ok=True)
-    return path
+    return save_figure(figure, run.path / "curve.png")

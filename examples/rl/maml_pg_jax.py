@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     from l2l_multi.backends.jax import gym as jax_gym
     from tqdm.auto import tqdm
 
-    from l2l_multi.experiment import RunFolder
+    from l2l_multi.experiment import RunFolder, command_line
 
     args = argument_parser().parse_args(argv)
     config = _config(args)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         "env_steps": args.iterations * 2 * args.meta_batch * args.episodes * args.horizon,
         **maml_trpo.summarize(run.read_metrics()),
         "wall_seconds": round(time.perf_counter() - began, 1),
-        "command": maml_trpo.command_line(argv),
+        "command": command_line(argv),
     }
     run.write_results(results)
     run.plot("iteration", ["pre_return", "post_return"], title=f"{DEFAULTS['method']} {args.env}")

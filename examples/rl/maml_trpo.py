@@ -29,8 +29,6 @@ import argparse
 import functools
 import platform
 import re
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -253,11 +251,6 @@ def env_slug(name: str) -> str:
     return re.sub(r"-v\d+$", "", name.split(":")[-1]).lower()
 
 
-def command_line(argv) -> str:
-    words = [sys.executable.rsplit("/", 1)[-1], sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
-    return " ".join(shlex.quote(word) for word in words)
-
-
 def torch_device_name() -> str:
     import torch
 
@@ -299,7 +292,7 @@ def main(
     from tqdm.auto import tqdm
 
     import l2l_multi.gym as l2l_gym
-    from l2l_multi.experiment import RunFolder
+    from l2l_multi.experiment import RunFolder, command_line
 
     args = argument_parser(defaults, description, add_method_arguments).parse_args(argv)
     config = _config(args, defaults)

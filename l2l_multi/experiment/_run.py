@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import pickle
+import shlex
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -172,6 +174,13 @@ def plot_curves(path, xs, series: dict[str, list[float]], xlabel: str = "iterati
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path) -> Path:
+    """Saves a matplotlib ``figure`` as PNG at ``path`` atomically and closes it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(handle)
@@ -183,3 +192,10 @@ def plot_curves(path, xs, series: dict[str, list[float]], xlabel: str = "iterati
         plt.close(figure)
         Path(temporary).unlink(missing_ok=True)
     return path
+
+
+def command_line(argv=None) -> str:
+    """The command that ran this script, shell-quoted: ``python script.py ARGS`` (``argv``: the
+    arguments given to the script's ``main``, default ``sys.argv[1:]``), for results files."""
+    words = [Path(sys.executable).name, sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    return " ".join(shlex.quote(str(word)) for word in words)

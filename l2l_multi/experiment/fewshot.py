@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shlex
-import sys
 import time
 from typing import Any
 
@@ -22,7 +20,7 @@ import numpy as np
 
 from .._training import ALGORITHMS
 from ._protocol import evaluate_tasks
-from ._run import RunFolder
+from ._run import RunFolder, command_line
 
 DATASETS = ("omniglot", "mini-imagenet", "tiered-imagenet", "cifarfs", "fc100")
 DEFAULT_MODELS = {
@@ -304,14 +302,7 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
         "paper_source": args.paper_source,
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - began, 1),
-        "command": " ".join(
-            shlex.quote(a)
-            for a in [
-                sys.executable.rsplit("/", 1)[-1],
-                sys.argv[0],
-                *(argv if argv is not None else sys.argv[1:]),
-            ]
-        ),
+        "command": command_line(argv),
     }
     run.write_results(results)
     run.plot("iteration", ["train_accuracy", "valid_accuracy"], title=f"{results['method']} {args.dataset}")
