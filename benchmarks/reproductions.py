@@ -29,8 +29,12 @@ def verdict(paper: float, mean: float, half_width: float) -> str:
     return f"below by {100 * (paper - mean - half_width):.2f} points beyond the interval"
 
 
-def classification_rows(results: dict) -> list[str]:
+def classification_rows(results: dict, config: dict | None = None) -> list[str]:
     rows = []
+    model = results.get("model") or (config or {}).get("model", "?")
+    command = results.get("command", "?")
+    if model != "?" and "--model" not in command:  # pin it: the script's default may have changed since
+        command += f" --model {model}"
     for setting, test in sorted(results.get("test", {}).items()):
         if "accuracy" not in test:
             continue
@@ -41,7 +45,7 @@ def classification_rows(results: dict) -> list[str]:
             "| {backend} | {device} | {budget} | `{command}` |".format(
                 method=results["method"],
                 dataset=results["dataset"],
-                setting=f"{setting} (trained {results.get('train_setting', '?')})",
+                setting=f"{setting} (trained {results.get('train_setting', '?')}, {model})",
                 paper=_percent(paper) if paper is not None else "n/a",
                 ours=_percent(test["accuracy"]),
                 ci=_percent(test["ci95"]),
@@ -50,7 +54,7 @@ def classification_rows(results: dict) -> list[str]:
                 backend=results["backend"],
                 device=results.get("device", "?"),
                 budget=budget,
-                command=results.get("command", "?"),
+                command=command,
             )
         )
     return rows
@@ -132,7 +136,9 @@ def main(argv=None) -> str:
         results = json.loads(file.read_text())
         if results.get("quick") and not args.include_quick:
             continue
-        rows = classification_rows(results)
+        config_file = Path(folder) / "config.json"
+        config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        rows = classification_rows(results, config)
         if rows:
             covered |= {(results["method"], results["dataset"], setting) for setting in results["test"]}
             fewshot += rows

@@ -25,7 +25,7 @@ OPTION_CHOICES = {
     "path": ("auto", "loop", "vmap"),
     "task_map": ("auto", "vmap", "map"),
 }
-MODELS = ("omniglot-cnn", "omniglot-fc", "cnn4", "cnn4-32")
+MODELS = ("omniglot-cnn", "omniglot-cnn-pool", "omniglot-fc", "cnn4", "cnn4-32")
 
 
 def check_choice(argument: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -52,7 +52,9 @@ def MetaLearner(  # noqa: N802 - a factory that reads like the class it returns
     Args:
         algorithm: one of ``ALGORITHMS`` ("maml", "metasgd", "anil", "protonet", "metaoptnet",
             "reptile").
-        model: one of ``MODELS``: "omniglot-cnn" (1x28x28 inputs), "omniglot-fc" (784),
+        model: one of ``MODELS``: "omniglot-cnn" (1x28x28 inputs; MAML's strided convolutions),
+            "omniglot-cnn-pool" (1x28x28; 3x3 convolutions with 2x2 max-pooling and a 64-d embedding,
+            the ProtoNets / Matching Networks backbone), "omniglot-fc" (784),
             "cnn4" (3x84x84, mini-ImageNet), "cnn4-32" (3x32x32, CIFAR-FS and FC100); ``ways`` sets
             its output size.
         lr: inner-loop learning rate; meta_lr: Adam's learning rate for the meta-update.

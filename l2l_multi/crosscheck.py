@@ -114,7 +114,7 @@ def crosscheck(
 
     Args:
         algorithm: one of "maml", "metasgd", "anil", "protonet", "metaoptnet", "reptile".
-        model: "omniglot-cnn", "omniglot-fc", "cnn4" or "cnn4-32"; ways/shots/queries: per task (queries per
+        model: one of ``l2l_multi._training.MODELS``; ways/shots/queries: per task (queries per
             class); meta_batch: tasks; seed: weights and tasks; first_order: MAML family without
             second order; dtype: "float32" or "float64"; adaptation_steps, lr: the inner loop.
 

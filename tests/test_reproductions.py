@@ -19,6 +19,7 @@ def _write(folder, **fields):
         "backend": "torch",
         "device": "torch cpu: x86_64",
         "train_setting": "60w1s",
+        "model": "omniglot-cnn-pool",
         "iterations": 100,
         "quick": False,
         "wall_seconds": 120.0,
@@ -56,7 +57,7 @@ def test_table_from_results_folders(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ProtoNets") and "not run" not in line]
     assert len(rows) == 2  # the quick run is left out
     assert sum(line.startswith("| ProtoNets") for line in text.splitlines()) == 4  # + 5w5s, 20w5s to run
-    five_way = next(row for row in rows if "5w1s (trained 60w1s)" in row)
+    five_way = next(row for row in rows if "5w1s (trained 60w1s, omniglot-cnn-pool)" in row)
     assert "| 98.80 | 98.50 ± 0.40 | reached (within interval) |" in five_way
     twenty_way = next(row for row in rows if "20w1s" in row)
     assert "below by 0.70 points" in twenty_way and "2 min" in twenty_way

@@ -16,12 +16,16 @@ from .vision import models
 
 _FLAX_MODELS = {
     "omniglot-cnn": lambda ways, conv: models.OmniglotCNN(ways, implementation=conv),
+    "omniglot-cnn-pool": lambda ways, conv: models.CNN4(
+        ways, channels=1, embedding_size=64, implementation=conv
+    ),
     "omniglot-fc": lambda ways, conv: models.OmniglotFC(28 * 28, ways),
     "cnn4": lambda ways, conv: models.CNN4(ways, implementation=conv),
     "cnn4-32": lambda ways, conv: models.CNN4(ways, embedding_size=4 * 64, implementation=conv),
 }
 _INPUT_SHAPES = {
     "omniglot-cnn": (2, 1, 28, 28),
+    "omniglot-cnn-pool": (2, 1, 28, 28),
     "omniglot-fc": (2, 784),
     "cnn4": (2, 3, 84, 84),
     "cnn4-32": (2, 3, 32, 32),

@@ -22,6 +22,8 @@ def build_model(name: str, ways: int, seed: int, dtype: torch.dtype = torch.floa
         model = models.OmniglotFC(28 * 28, ways)
     elif name == "cnn4":
         model = models.CNN4(ways)
+    elif name == "omniglot-cnn-pool":  # 28 -> 14 -> 7 -> 3 -> 1: a 64-d embedding
+        model = models.CNN4(ways, channels=1, embedding_size=64)
     elif name == "cnn4-32":  # 32x32 inputs leave 2x2 maps after four poolings
         model = models.CNN4(ways, embedding_size=4 * 64)
     else:

@@ -292,6 +292,7 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
         "method": args.method,
         "algorithm": args.algorithm,
         "dataset": args.dataset,
+        "model": args.model,
         "backend": args.backend,
         "device": _device_name(args),
         "train_setting": f"{args.ways}w{args.shots}s",
