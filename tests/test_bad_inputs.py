@@ -57,12 +57,15 @@ def _dataset(classes=4, samples=3, shape=(2,)):
 # backend selection
 
 
-@pytest.mark.parametrize("entry, bad", [
-    (entry, bad)
-    for entry in ("set_backend", "use_backend", "load_backend")
-    for bad in ("tensorflow", "Torch", "numpy", "", None, 3)
-    if not (entry == "load_backend" and bad is None)  # load_backend(None): the current backend
-])
+@pytest.mark.parametrize(
+    "entry, bad",
+    [
+        (entry, bad)
+        for entry in ("set_backend", "use_backend", "load_backend")
+        for bad in ("tensorflow", "Torch", "numpy", "", None, 3)
+        if not (entry == "load_backend" and bad is None)  # load_backend(None): the current backend
+    ],
+)
 def test_unknown_backend_names(entry, bad):
     def call():
         if entry == "use_backend":
@@ -71,8 +74,12 @@ def test_unknown_backend_names(entry, bad):
         else:
             getattr(l2l, entry)(bad)
 
-    check(call, ValueError, rf"name={re.escape(repr(bad))} is not a known backend; available backends: "
-                            r"'torch', 'jax'")
+    check(
+        call,
+        ValueError,
+        rf"name={re.escape(repr(bad))} is not a known backend; available backends: "
+        r"'torch', 'jax'",
+    )
 
 
 def test_unknown_backend_in_environment_variable():
@@ -93,28 +100,72 @@ def test_missing_framework_names_the_pip_extra():
 # l2l.MetaLearner: these are checked before a framework is imported
 
 METALEARNER_CASES = [
-    case(lambda: l2l.MetaLearner("mamll"), ValueError,
-         r"algorithm='mamll' is not one of 'maml', 'metasgd'", id="unknown-algorithm"),
-    case(lambda: l2l.MetaLearner("maml", "resnet"), ValueError,
-         r"model='resnet' is not one of 'omniglot-cnn'", id="unknown-model"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 1), ValueError, r"ways=1 must be an int >= 2",
-         id="one-way"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3.0), ValueError, r"ways=3.0 must be an int",
-         id="float-ways"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, adaptation_steps=-1), ValueError,
-         r"adaptation_steps=-1 must be a non-negative int", id="negative-steps"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, meta_lr=-1.0), ValueError,
-         r"meta_lr=-1.0 must be a float >= 0", id="negative-meta-lr"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, meta_lr="fast"), ValueError,
-         r"meta_lr='fast' must be a float", id="string-meta-lr"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, dtype="float16"), ValueError,
-         r"dtype='float16' is not one of 'float32', 'float64'", id="unknown-dtype"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, path="fast"), ValueError,
-         r"path='fast' is not one of 'auto', 'loop', 'vmap'", id="unknown-path"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, task_map="pmap"), ValueError,
-         r"task_map='pmap' is not one of 'auto', 'vmap', 'map'", id="unknown-task-map"),
-    case(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="tensorflow"), ValueError,
-         r"backend='tensorflow' is not a known backend", id="unknown-backend"),
+    case(
+        lambda: l2l.MetaLearner("mamll"),
+        ValueError,
+        r"algorithm='mamll' is not one of 'maml', 'metasgd'",
+        id="unknown-algorithm",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "resnet"),
+        ValueError,
+        r"model='resnet' is not one of 'omniglot-cnn'",
+        id="unknown-model",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 1),
+        ValueError,
+        r"ways=1 must be an int >= 2",
+        id="one-way",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3.0),
+        ValueError,
+        r"ways=3.0 must be an int",
+        id="float-ways",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, adaptation_steps=-1),
+        ValueError,
+        r"adaptation_steps=-1 must be a non-negative int",
+        id="negative-steps",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, meta_lr=-1.0),
+        ValueError,
+        r"meta_lr=-1.0 must be a float >= 0",
+        id="negative-meta-lr",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, meta_lr="fast"),
+        ValueError,
+        r"meta_lr='fast' must be a float",
+        id="string-meta-lr",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, dtype="float16"),
+        ValueError,
+        r"dtype='float16' is not one of 'float32', 'float64'",
+        id="unknown-dtype",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, path="fast"),
+        ValueError,
+        r"path='fast' is not one of 'auto', 'loop', 'vmap'",
+        id="unknown-path",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, task_map="pmap"),
+        ValueError,
+        r"task_map='pmap' is not one of 'auto', 'vmap', 'map'",
+        id="unknown-task-map",
+    ),
+    case(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="tensorflow"),
+        ValueError,
+        r"backend='tensorflow' is not a known backend",
+        id="unknown-backend",
+    ),
 ]
 
 
@@ -125,40 +176,76 @@ def test_metalearner_arguments(call, exception, match):
 
 @needs_torch
 def test_metalearner_torch_options_and_batches():
-    check(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="torch", task_map="vmap"), TypeError,
-          r"unexpected keyword argument 'task_map'")
-    check(lambda: l2l.MetaLearner("metaoptnet", "omniglot-fc", 3, backend="torch", head="knn"), ValueError,
-          r"head must be one of 'svm', 'ridge', got 'knn'")
+    check(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="torch", task_map="vmap"),
+        TypeError,
+        r"unexpected keyword argument 'task_map'",
+    )
+    check(
+        lambda: l2l.MetaLearner("metaoptnet", "omniglot-fc", 3, backend="torch", head="knn"),
+        ValueError,
+        r"head must be one of 'svm', 'ridge', got 'knn'",
+    )
     learner = l2l.MetaLearner("maml", "omniglot-fc", 3, backend="torch")
     x = np.random.default_rng(0).random((2, 6, 784), dtype=np.float32)
     y = np.tile(np.arange(3), (2, 2))
-    check(lambda: learner.train_step(x[0, :3], y[0, :3], x[0, 3:], y[0, 3:]), ValueError,
-          r"support_y must have shape \[B=3, samples, ...\]")
-    check(lambda: learner.train_step(x[:, :3], y[:, :3].astype(np.float32), x[:, 3:], y[:, 3:]), TypeError,
-          r"support_y has dtype torch.float32; loss=cross_entropy needs integer class labels")
-    check(lambda: learner.evaluate(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:], adaptation_steps=-1), ValueError,
-          r"adaptation_steps=-1 must be a non-negative int")
-    check(lambda: learner.evaluate(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:], ways=5), ValueError,
-          r"ways=5: maml has a 3-way output layer")
-    check(lambda: learner.train_step(x[:, :3] * np.nan, y[:, :3], x[:, 3:], y[:, 3:]), FloatingPointError,
-          r"adapt\(loss=...\) got a non-finite loss \(nan\)")
+    check(
+        lambda: learner.train_step(x[0, :3], y[0, :3], x[0, 3:], y[0, 3:]),
+        ValueError,
+        r"support_y must have shape \[B=3, samples, ...\]",
+    )
+    check(
+        lambda: learner.train_step(x[:, :3], y[:, :3].astype(np.float32), x[:, 3:], y[:, 3:]),
+        TypeError,
+        r"support_y has dtype torch.float32; loss=cross_entropy needs integer class labels",
+    )
+    check(
+        lambda: learner.evaluate(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:], adaptation_steps=-1),
+        ValueError,
+        r"adaptation_steps=-1 must be a non-negative int",
+    )
+    check(
+        lambda: learner.evaluate(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:], ways=5),
+        ValueError,
+        r"ways=5: maml has a 3-way output layer",
+    )
+    check(
+        lambda: learner.train_step(x[:, :3] * np.nan, y[:, :3], x[:, 3:], y[:, 3:]),
+        FloatingPointError,
+        r"adapt\(loss=...\) got a non-finite loss \(nan\)",
+    )
 
 
 @needs_jax
 def test_metalearner_jax_options_and_batches():
-    check(lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="jax", path="loop"), TypeError,
-          r"unexpected keyword argument 'path'")
-    check(lambda: l2l.MetaLearner("metaoptnet", "omniglot-fc", 3, backend="jax", head="svm"), ValueError,
-          r"head='svm' is not available on the jax backend")
+    check(
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="jax", path="loop"),
+        TypeError,
+        r"unexpected keyword argument 'path'",
+    )
+    check(
+        lambda: l2l.MetaLearner("metaoptnet", "omniglot-fc", 3, backend="jax", head="svm"),
+        ValueError,
+        r"head='svm' is not available on the jax backend",
+    )
     learner = l2l.MetaLearner("maml", "omniglot-fc", 3, backend="jax")
     x = np.random.default_rng(0).random((2, 6, 784), dtype=np.float32)
     y = np.tile(np.arange(3), (2, 2))
-    check(lambda: learner.train_step(x[:, :3, :100], y[:, :3], x[:, 3:, :100], y[:, 3:]), ValueError,
-          r"expected 784 features per sample \(input_size\)")
-    check(lambda: learner.train_step(x[0, :3], y[0, :3], x[0, 3:], y[0, 3:]), ValueError,
-          r"support_y must have shape \[B, samples, ...\]")
-    check(lambda: learner.train_step(x[:, :3], y[:, :3].astype(np.float32), x[:, 3:], y[:, 3:]), TypeError,
-          r"support_y has dtype float32; loss=cross_entropy needs integer class labels")
+    check(
+        lambda: learner.train_step(x[:, :3, :100], y[:, :3], x[:, 3:, :100], y[:, 3:]),
+        ValueError,
+        r"expected 784 features per sample \(input_size\)",
+    )
+    check(
+        lambda: learner.train_step(x[0, :3], y[0, :3], x[0, 3:], y[0, 3:]),
+        ValueError,
+        r"support_y must have shape \[B, samples, ...\]",
+    )
+    check(
+        lambda: learner.train_step(x[:, :3], y[:, :3].astype(np.float32), x[:, 3:], y[:, 3:]),
+        TypeError,
+        r"support_y has dtype float32; loss=cross_entropy needs integer class labels",
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -175,104 +262,255 @@ def _sample(transforms, **options):
 
 DATA_CASES = [
     # ways > classes, shots > samples
-    case(lambda: NWays(DATA, 5), ValueError, r"n=5 is larger than the number of classes in the dataset \(4\)",
-         id="nways-more-than-classes"),
-    case(lambda: FusedNWaysKShots(DATA, n=5, k=1), ValueError,
-         r"n=5 is larger than the number of classes available \(4\)", id="fused-more-ways-than-classes"),
-    case(lambda: _sample([NWays(DATA, 2), KShots(DATA, 4), LoadData(DATA)]), ValueError,
-         r"k=4 is larger than the 3 samples of label \d+; lower k or pass replacement=True",
-         id="kshots-more-than-samples"),
-    case(lambda: FusedNWaysKShots(DATA, n=2, k=4), ValueError, r"k=4 is larger than the 3 samples",
-         id="fused-more-shots-than-samples"),
-    case(lambda: _sample([FilterLabels(DATA, [0, 1]), NWays(DATA, 3), LoadData(DATA)]), ValueError,
-         r"n=3 is larger than the number of classes in the task \(2\)", id="nways-more-than-filtered"),
+    case(
+        lambda: NWays(DATA, 5),
+        ValueError,
+        r"n=5 is larger than the number of classes in the dataset \(4\)",
+        id="nways-more-than-classes",
+    ),
+    case(
+        lambda: FusedNWaysKShots(DATA, n=5, k=1),
+        ValueError,
+        r"n=5 is larger than the number of classes available \(4\)",
+        id="fused-more-ways-than-classes",
+    ),
+    case(
+        lambda: _sample([NWays(DATA, 2), KShots(DATA, 4), LoadData(DATA)]),
+        ValueError,
+        r"k=4 is larger than the 3 samples of label \d+; lower k or pass replacement=True",
+        id="kshots-more-than-samples",
+    ),
+    case(
+        lambda: FusedNWaysKShots(DATA, n=2, k=4),
+        ValueError,
+        r"k=4 is larger than the 3 samples",
+        id="fused-more-shots-than-samples",
+    ),
+    case(
+        lambda: _sample([FilterLabels(DATA, [0, 1]), NWays(DATA, 3), LoadData(DATA)]),
+        ValueError,
+        r"n=3 is larger than the number of classes in the task \(2\)",
+        id="nways-more-than-filtered",
+    ),
     # counts that are not positive ints
     case(lambda: NWays(DATA, 0), ValueError, r"n must be a positive integer, got 0", id="nways-zero"),
     case(lambda: NWays(DATA, 2.5), ValueError, r"n must be a positive integer, got 2.5", id="nways-float"),
     case(lambda: KShots(DATA, -1), ValueError, r"k must be a positive integer, got -1", id="kshots-negative"),
     case(lambda: KShots(DATA, True), ValueError, r"k must be a positive integer, got True", id="kshots-bool"),
     # wrong objects where a MetaDataset or a task description goes
-    case(lambda: NWays(ARRAYS, 2), TypeError,
-         r"dataset must be a l2l_multi.data.MetaDataset, got ArrayDataset",
-         id="transform-on-raw-dataset"),
-    case(lambda: RemapLabels([1, 2]), TypeError, r"dataset must be a l2l_multi.data.MetaDataset, got list",
-         id="remap-on-list"),
-    case(lambda: _sample([LoadData(DATA), KShots(DATA, 1)]), TypeError,
-         r"KShots works on task descriptions; it received a TaskBatch. Place it before LoadData",
-         id="kshots-after-loaddata"),
-    case(lambda: FilterLabels(DATA, [99]), ValueError, r"labels contains 99, which is not a label",
-         id="filter-unknown-label"),
+    case(
+        lambda: NWays(ARRAYS, 2),
+        TypeError,
+        r"dataset must be a l2l_multi.data.MetaDataset, got ArrayDataset",
+        id="transform-on-raw-dataset",
+    ),
+    case(
+        lambda: RemapLabels([1, 2]),
+        TypeError,
+        r"dataset must be a l2l_multi.data.MetaDataset, got list",
+        id="remap-on-list",
+    ),
+    case(
+        lambda: _sample([LoadData(DATA), KShots(DATA, 1)]),
+        TypeError,
+        r"KShots works on task descriptions; it received a TaskBatch. Place it before LoadData",
+        id="kshots-after-loaddata",
+    ),
+    case(
+        lambda: FilterLabels(DATA, [99]),
+        ValueError,
+        r"labels contains 99, which is not a label",
+        id="filter-unknown-label",
+    ),
     case(lambda: FilterLabels(DATA, []), ValueError, r"labels is empty", id="filter-no-labels"),
     # TaskDataset
-    case(lambda: TaskDataset(DATA, [NWays(DATA, 2), 3]), TypeError, r"task_transforms\[1\] is a int",
-         id="taskdataset-transform-not-callable"),
-    case(lambda: TaskDataset(DATA, num_tasks=0), ValueError, r"num_tasks must be -1 \(endless stream\)",
-         id="taskdataset-zero-tasks"),
-    case(lambda: TaskDataset(DATA, seed="abc"), ValueError, r"seed must be an int or None, got 'abc'",
-         id="taskdataset-string-seed"),
-    case(lambda: TaskDataset(DATA, backend="tensorflow"), ValueError,
-         r"backend='tensorflow' is not a known backend; available: 'torch', 'jax', 'numpy'",
-         id="taskdataset-unknown-backend"),
-    case(lambda: TaskDataset(5), TypeError, r"dataset must be a map-style dataset .* got int",
-         id="taskdataset-not-a-dataset"),
-    case(lambda: TaskDataset(DATA, backend="numpy").sample_batch(0), ValueError,
-         r"n must be a positive integer, got 0", id="sample-batch-zero"),
-    case(lambda: TaskDataset(DATA, num_tasks=5, backend="numpy")[10], IndexError,
-         r"task index 10 is out of range for num_tasks=5", id="task-index-out-of-range"),
-    case(lambda: TaskDataset(DATA, backend="numpy")["a"], TypeError, r"task index must be an int, got str",
-         id="task-index-string"),
+    case(
+        lambda: TaskDataset(DATA, [NWays(DATA, 2), 3]),
+        TypeError,
+        r"task_transforms\[1\] is a int",
+        id="taskdataset-transform-not-callable",
+    ),
+    case(
+        lambda: TaskDataset(DATA, num_tasks=0),
+        ValueError,
+        r"num_tasks must be -1 \(endless stream\)",
+        id="taskdataset-zero-tasks",
+    ),
+    case(
+        lambda: TaskDataset(DATA, seed="abc"),
+        ValueError,
+        r"seed must be an int or None, got 'abc'",
+        id="taskdataset-string-seed",
+    ),
+    case(
+        lambda: TaskDataset(DATA, backend="tensorflow"),
+        ValueError,
+        r"backend='tensorflow' is not a known backend; available: 'torch', 'jax', 'numpy'",
+        id="taskdataset-unknown-backend",
+    ),
+    case(
+        lambda: TaskDataset(5),
+        TypeError,
+        r"dataset must be a map-style dataset .* got int",
+        id="taskdataset-not-a-dataset",
+    ),
+    case(
+        lambda: TaskDataset(DATA, backend="numpy").sample_batch(0),
+        ValueError,
+        r"n must be a positive integer, got 0",
+        id="sample-batch-zero",
+    ),
+    case(
+        lambda: TaskDataset(DATA, num_tasks=5, backend="numpy")[10],
+        IndexError,
+        r"task index 10 is out of range for num_tasks=5",
+        id="task-index-out-of-range",
+    ),
+    case(
+        lambda: TaskDataset(DATA, backend="numpy")["a"],
+        TypeError,
+        r"task index must be an int, got str",
+        id="task-index-string",
+    ),
     # datasets
     case(lambda: MetaDataset(5), TypeError, r"dataset must be a map-style dataset", id="metadataset-int"),
     case(lambda: MetaDataset([]), ValueError, r"dataset is empty", id="metadataset-empty"),
-    case(lambda: MetaDataset([(1, [0]), (2, [1])]), ValueError,
-         r"labels must be hashable; the label of sample 0 is a list", id="metadataset-unhashable-labels"),
-    case(lambda: MetaDataset(ARRAYS, indices_to_labels={0: 0}), ValueError,
-         r"indices_to_labels has no label for 11 of 12 indices", id="metadataset-partial-labels"),
+    case(
+        lambda: MetaDataset([(1, [0]), (2, [1])]),
+        ValueError,
+        r"labels must be hashable; the label of sample 0 is a list",
+        id="metadataset-unhashable-labels",
+    ),
+    case(
+        lambda: MetaDataset(ARRAYS, indices_to_labels={0: 0}),
+        ValueError,
+        r"indices_to_labels has no label for 11 of 12 indices",
+        id="metadataset-partial-labels",
+    ),
     case(lambda: UnionMetaDataset([]), ValueError, r"datasets is empty", id="union-empty"),
-    case(lambda: ArrayDataset(np.zeros((3, 2)), np.zeros(4)), ValueError,
-         r"inputs has 3 samples but targets has 4", id="arraydataset-length-mismatch"),
-    case(lambda: ArrayDataset(np.zeros((3, 2)), np.zeros((3, 1))), ValueError,
-         r"targets must be 1-d; got shapes \(3, 2\) and \(3, 1\)", id="arraydataset-2d-targets"),
-    case(lambda: synthetic_classification(num_classes=0), ValueError, r"num_classes must be a positive int",
-         id="synthetic-zero-classes"),
-    case(lambda: synthetic_classification(samples_per_class="5"), ValueError,
-         r"samples_per_class must be a positive int, got '5'", id="synthetic-string-samples"),
-    case(lambda: synthetic_classification(shape=(-1,)), ValueError,
-         r"shape must be a tuple of positive ints, got \(-1,\)", id="synthetic-negative-shape"),
-    case(lambda: synthetic_classification(noise=-1.0), ValueError, r"noise must be a float >= 0, got -1.0",
-         id="synthetic-negative-noise"),
+    case(
+        lambda: ArrayDataset(np.zeros((3, 2)), np.zeros(4)),
+        ValueError,
+        r"inputs has 3 samples but targets has 4",
+        id="arraydataset-length-mismatch",
+    ),
+    case(
+        lambda: ArrayDataset(np.zeros((3, 2)), np.zeros((3, 1))),
+        ValueError,
+        r"targets must be 1-d; got shapes \(3, 2\) and \(3, 1\)",
+        id="arraydataset-2d-targets",
+    ),
+    case(
+        lambda: synthetic_classification(num_classes=0),
+        ValueError,
+        r"num_classes must be a positive int",
+        id="synthetic-zero-classes",
+    ),
+    case(
+        lambda: synthetic_classification(samples_per_class="5"),
+        ValueError,
+        r"samples_per_class must be a positive int, got '5'",
+        id="synthetic-string-samples",
+    ),
+    case(
+        lambda: synthetic_classification(shape=(-1,)),
+        ValueError,
+        r"shape must be a tuple of positive ints, got \(-1,\)",
+        id="synthetic-negative-shape",
+    ),
+    case(
+        lambda: synthetic_classification(noise=-1.0),
+        ValueError,
+        r"noise must be a float >= 0, got -1.0",
+        id="synthetic-negative-noise",
+    ),
     # partition_task / partition_task_batch: shots, shapes, types
-    case(lambda: partition_task(X, Y, shots=0), ValueError, r"shots must be a positive integer, got 0",
-         id="partition-zero-shots"),
-    case(lambda: partition_task(X, Y, shots=4), ValueError, r"shots=4 but label 0 has only 3 samples",
-         id="partition-more-shots-than-samples"),
-    case(lambda: partition_task(X, Y[:5]), ValueError,
-         r"labels must have shape \[6\] to match data; got \(5,\)",
-         id="partition-short-labels"),
-    case(lambda: partition_task(X, Y[:, None]), ValueError, r"labels must have shape \[6\]",
-         id="partition-2d-labels"),
-    case(lambda: partition_task(list(range(6)), Y), TypeError, r"data must be an array \[m, ...\].* got list",
-         id="partition-list-data"),
-    case(lambda: partition_task(np.float32(1.0), Y), ValueError, r"data must have shape \[m, ...\], got \(\)",
-         id="partition-scalar-data"),
-    case(lambda: partition_task_batch(X, Y), ValueError,
-         r"labels must have shape \[B, m\] = \(6, 2\) to match data; got \(6,\)", id="batch-unbatched"),
-    case(lambda: partition_task_batch(X[:, 0], Y[None]), ValueError,
-         r"data must have shape \[B, m, ...\], got \(6,\)", id="batch-1d-data"),
-    case(lambda: partition_task_batch(X[None], Y[None, :5]), ValueError,
-         r"labels must have shape \[B, m\] = \(1, 6\) to match data; got \(1, 5\)", id="batch-short-labels"),
-    case(lambda: partition_task_batch(X[None], Y[None], shots=4), ValueError,
-         r"shots=4 but label 0 has only 3 samples", id="batch-more-shots-than-samples"),
-    case(lambda: partition_task_batch(np.zeros((2, 6)), np.array([Y, [0, 1, 1, 1, 1, 1]]), shots=2),
-         ValueError, r"shots=2 but label 0 has only 1 samples", id="batch-uneven-tasks"),
-    case(lambda: partition_task_batch([[1, 2, 3, 4, 5, 6]], [list(Y)]), TypeError,
-         r"data must be an array \[B, m, ...\].* got list", id="batch-list-data"),
-    case(lambda: partition_task_batch(X[None], Y[None], shots=True), ValueError,
-         r"shots must be a positive integer, got True", id="batch-bool-shots"),
+    case(
+        lambda: partition_task(X, Y, shots=0),
+        ValueError,
+        r"shots must be a positive integer, got 0",
+        id="partition-zero-shots",
+    ),
+    case(
+        lambda: partition_task(X, Y, shots=4),
+        ValueError,
+        r"shots=4 but label 0 has only 3 samples",
+        id="partition-more-shots-than-samples",
+    ),
+    case(
+        lambda: partition_task(X, Y[:5]),
+        ValueError,
+        r"labels must have shape \[6\] to match data; got \(5,\)",
+        id="partition-short-labels",
+    ),
+    case(
+        lambda: partition_task(X, Y[:, None]),
+        ValueError,
+        r"labels must have shape \[6\]",
+        id="partition-2d-labels",
+    ),
+    case(
+        lambda: partition_task(list(range(6)), Y),
+        TypeError,
+        r"data must be an array \[m, ...\].* got list",
+        id="partition-list-data",
+    ),
+    case(
+        lambda: partition_task(np.float32(1.0), Y),
+        ValueError,
+        r"data must have shape \[m, ...\], got \(\)",
+        id="partition-scalar-data",
+    ),
+    case(
+        lambda: partition_task_batch(X, Y),
+        ValueError,
+        r"labels must have shape \[B, m\] = \(6, 2\) to match data; got \(6,\)",
+        id="batch-unbatched",
+    ),
+    case(
+        lambda: partition_task_batch(X[:, 0], Y[None]),
+        ValueError,
+        r"data must have shape \[B, m, ...\], got \(6,\)",
+        id="batch-1d-data",
+    ),
+    case(
+        lambda: partition_task_batch(X[None], Y[None, :5]),
+        ValueError,
+        r"labels must have shape \[B, m\] = \(1, 6\) to match data; got \(1, 5\)",
+        id="batch-short-labels",
+    ),
+    case(
+        lambda: partition_task_batch(X[None], Y[None], shots=4),
+        ValueError,
+        r"shots=4 but label 0 has only 3 samples",
+        id="batch-more-shots-than-samples",
+    ),
+    case(
+        lambda: partition_task_batch(np.zeros((2, 6)), np.array([Y, [0, 1, 1, 1, 1, 1]]), shots=2),
+        ValueError,
+        r"shots=2 but label 0 has only 1 samples",
+        id="batch-uneven-tasks",
+    ),
+    case(
+        lambda: partition_task_batch([[1, 2, 3, 4, 5, 6]], [list(Y)]),
+        TypeError,
+        r"data must be an array \[B, m, ...\].* got list",
+        id="batch-list-data",
+    ),
+    case(
+        lambda: partition_task_batch(X[None], Y[None], shots=True),
+        ValueError,
+        r"shots must be a positive integer, got True",
+        id="batch-bool-shots",
+    ),
     # helpers
     case(lambda: next(InfiniteIterator([])), ValueError, r"iterable is empty", id="infinite-iterator-empty"),
-    case(lambda: l2l.data.set_kernel_mode("fast"), ValueError, r"mode='fast' is not one of",
-         id="unknown-kernel-mode"),
+    case(
+        lambda: l2l.data.set_kernel_mode("fast"),
+        ValueError,
+        r"mode='fast' is not one of",
+        id="unknown-kernel-mode",
+    ),
 ]
 
 
@@ -291,8 +529,9 @@ def _framework_arrays(framework, data, labels):
     return jnp.asarray(data), jnp.asarray(labels)
 
 
-@pytest.mark.parametrize("framework", [pytest.param("torch", marks=needs_torch),
-                                       pytest.param("jax", marks=needs_jax)])
+@pytest.mark.parametrize(
+    "framework", [pytest.param("torch", marks=needs_torch), pytest.param("jax", marks=needs_jax)]
+)
 def test_partition_framework_arrays(framework):
     data, labels = _framework_arrays(framework, np.zeros((2, 6, 3), np.float32), np.stack([Y, Y]))
     check(lambda: partition_task(data[0], labels[0], shots=4), ValueError, r"shots=4 but label 0 has only 3")
@@ -310,28 +549,67 @@ def _transforms_cases():
 
     return [
         case(lambda: t.sgd(-0.1), ValueError, r"learning_rate=-0.1 must be >= 0", id="sgd-negative"),
-        case(lambda: t.sgd("0.1"), TypeError, r"learning_rate='0.1' must be a float or a scalar array",
-             id="sgd-string"),
+        case(
+            lambda: t.sgd("0.1"),
+            TypeError,
+            r"learning_rate='0.1' must be a float or a scalar array",
+            id="sgd-string",
+        ),
         case(lambda: t.sgd(None), TypeError, r"learning_rate=None must be a float", id="sgd-none"),
-        case(lambda: t.scale("x"), TypeError, r"step_size='x' must be a float or a scalar array",
-             id="scale-string"),
-        case(lambda: t.per_parameter_sgd([0.1]).update([1.0, 2.0], t.EmptyState()), ValueError,
-             r"tree structures differ: length 2", id="per-parameter-lengths"),
-        case(lambda: t.per_parameter_sgd({"a": 0.1}).update({"b": 1.0}, t.EmptyState()), ValueError,
-             r"tree structures differ: keys \['b'\]", id="per-parameter-keys"),
-        case(lambda: t.chain(t.sgd(0.1), "adam"), TypeError,
-             r"transforms\[1\]='adam' is not a GradientTransformation", id="chain-not-a-transform"),
-        case(lambda: t.kronecker(layout="nchw"), ValueError,
-             r"layout='nchw' is not one of \('torch', 'flax'\)",
-             id="kronecker-layout"),
-        case(lambda: t.meta_curvature(layout="x"), ValueError, r"layout='x' is not one of",
-             id="meta-curvature-layout"),
-        case(lambda: t.hypergradient_sgd(0.0, 0.01), ValueError, r"learning_rate=0.0 must be > 0",
-             id="hypergradient-zero-lr"),
-        case(lambda: t.apply_updates([1.0], [1.0, 2.0]), ValueError,
-             r"updates has 2 entries but params has 1", id="apply-updates-lengths"),
-        case(lambda: t.apply_updates({"w": 1.0}, {"w": 1.0, "b": 2.0}), ValueError,
-             r"updates has keys \['b'\] that params does not have", id="apply-updates-keys"),
+        case(
+            lambda: t.scale("x"),
+            TypeError,
+            r"step_size='x' must be a float or a scalar array",
+            id="scale-string",
+        ),
+        case(
+            lambda: t.per_parameter_sgd([0.1]).update([1.0, 2.0], t.EmptyState()),
+            ValueError,
+            r"tree structures differ: length 2",
+            id="per-parameter-lengths",
+        ),
+        case(
+            lambda: t.per_parameter_sgd({"a": 0.1}).update({"b": 1.0}, t.EmptyState()),
+            ValueError,
+            r"tree structures differ: keys \['b'\]",
+            id="per-parameter-keys",
+        ),
+        case(
+            lambda: t.chain(t.sgd(0.1), "adam"),
+            TypeError,
+            r"transforms\[1\]='adam' is not a GradientTransformation",
+            id="chain-not-a-transform",
+        ),
+        case(
+            lambda: t.kronecker(layout="nchw"),
+            ValueError,
+            r"layout='nchw' is not one of \('torch', 'flax'\)",
+            id="kronecker-layout",
+        ),
+        case(
+            lambda: t.meta_curvature(layout="x"),
+            ValueError,
+            r"layout='x' is not one of",
+            id="meta-curvature-layout",
+        ),
+        case(
+            lambda: t.hypergradient_sgd(0.0, 0.01),
+            ValueError,
+            r"learning_rate=0.0 must be > 0",
+            id="hypergradient-zero-lr",
+        ),
+        case(
+            lambda: t.apply_updates([1.0], [1.0, 2.0]),
+            ValueError,
+            r"updates has 2 entries but params has 1",
+            id="apply-updates-lengths",
+        ),
+        case(
+            lambda: t.apply_updates({"w": 1.0}, {"w": 1.0, "b": 2.0}),
+            ValueError,
+            r"updates has keys \['b'\] that params does not have",
+            id="apply-updates-keys",
+        ),
     ]
 
 
@@ -356,23 +634,36 @@ def test_interop_wrong_types():
     check(lambda: interop.to_jax({"a": "x"}), TypeError, r"to_jax: the leaf at \['a'\] is a str")
     check(lambda: interop.to_jax(None), TypeError, r"to_jax: the leaf at the argument itself is a NoneType")
     check(lambda: interop.to_torch([1, object()]), TypeError, r"to_torch: the leaf at \[1\] is a object")
-    check(lambda: jax.jit(interop.to_torch)(jnp.ones(2)), TypeError,
-          r"to_torch: the leaf at the argument itself is a traced jax value")
+    check(
+        lambda: jax.jit(interop.to_torch)(jnp.ones(2)),
+        TypeError,
+        r"to_torch: the leaf at the argument itself is a traced jax value",
+    )
     check(lambda: interop.torch_to_flax(jnp.ones(2)), TypeError, r"torch_module must be a torch.nn.Module")
-    conv_then_linear = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3),
-                                           torch.nn.Flatten(), torch.nn.Linear(2, 3))
+    conv_then_linear = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2, 3)
+    )
     check(lambda: interop.torch_to_flax(conv_then_linear), ValueError, r"input_shape=None: the input shape")
     linear = torch.nn.Linear(2, 3)
     variables = nn.Dense(4).init(jax.random.PRNGKey(0), jnp.ones((1, 2)))
     check(lambda: interop.flax_to_torch([1], linear), TypeError, r"variables must be a mapping")
     check(lambda: interop.flax_to_torch(linear, variables), TypeError, r"variables must be a mapping")
-    check(lambda: interop.flax_to_torch(variables, nn.Dense(4)), TypeError,
-          r"torch_module must be a torch.nn.Module, got Dense")
-    check(lambda: interop.flax_to_torch({"params": {}, "cache": {}}, linear), ValueError,
-          r"variables has collections \['cache'\]")
-    check(lambda: interop.flax_to_torch(variables, linear), ValueError,
-          r"variables params/kernel gives shape \(4, 2\) "
-          r"in torch layout, but torch 'weight' has shape \(3, 2\)")
+    check(
+        lambda: interop.flax_to_torch(variables, nn.Dense(4)),
+        TypeError,
+        r"torch_module must be a torch.nn.Module, got Dense",
+    )
+    check(
+        lambda: interop.flax_to_torch({"params": {}, "cache": {}}, linear),
+        ValueError,
+        r"variables has collections \['cache'\]",
+    )
+    check(
+        lambda: interop.flax_to_torch(variables, linear),
+        ValueError,
+        r"variables params/kernel gives shape \(4, 2\) "
+        r"in torch layout, but torch 'weight' has shape \(3, 2\)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -402,36 +693,87 @@ def _jax_copy(tensor):
 
 
 TORCH_BATCH_CASES = [
-    case(lambda b: {"support_x": _jax_copy(b["support_x"])}, TypeError,
-         r"support_x must be a torch.Tensor, got ArrayImpl; convert it with l2l_multi.interop.to_torch",
-         id="jax-support-x", marks=needs_jax),
-    case(lambda b: {"query_y": _jax_copy(b["query_y"])}, TypeError, r"query_y must be a torch.Tensor",
-         id="jax-query-y", marks=needs_jax),
-    case(lambda b: {"support_x": b["support_x"].numpy()}, TypeError,
-         r"support_x must be a torch.Tensor, got ndarray", id="numpy-support-x"),
-    case(lambda b: {k: v[0] for k, v in b.items()}, ValueError,
-         r"support_y must have shape \[B=3, samples, ...\] \(stacked tasks\), got \(3,\)", id="unbatched"),
-    case(lambda b: {"query_x": b["query_x"][:1], "query_y": b["query_y"][:1]}, ValueError,
-         r"query_x must have shape \[B=2, samples, ...\]", id="batch-size-mismatch"),
-    case(lambda b: {"support_y": b["support_y"][:, :2]}, ValueError,
-         r"labels must match inputs per task: support \(2, 3\) vs \(2, 2\)", id="label-count-mismatch"),
-    case(lambda b: {"query_x": b["query_x"][:, :0], "query_y": b["query_y"][:, :0]}, ValueError,
-         r"query_x has no samples \(shape \(2, 0, 4\)\)", id="empty-query"),
-    case(lambda b: {"support_y": b["support_y"].float()}, TypeError,
-         r"support_y has dtype torch.float32; loss=cross_entropy needs integer class labels",
-         id="float-labels"),
-    case(lambda b: {"support_x": b["support_x"].double(), "query_x": b["query_x"].double()}, TypeError,
-         r"support_x has dtype torch.float64 but the model's parameters are torch.float32",
-         id="double-inputs"),
-    case(lambda b: {"adaptation_steps": -1}, ValueError, r"adaptation_steps=-1 must be a non-negative int",
-         id="negative-steps"),
+    case(
+        lambda b: {"support_x": _jax_copy(b["support_x"])},
+        TypeError,
+        r"support_x must be a torch.Tensor, got ArrayImpl; convert it with l2l_multi.interop.to_torch",
+        id="jax-support-x",
+        marks=needs_jax,
+    ),
+    case(
+        lambda b: {"query_y": _jax_copy(b["query_y"])},
+        TypeError,
+        r"query_y must be a torch.Tensor",
+        id="jax-query-y",
+        marks=needs_jax,
+    ),
+    case(
+        lambda b: {"support_x": b["support_x"].numpy()},
+        TypeError,
+        r"support_x must be a torch.Tensor, got ndarray",
+        id="numpy-support-x",
+    ),
+    case(
+        lambda b: {k: v[0] for k, v in b.items()},
+        ValueError,
+        r"support_y must have shape \[B=3, samples, ...\] \(stacked tasks\), got \(3,\)",
+        id="unbatched",
+    ),
+    case(
+        lambda b: {"query_x": b["query_x"][:1], "query_y": b["query_y"][:1]},
+        ValueError,
+        r"query_x must have shape \[B=2, samples, ...\]",
+        id="batch-size-mismatch",
+    ),
+    case(
+        lambda b: {"support_y": b["support_y"][:, :2]},
+        ValueError,
+        r"labels must match inputs per task: support \(2, 3\) vs \(2, 2\)",
+        id="label-count-mismatch",
+    ),
+    case(
+        lambda b: {"query_x": b["query_x"][:, :0], "query_y": b["query_y"][:, :0]},
+        ValueError,
+        r"query_x has no samples \(shape \(2, 0, 4\)\)",
+        id="empty-query",
+    ),
+    case(
+        lambda b: {"support_y": b["support_y"].float()},
+        TypeError,
+        r"support_y has dtype torch.float32; loss=cross_entropy needs integer class labels",
+        id="float-labels",
+    ),
+    case(
+        lambda b: {"support_x": b["support_x"].double(), "query_x": b["query_x"].double()},
+        TypeError,
+        r"support_x has dtype torch.float64 but the model's parameters are torch.float32",
+        id="double-inputs",
+    ),
+    case(
+        lambda b: {"adaptation_steps": -1},
+        ValueError,
+        r"adaptation_steps=-1 must be a non-negative int",
+        id="negative-steps",
+    ),
     case(lambda b: {"adaptation_steps": 1.5}, ValueError, r"adaptation_steps=1.5 must be", id="float-steps"),
-    case(lambda b: {"path": "fast"}, ValueError, r"path='fast' is not one of \('auto', 'loop', 'vmap'\)",
-         id="unknown-path"),
-    case(lambda b: {"support_x": b["support_x"] * float("nan"), "path": "loop"}, FloatingPointError,
-         r"adapt\(loss=...\) got a non-finite loss \(nan\)", id="nan-inner-loss-loop"),
-    case(lambda b: {"support_x": b["support_x"] * float("nan"), "path": "vmap"}, FloatingPointError,
-         r"got a non-finite loss \(nan\)", id="nan-inner-loss-vmap"),
+    case(
+        lambda b: {"path": "fast"},
+        ValueError,
+        r"path='fast' is not one of \('auto', 'loop', 'vmap'\)",
+        id="unknown-path",
+    ),
+    case(
+        lambda b: {"support_x": b["support_x"] * float("nan"), "path": "loop"},
+        FloatingPointError,
+        r"adapt\(loss=...\) got a non-finite loss \(nan\)",
+        id="nan-inner-loss-loop",
+    ),
+    case(
+        lambda b: {"support_x": b["support_x"] * float("nan"), "path": "vmap"},
+        FloatingPointError,
+        r"got a non-finite loss \(nan\)",
+        id="nan-inner-loss-vmap",
+    ),
 ]
 
 
@@ -450,10 +792,16 @@ def test_torch_meta_batch_loss_needs_a_learner(torch_batch):
     from l2l_multi.backends.torch.algorithms import ProtoNet, meta_batch_loss
 
     maml, batch = torch_batch
-    check(lambda: meta_batch_loss(maml.module, **batch), TypeError,
-          r"algorithm must be an l2l learner \(MAML, MetaSGD, ANIL, ...\), got Linear")
-    check(lambda: meta_batch_loss(ProtoNet(torch.nn.Linear(4, 8)), **batch), TypeError,
-          r"algorithm must be an l2l learner .* got ProtoNet")
+    check(
+        lambda: meta_batch_loss(maml.module, **batch),
+        TypeError,
+        r"algorithm must be an l2l learner \(MAML, MetaSGD, ANIL, ...\), got Linear",
+    )
+    check(
+        lambda: meta_batch_loss(ProtoNet(torch.nn.Linear(4, 8)), **batch),
+        TypeError,
+        r"algorithm must be an l2l learner .* got ProtoNet",
+    )
 
 
 def _torch_learner_cases():
@@ -464,37 +812,94 @@ def _torch_learner_cases():
 
     linear = torch.nn.Linear(4, 3)
     return [
-        case(lambda: algorithms.MAML(lambda x: x, lr=0.1), TypeError,
-             r"model must be a torch.nn.Module, got function", id="maml-not-a-module"),
-        case(lambda: algorithms.MAML(linear, lr=-1.0), ValueError, r"lr=-1.0 must be >= 0",
-             id="maml-negative-lr"),
-        case(lambda: algorithms.MAML(linear, lr="0.1"), TypeError,
-             r"lr='0.1' must be a float >= 0 or a tensor", id="maml-string-lr"),
-        case(lambda: algorithms.MetaSGD(linear, lr=None), TypeError, r"lr=None must be a float",
-             id="metasgd-none-lr"),
-        case(lambda: algorithms.MetaSGD(linear, lrs=[torch.ones(3)]), ValueError,
-             r"lrs must hold one tensor per model parameter", id="metasgd-wrong-lrs"),
-        case(lambda: algorithms.Reptile(linear, lr=-1.0), ValueError, r"lr=-1.0 must be >= 0",
-             id="reptile-negative-lr"),
-        case(lambda: algorithms.ANIL(linear, "head", lr=0.1), TypeError,
-             r"head must be a torch.nn.Module, got str", id="anil-head-not-a-module"),
-        case(lambda: algorithms.ANIL("features", linear, lr=0.1), TypeError,
-             r"features must be a torch.nn.Module, got str", id="anil-features-not-a-module"),
-        case(lambda: algorithms.GBML(linear, transform="scale", lr=0.1), TypeError,
-             r"transform must be a callable transform factory", id="gbml-transform-string"),
-        case(lambda: algorithms.GBML(linear, optim.ModuleTransform(nn.Scale), lr=-1.0), ValueError,
-             r"lr=-1.0 must be >= 0", id="gbml-negative-lr"),
-        case(lambda: algorithms.MetaOptNet(linear, head="knn"), ValueError,
-             r"head must be one of 'svm', 'ridge', got 'knn'", id="metaoptnet-unknown-head"),
-        case(lambda: algorithms.ProtoNet("features"), TypeError,
-             r"features must be a torch.nn.Module, got str", id="protonet-not-a-module"),
-        case(lambda: algorithms.ProtoNet(linear)(torch.randn(2, 3, 4), torch.zeros(2, 3),
-                                                 torch.randn(2, 6, 4)),
-             TypeError, r"labels must have an integer dtype, got torch.float32", id="protonet-float-labels"),
-        case(lambda: algorithms.ProtoNet(linear)(torch.randn(2, 3, 4), torch.zeros(2, 2).long(),
-                                                 torch.randn(2, 6, 4)),
-             ValueError, r"support must have shape \[2, 2, ...\] to match support_labels",
-             id="protonet-mismatch"),
+        case(
+            lambda: algorithms.MAML(lambda x: x, lr=0.1),
+            TypeError,
+            r"model must be a torch.nn.Module, got function",
+            id="maml-not-a-module",
+        ),
+        case(
+            lambda: algorithms.MAML(linear, lr=-1.0),
+            ValueError,
+            r"lr=-1.0 must be >= 0",
+            id="maml-negative-lr",
+        ),
+        case(
+            lambda: algorithms.MAML(linear, lr="0.1"),
+            TypeError,
+            r"lr='0.1' must be a float >= 0 or a tensor",
+            id="maml-string-lr",
+        ),
+        case(
+            lambda: algorithms.MetaSGD(linear, lr=None),
+            TypeError,
+            r"lr=None must be a float",
+            id="metasgd-none-lr",
+        ),
+        case(
+            lambda: algorithms.MetaSGD(linear, lrs=[torch.ones(3)]),
+            ValueError,
+            r"lrs must hold one tensor per model parameter",
+            id="metasgd-wrong-lrs",
+        ),
+        case(
+            lambda: algorithms.Reptile(linear, lr=-1.0),
+            ValueError,
+            r"lr=-1.0 must be >= 0",
+            id="reptile-negative-lr",
+        ),
+        case(
+            lambda: algorithms.ANIL(linear, "head", lr=0.1),
+            TypeError,
+            r"head must be a torch.nn.Module, got str",
+            id="anil-head-not-a-module",
+        ),
+        case(
+            lambda: algorithms.ANIL("features", linear, lr=0.1),
+            TypeError,
+            r"features must be a torch.nn.Module, got str",
+            id="anil-features-not-a-module",
+        ),
+        case(
+            lambda: algorithms.GBML(linear, transform="scale", lr=0.1),
+            TypeError,
+            r"transform must be a callable transform factory",
+            id="gbml-transform-string",
+        ),
+        case(
+            lambda: algorithms.GBML(linear, optim.ModuleTransform(nn.Scale), lr=-1.0),
+            ValueError,
+            r"lr=-1.0 must be >= 0",
+            id="gbml-negative-lr",
+        ),
+        case(
+            lambda: algorithms.MetaOptNet(linear, head="knn"),
+            ValueError,
+            r"head must be one of 'svm', 'ridge', got 'knn'",
+            id="metaoptnet-unknown-head",
+        ),
+        case(
+            lambda: algorithms.ProtoNet("features"),
+            TypeError,
+            r"features must be a torch.nn.Module, got str",
+            id="protonet-not-a-module",
+        ),
+        case(
+            lambda: algorithms.ProtoNet(linear)(
+                torch.randn(2, 3, 4), torch.zeros(2, 3), torch.randn(2, 6, 4)
+            ),
+            TypeError,
+            r"labels must have an integer dtype, got torch.float32",
+            id="protonet-float-labels",
+        ),
+        case(
+            lambda: algorithms.ProtoNet(linear)(
+                torch.randn(2, 3, 4), torch.zeros(2, 2).long(), torch.randn(2, 6, 4)
+            ),
+            ValueError,
+            r"support must have shape \[2, 2, ...\] to match support_labels",
+            id="protonet-mismatch",
+        ),
     ]
 
 
@@ -511,8 +916,11 @@ def test_torch_protonet_refuses_jax_arrays():
     from l2l_multi.backends.torch.algorithms import ProtoNet
 
     protonet = ProtoNet(torch.nn.Linear(4, 8))
-    check(lambda: protonet(jnp.ones((2, 3, 4)), torch.arange(3).repeat(2, 1), torch.randn(2, 6, 4)),
-          TypeError, r"support must be a torch.Tensor, got ArrayImpl")
+    check(
+        lambda: protonet(jnp.ones((2, 3, 4)), torch.arange(3).repeat(2, 1), torch.randn(2, 6, 4)),
+        TypeError,
+        r"support must be a torch.Tensor, got ArrayImpl",
+    )
 
 
 def _cross_entropy(learner, x, y, **options):
@@ -523,19 +931,43 @@ def _cross_entropy(learner, x, y, **options):
 
 # (loss(learner, x, y) -> what is passed to adapt, exception, match)
 ADAPT_CASES = [
-    case(lambda learner, x, y: _cross_entropy(learner, x, y, reduction="none"), ValueError,
-         r"loss must be a scalar tensor, got shape \(6,\); reduce it", id="vector-loss"),
-    case(lambda learner, x, y: 1.0, ValueError, r"loss must be a scalar torch.Tensor .* got float",
-         id="float-loss"),
-    case(lambda learner, x, y: _jax_copy(_cross_entropy(learner, x, y).detach()), ValueError,
-         r"loss must be a scalar torch.Tensor computed from the learner's outputs, got ArrayImpl",
-         id="jax-loss", marks=needs_jax),
-    case(lambda learner, x, y: _cross_entropy(learner, x, y).detach(), RuntimeError,
-         r"loss does not require grad", id="detached-loss"),
-    case(lambda learner, x, y: _cross_entropy(learner, x, y) * float("nan"), FloatingPointError,
-         r"adapt\(loss=...\) got a non-finite loss \(nan\); the inner-loop learning rate", id="nan-loss"),
-    case(lambda learner, x, y: _cross_entropy(learner, x, y) + float("inf"), FloatingPointError,
-         r"got a non-finite loss \(inf\)", id="inf-loss"),
+    case(
+        lambda learner, x, y: _cross_entropy(learner, x, y, reduction="none"),
+        ValueError,
+        r"loss must be a scalar tensor, got shape \(6,\); reduce it",
+        id="vector-loss",
+    ),
+    case(
+        lambda learner, x, y: 1.0,
+        ValueError,
+        r"loss must be a scalar torch.Tensor .* got float",
+        id="float-loss",
+    ),
+    case(
+        lambda learner, x, y: _jax_copy(_cross_entropy(learner, x, y).detach()),
+        ValueError,
+        r"loss must be a scalar torch.Tensor computed from the learner's outputs, got ArrayImpl",
+        id="jax-loss",
+        marks=needs_jax,
+    ),
+    case(
+        lambda learner, x, y: _cross_entropy(learner, x, y).detach(),
+        RuntimeError,
+        r"loss does not require grad",
+        id="detached-loss",
+    ),
+    case(
+        lambda learner, x, y: _cross_entropy(learner, x, y) * float("nan"),
+        FloatingPointError,
+        r"adapt\(loss=...\) got a non-finite loss \(nan\); the inner-loop learning rate",
+        id="nan-loss",
+    ),
+    case(
+        lambda learner, x, y: _cross_entropy(learner, x, y) + float("inf"),
+        FloatingPointError,
+        r"got a non-finite loss \(inf\)",
+        id="inf-loss",
+    ),
 ]
 
 
@@ -586,29 +1018,69 @@ def _torch_copy(array):
 
 
 JAX_BATCH_CASES = [
-    case(lambda b: {"support_x": _torch_copy(b["support_x"])}, TypeError,
-         r"support_x is a torch.Tensor; the jax backend takes jax or numpy arrays: convert it with "
-         r"l2l_multi.interop.to_jax", id="torch-support-x", marks=needs_torch),
-    case(lambda b: {"query_y": _torch_copy(b["query_y"])}, TypeError, r"query_y is a torch.Tensor",
-         id="torch-query-y", marks=needs_torch),
-    case(lambda b: {k: v[0] for k, v in b.items()}, ValueError,
-         r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\)", id="unbatched"),
-    case(lambda b: {"query_x": b["query_x"][:1], "query_y": b["query_y"][:1]}, ValueError,
-         r"query_x must have shape \[B, samples, ...\] with the same B as support_x \(2\)",
-         id="batch-size-mismatch"),
-    case(lambda b: {"support_y": b["support_y"][:, :2]}, ValueError,
-         r"support_y must hold one label per sample of support_x", id="label-count-mismatch"),
-    case(lambda b: {"query_x": b["query_x"][:, :0], "query_y": b["query_y"][:, :0]}, ValueError,
-         r"query_x has no samples \(shape \(2, 0, 4\)\)", id="empty-query"),
-    case(lambda b: {"support_y": b["support_y"].astype("float32")}, TypeError,
-         r"support_y has dtype float32; loss=cross_entropy needs integer class labels", id="float-labels"),
-    case(lambda b: {"adaptation_steps": -1}, ValueError, r"adaptation_steps=-1 must be a non-negative int",
-         id="negative-steps"),
-    case(lambda b: {"task_map": "pmap"}, ValueError,
-         r"task_map='pmap' is not one of \('auto', 'vmap', 'map'\)",
-         id="unknown-task-map"),
-    case(lambda b: {"support_x": b["support_x"] * np.nan}, FloatingPointError,
-         r"meta_batch_loss: a task's query loss is non-finite", id="nan-eager"),
+    case(
+        lambda b: {"support_x": _torch_copy(b["support_x"])},
+        TypeError,
+        r"support_x is a torch.Tensor; the jax backend takes jax or numpy arrays: convert it with "
+        r"l2l_multi.interop.to_jax",
+        id="torch-support-x",
+        marks=needs_torch,
+    ),
+    case(
+        lambda b: {"query_y": _torch_copy(b["query_y"])},
+        TypeError,
+        r"query_y is a torch.Tensor",
+        id="torch-query-y",
+        marks=needs_torch,
+    ),
+    case(
+        lambda b: {k: v[0] for k, v in b.items()},
+        ValueError,
+        r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\)",
+        id="unbatched",
+    ),
+    case(
+        lambda b: {"query_x": b["query_x"][:1], "query_y": b["query_y"][:1]},
+        ValueError,
+        r"query_x must have shape \[B, samples, ...\] with the same B as support_x \(2\)",
+        id="batch-size-mismatch",
+    ),
+    case(
+        lambda b: {"support_y": b["support_y"][:, :2]},
+        ValueError,
+        r"support_y must hold one label per sample of support_x",
+        id="label-count-mismatch",
+    ),
+    case(
+        lambda b: {"query_x": b["query_x"][:, :0], "query_y": b["query_y"][:, :0]},
+        ValueError,
+        r"query_x has no samples \(shape \(2, 0, 4\)\)",
+        id="empty-query",
+    ),
+    case(
+        lambda b: {"support_y": b["support_y"].astype("float32")},
+        TypeError,
+        r"support_y has dtype float32; loss=cross_entropy needs integer class labels",
+        id="float-labels",
+    ),
+    case(
+        lambda b: {"adaptation_steps": -1},
+        ValueError,
+        r"adaptation_steps=-1 must be a non-negative int",
+        id="negative-steps",
+    ),
+    case(
+        lambda b: {"task_map": "pmap"},
+        ValueError,
+        r"task_map='pmap' is not one of \('auto', 'vmap', 'map'\)",
+        id="unknown-task-map",
+    ),
+    case(
+        lambda b: {"support_x": b["support_x"] * np.nan},
+        FloatingPointError,
+        r"meta_batch_loss: a task's query loss is non-finite",
+        id="nan-eager",
+    ),
 ]
 
 
@@ -631,31 +1103,72 @@ def _jax_algorithm_cases():
 
     dense = nn.Dense(3)
     return [
-        case(lambda: algorithms.MAML(dense, lr=-1.0), ValueError, r"lr=-1.0 must be >= 0",
-             id="maml-negative-lr"),
-        case(lambda: algorithms.MAML(dense, lr="0.5"), TypeError, r"lr='0.5' must be a float >= 0",
-             id="maml-string-lr"),
-        case(lambda: algorithms.MAML(3, lr=0.5), TypeError,
-             r"model must be a flax.linen.Module or a function f\(variables, x\), got int",
-             id="maml-not-a-model"),
-        case(lambda: algorithms.MAML(dense, lr=0.5).from_variables({"weights": 1}), ValueError,
-             r"variables must hold a 'params' collection; got keys \['weights'\]",
-             id="from-variables-no-params"),
-        case(lambda: algorithms.Reptile(dense, -0.1), ValueError, r"lr=-0.1 must be >= 0",
-             id="reptile-negative-lr"),
-        case(lambda: algorithms.GBML(dense, "scale"), TypeError,
-             r"transform must be a GradientTransformation \(init, update\), got 'scale'",
-             id="gbml-transform"),
-        case(lambda: algorithms.GBML(dense, transforms.elementwise_scale(), lr=None), TypeError,
-             r"lr=None must be a float", id="gbml-none-lr"),
-        case(lambda: algorithms.ANIL(dense, dense, 0.1).from_variables({"params": {}}), ValueError,
-             r"ANIL.from_variables needs both the features' and the head's variables", id="anil-no-head"),
-        case(lambda: algorithms.ProtoNet(dense, 0), ValueError, r"ways=0 must be an int >= 2",
-             id="protonet-ways"),
-        case(lambda: algorithms.MetaOptNet(dense, 3, head="svm"), ValueError,
-             r"head='svm' is not available on the jax backend", id="metaoptnet-svm"),
-        case(lambda: algorithms.prototype_logits(None, None, None, 2, distance="manhattan"), ValueError,
-             r"distance='manhattan' is not one of", id="prototype-distance"),
+        case(
+            lambda: algorithms.MAML(dense, lr=-1.0),
+            ValueError,
+            r"lr=-1.0 must be >= 0",
+            id="maml-negative-lr",
+        ),
+        case(
+            lambda: algorithms.MAML(dense, lr="0.5"),
+            TypeError,
+            r"lr='0.5' must be a float >= 0",
+            id="maml-string-lr",
+        ),
+        case(
+            lambda: algorithms.MAML(3, lr=0.5),
+            TypeError,
+            r"model must be a flax.linen.Module or a function f\(variables, x\), got int",
+            id="maml-not-a-model",
+        ),
+        case(
+            lambda: algorithms.MAML(dense, lr=0.5).from_variables({"weights": 1}),
+            ValueError,
+            r"variables must hold a 'params' collection; got keys \['weights'\]",
+            id="from-variables-no-params",
+        ),
+        case(
+            lambda: algorithms.Reptile(dense, -0.1),
+            ValueError,
+            r"lr=-0.1 must be >= 0",
+            id="reptile-negative-lr",
+        ),
+        case(
+            lambda: algorithms.GBML(dense, "scale"),
+            TypeError,
+            r"transform must be a GradientTransformation \(init, update\), got 'scale'",
+            id="gbml-transform",
+        ),
+        case(
+            lambda: algorithms.GBML(dense, transforms.elementwise_scale(), lr=None),
+            TypeError,
+            r"lr=None must be a float",
+            id="gbml-none-lr",
+        ),
+        case(
+            lambda: algorithms.ANIL(dense, dense, 0.1).from_variables({"params": {}}),
+            ValueError,
+            r"ANIL.from_variables needs both the features' and the head's variables",
+            id="anil-no-head",
+        ),
+        case(
+            lambda: algorithms.ProtoNet(dense, 0),
+            ValueError,
+            r"ways=0 must be an int >= 2",
+            id="protonet-ways",
+        ),
+        case(
+            lambda: algorithms.MetaOptNet(dense, 3, head="svm"),
+            ValueError,
+            r"head='svm' is not available on the jax backend",
+            id="metaoptnet-svm",
+        ),
+        case(
+            lambda: algorithms.prototype_logits(None, None, None, 2, distance="manhattan"),
+            ValueError,
+            r"distance='manhattan' is not one of",
+            id="prototype-distance",
+        ),
     ]
 
 
@@ -665,21 +1178,47 @@ def test_jax_algorithms(call, exception, match):
 
 
 JAX_ADAPT_CASES = [
-    case(lambda b: {"x": _torch_copy(b["x"])}, TypeError,
-         r"x is a torch.Tensor; the jax backend takes jax or numpy arrays", id="torch-x", marks=needs_torch),
-    case(lambda b: {"y": _torch_copy(b["y"])}, TypeError, r"y is a torch.Tensor", id="torch-y",
-         marks=needs_torch),
-    case(lambda b: {"y": b["y"][:5]}, ValueError,
-         r"y must hold one label per sample of x: x has shape \(6, 4\), y \(5,\)", id="label-count-mismatch"),
-    case(lambda b: {"y": b["y"].astype("float32")}, TypeError,
-         r"y has dtype float32; loss=cross_entropy needs integer class labels", id="float-labels"),
+    case(
+        lambda b: {"x": _torch_copy(b["x"])},
+        TypeError,
+        r"x is a torch.Tensor; the jax backend takes jax or numpy arrays",
+        id="torch-x",
+        marks=needs_torch,
+    ),
+    case(
+        lambda b: {"y": _torch_copy(b["y"])},
+        TypeError,
+        r"y is a torch.Tensor",
+        id="torch-y",
+        marks=needs_torch,
+    ),
+    case(
+        lambda b: {"y": b["y"][:5]},
+        ValueError,
+        r"y must hold one label per sample of x: x has shape \(6, 4\), y \(5,\)",
+        id="label-count-mismatch",
+    ),
+    case(
+        lambda b: {"y": b["y"].astype("float32")},
+        TypeError,
+        r"y has dtype float32; loss=cross_entropy needs integer class labels",
+        id="float-labels",
+    ),
     case(lambda b: {"steps": -1}, ValueError, r"steps=-1 must be a non-negative int", id="negative-steps"),
     case(lambda b: {"steps": 1.5}, ValueError, r"steps=1.5 must be a non-negative int", id="float-steps"),
-    case(lambda b: {"meta_params": b["meta_params"]["model"]}, ValueError,
-         r"meta_params must be the dict from algorithm.init / from_variables \(with a 'model' entry\), "
-         r"got \['params'\]", id="variables-instead-of-meta-params"),
-    case(lambda b: {"x": b["x"] * np.nan}, FloatingPointError,
-         r"adapt: the support loss is non-finite \(nan\); the inner-loop learning rate", id="nan-eager"),
+    case(
+        lambda b: {"meta_params": b["meta_params"]["model"]},
+        ValueError,
+        r"meta_params must be the dict from algorithm.init / from_variables \(with a 'model' entry\), "
+        r"got \['params'\]",
+        id="variables-instead-of-meta-params",
+    ),
+    case(
+        lambda b: {"x": b["x"] * np.nan},
+        FloatingPointError,
+        r"adapt: the support loss is non-finite \(nan\); the inner-loop learning rate",
+        id="nan-eager",
+    ),
 ]
 
 
@@ -713,12 +1252,21 @@ def test_jax_adapt(jax_batch, algorithm, call, exception, match):
 def test_jax_task_loss_names_support_and_query(jax_batch):
     maml, meta, batch = jax_batch
     sx, sy, qx, qy = (batch[k][0] for k in ("support_x", "support_y", "query_x", "query_y"))
-    check(lambda: maml.task_loss(meta, sx, sy, qx, qy[:4]), ValueError,
-          r"query_y must hold one label per sample of query_x")
-    check(lambda: maml.task_loss(meta, sx, sy.astype("float32"), qx, qy), TypeError,
-          r"support_y has dtype float32")
-    check(lambda: maml.task_loss(meta, sx * np.nan, sy, qx, qy), FloatingPointError,
-          r"adapt: the support loss is non-finite")
+    check(
+        lambda: maml.task_loss(meta, sx, sy, qx, qy[:4]),
+        ValueError,
+        r"query_y must hold one label per sample of query_x",
+    )
+    check(
+        lambda: maml.task_loss(meta, sx, sy.astype("float32"), qx, qy),
+        TypeError,
+        r"support_y has dtype float32",
+    )
+    check(
+        lambda: maml.task_loss(meta, sx * np.nan, sy, qx, qy),
+        FloatingPointError,
+        r"adapt: the support loss is non-finite",
+    )
 
 
 @needs_jax
@@ -729,24 +1277,45 @@ def test_jax_compiled_step_arguments_and_nan(jax_batch):
 
     maml, meta, batch = jax_batch
     optimizer = optax.sgd(0.1)
-    check(lambda: make_meta_train_step(maml, optimizer, adaptation_steps=1.5), ValueError,
-          r"adaptation_steps=1.5 must be a non-negative int")
-    check(lambda: make_meta_train_step(maml, optimizer, adaptation_steps=True), ValueError,
-          r"adaptation_steps=True must be a non-negative int")
-    check(lambda: make_meta_train_step(maml, optimizer, task_map="pmap"), ValueError,
-          r"task_map='pmap' is not one of")
-    check(lambda: make_meta_train_step(maml, "adam"), TypeError,
-          r"optimizer must be an optax GradientTransformation \(init, update\), got 'adam'")
-    check(lambda: make_meta_train_step("maml", optimizer), TypeError,
-          r"algorithm must be a jax-backend algorithm .* got str")
+    check(
+        lambda: make_meta_train_step(maml, optimizer, adaptation_steps=1.5),
+        ValueError,
+        r"adaptation_steps=1.5 must be a non-negative int",
+    )
+    check(
+        lambda: make_meta_train_step(maml, optimizer, adaptation_steps=True),
+        ValueError,
+        r"adaptation_steps=True must be a non-negative int",
+    )
+    check(
+        lambda: make_meta_train_step(maml, optimizer, task_map="pmap"),
+        ValueError,
+        r"task_map='pmap' is not one of",
+    )
+    check(
+        lambda: make_meta_train_step(maml, "adam"),
+        TypeError,
+        r"optimizer must be an optax GradientTransformation \(init, update\), got 'adam'",
+    )
+    check(
+        lambda: make_meta_train_step("maml", optimizer),
+        TypeError,
+        r"algorithm must be a jax-backend algorithm .* got str",
+    )
     check(lambda: make_evaluate(maml, adaptation_steps=-2), ValueError, r"adaptation_steps=-2 must be")
     step = make_meta_train_step(maml, optimizer)
     state = optimizer.init(meta)
     if HAVE_TORCH:
-        check(lambda: step(meta, state, **{**batch, "support_x": _torch_copy(batch["support_x"])}), TypeError,
-              r"support_x is a torch.Tensor; the jax backend takes jax or numpy arrays")
-    check(lambda: step(meta, state, **{**batch, "query_y": batch["query_y"].astype("float32")}), TypeError,
-          r"query_y has dtype float32; loss=cross_entropy needs integer class labels")
+        check(
+            lambda: step(meta, state, **{**batch, "support_x": _torch_copy(batch["support_x"])}),
+            TypeError,
+            r"support_x is a torch.Tensor; the jax backend takes jax or numpy arrays",
+        )
+    check(
+        lambda: step(meta, state, **{**batch, "query_y": batch["query_y"].astype("float32")}),
+        TypeError,
+        r"query_y has dtype float32; loss=cross_entropy needs integer class labels",
+    )
     # The compiled step does not check for NaN (it would have to wait for every step): a NaN inner loss
     # silently gives NaN metrics and parameters. jax.debug_nans turns it into a FloatingPointError.
     poisoned = {**batch, "support_x": batch["support_x"] * np.nan}
@@ -774,31 +1343,52 @@ def _mini_imagenet(root, classes=3, per_class=2):
 def test_get_tasksets_arguments():
     from l2l_multi.vision.benchmarks import get_tasksets
 
-    check(lambda: get_tasksets("imagenet"), ValueError,
-          r"name='imagenet' is not a known benchmark; available: omniglot, mini-imagenet")
+    check(
+        lambda: get_tasksets("imagenet"),
+        ValueError,
+        r"name='imagenet' is not a known benchmark; available: omniglot, mini-imagenet",
+    )
     for argument in ("train_ways", "train_samples", "test_ways", "test_samples"):
-        check(lambda argument=argument: get_tasksets("omniglot", **{argument: 0}), ValueError,
-              rf"{argument}=0 must be a positive int")
-    check(lambda: get_tasksets("mini-imagenet", test_samples="5"), ValueError,
-          r"test_samples='5' must be a positive int")
-    check(lambda: get_tasksets("mini-imagenet", data_augmentation="strong"), ValueError,
-          r"data_augmentation='strong' is not one of \(None, 'normal', 'lee2019'\)")
-    check(lambda: get_tasksets("omniglot", data_augmentation="normal"), ValueError,
-          r"data_augmentation is not used for omniglot")
+        check(
+            lambda argument=argument: get_tasksets("omniglot", **{argument: 0}),
+            ValueError,
+            rf"{argument}=0 must be a positive int",
+        )
+    check(
+        lambda: get_tasksets("mini-imagenet", test_samples="5"),
+        ValueError,
+        r"test_samples='5' must be a positive int",
+    )
+    check(
+        lambda: get_tasksets("mini-imagenet", data_augmentation="strong"),
+        ValueError,
+        r"data_augmentation='strong' is not one of \(None, 'normal', 'lee2019'\)",
+    )
+    check(
+        lambda: get_tasksets("omniglot", data_augmentation="normal"),
+        ValueError,
+        r"data_augmentation is not used for omniglot",
+    )
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("omniglot", "images_background.zip"),
-    ("mini-imagenet", "mini-imagenet-cache-train.pkl"),
-    ("tiered-imagenet", "train_images_png.pkl"),
-    ("cifarfs", "cifar-100-python"),
-    ("fc100", "cifar-100-python"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("omniglot", "images_background.zip"),
+        ("mini-imagenet", "mini-imagenet-cache-train.pkl"),
+        ("tiered-imagenet", "train_images_png.pkl"),
+        ("cifarfs", "cifar-100-python"),
+        ("fc100", "cifar-100-python"),
+    ],
+)
 def test_get_tasksets_missing_files(tmp_path, name, expected):
     from l2l_multi.vision.benchmarks import get_tasksets
 
-    check(lambda: get_tasksets(name, root=str(tmp_path / "empty")), FileNotFoundError,
-          re.escape(str(tmp_path / "empty")) + ".*" + re.escape(expected))
+    check(
+        lambda: get_tasksets(name, root=str(tmp_path / "empty")),
+        FileNotFoundError,
+        re.escape(str(tmp_path / "empty")) + ".*" + re.escape(expected),
+    )
 
 
 def test_get_tasksets_more_ways_or_samples_than_the_split_has(tmp_path):
@@ -806,18 +1396,36 @@ def test_get_tasksets_more_ways_or_samples_than_the_split_has(tmp_path):
 
     root = str(_mini_imagenet(tmp_path))  # 3 classes of 2 images per split
     small = {"train_ways": 2, "train_samples": 1, "test_ways": 2, "test_samples": 1}
-    check(lambda: get_tasksets("mini-imagenet", root=root, **{**small, "train_ways": 5}), ValueError,
-          r"train_ways=5 but the train split of mini-imagenet has 3 classes")
-    check(lambda: get_tasksets("mini-imagenet", root=root, **{**small, "test_ways": 4}), ValueError,
-          r"test_ways=4 but the validation split of mini-imagenet has 3 classes")
-    check(lambda: get_tasksets("mini-imagenet", root=root, **{**small, "train_samples": 3}), ValueError,
-          r"train_samples=3 but class 0 of the train split of mini-imagenet has only 2 samples")
-    check(lambda: get_tasksets("mini-imagenet", root=root, **{**small, "test_samples": 3}), ValueError,
-          r"test_samples=3 but class 0 of the validation split of mini-imagenet has only 2 samples")
-    check(lambda: get_tasksets("mini-imagenet", root=root, num_tasks=0, **small), ValueError,
-          r"num_tasks must be -1 \(endless stream\) or a positive integer, got 0")
-    check(lambda: get_tasksets("mini-imagenet", root=root, colour=True, **small), TypeError,
-          r"unexpected keyword argument 'colour'")
+    check(
+        lambda: get_tasksets("mini-imagenet", root=root, **{**small, "train_ways": 5}),
+        ValueError,
+        r"train_ways=5 but the train split of mini-imagenet has 3 classes",
+    )
+    check(
+        lambda: get_tasksets("mini-imagenet", root=root, **{**small, "test_ways": 4}),
+        ValueError,
+        r"test_ways=4 but the validation split of mini-imagenet has 3 classes",
+    )
+    check(
+        lambda: get_tasksets("mini-imagenet", root=root, **{**small, "train_samples": 3}),
+        ValueError,
+        r"train_samples=3 but class 0 of the train split of mini-imagenet has only 2 samples",
+    )
+    check(
+        lambda: get_tasksets("mini-imagenet", root=root, **{**small, "test_samples": 3}),
+        ValueError,
+        r"test_samples=3 but class 0 of the validation split of mini-imagenet has only 2 samples",
+    )
+    check(
+        lambda: get_tasksets("mini-imagenet", root=root, num_tasks=0, **small),
+        ValueError,
+        r"num_tasks must be -1 \(endless stream\) or a positive integer, got 0",
+    )
+    check(
+        lambda: get_tasksets("mini-imagenet", root=root, colour=True, **small),
+        TypeError,
+        r"unexpected keyword argument 'colour'",
+    )
 
 
 def _omniglot_zips(root, member_bytes):
@@ -830,54 +1438,84 @@ def test_omniglot_missing_and_damaged_archives(tmp_path):
     from l2l_multi.vision.datasets import CorruptArchiveError, FullOmniglot
 
     cache = tmp_path / "cache"
-    check(lambda: FullOmniglot(tmp_path, download=False, cache_dir=cache), FileNotFoundError,
-          re.escape(str(tmp_path / "images_background.zip")) + r" not found; pass download=True")
-    check(lambda: FullOmniglot(tmp_path, image_size=0), ValueError,
-          r"image_size must be None or a positive int")
+    check(
+        lambda: FullOmniglot(tmp_path, download=False, cache_dir=cache),
+        FileNotFoundError,
+        re.escape(str(tmp_path / "images_background.zip")) + r" not found; pass download=True",
+    )
+    check(
+        lambda: FullOmniglot(tmp_path, image_size=0), ValueError, r"image_size must be None or a positive int"
+    )
     (tmp_path / "images_background.zip").write_bytes(b"not a zip at all")
     (tmp_path / "images_evaluation.zip").write_bytes(b"not a zip at all")
-    check(lambda: FullOmniglot(tmp_path, cache_dir=cache), CorruptArchiveError,
-          re.escape(str(tmp_path / "images_background.zip")) + r" is corrupt or not a zip file")
+    check(
+        lambda: FullOmniglot(tmp_path, cache_dir=cache),
+        CorruptArchiveError,
+        re.escape(str(tmp_path / "images_background.zip")) + r" is corrupt or not a zip file",
+    )
     _omniglot_zips(tmp_path, b"these bytes are no PNG")
-    check(lambda: FullOmniglot(tmp_path, image_size=28, cache_dir=cache), CorruptArchiveError,
-          r"images_background.zip: member 'images_background/Alphabet/character01/0001_01.png' "
-          r"cannot be read")
-    check(lambda: FullOmniglot(tmp_path, download=True, cache_dir=cache), ValueError,
-          r"delete it and pass download=True")
+    check(
+        lambda: FullOmniglot(tmp_path, image_size=28, cache_dir=cache),
+        CorruptArchiveError,
+        r"images_background.zip: member 'images_background/Alphabet/character01/0001_01.png' "
+        r"cannot be read",
+    )
+    check(
+        lambda: FullOmniglot(tmp_path, download=True, cache_dir=cache),
+        ValueError,
+        r"delete it and pass download=True",
+    )
 
 
 def test_mini_imagenet_missing_and_damaged_files(tmp_path):
     from l2l_multi.vision.datasets import MiniImagenet
 
-    check(lambda: MiniImagenet(tmp_path, mode="training"), ValueError,
-          r"mode must be one of .* got 'training'")
+    check(
+        lambda: MiniImagenet(tmp_path, mode="training"), ValueError, r"mode must be one of .* got 'training'"
+    )
     check(lambda: MiniImagenet(tmp_path, download=True), ValueError, r"download=True is not supported")
     check(lambda: MiniImagenet(tmp_path), FileNotFoundError, r"mini-imagenet-cache-train.pkl")
     path = tmp_path / "mini-imagenet-cache-train.pkl"
     payload = pickle.dumps({"image_data": np.zeros((2, 84, 84, 3), np.uint8), "class_dict": {"n0": [0, 1]}})
     path.write_bytes(payload[: len(payload) // 2])
-    check(lambda: MiniImagenet(tmp_path), pickle.UnpicklingError,
-          re.escape(str(path)) + r" is corrupt or truncated")
+    check(
+        lambda: MiniImagenet(tmp_path),
+        pickle.UnpicklingError,
+        re.escape(str(path)) + r" is corrupt or truncated",
+    )
     path.write_bytes(pickle.dumps([1, 2]))
     check(lambda: MiniImagenet(tmp_path), ValueError, r"expected a dict with 'image_data' and 'class_dict'")
-    path.write_bytes(pickle.dumps({"image_data": np.zeros((2, 84, 84, 3), np.uint8),
-                                  "class_dict": {"n0": [0]}}))
+    path.write_bytes(
+        pickle.dumps({"image_data": np.zeros((2, 84, 84, 3), np.uint8), "class_dict": {"n0": [0]}})
+    )
     check(lambda: MiniImagenet(tmp_path), ValueError, r"class_dict gives no class to image row 1")
 
 
 def test_archives_and_downloads(tmp_path):
     from l2l_multi.vision import datasets
 
-    check(lambda: datasets.extract_archive(tmp_path / "missing.zip", tmp_path / "out"), FileNotFoundError,
-          r"archive .*missing.zip' does not exist")
+    check(
+        lambda: datasets.extract_archive(tmp_path / "missing.zip", tmp_path / "out"),
+        FileNotFoundError,
+        r"archive .*missing.zip' does not exist",
+    )
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"x" * 100)
-    check(lambda: datasets.extract_archive(garbage, tmp_path / "out", progress=False),
-          datasets.CorruptArchiveError, re.escape(str(garbage)) + r" is corrupt or truncated")
-    check(lambda: datasets.download_file("file:///dev/null", tmp_path / "x", progress=False), ValueError,
-          r"sha256= or md5=")
-    check(lambda: datasets.verify_file(garbage), ValueError,
-          r"needs at least one of sha256, md5 or content_digest")
+    check(
+        lambda: datasets.extract_archive(garbage, tmp_path / "out", progress=False),
+        datasets.CorruptArchiveError,
+        re.escape(str(garbage)) + r" is corrupt or truncated",
+    )
+    check(
+        lambda: datasets.download_file("file:///dev/null", tmp_path / "x", progress=False),
+        ValueError,
+        r"sha256= or md5=",
+    )
+    check(
+        lambda: datasets.verify_file(garbage),
+        ValueError,
+        r"needs at least one of sha256, md5 or content_digest",
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -887,28 +1525,42 @@ def test_archives_and_downloads(tmp_path):
 def test_run_folder_resume(tmp_path):
     from l2l_multi.experiment import RunFolder
 
-    check(lambda: RunFolder(tmp_path / "run", {"seed": 0}, resume=True), FileNotFoundError,
-          r"resume: .*config.json does not exist; start the run without --resume")
+    check(
+        lambda: RunFolder(tmp_path / "run", {"seed": 0}, resume=True),
+        FileNotFoundError,
+        r"resume: .*config.json does not exist; start the run without --resume",
+    )
     RunFolder(tmp_path / "run", {"seed": 0, "iterations": 5})
-    check(lambda: RunFolder(tmp_path / "run", {"seed": 0, "iterations": 5}), FileExistsError,
-          r"already holds a run; pass resume=True")
-    check(lambda: RunFolder(tmp_path / "run", {"seed": 1, "iterations": 5}, resume=True), ValueError,
-          r"resume: the configuration differs .* in \['seed'\]; only \['iterations'\] may change")
+    check(
+        lambda: RunFolder(tmp_path / "run", {"seed": 0, "iterations": 5}),
+        FileExistsError,
+        r"already holds a run; pass resume=True",
+    )
+    check(
+        lambda: RunFolder(tmp_path / "run", {"seed": 1, "iterations": 5}, resume=True),
+        ValueError,
+        r"resume: the configuration differs .* in \['seed'\]; only \['iterations'\] may change",
+    )
     extended = RunFolder(tmp_path / "run", {"seed": 0, "iterations": 9}, resume=True)
     check(extended.load_checkpoint, FileNotFoundError, r"checkpoint.pkl does not exist")
 
 
-@pytest.mark.parametrize("values, options, match", [
-    pytest.param([0.5], {}, r"values must be a 1-D sequence of at least 2 numbers, got shape \(1,\)",
-                 id="one"),
-    pytest.param([], {}, r"values must be a 1-D sequence .* got shape \(0,\)", id="empty"),
-    pytest.param([[0.5, 0.6]], {}, r"values must be a 1-D sequence .* got shape \(1, 2\)", id="2d"),
-    pytest.param(0.5, {}, r"values must be a 1-D sequence .* got shape \(\)", id="scalar"),
-    pytest.param([0.5, float("nan")], {}, r"values holds NaN or infinity", id="nan"),
-    pytest.param([0.5, float("inf")], {}, r"values holds NaN or infinity", id="inf"),
-    pytest.param([0.5, 0.6], {"confidence": 0.9}, r"confidence=0.9 is not supported; only 0.95",
-                 id="confidence"),
-])
+@pytest.mark.parametrize(
+    "values, options, match",
+    [
+        pytest.param(
+            [0.5], {}, r"values must be a 1-D sequence of at least 2 numbers, got shape \(1,\)", id="one"
+        ),
+        pytest.param([], {}, r"values must be a 1-D sequence .* got shape \(0,\)", id="empty"),
+        pytest.param([[0.5, 0.6]], {}, r"values must be a 1-D sequence .* got shape \(1, 2\)", id="2d"),
+        pytest.param(0.5, {}, r"values must be a 1-D sequence .* got shape \(\)", id="scalar"),
+        pytest.param([0.5, float("nan")], {}, r"values holds NaN or infinity", id="nan"),
+        pytest.param([0.5, float("inf")], {}, r"values holds NaN or infinity", id="inf"),
+        pytest.param(
+            [0.5, 0.6], {"confidence": 0.9}, r"confidence=0.9 is not supported; only 0.95", id="confidence"
+        ),
+    ],
+)
 def test_mean_confidence_interval(values, options, match):
     from l2l_multi.experiment import mean_confidence_interval
 
@@ -919,12 +1571,21 @@ def test_evaluate_tasks_arguments():
     from l2l_multi.experiment import evaluate_tasks
 
     tasks = TaskDataset(DATA, [NWays(DATA, 2), KShots(DATA, 2), LoadData(DATA)], num_tasks=4, backend="numpy")
-    check(lambda: evaluate_tasks(None, tasks, shots=1, num_tasks=1), ValueError,
-          r"num_tasks must be an int >= 2, got 1")
-    check(lambda: evaluate_tasks(None, tasks, shots=0, num_tasks=2), ValueError,
-          r"shots must be a positive integer, got 0")
-    check(lambda: evaluate_tasks(None, tasks, shots=3, num_tasks=2), ValueError,
-          r"shots=3 but label \d+ has only 2 samples")
+    check(
+        lambda: evaluate_tasks(None, tasks, shots=1, num_tasks=1),
+        ValueError,
+        r"num_tasks must be an int >= 2, got 1",
+    )
+    check(
+        lambda: evaluate_tasks(None, tasks, shots=0, num_tasks=2),
+        ValueError,
+        r"shots must be a positive integer, got 0",
+    )
+    check(
+        lambda: evaluate_tasks(None, tasks, shots=3, num_tasks=2),
+        ValueError,
+        r"shots=3 but label \d+ has only 2 samples",
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -936,15 +1597,22 @@ def test_gym_tasks_and_vector_arguments():
     import l2l_multi.gym as l2l_gym
 
     env = l2l_gym.Particles2DEnv()
-    check(lambda: env.set_task({"goal": [1.0]}), ValueError,
-          r"task must be a dict with a 'goal' array of shape")
+    check(
+        lambda: env.set_task({"goal": [1.0]}), ValueError, r"task must be a dict with a 'goal' array of shape"
+    )
     check(lambda: env.set_task([0.0, 1.0]), ValueError, r"task must be a dict with a 'goal'")
     check(lambda: env.sample_tasks(0), ValueError, r"num_tasks must be a positive int, got 0")
-    check(lambda: env.sample_tasks(2, seed="zero"), TypeError,
-          r"seed must be None, an int or a numpy Generator, got 'zero'")
+    check(
+        lambda: env.sample_tasks(2, seed="zero"),
+        TypeError,
+        r"seed must be None, an int or a numpy Generator, got 'zero'",
+    )
     check(lambda: l2l_gym.AsyncVectorEnv([]), ValueError, r"env_fns must hold at least one environment")
-    check(lambda: l2l_gym.AsyncVectorEnv([l2l_gym.Particles2DEnv], liveness_interval=0), ValueError,
-          r"liveness_interval must be None or positive seconds, got 0")
+    check(
+        lambda: l2l_gym.AsyncVectorEnv([l2l_gym.Particles2DEnv], liveness_interval=0),
+        ValueError,
+        r"liveness_interval must be None or positive seconds, got 0",
+    )
 
 
 def test_gym_vector_set_task_needs_one_task_per_worker():
@@ -954,8 +1622,11 @@ def test_gym_vector_set_task_needs_one_task_per_worker():
     envs = l2l_gym.AsyncVectorEnv([l2l_gym.Particles2DEnv])
     try:
         tasks = envs.sample_tasks(3, seed=0)
-        check(lambda: envs.set_task(tasks), ValueError,
-              r"task as a list must hold one task per worker \(1\), got 3")
+        check(
+            lambda: envs.set_task(tasks),
+            ValueError,
+            r"task as a list must hold one task per worker \(1\), got 3",
+        )
     finally:
         envs.close()
 
@@ -971,16 +1642,26 @@ class _ConstantLearner:
         return {"loss": 0.0, "task_accuracies": np.full(len(support_x), 0.5)}
 
 
-def test_known_gaps(tmp_path):
+def test_experiment_errors(tmp_path):
     from l2l_multi.experiment import RunFolder, evaluate_tasks, mean_confidence_interval
 
-    # numpy's message, not one naming `values`
-    check(lambda: mean_confidence_interval(["a", "b"]), ValueError, r"could not convert string to float")
-    # json's message, not one naming `config`
-    check(lambda: RunFolder(tmp_path / "run", {"model": object()}), TypeError, r"not JSON serializable")
-    # scoring more tasks than a fixed TaskDataset holds counts repeated tasks as new ones
+    check(
+        lambda: mean_confidence_interval(["a", "b"]), ValueError, r"values must be a 1-D sequence of numbers"
+    )
+    check(
+        lambda: RunFolder(tmp_path / "run", {"model": object()}),
+        TypeError,
+        r"config must be JSON-serialisable",
+    )
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+    # scoring more tasks than a fixed TaskDataset holds would count repeated tasks as new ones
     tasks = TaskDataset(DATA, [NWays(DATA, 2), KShots(DATA, 2), LoadData(DATA)], num_tasks=2, backend="numpy")
-    assert evaluate_tasks(_ConstantLearner(), tasks, shots=1, num_tasks=4)["num_tasks"] == 4
+    check(
+        lambda: evaluate_tasks(_ConstantLearner(), tasks, shots=1, num_tasks=4),
+        ValueError,
+        r"num_tasks=4 is more",
+    )
+    assert evaluate_tasks(_ConstantLearner(), tasks, shots=1, num_tasks=2)["num_tasks"] == 2
 
 
 @needs_torch
