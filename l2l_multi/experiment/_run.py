@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import pickle
@@ -120,16 +121,11 @@ class RunFolder:
         kept = [row for row in rows if int(row["iteration"]) <= iteration]
         if len(kept) == len(rows):
             return
-        lines = []
-        if rows:
-            import io
-
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(kept)
-            lines = buffer.getvalue()
-        _atomic_write(self.path / METRICS, "".join(lines).encode())
+        buffer = io.StringIO()  # rows is not empty here: something was dropped
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+        _atomic_write(self.path / METRICS, buffer.getvalue().encode())
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
