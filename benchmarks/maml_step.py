@@ -154,7 +154,7 @@ def build_jax_rows(model, args, tasks):
     for task_map in args.jax_task_maps.split(","):
         flax_model = jmodels.OmniglotCNN(WAYS, implementation=args.jax_conv)
         maml = jalg.MAML(flax_model, lr=INNER_LR, first_order=args.first_order)
-        meta = maml.from_variables(interop.torch_to_flax(model.cpu(), flax_model))
+        meta = maml.from_variables(interop.torch_to_flax(copy.deepcopy(model).cpu(), flax_model))
         optimizer = optax.adam(OUTER_LR)
         state = {"meta": meta, "opt": optimizer.init(meta)}
         step = jalg.make_meta_train_step(maml, optimizer, adaptation_steps=args.steps, task_map=task_map)
@@ -175,6 +175,11 @@ def build_jax_rows(model, args, tasks):
             }
         )
     return rows, None
+
+
+def _host(value):
+    """A CPU torch tensor of a torch tensor (any device), jax array or numpy array."""
+    return value.detach().cpu() if torch.is_tensor(value) else torch.as_tensor(np.array(value))
 
 
 def max_relative_difference(a, b):
@@ -226,8 +231,7 @@ def check_agreement(model, args, tasks, tolerance):
         differences[name] = {
             "loss": abs(loss - reference_loss) / abs(reference_loss),
             "grads": max_relative_difference(
-                [torch.as_tensor(np.array(g)).cpu() for g in grads],
-                [torch.as_tensor(np.array(e)).cpu() for e in expected],
+                [_host(g) for g in grads], [_host(e) for e in expected]
             ),
         }
         print(
@@ -263,7 +267,7 @@ def jax_float64_checks(model64, args, tasks64, reference_grads):
         for task_map in args.jax_task_maps.split(","):
             flax_model = jmodels.OmniglotCNN(WAYS, implementation=args.jax_conv)
             maml = jalg.MAML(flax_model, lr=INNER_LR, first_order=args.first_order)
-            meta = maml.from_variables(interop.torch_to_flax(model64.cpu(), flax_model))
+            meta = maml.from_variables(interop.torch_to_flax(copy.deepcopy(model64).cpu(), flax_model))
             value = lambda m, maml=maml, task_map=task_map: jalg.meta_batch_loss(
                 maml, m, *arrays, adaptation_steps=args.steps, task_map=task_map
             )[0]
@@ -357,6 +361,9 @@ def main(argv=None):
         help="jax convolution: auto = matmul on CPU, XLA's on GPU",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--check-tolerance", type=float, default=1e-8, help="float64 agreement needed before timing"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: meta-batch 2, 1 repeat, 1 warm-up")
     parser.add_argument("--json", metavar="PATH", help="also write config and rows to PATH")
     args = parser.parse_args(argv)
@@ -395,7 +402,7 @@ def main(argv=None):
     rows += jax_rows
     # the check runs in strict fp32 (TF32 rounding would hide errors like functorch issue 534's 2e-3)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    differences = check_agreement(model, args, tasks, tolerance=1e-8)
+    differences = check_agreement(model, args, tasks, tolerance=args.check_tolerance)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     times = time_rows(rows, args)
     summary = summarize(times)

@@ -35,17 +35,25 @@ def classification_rows(results: dict, config: dict | None = None) -> list[str]:
     command = results.get("command", "?")
     if model != "?" and "--model" not in command:  # pin it: the script's default may have changed since
         command += f" --model {model}"
+    splits = results.get("train_splits", ["train"])  # runs from before the option trained on "train"
+    if "--train-splits" not in command:
+        command += f" --train-splits {' '.join(splits)}"
     for setting, test in sorted(results.get("test", {}).items()):
         if "accuracy" not in test:
             continue
         paper = results.get("paper", {}).get(setting)
         budget = f"{results.get('iterations')} it, {results.get('wall_seconds', math.nan) / 60:.0f} min"
+        if results.get("stopped_early"):
+            budget += " (time budget)"
+        trained = f"trained {results.get('train_setting', '?')}" + (
+            "" if splits == ["train"] else f" on {'+'.join(splits)}"
+        )
         rows.append(
             "| {method} | {dataset} | {setting} | {paper} | {ours} ± {ci} | {verdict} | {steps} "
             "| {backend} | {device} | {budget} | `{command}` |".format(
                 method=results["method"],
                 dataset=results["dataset"],
-                setting=f"{setting} (trained {results.get('train_setting', '?')}, {model})",
+                setting=f"{setting} ({trained}, {model})",
                 paper=_percent(paper) if paper is not None else "n/a",
                 ours=_percent(test["accuracy"]),
                 ci=_percent(test["ci95"]),

@@ -68,7 +68,8 @@ def MetaLearner(  # noqa: N802 - a factory that reads like the class it returns
     Returns:
         ``l2l_multi.backends.<backend>.training.MetaLearner`` with ``train_step(sx, sy, qx, qy)``
         and ``evaluate(sx, sy, qx, qy, adaptation_steps=None)`` returning dicts of floats
-        (``loss``, ``accuracy``), plus ``state_dict``/``load_state_dict``.
+        (``loss``, ``accuracy``; ``train_step(..., wait=False)`` returns 0-d arrays instead, without
+        waiting for an accelerator), plus ``state_dict``/``load_state_dict``.
 
     Example:
         >>> import numpy as np

@@ -197,9 +197,8 @@ def torch_to_flax(torch_module, flax_module=None, *, input_shape: tuple | None =
 
     Returns:
         ``{'params': {...}}`` plus ``'batch_stats'`` when the model has running statistics: nested
-        dicts of ``jax.Array`` with the torch tensors' dtypes (float64 narrows to float32 unless jax's
-        x64 mode is on), sharing no memory
-        with the torch model.
+        dicts of ``jax.Array`` on jax's default device, with the torch tensors' dtypes (float64
+        narrows to float32 unless jax's x64 mode is on), sharing no memory with the torch model.
 
     Raises:
         ValueError: layers that do not pair up (listed), or a shape or name mismatch (named).
@@ -249,7 +248,11 @@ def torch_to_flax(torch_module, flax_module=None, *, input_shape: tuple | None =
                 _set(variables[collection], (*flax_layer.path, name), array)
     if not variables["batch_stats"]:
         del variables["batch_stats"]
-    return variables
+    import jax
+
+    # dlpack leaves CPU tensors on jax's CPU device; on a GPU machine a jitted step would then mix
+    # devices, so the variables go where jax puts new arrays
+    return jax.device_put(variables, jax.devices()[0])
 
 
 def _host_torch(value: Any):

@@ -1369,6 +1369,12 @@ def test_get_tasksets_arguments():
         ValueError,
         r"data_augmentation is not used for omniglot",
     )
+    for bad in (("validation",), ("train", "test"), ()):
+        check(
+            lambda bad=bad: get_tasksets("omniglot", train_splits=bad),
+            ValueError,
+            r"train_splits=.* is not one of \(\('train',\), \('train', 'validation'\)\)",
+        )
 
 
 @pytest.mark.parametrize(

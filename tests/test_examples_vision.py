@@ -105,6 +105,38 @@ def test_resume_equals_uninterrupted(tmp_path, backend):
 
 
 @needs_omniglot
+def test_time_budget_stops_at_an_evaluation_and_resumes_exactly(tmp_path):
+    pytest.importorskip("torch")
+    common = ["--quick", "--root", OMNIGLOT, "--no-progress", "--iterations", "6"]
+    straight = run_example("maml_omniglot", *common, "--out", tmp_path / "straight")
+    assert straight["iterations"] == 6 and straight["stopped_early"] is None
+    # a budget already spent at the first evaluation (iteration 2): stop there, then test
+    cut = run_example("maml_omniglot", *common, "--max-train-seconds", "1e-9", "--out", tmp_path / "cut")
+    assert cut["iterations"] == 2 and "time budget" in cut["stopped_early"]
+    assert set(cut["test"]) == set(straight["test"])
+    assert len(metrics_rows(tmp_path / "cut")) == 1
+    # the budget may change on resume; the run then continues as if never stopped
+    resumed = run_example("maml_omniglot", *common, "--out", tmp_path / "cut", "--resume")
+    assert metrics_rows(tmp_path / "cut") == metrics_rows(tmp_path / "straight")
+    assert resumed["test"] == straight["test"] and resumed["iterations"] == 6
+
+
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+def test_train_step_without_waiting_gives_the_same_metrics(backend):
+    import l2l_multi as l2l
+
+    x = np.random.default_rng(0).random((2, 6, 784), dtype=np.float32)
+    y = np.tile(np.arange(3), (2, 2))
+    batch = (x[:, :3], y[:, :3], x[:, 3:], y[:, 3:])
+    waited, queued = (l2l.MetaLearner("maml", "omniglot-fc", 3, seed=1, backend=backend) for _ in range(2))
+    for _ in range(2):
+        expected = waited.train_step(*batch)
+        lazy = queued.train_step(*batch, wait=False)
+        assert not isinstance(lazy["loss"], float)
+        assert {k: float(v) for k, v in lazy.items()} == expected
+
+
+@needs_omniglot
 def test_resume_refuses_a_different_configuration(tmp_path):
     pytest.importorskip("torch")
     common = ["--quick", "--root", OMNIGLOT, "--no-progress", "--out", tmp_path / "run"]

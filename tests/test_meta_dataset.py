@@ -138,3 +138,20 @@ def test_filtered_keeps_only_the_requested_labels():
     assert inputs.tolist() == [2.0, 8.0] and targets.tolist() == [2, 2]
     with pytest.raises(ValueError, match="labels contains 5, which is not a label"):
         FilteredMetaDataset(base, [5])
+
+
+def test_union_get_batch_matches_item_access_in_the_order_asked():
+    a = ArrayDataset(np.arange(8.0).reshape(4, 2), np.array([7, 7, 9, 9]))
+    b = ArrayDataset(np.arange(10.0, 16.0).reshape(3, 2), np.array([7, 8, 8]))
+    union = UnionMetaDataset([a, MetaDataset(b)])
+    assert union.supports_batches
+    indices = np.array([6, 0, 4, 3, -1, 5, 1])
+    inputs, targets = union.get_batch(indices)
+    np.testing.assert_array_equal(inputs, np.stack([union[int(i)][0] for i in indices]))
+    assert targets.tolist() == [union[int(i)][1] for i in indices]
+    with pytest.raises(IndexError, match=r"indices must lie in \[-7, 7\)"):
+        union.get_batch(np.array([7]))
+    listed = UnionMetaDataset([a, [(np.zeros(2), 0)]])  # a plain list has no batched access
+    assert not listed.supports_batches
+    with pytest.raises(TypeError, match="every part of the union"):
+        listed.get_batch(np.array([0]))

@@ -62,3 +62,21 @@ def test_table_from_results_folders(tmp_path):
     twenty_way = next(row for row in rows if "20w1s" in row)
     assert "below by 0.70 points" in twenty_way and "2 min" in twenty_way
     assert "| sine | jax |" in text and "test_mse_10_steps=0.12" in text
+
+
+def test_rows_pin_training_splits_and_mark_time_budgets(tmp_path):
+    _write(tmp_path / "old")  # before train_splits existed: trained on the train split
+    _write(
+        tmp_path / "new",
+        train_splits=["train", "validation"],
+        stopped_early="time budget of 60 s reached after 100 updates",
+        command="python examples/vision/protonet_omniglot.py --train-splits train validation",
+    )
+    text = reproductions.main(
+        [str(tmp_path / "old"), str(tmp_path / "new"), "--output", str(tmp_path / "R.md"), "--no-missing"]
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| ProtoNets | omniglot | 5w1s")]
+    old = next(row for row in rows if "on train+validation" not in row)
+    new = next(row for row in rows if "(trained 60w1s on train+validation, omniglot-cnn-pool)" in row)
+    assert old.count("--train-splits") == 1 and "--train-splits train`" in old
+    assert new.count("--train-splits") == 1 and "(time budget)" in new and "(time budget)" not in old

@@ -93,6 +93,39 @@ def test_get_tasksets_omniglot(framework, omniglot_cache):
 
 
 @needs_omniglot
+@pytest.mark.parametrize("framework", FRAMEWORKS[:1])
+def test_train_splits_adds_the_validation_classes_to_training(framework, omniglot_cache):
+    l2l.set_backend(framework)
+    both = benchmarks.get_tasksets(
+        "omniglot", train_ways=60, train_samples=2, root=str(OMNIGLOT), cache_dir=omniglot_cache,
+        seed=0, train_splits=("train", "validation"),
+    )
+    plain = benchmarks.get_tasksets(
+        "omniglot", train_ways=60, train_samples=2, root=str(OMNIGLOT), cache_dir=omniglot_cache, seed=0
+    )
+    views = benchmarks._omniglot.omniglot_splits(str(OMNIGLOT), cache_dir=omniglot_cache)
+    union = both.train.dataset
+    # 1028 + 172 characters x 4 rotations (Snell et al.'s 4800 training classes)
+    assert len(union.labels) == len(views["train"].class_names) + len(views["validation"].class_names) == 4800
+    assert len(plain.train.dataset.labels) == 4112
+    # validation and test streams are untouched
+    assert len(both.validation.dataset.labels) == 688 and len(both.test.dataset.labels) == 1692
+    # the union's batched gather returns exactly the images its parts hold, in the order asked
+    rng = np.random.default_rng(0)
+    indices = rng.integers(0, len(union), size=64)
+    inputs, targets = union.get_batch(indices)
+    for i, index in enumerate(indices):
+        part = 0 if index < len(views["train"]) else 1
+        local = index - (0 if part == 0 else len(views["train"]))
+        x, y = (views["train"], views["validation"])[part][int(local)]
+        np.testing.assert_array_equal(inputs[i], x)
+        assert targets[i] == (y if part == 0 else 4112 + y)
+    X, y = both.train.sample()
+    assert tuple(np.asarray(X).shape) == (120, 1, 28, 28)
+    assert sorted(set(np.asarray(y).tolist())) == list(range(60))
+
+
+@needs_omniglot
 def test_same_tasks_on_both_backends(omniglot_cache):
     pytest.importorskip("torch")
     pytest.importorskip("jax")

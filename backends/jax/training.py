@@ -131,11 +131,16 @@ class MetaLearner:
             out.append(array.astype(self.dtype) if jnp.issubdtype(array.dtype, jnp.floating) else array)
         return out
 
-    def train_step(self, support_x, support_y, query_x, query_y) -> dict[str, float]:
-        """One compiled meta-update (traced once per batch shape)."""
+    def train_step(self, support_x, support_y, query_x, query_y, wait: bool = True) -> dict[str, Any]:
+        """One compiled meta-update (traced once per batch shape).
+
+        Returns ``loss`` and ``accuracy`` as Python floats, or with ``wait=False`` as 0-d jax arrays
+        without waiting for the device, so the host can prepare the next batch meanwhile
+        (``float(value)`` reads them)."""
         batch = self._arrays(support_x, support_y, query_x, query_y)
         self.meta_params, self.opt_state, metrics = self._step(self.meta_params, self.opt_state, *batch)
-        return {"loss": float(metrics.loss), "accuracy": float(metrics.accuracy)}
+        metrics = {"loss": metrics.loss, "accuracy": metrics.accuracy}
+        return {k: float(v) for k, v in metrics.items()} if wait else metrics
 
     def set_meta_lr(self, meta_lr: float) -> None:
         """Sets Adam's learning rate (for schedules); it is part of ``state_dict``."""

@@ -100,8 +100,12 @@ class MetaLearner:
         return result.loss, result.query_logits
 
     # -- steps ---------------------------------------------------------------------
-    def train_step(self, support_x, support_y, query_x, query_y) -> dict[str, float]:
-        """One meta-update on a batch ``[B, s, ...]``/``[B, s]``/``[B, q, ...]``/``[B, q]``."""
+    def train_step(self, support_x, support_y, query_x, query_y, wait: bool = True) -> dict[str, Any]:
+        """One meta-update on a batch ``[B, s, ...]``/``[B, s]``/``[B, q, ...]``/``[B, q]``.
+
+        Returns ``loss`` and ``accuracy`` as Python floats, or with ``wait=False`` as detached 0-d
+        tensors, so a CUDA step need not finish before the caller prepares the next batch
+        (``float(value)`` reads them)."""
         sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
         self.algorithm.train()
         self.optimizer.zero_grad()
@@ -111,7 +115,8 @@ class MetaLearner:
             loss, logits = self._losses(sx, sy, qx, qy, self.adaptation_steps)
             loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "accuracy": float((logits.argmax(-1) == qy).float().mean())}
+        metrics = {"loss": loss.detach(), "accuracy": (logits.detach().argmax(-1) == qy).float().mean()}
+        return {k: float(v) for k, v in metrics.items()} if wait else metrics
 
     def _reptile_gradients(self, sx, sy, qx, qy):
         losses, logits = [], []

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._arrays import to_numpy, to_python_label
+from .._arrays import framework_of, to_numpy, to_python_label
 from ._kernel_mode import kernels
 
 
@@ -332,6 +332,53 @@ class UnionMetaDataset(MetaDataset):
         x, _ = self.datasets[part][index - int(self._starts[part])]
         return x, int(self.label_ids[index])
 
+    def get_batch(self, indices: np.ndarray):
+        """``(inputs, targets)`` of many samples: one gather per part, in the order asked.
+
+        ``inputs`` has the type the parts return (numpy, torch or jax); ``targets`` is int64
+        ``[len(indices)]`` of union labels. Needs ``supports_batches``.
+        """
+        if not self.supports_batches:
+            raise TypeError("get_batch needs every part of the union to support batches")
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and not (-self._size <= indices.min() and indices.max() < self._size):
+            raise IndexError(f"indices must lie in [-{self._size}, {self._size}) for this union")
+        indices = indices % self._size
+        part_of = np.searchsorted(self._starts, indices, side="right") - 1
+        order = np.argsort(part_of, kind="stable")  # gather part by part, then undo the sort
+        chunks = []
+        for part in np.unique(part_of):
+            local = indices[order][part_of[order] == part] - self._starts[part]
+            chunks.append(self.datasets[part].get_batch(local)[0])
+        inputs = _concatenate(chunks)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return _take(inputs, inverse), self.label_ids[indices]
+
     @property
     def supports_batches(self) -> bool:
-        return False
+        return all(part.supports_batches for part in self.datasets)
+
+
+def _concatenate(chunks: list) -> Any:
+    """Join arrays of one framework along axis 0 (the framework is imported only if in use)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    kind = framework_of(chunks[0])
+    if kind == "torch":
+        import torch
+
+        return torch.cat(chunks)
+    if kind == "jax":
+        import jax.numpy as jnp
+
+        return jnp.concatenate(chunks)
+    return np.concatenate(chunks)
+
+
+def _take(inputs: Any, positions: np.ndarray) -> Any:
+    if framework_of(inputs) == "torch":
+        import torch
+
+        return inputs[torch.as_tensor(positions, device=inputs.device)]
+    return inputs[positions]

@@ -57,6 +57,13 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     add("--dataset", choices=DATASETS, default="omniglot")
     add("--root", default="~/data", help="folder holding the dataset's files")
     add("--model", default=None, help="omniglot-cnn, omniglot-fc, cnn4 or cnn4-32 (default: by dataset)")
+    add(
+        "--train-splits",
+        nargs="+",
+        choices=("train", "validation"),
+        default=["train"],
+        help="splits the training classes come from ('train validation': a final run, as in Snell et al.)",
+    )
     add("--ways", type=int, default=5, help="classes per training task")
     add("--shots", type=int, default=1, help="support samples per class")
     add("--queries", type=int, default=None, help="query samples per class in training (default: shots)")
@@ -82,6 +89,13 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     add("--first-order", action="store_true")
     add("--head", choices=("svm", "ridge"), default="ridge", help="MetaOptNet's head")
     add("--eval-every", type=int, default=1000, help="validate and checkpoint every N updates")
+    add(
+        "--max-train-seconds",
+        type=float,
+        default=0,
+        help="stop at the first evaluation after this many seconds of training and validation, "
+        "then test (0: no limit)",
+    )
     add("--eval-tasks", type=int, default=200, help="validation tasks per evaluation")
     add("--eval-batch", type=int, default=50, help="tasks per evaluation call")
     add("--test-tasks", type=int, default=600, help="test tasks (the protocol: 600)")
@@ -166,6 +180,7 @@ def _tasksets(args, ways: int, queries: int):
         test_samples=args.test_shots + queries,
         root=args.root,
         seed=args.seed,
+        train_splits=tuple(args.train_splits),
     )
 
 
@@ -191,7 +206,7 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
     args = parse_arguments(defaults, description, argv)
     config = _config(args)
     out = args.out or f"results/{args.algorithm}_{args.dataset}_{args.ways}w{args.shots}s_{args.backend}"
-    run = RunFolder(out, config, resume=args.resume)
+    run = RunFolder(out, config, resume=args.resume, may_change=("iterations", "max_train_seconds"))
     l2l.set_backend(args.backend)
     tasksets = _tasksets(args, args.test_ways[0], args.test_queries)
     options = {"device": args.device} if args.backend == "torch" and args.device else {}
@@ -230,17 +245,28 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
         disable=not args.progress,
         dynamic_ncols=True,
     )
+    def record(step: int, metrics: dict) -> None:
+        loss, accuracy = float(metrics["loss"]), float(metrics["accuracy"])
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the meta-loss became {loss} at iteration {step}")
+        window.append([loss, accuracy])
+
+    done, pending, stopped_early = start, None, None
     for iteration in bar:
         if args.meta_lr_halve_every:
             learner.set_meta_lr(args.meta_lr * 0.5 ** (iteration // args.meta_lr_halve_every))
         X, y = tasksets.train.sample_batch(args.meta_batch)
         (sx, sy), (qx, qy) = partition_task_batch(X, y, shots=args.shots)
-        metrics = learner.train_step(sx, sy, qx, qy)
-        if not np.isfinite(metrics["loss"]):
-            raise FloatingPointError(f"the meta-loss became {metrics['loss']} at iteration {iteration + 1}")
-        window.append([metrics["loss"], metrics["accuracy"]])
+        # Read the previous step's metrics only after queueing this one: the host samples the
+        # next batch while an accelerator still computes.
+        metrics = learner.train_step(sx, sy, qx, qy, wait=False)
+        if pending is not None:
+            record(*pending)
         done = iteration + 1
+        pending = (done, metrics)
         if done % args.eval_every == 0 or done == args.iterations:
+            record(*pending)
+            pending = None
             valid = evaluate_tasks(
                 learner,
                 tasksets.validation,
@@ -272,6 +298,11 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
                     "elapsed": time.perf_counter() - began,
                 }
             )
+            if args.max_train_seconds and time.perf_counter() - began >= args.max_train_seconds:
+                stopped_early = f"time budget of {args.max_train_seconds:g} s reached after {done} updates"
+                break
+    if pending is not None:
+        record(*pending)
     bar.close()
     train_seconds = time.perf_counter() - began
     test = {}
@@ -296,7 +327,9 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
         "backend": args.backend,
         "device": _device_name(args),
         "train_setting": f"{args.ways}w{args.shots}s",
-        "iterations": args.iterations,
+        "train_splits": list(args.train_splits),
+        "iterations": done,
+        "stopped_early": stopped_early,
         "quick": args.quick,
         "test": test,
         "paper": {k: v for k, v in args.paper.items() if k in test},

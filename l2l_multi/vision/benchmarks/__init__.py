@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...data import MetaDataset, TaskDataset
+from ...data import MetaDataset, TaskDataset, UnionMetaDataset
 from ...data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
 from ._augment import AUGMENTATIONS, augmenter
 from ._images import IMAGE_BENCHMARKS, image_splits
@@ -40,6 +40,14 @@ def _check_positive(name: str, value: Any) -> int:
     return value
 
 
+def _check_train_splits(train_splits: Any) -> tuple[str, ...]:
+    allowed = (("train",), ("train", "validation"))
+    value = (train_splits,) if isinstance(train_splits, str) else tuple(train_splits or ())
+    if value not in allowed:
+        raise ValueError(f"train_splits={train_splits!r} is not one of {allowed}")
+    return value
+
+
 def get_tasksets(
     name: str,
     train_ways: int = 5,
@@ -51,6 +59,7 @@ def get_tasksets(
     device: Any = None,
     data_augmentation: str | None = None,
     seed: int | None = None,
+    train_splits: tuple[str, ...] = ("train",),
     **kwargs: Any,
 ) -> BenchmarkTasksets:
     """The standard benchmark ``name`` as ``BenchmarkTasksets(train, validation, test)``.
@@ -65,6 +74,10 @@ def get_tasksets(
         device: where the task arrays are placed (a torch or jax device).
         data_augmentation: None, "normal" or "lee2019" (training tasks only; not for Omniglot).
         seed: seeds the three task streams (seed, seed + 1, seed + 2); None draws fresh seeds.
+        train_splits: the splits whose classes the training stream draws from: ``("train",)``
+            (the default), or ``("train", "validation")`` for a final run as in Snell et al. (2017),
+            who train Omniglot models on 1200 characters (4800 classes with rotations). The
+            validation stream is unchanged, so it no longer measures held-out classes then.
         kwargs: passed to the dataset (e.g. ``cache_dir=`` for Omniglot's decoded-image cache,
             ``download=True``).
 
@@ -91,6 +104,7 @@ def get_tasksets(
         _check_positive(argument, value)
     if data_augmentation not in AUGMENTATIONS:
         raise ValueError(f"data_augmentation={data_augmentation!r} is not one of {AUGMENTATIONS}")
+    train_splits = _check_train_splits(train_splits)
     root = os.path.expanduser(str(root))
     if name == "omniglot":
         if data_augmentation is not None:
@@ -102,7 +116,10 @@ def get_tasksets(
         padding = IMAGE_BENCHMARKS[name][3]
     datasets = {}
     for split in SPLITS:  # every split is checked before any task stream is made
-        dataset = datasets[split] = MetaDataset(views[split])
+        if split == "train" and len(train_splits) > 1:
+            dataset = datasets[split] = UnionMetaDataset([views[s] for s in train_splits])
+        else:
+            dataset = datasets[split] = MetaDataset(views[train_splits[0] if split == "train" else split])
         ways, samples = (train_ways, train_samples) if split == "train" else (test_ways, test_samples)
         prefix = "train" if split == "train" else "test"
         if ways > len(dataset.labels):
