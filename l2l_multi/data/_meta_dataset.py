@@ -346,11 +346,12 @@ class UnionMetaDataset(MetaDataset):
         indices = indices % self._size
         part_of = np.searchsorted(self._starts, indices, side="right") - 1
         order = np.argsort(part_of, kind="stable")  # gather part by part, then undo the sort
-        chunks = []
-        for part in np.unique(part_of):
-            local = indices[order][part_of[order] == part] - self._starts[part]
-            chunks.append(self.datasets[part].get_batch(local)[0])
-        inputs = _concatenate(chunks)
+        parts, counts = np.unique(part_of[order], return_counts=True)
+        local = indices[order] - self._starts[part_of[order]]
+        inputs = _concatenate([
+            self.datasets[part].get_batch(chunk)[0]
+            for part, chunk in zip(parts, np.split(local, np.cumsum(counts)[:-1]))
+        ])
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return _take(inputs, inverse), self.label_ids[indices]

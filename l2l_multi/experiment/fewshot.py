@@ -245,6 +245,7 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
         disable=not args.progress,
         dynamic_ncols=True,
     )
+
     def record(step: int, metrics: dict) -> None:
         loss, accuracy = float(metrics["loss"]), float(metrics["accuracy"])
         if not np.isfinite(loss):
@@ -301,8 +302,6 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
             if args.max_train_seconds and time.perf_counter() - began >= args.max_train_seconds:
                 stopped_early = f"time budget of {args.max_train_seconds:g} s reached after {done} updates"
                 break
-    if pending is not None:
-        record(*pending)
     bar.close()
     train_seconds = time.perf_counter() - began
     test = {}
