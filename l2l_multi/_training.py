@@ -13,10 +13,10 @@ start identically, and otherwise initialises the flax twin from ``PRNGKey(seed)`
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 from ._backend import _check_name, get_backend, load_backend
+from ._checks import check_learning_rate
 
 ALGORITHMS = ("maml", "metasgd", "anil", "protonet", "metaoptnet", "reptile")
 # backend options with a fixed set of values (torch: dtype, path; jax: dtype, task_map)
@@ -86,8 +86,8 @@ def MetaLearner(  # noqa: N802 - a factory that reads like the class it returns
         raise ValueError(f"ways={ways!r} must be an int >= 2")
     if isinstance(adaptation_steps, bool) or not isinstance(adaptation_steps, int) or adaptation_steps < 0:
         raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a non-negative int")
-    if isinstance(meta_lr, bool) or not isinstance(meta_lr, numbers.Real) or not meta_lr >= 0:
-        raise ValueError(f"meta_lr={meta_lr!r} must be a float >= 0")
+    check_learning_rate(lr, "lr", arrays=())
+    check_learning_rate(meta_lr, "meta_lr", arrays=())
     for option, allowed in OPTION_CHOICES.items():
         if option in options:
             check_choice(option, options[option], allowed)

@@ -133,13 +133,13 @@ METALEARNER_CASES = [
     case(
         lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, meta_lr=-1.0),
         ValueError,
-        r"meta_lr=-1.0 must be a float >= 0",
+        r"meta_lr=-1.0 must be >= 0 and finite",
         id="negative-meta-lr",
     ),
     case(
         lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, meta_lr="fast"),
-        ValueError,
-        r"meta_lr='fast' must be a float",
+        TypeError,
+        r"meta_lr='fast' must be a float >= 0",
         id="string-meta-lr",
     ),
     case(
@@ -827,7 +827,7 @@ def _torch_learner_cases():
         case(
             lambda: algorithms.MAML(linear, lr="0.1"),
             TypeError,
-            r"lr='0.1' must be a float >= 0 or a tensor",
+            r"lr='0.1' must be a float >= 0 or a torch tensor",
             id="maml-string-lr",
         ),
         case(

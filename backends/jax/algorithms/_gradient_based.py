@@ -16,6 +16,7 @@ from typing import Any
 import jax
 
 from ...._arrays import is_torch_tensor
+from ...._checks import check_learning_rate
 from ....transforms import EmptyState, GradientTransformation, per_parameter_sgd, sgd
 from ._model import as_apply, cross_entropy, init_variables, with_params
 
@@ -67,10 +68,7 @@ class _GradientBased:
     """Shared inner loop: ``steps`` gradient steps on ``variables["params"]``."""
 
     def __init__(self, model: Any, lr: float, first_order: bool = False):
-        if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) or hasattr(lr, "shape")):
-            raise TypeError(f"lr={lr!r} must be a float >= 0 (or a scalar array)")
-        if isinstance(lr, numbers.Real) and not lr >= 0:
-            raise ValueError(f"lr={lr!r} must be >= 0")
+        check_learning_rate(lr, "lr", arrays=("jax", "numpy"))  # one wording for both backends
         self.model, self.lr, self.first_order = model, lr, bool(first_order)
         self.apply_model = as_apply(model)
 

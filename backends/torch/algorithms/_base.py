@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
+from ...._checks import check_learning_rate
 from .._module_utils import clone_module
 from ..optim._parameter_update import AdaptationError, differentiate
 
 
 def check_lr(lr, argument: str = "lr"):
-    """A learning rate: a Python number >= 0 or a tensor (learned or scheduled rates)."""
-    if isinstance(lr, bool) or not isinstance(lr, (numbers.Real, torch.Tensor)):
-        raise TypeError(f"{argument}={lr!r} must be a float >= 0 or a tensor")
-    if isinstance(lr, numbers.Real) and not lr >= 0:
-        raise ValueError(f"{argument}={lr!r} must be >= 0")
-    return lr
+    """A learning rate: a finite Python number >= 0 or a tensor of them (learned or scheduled rates)."""
+    return check_learning_rate(lr, argument, arrays=("torch",))  # one wording for both backends
 
 
 def check_loss(loss: torch.Tensor) -> None:

@@ -80,7 +80,7 @@ class MetaSGD(BaseLearner):
         if lrs is None:
             lrs = [torch.nn.Parameter(torch.full_like(p, float(lr)).detach()) for p in params]
         else:
-            lrs = list(lrs)
+            lrs = [check_lr(rate, f"lrs[{index}]") for index, rate in enumerate(lrs)]
             if len(lrs) != len(params) or any(a.shape != p.shape for a, p in zip(lrs, params)):
                 raise ValueError("lrs must hold one tensor per model parameter, of the same shape")
             lrs = [a if isinstance(a, torch.nn.Parameter) else torch.nn.Parameter(a) for a in lrs]
