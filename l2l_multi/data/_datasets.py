@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from .._arrays import to_numpy
 from ._collate import resolve_output
+from ._random import check_numpy_seed
 from ._task import take
 
 
@@ -133,7 +134,7 @@ def synthetic_classification(
         raise ValueError(f"shape must be a tuple of positive ints, got {shape!r}")
     if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise >= 0:
         raise ValueError(f"noise must be a float >= 0, got {noise!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_numpy_seed(seed))
     centres = rng.standard_normal((num_classes, *shape))
     targets = np.repeat(np.arange(num_classes, dtype=np.int64), samples_per_class)
     inputs = centres[targets] + noise * rng.standard_normal((len(targets), *shape))

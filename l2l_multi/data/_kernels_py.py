@@ -20,9 +20,17 @@ _MIX2 = 0x94D049BB133111EB
 MAX_POPULATION = 1 << 32
 
 
+def _unsigned64(value: int) -> int:
+    # The compiled kernels take ``uint64_t`` seeds and raise OverflowError outside [0, 2**64);
+    # masking here instead would give 2**64 the stream of 0 in this mode only.
+    if not 0 <= value <= _MASK:
+        raise OverflowError(f"seed {value} is outside [0, 2**64): seeds are unsigned 64-bit ints")
+    return value
+
+
 def mix64(value: int) -> int:
-    """SplitMix64 output for state ``value``: a 64-bit integer mixer."""
-    z = (value + _GOLDEN) & _MASK
+    """SplitMix64 output for state ``value`` (an int in ``[0, 2**64)``): a 64-bit integer mixer."""
+    z = (_unsigned64(value) + _GOLDEN) & _MASK
     z = ((z ^ (z >> 30)) * _MIX1) & _MASK
     z = ((z ^ (z >> 27)) * _MIX2) & _MASK
     return z ^ (z >> 31)
@@ -32,7 +40,7 @@ class _Stream:
     __slots__ = ("state",)
 
     def __init__(self, seed: int) -> None:
-        self.state = seed & _MASK
+        self.state = _unsigned64(seed)
 
     def below(self, bound: int) -> int:
         self.state = (self.state + _GOLDEN) & _MASK
@@ -120,11 +128,12 @@ class SeedStream:
     __slots__ = ("_state",)
 
     def __init__(self, state: int) -> None:
-        self._state = state & _MASK
+        self._state = _unsigned64(state)
 
     @classmethod
     def for_task(cls, base_seed: int, task_index: int):
-        return cls(mix64(mix64(base_seed & _MASK) ^ (task_index & _MASK)))
+        # the task index wraps as the compiled kernel's int64 -> uint64 cast does
+        return cls(mix64(mix64(base_seed) ^ (task_index & _MASK)))
 
     def next_seed(self) -> int:
         """A fresh 64-bit seed (int in ``[0, 2**64)``)."""

@@ -9,9 +9,12 @@ them on first access.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
-import tempfile
+import warnings
+import zipfile
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._arrays import framework_of, to_numpy, to_python_label
+from ._files import remove_stale_temporaries, temporary_file
 from ._kernel_mode import kernels
 
 
@@ -60,6 +64,13 @@ def _read_targets(dataset: Any, size: int) -> Any:
     if size >= 10_000:
         iterator = tqdm(iterator, desc="indexing labels", unit="sample")
     return [dataset[i][1] for i in iterator]
+
+
+def _bookkeeping_digest(label_ids: np.ndarray, labels_json: str) -> str:
+    """sha256 over a bookkeeping cache's contents (int64 label ids, then the labels' JSON)."""
+    digest = hashlib.sha256(np.ascontiguousarray(label_ids, dtype="<i8").tobytes())
+    digest.update(labels_json.encode("utf-8"))
+    return digest.hexdigest()
 
 
 class MetaDataset:
@@ -155,14 +166,27 @@ class MetaDataset:
         self._set_bookkeeping(labels, label_ids)
 
     def _load_bookkeeping(self) -> bool:
+        directory = os.path.dirname(os.path.abspath(self.bookkeeping_path))
+        remove_stale_temporaries(directory, f".{glob.escape(os.path.basename(self.bookkeeping_path))}.*.part")
         if not os.path.exists(self.bookkeeping_path):
             return False
-        with np.load(self.bookkeeping_path, allow_pickle=False) as stored:
-            label_ids = stored["label_ids"]
-            labels = json.loads(str(stored["labels_json"]))
+        try:
+            with np.load(self.bookkeeping_path, allow_pickle=False) as stored:
+                label_ids = stored["label_ids"]
+                labels_json = str(stored["labels_json"])
+                digest = str(stored["digest"]) if "digest" in stored.files else None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            warnings.warn(f"bookkeeping_path={self.bookkeeping_path!r} is unreadable ({error}); "
+                          "rebuilding it", stacklevel=3)
+            return False
+        if digest != _bookkeeping_digest(label_ids, labels_json):
+            why = ("has no digest (written by an older version)" if digest is None
+                   else "fails its digest check (damaged)")
+            warnings.warn(f"bookkeeping_path={self.bookkeeping_path!r} {why}; rebuilding it", stacklevel=3)
+            return False
         if len(label_ids) != self._size:
             return False  # stale cache for another dataset: rebuild and overwrite
-        self._set_bookkeeping(labels, label_ids)
+        self._set_bookkeeping(json.loads(labels_json), label_ids)
         return True
 
     def _save_bookkeeping(self) -> None:
@@ -178,10 +202,11 @@ class MetaDataset:
             )
         directory = os.path.dirname(os.path.abspath(self.bookkeeping_path))
         os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(suffix=".npz", dir=directory)
+        handle, temporary = temporary_file(directory, os.path.basename(self.bookkeeping_path))
         try:
             with os.fdopen(handle, "wb") as file:
-                np.savez(file, label_ids=self.label_ids, labels_json=np.array(labels_json))
+                np.savez(file, label_ids=self.label_ids, labels_json=np.array(labels_json),
+                         digest=np.array(_bookkeeping_digest(self.label_ids, labels_json)))
             os.replace(temporary, self.bookkeeping_path)
         except BaseException:
             os.unlink(temporary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import secrets
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -11,10 +12,10 @@ import numpy as np
 
 from .._arrays import framework_of
 from ._collate import convert, integer_labels, native_arrays, resolve_output
-from ._kernels_py import _MASK, mix64
-from ._meta_dataset import MetaDataset
+from ._fingerprint import bind_dataset, describe_dataset, describe_transforms, pipeline_differences
+from ._kernels_py import mix64
 from ._plan import compile_plan
-from ._random import TaskRandom, building_task
+from ._random import TaskRandom, building_task, check_seed
 from ._transforms import LoadData
 
 _SAMPLER_SALT = 0x6C326C5F73616D70  # separates sample()'s index stream from the task streams
@@ -32,8 +33,8 @@ class TaskDataset:
             fixed tasks: task ``i`` is then always the same.
         task_collate: optional ``task -> output``; by default the task's inputs and targets are
             stacked into ``(X[m, ...], y[m])`` arrays of the bound backend.
-        seed: int making the whole stream reproducible (across runs, machines, backends and
-            kernel modes); None draws one from the OS.
+        seed: int in ``[0, 2**64)`` making the whole stream reproducible (across runs, machines,
+            backends and kernel modes); None draws one from the OS.
         backend: "torch", "jax" or "numpy"; None binds the current ``l2l.get_backend()``.
         device: where the arrays go (a torch device or a jax device), or None.
 
@@ -63,13 +64,13 @@ class TaskDataset:
         backend: str | None = None,
         device: Any = None,
     ) -> None:
-        self.dataset = dataset if isinstance(dataset, MetaDataset) else MetaDataset(dataset)
         self.task_transforms = list(task_transforms or [])
         for position, transform in enumerate(self.task_transforms):
             if not callable(transform):
                 raise TypeError(
                     f"task_transforms[{position}] is a {type(transform).__name__}, not a callable"
                 )
+        self.dataset = bind_dataset(dataset, self.task_transforms)
         if (
             isinstance(num_tasks, bool)
             or not isinstance(num_tasks, numbers.Integral)
@@ -83,17 +84,14 @@ class TaskDataset:
             raise ValueError(f"num_tasks must be below 2**32, got {num_tasks}")
         self.num_tasks = int(num_tasks)
         self.task_collate = task_collate
-        if seed is None:
-            seed = secrets.randbits(64)
-        elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
-        self.seed = int(seed) & _MASK
+        self.seed = secrets.randbits(64) if seed is None else check_seed(seed)
         self.backend, self._arrays = resolve_output(backend)
         self.device = device
         self._load = LoadData(self.dataset)
         self._sampler = TaskRandom(mix64(self.seed ^ _SAMPLER_SALT))
         self._initial_sampler_state = self._sampler._state
         self._next_task = 0
+        self._dataset_description: str | None = None  # computed on the first state_dict()
         # the standard few-shot chain runs as one kernel call per batch (identical tasks)
         self._plan = compile_plan(self.dataset, self.task_transforms)
 
@@ -175,11 +173,14 @@ class TaskDataset:
         self._next_task = 0
         self._sampler._state = self._initial_sampler_state
 
-    def state_dict(self) -> dict[str, int]:
-        """The stream's position: ``{"seed", "next_task", "sampler"}`` (ints), for checkpoints.
+    def state_dict(self) -> dict[str, int | str]:
+        """The stream's position and the pipeline's fingerprint, for checkpoints.
 
-        ``load_state_dict`` of it makes the following ``sample()`` / ``sample_batch()`` calls give
-        exactly the tasks they would have given here.
+        A plain dict (JSON-serialisable): ints ``seed``, ``next_task``, ``sampler`` (the
+        position) and ``num_tasks``; strings ``dataset`` (size, label count and a digest of the
+        labels) and ``transforms`` (each transform and its parameters). ``load_state_dict`` of it
+        makes the following ``sample()`` / ``sample_batch()`` calls give exactly the tasks they
+        would have given here, and refuses a state from another pipeline.
 
         Example:
             >>> import l2l_multi as l2l
@@ -191,16 +192,42 @@ class TaskDataset:
             >>> tasks.load_state_dict(state); bool((tasks.sample()[0] == x).all())
             True
         """
-        return {"seed": self.seed, "next_task": self._next_task, "sampler": self._sampler._state}
+        return {**self._fingerprint(), "next_task": self._next_task, "sampler": self._sampler._state}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restores a position saved by ``state_dict`` (the seed must match)."""
-        if not isinstance(state, dict) or set(state) != {"seed", "next_task", "sampler"}:
-            raise ValueError(f"state must be a dict from TaskDataset.state_dict(), got {state!r}")
-        if int(state["seed"]) != self.seed:
-            raise ValueError(
-                f"state was saved from a TaskDataset with seed {state['seed']}, this one has seed {self.seed}"
+    def _fingerprint(self) -> dict[str, int | str]:
+        if self._dataset_description is None:
+            self._dataset_description = describe_dataset(self.dataset)
+        return {"seed": self.seed, "num_tasks": self.num_tasks, "dataset": self._dataset_description,
+                "transforms": describe_transforms(self.task_transforms)}
+
+    def load_state_dict(self, state: dict[str, int | str]) -> None:
+        """Restores a position saved by ``state_dict`` of the same pipeline.
+
+        Raises:
+            ValueError: ``state`` is not such a dict, or it comes from another pipeline (another
+                seed, ``num_tasks``, dataset or transforms; the message lists each difference).
+
+        A state saved before fingerprints existed (only ``seed``, ``next_task``, ``sampler``) is
+        loaded after its seed is checked, with a warning that the rest cannot be.
+        """
+        _check_state(state)
+        if set(state) == _LEGACY_STATE_KEYS:
+            if state["seed"] != self.seed:
+                raise ValueError(
+                    f"state was saved from a TaskDataset with seed {state['seed']}, this one has "
+                    f"seed {self.seed}"
+                )
+            warnings.warn(
+                "this TaskDataset state was saved without a pipeline fingerprint (by an older "
+                "version): only its seed can be checked against this pipeline", stacklevel=2,
             )
+        else:
+            differences = pipeline_differences(state, self._fingerprint())
+            if differences:
+                raise ValueError(
+                    "state was saved from another task pipeline; it differs in "
+                    + "; ".join(differences)
+                )
         self._next_task = int(state["next_task"])
         self._sampler._state = int(state["sampler"])
 
@@ -227,3 +254,26 @@ class TaskDataset:
 
 
 Taskset = TaskDataset
+
+_LEGACY_STATE_KEYS = {"seed", "next_task", "sampler"}
+_STATE_TYPES = {"seed": int, "next_task": int, "sampler": int, "num_tasks": int, "dataset": str,
+                "transforms": str}
+
+
+def _check_state(state: Any) -> None:
+    """Refuse anything but a ``TaskDataset.state_dict()`` (current or legacy), naming the fault."""
+    if not isinstance(state, dict) or set(state) not in (_LEGACY_STATE_KEYS, set(_STATE_TYPES)):
+        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"state must be a dict from TaskDataset.state_dict() with the keys {sorted(_STATE_TYPES)}, "
+            f"got {keys}"
+        )
+    for key in state:
+        value, kind = state[key], _STATE_TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"state[{key!r}] must be a {kind.__name__}, got {value!r}")
+    if not 0 <= state["sampler"] < 1 << 64 or state["next_task"] < 0:
+        raise ValueError(
+            f"state holds an impossible position: next_task={state['next_task']} (>= 0 allowed), "
+            f"sampler={state['sampler']} ([0, 2**64) allowed)"
+        )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...data import MetaDataset, TaskDataset, UnionMetaDataset
+from ...data._random import check_seed
 from ...data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
 from ._augment import AUGMENTATIONS, augmenter
 from ._images import IMAGE_BENCHMARKS, image_splits
@@ -73,7 +74,8 @@ def get_tasksets(
         root: folder holding the dataset's files (``~`` is expanded).
         device: where the task arrays are placed (a torch or jax device).
         data_augmentation: None, "normal" or "lee2019" (training tasks only; not for Omniglot).
-        seed: seeds the three task streams (seed, seed + 1, seed + 2); None draws fresh seeds.
+        seed: seeds the three task streams (seed, seed + 1, seed + 2), an int in
+            ``[0, 2**64 - 3]``; None draws fresh seeds.
         train_splits: the splits whose classes the training stream draws from: ``("train",)``
             (the default), or ``("train", "validation")`` for a final run as in Snell et al. (2017),
             who train Omniglot models on 1200 characters (4800 classes with rotations). The
@@ -102,6 +104,8 @@ def get_tasksets(
         ("test_samples", test_samples),
     ):
         _check_positive(argument, value)
+    if seed is not None:
+        seed = check_seed(seed, span=len(SPLITS))  # before any data is read
     if data_augmentation not in AUGMENTATIONS:
         raise ValueError(f"data_augmentation={data_augmentation!r} is not one of {AUGMENTATIONS}")
     train_splits = _check_train_splits(train_splits)

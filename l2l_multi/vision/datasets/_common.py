@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...data._datasets import ArrayDataset
+from ...data._files import remove_stale_temporaries, temporary_file
 
 
 class ImageArrayDataset(ArrayDataset):
@@ -99,39 +100,102 @@ def cache_folders(root: str, cache_dir: str | os.PathLike | None, name: str) -> 
     return [root, os.path.join(default_cache_home(), name)]
 
 
+# Stale temporaries of cache writes (``.<cache>.npy.<random>.part``, see ``data._files``).
+_CACHE_TEMPORARIES = ".*.np[yz].*.part"
+_DIGEST_SUFFIX = ".digest.json"
+
+
+def _array_digest(array: np.ndarray) -> str:
+    """sha256 over a C-contiguous array's bytes."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+
+
+def _digest_record(array: np.ndarray) -> dict[str, Any]:
+    return {"sha256": _array_digest(array), "shape": list(array.shape), "dtype": array.dtype.str}
+
+
+def _read_verified(path: str) -> np.ndarray | None:
+    """The array cached at ``path`` when its digest file vouches for it, else None (with a warning
+    saying why: a cache that is missing its digest, damaged or truncated is never used)."""
+    digest_path = path + _DIGEST_SUFFIX
+    try:
+        with open(digest_path, encoding="utf-8") as file:
+            expected = json.load(file)
+        if not isinstance(expected, dict) or set(expected) != {"sha256", "shape", "dtype"}:
+            raise ValueError(f"expected the keys sha256, shape and dtype, got {expected!r}")
+    except FileNotFoundError:
+        warnings.warn(f"cache file {path} has no digest file {digest_path} (written by an older "
+                      "version, or its write was cut short); rebuilding it", stacklevel=4)
+        return None
+    except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
+        warnings.warn(f"unreadable digest file {digest_path} ({error}); rebuilding the cache {path}",
+                      stacklevel=4)
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        warnings.warn(f"ignoring unreadable cache file {path} ({error}); rebuilding it", stacklevel=4)
+        return None
+    if not isinstance(array, np.ndarray) or _digest_record(array) != expected:
+        warnings.warn(f"cache file {path} does not match its digest file {digest_path} (damaged or "
+                      "replaced); rebuilding it", stacklevel=4)
+        return None
+    return array
+
+
 def load_cached(folders: Iterable[str], filename: str) -> np.ndarray | None:
-    """The array stored as ``filename`` in the first folder holding it, or None."""
+    """The array stored as ``filename`` in the first folder holding a verified copy, or None.
+
+    A cache is used only when the sha256 of its contents, its shape and dtype match the digest
+    file ``<filename>.digest.json`` written beside it; otherwise a warning names the file and
+    None is returned, so the caller decodes again and ``save_cached`` overwrites it. Temporary
+    files of killed cache writes found in these folders are deleted.
+    """
     for folder in folders:
+        remove_stale_temporaries(folder, _CACHE_TEMPORARIES)
         path = os.path.join(folder, filename)
         if os.path.isfile(path):
-            try:
-                return np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as error:  # a damaged cache is rebuilt, not fatal
-                warnings.warn(f"ignoring unreadable cache file {path}: {error}", stacklevel=3)
+            array = _read_verified(path)
+            if array is not None:
+                return array
     return None
 
 
+def _write_file(folder: str, name: str, write: Callable[[Any], None]) -> str:
+    """``write(binary file)`` into a locked temporary beside ``folder/name``, then rename it there."""
+    handle, temporary = temporary_file(folder, name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        path = os.path.join(folder, name)
+        os.replace(temporary, path)
+        return path
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
 def save_cached(folders: Iterable[str], filename: str, array: np.ndarray) -> str | None:
-    """Write ``array`` as ``filename`` in the first writable folder (temp file + rename, so a reader
-    never sees half a file); returns the path, or None (with a warning) when no folder is writable."""
+    """Write ``array`` as ``filename`` in the first writable folder, with its digest file beside it.
+
+    Each file goes to a temporary file and is renamed into place, so a reader never sees half a
+    file; a write killed between the two renames leaves a cache whose digest does not match, which
+    ``load_cached`` rebuilds. Files get the umask's mode (not ``mkstemp``'s 0600).
+
+    Returns:
+        The cache's path, or None (with a warning) when no folder is writable.
+    """
     errors = []
+    record = json.dumps(_digest_record(array)).encode("utf-8")
     for folder in folders:
         try:
             os.makedirs(folder, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
-        except OSError as error:
-            errors.append(f"{folder}: {error}")
-            continue
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.save(file, array, allow_pickle=False)
-            path = os.path.join(folder, filename)
-            os.replace(temporary, path)
+            remove_stale_temporaries(folder, _CACHE_TEMPORARIES)
+            path = _write_file(folder, filename, lambda file: np.save(file, array, allow_pickle=False))
+            _write_file(folder, filename + _DIGEST_SUFFIX, lambda file: file.write(record))
             return path
-        except BaseException as error:
-            os.unlink(temporary)
-            if not isinstance(error, OSError):
-                raise
+        except OSError as error:
             errors.append(f"{folder}: {error}")
     warnings.warn(f"could not cache {filename} (decoding again next time): {'; '.join(errors)}",
                   stacklevel=3)

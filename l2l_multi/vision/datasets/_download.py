@@ -19,6 +19,8 @@ import zlib
 
 from tqdm.auto import tqdm
 
+from ...data._files import temporary_file
+
 _CHUNK = 1 << 20
 # Python < 3.11.4 has no extraction filters; the checks below refuse the same members anyway.
 _FILTER_ERROR = getattr(tarfile, "FilterError", ())
@@ -33,7 +35,40 @@ class UnsafeArchiveError(ValueError):
 
 
 class CorruptArchiveError(OSError):
-    """An archive cannot be read to its end (truncated or damaged download)."""
+    """An archive cannot be read to its end (truncated or damaged download), or it lists one
+    member twice (which copy is meant is ambiguous: readers would add or overwrite files)."""
+
+
+def _refuse_duplicates(names: list[str], archive: str | os.PathLike) -> None:
+    """Raise ``CorruptArchiveError`` naming ``archive`` and the first member name listed twice."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise CorruptArchiveError(
+                f"{os.fspath(archive)}: member {name!r} appears more than once; an archive with "
+                "duplicate members is ambiguous (was it appended to?). Delete it and download it again"
+            )
+        seen.add(name)
+
+
+def zip_members(archive: zipfile.ZipFile, path: str | os.PathLike) -> list[zipfile.ZipInfo]:
+    """The members of an open zip (``infolist()``), refusing a zip that lists a name twice.
+
+    Names are compared after normalisation (``a/./b`` is ``a/b``); folder entries may repeat.
+    ``path`` names the archive in the error (``CorruptArchiveError``).
+
+    Example:
+        >>> import io, zipfile
+        >>> buffer = io.BytesIO()
+        >>> with zipfile.ZipFile(buffer, "w") as archive:
+        ...     archive.writestr("a.txt", b"1")
+        >>> [info.filename for info in zip_members(zipfile.ZipFile(buffer), "a.zip")]
+        ['a.txt']
+    """
+    members = archive.infolist()
+    _refuse_duplicates([posixpath.normpath(info.filename.replace("\\", "/"))
+                        for info in members if not info.is_dir()], path)
+    return members
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
@@ -70,7 +105,7 @@ def zip_content_digest(path: str | os.PathLike, suffix: str = "") -> str:
     """
     lines = []
     with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
+        for info in zip_members(archive, path):
             if info.is_dir() or not info.filename.endswith(suffix):
                 continue
             lines.append(f"{hashlib.sha256(archive.read(info)).hexdigest()}  {info.filename}\n")
@@ -150,7 +185,7 @@ def download_file(url: str, path: str | os.PathLike, sha256: str | None = None, 
     os.makedirs(folder, exist_ok=True)
     algorithm, expected = ("sha256", sha256) if sha256 is not None else ("md5", md5)
     digest = hashlib.new(algorithm)
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+    handle, temporary = temporary_file(folder, os.path.basename(path))
     try:
         # Some hosts refuse urllib's default user agent.
         request = urllib.request.Request(url, headers={"User-Agent": "l2l_multi"})
@@ -207,7 +242,7 @@ def _corrupt(archive: str, error: BaseException) -> CorruptArchiveError:
 
 def _extract_zip(archive: str, folder: str, progress: bool) -> None:
     with zipfile.ZipFile(archive) as source:
-        members = source.infolist()
+        members = zip_members(source, archive)
         for info in members:
             _member_target(info.filename, archive)
             if stat.S_ISLNK(info.external_attr >> 16):
@@ -221,6 +256,9 @@ def _extract_zip(archive: str, folder: str, progress: bool) -> None:
 def _extract_tar(archive: str, folder: str, progress: bool) -> None:
     with tarfile.open(archive) as source:
         members = source.getmembers()  # reads to the end, so truncation shows up before writing
+        # tar lets a later member silently replace an earlier one of the same name
+        _refuse_duplicates([posixpath.normpath(member.name) for member in members if not member.isdir()],
+                           archive)
         for member in members:
             _member_target(member.name, archive)
             if member.issym() or member.islnk():

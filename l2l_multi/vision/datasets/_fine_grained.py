@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.request
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ...data._files import temporary_file
 from ._common import cache_folders, fingerprint, load_cached, save_cached
 
 MODES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
@@ -104,7 +104,7 @@ def download_unverified(url: str, path: str, check: Callable[[str], None], progr
     must accept the bytes (raise otherwise) before the file is renamed into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+    handle, temporary = temporary_file(folder, os.path.basename(path))
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "l2l_multi"})
         with os.fdopen(handle, "wb") as file, urllib.request.urlopen(request) as response:

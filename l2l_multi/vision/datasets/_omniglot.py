@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._common import ImageArrayDataset, cache_folders, fingerprint, load_cached, save_cached
-from ._download import CorruptArchiveError, download_file, verify_file, zip_content_digest
+from ._download import CorruptArchiveError, download_file, verify_file, zip_content_digest, zip_members
 
 _URL = "https://github.com/brendenlake/omniglot/raw/master/python/{}.zip"
 # (archive stem, md5 of Lake's published zip, content digest of its PNGs). Lake publishes md5s
@@ -52,7 +52,7 @@ def omniglot_content_digest(zip_path: str | os.PathLike) -> str:
 def _list_members(archive: zipfile.ZipFile, path: str) -> dict[str, list[zipfile.ZipInfo]]:
     """``{"Alphabet/characterNN": [png members sorted by name]}`` for one archive."""
     classes: dict[str, list[zipfile.ZipInfo]] = {}
-    for info in archive.infolist():
+    for info in zip_members(archive, path):  # a repeated member would add an image twice
         parts = info.filename.split("/")
         if info.is_dir() or not info.filename.endswith(".png"):
             continue

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ...data._random import check_numpy_seed
 from ._common import check_mode
 from ._fine_grained import MODES, class_split, download_unverified, missing_file_error, select_classes
 
@@ -68,6 +69,7 @@ class Quickdraw:
         if samples_per_class is not None and (not isinstance(samples_per_class, int)
                                               or samples_per_class < 1):
             raise ValueError(f"samples_per_class must be None or a positive int, got {samples_per_class!r}")
+        seed = check_numpy_seed(seed)
         self.root = os.path.expanduser(os.fspath(root))
         self.transform, self.target_transform = transform, target_transform
         if download:
