@@ -1,7 +1,9 @@
 """What every example shares: a results folder with exact resume, the test protocol, plots.
 
-- :class:`RunFolder`: ``config.json``, ``metrics.csv`` (one row per evaluation), ``results.json``,
-  ``checkpoint.pkl`` (written atomically) and ``curve.png``.
+- :class:`RunFolder`: ``config.json`` (settings and the environment), ``metrics.csv`` (one row
+  per evaluation), ``results.json``, ``checkpoint.npz`` (arrays and JSON, never pickle) and
+  ``curve.png``, each written atomically, in a folder one process owns at a time;
+  :class:`RunFolderError` for a damaged, orphaned or busy folder.
 - :func:`mean_confidence_interval`: mean and 95% interval half-width over test tasks.
 - :func:`evaluate_tasks`: the shared protocol, a fixed set of tasks (600 test tasks by default)
   scored with a stated number of adaptation steps.
@@ -10,6 +12,7 @@
 """
 
 from ._protocol import evaluate_tasks as evaluate_tasks
+from ._errors import RunFolderError as RunFolderError
 from ._run import RunFolder as RunFolder
 from ._run import command_line as command_line
 from ._run import plot_curves as plot_curves

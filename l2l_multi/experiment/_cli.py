@@ -1,0 +1,67 @@
+"""Command-line helpers the examples share: which flags were given, settings restored on resume,
+and flag checks that run before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+
+def flag(name: str) -> str:
+    """``"meta_batch"`` -> ``"--meta-batch"``."""
+    return "--" + name.replace("_", "-")
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations of the options given on the command line ``argv`` (default ``sys.argv[1:]``),
+    whatever their values: ``--iterations 8`` counts even when 8 is the default.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> _ = parser.add_argument("--seed", type=int, default=0)
+        >>> _ = parser.add_argument("--lr", type=float, default=0.1)
+        >>> sorted(explicit_options(parser, ["--seed", "0"]))
+        ['seed']
+    """
+    saved_defaults = {action: action.default for action in parser._actions}
+    saved_parser_defaults = dict(parser._defaults)
+    try:
+        for action in parser._actions:  # argparse has no public "was this given" query
+            action.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        given, _ = parser.parse_known_args(argv)
+    finally:
+        for action, default in saved_defaults.items():
+            action.default = default
+        parser._defaults.update(saved_parser_defaults)
+    return set(vars(given))
+
+
+def restore_arguments(args: argparse.Namespace, saved: dict[str, Any], explicit: set[str]) -> None:
+    """On ``--resume``: every setting saved in the folder's ``config.json`` that was not given on the
+    command line is taken from the folder (so ``--resume --out DIR`` alone continues the run).
+    Settings given explicitly stay; the results folder then refuses those that may not change."""
+    for key, value in saved.items():
+        if key not in explicit and hasattr(args, key):
+            setattr(args, key, value)
+
+
+def check_int(args: argparse.Namespace, name: str, minimum: int, why: str = "") -> None:
+    """Refuses ``args.<name>`` below ``minimum`` (or a non-int) with a message naming the flag."""
+    value = getattr(args, name)
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
+            reason = f" ({why})" if why else ""
+            raise SystemExit(f"{flag(name)} must be an integer >= {minimum}{reason}, got {value!r}")
+
+
+def check_float(args: argparse.Namespace, name: str, minimum: float = 0.0, strict: bool = False) -> None:
+    """Refuses a non-finite ``args.<name>``, or one below (``strict``: at or below) ``minimum``."""
+    value = getattr(args, name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise SystemExit(f"{flag(name)} must be a finite number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise SystemExit(f"{flag(name)} must be {relation} {minimum:g}, got {value!r}")
