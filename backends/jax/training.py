@@ -65,6 +65,25 @@ def _split(model, variables):
     return features, feature_variables, head_variables
 
 
+def _restore_like(live, saved, name: str):
+    """``saved``'s leaves in ``live``'s tree structure, as jax arrays; refuses another model's state."""
+    leaves, live_leaves = jax.tree_util.tree_leaves(saved), jax.tree_util.tree_leaves(live)
+    if len(leaves) != len(live_leaves):
+        raise ValueError(
+            f"state[{name!r}] holds {len(leaves)} arrays, this learner's {name} has {len(live_leaves)}: "
+            "a checkpoint of another model or algorithm?"
+        )
+    for index, (value, reference) in enumerate(zip(leaves, live_leaves)):
+        value = np.asarray(value)
+        if value.shape != reference.shape or value.dtype != reference.dtype:
+            raise ValueError(
+                f"state[{name!r}] array {index} is {value.dtype}{list(value.shape)}, this learner's is "
+                f"{reference.dtype}{list(reference.shape)}: a checkpoint of another model or algorithm?"
+            )
+    structure = jax.tree_util.tree_structure(live)
+    return jax.tree_util.tree_unflatten(structure, [jnp.asarray(leaf) for leaf in leaves])
+
+
 class MetaLearner:
     """See ``l2l_multi.MetaLearner``. Extra options: ``dtype`` ("float32"/"float64", the latter
     needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap", "map"), ``head`` ("ridge"), ``conv``
@@ -194,8 +213,10 @@ class MetaLearner:
         return {"meta_params": to_numpy(self.meta_params), "optimizer": to_numpy(self.opt_state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.meta_params = jax.tree_util.tree_map(jnp.asarray, state["meta_params"])
-        template = jax.tree_util.tree_structure(self.opt_state)
-        self.opt_state = jax.tree_util.tree_unflatten(
-            template, [jnp.asarray(a) for a in jax.tree_util.tree_leaves(state["optimizer"])]
-        )
+        """Restores ``state_dict()``'s values. The tree structures (flax dicts, optax NamedTuples)
+        come from this learner's own live state, so a checkpoint that stored NamedTuples as plain
+        tuples restores exactly; the arrays must match in number, shape and dtype."""
+        if not isinstance(state, dict) or not {"meta_params", "optimizer"} <= set(state):
+            raise ValueError("state must be a dict from MetaLearner.state_dict() (meta_params, optimizer)")
+        self.meta_params = _restore_like(self.meta_params, state["meta_params"], "meta_params")
+        self.opt_state = _restore_like(self.opt_state, state["optimizer"], "optimizer")

@@ -181,5 +181,9 @@ class MetaLearner:
         return {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores ``state_dict()``'s values (tensors may come on the CPU: they are copied to the
+        learner's device); strict, so another model's state is refused by name."""
+        if not isinstance(state, dict) or not {"algorithm", "optimizer"} <= set(state):
+            raise ValueError("state must be a dict from MetaLearner.state_dict() (algorithm, optimizer)")
         self.algorithm.load_state_dict(state["algorithm"])
         self.optimizer.load_state_dict(state["optimizer"])
