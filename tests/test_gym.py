@@ -1,10 +1,14 @@
 """l2l_multi.gym: meta-environments, their rewards, seeding, and the task-aware AsyncVectorEnv."""
 
 import functools
+import multiprocessing
 import operator
 import os
+import re
 import signal
 import time
+import uuid
+import warnings
 
 import gymnasium
 import numpy as np
@@ -235,6 +239,153 @@ def test_vector_killed_worker_raises_instead_of_hanging(when, liveness_interval)
         assert time.perf_counter() - start < 5
     finally:
         envs.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Faults: a worker killed while a call is pending, workers that cannot build their environment, and
+# tasks with non-finite numbers.
+
+
+def _assert_no_live_workers(envs):
+    assert envs.closed
+    assert not any(process.is_alive() for process in envs.processes)
+    assert all(process.exitcode is not None for process in envs.processes)  # joined (reaped)
+    assert not set(multiprocessing.active_children()) & set(envs.processes)
+
+
+@pytest.mark.parametrize("reported", [False, True], ids=["death_unseen", "death_already_raised"])
+def test_close_with_pending_step_and_killed_worker(reported):
+    make = functools.partial(gymnasium.make, "l2l_multi.gym:Particles2D-v1")
+    envs = l2l_gym.AsyncVectorEnv([make] * 3)
+    try:
+        envs.reset(seed=0)
+        envs.step_async(np.zeros((3, 2), dtype=np.float32))
+        os.kill(envs.processes[1].pid, signal.SIGKILL)
+        envs.processes[1].join(5)
+        if reported:
+            with pytest.raises(l2l_gym.WorkerError, match="worker 1"):
+                envs.step_wait()  # may still read an answer sent just before the kill: then the next step
+                envs.step(np.zeros((3, 2), dtype=np.float32))
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            envs.close()  # before: WorkerError out of close(), workers 0 and 2 left running
+        assert time.perf_counter() - start < 10
+        messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        if reported:
+            assert messages == []  # the WorkerError already named the dead worker
+        else:
+            assert len(messages) == 1 and "worker 1" in messages[0] and "exit code -9" in messages[0]
+            assert "step call was pending" in messages[0]
+        _assert_no_live_workers(envs)
+        envs.close()  # a second close is a no-op
+    finally:
+        envs.close(terminate=True)
+
+
+# gymnasium logs the worker's traceback as a UserWarning ("ERROR: ..."): expected here
+@pytest.mark.filterwarnings("ignore:.*ERROR:")
+def test_close_with_pending_step_that_raised_in_worker():
+    envs = l2l_gym.AsyncVectorEnv([_raising_env()] * 2)
+    envs.reset(seed=0)
+    envs.step_async(np.zeros((2, 2), dtype=np.float32))
+    with pytest.warns(RuntimeWarning, match=r"close\(\): TypeError: .*unhashable.*workers were terminated"):
+        envs.close()
+    _assert_no_live_workers(envs)
+
+
+# gymnasium logs the worker's traceback as a UserWarning ("ERROR: ..."): expected here
+@pytest.mark.filterwarnings("ignore:.*ERROR:")
+def test_id_registered_only_in_parent_raises_worker_error():
+    env_id = f"ParentOnly{uuid.uuid4().hex[:8]}-v0"
+    gymnasium.register(env_id, entry_point="l2l_multi.gym._particles:Particles2DEnv")
+    try:
+        gymnasium.make(env_id).close()  # the parent knows it; the spawned workers do not
+        before = set(multiprocessing.active_children())
+        with pytest.raises(l2l_gym.WorkerError) as raised:
+            l2l_gym.AsyncVectorEnv([functools.partial(gymnasium.make, env_id)] * 2)
+        message = str(raised.value)
+        pattern = r"worker [01] could not build its environment \(gymnasium\.error\.NameNotFound: "
+        assert re.match(pattern, message), message
+        assert f"`{env_id.split('-')[0]}` doesn't exist" in message  # the worker's own error text
+        assert "register the id in a module" in message and "pass a picklable callable" in message
+        assert set(multiprocessing.active_children()) <= before  # no worker left behind
+    finally:
+        del gymnasium.registry[env_id]
+
+
+def test_id_registered_by_a_module_the_worker_imports():
+    # The remedy the error above suggests: "module:Id" makes each worker import the registering module.
+    envs = l2l_gym.AsyncVectorEnv([functools.partial(gymnasium.make, "_gym_workers:WorkerRegistered-v0")] * 2)
+    try:
+        obs, _ = envs.reset(seed=0)
+        assert obs.shape == (2, 2)
+    finally:
+        envs.close()
+
+
+def test_worker_that_dies_while_building_raises_worker_error():
+    # Worker 1 exits without a word (as a crash in a native constructor would); the parent's own copy of
+    # env_fns[0] builds fine.
+    before = set(multiprocessing.active_children())
+    with pytest.raises(l2l_gym.WorkerError, match=r"worker 1 \(pid \d+, exit code 3\) died"):
+        l2l_gym.AsyncVectorEnv([l2l_gym.Particles2DEnv, functools.partial(os._exit, 3)])
+    assert set(multiprocessing.active_children()) <= before
+
+
+NON_FINITE_TASKS = [
+    ("Particles2DEnv", "goal", [np.nan, 0.0]),
+    ("Particles2DEnv", "goal", np.array([0.1, np.inf])),
+    ("Particles2DEnv", "goal", [-np.inf, -np.inf]),
+    ("HalfCheetahForwardBackwardEnv", "direction", np.nan),
+    ("HalfCheetahForwardBackwardEnv", "direction", -np.inf),
+    ("AntDirectionEnv", "direction", [np.nan, 1.0]),
+    ("AntDirectionEnv", "direction", np.array([np.inf, 0.0])),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value"), NON_FINITE_TASKS, ids=[f"{n}-{k}-{v}" for n, k, v in NON_FINITE_TASKS]
+)
+def test_non_finite_task_numbers_are_refused(name, key, value):
+    env = getattr(l2l_gym, name)()
+    good = env.sample_tasks(1, seed=0)[0]
+    env.set_task(good)
+    with pytest.raises(ValueError, match=rf"task\['{key}'\] must be .*got .*(nan|inf).* \(not finite\)"):
+        env.set_task({key: value})
+    assert env.get_task() is good  # the refused task changed nothing
+
+
+BAD_SHAPES_AND_TYPES = [
+    ("Particles2DEnv", "goal", [0.1, 0.2, 0.3], r"shape \(3,\)"),
+    ("Particles2DEnv", "goal", [[0.1, 0.2]], r"shape \(1, 2\)"),
+    ("Particles2DEnv", "goal", 0.3, r"shape \(\)"),
+    ("Particles2DEnv", "goal", ["a", "b"], r"dtype <U1"),
+    ("Particles2DEnv", "goal", [True, False], r"dtype bool"),
+    ("HalfCheetahForwardBackwardEnv", "direction", True, r"dtype bool"),  # before: accepted as +1
+    ("HalfCheetahForwardBackwardEnv", "direction", [1.0], r"shape \(1,\)"),
+    ("AntDirectionEnv", "direction", [1.0, 0.0, 0.0], r"shape \(3,\)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value", "detail"),
+    BAD_SHAPES_AND_TYPES,
+    ids=[f"{n}-{v}" for n, _, v, _ in BAD_SHAPES_AND_TYPES],
+)
+def test_task_numbers_of_wrong_shape_or_type_are_refused(name, key, value, detail):
+    with pytest.raises(ValueError, match=rf"task\['{key}'\] must be .*got .*{detail}"):
+        getattr(l2l_gym, name)().set_task({key: value})
+
+
+def test_set_task_copies_the_goal():
+    env = l2l_gym.Particles2DEnv()
+    goal = np.array([0.3, 0.4])
+    env.set_task({"goal": goal})
+    goal[0] = np.nan  # a later change to the caller's array must not reach the environment
+    env.reset(seed=0)
+    _, reward, *_ = env.step(np.zeros(2, dtype=np.float32))
+    assert reward == pytest.approx(-0.5)
 
 
 def test_vector_rejects_bad_liveness_interval():

@@ -10,6 +10,7 @@ seconds on this machine while the scenarios themselves take milliseconds.
 import doctest
 import math
 import pathlib
+import re
 import time
 import traceback
 from datetime import timedelta
@@ -143,6 +144,43 @@ def _edge_cases(rank):
     return out
 
 
+def _grads(rank, *shapes, dtype=torch.float32):
+    """Parameters of ``shapes`` whose gradients hold ``rank + 1`` (so a finished all-reduce shows)."""
+    params = [torch.nn.Parameter(torch.zeros(shape, dtype=dtype)) for shape in shapes]
+    for p in params:
+        p.grad = torch.full(p.shape, rank + 1.0, dtype=dtype)
+    return params
+
+
+# Precondition cases: name -> (this rank's parameters, num_tasks), each built by rank. Before the
+# signature check, the first aborted no process but gave rank 1 a wrong gradient, the others aborted a
+# process inside gloo (size mismatch), and "bad_argument_rank1" left rank 0 waiting for gloo's timeout.
+PRECONDITION_CASES = {
+    "num_tasks_on_rank0_only": lambda rank: (_grads(rank, 3), 2 if rank == 0 else None),
+    "more_elements_on_rank1": lambda rank: (_grads(rank, (3, 2), 2 + 2 * rank), None),
+    "more_tensors_on_rank1": lambda rank: (_grads(rank, *[(3,)] * (1 + rank)), None),
+    "transposed_on_rank1": lambda rank: (_grads(rank, (2, 3) if rank == 0 else (3, 2)), None),
+    "float64_on_rank1": lambda rank: (_grads(rank, 4, dtype=(torch.float32, torch.float64)[rank]), None),
+    "bad_argument_rank1": lambda rank: (_grads(rank, 3), 1 if rank == 0 else -1),
+}
+
+
+def _precondition_cases(rank):
+    """Each case: the error every rank raised, its gradients afterwards, and a probe all-reduce."""
+    out = {}
+    for name, build in PRECONDITION_CASES.items():
+        params, num_tasks = build(rank)
+        try:
+            average_gradients(params, num_tasks=num_tasks)
+            error = None
+        except (ValueError, TypeError) as caught:
+            error = (type(caught).__name__, str(caught))
+        probe = torch.ones(1)
+        dist.all_reduce(probe)  # the group is still in step after every rank raised
+        out[name] = {"error": error, "grads": [p.grad.clone() for p in params], "probe": probe.item()}
+    return out
+
+
 def _worker(rank, world_size, init_file, out_dir):
     torch.set_num_threads(1)
     try:
@@ -164,6 +202,7 @@ def _worker(rank, world_size, init_file, out_dir):
             results[name] = _meta_train(model, _scenario_batches(name), distributed=True, weighted=weighted)
         results["shard"] = shard_tasks(7)
         results["edge_cases"] = _edge_cases(rank)
+        results["preconditions"] = _precondition_cases(rank)
         torch.save(results, out_dir / f"rank{rank}.pt")
     except BaseException:
         (out_dir / f"rank{rank}.err").write_text(traceback.format_exc())
@@ -290,6 +329,34 @@ def test_average_gradients_edge_cases(distributed_results):
             assert case["never"] is None
         assert "num_tasks=0 on every rank" in edge["all_zero_error"]
         assert edge["after_error_sum"] == 2.0
+
+
+PRECONDITION_ERRORS = {
+    "num_tasks_on_rank0_only": r"num_tasks was given on rank\(s\) \[0\] and not on rank\(s\) \[1\]",
+    "more_elements_on_rank1": r"parameters of rank\(s\) \[1\] differ from rank 0's \(rank 0: 2 tensors, "
+    r"8 elements; rank 1: 2 tensors, 10 elements\)",
+    "more_tensors_on_rank1": r"rank 0: 1 tensors, 3 elements; rank 1: 2 tensors, 6 elements",
+    "transposed_on_rank1": r"rank 1: 1 tensors, 6 elements; same counts, other shapes, dtypes or order",
+    "float64_on_rank1": r"rank 1: 1 tensors, 4 elements; same counts, other shapes, dtypes or order",
+}
+
+
+@pytest.mark.parametrize("case", list(PRECONDITION_CASES))
+def test_ranks_that_disagree_all_raise_before_the_all_reduce(distributed_results, case):
+    errors = [results["preconditions"][case]["error"] for results in distributed_results]
+    assert all(error is not None for error in errors), errors
+    if case == "bad_argument_rank1":
+        # rank 1's own argument error; rank 0 (whose arguments were fine) names rank 1 instead of waiting
+        assert errors[1][0] == "ValueError" and errors[1][1].startswith("num_tasks=-1 must be None or an int")
+        assert errors[0][0] == "ValueError" and "rank(s) [1] refused their arguments" in errors[0][1]
+    else:
+        assert errors[0] == errors[1]  # the same error on every rank
+        assert errors[0][0] == "ValueError" and re.search(PRECONDITION_ERRORS[case], errors[0][1]), errors[0]
+    for rank, results in enumerate(distributed_results):
+        outcome = results["preconditions"][case]
+        assert outcome["probe"] == 2.0  # the group is still usable
+        for grad in outcome["grads"]:  # nothing was averaged: each rank keeps its own gradient
+            assert torch.equal(grad, torch.full_like(grad, rank + 1.0)), (case, rank)
 
 
 def test_hung_workers_are_killed(tmp_path):

@@ -18,6 +18,26 @@ def _task_generator(seed, fallback: np.random.Generator) -> np.random.Generator:
     raise TypeError(f"seed must be None, an int or a numpy Generator, got {seed!r}")
 
 
+def _task_array(task, key: str, shape: tuple, allowed: str) -> np.ndarray:
+    """``task[key]`` as a new finite float64 array of ``shape``; otherwise a ValueError naming the key.
+
+    A NaN or infinite entry is refused here because nothing downstream would: the rewards would silently
+    become NaN for the whole episode.
+    """
+    if not isinstance(task, dict) or key not in task:
+        raise ValueError(f"task must be a dict with a {key!r} entry ({allowed}), got {task!r:.200}")
+    value = task[key]
+    raw = np.asarray(value)
+    if raw.dtype.kind not in "iuf" or raw.shape != shape:
+        raise ValueError(
+            f"task[{key!r}] must be {allowed}, got {value!r:.200} (dtype {raw.dtype}, shape {raw.shape})"
+        )
+    array = raw.astype(np.float64)  # a copy: later changes to the caller's array do not reach the env
+    if not np.isfinite(array).all():
+        raise ValueError(f"task[{key!r}] must be {allowed}, got {value!r:.200} (not finite)")
+    return array
+
+
 def _check_num_tasks(num_tasks) -> int:
     if not isinstance(num_tasks, (int, np.integer)) or isinstance(num_tasks, bool) or num_tasks < 1:
         raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")

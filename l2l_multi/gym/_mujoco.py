@@ -14,7 +14,7 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
 
-from ._meta_env import MetaEnv
+from ._meta_env import MetaEnv, _task_array
 
 
 class _ForwardBackwardMixin(MetaEnv):
@@ -22,10 +22,11 @@ class _ForwardBackwardMixin(MetaEnv):
         return {"direction": float(rng.choice([-1.0, 1.0]))}
 
     def _apply_task(self, task):
-        direction = task.get("direction") if isinstance(task, dict) else None
-        if direction not in (-1, 1, -1.0, 1.0):
-            raise ValueError(f"task must be {{'direction': -1.0 or 1.0}}, got {task!r}")
-        self._direction = float(direction)
+        allowed = "-1.0 (backward) or 1.0 (forward)"
+        direction = float(_task_array(task, "direction", (), allowed))
+        if direction not in (-1.0, 1.0):
+            raise ValueError(f"task['direction'] must be {allowed}, got {task['direction']!r}")
+        self._direction = direction
 
     def _get_rew(self, x_velocity: float, action):
         # gymnasium v5 computes every reward term from x_velocity here, so flipping it flips only the
@@ -39,9 +40,13 @@ class _DirectionMixin(MetaEnv):
         return {"direction": np.array([np.cos(angle), np.sin(angle)])}
 
     def _apply_task(self, task):
-        direction = np.asarray(task.get("direction"), dtype=np.float64) if isinstance(task, dict) else None
-        if direction is None or direction.shape != (2,) or not np.isclose(np.linalg.norm(direction), 1.0):
-            raise ValueError(f"task must be {{'direction': unit vector of shape (2,)}}, got {task!r}")
+        allowed = "a finite unit vector: real numbers of shape (2,)"
+        direction = _task_array(task, "direction", (2,), allowed)
+        if not np.isclose(np.linalg.norm(direction), 1.0):
+            raise ValueError(
+                f"task['direction'] must be {allowed}, got {task['direction']!r} "
+                f"(norm {np.linalg.norm(direction):.6g})"
+            )
         self._direction = direction
 
     def step(self, action):

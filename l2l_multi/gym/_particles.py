@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
-from ._meta_env import MetaEnv
+from ._meta_env import MetaEnv, _task_array
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 MAX_ACTION = 0.1
@@ -54,10 +54,11 @@ def particles_step(position: np.ndarray, goal: np.ndarray, action: np.ndarray):
 class Particles2DEnv(MetaEnv):
     """2-D navigation (MAML paper): a point starts at the origin and moves towards a goal.
 
-    Task: ``{"goal": float64 array (2,)}`` drawn uniformly in ``[-0.5, 0.5]^2``. Observation: position,
-    float32 ``(2,)``. Action: float32 ``(2,)``, clipped to ``[-0.1, 0.1]``. Reward: minus the Euclidean
-    distance to the goal (as the brief asks; the MAML paper's text says squared distance); the episode
-    terminates within 0.01 of the goal. ``Particles2D-v1`` adds the paper's horizon of 100 steps.
+    Task: ``{"goal": float64 array (2,)}`` drawn uniformly in ``[-0.5, 0.5]^2`` (``set_task`` accepts any
+    finite goal of shape ``(2,)`` and raises a ValueError naming ``task['goal']`` otherwise). Observation:
+    position, float32 ``(2,)``. Action: float32 ``(2,)``, clipped to ``[-0.1, 0.1]``. Reward: minus the
+    Euclidean distance to the goal (as the brief asks; the MAML paper's text says squared distance); the
+    episode terminates within 0.01 of the goal. ``Particles2D-v1`` adds the paper's horizon of 100 steps.
 
     Example:
         >>> env = Particles2DEnv()
@@ -80,12 +81,7 @@ class Particles2DEnv(MetaEnv):
         return {"goal": rng.uniform(GOAL_LOW, GOAL_HIGH, size=2)}
 
     def _apply_task(self, task):
-        goal = (
-            np.asarray(task["goal"], dtype=np.float64) if isinstance(task, dict) and "goal" in task else None
-        )
-        if goal is None or goal.shape != (2,):
-            raise ValueError(f"task must be a dict with a 'goal' array of shape (2,), got {task!r}")
-        self._goal = goal
+        self._goal = _task_array(task, "goal", (2,), "a finite goal position: real numbers of shape (2,)")
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

@@ -4,16 +4,65 @@ from __future__ import annotations
 
 import select
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 
 import gymnasium
 import gymnasium.vector
+from gymnasium.vector.async_vector_env import AsyncState, _async_worker
 
 from ._meta_env import _task_generator
 
+# How long close() lets terminated workers exit before it kills them.
+_TERMINATE_GRACE_S = 5.0
+
 
 class WorkerError(RuntimeError):
-    """A worker process of :class:`AsyncVectorEnv` died or was shut down after an error."""
+    """A worker process of :class:`AsyncVectorEnv` died, could not build its environment, or was shut
+    down after an error."""
+
+
+def _construction_message(index: int, error: BaseException) -> str:
+    kind = f"{type(error).__module__}.{type(error).__qualname__}"
+    message = f"worker {index} could not build its environment ({kind}: {error}). "
+    if isinstance(error, gymnasium.error.UnregisteredEnv):
+        return message + (
+            "A spawned worker is a fresh interpreter and knows only the ids registered by the modules it "
+            "imports: register the id in a module and make it as gymnasium.make('that.module:Id-v0') "
+            "(gymnasium imports the module first), or pass a picklable callable that builds the "
+            "environment instead of an id."
+        )
+    return message + (
+        "A spawned worker is a fresh interpreter: state set up in the parent after import "
+        "(registrations, globals, files) does not exist there."
+    )
+
+
+def _worker(index, env_fn, pipe, parent_pipe, shared_memory, error_queue, autoreset_mode, semaphore):
+    # gymnasium's worker builds the environment outside its error handling, so a constructor that raises
+    # kills the process and the parent sees only a reset connection. Build it here instead and report a
+    # failure through gymnasium's own channel (error queue + a failed answer), which the parent turns
+    # into an exception of the type put on the queue: a WorkerError carrying the worker's message.
+    try:
+        env = env_fn()
+    except (KeyboardInterrupt, Exception) as error:
+        parent_pipe.close()
+        message, trace = _construction_message(index, error), traceback.format_exc()
+        try:
+            # Answer the parent's first command (its space check): a reply sent before the parent's
+            # request, followed by this process exiting, would make that request fail with EPIPE.
+            pipe.recv()
+            error_queue.put((index, WorkerError, message, trace))
+            pipe.send((None, False))
+        except (EOFError, OSError):
+            pass  # the parent is gone: nobody to tell
+        finally:
+            pipe.close()
+        return
+    _async_worker(
+        index, lambda: env, pipe, parent_pipe, shared_memory, error_queue, autoreset_mode, semaphore
+    )
 
 
 class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
@@ -29,10 +78,15 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
             processes between them, for workers that start helper processes which inherit the pipe and so
             keep it open after the worker dies (about 30 us more per step in the parent with 8 workers).
         **kwargs: passed to ``gymnasium.vector.AsyncVectorEnv`` (``shared_memory``, ``autoreset_mode``...).
+            A ``worker=`` of your own replaces this class's, which wraps gymnasium's to report a worker
+            that cannot build its environment.
 
     The gymnasium vector API is unchanged. A worker that raises re-raises in the parent (gymnasium's
     behaviour); a worker process that dies raises :class:`WorkerError` (at once, or within
-    ``liveness_interval``).
+    ``liveness_interval``), and so does a worker that cannot build its environment (for example an id
+    registered only in the parent), with the worker's own error in the message. ``close()`` never
+    raises because of a dead worker or a pending call: it discards the pending results, terminates the
+    workers (killing any still alive after 5 s) and joins them.
 
     Example:
         >>> import l2l_multi.gym as l2l_gym
@@ -62,7 +116,17 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
         self._task_rng = None
         self._liveness_interval = liveness_interval
         self._pollers: dict = {}  # worker index -> (pipe, select.poll registered on it)
-        super().__init__(env_fns, context=context, **kwargs)
+        self._reported_dead: set = set()  # worker indices whose death a WorkerError already named
+        kwargs.setdefault("worker", _worker)
+        try:
+            super().__init__(env_fns, context=context, **kwargs)
+        except BaseException:
+            # The constructor failed after starting workers (one could not build its environment, ...):
+            # nobody can call close() on an object that was never returned, so stop them here.
+            if getattr(self, "processes", None):
+                self._reported_dead.update(range(len(self.processes)))  # the exception says it all
+                self.close(terminate=True)
+            raise
 
     def reset(self, *, seed=None, options=None):
         """gymnasium's ``reset``; an int ``seed`` also seeds :meth:`sample_tasks` when it gets no seed."""
@@ -160,16 +224,65 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
             self._raise_dead(error)
 
     def close_extras(self, timeout=None, terminate=False):
-        # A dead worker never answers "close": terminate the rest instead of waiting forever.
-        if any(not process.is_alive() for process in self.processes) or any(
-            pipe is None for pipe in self.parent_pipes
-        ):
-            terminate = True
+        """Stops the workers; never raises because of a dead worker or a call still pending.
+
+        Args:
+            timeout: seconds to wait for a pending call before terminating the workers (``None``: wait).
+            terminate: ``True`` terminates the workers at once instead of asking them to close.
+        """
+        dead = [index for index, process in enumerate(self.processes) if self._is_dead(process)]
+        if terminate or dead or any(pipe is None for pipe in self.parent_pipes):
+            # A dead worker never answers "close" nor the pending call; its results are lost anyway.
+            unreported = [index for index in dead if index not in self._reported_dead]
+            if unreported and self._state != AsyncState.DEFAULT:
+                warnings.warn(
+                    f"close(): {self._describe(unreported)} died while a {self._state.value} call was "
+                    "pending; its results are discarded and the other workers terminated",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            self._terminate_workers()
+            return
         try:
-            super().close_extras(timeout=timeout, terminate=terminate)
-        except (BrokenPipeError, ConnectionResetError, EOFError):
-            # a worker died between the liveness check and the "close" message: terminate the rest
-            super().close_extras(timeout=timeout, terminate=True)
+            super().close_extras(timeout=timeout, terminate=False)
+        except Exception as error:  # close must release the workers whatever went wrong
+            if not isinstance(error, WorkerError):  # a WorkerError here already named the dead worker
+                warnings.warn(
+                    f"close(): {type(error).__name__}: {error}; the workers were terminated",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            self._terminate_workers()
+
+    def _terminate_workers(self):
+        self._state = AsyncState.DEFAULT
+        for process in self.processes:
+            if process.pid is not None and process.is_alive():
+                process.terminate()
+        for pipe in self.parent_pipes:
+            if pipe is not None:
+                pipe.close()
+        self._pollers.clear()
+        deadline = time.monotonic() + _TERMINATE_GRACE_S
+        for process in self.processes:
+            if process.pid is None:
+                continue  # never started (the constructor failed while starting workers)
+            process.join(max(deadline - time.monotonic(), 0.0))
+            if process.is_alive():  # ignored SIGTERM (a handler, or stuck in uninterruptible I/O)
+                process.kill()
+                process.join()
+
+    @staticmethod
+    def _is_dead(process) -> bool:
+        return process.pid is None or not process.is_alive()
+
+    def _check_spaces(self):
+        # The constructor's first exchange with the workers: a worker that died while starting (before
+        # gymnasium's error handling runs) shows up here as a closed connection.
+        try:
+            return super()._check_spaces()
+        except (EOFError, BrokenPipeError, ConnectionResetError) as error:
+            self._raise_dead(error)
 
     def _poll_pipe_envs(self, timeout=None):
         # gymnasium with timeout=None blocks in recv() forever if a worker died; wait in slices and check
@@ -213,15 +326,22 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
         # Liveness itself is checked while waiting (_poll_pipe_envs), not here: one waitpid per worker per
         # step is measurable overhead, and a send to a dead worker fails with BrokenPipeError anyway.
 
-    def _raise_dead(self, cause):
-        from gymnasium.vector.async_vector_env import AsyncState
+    def _describe(self, indices) -> str:
+        return ", ".join(
+            f"worker {index} (pid {self.processes[index].pid}, exit code {self.processes[index].exitcode})"
+            for index in indices
+        )
 
-        dead = [
-            f"worker {index} (pid {process.pid}, exit code {process.exitcode})"
-            for index, process in enumerate(self.processes)
-            if not process.is_alive()
-        ]
+    def _raise_dead(self, cause):
+        # A closed pipe can be seen a moment before the process is reaped: give it that moment.
+        deadline = time.monotonic() + 1.0
+        while True:
+            dead = [index for index, process in enumerate(self.processes) if not process.is_alive()]
+            if dead or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        self._reported_dead.update(dead)
         self._state = AsyncState.DEFAULT
         raise WorkerError(
-            f"{', '.join(dead) or 'a worker'} died; close() this AsyncVectorEnv and make a new one"
+            f"{self._describe(dead) or 'a worker'} died; close() this AsyncVectorEnv and make a new one"
         ) from cause

@@ -23,6 +23,8 @@ rank holds the same number of tasks.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 __all__ = ["average_gradients", "broadcast_parameters", "shard_tasks"]
@@ -108,6 +110,110 @@ def shard_tasks(batch_size: int, rank: int | None = None, world_size: int | None
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
+def _checked_arguments(parameters, num_tasks) -> list[torch.Tensor]:
+    """This rank's parameters that require a gradient, after the checks that need no communication."""
+    bad_count = isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 0
+    if num_tasks is not None and bad_count:
+        raise ValueError(f"num_tasks={num_tasks!r} must be None or an int >= 0 (this rank's task count)")
+    params = [p for p in _as_tensor_list(parameters, "parameters") if p.requires_grad]
+    devices = {(p.grad if p.grad is not None else p).device for p in params}
+    if len(devices) > 1:
+        raise ValueError(
+            f"parameters have gradients on several devices {sorted(map(str, devices))}; "
+            "average_gradients needs them on one device (one flat buffer); call it once per device"
+        )
+    for p in params:
+        if p.grad is not None and p.grad.layout != torch.strided:
+            raise TypeError(
+                f"a gradient has layout {p.grad.layout}; average_gradients supports dense (strided) "
+                "gradients only (e.g. build nn.Embedding with sparse=False)"
+            )
+    if not params:
+        # Most often a generator such as model.parameters() that was already consumed.
+        raise ValueError("parameters holds no tensor with requires_grad=True (an exhausted generator?)")
+    return params
+
+
+# Error codes in the signature: which exception a rank raised while checking its own arguments.
+_ERROR_TYPES = (None, ValueError, TypeError)
+
+
+def _signature(params, num_tasks, error) -> list[int]:
+    """Six int64s: [error code, num_tasks given, num_tasks, tensor count, element count, layout hash].
+
+    The last three must agree across ranks before their gradients can be summed element-wise.
+    """
+    # A fixed-width fingerprint of the buffer layout: the shapes and dtypes in order. Python's hash()
+    # is salted per process, so the ranks would never agree on it; blake2b is stable.
+    layout = ";".join(f"{tuple(p.shape)}:{p.dtype}" for p in params).encode()
+    fingerprint = int.from_bytes(hashlib.blake2b(layout, digest_size=8).digest(), "little", signed=True)
+    given = num_tasks is not None
+    return [
+        _ERROR_TYPES.index(type(error)) if error is not None else 0,
+        int(given),
+        num_tasks if given and error is None else 0,
+        len(params),
+        sum(p.numel() for p in params),
+        fingerprint,
+    ]
+
+
+def _collective_device(dist, group) -> torch.device:
+    # The signature travels on a device the group's backend serves on every rank: nccl needs CUDA
+    # tensors, gloo (alone or in a "cpu:gloo,cuda:nccl" pair) takes CPU ones without a device sync.
+    backend = str(dist.get_backend(group)).lower()
+    if "gloo" in backend or "mpi" in backend or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def _agree_across_ranks(dist, group, world_size, params, num_tasks, error) -> list[int]:
+    """One all_gather of every rank's signature; raises the same error on every rank when they differ.
+
+    Returns every rank's ``num_tasks`` (zeros when none was given).
+    """
+    signature = torch.tensor(
+        _signature(params, num_tasks, error), dtype=torch.int64, device=_collective_device(dist, group)
+    )
+    gathered = [torch.empty_like(signature) for _ in range(world_size)]
+    dist.all_gather(gathered, signature, group=group)
+    rows = torch.stack(gathered).cpu().tolist()
+    where = "" if group is None else " (ranks within group)"
+
+    def ranks(test):
+        return [rank for rank, row in enumerate(rows) if test(row)]
+
+    refused = ranks(lambda row: row[0] != 0)
+    if refused:
+        if error is not None:
+            raise error  # this rank's own message says what was wrong
+        kind = _ERROR_TYPES[rows[refused[0]][0]]
+        raise kind(
+            f"average_gradients: rank(s) {refused}{where} refused their arguments ({kind.__name__}; "
+            "their own error says which); every rank raises so that none waits in the all-reduce"
+        )
+    given = ranks(lambda row: row[1] == 1)
+    if 0 < len(given) < world_size:
+        missing = ranks(lambda row: row[1] == 0)
+        raise ValueError(
+            f"average_gradients: num_tasks was given on rank(s) {given} and not on rank(s) {missing}{where}; "
+            "give it on every rank (each rank's task count) or on none (equal shards), else the ranks weigh "
+            "their gradients differently"
+        )
+    differ = ranks(lambda row: row[3:] != rows[0][3:])
+    if differ:
+        layouts = "; ".join(
+            f"rank {rank}: {rows[rank][3]} tensors, {rows[rank][4]} elements" for rank in [0, *differ]
+        )
+        same_size = all(rows[rank][3:5] == rows[0][3:5] for rank in differ)
+        raise ValueError(
+            f"average_gradients: the parameters of rank(s) {differ}{where} differ from rank 0's "
+            f"({layouts}{'; same counts, other shapes, dtypes or order' if same_size else ''}); every rank "
+            "must pass the same tensors in the same order (same model, same shapes and dtypes)"
+        )
+    return [row[2] for row in rows]
+
+
 def average_gradients(parameters, group=None, num_tasks: int | None = None) -> int:
     """All-reduce the ``.grad`` of ``parameters`` across processes so every rank holds the mean
     meta-gradient over all tasks of the meta-batch, exactly as one process holding every task would.
@@ -116,6 +222,14 @@ def average_gradients(parameters, group=None, num_tasks: int | None = None) -> i
     tasks and before the optimiser step. All gradients travel in one flat buffer and one
     ``all_reduce`` call (fewer, larger messages; the same collective sequence on every rank), on the
     gradients' device, so it works with gloo on CPU tensors and with nccl on CUDA tensors.
+
+    Before that, one ``all_gather`` of six int64 per rank checks that the ranks agree: the same number,
+    shapes, dtypes and order of parameters, ``num_tasks`` given on every rank or on none, no rank with a
+    bad argument. Without it, mismatched buffers make gloo abort a process or, for small ones, return a
+    wrong gradient on some rank. When they disagree every rank raises the same ValueError naming the
+    ranks and what differs, and the group stays usable. The check costs one small collective per call
+    (with gloo on one machine about 0.1 ms for two processes; a CUDA group also waits once for its
+    result) and hashes the parameter shapes on the host (about 1 us per parameter).
 
     A parameter whose ``.grad`` is None on some ranks (unused by their tasks) contributes zeros
     there; it ends with the averaged gradient on every rank, or stays None on every rank if no rank
@@ -137,13 +251,14 @@ def average_gradients(parameters, group=None, num_tasks: int | None = None) -> i
 
     Raises:
         RuntimeError: torch.distributed is not initialised.
-        ValueError: a bad ``num_tasks``, all ranks passing ``num_tasks=0``, no parameter requiring
-            a gradient, gradients on several devices, or this process not being in ``group``.
+        ValueError: a bad ``num_tasks``, all ranks passing ``num_tasks=0``, ``num_tasks`` given on
+            some ranks only, parameters that differ across ranks, no parameter requiring a gradient,
+            gradients on several devices, or this process not being in ``group``.
         TypeError: a sparse gradient or a non-tensor in ``parameters``.
 
-    Argument errors are raised before any communication. They are the same on every rank when the
-    ranks pass the same kind of arguments; a rank that raises alone leaves the others waiting in the
-    all-reduce until the process group's timeout.
+    Except for the two that leave no group to meet in (not initialised, not a member), every error is
+    raised on every rank of the group before any gradient is communicated: a rank whose own argument
+    is bad raises its message, the others raise the same type naming that rank.
 
     Half-precision gradients (float16, bfloat16) are summed in float32, so the average is not
     rounded once per rank; the result is cast back to each gradient's dtype.
@@ -162,61 +277,48 @@ def average_gradients(parameters, group=None, num_tasks: int | None = None) -> i
     """
     dist = _require_initialised("average_gradients")
     _, world_size = _group_rank_and_size(dist, group, "average_gradients")
-    bad_count = isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 0
-    if num_tasks is not None and bad_count:
-        raise ValueError(f"num_tasks={num_tasks!r} must be None or an int >= 0 (this rank's task count)")
-    params = [p for p in _as_tensor_list(parameters, "parameters") if p.requires_grad]
+    try:
+        params = _checked_arguments(parameters, num_tasks)
+    except (TypeError, ValueError) as error:
+        if world_size > 1:
+            _agree_across_ranks(dist, group, world_size, [], num_tasks, error)  # raises on every rank
+        raise
+    if world_size > 1:
+        counts = _agree_across_ranks(dist, group, world_size, params, num_tasks, None)
+    else:
+        counts = [num_tasks or 0]
+    if num_tasks is None:
+        total = world_size
+    else:
+        total = sum(counts)
+        if total == 0:
+            # Every rank sees the same counts, so every rank raises here: no rank is left waiting.
+            raise ValueError("num_tasks=0 on every rank: there is no task gradient to average")
+    device = (params[0].grad if params[0].grad is not None else params[0]).device
 
-    devices = {(p.grad if p.grad is not None else p).device for p in params}
-    if len(devices) > 1:
-        raise ValueError(
-            f"parameters have gradients on several devices {sorted(map(str, devices))}; "
-            "average_gradients needs them on one device (one flat buffer); call it once per device"
-        )
-    for p in params:
-        if p.grad is not None and p.grad.layout != torch.strided:
-            raise TypeError(
-                f"a gradient has layout {p.grad.layout}; average_gradients supports dense (strided) "
-                "gradients only (e.g. build nn.Embedding with sparse=False)"
-            )
-    if not params:
-        # Most often a generator such as model.parameters() that was already consumed; every rank
-        # holds the same parameters, so every rank raises and none waits in the collective.
-        raise ValueError("parameters holds no tensor with requires_grad=True (an exhausted generator?)")
-    device = devices.pop()
-
-    # float32 is the floor: a low-precision sum over many ranks would lose digits, and the task counts
-    # and "has a gradient" flags below must be exact integers in the buffer's dtype.
+    # float32 is the floor: a low-precision sum over many ranks would lose digits, and the "has a
+    # gradient" flags below must be exact integers in the buffer's dtype.
     dtype = torch.float32
     for p in params:
         dtype = torch.promote_types(dtype, p.dtype)
     weight = 1.0 if num_tasks is None else float(num_tasks)
 
-    # Layout: [grad_0, ..., grad_{n-1}, has_grad_0, ..., has_grad_{n-1}, (num_tasks)]
+    # Layout: [grad_0, ..., grad_{n-1}, has_grad_0, ..., has_grad_{n-1}]; the same length on every rank
+    # (checked above), whether num_tasks is given or not.
     sizes = [p.numel() for p in params]
-    extras = len(params) + (0 if num_tasks is None else 1)
-    flat = torch.zeros(sum(sizes) + extras, dtype=dtype, device=device)
+    flat = torch.zeros(sum(sizes) + len(params), dtype=dtype, device=device)
     offset = 0
     for p, size in zip(params, sizes):
         if p.grad is not None and weight != 0:  # an empty shard's stale (maybe non-finite) grads are ignored
             flat[offset : offset + size].copy_(p.grad.detach().reshape(-1))
         offset += size
-    flags = flat[offset : offset + len(params)]
+    flags = flat[offset:]
     flags.copy_(torch.tensor([p.grad is not None for p in params], dtype=dtype))
     if num_tasks is not None:
         # Weight by the task count: sum_r n_r * mean_r = the sum over all tasks, divided below.
         flat[:offset].mul_(weight)
-        flat[-1] = weight
 
     dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
-
-    if num_tasks is None:
-        total = world_size
-    else:
-        total = int(round(flat[-1].item()))
-        if total == 0:
-            # Every rank sees the same sum, so every rank raises here: no rank is left waiting.
-            raise ValueError("num_tasks=0 on every rank: there is no task gradient to average")
     flat[:offset].div_(total)
 
     has_grad = flags.cpu().tolist()  # one device sync for all flags
