@@ -111,9 +111,9 @@ def pipeline_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
         old = saved["transforms"].split(TRANSFORM_SEPARATOR)
         new = current["transforms"].split(TRANSFORM_SEPARATOR)
         if len(old) == len(new):
-            position = next(i for i, (a, b) in enumerate(zip(old, new)) if a != b)
-            differences.append(
-                f"task_transforms[{position}]: saved {old[position]!r}, this one {new[position]!r}"
+            differences.extend(
+                f"task_transforms[{position}]: saved {a!r}, this one {b!r}"
+                for position, (a, b) in enumerate(zip(old, new)) if a != b
             )
         else:
             differences.append(

@@ -271,7 +271,7 @@ def _check_state(state: Any) -> None:
     for key in state:
         value, kind = state[key], _STATE_TYPES[key]
         if isinstance(value, bool) or not isinstance(value, kind):
-            raise ValueError(f"state[{key!r}] must be a {kind.__name__}, got {value!r}")
+            raise ValueError(f"state[{key!r}] must be {'an int' if kind is int else 'a str'}, got {value!r}")
     if not 0 <= state["sampler"] < 1 << 64 or state["next_task"] < 0:
         raise ValueError(
             f"state holds an impossible position: next_task={state['next_task']} (>= 0 allowed), "
