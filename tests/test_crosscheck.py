@@ -46,9 +46,9 @@ def test_command_line_reports_and_fails_above_tolerance():
     broken = run_python(
         "import sys\n"
         "from l2l_multi.backends.jax.algorithms import _gradient_based as g\n"
-        "original = g._GradientBased.inner_update\n"
-        "g._GradientBased.inner_update = lambda self, m, p, gr: original(self, m, p, "
-        "jax.tree_util.tree_map(lambda x: 1.001 * x, gr))\n"
+        "original = g._GradientBased.inner_step\n"
+        "g._GradientBased.inner_step = lambda self, m, p, gr, state: original(self, m, p, "
+        "jax.tree_util.tree_map(lambda x: 1.001 * x, gr), state)\n"
         "import jax\n"
         "from l2l_multi.crosscheck import main\n"
         "sys.exit(main(['--model', 'omniglot-fc', '--ways', '3', '--meta-batch', '2']))"

@@ -27,6 +27,47 @@ class GradientTransformation(NamedTuple):
     update: Callable[..., tuple[Updates, State]]
 
 
+class LearnableTransformation(GradientTransformation):
+    """A transform whose state is its *meta-learned parameters* (a preconditioner).
+
+    Same fields and calling convention as ``GradientTransformation``; the distinct type marks
+    the learnable family (``elementwise_scale``, ``kronecker``, ``meta_curvature``) so learners
+    can tell a preconditioner from a complete optimizer without guessing. ``update`` returns a
+    *direction* in the ``scale_by_*`` sense (like ``optax.scale_by_adam``: no learning rate, no
+    sign flip): ``GBML`` puts ``init(params)`` into the meta-parameters and hands the direction
+    to its inner optimizer (default ``sgd(lr)``, i.e. ``p - lr * T(g)``). Any other
+    ``GradientTransformation`` given to ``GBML`` is a complete optimizer whose updates are added.
+
+    Wrap your own ``(init, update)`` pair in it to mark it learnable.
+
+    Example:
+        >>> import numpy as np
+        >>> doubling = LearnableTransformation(
+        ...     lambda params: {"w": np.full_like(params["w"], 2.0)},
+        ...     lambda grads, scales, params=None: ({"w": scales["w"] * grads["w"]}, scales))
+        >>> isinstance(doubling, GradientTransformation), is_learnable(doubling)
+        (True, True)
+    """
+
+    __slots__ = ()
+
+
+def is_learnable(transform: Any) -> bool:
+    """True for a ``LearnableTransformation`` (a meta-learned preconditioner), else False.
+
+    Example:
+        >>> from l2l_multi.transforms import elementwise_scale, sgd
+        >>> is_learnable(elementwise_scale()), is_learnable(sgd(0.1))
+        (True, False)
+    """
+    return isinstance(transform, LearnableTransformation)
+
+
+def is_transform(value: Any) -> bool:
+    """True when ``value`` has callable ``init`` and ``update`` (ours, optax's, or any twin)."""
+    return callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))
+
+
 class EmptyState(NamedTuple):
     """State of a transform that keeps none."""
 
@@ -53,7 +94,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         [-4.0]
     """
     for index, transform in enumerate(transforms):
-        if not (callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None))):
+        if not is_transform(transform):
             raise TypeError(
                 f"transforms[{index}]={transform!r} is not a GradientTransformation (init, update)"
             )
@@ -62,6 +103,13 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         return tuple(transform.init(params) for transform in transforms)
 
     def update(grads: Updates, state: State, params: Params = None) -> tuple[Updates, State]:
+        # zip would silently drop the extra transforms or states (optax raises here too)
+        if not isinstance(state, tuple) or len(state) != len(transforms):
+            found = f"{len(state)} states" if isinstance(state, tuple) else type(state).__name__
+            raise ValueError(
+                f"chain of {len(transforms)} transforms got a state with {found}; pass the state from "
+                "this chain's own init"
+            )
         new_state = []
         for transform, inner_state in zip(transforms, state):
             grads, inner_state = transform.update(grads, inner_state, params)

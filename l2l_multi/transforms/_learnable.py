@@ -2,6 +2,8 @@
 
 ``init(params)`` returns the transform's learnable parameters (identity maps at the start);
 ``update(grads, transform_params, params=None)`` returns ``(transformed grads, transform_params)``.
+They are ``LearnableTransformation``s: preconditioners that return a direction (no learning
+rate, no sign flip, like ``optax.scale_by_adam``); ``GBML`` steps ``-lr`` along it.
 Put the transform parameters in the meta-parameter tree and differentiate through ``update``
 (the jax backend's ``GBML`` does this); the torch backend's ``l2l.optim`` offers the same
 transforms as modules.
@@ -18,7 +20,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from ._base import GradientTransformation
+from ._base import LearnableTransformation
 from ._tree import tree_map
 
 LAYOUTS = ("torch", "flax")
@@ -60,7 +62,7 @@ def _from_modes(value: Any, shape: tuple[int, ...], layout: str) -> Any:
     return array_namespace(value).permute_dims(flat, (2, 1, 0)).reshape(shape)
 
 
-def elementwise_scale(initial: float = 1.0) -> GradientTransformation:
+def elementwise_scale(initial: float = 1.0) -> LearnableTransformation:
     """Meta-SGD's transform: a learned scale per gradient element, ``initial`` at init.
 
     Example:
@@ -77,10 +79,10 @@ def elementwise_scale(initial: float = 1.0) -> GradientTransformation:
     def update(grads, scales, params=None):
         return tree_map(lambda g, s: s * g, grads, scales), scales
 
-    return GradientTransformation(init, update)
+    return LearnableTransformation(init, update)
 
 
-def kronecker(psd: bool = True, layout: str = "torch") -> GradientTransformation:
+def kronecker(psd: bool = True, layout: str = "torch") -> LearnableTransformation:
     """Meta-KFO's transform (Arnold et al. 2019): ``G -> L G R`` on each gradient viewed as an
     ``[out, in * kernel]`` matrix (vectors as ``[n, 1]``); with ``psd`` the factors are
     ``A A^T`` and ``C C^T``. Identity at init.
@@ -120,10 +122,10 @@ def kronecker(psd: bool = True, layout: str = "torch") -> GradientTransformation
 
         return _map_with_factors(apply, grads, factors), factors
 
-    return GradientTransformation(init, update)
+    return LearnableTransformation(init, update)
 
 
-def meta_curvature(layout: str = "torch") -> GradientTransformation:
+def meta_curvature(layout: str = "torch") -> LearnableTransformation:
     """Meta-Curvature (Park & Oliva 2019): the gradient viewed as ``[out, in, k]`` is multiplied
     along each mode by a learned matrix (vectors: an element-wise scale). Identity at init.
 
@@ -165,7 +167,7 @@ def meta_curvature(layout: str = "torch") -> GradientTransformation:
 
         return _map_with_factors(apply, grads, state), state
 
-    return GradientTransformation(init, update)
+    return LearnableTransformation(init, update)
 
 
 def _map_with_factors(function, grads, factors):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from ._base import EmptyState, GradientTransformation
+from ._base import EmptyState, GradientTransformation, chain
+from ._momentum import trace
 from ._tree import tree_map
 
 
@@ -35,20 +36,38 @@ def scale(step_size: Any) -> GradientTransformation:
     return _stateless(lambda grads: tree_map(lambda g: step_size * g, grads))
 
 
-def sgd(learning_rate: Any) -> GradientTransformation:
-    """Plain gradient descent: ``update = -learning_rate * grad`` (add it to the parameters).
+def sgd(learning_rate: Any, momentum: float | None = None, nesterov: bool = False) -> GradientTransformation:
+    """Gradient descent: ``update = -learning_rate * grad`` (add it to the parameters), with
+    optional (Nesterov) momentum: ``chain(trace(momentum, nesterov), scale(-learning_rate))``.
 
     Args:
-        learning_rate: a float or a scalar array of any floating dtype (differentiable).
+        learning_rate: a float >= 0 or a scalar array of any floating dtype (differentiable).
+        momentum: ``None`` (plain SGD, stateless) or the momentum coefficient in [0, 1).
+        nesterov: Nesterov momentum (needs ``momentum``).
+
+    The state is ``EmptyState()`` without momentum and ``(TraceState, EmptyState())`` with it;
+    the same numbers as ``optax.sgd`` with the same arguments.
 
     Example:
         >>> sgd(0.1).update([2.0], EmptyState())[0]
         [-0.2]
+        >>> import numpy as np
+        >>> heavy_ball = sgd(0.1, momentum=0.9)
+        >>> state = heavy_ball.init([np.zeros(1)])
+        >>> for _ in range(2):
+        ...     updates, state = heavy_ball.update([np.ones(1)], state)
+        >>> np.round(updates[0], 6).tolist()   # -0.1 * (1 + 0.9)
+        [-0.19]
     """
     _check_step("learning_rate", learning_rate)
     if isinstance(learning_rate, (int, float)) and learning_rate < 0:
         raise ValueError(f"learning_rate={learning_rate!r} must be >= 0 (updates are added to parameters)")
-    return scale(-learning_rate if isinstance(learning_rate, (int, float)) else -1 * learning_rate)
+    if nesterov and momentum is None:
+        raise ValueError("nesterov=True needs momentum (a float in [0, 1)); got momentum=None")
+    descent = scale(-learning_rate if isinstance(learning_rate, (int, float)) else -1 * learning_rate)
+    if momentum is None:
+        return descent
+    return chain(trace(momentum, nesterov), descent)
 
 
 def per_parameter_sgd(learning_rates: Any) -> GradientTransformation:

@@ -4,7 +4,12 @@ Each algorithm object holds only static configuration (model, learning rate, fla
 meta-parameters are a dict returned by ``init`` (or ``from_variables``); ``task_loss`` adapts
 on a support set and scores the query set, purely, so it can be differentiated, vmapped over
 tasks and jit-compiled (``make_meta_train_step``). The same names and ideas as the torch
-backend: MAML's ``lr``/``first_order``, Meta-SGD's ``lrs``, GBML's learned transforms.
+backend: MAML's ``lr``/``first_order``/``inner``, Meta-SGD's ``lrs``, GBML's learned transforms.
+
+Inner loops: the inner optimizer (``sgd(lr)`` by default, or ``inner=``: any transform of
+``l2l_multi.transforms`` or of optax, updates added) is initialised per task and its state
+threaded through the steps; more than one step runs as one ``jax.lax.scan`` (the step is traced
+and compiled once, whatever the number of steps), a single step directly.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import jax
 
 from ...._arrays import is_torch_tensor
 from ...._checks import check_learning_rate
-from ....transforms import EmptyState, GradientTransformation, per_parameter_sgd, sgd
+from ....transforms import GradientTransformation, is_learnable, sgd
+from ....transforms._base import is_transform
+from ....transforms._inner import UNSET, check_inner, resolve_inner
 from ._model import as_apply, cross_entropy, init_variables, with_params
 
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
@@ -64,12 +71,21 @@ def check_finite(value: Any, where: str) -> None:
         )
 
 
-class _GradientBased:
-    """Shared inner loop: ``steps`` gradient steps on ``variables["params"]``."""
+def _check_lr(lr: Any, argument: str = "lr") -> Any:
+    return check_learning_rate(lr, argument, arrays=("jax", "numpy"))  # one wording for both backends
 
-    def __init__(self, model: Any, lr: float, first_order: bool = False):
-        check_learning_rate(lr, "lr", arrays=("jax", "numpy"))  # one wording for both backends
-        self.model, self.lr, self.first_order = model, lr, bool(first_order)
+
+def _apply(params: Any, updates: Any) -> Any:
+    # keep each parameter's dtype: a float64 rate must not promote a float32 scan carry
+    return jax.tree_util.tree_map(lambda p, u: (p + u).astype(p.dtype), params, updates)
+
+
+class _GradientBased:
+    """Shared inner loop: ``steps`` inner-optimizer steps on ``variables["params"]``."""
+
+    def __init__(self, model: Any, lr: Any = None, first_order: bool = False, inner: Any = None):
+        self.lr, self.inner = resolve_inner(type(self).__name__, lr, inner, _check_lr)
+        self.model, self.first_order = model, bool(first_order)
         self.apply_model = as_apply(model)
 
     # -- meta-parameters -------------------------------------------------------------
@@ -84,17 +100,40 @@ class _GradientBased:
         return {"model": dict(variables)}
 
     # -- inner loop ---------------------------------------------------------------------
-    def inner_update(self, meta_params: dict, params: Any, grads: Any) -> Any:
-        updates, _ = sgd(self.lr).update(grads, EmptyState())
-        return jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
+    def inner_transform(self) -> Any:
+        """The inner optimizer: ``inner`` when given, else ``sgd(lr)``."""
+        return self.inner if self.inner is not None else sgd(self.lr)
 
-    def _inner_gradients(self, variables, x, y, loss, train):
+    def inner_init(self, meta_params: dict, params: Any) -> Any:
+        """The inner optimizer's state at the start of a task's adaptation."""
+        return self.inner_transform().init(params)
+
+    def inner_step(self, meta_params: dict, params: Any, grads: Any, state: Any) -> tuple[Any, Any]:
+        """``(params, state)`` after one inner step with ``grads`` (trees shaped like ``params``)."""
+        updates, state = self.inner_transform().update(grads, state, params)
+        return _apply(params, updates), state
+
+    def _inner_loop(self, meta_params, variables, x, y, loss, steps, train):
         def support_loss(params):
             return loss(self.apply_model(with_params(variables, params), x, train), y)
 
-        value, grads = jax.value_and_grad(support_loss)(variables["params"])
-        check_finite(value, "adapt: the support loss")
-        return jax.lax.stop_gradient(grads) if self.first_order else grads
+        def step(carry):
+            params, state = carry
+            value, grads = jax.value_and_grad(support_loss)(params)
+            if self.first_order:
+                grads = jax.lax.stop_gradient(grads)
+            return self.inner_step(meta_params, params, grads, state), value
+
+        params = variables["params"]
+        carry = (params, self.inner_init(meta_params, params))
+        if steps == 1:  # nothing to roll: keep the single step's graph plain
+            carry, values = step(carry)
+        elif steps > 1:
+            carry, values = jax.lax.scan(lambda c, _: step(c), carry, length=steps)
+        else:
+            values = jax.numpy.zeros(())
+        check_finite(values, "adapt: the support loss")
+        return with_params(variables, carry[0])
 
     def adapt(self, meta_params: dict, x: jax.Array, y: jax.Array, loss: Loss = cross_entropy,
               steps: int = 1, train: bool = True) -> dict:
@@ -105,11 +144,7 @@ class _GradientBased:
         ``FloatingPointError`` as on the torch backend; traced calls propagate NaN (see
         ``make_meta_train_step``)."""
         check_task(meta_params, x, y, steps, loss=loss)
-        variables = meta_params["model"]
-        for _ in range(steps):
-            grads = self._inner_gradients(variables, x, y, loss, train)
-            variables = with_params(variables, self.inner_update(meta_params, variables["params"], grads))
-        return variables
+        return self._inner_loop(meta_params, meta_params["model"], x, y, loss, steps, train)
 
     def task_loss(self, meta_params: dict, support_x, support_y, query_x, query_y,
                   loss: Loss = cross_entropy, steps: int = 1, train: bool = True):
@@ -122,11 +157,19 @@ class _GradientBased:
 
 
 class MAML(_GradientBased):
-    """MAML (Finn et al. 2017): inner step ``p <- p - lr * grad`` on the model's ``params``.
+    """MAML (Finn et al. 2017): inner step ``p <- p - lr * grad`` on the model's ``params``, or
+    any inner optimizer.
 
     Args:
         model: a ``flax.linen.Module`` (or ``f(variables, x)``).
-        lr: inner learning rate (float); first_order: stop gradients through inner gradients.
+        lr: inner learning rate (float): the inner step is ``sgd(lr)``.
+        first_order: stop gradients through inner gradients.
+        inner: instead of ``lr``, any ``GradientTransformation`` (``optax.adam(1e-3)``,
+            ``optax.sgd(0.1, momentum=0.9)``, ``optax.chain(optax.clip_by_global_norm(1.0),
+            optax.sgd(0.4))``, ``l2l_multi.transforms.adam(1e-3)``...), updates added; its state
+            is created per task and threaded through the steps (differentiably). Pass ``lr`` or
+            ``inner``, not both (``ValueError``). For Adam prefer ``eps_root > 0``
+            (``transforms.adam``'s default) so second-order meta-gradients stay finite.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -136,12 +179,19 @@ class MAML(_GradientBased):
         >>> loss, outputs = maml.task_loss(meta, x, y, x, y)
         >>> outputs.shape
         (6, 3)
+        >>> import optax
+        >>> adam = MAML(nn.Dense(3), inner=optax.adam(1e-2, eps_root=1e-16))
+        >>> loss, outputs = adam.task_loss(meta, x, y, x, y, steps=3)
     """
 
 
 class MetaSGD(_GradientBased):
     """Meta-SGD (Li et al. 2017): a learned learning rate per parameter element, ``lr`` at init,
     stored in ``meta_params["lrs"]`` and meta-learned with the model.
+
+    ``inner``: an inner optimizer whose updates the learned rates multiply element-wise
+    (``p <- p + lrs * u``); default ``sgd(1.0)`` (``u = -grad``, Meta-SGD). Give it a unit
+    learning rate (``optax.adam(1.0)``) so that ``lrs`` stay the step sizes. As on torch.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -150,31 +200,52 @@ class MetaSGD(_GradientBased):
         0.1
     """
 
-    def __init__(self, model, lr=1.0, first_order=False):
+    def __init__(self, model, lr=1.0, first_order=False, inner=None):
         super().__init__(model, lr, first_order)
+        if inner is not None:
+            self.inner = check_inner(inner)
 
     def from_variables(self, variables):
         meta = super().from_variables(variables)
         meta["lrs"] = jax.tree_util.tree_map(lambda p: jax.numpy.full_like(p, self.lr), variables["params"])
         return meta
 
-    def inner_update(self, meta_params, params, grads):
-        updates, _ = per_parameter_sgd(meta_params["lrs"]).update(grads, EmptyState())
-        return jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
+    def inner_transform(self):
+        """The inner optimizer whose updates ``lrs`` multiply: ``inner``, else ``sgd(1.0)``."""
+        return self.inner if self.inner is not None else sgd(1.0)
+
+    def inner_step(self, meta_params, params, grads, state):
+        updates, state = self.inner_transform().update(grads, state, params)
+        updates = jax.tree_util.tree_map(lambda rate, u: rate * u, meta_params["lrs"], updates)
+        return _apply(params, updates), state
 
 
 class GBML(_GradientBased):
     """Gradient-based meta-learning with a learned transform (``l2l_multi.transforms``):
-    ``p <- p - lr * T(grad)``, ``T``'s parameters in ``meta_params["transform"]``.
+    ``p <- p - lr * T(grad)``, ``T``'s parameters in ``meta_params["transform"]``; or any
+    complete inner optimizer.
+
+    The rule for ``transform`` (the same on the torch backend):
+
+    * a ``LearnableTransformation`` (``transforms.elementwise_scale()`` (Meta-SGD),
+      ``transforms.kronecker(layout="flax")`` (Meta-KFO), ``transforms.meta_curvature(
+      layout="flax")``, or your own pair wrapped in ``LearnableTransformation``) is a learnable
+      preconditioner: ``T(g)`` is a direction (``scale_by_*`` in optax's terms), its parameters
+      ``init(params)`` are meta-parameters, and the inner optimizer steps along it: ``sgd(lr)``
+      by default, i.e. ``p - lr * T(g)`` (``lr`` defaults to 1.0), or ``inner=`` (then ``lr`` is
+      refused);
+    * any other ``GradientTransformation`` (``optax.sgd(0.4)``, ``optax.adam(1e-3)``,
+      ``transforms.sgd(0.4)``...) is a complete optimizer whose updates are added, exactly as
+      ``MAML(model, inner=transform)``; ``lr``, ``inner`` and ``adapt_transform`` are refused
+      with it, and the meta-parameters hold no ``"transform"`` entry.
 
     Args:
         model: as in ``MAML``.
-        transform: a learnable ``GradientTransformation`` such as
-            ``transforms.elementwise_scale()`` (Meta-SGD), ``transforms.kronecker(layout="flax")``
-            (Meta-KFO) or ``transforms.meta_curvature(layout="flax")``, or any optax-style pair
-            whose state is differentiable.
-        lr: float; adapt_transform: also take a gradient step on the transform's parameters at
-            each inner step (Meta-KFO); first_order: as in ``MAML``.
+        transform: see above.
+        lr: float (the step along ``T(g)``); adapt_transform: also take a gradient step on the
+            transform's parameters at each inner step (Meta-KFO; needs the default SGD inner step
+            and runs as an unrolled loop, since each step differentiates through the previous
+            one's transform); first_order: as in ``MAML``; inner: as in ``MAML``.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -186,19 +257,45 @@ class GBML(_GradientBased):
     """
 
     def __init__(
-        self, model, transform: GradientTransformation, lr=1.0, adapt_transform=False, first_order=False
+        self, model, transform: GradientTransformation, lr=UNSET, adapt_transform=False, first_order=False,
+        inner=None,
     ):
-        super().__init__(model, lr, first_order)
-        if not (callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None))):
+        if not is_transform(transform):
             raise TypeError(f"transform must be a GradientTransformation (init, update), got {transform!r}")
         self.transform, self.adapt_transform = transform, bool(adapt_transform)
+        self.learnable = is_learnable(transform)
+        if not self.learnable:
+            refused = [f"{name}={value!r:.60}" for name, value in (("lr", lr), ("inner", inner))
+                       if value is not UNSET and value is not None]
+            refused += ["adapt_transform=True"] if self.adapt_transform else []
+            if refused:
+                raise ValueError(
+                    f"transform is a complete optimizer (not a LearnableTransformation: its updates are "
+                    f"added), so GBML refuses {', '.join(refused)}: put the learning rate into the "
+                    "transform, e.g. GBML(model, optax.sgd(lr))"
+                )
+            super().__init__(model, None, first_order, inner=transform)
+            return
+        if self.adapt_transform and inner is not None:
+            raise ValueError(
+                f"adapt_transform=True takes the default SGD inner step (lr=...); got inner={inner!r:.60}"
+            )
+        super().__init__(model, 1.0 if lr is UNSET and inner is None else lr, first_order, inner)
 
     def from_variables(self, variables):
         meta = super().from_variables(variables)
-        meta["transform"] = self.transform.init(variables["params"])
+        if self.learnable:
+            meta["transform"] = self.transform.init(variables["params"])
         return meta
 
+    def inner_step(self, meta_params, params, grads, state):
+        if self.learnable:  # precondition, then let the inner optimizer step along T(g)
+            grads, _ = self.transform.update(grads, meta_params["transform"], params)
+        return super().inner_step(meta_params, params, grads, state)
+
     def adapt(self, meta_params, x, y, loss=cross_entropy, steps=1, train=True):
+        if not self.adapt_transform:
+            return super().adapt(meta_params, x, y, loss, steps, train)
         check_task(meta_params, x, y, steps, loss=loss)
         variables, transform_params = meta_params["model"], meta_params["transform"]
         tree = jax.tree_util.tree_map
@@ -240,6 +337,7 @@ class ANIL(_GradientBased):
 
     Meta-parameters ``{"features": variables, "model": head variables}``; the embeddings of the
     support and query sets are computed once per task.
+    ``lr`` or ``inner``: the head's inner optimizer, as in ``MAML``.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -249,8 +347,8 @@ class ANIL(_GradientBased):
         ['features', 'model']
     """
 
-    def __init__(self, features, head, lr, first_order=False):
-        super().__init__(head, lr, first_order)
+    def __init__(self, features, head, lr=None, first_order=False, inner=None):
+        super().__init__(head, lr, first_order, inner)
         self.features = features
         self.apply_features = as_apply(features)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ....transforms import EmptyState, sgd
-from .._module_utils import clone_module, update_module
-from ._base import BaseLearner, check_lr
+from .._module_utils import clone_module
+from ._base import BaseLearner
 
 
 class ANIL(BaseLearner):
@@ -15,7 +14,8 @@ class ANIL(BaseLearner):
     Args:
         features: feature extractor, ``[N, ...] -> [N, d]`` (meta-learned, never adapted).
         head: the adapted module, ``[N, d] -> [N, classes]``.
-        lr, first_order, allow_unused, allow_nograd: as in ``MAML`` (for the head).
+        lr, first_order, allow_unused, allow_nograd, inner: as in ``MAML`` (for the head; pass
+            ``lr`` or ``inner``).
 
     ``clone()`` shares ``features`` (gradients still reach it) and clones the head. Compute the
     embeddings once per task with ``learner.features(x)`` and adapt with ``learner.head(z)``
@@ -33,14 +33,16 @@ class ANIL(BaseLearner):
         (True, True)
     """
 
-    def __init__(self, features, head, lr, first_order=False, allow_unused=None, allow_nograd=False):
+    def __init__(
+        self, features, head, lr=None, first_order=False, allow_unused=None, allow_nograd=False, inner=None
+    ):
         if not isinstance(head, torch.nn.Module):
             raise TypeError(f"head must be a torch.nn.Module, got {type(head).__name__}")
         super().__init__(head, first_order, allow_unused, allow_nograd)
         if not isinstance(features, torch.nn.Module):
             raise TypeError(f"features must be a torch.nn.Module, got {type(features).__name__}")
         self.features = features
-        self.lr = check_lr(lr)
+        self._set_inner(lr, inner)
 
     @property
     def head(self) -> torch.nn.Module:
@@ -62,9 +64,8 @@ class ANIL(BaseLearner):
         return clone
 
     def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
-        """One gradient step on the head's parameters (see ``MAML.adapt`` for errors)."""
+        """One inner-optimizer step on the head's parameters (see ``MAML.adapt`` for errors)."""
         first_order, allow_unused, allow_nograd = self._options(first_order, allow_unused, allow_nograd)
         params = list(self.module.parameters())
         grads = self._gradients(loss, params, first_order, allow_unused, allow_nograd)
-        updates, _ = sgd(self.lr).update(grads, EmptyState())
-        update_module(self.module, updates)
+        self._inner_step(self.module, grads)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from ...._checks import check_learning_rate
-from .._module_utils import clone_module
+from ....transforms import sgd
+from ....transforms._inner import resolve_inner
+from .._module_utils import clone_module, update_module
 from ..optim._parameter_update import AdaptationError, differentiate
 
 
@@ -40,6 +42,32 @@ class BaseLearner(torch.nn.Module):
         self.first_order = bool(first_order)
         self.allow_nograd = bool(allow_nograd)
         self.allow_unused = self.allow_nograd if allow_unused is None else bool(allow_unused)
+        self.inner = None
+        self.inner_state = None  # the inner optimizer's state after the last adapt (per clone)
+
+    def _set_inner(self, lr, inner) -> None:
+        """``self.lr`` and ``self.inner`` from the ``lr=``/``inner=`` pair (``transforms._inner``)."""
+        self.lr, self.inner = resolve_inner(type(self).__name__, lr, inner, check_lr)
+
+    def inner_transform(self):
+        """The inner optimizer: ``inner`` when given, else ``sgd(lr)`` (rebuilt per call, so a
+        changed or cloned ``lr`` tensor is the one used)."""
+        return self.inner if self.inner is not None else sgd(self.lr)
+
+    def _inner_step(self, module: torch.nn.Module, grads, scales=None) -> None:
+        """Apply one step of the inner optimizer to ``module`` in place, differentiably.
+
+        The state lives on this learner (``inner_state``: created at the first ``adapt``, copied
+        by ``clone``), so successive ``adapt`` calls continue one optimizer run and gradients
+        flow through it. ``scales`` (Meta-SGD's learned rates) multiply the updates.
+        """
+        params = list(module.parameters())
+        transform = self.inner_transform()
+        state = transform.init(params) if self.inner_state is None else self.inner_state
+        updates, self.inner_state = transform.update(grads, state, params)
+        if scales is not None:
+            updates = [None if u is None else rate * u for u, rate in zip(updates, scales)]
+        update_module(module, updates)
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)

@@ -149,8 +149,9 @@ def meta_batch_loss(
     """Adapt on every task's support set, evaluate on its query set, average over tasks.
 
     Args:
-        algorithm: a ``MAML``, ``MetaSGD`` or ``ANIL`` (its ``lr``/``lrs``, ``first_order``
-            and ``allow_nograd`` apply; parameters with ``requires_grad=False`` stay fixed);
+        algorithm: a ``MAML``, ``MetaSGD`` or ``ANIL`` (its ``lr``/``lrs``/``inner``,
+            ``first_order`` and ``allow_nograd`` apply; parameters with ``requires_grad=False``
+            stay fixed; the inner optimizer's state is threaded through the steps on both paths);
             the loop path also takes any other learner with ``clone()``/``adapt()`` (``GBML``,
             ``MAMLpp``, ...).
         support_x: ``[B, s, ...]`` inputs; support_y: ``[B, s]`` targets (int64 for
@@ -209,13 +210,22 @@ def _loop(algorithm, support_x, support_y, query_x, query_y, loss, steps) -> Met
 
 
 def _step_rule(algorithm, names):
-    """``update(params, grads) -> params`` implementing the algorithm's inner step."""
+    """``(init(params) -> state, step(params, grads, state) -> (params, state))``: the
+    algorithm's inner optimizer on a ``{name: tensor}`` tree, its state threaded by the caller
+    exactly as ``adapt`` threads it on a clone (Meta-SGD's rates multiply the updates)."""
+    transform = algorithm.inner_transform()
+    rates = None
     if isinstance(algorithm, MetaSGD):
         all_names = [n for n, _ in algorithm.module.named_parameters()]
         rates = dict(zip(all_names, algorithm.lrs))
-        return lambda params, grads: {n: params[n] - rates[n] * grads[n] for n in names}
-    lr = algorithm.lr
-    return lambda params, grads: {n: params[n] - lr * grads[n] for n in names}
+
+    def step(params, grads, state):
+        updates, state = transform.update(grads, state, params)
+        if rates is not None:
+            updates = {n: rates[n] * updates[n] for n in names}
+        return {n: params[n] + updates[n] for n in names}, state
+
+    return transform.init, step
 
 
 def _vmapped(algorithm, support_x, support_y, query_x, query_y, loss, steps, chunk_size) -> MetaBatchResult:
@@ -230,7 +240,7 @@ def _vmapped(algorithm, support_x, support_y, query_x, query_y, loss, steps, chu
         )
     fixed = {n: p for n, p in named.items() if n not in adapted}
     fixed.update(dict(module.named_buffers()))
-    step = _step_rule(algorithm, adapted)
+    init_state, step = _step_rule(algorithm, adapted)
     first_order = algorithm.first_order
 
     def forward(params, x):
@@ -243,11 +253,12 @@ def _vmapped(algorithm, support_x, support_y, query_x, query_y, loss, steps, chu
         if features is not None:
             sx, qx = features(sx), features(qx)
         params = {n: named[n] for n in adapted}
+        state = init_state(params)
         for _ in range(steps):
             grads = torch.func.grad(inner_loss)(params, sx, sy)
             if first_order:
                 grads = {n: g.detach() for n, g in grads.items()}
-            params = step(params, grads)
+            params, state = step(params, grads, state)
         outputs = forward(params, qx)
         return loss(outputs, qy), outputs
 

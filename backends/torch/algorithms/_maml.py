@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import torch
 
-from ....transforms import EmptyState, per_parameter_sgd, sgd
-from .._module_utils import update_module
+from ....transforms import sgd
+from ....transforms._inner import check_inner
 from ._base import BaseLearner, check_lr
 
 
 class MAML(BaseLearner):
     """Model-agnostic meta-learning: ``clone()`` a learner per task, ``adapt(loss)`` it with
-    ``p <- p - lr * grad``, and backpropagate the adapted learner's query loss into ``model``.
+    ``p <- p - lr * grad`` (or any inner optimizer), and backpropagate the adapted learner's
+    query loss into ``model``.
 
     Args:
         model: any ``torch.nn.Module``.
-        lr: inner-loop learning rate (float or a 0-d tensor).
+        lr: inner-loop learning rate (float or a 0-d tensor): the inner step is ``sgd(lr)``.
         first_order: drop second-order terms (FOMAML): inner gradients are not differentiated.
         allow_unused: leave parameters that do not influence the loss unchanged instead of
             raising (default: the value of ``allow_nograd``).
         allow_nograd: skip parameters with ``requires_grad=False`` instead of raising.
+        inner: instead of ``lr``, an inner optimizer from ``l2l_multi.transforms``
+            (``adam(1e-3)``, ``sgd(0.1, momentum=0.9)``, ``chain(clip_by_global_norm(1.0),
+            sgd(0.4))``...); updates are added (optax's convention). Pass ``lr`` or ``inner``,
+            not both (``ValueError``). Its state starts at the first ``adapt`` of a clone, is
+            kept on the clone (``learner.inner_state``) and threaded through its successive
+            ``adapt`` calls; second-order meta-gradients flow through it.
 
     Batch norm: a clone gets its own copy of the running statistics (see ``clone_module``), so
     adapting clones never changes ``model``'s statistics.
@@ -34,14 +41,20 @@ class MAML(BaseLearner):
         >>> torch.nn.functional.cross_entropy(learner(x), y).backward()
         >>> maml.module.weight.grad.shape
         torch.Size([2, 4])
+        >>> adam = l2l.algorithms.MAML(torch.nn.Linear(4, 2), inner=l2l.transforms.adam(1e-2))
+        >>> learner = adam.clone()
+        >>> for _ in range(3):
+        ...     learner.adapt(torch.nn.functional.cross_entropy(learner(x), y))
+        >>> int(learner.inner_state[0].count)
+        3
     """
 
-    def __init__(self, model, lr, first_order=False, allow_unused=None, allow_nograd=False):
+    def __init__(self, model, lr=None, first_order=False, allow_unused=None, allow_nograd=False, inner=None):
         super().__init__(model, first_order, allow_unused, allow_nograd)
-        self.lr = check_lr(lr)
+        self._set_inner(lr, inner)
 
     def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
-        """One gradient step on ``loss`` (a scalar tensor), in place and differentiable.
+        """One inner-optimizer step on ``loss`` (a scalar tensor), in place and differentiable.
 
         Raises ``AdaptationError`` (a RuntimeError) when autograd cannot differentiate the loss
         w.r.t. the parameters, naming the flag that would allow it; ``FloatingPointError`` on a
@@ -50,8 +63,7 @@ class MAML(BaseLearner):
         first_order, allow_unused, allow_nograd = self._options(first_order, allow_unused, allow_nograd)
         params = list(self.module.parameters())
         grads = self._gradients(loss, params, first_order, allow_unused, allow_nograd)
-        updates, _ = sgd(self.lr).update(grads, EmptyState())
-        update_module(self.module, updates)
+        self._inner_step(self.module, grads)
 
 
 class MetaSGD(BaseLearner):
@@ -62,6 +74,11 @@ class MetaSGD(BaseLearner):
         lr: initial value of every learning rate (float).
         first_order: see ``MAML``.
         lrs: optional list of tensors (one per parameter, same shapes) to use as the rates.
+        inner: an inner optimizer (``l2l_multi.transforms``) whose updates the learned rates
+            multiply element-wise: ``p <- p + lrs_p * u_p``. Default ``sgd(1.0)``, i.e.
+            ``u = -grad`` (Meta-SGD). Give it a unit learning rate (``adam(1.0)``,
+            ``sgd(1.0, momentum=0.9)``) so that ``lrs`` stay the step sizes; ``lr`` remains the
+            rates' initial value, so ``lr`` and ``inner`` combine here. State as in ``MAML``.
 
     ``adapt`` computes ``p <- p - lrs_p * grad_p``; ``lrs`` are meta-learned with the model.
 
@@ -73,9 +90,13 @@ class MetaSGD(BaseLearner):
         [(2, 4), (2,)]
     """
 
-    def __init__(self, model, lr=1.0, first_order=False, lrs=None, allow_unused=None, allow_nograd=False):
+    def __init__(
+        self, model, lr=1.0, first_order=False, lrs=None, allow_unused=None, allow_nograd=False, inner=None
+    ):
         super().__init__(model, first_order, allow_unused, allow_nograd)
         check_lr(lr)
+        if inner is not None:
+            self.inner = check_inner(inner)
         params = list(model.parameters())
         if lrs is None:
             lrs = [torch.nn.Parameter(torch.full_like(p, float(lr)).detach()) for p in params]
@@ -87,12 +108,16 @@ class MetaSGD(BaseLearner):
         self.lrs = torch.nn.ParameterList(lrs)
 
     def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
-        """One step ``p <- p - lrs_p * grad_p`` (see ``MAML.adapt`` for errors)."""
+        """One step ``p <- p + lrs_p * u_p`` with ``u`` the inner optimizer's update (``-grad_p`` by
+        default; see ``MAML.adapt`` for errors)."""
         first_order, allow_unused, allow_nograd = self._options(first_order, allow_unused, allow_nograd)
         params = list(self.module.parameters())
         grads = self._gradients(loss, params, first_order, allow_unused, allow_nograd)
-        updates, _ = per_parameter_sgd(list(self.lrs)).update(grads, EmptyState())
-        update_module(self.module, updates)
+        self._inner_step(self.module, grads, scales=list(self.lrs))
+
+    def inner_transform(self):
+        """The inner optimizer whose updates ``lrs`` multiply: ``inner``, else ``sgd(1.0)``."""
+        return self.inner if self.inner is not None else sgd(1.0)
 
 
 __all__ = ["MAML", "MetaSGD"]
