@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from l2l_multi.experiment import RunFolder, command_line, mean_confidence_interval
+from l2l_multi.experiment._cli import check_float, check_int, explicit_options, restore_arguments
+from l2l_multi.experiment._faults import fault_point
 
 TRAIN_STREAM, VALID_STREAM, TEST_STREAM = 0, 1, 2
 # what --quick changes: a run of a few seconds that still goes through every code path
@@ -78,17 +80,38 @@ def argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAY_CHANGE = ("iterations", "test_tasks")  # what --resume may change
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses ``argv``: ``--quick`` changes the defaults (flags given still win); with ``--resume``,
+    settings not given come from the folder's ``config.json``."""
+    parser = argument_parser()
+    chosen, _ = parser.parse_known_args(argv)
+    if chosen.quick:
+        parser.set_defaults(**QUICK)
+    args = parser.parse_args(argv)
+    args.out = args.out or f"results/maml_sine_{args.backend}"
+    if args.resume:
+        try:
+            saved = RunFolder.saved_config(args.out)
+        except FileNotFoundError:
+            saved = {}  # RunFolder refuses the resume with the folder's name
+        restore_arguments(args, saved, explicit_options(parser, argv))
+    return args
+
+
 def configure(args: argparse.Namespace) -> dict[str, Any]:
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, min(getattr(args, key), value))
+    """Validates every flag (``SystemExit`` naming it) and returns the run's configuration."""
     for name in ("iterations", "meta_batch", "shots", "queries", "test_queries", "eval_every", "eval_batch"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer")
-    if args.eval_tasks < 2 or args.test_tasks < 2:
-        raise SystemExit("--eval-tasks and --test-tasks must be at least 2 (a confidence interval needs 2)")
-    if args.adaptation_steps < 0 or min(args.test_steps) < 0:
-        raise SystemExit("adaptation steps must be non-negative")
+        check_int(args, name, 1)
+    for name in ("eval_tasks", "test_tasks"):
+        check_int(args, name, 2, "a 95% interval needs at least 2 tasks")
+    for name in ("adaptation_steps", "test_steps", "seed", "test_seed"):
+        check_int(args, name, 0)
+    check_int(args, "hidden", 1)
+    check_float(args, "lr")
+    check_float(args, "meta_lr")
     args.test_steps = sorted(set(args.test_steps))
     return {k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress")}
 
@@ -269,11 +292,12 @@ class JaxSine:
         return {"meta_params": to_numpy(self.meta_params), "optimizer": to_numpy(self.opt_state)}
 
     def load_state_dict(self, state: dict) -> None:
+        # the structures (NamedTuples of optax) come from the live state, the values from the file
         tree_util = self.jax.tree_util
-        self.meta_params = tree_util.tree_map(self.jnp.asarray, state["meta_params"])
-        structure = tree_util.tree_structure(self.opt_state)
-        leaves = [self.jnp.asarray(leaf) for leaf in tree_util.tree_leaves(state["optimizer"])]
-        self.opt_state = tree_util.tree_unflatten(structure, leaves)
+        for name, key in (("meta_params", "meta_params"), ("opt_state", "optimizer")):
+            structure = tree_util.tree_structure(getattr(self, name))
+            leaves = [self.jnp.asarray(leaf) for leaf in tree_util.tree_leaves(state[key])]
+            setattr(self, name, tree_util.tree_unflatten(structure, leaves))
 
 
 # -- protocol -----------------------------------------------------------------------------------
@@ -307,20 +331,25 @@ def device_name(backend: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parses ``argv``, trains, tests; returns (and writes) ``results.json``'s dict."""
+    args = parse_arguments(argv)
+    config = configure(args)
+    with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
+        return train_and_test(args, run, argv)
+
+
+def train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, Any]:
     import l2l_multi as l2l
 
-    args = argument_parser().parse_args(argv)
-    config = configure(args)
-    run = RunFolder(args.out or f"results/maml_sine_{args.backend}", config, resume=args.resume)
     l2l.set_backend(args.backend)
     runner = TorchSine(args) if args.backend == "torch" else JaxSine(args)
+    run.record_environment(device=device_name(args.backend))
     validation = fixed_tasks(VALID_STREAM, args.seed, args.eval_tasks, args)
     start, elapsed, window = 0, 0.0, []
-    if args.resume:
-        checkpoint = run.load_checkpoint()
+    if run.checkpoint is not None:
+        checkpoint = run.checkpoint
         runner.load_state_dict(checkpoint["learner"])
         start, elapsed, window = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["window"]
-        run.truncate_metrics(start)
 
     from tqdm.auto import tqdm
 
@@ -334,6 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         dynamic_ncols=True,
     )
     for iteration in bar:
+        fault_point("training")
         loss = runner.train_step(*training_tasks(args, iteration))
         if not np.isfinite(loss):
             raise FloatingPointError(f"the meta-loss became {loss} at iteration {iteration + 1}")

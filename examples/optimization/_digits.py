@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from l2l_multi.experiment import RunFolder, command_line, save_figure
+from l2l_multi.experiment._cli import check_float, check_int, explicit_options, restore_arguments
 
 FEATURES, CLASSES = 64, 10
 
@@ -48,15 +49,33 @@ def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
     return parser
 
 
-def configure(args: argparse.Namespace, quick: dict[str, int]) -> dict[str, Any]:
-    if args.quick:
-        for key, value in quick.items():
-            setattr(args, key, min(getattr(args, key), value))
-    for name in ("batch", "iterations", "eval_every"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer")
-    if args.lr <= 0:
-        raise SystemExit("--lr must be positive")
+def parse_arguments(parser: argparse.ArgumentParser, argv, quick: dict[str, Any], default_out: str):
+    """Parses ``argv``: ``--quick`` changes the defaults (flags given still win); with ``--resume``,
+    settings not given come from the folder's ``config.json`` (``--resume --out DIR`` alone)."""
+    chosen, _ = parser.parse_known_args(argv)
+    if chosen.quick:
+        parser.set_defaults(**quick)
+    args = parser.parse_args(argv)
+    args.out = args.out or default_out.format(backend=args.backend)
+    if args.resume:
+        try:
+            saved = RunFolder.saved_config(args.out)
+        except FileNotFoundError:
+            saved = {}  # RunFolder refuses the resume with the folder's name
+        restore_arguments(args, saved, explicit_options(parser, argv))
+    return args
+
+
+def configure(args: argparse.Namespace) -> dict[str, Any]:
+    """Validates every flag (``SystemExit`` naming it) and returns the run's configuration."""
+    for name in ("batch", "iterations", "eval_every", "hidden"):
+        check_int(args, name, 1)
+    for name in ("seed", "split_seed"):
+        check_int(args, name, 0)
+    check_float(args, "lr", 0.0, strict=True)
+    for name in ("meta_lr", "hyper_lr"):
+        if hasattr(args, name):
+            check_float(args, name)
     return {k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress")}
 
 
@@ -174,11 +193,10 @@ def train(args, run: RunFolder, runner, train_size: int, desc: str) -> float:
     (a dict of floats) at iteration 0, every ``--eval-every`` steps and at the end, with a
     checkpoint each time; with ``--resume`` continues from the last one. Returns the seconds spent."""
     start, elapsed = 0, 0.0
-    if args.resume:
-        checkpoint = run.load_checkpoint()
+    if run.checkpoint is not None:
+        checkpoint = run.checkpoint
         runner.load_state_dict(checkpoint["runner"])
         start, elapsed = checkpoint["iteration"], checkpoint["elapsed"]
-        run.truncate_metrics(start)
     began = time.perf_counter() - elapsed
 
     def log(done: int) -> dict:

@@ -86,8 +86,10 @@ class TorchHypergradient:
         return {"params": numpy(self.params), "states": numpy(self.states)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        tensors = lambda tree: transforms.tree_map(self.torch.from_numpy, tree)
-        self.params, self.states = tensors(state["params"]), tensors(state["states"])
+        # the structures (the rules' NamedTuple states) come from the live trees, values from the file
+        tensor = lambda live, saved: self.torch.from_numpy(np.asarray(saved))  # noqa: E731
+        self.params = transforms.tree_map(tensor, self.params, state["params"])
+        self.states = transforms.tree_map(tensor, self.states, state["states"])
 
 
 class JaxHypergradient:
@@ -155,15 +157,22 @@ class JaxHypergradient:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import l2l_multi as l2l
-
+    """Parses ``argv``, trains both optimizers, writes the results folder; returns results.json's dict."""
     parser = _digits.base_parser(
         __doc__.splitlines()[0], hidden=[], lr=0.001, batch=128, iterations=2000, eval_every=10
     )
     parser.add_argument("--hyper-lr", type=float, default=0.001, help="beta, the rate of the rate")
-    args = parser.parse_args(argv)
-    config = _digits.configure(args, QUICK)
-    run = RunFolder(args.out or f"results/hypergradient_digits_{args.backend}", config, resume=args.resume)
+    args = _digits.parse_arguments(parser, argv, QUICK, "results/hypergradient_digits_{backend}")
+    config = _digits.configure(args)
+    with RunFolder(args.out, config, resume=args.resume, may_change=("iterations",)) as run:
+        run.record_environment(device=_digits.device_name(args.backend))
+        return train_and_report(args, run, argv)
+
+
+def train_and_report(args, run: RunFolder, argv) -> dict[str, Any]:
+    """Trains in the open results folder ``run``, writes results.json and the curves."""
+    import l2l_multi as l2l
+
     l2l.set_backend(args.backend)
     data = _digits.load_digits(args.split_seed)
     runner = (TorchHypergradient if args.backend == "torch" else JaxHypergradient)(args, data)

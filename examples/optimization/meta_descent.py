@@ -229,13 +229,20 @@ class JaxMetaDescent:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import l2l_multi as l2l
-
+    """Parses ``argv``, trains both optimizers, writes the results folder; returns results.json's dict."""
     parser = _digits.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--meta-lr", type=float, default=0.01, help="Adam's learning rate on the scales")
-    args = parser.parse_args(argv)
-    config = _digits.configure(args, QUICK)
-    run = RunFolder(args.out or f"results/meta_descent_{args.backend}", config, resume=args.resume)
+    args = _digits.parse_arguments(parser, argv, QUICK, "results/meta_descent_{backend}")
+    config = _digits.configure(args)
+    with RunFolder(args.out, config, resume=args.resume, may_change=("iterations",)) as run:
+        run.record_environment(device=_digits.device_name(args.backend))
+        return train_and_report(args, run, argv)
+
+
+def train_and_report(args, run: RunFolder, argv) -> dict[str, Any]:
+    """Trains in the open results folder ``run``, writes results.json and the curves."""
+    import l2l_multi as l2l
+
     l2l.set_backend(args.backend)
     data = _digits.load_digits(args.split_seed)
     runner = (TorchMetaDescent if args.backend == "torch" else JaxMetaDescent)(args, data)

@@ -28,6 +28,8 @@ import time
 import maml_trpo
 import numpy as np
 
+from l2l_multi.experiment._cli import check_float
+
 DEFAULTS = {
     "name": "maml_pg_jax",
     "method": "MAML-PG (jax)",
@@ -72,35 +74,39 @@ def argument_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> dict:
-    for key, value in QUICK.items():
-        if args.quick and (key != "iterations" or args.iterations is None):
-            setattr(args, key, value)
+    """Validates every flag (``SystemExit`` naming it) and returns the run's configuration."""
     if args.iterations is None:
         args.iterations = DEFAULTS["iterations"]
-    for name in ("iterations", "meta_batch", "episodes", "horizon"):
-        if getattr(args, name) < 1:
-            raise SystemExit(
-                f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
-            )
+    maml_trpo.check_arguments(args)
+    check_float(args, "init_std", 0.0, strict=True)
     args.hiddens = list(args.hiddens)
     return {k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress")}
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Parses ``argv``, meta-trains, writes the results folder; returns ``results.json``'s dict."""
+    from l2l_multi.experiment import RunFolder
+
+    args = maml_trpo.parse_arguments(argument_parser(), DEFAULTS, argv, QUICK)
+    config = _config(args)
+    with RunFolder(args.out, config, resume=args.resume, may_change=("iterations",)) as run:
+        return _train(args, run, argv)
+
+
+def _train(args: argparse.Namespace, run, argv) -> dict:
+    """The training loop of :func:`main` in an open results folder."""
     import jax
     import jax.numpy as jnp
     import optax
     from l2l_multi.backends.jax import gym as jax_gym
     from tqdm.auto import tqdm
 
-    from l2l_multi.experiment import RunFolder, command_line
+    from l2l_multi.experiment import command_line
+    from l2l_multi.experiment._faults import fault_point
 
-    args = argument_parser().parse_args(argv)
-    config = _config(args)
-    out = args.out or f"results/{DEFAULTS['name']}_{maml_trpo.env_slug(args.env)}"
-    run = RunFolder(out, config, resume=args.resume)
-
+    device = jax.devices()[0]
+    device_kind = getattr(device, "device_kind", device.platform)
+    run.record_environment(device=f"jax {jax.__version__} {device.platform}: {device_kind}")
     optimizer = optax.adam(args.meta_lr)
     params = jax_gym.init_policy(
         jax.random.key(args.seed), hiddens=tuple(args.hiddens), init_std=args.init_std
@@ -110,13 +116,16 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer, inner_lr=args.inner_lr, episodes=args.episodes, horizon=args.horizon, gamma=args.gamma
     )
     start, elapsed = 0, 0.0
-    if args.resume:
-        checkpoint = run.load_checkpoint()
-        # The checkpoint holds numpy copies; the same values give the compiled step the same results.
-        params = jax.tree_util.tree_map(jnp.asarray, checkpoint["params"])
-        opt_state = jax.tree_util.tree_map(jnp.asarray, checkpoint["opt_state"])
+    if run.checkpoint is not None:
+        checkpoint = run.checkpoint
+        # The checkpoint holds numpy copies (NamedTuples as tuples): the structures come from the
+        # live trees, and the same values give the compiled step the same results.
+        restore = lambda live, saved: jax.tree_util.tree_unflatten(  # noqa: E731
+            jax.tree_util.tree_structure(live), [jnp.asarray(a) for a in jax.tree_util.tree_leaves(saved)]
+        )
+        params = restore(params, checkpoint["params"])
+        opt_state = restore(opt_state, checkpoint["opt_state"])
         start, elapsed = checkpoint["iteration"], checkpoint["elapsed"]
-        run.truncate_metrics(start)
 
     root = jax.random.key(args.seed)
     began = time.perf_counter() - elapsed
@@ -129,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         dynamic_ncols=True,
     )
     for index in bar:
+        fault_point("training")
         iteration = index + 1
         # Every random draw of the iteration comes from (seed, iteration): a resumed run repeats it.
         goal_key, step_key = jax.random.split(jax.random.fold_in(root, iteration))
@@ -158,8 +168,6 @@ def main(argv: list[str] | None = None) -> dict:
         bar.set_postfix(pre=f"{pre:.1f}", post=f"{post:.1f}")
     bar.close()
 
-    device = jax.devices()[0]
-    device_kind = getattr(device, "device_kind", device.platform)
     results = {
         "method": DEFAULTS["method"],
         "paper_source": DEFAULTS["paper_source"],

@@ -223,17 +223,62 @@ def argument_parser(
     return parser
 
 
+# what --resume may change: the length of the run, and the worker count (episode i resets with
+# seed + i whatever the number of workers, so the numbers do not depend on it)
+MAY_CHANGE = ("iterations", "workers")
+# positive ints, non-negative ints, positive floats, non-negative floats, fractions in [0, 1]
+# (method options included; those a method does not have are skipped)
+POSITIVE_INTS = ("iterations", "meta_batch", "episodes", "workers", "horizon", "hiddens", "cg_iterations")
+POSITIVE_INTS += ("line_search_steps", "promp_steps")
+POSITIVE_FLOATS = ("max_kl", "clip")
+NON_NEGATIVE_FLOATS = ("inner_lr", "cg_damping", "meta_lr", "inner_kl_coef")
+FRACTIONS = ("gamma", "tau")
+
+
+def parse_arguments(
+    parser: argparse.ArgumentParser, defaults: dict[str, Any], argv, quick: dict[str, Any] = QUICK
+) -> argparse.Namespace:
+    """Parses ``argv``: ``--quick`` changes the defaults (flags given still win); with ``--resume``,
+    settings not given come from the folder's ``config.json``."""
+    from l2l_multi.experiment import RunFolder
+    from l2l_multi.experiment._cli import explicit_options, restore_arguments
+
+    chosen, _ = parser.parse_known_args(argv)
+    if chosen.quick:
+        parser.set_defaults(**quick)
+    args = parser.parse_args(argv)
+    args.out = args.out or f"results/{defaults['name']}_{env_slug(args.env)}"
+    if args.resume:
+        try:
+            saved = RunFolder.saved_config(args.out)
+        except FileNotFoundError:
+            saved = {}  # RunFolder refuses the resume with the folder's name
+        restore_arguments(args, saved, explicit_options(parser, argv))
+    return args
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuses every out-of-range flag (``SystemExit`` naming it) before any work starts."""
+    from l2l_multi.experiment._cli import check_float, check_int
+
+    present = lambda names: [name for name in names if getattr(args, name, None) is not None]  # noqa: E731
+    for name in present(POSITIVE_INTS):
+        check_int(args, name, 1)
+    check_int(args, "seed", 0)
+    for name in present(POSITIVE_FLOATS):
+        check_float(args, name, 0.0, strict=True)
+    for name in present(NON_NEGATIVE_FLOATS):
+        check_float(args, name)
+    for name in present(FRACTIONS):
+        check_float(args, name)
+        if getattr(args, name) > 1:
+            raise SystemExit(f"--{name} must be in [0, 1], got {getattr(args, name)!r}")
+
+
 def _config(args: argparse.Namespace, defaults: dict[str, Any]) -> dict[str, Any]:
-    for key, value in QUICK.items():
-        if args.quick and (key != "iterations" or args.iterations is None):
-            setattr(args, key, value)
     if args.iterations is None:
         args.iterations = defaults["iterations"]
-    for name in ("iterations", "meta_batch", "episodes", "workers"):
-        if getattr(args, name) < 1:
-            raise SystemExit(
-                f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
-            )
+    check_arguments(args)
     if args.horizon is None:
         import importlib
 
@@ -287,22 +332,34 @@ def main(
         method_update: ``(learner, batches, optimizer, args) -> dict`` of numbers logged per iteration.
         make_optimizer: ``(learner, args) -> torch optimizer`` (its state is checkpointed), or ``None``.
     """
+    import l2l_multi.gym as l2l_gym
+    from l2l_multi.experiment import RunFolder
+
+    parser = argument_parser(defaults, description, add_method_arguments)
+    args = parse_arguments(parser, defaults, argv)
+    config = _config(args, defaults)
+    template = make_env(args.env, args.horizon)  # draws the tasks; the vector env's workers run them
+    try:
+        if not isinstance(template.unwrapped, l2l_gym.MetaEnv):
+            raise SystemExit(f"--env {args.env} is not a l2l_multi.gym.MetaEnv (it has no task distribution)")
+        with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
+            run.record_environment(device=torch_device_name())
+            method = (make_method_learner, method_update, make_optimizer)
+            return _train(args, defaults, run, template.unwrapped, method, argv)
+    finally:
+        template.close()
+
+
+def _train(args, defaults, run, sampler, method, argv) -> dict[str, Any]:
+    """The training loop of :func:`main` in an open results folder."""
     import torch
     from l2l_multi.backends.torch import rl
     from tqdm.auto import tqdm
 
-    import l2l_multi.gym as l2l_gym
-    from l2l_multi.experiment import RunFolder, command_line
+    from l2l_multi.experiment import command_line
+    from l2l_multi.experiment._faults import fault_point
 
-    args = argument_parser(defaults, description, add_method_arguments).parse_args(argv)
-    config = _config(args, defaults)
-    template = make_env(args.env, args.horizon)  # draws the tasks; the vector env's workers run them
-    sampler = template.unwrapped
-    if not isinstance(sampler, l2l_gym.MetaEnv):
-        raise SystemExit(f"--env {args.env} is not a l2l_multi.gym.MetaEnv (it has no task distribution)")
-    run = RunFolder(
-        args.out or f"results/{defaults['name']}_{env_slug(args.env)}", config, resume=args.resume
-    )
+    make_method_learner, method_update, make_optimizer = method
     obs_size = int(np.prod(sampler.observation_space.shape))
     act_size = int(np.prod(sampler.action_space.shape))
     torch.manual_seed(args.seed)
@@ -311,8 +368,8 @@ def main(
     optimizer = make_optimizer(learner, args) if make_optimizer is not None else None
 
     start, elapsed, env_steps = 0, 0.0, 0
-    if args.resume:
-        checkpoint = run.load_checkpoint()
+    if run.checkpoint is not None:
+        checkpoint = run.checkpoint
         learner.load_state_dict(checkpoint["learner"])
         baseline.load_state_dict(checkpoint["baseline"])
         if optimizer is not None:
@@ -320,7 +377,6 @@ def main(
         torch.set_rng_state(checkpoint["torch_rng"])
         np.random.set_state(checkpoint["numpy_rng"])
         start, elapsed, env_steps = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["env_steps"]
-        run.truncate_metrics(start)
 
     env = make_vector_env(args.env, args.horizon, args.episodes, args.workers)
     began = time.perf_counter() - elapsed
@@ -334,6 +390,7 @@ def main(
     )
     try:
         for index in bar:
+            fault_point("training")
             iteration = index + 1
             seeds = iteration_seeds(args.seed, iteration)
             tasks = sampler.sample_tasks(args.meta_batch, seed=seeds["tasks"])
@@ -371,7 +428,6 @@ def main(
     finally:
         bar.close()
         env.close()
-        template.close()
 
     rows = run.read_metrics()
     results = {

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from .._training import ALGORITHMS
+from ._cli import check_float, check_int, explicit_options, restore_arguments
+from ._faults import fault_point
 from ._protocol import evaluate_tasks
 from ._run import RunFolder, command_line
 
@@ -121,21 +123,44 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     return parser
 
 
+# settings that may differ on --resume: they do not change what was trained so far
+MAY_CHANGE = ("iterations", "root", "max_train_seconds", "test_tasks", "device")
+METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
+
+
+def default_out(args: argparse.Namespace) -> str:
+    """The results folder when ``--out`` is not given."""
+    return f"results/{args.algorithm}_{args.dataset}_{args.ways}w{args.shots}s_{args.backend}"
+
+
 def parse_arguments(defaults: dict[str, Any], description: str, argv: list[str] | None = None):
     """Parses ``argv``; a ``defaults["by_dataset"][name]`` dict overrides the defaults (and the
-    paper's numbers) when ``--dataset name`` is chosen."""
+    paper's numbers) when ``--dataset name`` is chosen. With ``--resume``, every setting not given
+    on the command line comes from the folder's ``config.json`` (``--resume --out DIR`` alone
+    continues a run); given ones are checked by the results folder (only :data:`MAY_CHANGE` may
+    differ). Every flag is validated here, before any work starts (``SystemExit`` naming it)."""
     parser = argument_parser(defaults, description)
     chosen, _ = parser.parse_known_args(argv)
-    overrides = defaults.get("by_dataset", {}).get(chosen.dataset)
+    explicit = explicit_options(parser, argv)
+    saved: dict[str, Any] = {}
+    if chosen.resume:
+        try:
+            saved = RunFolder.saved_config(chosen.out or default_out(chosen))
+        except FileNotFoundError:
+            saved = {}  # RunFolder refuses the resume with the folder's name
+    dataset = chosen.dataset if "dataset" in explicit else saved.get("dataset", chosen.dataset)
+    overrides = defaults.get("by_dataset", {}).get(dataset)
     if overrides is None and defaults.get("by_dataset"):
         parser.error(
-            f"--dataset {chosen.dataset} has no settings here; choose from {sorted(defaults['by_dataset'])}"
+            f"--dataset {dataset} has no settings here; choose from {sorted(defaults['by_dataset'])}"
         )
     if overrides:
         parser.set_defaults(**overrides)
     if chosen.quick:  # CI-sized defaults; options given on the command line still win
         parser.set_defaults(**QUICK)
     args = parser.parse_args(argv)
+    args.out = args.out or default_out(args)
+    restore_arguments(args, saved, explicit)
     if args.first_order and "first_order" in defaults:  # e.g. first-order MAML's own name and numbers
         for key, value in defaults["first_order"].items():
             setattr(args, key, value)
@@ -143,6 +168,9 @@ def parse_arguments(defaults: dict[str, Any], description: str, argv: list[str] 
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
+    """Fills the derived settings, validates every flag (``SystemExit`` naming it) and returns the
+    run's configuration (everything but ``--resume``, ``--out``, ``--progress`` and the paper's
+    numbers)."""
     args.queries = args.shots if args.queries is None else args.queries
     args.test_queries = args.queries if args.test_queries is None else args.test_queries
     args.test_ways = args.test_ways or [args.ways]
@@ -150,19 +178,40 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     args.model = args.model or DEFAULT_MODELS[args.dataset]
     if args.test_adaptation_steps is None:
         args.test_adaptation_steps = args.adaptation_steps
-    for name in (
-        "ways",
-        "shots",
-        "queries",
-        "test_queries",
-        "meta_batch",
-        "iterations",
-        "eval_every",
-        "test_tasks",
+    interval = "a 95% interval needs at least 2 tasks"
+    for name, minimum, why in (
+        ("ways", 2, "a task needs 2 classes"),
+        ("test_ways", 2, "a task needs 2 classes"),
+        ("shots", 1, ""),
+        ("test_shots", 1, ""),
+        ("queries", 1, ""),
+        ("test_queries", 1, ""),
+        ("meta_batch", 1, ""),
+        ("iterations", 1, ""),
+        ("eval_every", 1, ""),
+        ("eval_tasks", 2, interval),
+        ("eval_batch", 1, ""),
+        ("test_tasks", 2, interval),
+        ("adaptation_steps", 0, ""),
+        ("test_adaptation_steps", 0, ""),
+        ("meta_lr_halve_every", 0, "0: never"),
+        ("seed", 0, ""),
     ):
-        value = getattr(args, name)
-        if value < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        check_int(args, name, minimum, why)
+    check_float(args, "lr")
+    check_float(args, "meta_lr")
+    check_float(args, "max_train_seconds")
+    if args.algorithm not in METRIC_ALGORITHMS and set(args.test_ways) != {args.ways}:
+        raise SystemExit(
+            f"--test-ways {args.test_ways}: {args.algorithm} has a {args.ways}-way output layer, so it tests "
+            f"with --ways {args.ways} only; {' and '.join(METRIC_ALGORITHMS)} test with other ways"
+        )
+    if args.backend == "jax" and args.head != "ridge" and args.algorithm == "metaoptnet":
+        raise SystemExit(f"--head {args.head}: the jax backend's MetaOptNet has the ridge head only")
+    if args.backend == "jax" and args.device is not None:
+        raise SystemExit(
+            f"--device {args.device}: only the torch backend takes a device (jax uses its default)"
+        )
     config = {
         k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress", "paper", "paper_source")
     }
@@ -199,16 +248,23 @@ def _device_name(args) -> str:
 
 def main(defaults: dict[str, Any], description: str, argv: list[str] | None = None) -> dict[str, Any]:
     """Parses ``argv``, trains, evaluates; returns (and writes) ``results.json``'s dict."""
+    args = parse_arguments(defaults, description, argv)
+    config = _config(args)
+    with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
+        return _train_and_test(args, run, argv)
+
+
+def _train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, Any]:
     import l2l_multi as l2l
 
     from ..data import partition_task_batch
 
-    args = parse_arguments(defaults, description, argv)
-    config = _config(args)
-    out = args.out or f"results/{args.algorithm}_{args.dataset}_{args.ways}w{args.shots}s_{args.backend}"
-    run = RunFolder(out, config, resume=args.resume, may_change=("iterations", "max_train_seconds"))
     l2l.set_backend(args.backend)
+    # every test split is built now: a data problem shows before training, not after it
     tasksets = _tasksets(args, args.test_ways[0], args.test_queries)
+    test_sets = {args.test_ways[0]: tasksets.test}
+    for ways in args.test_ways[1:]:
+        test_sets[ways] = _tasksets(args, ways, args.test_queries).test
     options = {"device": args.device} if args.backend == "torch" and args.device else {}
     if args.backend == "jax":
         options["conv"] = args.conv
@@ -226,13 +282,13 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
         backend=args.backend,
         **options,
     )
+    run.record_environment(device=_device_name(args))
     start, elapsed, window = 0, 0.0, []
-    if args.resume:
-        checkpoint = run.load_checkpoint()
+    if run.checkpoint is not None:
+        checkpoint = run.checkpoint
         learner.load_state_dict(checkpoint["learner"])
         tasksets.train.load_state_dict(checkpoint["train_tasks"])
         start, elapsed, window = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["window"]
-        run.truncate_metrics(start)
 
     from tqdm.auto import tqdm
 
@@ -254,6 +310,7 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
 
     done, pending, stopped_early = start, None, None
     for iteration in bar:
+        fault_point("training")
         if args.meta_lr_halve_every:
             learner.set_meta_lr(args.meta_lr * 0.5 ** (iteration // args.meta_lr_halve_every))
         X, y = tasksets.train.sample_batch(args.meta_batch)
@@ -305,8 +362,7 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
     bar.close()
     train_seconds = time.perf_counter() - began
     test = {}
-    for ways in args.test_ways:
-        tasks = tasksets.test if ways == args.test_ways[0] else _tasksets(args, ways, args.test_queries).test
+    for ways, tasks in test_sets.items():
         result = evaluate_tasks(
             learner,
             tasks,
