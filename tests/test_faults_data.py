@@ -401,6 +401,20 @@ def test_digest_file_records_the_cache_contents(omniglot_root):
                       "shape": list(data.inputs.shape), "dtype": "|u1"}
 
 
+def test_an_unverified_cache_is_skipped_for_a_verified_copy_in_a_later_folder(tmp_path):
+    root, user = tmp_path / "root", tmp_path / "user"  # e.g. a read-only root, then ~/.cache
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    _common.save_cached([str(user)], "x.npy", array)
+    root.mkdir()
+    np.save(root / "x.npy", np.zeros_like(array))  # left by an older version: no digest
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the copy that verifies is used, quietly
+        np.testing.assert_array_equal(_common.load_cached([str(root), str(user)], "x.npy"), array)
+    (user / "x.npy.digest.json").unlink()
+    with pytest.warns(UserWarning, match=r"root/x.npy has no digest.*user/x.npy has no digest.*rebuilding"):
+        assert _common.load_cached([str(root), str(user)], "x.npy") is None
+
+
 @pytest.mark.parametrize("damage", ["label-ids-changed", "no-digest"])
 def test_bookkeeping_cache_is_verified(tmp_path, damage):
     path = tmp_path / "bookkeeping.npz"

@@ -114,9 +114,9 @@ def _digest_record(array: np.ndarray) -> dict[str, Any]:
     return {"sha256": _array_digest(array), "shape": list(array.shape), "dtype": array.dtype.str}
 
 
-def _read_verified(path: str) -> np.ndarray | None:
-    """The array cached at ``path`` when its digest file vouches for it, else None (with a warning
-    saying why: a cache that is missing its digest, damaged or truncated is never used)."""
+def _read_verified(path: str) -> tuple[np.ndarray | None, str]:
+    """``(array, "")`` when the digest file beside ``path`` vouches for the cache, else
+    ``(None, why)``: a cache missing its digest, damaged or truncated is never used."""
     digest_path = path + _DIGEST_SUFFIX
     try:
         with open(digest_path, encoding="utf-8") as file:
@@ -124,40 +124,39 @@ def _read_verified(path: str) -> np.ndarray | None:
         if not isinstance(expected, dict) or set(expected) != {"sha256", "shape", "dtype"}:
             raise ValueError(f"expected the keys sha256, shape and dtype, got {expected!r}")
     except FileNotFoundError:
-        warnings.warn(f"cache file {path} has no digest file {digest_path} (written by an older "
-                      "version, or its write was cut short); rebuilding it", stacklevel=4)
-        return None
+        return None, (f"cache file {path} has no digest file {digest_path} (written by an older "
+                      "version, or its write was cut short)")
     except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
-        warnings.warn(f"unreadable digest file {digest_path} ({error}); rebuilding the cache {path}",
-                      stacklevel=4)
-        return None
+        return None, f"unreadable digest file {digest_path} ({error})"
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        warnings.warn(f"ignoring unreadable cache file {path} ({error}); rebuilding it", stacklevel=4)
-        return None
+        return None, f"unreadable cache file {path} ({error})"
     if not isinstance(array, np.ndarray) or _digest_record(array) != expected:
-        warnings.warn(f"cache file {path} does not match its digest file {digest_path} (damaged or "
-                      "replaced); rebuilding it", stacklevel=4)
-        return None
-    return array
+        return None, f"cache file {path} does not match its digest file {digest_path} (damaged or replaced)"
+    return array, ""
 
 
 def load_cached(folders: Iterable[str], filename: str) -> np.ndarray | None:
     """The array stored as ``filename`` in the first folder holding a verified copy, or None.
 
     A cache is used only when the sha256 of its contents, its shape and dtype match the digest
-    file ``<filename>.digest.json`` written beside it; otherwise a warning names the file and
-    None is returned, so the caller decodes again and ``save_cached`` overwrites it. Temporary
-    files of killed cache writes found in these folders are deleted.
+    file ``<filename>.digest.json`` written beside it. When no folder holds a verified copy but
+    some hold an unverifiable one, a warning names them and says the cache is rebuilt (the caller
+    decodes again and ``save_cached`` overwrites the first writable one). Temporary files of
+    killed cache writes found in these folders are deleted.
     """
+    problems = []
     for folder in folders:
         remove_stale_temporaries(folder, _CACHE_TEMPORARIES)
         path = os.path.join(folder, filename)
         if os.path.isfile(path):
-            array = _read_verified(path)
+            array, problem = _read_verified(path)
             if array is not None:
                 return array
+            problems.append(problem)
+    if problems:
+        warnings.warn(f"{'; '.join(problems)}: rebuilding the cache", stacklevel=3)
     return None
 
 
