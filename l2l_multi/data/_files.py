@@ -70,7 +70,10 @@ def temporary_file(folder: str, name: str) -> tuple[int, str]:
     handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
     try:
         if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pass  # a file system without locks (ENOLCK): the age rule alone protects the write
         os.chmod(path, file_mode())
     except BaseException:
         os.close(handle)
@@ -86,7 +89,9 @@ def _is_locked(path: str) -> bool:
     except OSError:
         return True  # gone or unreadable: leave it alone
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # shared, so that a read-only descriptor may ask (NFS maps flock to fcntl locks, whose
+        # exclusive kind needs write access); it still conflicts with the writer's exclusive lock
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:
