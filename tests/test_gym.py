@@ -378,6 +378,11 @@ def test_task_numbers_of_wrong_shape_or_type_are_refused(name, key, value, detai
         getattr(l2l_gym, name)().set_task({key: value})
 
 
+def test_negative_task_seed_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int .*got -1"):
+        l2l_gym.Particles2DEnv().sample_tasks(2, seed=-1)  # before: numpy's "expected non-negative integer"
+
+
 def test_set_task_copies_the_goal():
     env = l2l_gym.Particles2DEnv()
     goal = np.array([0.3, 0.4])

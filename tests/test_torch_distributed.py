@@ -118,7 +118,7 @@ def _scenario_batches(name):
 def _edge_cases(rank):
     """None grads on some ranks, a frozen parameter, mixed dtypes, weights, and num_tasks=0 everywhere."""
     out = {}
-    for weighted in (False, True):
+    for weighted, check in ((False, True), (True, True), (False, False), (True, False)):
         only_rank0 = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
         both = torch.nn.Parameter(torch.zeros(2, dtype=torch.float32))
         frozen = torch.nn.Parameter(torch.zeros(2), requires_grad=False)
@@ -128,16 +128,17 @@ def _edge_cases(rank):
         both.grad = torch.tensor([1.0, 2.0]) * (rank + 1)
         frozen.grad = torch.full((2,), 7.0 + rank)  # stale, rank-specific: must stay untouched
         num_tasks = (3, 1)[rank] if weighted else None
-        total = average_gradients([only_rank0, both, frozen, never], num_tasks=num_tasks)
-        out[weighted] = {
+        total = average_gradients([only_rank0, both, frozen, never], num_tasks=num_tasks, check=check)
+        out[weighted, check] = {
             "total": total, "only_rank0": only_rank0.grad, "both": both.grad, "frozen": frozen.grad,
             "never": never.grad,
         }
     layer = torch.nn.Linear(2, 1)
-    try:
-        average_gradients(layer.parameters(), num_tasks=0)
-    except ValueError as error:
-        out["all_zero_error"] = str(error)
+    for check in (True, False):
+        try:
+            average_gradients(layer.parameters(), num_tasks=0, check=check)
+        except ValueError as error:
+            out["all_zero_error", check] = str(error)
     probe = torch.ones(1)
     dist.all_reduce(probe)  # the group is still in step after every rank raised
     out["after_error_sum"] = probe.item()
@@ -315,7 +316,13 @@ def test_shard_from_process_group(distributed_results):
 def test_average_gradients_edge_cases(distributed_results):
     for rank, results in enumerate(distributed_results):
         edge = results["edge_cases"]
-        plain, weighted = edge[False], edge[True]
+        plain, weighted = edge[False, True], edge[True, True]
+        for unchecked, checked in ((edge[False, False], plain), (edge[True, False], weighted)):
+            # check=False sends the task counts inside the gradient buffer: the same result
+            assert unchecked.keys() == checked.keys()
+            for key, value in checked.items():
+                got = unchecked[key]
+                assert torch.equal(got, value) if isinstance(value, torch.Tensor) else got == value, key
         assert plain["total"] == 2 and weighted["total"] == 4
         # rank 0 alone had a gradient: it counts as zeros elsewhere, every rank gets the average
         torch.testing.assert_close(plain["only_rank0"], torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
@@ -327,7 +334,8 @@ def test_average_gradients_edge_cases(distributed_results):
         for case in (plain, weighted):
             assert torch.equal(case["frozen"], torch.full((2,), 7.0 + rank))
             assert case["never"] is None
-        assert "num_tasks=0 on every rank" in edge["all_zero_error"]
+        assert "num_tasks=0 on every rank" in edge["all_zero_error", True]
+        assert "num_tasks=0 on every rank" in edge["all_zero_error", False]
         assert edge["after_error_sum"] == 2.0
 
 
@@ -428,6 +436,8 @@ def test_argument_errors(single_process_group):
         average_gradients(layer.parameters(), num_tasks=-1)
     with pytest.raises(ValueError, match=r"num_tasks=0 on every rank"):
         average_gradients(layer.parameters(), num_tasks=0)
+    with pytest.raises(TypeError, match=r"check='yes' must be a bool"):
+        average_gradients(layer.parameters(), check="yes")
     params = layer.parameters()
     list(params)
     with pytest.raises(ValueError, match=r"no tensor with requires_grad=True \(an exhausted generator\?\)"):

@@ -14,6 +14,8 @@ def _task_generator(seed, fallback: np.random.Generator) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int (or None, or a numpy Generator), got {seed!r}")
         return np.random.default_rng(int(seed))
     raise TypeError(f"seed must be None, an int or a numpy Generator, got {seed!r}")
 
