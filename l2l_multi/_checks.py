@@ -144,7 +144,11 @@ def nonfinite_inputs(named_arrays: Iterable[tuple[str, Any]]) -> list[str]:
 
 
 def nonfinite_update_error(
-    iteration: int, loss: float, bad_gradients: Sequence[str], bad_inputs: Sequence[str]
+    iteration: int,
+    loss: float,
+    bad_gradients: Sequence[str],
+    bad_inputs: Sequence[str],
+    reason: str | None = None,
 ) -> FloatingPointError:
     """The error ``MetaLearner.train_step`` raises for a refused update (both backends).
 
@@ -152,8 +156,12 @@ def nonfinite_update_error(
         iteration: the 1-based number of the refused step (committed updates + 1).
         loss: the meta-loss of that step; bad_gradients: names of the meta-parameters whose
             gradient is NaN/inf; bad_inputs: names of the batch arrays that contain NaN/inf.
+        reason: what stopped the step before a meta-loss existed (e.g. the inner loop's own
+            ``FloatingPointError``); replaces the loss/gradient description.
     """
-    if not np.isfinite(loss):
+    if reason is not None:
+        what = reason
+    elif not np.isfinite(loss):
         what = f"the meta-loss is {loss}"
         if bad_gradients:
             what += " and so are the meta-gradients"

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..._checks import check_labels, check_learning_rate, nonfinite_inputs, nonfinite_update_error
 from . import algorithms
 from .vision import models
 
@@ -46,6 +47,11 @@ def build_variables(name: str, ways: int, seed: int, dtype=jnp.float32, conv: st
         variables = model.init(jax.random.PRNGKey(seed), jnp.zeros(_INPUT_SHAPES[name], jnp.float32))
     variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), dict(variables))
     return model, variables
+
+
+def _dotted(path) -> str:
+    """``model.params.Dense_0.kernel`` for a pytree key path."""
+    return ".".join(str(getattr(key, "key", getattr(key, "idx", getattr(key, "name", key)))) for key in path)
 
 
 def _split(model, variables):
@@ -139,8 +145,14 @@ class MetaLearner:
         self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=meta_lr)
         self.opt_state = self.optimizer.init(self.meta_params)
         self._step = algorithms.make_meta_train_step(
-            self.algorithm, self.optimizer, adaptation_steps=adaptation_steps, task_map=task_map
+            self.algorithm,
+            self.optimizer,
+            adaptation_steps=adaptation_steps,
+            task_map=task_map,
+            skip_nonfinite=True,
         )
+        self.iterations = 0  # committed meta-updates (a plain int, part of state_dict)
+        self._pending = None  # the last train_step's (iteration, metrics, batch), until checked
         self._evaluators: dict[int, Any] = {}
 
     def _arrays(self, *arrays):
@@ -155,14 +167,49 @@ class MetaLearner:
 
         Returns ``loss`` and ``accuracy`` as Python floats, or with ``wait=False`` as 0-d jax arrays
         without waiting for the device, so the host can prepare the next batch meanwhile
-        (``float(value)`` reads them)."""
+        (``float(value)`` reads them).
+
+        Never commits a non-finite update: the compiled step (``make_meta_train_step(...,
+        skip_nonfinite=True)``) keeps the meta-parameters and optimizer state (Adam's moments and
+        count) when the meta-loss or a meta-gradient is NaN/inf, ``iterations`` does not advance,
+        and ``FloatingPointError`` names the iteration and what went non-finite. With
+        ``wait=False`` the flag is read later: the error is raised by the next call of
+        ``train_step``, ``evaluate``, ``state_dict``, ``meta_parameters`` or ``check_finite()``.
+        Labels outside ``[0, ways)`` raise ``ValueError`` naming the argument (they are read on
+        the host; a negative one would otherwise give a finite, wrong loss)."""
+        self.check_finite()
+        check_labels(support_y, "support_y", self.ways)
+        check_labels(query_y, "query_y", self.ways)
         batch = self._arrays(support_x, support_y, query_x, query_y)
+        iteration = self.iterations + 1
         self.meta_params, self.opt_state, metrics = self._step(self.meta_params, self.opt_state, *batch)
-        metrics = {"loss": metrics.loss, "accuracy": metrics.accuracy}
-        return {k: float(v) for k, v in metrics.items()} if wait else metrics
+        self.iterations, self._pending = iteration, (iteration, metrics, batch)
+        if wait:
+            self.check_finite()
+            loss, accuracy = jax.device_get((metrics.loss, metrics.accuracy))
+            return {"loss": float(loss), "accuracy": float(accuracy)}
+        return {"loss": metrics.loss, "accuracy": metrics.accuracy}
+
+    def check_finite(self) -> None:
+        """Raise the ``FloatingPointError`` of a non-finite ``train_step(wait=False)``, whose update
+        the compiled step skipped (see ``train_step``); waits for that step. Called by
+        ``train_step``, ``evaluate``, ``state_dict`` and ``meta_parameters``, so an error is never
+        lost."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        iteration, metrics, batch = pending
+        if bool(metrics.is_finite):
+            return
+        self.iterations = iteration - 1
+        flags, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(metrics.gradients_finite))
+        bad = [_dotted(path) for path, finite in flags if not finite]
+        bad_inputs = nonfinite_inputs(zip(("support_x", "support_y", "query_x", "query_y"), batch))
+        raise nonfinite_update_error(iteration, float(metrics.loss), bad, bad_inputs)
 
     def set_meta_lr(self, meta_lr: float) -> None:
         """Sets Adam's learning rate (for schedules); it is part of ``state_dict``."""
+        check_learning_rate(meta_lr, "meta_lr", arrays=())
         current = self.opt_state.hyperparams["learning_rate"]
         self.opt_state.hyperparams["learning_rate"] = jnp.asarray(meta_lr, current.dtype)
 
@@ -179,6 +226,9 @@ class MetaLearner:
                 f"ways={ways!r}: {self.name} has a {self.ways}-way output layer; only protonet and "
                 "metaoptnet evaluate with other ways"
             )
+        self.check_finite()
+        check_labels(support_y, "support_y", ways)
+        check_labels(query_y, "query_y", ways)
         if (steps, ways) not in self._evaluators:
             self._evaluators[steps, ways] = jax.jit(self._evaluate_fn(steps, ways))
         loss, accuracies = self._evaluators[steps, ways](
@@ -205,12 +255,18 @@ class MetaLearner:
 
     def meta_parameters(self) -> dict:
         """The meta-parameter tree as numpy arrays (jax layout)."""
+        self.check_finite()
         return jax.tree_util.tree_map(np.asarray, self.meta_params)
 
     def state_dict(self) -> dict[str, Any]:
         """Meta-parameters and optimizer state as numpy trees (a checkpoint that resumes exactly)."""
+        self.check_finite()  # a refused wait=False step raises here rather than being saved
         to_numpy = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
-        return {"meta_params": to_numpy(self.meta_params), "optimizer": to_numpy(self.opt_state)}
+        return {
+            "meta_params": to_numpy(self.meta_params),
+            "optimizer": to_numpy(self.opt_state),
+            "iterations": self.iterations,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores ``state_dict()``'s values. The tree structures (flax dicts, optax NamedTuples)
@@ -220,3 +276,4 @@ class MetaLearner:
             raise ValueError("state must be a dict from MetaLearner.state_dict() (meta_params, optimizer)")
         self.meta_params = _restore_like(self.meta_params, state["meta_params"], "meta_params")
         self.opt_state = _restore_like(self.opt_state, state["optimizer"], "optimizer")
+        self.iterations, self._pending = int(state.get("iterations", 0)), None

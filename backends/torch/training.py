@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..._checks import check_labels, check_learning_rate, nonfinite_inputs, nonfinite_update_error
 from .. import torch as _backend
 from . import algorithms
 from .vision import models
@@ -29,6 +30,28 @@ def build_model(name: str, ways: int, seed: int, dtype: torch.dtype = torch.floa
     else:
         raise ValueError(f"model={name!r} is not known")
     return model.to(dtype)
+
+
+_BATCH_NAMES = ("support_x", "support_y", "query_x", "query_y")
+
+
+def _check_labels(support_y, query_y, classes: int) -> None:
+    check_labels(support_y, "support_y", classes)
+    check_labels(query_y, "query_y", classes)
+
+
+class _PendingCheck:
+    """One step's finite flags (``flags``: one per gradient, then the loss's) and what names them."""
+
+    def __init__(self, iteration, loss, names, flags, batch):
+        self.iteration, self.loss, self.names, self.flags, self.batch = iteration, loss, names, flags, batch
+        self.saved: list = []
+
+    def error(self) -> FloatingPointError:
+        flags = self.flags.tolist()
+        bad = [name for name, finite in zip(self.names, flags[:-1]) if not finite]
+        bad_inputs = nonfinite_inputs(zip(_BATCH_NAMES, self.batch))
+        return nonfinite_update_error(self.iteration, float(self.loss), bad, bad_inputs)
 
 
 def _features_and_head(model: torch.nn.Module):
@@ -77,6 +100,8 @@ class MetaLearner:
             raise ValueError(f"algorithm={algorithm!r} is not known")
         self.algorithm.to(device=self.device, dtype=self.dtype)  # heads' own scalars included
         self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=meta_lr)
+        self.iterations = 0  # committed meta-updates (a plain int, part of state_dict)
+        self._pending: _PendingCheck | None = None  # the last train_step(wait=False)'s check
 
     # -- data ----------------------------------------------------------------------
     def _tensors(self, *arrays):
@@ -105,18 +130,89 @@ class MetaLearner:
 
         Returns ``loss`` and ``accuracy`` as Python floats, or with ``wait=False`` as detached 0-d
         tensors, so a CUDA step need not finish before the caller prepares the next batch
-        (``float(value)`` reads them)."""
+        (``float(value)`` reads them).
+
+        Never commits a non-finite update: when the meta-loss or a meta-gradient is NaN/inf (or
+        the inner loop refuses a non-finite support loss), the meta-parameters and Adam's state
+        (moments and step count) stay as they were, ``iterations`` does not advance, and
+        ``FloatingPointError`` names the iteration and what went non-finite. With ``wait=False``
+        the check does not wait for the device: the update is applied and then undone on the
+        device by a select on the finite flag, and the error is raised by the next call of
+        ``train_step``, ``evaluate``, ``state_dict``, ``meta_parameters`` or ``check_finite()``
+        (the first step of a fresh optimizer is checked at once). Labels outside ``[0, ways)``
+        given as numpy arrays or CPU tensors raise ``ValueError`` naming the argument."""
+        self.check_finite()
+        _check_labels(support_y, query_y, self.ways)
         sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
+        iteration = self.iterations + 1
         self.algorithm.train()
         self.optimizer.zero_grad()
-        if self.name == "reptile":
-            loss, logits = self._reptile_gradients(sx, sy, qx, qy)
+        try:
+            if self.name == "reptile":
+                loss, logits = self._reptile_gradients(sx, sy, qx, qy)
+            else:
+                loss, logits = self._losses(sx, sy, qx, qy, self.adaptation_steps)
+                loss.backward()
+        except FloatingPointError as error:  # the inner loop refused a non-finite support loss
+            self.optimizer.zero_grad()
+            bad_inputs = nonfinite_inputs(zip(_BATCH_NAMES, (sx, sy, qx, qy)))
+            error_out = nonfinite_update_error(iteration, float("nan"), [], bad_inputs, reason=str(error))
+            raise error_out from error
+        # one flag per gradient and one for the loss, reduced on the device: reading it is one sync
+        names = [name for name, p in self.algorithm.named_parameters() if p.grad is not None]
+        grads = [p.grad for p in self.algorithm.parameters() if p.grad is not None]
+        flags = torch.stack([torch.isfinite(g).all() for g in grads] + [torch.isfinite(loss.detach())])
+        check = _PendingCheck(iteration, loss.detach(), names, flags, (sx, sy, qx, qy))
+        if wait or not self.optimizer.state:
+            if not bool(flags.all()):
+                self.optimizer.zero_grad()
+                raise check.error()
+            self.optimizer.step()
         else:
-            loss, logits = self._losses(sx, sy, qx, qy, self.adaptation_steps)
-            loss.backward()
-        self.optimizer.step()
+            check.saved = self._guarded_step(flags.all())
+            self._pending = check
+        self.iterations = iteration
         metrics = {"loss": loss.detach(), "accuracy": (logits.detach().argmax(-1) == qy).float().mean()}
         return {k: float(v) for k, v in metrics.items()} if wait else metrics
+
+    def _guarded_step(self, finite: torch.Tensor) -> list:
+        """Adam's step, undone on the device where ``finite`` (a 0-d bool tensor) is false, without
+        reading it; returns what ``check_finite`` needs to restore the rest (host-side tensors
+        such as Adam's step counts) once the flag is read."""
+        state = self.optimizer.state
+        saved = []
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                old_state = None
+                if p in state:
+                    old_state = {k: v.clone() if torch.is_tensor(v) else v for k, v in state[p].items()}
+                saved.append((p, p.detach().clone(), old_state))
+        self.optimizer.step()
+        with torch.no_grad():
+            for p, old, old_state in saved:
+                p.copy_(torch.where(finite, p, old))
+                for key, value in (state[p].items() if p in state and old_state else ()):
+                    if torch.is_tensor(value) and value.device == finite.device and key in old_state:
+                        value.copy_(torch.where(finite, value, old_state[key]))
+        return saved
+
+    def check_finite(self) -> None:
+        """Raise the ``FloatingPointError`` of a non-finite ``train_step(wait=False)``, whose update
+        was undone (see ``train_step``); waits for that step. Called by ``train_step``,
+        ``evaluate``, ``state_dict`` and ``meta_parameters``, so an error is never lost."""
+        check, self._pending = self._pending, None
+        if check is None or bool(check.flags.all()):
+            return
+        state = self.optimizer.state
+        with torch.no_grad():
+            for p, old, old_state in check.saved:
+                p.copy_(old)
+                if old_state is None:
+                    state.pop(p, None)
+                else:
+                    state[p] = old_state
+        self.iterations = check.iteration - 1
+        raise check.error()
 
     def _reptile_gradients(self, sx, sy, qx, qy):
         losses, logits = [], []
@@ -145,6 +241,8 @@ class MetaLearner:
                 "metaoptnet evaluate with other ways"
             )
         steps = self.adaptation_steps if adaptation_steps is None else adaptation_steps
+        self.check_finite()
+        _check_labels(support_y, query_y, self.ways if ways is None else ways)
         sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
         if self.name == "reptile":
             logits = torch.stack([self._adapted_logits(sx[t], sy[t], qx[t], steps) for t in range(len(sx))])
@@ -168,17 +266,24 @@ class MetaLearner:
 
     def set_meta_lr(self, meta_lr: float) -> None:
         """Sets Adam's learning rate (for schedules); it is part of ``state_dict``."""
+        check_learning_rate(meta_lr, "meta_lr", arrays=())
         for group in self.optimizer.param_groups:
             group["lr"] = float(meta_lr)
 
     # -- state ---------------------------------------------------------------------
     def meta_parameters(self) -> dict[str, np.ndarray]:
         """``{name: array}`` of everything meta-learned (model, and e.g. Meta-SGD's rates)."""
+        self.check_finite()
         return {name: p.detach().cpu().numpy().copy() for name, p in self.algorithm.named_parameters()}
 
     def state_dict(self) -> dict[str, Any]:
         """Meta-parameters and optimizer state (a checkpoint that resumes exactly)."""
-        return {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict()}
+        self.check_finite()  # a refused wait=False step raises here rather than being saved
+        return {
+            "algorithm": self.algorithm.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iterations": self.iterations,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores ``state_dict()``'s values (tensors may come on the CPU: they are copied to the
@@ -187,3 +292,4 @@ class MetaLearner:
             raise ValueError("state must be a dict from MetaLearner.state_dict() (algorithm, optimizer)")
         self.algorithm.load_state_dict(state["algorithm"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.iterations, self._pending = int(state.get("iterations", 0)), None

@@ -15,6 +15,7 @@ from ._metric import prototype_logits as prototype_logits
 from ._metric import ridge_logits as ridge_logits
 from ._model import cross_entropy as cross_entropy
 from ._reptile import Reptile as Reptile
+from ._train import CheckedStepMetrics as CheckedStepMetrics
 from ._train import MetaStepMetrics as MetaStepMetrics
 from ._train import make_evaluate as make_evaluate
 from ._train import make_meta_train_step as make_meta_train_step
@@ -26,6 +27,7 @@ from ._train import task_mesh as task_mesh
 
 __all__ = [
     "ANIL",
+    "CheckedStepMetrics",
     "GBML",
     "MAML",
     "MetaOptNet",

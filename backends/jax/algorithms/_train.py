@@ -6,6 +6,7 @@ then splits the tasks between devices and averages the meta-gradient across them
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from ...._arrays import is_torch_tensor
+from ...._checks import check_labels
 from ._gradient_based import check_finite
 from ._model import cross_entropy
 from ._reptile import Reptile
@@ -29,6 +31,19 @@ class MetaStepMetrics(NamedTuple):
     loss: jax.Array
     accuracy: jax.Array
     task_losses: jax.Array
+
+
+class CheckedStepMetrics(NamedTuple):
+    """What ``make_meta_train_step(..., skip_nonfinite=True)`` returns: ``MetaStepMetrics``'s three
+    fields, plus ``is_finite`` (0-d bool: the meta-loss and every meta-gradient were finite, so the
+    update was applied) and ``gradients_finite`` (a tree shaped like the meta-parameters of 0-d
+    bools, one per leaf, to name the culprit)."""
+
+    loss: jax.Array
+    accuracy: jax.Array
+    task_losses: jax.Array
+    is_finite: jax.Array
+    gradients_finite: Any
 
 
 def resolve_task_map(task_map: str) -> str:
@@ -79,6 +94,8 @@ def _check_batch(support_x, support_y, query_x, query_y, loss=None) -> None:
                 f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels "
                 "(e.g. labels.astype(int))"
             )
+        if loss is cross_entropy:
+            check_labels(y, y_name)  # concrete values only: a negative label would index from the end
 
 
 def meta_batch_loss(
@@ -102,8 +119,11 @@ def meta_batch_loss(
         loss: ``loss(logits, labels) -> 0-d``; adaptation_steps: inner steps (static int);
         train: the model's train flag; task_map: "vmap", "map" (``lax.map``) or "auto".
 
-    Called eagerly, a non-finite task loss raises ``FloatingPointError``; under ``jax.jit`` or
-    ``jax.grad`` NaN propagates (see ``make_meta_train_step``).
+    Called eagerly, a non-finite task loss raises ``FloatingPointError`` and, with
+    ``loss=cross_entropy``, labels outside ``[0, classes)`` raise ``ValueError``; under
+    ``jax.jit`` or ``jax.grad`` neither is checked: NaN propagates, a negative label indexes the
+    logits from the end (a finite, wrong loss) and a label >= classes gives NaN (see
+    ``make_meta_train_step``).
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -122,8 +142,17 @@ def meta_batch_loss(
         return algorithm.task_loss(meta_params, sx, sy, qx, qy, loss, steps, train)
 
     task_losses, logits = map_tasks(one_task, (support_x, support_y, query_x, query_y), task_map)
+    if loss is cross_entropy and logits.ndim == query_y.ndim + 1:  # eager calls: labels vs classes
+        check_labels(support_y, "support_y", logits.shape[-1])
+        check_labels(query_y, "query_y", logits.shape[-1])
     check_finite(task_losses, "meta_batch_loss: a task's query loss")
     return task_losses.mean(), (task_losses, logits)
+
+
+def _check_flag(value: Any, argument: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{argument}={value!r} must be True or False")
+    return value
 
 
 def _check_steps(adaptation_steps: Any) -> int:
@@ -163,6 +192,7 @@ def make_meta_train_step(
     adaptation_steps: int = 1,
     task_map: str = "auto",
     train: bool = True,
+    skip_nonfinite: bool = False,
 ):
     """A jit-compiled ``step(meta_params, opt_state, support_x, support_y, query_x, query_y)
     -> (meta_params, opt_state, MetaStepMetrics)``.
@@ -171,10 +201,21 @@ def make_meta_train_step(
     ``Reptile`` the optimizer receives the mean of ``theta - phi`` over tasks.
 
     Non-finite losses: eager calls of ``adapt`` and ``meta_batch_loss`` raise
-    ``FloatingPointError`` (as the torch backend does), but the compiled step does not check,
-    since that would wait for every step to finish: a NaN support or query loss gives NaN
-    metrics and NaN meta-parameters. Check ``metrics.loss``, or run under
+    ``FloatingPointError`` (as the torch backend does), but the compiled step does not raise,
+    since that would wait for every step to finish. By default a NaN support or query loss gives
+    NaN metrics and NaN meta-parameters: check ``metrics.loss``, or run under
     ``jax.debug_nans(True)``, which raises ``FloatingPointError`` where the NaN appears.
+    With ``skip_nonfinite=True`` the step computes the update and then keeps the old
+    meta-parameters and optimizer state (every leaf, Adam's moments and count included) unless
+    the meta-loss and every meta-gradient are finite, selected inside the same compiled function
+    (no second compile, no host round trip); it returns ``CheckedStepMetrics``, whose
+    ``is_finite`` says whether the update was applied. ``l2l.MetaLearner`` uses this and raises.
+
+    Labels: concrete labels (the arrays this function receives) that are negative are refused
+    with ``ValueError``. Labels >= the number of classes are not checked here (the class count is
+    only known inside the model): optax's cross-entropy gives NaN for them, which
+    ``skip_nonfinite=True`` refuses. Traced code that calls ``meta_batch_loss`` directly gets no
+    label check: a negative label there indexes from the end and gives a finite, wrong loss.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn, optax
@@ -224,12 +265,28 @@ def make_meta_train_step(
         )
         return grads, (value, aux)
 
+    skip_nonfinite = _check_flag(skip_nonfinite, "skip_nonfinite")
+
     @jax.jit
     def step(meta_params, opt_state, support_x, support_y, query_x, query_y):
         grads, (value, (task_losses, logits)) = gradients(meta_params, support_x, support_y, query_x, query_y)
-        updates, opt_state = optimizer.update(grads, opt_state, meta_params)
-        meta_params = optax.apply_updates(meta_params, updates)
-        return meta_params, opt_state, MetaStepMetrics(value, _accuracy(logits, query_y), task_losses)
+        updates, new_opt_state = optimizer.update(grads, opt_state, meta_params)
+        new_params = optax.apply_updates(meta_params, updates)
+        accuracy = _accuracy(logits, query_y)
+        if not skip_nonfinite:
+            return new_params, new_opt_state, MetaStepMetrics(value, accuracy, task_losses)
+        gradients_finite = jax.tree_util.tree_map(lambda g: jnp.isfinite(g).all(), grads)
+        is_finite = functools.reduce(
+            jnp.logical_and, jax.tree_util.tree_leaves(gradients_finite), jnp.isfinite(value)
+        )
+
+        def keep_if_finite(new, old):  # selects whole trees: the old state survives bit for bit
+            return jnp.where(is_finite, new, old)
+
+        new_params = jax.tree_util.tree_map(keep_if_finite, new_params, meta_params)
+        new_opt_state = jax.tree_util.tree_map(keep_if_finite, new_opt_state, opt_state)
+        metrics = CheckedStepMetrics(value, accuracy, task_losses, is_finite, gradients_finite)
+        return new_params, new_opt_state, metrics
 
     def checked_step(meta_params, opt_state, support_x, support_y, query_x, query_y):
         _check_batch(support_x, support_y, query_x, query_y, loss)
