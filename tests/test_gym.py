@@ -193,6 +193,23 @@ def test_vector_set_task_broadcast_and_per_worker(particle_envs):
         envs.set_task(tasks[:2])
 
 
+def test_vector_set_task_refuses_non_finite_goal_before_sending(particle_envs):
+    envs = particle_envs
+    tasks = envs.sample_tasks(3, seed=0)
+    envs.set_task(tasks)
+    bad = [tasks[0], {"goal": np.array([0.1, np.nan])}, tasks[2]]
+    with pytest.raises(ValueError, match=r"task\['goal'\] for worker 1 must be finite, got .*0.1, +nan"):
+        envs.set_task(bad)
+    with pytest.raises(ValueError, match=r"task\['goal'\] for worker 0 must be finite"):
+        envs.set_task({"goal": [np.inf, 0.0]})  # one task broadcast to every worker
+    # Nothing reached the workers: they all keep their tasks and still step.
+    for got, want in zip(envs.get_task(), tasks):
+        np.testing.assert_array_equal(got["goal"], want["goal"])
+    envs.reset(seed=0)
+    _, rewards, *_ = envs.step(np.zeros((3, 2), dtype=np.float32))
+    assert np.isfinite(rewards).all()
+
+
 def test_vector_sample_tasks_seeded_by_reset(particle_envs):
     particle_envs.reset(seed=5)
     first = particle_envs.sample_tasks(3)

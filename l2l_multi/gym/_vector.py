@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import gymnasium
 import gymnasium.vector
+import numpy as np
 from gymnasium.vector.async_vector_env import AsyncState, _async_worker
 
 from ._meta_env import _task_generator
@@ -63,6 +64,26 @@ def _worker(index, env_fn, pipe, parent_pipe, shared_memory, error_queue, autore
     _async_worker(
         index, lambda: env, pipe, parent_pipe, shared_memory, error_queue, autoreset_mode, semaphore
     )
+
+
+def _check_finite_entries(task, index: int) -> None:
+    # Checked in the parent because a worker that refuses a task raises, and gymnasium then shuts that
+    # worker down: a NaN goal would cost the whole vector environment. Numbers only; the environment's
+    # own set_task checks everything else.
+    if not isinstance(task, dict):
+        return
+    for key, entry in task.items():
+        if not isinstance(entry, (float, np.floating, np.ndarray, list, tuple)):
+            continue  # ints cannot be non-finite; other objects are the environment's business
+        try:
+            array = np.asarray(entry)
+        except ValueError:  # ragged lists: the environment will say what it wanted
+            continue
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise ValueError(
+                f"task[{key!r}] for worker {index} must be finite, got {entry!r:.200}; nothing was sent "
+                "to the workers"
+            )
 
 
 class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
@@ -131,8 +152,6 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
     def reset(self, *, seed=None, options=None):
         """gymnasium's ``reset``; an int ``seed`` also seeds :meth:`sample_tasks` when it gets no seed."""
         if isinstance(seed, int):
-            import numpy as np
-
             self._task_rng = np.random.default_rng(seed)
         return super().reset(seed=seed, options=options)
 
@@ -161,6 +180,11 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
         Args:
             task: a ``list`` of exactly ``num_envs`` tasks sets one task per worker; anything else (including
                 a tuple such as a metaworld ``Task``) is set on every worker.
+
+        Raises:
+            ValueError: a list of the wrong length, or a dict task with a NaN or infinite number, before
+                anything is sent. Other invalid tasks are refused by the workers' ``set_task``, which
+                re-raises here and, as for any worker exception in gymnasium, shuts that worker down.
         """
         if isinstance(task, list):
             if len(task) != self.num_envs:
@@ -171,6 +195,8 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
             values = task
         else:
             values = [task] * self.num_envs
+        for index, value in enumerate(values):
+            _check_finite_entries(value, index)
         self.set_attr("task", values)
 
     def get_task(self) -> list:
