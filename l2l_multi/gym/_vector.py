@@ -272,12 +272,13 @@ class AsyncVectorEnv(gymnasium.vector.AsyncVectorEnv):
         try:
             super().close_extras(timeout=timeout, terminate=False)
         except Exception as error:  # close must release the workers whatever went wrong
-            if not isinstance(error, WorkerError):  # a WorkerError here already named the dead worker
-                warnings.warn(
-                    f"close(): {type(error).__name__}: {error}; the workers were terminated",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+            # Raised by the pending call or the close handshake (a worker that died meanwhile, or the
+            # pending step's own error): the caller never sees it otherwise.
+            warnings.warn(
+                f"close(): {type(error).__name__}: {error}; the workers were terminated",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             self._terminate_workers()
 
     def _terminate_workers(self):
