@@ -1536,7 +1536,13 @@ def test_run_folder_resume(tmp_path):
         FileNotFoundError,
         r"resume: .*config.json does not exist; start the run without --resume",
     )
-    RunFolder(tmp_path / "run", {"seed": 0, "iterations": 5})
+    with RunFolder(tmp_path / "run", {"seed": 0, "iterations": 5}) as run:
+        run.save_checkpoint({"iteration": 2})
+        check(
+            lambda: RunFolder(tmp_path / "run", {"seed": 0, "iterations": 5}, resume=True),
+            ValueError,
+            r"run is in use: another process .* holds it",
+        )
     check(
         lambda: RunFolder(tmp_path / "run", {"seed": 0, "iterations": 5}),
         FileExistsError,
@@ -1547,8 +1553,13 @@ def test_run_folder_resume(tmp_path):
         ValueError,
         r"resume: the configuration differs .* in \['seed'\]; only \['iterations'\] may change",
     )
-    extended = RunFolder(tmp_path / "run", {"seed": 0, "iterations": 9}, resume=True)
-    check(extended.load_checkpoint, FileNotFoundError, r"checkpoint.pkl does not exist")
+    with RunFolder(tmp_path / "run", {"seed": 0, "iterations": 9}, resume=True) as extended:
+        assert extended.load_checkpoint() == {"iteration": 2}
+    check(
+        lambda: RunFolder(tmp_path / "run", {"seed": 0, "iterations": 1}, resume=True),
+        ValueError,
+        r"--iterations 1 is below the iteration of the checkpoint",
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ EXAMPLES = {
     "hypergradient_digits": ("examples/optimization/hypergradient_digits.py", ("sklearn",)),
 }
 FRAMEWORK_MODULES = {"torch": ("torch",), "jax": ("jax", "flax", "optax")}
-RESULT_FILES = ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.pkl")
+RESULT_FILES = ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.npz")
 
 
 def _require(backend: str, extra=()) -> None:

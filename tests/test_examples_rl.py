@@ -13,7 +13,7 @@ import pytest
 from _helpers import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples" / "rl"
-FILES = ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.pkl")
+FILES = ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.npz")
 NEEDS = {
     "maml_trpo.py": ("torch", "gymnasium"),
     "promp.py": ("torch", "gymnasium"),

@@ -56,7 +56,7 @@ def test_omniglot_example_quick(tmp_path, backend, name, extra):
     results = run_example(
         name, "--quick", "--backend", backend, "--root", OMNIGLOT, "--out", out, "--no-progress", *extra
     )
-    for file in ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.pkl"):
+    for file in ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.npz"):
         assert (out / file).stat().st_size > 0, file
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert results["backend"] == backend and results["quick"] is True
@@ -115,8 +115,10 @@ def test_time_budget_stops_at_an_evaluation_and_resumes_exactly(tmp_path):
     assert cut["iterations"] == 2 and "time budget" in cut["stopped_early"]
     assert set(cut["test"]) == set(straight["test"])
     assert len(metrics_rows(tmp_path / "cut")) == 1
-    # the budget may change on resume; the run then continues as if never stopped
-    resumed = run_example("maml_omniglot", *common, "--out", tmp_path / "cut", "--resume")
+    # the budget may change on resume (given explicitly: a flag left out comes back from the
+    # folder); the run then continues as if never stopped
+    budget = ["--max-train-seconds", "0"]
+    resumed = run_example("maml_omniglot", *common, *budget, "--out", tmp_path / "cut", "--resume")
     assert metrics_rows(tmp_path / "cut") == metrics_rows(tmp_path / "straight")
     assert resumed["test"] == straight["test"] and resumed["iterations"] == 6
 
@@ -192,3 +194,33 @@ def test_image_dataset_example_quick(tmp_path, backend, name, dataset, write, ex
     )
     assert results["dataset"] == dataset and set(results["test"]) == {"5w1s"}
     assert 0.0 <= results["test"]["5w1s"]["accuracy"] <= 1.0
+
+
+@needs_omniglot
+def test_readme_resume_command_works_as_printed(tmp_path):
+    """The README's resume line, with only its folder and iteration count replaced: every other
+    setting (--root, --quick, the seed, ...) comes back from the folder's config.json. Then the
+    data root moves and the test-task count changes, both allowed on resume."""
+    pytest.importorskip("torch")
+    import shlex
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "--resume" in x and x.startswith("python examples/vision/"))
+    words = shlex.split(line.split("#")[0])
+    name = words[1].rsplit("/", 1)[-1].removesuffix(".py")
+    out = tmp_path / "run"
+    replaced = {"--out": out, "--iterations": "6"}
+    printed = [replaced.get(words[i - 1], word) if i > 2 else word for i, word in enumerate(words)][2:]
+    assert set(printed[::2]) >= {"--out", "--resume"}, printed
+    run_example(name, "--quick", "--root", OMNIGLOT, "--no-progress", "--iterations", "4", "--out", out)
+    resumed = run_example(name, *printed)
+    assert [row["iteration"] for row in metrics_rows(out)] == ["2", "4", "6"]
+    assert resumed["iterations"] == 6 and resumed["quick"] is True
+    moved = tmp_path / "moved-omniglot"
+    moved.symlink_to(OMNIGLOT, target_is_directory=True)
+    tested = run_example(
+        name, "--resume", "--out", out, "--root", moved, "--test-tasks", "8", "--no-progress"
+    )
+    assert {result["num_tasks"] for result in tested["test"].values()} == {8}
+    config = json.loads((out / "config.json").read_text())
+    assert config["root"] == str(moved) and config["test_tasks"] == 8 and config["iterations"] == 6

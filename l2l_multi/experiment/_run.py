@@ -138,7 +138,7 @@ class RunFolder:
 
     def close(self) -> None:
         """Releases the folder (the OS lock); the object can still be read, not written."""
-        if self._descriptor is not None:
+        if getattr(self, "_descriptor", None) is not None:  # (None too when __init__ failed early)
             os.close(self._descriptor)  # closing the descriptor drops the lock
             self._descriptor = None
 
