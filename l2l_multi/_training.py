@@ -26,6 +26,47 @@ OPTION_CHOICES = {
     "task_map": ("auto", "vmap", "map"),
 }
 MODELS = ("omniglot-cnn", "omniglot-cnn-pool", "omniglot-fc", "cnn4", "cnn4-32")
+# the ``inner=`` option: named inner optimizers, and the algorithms that have an inner optimizer
+INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
+INNER_ALGORITHMS = ("maml", "metasgd", "anil")
+INNER_MOMENTUM = 0.9
+
+
+def check_inner_option(algorithm: str, inner: Any) -> None:
+    """Refuse an ``inner=`` option that ``algorithm`` cannot use (a name or a transform)."""
+    if inner is None:
+        return
+    if algorithm not in INNER_ALGORITHMS:
+        raise ValueError(
+            f"inner={inner!r:.60} applies to {', '.join(INNER_ALGORITHMS)}; algorithm={algorithm!r} has no "
+            "inner optimizer"
+        )
+    if isinstance(inner, str):
+        check_choice("inner", inner, INNER_OPTIMIZERS)
+    elif not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
+        raise TypeError(
+            f"inner={inner!r:.60} must be one of {', '.join(map(repr, INNER_OPTIMIZERS))} or a "
+            "GradientTransformation (init, update)"
+        )
+
+
+def inner_optimizer(inner: Any, algorithm: str, lr: float, library: Any) -> Any:
+    """The transform for ``MetaLearner(..., inner=...)``: ``None`` stays ``None`` (the algorithm's
+    own step), a transform is used as given, a name of ``INNER_OPTIMIZERS`` is built by ``library``
+    (``l2l_multi.transforms`` on torch, ``optax`` on jax: the same signatures): "sgd" is
+    ``sgd(lr)``, "momentum" ``sgd(lr, momentum=0.9)``, "adam" ``adam(lr, eps_root=1e-16)``. For
+    Meta-SGD the rate is 1.0: its learned rates (initialised to ``lr``) scale the updates."""
+    check_inner_option(algorithm, inner)
+    if not isinstance(inner, str):
+        return inner
+    from .transforms import DEFAULT_EPS_ROOT
+
+    rate = 1.0 if algorithm == "metasgd" else lr
+    if inner == "sgd":
+        return library.sgd(rate)
+    if inner == "momentum":
+        return library.sgd(rate, momentum=INNER_MOMENTUM)
+    return library.adam(rate, eps_root=DEFAULT_EPS_ROOT)
 
 
 def check_choice(argument: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -57,19 +98,29 @@ def MetaLearner(  # noqa: N802 - a factory that reads like the class it returns
             the ProtoNets / Matching Networks backbone), "omniglot-fc" (784),
             "cnn4" (3x84x84, mini-ImageNet), "cnn4-32" (3x32x32, CIFAR-FS and FC100); ``ways`` sets
             its output size.
-        lr: inner-loop learning rate; meta_lr: Adam's learning rate for the meta-update.
+        lr: inner-loop learning rate; meta_lr: Adam's learning rate for the meta-update (finite
+            floats >= 0; others raise ``ValueError`` naming the argument).
         adaptation_steps: inner steps during training; first_order: MAML without second order.
         seed: initial weights (see the module docstring).
         backend: "torch" or "jax" (default: the current backend).
         options: backend options, e.g. ``device=`` (torch), ``head=`` (MetaOptNet),
             ``dtype="float64"``, ``path=`` (torch: "loop"/"vmap"/"auto"),
-            ``task_map=`` (jax: "vmap"/"map"/"auto").
+            ``task_map=`` (jax: "vmap"/"map"/"auto"), ``inner=`` (maml, metasgd, anil: the inner
+            optimizer, "sgd", "momentum" or "adam" at rate ``lr`` (1.0 for metasgd, whose learned
+            rates scale it), or a transform of the backend; default: the algorithm's SGD step).
 
     Returns:
         ``l2l_multi.backends.<backend>.training.MetaLearner`` with ``train_step(sx, sy, qx, qy)``
         and ``evaluate(sx, sy, qx, qy, adaptation_steps=None)`` returning dicts of floats
         (``loss``, ``accuracy``; ``train_step(..., wait=False)`` returns 0-d arrays instead, without
         waiting for an accelerator), plus ``state_dict``/``load_state_dict``.
+
+        ``train_step`` never commits a non-finite update: if the meta-loss or a meta-gradient is
+        NaN/inf, the meta-parameters and the optimizer state stay as they were and it raises
+        ``FloatingPointError`` naming the iteration and what went non-finite (with ``wait=False``,
+        at the next ``train_step``, ``evaluate``, ``state_dict``, ``meta_parameters`` or
+        ``check_finite()`` call). ``iterations`` counts the committed updates (in ``state_dict``).
+        Labels outside ``[0, ways)`` raise ``ValueError`` naming ``support_y``/``query_y``.
 
     Example:
         >>> import numpy as np
@@ -91,6 +142,7 @@ def MetaLearner(  # noqa: N802 - a factory that reads like the class it returns
     for option, allowed in OPTION_CHOICES.items():
         if option in options:
             check_choice(option, options[option], allowed)
+    check_inner_option(algorithm, options.get("inner"))
     backend = get_backend() if backend is None else _check_name(backend, "backend")
     module = load_backend(backend)
     import importlib

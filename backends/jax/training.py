@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 from ..._checks import check_labels, check_learning_rate, nonfinite_inputs, nonfinite_update_error
+from ..._training import inner_optimizer
 from . import algorithms
 from .vision import models
 
@@ -94,7 +95,8 @@ class MetaLearner:
     """See ``l2l_multi.MetaLearner``. Extra options: ``dtype`` ("float32"/"float64", the latter
     needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap", "map"), ``head`` ("ridge"), ``conv``
     ("auto", "xla", "matmul": how the model's convolutions run; "xla" compiles several times faster
-    on CPU, "matmul" runs faster there)."""
+    on CPU, "matmul" runs faster there), ``inner`` (see ``l2l_multi.MetaLearner``; names build
+    optax's transforms)."""
 
     def __init__(
         self,
@@ -111,6 +113,7 @@ class MetaLearner:
         task_map="auto",
         head="ridge",
         conv="auto",
+        inner=None,
     ):
         import flax.linen as nn
 
@@ -122,18 +125,20 @@ class MetaLearner:
         )
         self.dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
         self.model, variables = build_variables(model, ways, seed, self.dtype, conv)
+        inner = inner_optimizer(inner, algorithm, lr, optax)  # a name -> optax's own implementation
+        step = {"lr": lr} if inner is None else {"inner": inner}
         if algorithm in ("maml", "metasgd", "reptile"):
-            cls = {"maml": algorithms.MAML, "metasgd": algorithms.MetaSGD}.get(algorithm)
-            self.algorithm = (
-                algorithms.Reptile(self.model, lr)
-                if cls is None
-                else cls(self.model, lr, first_order=first_order)
-            )
+            if algorithm == "reptile":
+                self.algorithm = algorithms.Reptile(self.model, lr)
+            elif algorithm == "metasgd":
+                self.algorithm = algorithms.MetaSGD(self.model, lr, first_order=first_order, inner=inner)
+            else:
+                self.algorithm = algorithms.MAML(self.model, first_order=first_order, **step)
             self.meta_params = self.algorithm.from_variables(variables)
         else:
             features, feature_variables, head_variables = _split(self.model, variables)
             if algorithm == "anil":
-                self.algorithm = algorithms.ANIL(features, nn.Dense(ways), lr, first_order=first_order)
+                self.algorithm = algorithms.ANIL(features, nn.Dense(ways), first_order=first_order, **step)
                 self.meta_params = self.algorithm.from_variables(feature_variables, head_variables)
             elif algorithm == "protonet":
                 self.algorithm = algorithms.ProtoNet(features, ways)
@@ -177,10 +182,11 @@ class MetaLearner:
         ``train_step``, ``evaluate``, ``state_dict``, ``meta_parameters`` or ``check_finite()``.
         Labels outside ``[0, ways)`` raise ``ValueError`` naming the argument (they are read on
         the host; a negative one would otherwise give a finite, wrong loss)."""
-        self.check_finite()
         check_labels(support_y, "support_y", self.ways)
         check_labels(query_y, "query_y", self.ways)
         batch = self._arrays(support_x, support_y, query_x, query_y)
+        # the previous step's flag is read last, so the device waits only for this dispatch
+        self.check_finite()
         iteration = self.iterations + 1
         self.meta_params, self.opt_state, metrics = self._step(self.meta_params, self.opt_state, *batch)
         self.iterations, self._pending = iteration, (iteration, metrics, batch)

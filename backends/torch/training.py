@@ -8,7 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ... import transforms
 from ..._checks import check_labels, check_learning_rate, nonfinite_inputs, nonfinite_update_error
+from ..._training import inner_optimizer
 from .. import torch as _backend
 from . import algorithms
 from .vision import models
@@ -62,7 +64,8 @@ def _features_and_head(model: torch.nn.Module):
 
 class MetaLearner:
     """See ``l2l_multi.MetaLearner``. Extra options: ``device``, ``dtype`` ("float32"/"float64"),
-    ``path`` ("auto", "loop", "vmap"), ``head`` ("svm"/"ridge" for MetaOptNet)."""
+    ``path`` ("auto", "loop", "vmap"), ``head`` ("svm"/"ridge" for MetaOptNet), ``inner`` (see
+    ``l2l_multi.MetaLearner``; names build ``l2l_multi.transforms``)."""
 
     def __init__(
         self,
@@ -79,17 +82,20 @@ class MetaLearner:
         dtype="float32",
         path="auto",
         head="ridge",
+        inner=None,
     ):
         self.name, self.ways, self.adaptation_steps, self.path = algorithm, ways, adaptation_steps, path
         self.device = torch.device("cpu" if device is None else device)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
         self.model = build_model(model, ways, seed, self.dtype).to(self.device)
+        inner = inner_optimizer(inner, algorithm, lr, transforms)  # a name -> l2l_multi.transforms
+        step = {"lr": lr} if inner is None else {"inner": inner}
         if algorithm == "maml":
-            self.algorithm = algorithms.MAML(self.model, lr=lr, first_order=first_order)
+            self.algorithm = algorithms.MAML(self.model, first_order=first_order, **step)
         elif algorithm == "metasgd":
-            self.algorithm = algorithms.MetaSGD(self.model, lr=lr, first_order=first_order)
+            self.algorithm = algorithms.MetaSGD(self.model, lr=lr, first_order=first_order, inner=inner)
         elif algorithm == "anil":
-            self.algorithm = algorithms.ANIL(*_features_and_head(self.model), lr=lr, first_order=first_order)
+            self.algorithm = algorithms.ANIL(*_features_and_head(self.model), first_order=first_order, **step)
         elif algorithm == "protonet":
             self.algorithm = algorithms.ProtoNet(_features_and_head(self.model)[0])
         elif algorithm == "metaoptnet":
@@ -141,9 +147,10 @@ class MetaLearner:
         ``train_step``, ``evaluate``, ``state_dict``, ``meta_parameters`` or ``check_finite()``
         (the first step of a fresh optimizer is checked at once). Labels outside ``[0, ways)``
         given as numpy arrays or CPU tensors raise ``ValueError`` naming the argument."""
-        self.check_finite()
         _check_labels(support_y, query_y, self.ways)
         sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
+        # the previous step's flag is read after the copies, so the device waits only for launches
+        self.check_finite()
         iteration = self.iterations + 1
         self.algorithm.train()
         self.optimizer.zero_grad()
