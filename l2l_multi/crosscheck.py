@@ -1,7 +1,7 @@
 """Cross-check the torch and jax backends: same weights, same tasks, one meta-step each.
 
     python -m l2l_multi.crosscheck --algorithm maml --model omniglot-cnn --ways 5 --shots 1 \\
-        --meta-batch 8 --seed 0 [--first-order] [--dtype float64]
+        --meta-batch 8 --seed 0 [--first-order] [--dtype float64] [--inner adam] [--steps 3]
 
 The torch model is built from the seed and converted to jax (``l2l_multi.interop``); a seeded
 task stream gives both backends the same batch. Each backend runs one meta-step's forward and
@@ -9,6 +9,11 @@ backward; the report gives the largest relative difference (max |torch - jax| ov
 in the flax layout) of the meta-loss, the adapted parameters of every task, and the
 meta-gradients. The command exits with status 1 above the tolerance (1e-5 in float32, 1e-9 in
 float64).
+
+``--inner {sgd,momentum,adam}`` (maml, metasgd, anil) adapts with that inner optimizer: on torch
+``l2l_multi.transforms``' implementation, on jax optax's (``optax.sgd``, ``optax.adam`` with the
+same ``eps_root``), so the check also compares the two implementations of the optimizer, its
+state threaded through ``--steps`` inner steps.
 
 float64 is the strict check. In float32 a ReLU input that lies within rounding of zero can take
 either side in two correct implementations (the function has a kink there), which moves that
@@ -26,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._training import ALGORITHMS, MODELS, check_choice
+from ._training import ALGORITHMS, INNER_ALGORITHMS, INNER_OPTIMIZERS, MODELS, check_choice
 
 TOLERANCES = {"float32": 1e-5, "float64": 1e-9}
 CROSSCHECK_ALGORITHMS = tuple(a for a in ALGORITHMS if a != "reptile") + ("reptile",)
@@ -109,6 +114,7 @@ def crosscheck(
     dtype: str = "float32",
     adaptation_steps: int = 1,
     lr: float = 0.4,
+    inner: str | None = None,
 ) -> CrossCheckReport:
     """Run one meta-step on both backends from the same weights and tasks; compare.
 
@@ -116,7 +122,9 @@ def crosscheck(
         algorithm: one of "maml", "metasgd", "anil", "protonet", "metaoptnet", "reptile".
         model: one of ``l2l_multi._training.MODELS``; ways/shots/queries: per task (queries per
             class); meta_batch: tasks; seed: weights and tasks; first_order: MAML family without
-            second order; dtype: "float32" or "float64"; adaptation_steps, lr: the inner loop.
+            second order; dtype: "float32" or "float64"; adaptation_steps, lr: the inner loop;
+            inner: ``None`` (the algorithm's SGD step) or one of "sgd", "momentum", "adam" (at
+            rate ``lr``; 1.0 for metasgd, whose learned rates scale it), for maml, metasgd, anil.
 
     Returns:
         ``CrossCheckReport`` (``.passed`` compares with the dtype's tolerance).
@@ -136,6 +144,9 @@ def crosscheck(
     check_choice("algorithm", algorithm, CROSSCHECK_ALGORITHMS)
     check_choice("model", model, MODELS)
     check_choice("dtype", dtype, tuple(TOLERANCES))
+    if inner is not None:
+        check_choice("inner", inner, INNER_OPTIMIZERS)
+        check_choice("algorithm (with inner)", algorithm, INNER_ALGORITHMS)
     batch = _task_batch(model, ways, shots, queries, meta_batch, seed)
     options = dict(
         lr=lr,
@@ -144,6 +155,7 @@ def crosscheck(
         first_order=first_order,
         seed=seed,
         dtype=dtype,
+        **({} if inner is None else {"inner": inner}),
     )
     x64 = jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
     with x64:
@@ -274,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.4, help="inner learning rate")
     parser.add_argument("--first-order", action="store_true")
     parser.add_argument("--dtype", default="float32", choices=tuple(TOLERANCES))
+    parser.add_argument(
+        "--inner", default=None, choices=INNER_OPTIMIZERS,
+        help="inner optimizer (maml, metasgd, anil): torch runs l2l_multi.transforms, jax optax",
+    )
     args = parser.parse_args(argv)
     report = crosscheck(
         args.algorithm,
@@ -287,10 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         args.dtype,
         args.steps,
         args.lr,
+        args.inner,
     )
     order = "first" if args.first_order else "second"
     print(
-        f"cross-check {args.algorithm} ({order} order, {args.steps} step(s)), {args.model}, {args.ways}-way "
+        f"cross-check {args.algorithm} ({order} order, {args.steps} step(s)"
+        f"{'' if args.inner is None else ', inner ' + args.inner}), {args.model}, {args.ways}-way "
         f"{args.shots}-shot, meta-batch {args.meta_batch}, seed {args.seed}, {args.dtype}"
     )
     rows = [

@@ -104,11 +104,10 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
     def update(grads: Updates, state: State, params: Params = None) -> tuple[Updates, State]:
         # zip would silently drop the extra transforms or states (optax raises here too)
-        if not isinstance(state, tuple) or len(state) != len(transforms):
-            found = f"{len(state)} states" if isinstance(state, tuple) else type(state).__name__
+        if type(state) is not tuple or len(state) != len(transforms):
+            found = f"a state of {len(state)} entries" if type(state) is tuple else f"a {type(state).__name__}"
             raise ValueError(
-                f"chain of {len(transforms)} transforms got a state with {found}; pass the state from "
-                "this chain's own init"
+                f"chain of {len(transforms)} transforms got {found}; pass the state from this chain's own init"
             )
         new_state = []
         for transform, inner_state in zip(transforms, state):

@@ -1,16 +1,24 @@
 """``l2l.optim`` for the torch backend: differentiable optimisation and learnable transforms.
 
 The stateless rules come from the backend-neutral core (``l2l_multi.transforms``) and are
-re-exported here, so ``l2l.optim.sgd`` is the same object on every backend.
+re-exported here, so ``l2l.optim.sgd`` is the same object on every backend; so are the inner-loop
+optimizers (``adam``, ``sgd(lr, momentum=...)``, ``clip_by_global_norm``...) that
+``MAML(model, inner=l2l.optim.adam(1e-3))`` threads through its clones.
 """
 
 from ....transforms import GradientTransformation as GradientTransformation
+from ....transforms import LearnableTransformation as LearnableTransformation
+from ....transforms import adam as adam
 from ....transforms import apply_updates as apply_updates
 from ....transforms import chain as chain
+from ....transforms import clip as clip
+from ....transforms import clip_by_global_norm as clip_by_global_norm
 from ....transforms import hypergradient_sgd as hypergradient_sgd
 from ....transforms import per_parameter_sgd as per_parameter_sgd
 from ....transforms import scale as scale
+from ....transforms import scale_by_adam as scale_by_adam
 from ....transforms import sgd as sgd
+from ....transforms import trace as trace
 from ._learnable_optimizer import LearnableOptimizer as LearnableOptimizer
 from ._parameter_update import AdaptationError as AdaptationError
 from ._parameter_update import ParameterUpdate as ParameterUpdate
@@ -23,7 +31,8 @@ from ._transforms import TransformDictionary as TransformDictionary
 
 __all__ = [
     "AdaptationError", "DifferentiableSGD", "GradientTransformation", "KroneckerTransform",
-    "LearnableOptimizer", "MetaCurvatureTransform", "ModuleTransform", "ParameterUpdate",
-    "ReshapedTransform", "TransformDictionary", "apply_updates", "chain", "hypergradient_sgd",
-    "per_parameter_sgd", "scale", "sgd",
+    "LearnableOptimizer", "LearnableTransformation", "MetaCurvatureTransform", "ModuleTransform",
+    "ParameterUpdate", "ReshapedTransform", "TransformDictionary", "adam", "apply_updates", "chain",
+    "clip", "clip_by_global_norm", "hypergradient_sgd", "per_parameter_sgd", "scale", "scale_by_adam",
+    "sgd", "trace",
 ]
