@@ -11,8 +11,8 @@
   ``examples/vision/*.py``.
 """
 
-from ._protocol import evaluate_tasks as evaluate_tasks
 from ._errors import RunFolderError as RunFolderError
+from ._protocol import evaluate_tasks as evaluate_tasks
 from ._run import RunFolder as RunFolder
 from ._run import command_line as command_line
 from ._run import plot_curves as plot_curves
