@@ -62,3 +62,17 @@ def test_bad_arguments():
         crosscheck("maml++")
     with pytest.raises(ValueError, match="dtype='float16' is not one of"):
         crosscheck("maml", dtype="float16")
+
+
+@pytest.mark.parametrize(
+    "algorithm, inner", [("maml", "adam"), ("metasgd", "momentum")], ids=["maml-adam", "metasgd-momentum"]
+)
+def test_inner_optimizers_agree_across_backends(algorithm, inner):
+    """torch runs l2l_multi.transforms, jax optax's implementation; 3 steps thread the state."""
+    report = crosscheck(
+        algorithm, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", inner=inner, adaptation_steps=3
+    )
+    assert report.passed, report
+    assert report.adapted_parameters < 1e-10 and report.meta_gradients < 1e-9
+    with pytest.raises(ValueError, match=r"algorithm \(with inner\)='protonet' is not one of"):
+        crosscheck("protonet", inner=inner)

@@ -369,3 +369,15 @@ def test_lr_and_inner_refusals(backend):
     if backend == "torch":
         with pytest.raises(TypeError, match=r"learnable transforms are module factories"):
             talg.GBML(torch.nn.Linear(4, 3), T.elementwise_scale())
+
+
+def test_metalearner_inner_option_is_checked():
+    with pytest.raises(
+        ValueError, match=r"inner='adam' applies to maml, metasgd, anil; algorithm='protonet'"
+    ):
+        l2l.MetaLearner("protonet", "omniglot-fc", 3, inner="adam", backend="torch")
+    with pytest.raises(ValueError, match=r"inner='rmsprop' is not one of 'sgd', 'momentum', 'adam'"):
+        l2l.MetaLearner("maml", "omniglot-fc", 3, inner="rmsprop", backend="jax")
+    learner = l2l.MetaLearner("metasgd", "omniglot-fc", 3, lr=0.1, inner="momentum", backend="torch")
+    trace_state, _ = learner.algorithm.inner.init([torch.ones(1)])  # sgd(1.0, momentum=0.9)
+    assert isinstance(trace_state, T.TraceState)
