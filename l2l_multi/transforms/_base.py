@@ -104,10 +104,12 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
     def update(grads: Updates, state: State, params: Params = None) -> tuple[Updates, State]:
         # zip would silently drop the extra transforms or states (optax raises here too)
-        if type(state) is not tuple or len(state) != len(transforms):
-            found = f"a state of {len(state)} entries" if type(state) is tuple else f"a {type(state).__name__}"
+        plain = isinstance(state, (tuple, list)) and not hasattr(state, "_fields")
+        if not plain or len(state) != len(transforms):
+            found = f"a state of {len(state)} entries" if plain else f"a {type(state).__name__}"
             raise ValueError(
-                f"chain of {len(transforms)} transforms got {found}; pass the state from this chain's own init"
+                f"chain of {len(transforms)} transforms got {found}; pass the state from this chain's "
+                "own init"
             )
         new_state = []
         for transform, inner_state in zip(transforms, state):
