@@ -10,8 +10,9 @@ al. 2018). Both backends implement the same scheme:
 - torch: ``l2l.optim.LearnableOptimizer(model, ModuleTransform(l2l.nn.Scale), lr)``, whose
   ``step()`` leaves each parameter differentiable w.r.t. its ``Scale``, so the next
   ``loss.backward()`` reaches the scales;
-- jax: ``l2l_multi.transforms.elementwise_scale`` inside one compiled step that unrolls the update
-  and differentiates the next loss w.r.t. the scales with ``jax.grad``.
+- jax: ``l2l.optim.LearnableOptimizer(l2l.optim.elementwise_scale(1.0), lr)``, whose
+  ``meta_gradients`` differentiates the next loss through the last update with ``jax.grad``
+  (inside one compiled step).
 
 Each step the scales are updated first (from the fresh hypergradient), then the parameters with
 the new scales; the first step has no hypergradient yet. The baseline is plain SGD at the same
@@ -129,7 +130,7 @@ class JaxMetaDescent:
         import jax.numpy as jnp
         import optax
 
-        from l2l_multi import transforms
+        import l2l_multi as l2l
 
         self.jax = jax
         (train_x, train_y), (test_x, test_y) = data
@@ -139,48 +140,39 @@ class JaxMetaDescent:
         self.lr = lr = args.lr
         model = _digits.flax_mlp(args.hidden)
         params = _digits.flax_params(model, args.hidden, args.seed)
-        scale = transforms.elementwise_scale(1.0)
+        # one scale per parameter element, initially 1: plain SGD at rate lr to begin with
+        learned = l2l.optim.LearnableOptimizer(l2l.optim.elementwise_scale(1.0), lr=lr)
         meta_optimizer = optax.adam(args.meta_lr)
-        tree_map = jax.tree_util.tree_map
 
         def loss(params, x, y):
             logits = model.apply({"params": params}, x)
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-        def descend(params, scales, grads):
-            scaled, _ = scale.update(grads, scales, params)
-            return tree_map(lambda p, u: p + (-lr) * u, params, scaled)
-
         def sgd(params, x, y):
             grads = jax.grad(loss)(params, x, y)
-            return tree_map(lambda p, g: p - lr * g, params, grads)
+            return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
 
         @jax.jit
         def first_step(sgd_params, params, scales, x, y):
             grads = jax.grad(loss)(params, x, y)
-            return sgd(sgd_params, x, y), (params, grads), descend(params, scales, grads)
+            return sgd(sgd_params, x, y), (params, grads), learned.step(scales, params, grads)
 
         @jax.jit
         def meta_step(sgd_params, pending, scales, meta_state, x, y):
-            before, last_grads = pending
-
-            def unrolled(scales, before):  # the next loss through the last update
-                return loss(descend(before, scales, last_grads), x, y)
-
-            # d/d before = the gradient at the current parameters (last_grads are constants)
-            hypergradient, grads = jax.grad(unrolled, argnums=(0, 1))(scales, before)
-            current = descend(before, scales, last_grads)
-            updates, meta_state = meta_optimizer.update(hypergradient, meta_state, scales)
+            # the next loss through the last update: its gradient w.r.t. the scales, and the
+            # gradient at the current parameters for the following update
+            result = learned.meta_gradients(scales, *pending, loss, x, y)
+            updates, meta_state = meta_optimizer.update(result.transform_grads, meta_state, scales)
             scales = optax.apply_updates(scales, updates)
-            following = descend(current, scales, grads)
-            return sgd(sgd_params, x, y), (current, grads), scales, meta_state, following
+            following = learned.step(scales, result.params, result.grads)
+            return sgd(sgd_params, x, y), (result.params, result.grads), scales, meta_state, following
 
         self.first_step, self.meta_step = first_step, meta_step
         self.scores = jax.jit(functools.partial(_digits.jax_scores, model.apply))
         # committed to the device like the compiled steps' outputs: the second call then reuses the
         # first call's compilation instead of compiling a variant for uncommitted inputs
         self.commit = lambda tree: jax.device_put(tree, jax.devices()[0])
-        scales = scale.init(params)
+        scales = learned.init(params)
         self.sgd_params, self.params, self.scales, self.meta_state = self.commit(
             (params, params, scales, meta_optimizer.init(scales))
         )
