@@ -22,7 +22,7 @@ from ._train import make_meta_train_step as make_meta_train_step
 from ._train import map_tasks as map_tasks
 from ._train import meta_batch_loss as meta_batch_loss
 from ._train import replicate as replicate
-from ._train import shard_tasks as shard_tasks
+from ._train import shard_task_batch as shard_task_batch
 from ._train import task_mesh as task_mesh
 
 __all__ = [
@@ -43,6 +43,6 @@ __all__ = [
     "prototype_logits",
     "replicate",
     "ridge_logits",
-    "shard_tasks",
+    "shard_task_batch",
     "task_mesh",
 ]

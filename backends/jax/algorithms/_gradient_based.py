@@ -14,6 +14,7 @@ and compiled once, whatever the number of steps), a single step directly.
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -135,23 +136,37 @@ class _GradientBased:
         check_finite(values, "adapt: the support loss")
         return with_params(variables, carry[0])
 
-    def adapt(self, meta_params: dict, x: jax.Array, y: jax.Array, loss: Loss = cross_entropy,
-              steps: int = 1, train: bool = True) -> dict:
+    def _with_inner(self, inner: Any) -> _GradientBased:
+        """This learner with ``inner`` as its inner optimizer (a per-call ``adapt(inner=...)``)."""
+        if inner is None:
+            return self
+        other = copy.copy(self)
+        other.inner = check_inner(inner)
+        return other
+
+    def adapt(self, meta_params: dict, x: jax.Array, y: jax.Array, *, loss: Loss | None = None,
+              steps: int = 1, inner: Any = None, train: bool = True) -> dict:
         """Model variables after ``steps`` inner steps on ``(x [s, ...], y [s])``; differentiable
-        w.r.t. ``meta_params`` (second order unless ``first_order``).
+        w.r.t. ``meta_params`` (second order unless ``first_order``). ``loss=None``:
+        cross-entropy; ``inner``: an inner optimizer for this call instead of the learner's.
+        The same signature as the torch backend's functional ``adapt``.
 
         Called eagerly (outside jit/vmap/grad), a non-finite support loss raises
         ``FloatingPointError`` as on the torch backend; traced calls propagate NaN (see
         ``make_meta_train_step``)."""
+        loss = cross_entropy if loss is None else loss
         check_task(meta_params, x, y, steps, loss=loss)
-        return self._inner_loop(meta_params, meta_params["model"], x, y, loss, steps, train)
+        learner = self._with_inner(inner)
+        return learner._inner_loop(meta_params, meta_params["model"], x, y, loss, steps, train)
 
-    def task_loss(self, meta_params: dict, support_x, support_y, query_x, query_y,
-                  loss: Loss = cross_entropy, steps: int = 1, train: bool = True):
-        """``(query loss 0-d, query outputs [q, ...])`` after adapting on the support set."""
+    def task_loss(self, meta_params: dict, support_x, support_y, query_x, query_y, *,
+                  loss: Loss | None = None, steps: int = 1, train: bool = True):
+        """``(query loss 0-d, query outputs [q, ...])`` after adapting on the support set
+        (``loss=None``: cross-entropy)."""
+        loss = cross_entropy if loss is None else loss
         check_task(meta_params, support_x, support_y, steps, "support_x", "support_y", loss)
         check_task(meta_params, query_x, query_y, steps, "query_x", "query_y", loss)
-        adapted = self.adapt(meta_params, support_x, support_y, loss, steps, train)
+        adapted = self.adapt(meta_params, support_x, support_y, loss=loss, steps=steps, train=train)
         outputs = self.apply_model(adapted, query_x, train)
         return loss(outputs, query_y), outputs
 
@@ -293,9 +308,14 @@ class GBML(_GradientBased):
             grads, _ = self.transform.update(grads, meta_params["transform"], params)
         return super().inner_step(meta_params, params, grads, state)
 
-    def adapt(self, meta_params, x, y, loss=cross_entropy, steps=1, train=True):
+    def adapt(self, meta_params, x, y, *, loss=None, steps=1, inner=None, train=True):
         if not self.adapt_transform:
-            return super().adapt(meta_params, x, y, loss, steps, train)
+            return super().adapt(meta_params, x, y, loss=loss, steps=steps, inner=inner, train=train)
+        if inner is not None:
+            raise ValueError(
+                f"adapt_transform=True takes the default SGD inner step (lr=...); got inner={inner!r:.60}"
+            )
+        loss = cross_entropy if loss is None else loss
         check_task(meta_params, x, y, steps, loss=loss)
         variables, transform_params = meta_params["model"], meta_params["transform"]
         tree = jax.tree_util.tree_map
@@ -364,20 +384,22 @@ class ANIL(_GradientBased):
             raise ValueError("ANIL.from_variables needs both the features' and the head's variables")
         return {"features": dict(variables), "model": dict(head_variables)}
 
-    def adapt(self, meta_params, x, y, loss=cross_entropy, steps=1, train=True):
+    def adapt(self, meta_params, x, y, *, loss=None, steps=1, inner=None, train=True):
         """The head's variables after adapting on the embeddings of ``x``."""
+        loss = cross_entropy if loss is None else loss
         check_task(meta_params, x, y, steps, loss=loss)
         embeddings = self.apply_features(meta_params["features"], x, train)
-        return self.adapt_head(meta_params, embeddings, y, loss, steps, train)
+        return self.adapt_head(meta_params, embeddings, y, loss=loss, steps=steps, inner=inner, train=train)
 
     adapt_head = _GradientBased.adapt  # the inner loop on precomputed embeddings
 
-    def task_loss(self, meta_params, support_x, support_y, query_x, query_y, loss=cross_entropy, steps=1,
+    def task_loss(self, meta_params, support_x, support_y, query_x, query_y, *, loss=None, steps=1,
                   train=True):
+        loss = cross_entropy if loss is None else loss
         check_task(meta_params, support_x, support_y, steps, "support_x", "support_y", loss)
         check_task(meta_params, query_x, query_y, steps, "query_x", "query_y", loss)
         support = self.apply_features(meta_params["features"], support_x, train)
         query = self.apply_features(meta_params["features"], query_x, train)
-        adapted = self.adapt_head(meta_params, support, support_y, loss, steps, train)
+        adapted = self.adapt_head(meta_params, support, support_y, loss=loss, steps=steps, train=train)
         outputs = self.apply_model(adapted, query, train)
         return loss(outputs, query_y), outputs

@@ -5,7 +5,6 @@ from __future__ import annotations
 import jax
 
 from ._gradient_based import _GradientBased
-from ._model import cross_entropy
 
 
 class Reptile(_GradientBased):
@@ -25,9 +24,9 @@ class Reptile(_GradientBased):
     def __init__(self, model, lr):
         super().__init__(model, lr, first_order=True)
 
-    def meta_gradient(self, meta_params, x, y, loss=cross_entropy, steps=1, train=True):
+    def meta_gradient(self, meta_params, x, y, *, loss=None, steps=1, train=True):
         """``theta - phi`` as a tree shaped like ``meta_params`` (zeros for non-params)."""
-        adapted = self.adapt(jax.lax.stop_gradient(meta_params), x, y, loss, steps, train)
+        adapted = self.adapt(jax.lax.stop_gradient(meta_params), x, y, loss=loss, steps=steps, train=train)
         delta = jax.tree_util.tree_map(lambda a, b: a - b, meta_params["model"]["params"], adapted["params"])
         zeros = jax.tree_util.tree_map(jax.numpy.zeros_like, meta_params)
         zeros["model"] = {**zeros["model"], "params": delta}

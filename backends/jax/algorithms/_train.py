@@ -1,6 +1,6 @@
 """The compiled meta-training step: inner loops with ``jax.grad``, tasks with ``vmap`` (or
 ``lax.map``), the outer update with optax, all in one ``jax.jit`` function traced once per
-input shape. Batches may be sharded over devices along the task axis (``shard_tasks``); XLA
+input shape. Batches may be sharded over devices along the task axis (``shard_task_batch``); XLA
 then splits the tasks between devices and averages the meta-gradient across them.
 """
 
@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import functools
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from ...._arrays import is_torch_tensor
+from .... import _contract
 from ...._checks import check_labels
+from ...._contract import MetaBatchLoss
 from ._gradient_based import check_finite
 from ._model import cross_entropy
 from ._reptile import Reptile
 
-TASK_MAPS = ("auto", "vmap", "map")
+TASK_MAPS = _contract.TASK_MAPS
 
 
 class MetaStepMetrics(NamedTuple):
@@ -47,80 +48,69 @@ class CheckedStepMetrics(NamedTuple):
 
 
 def resolve_task_map(task_map: str) -> str:
-    """ "auto" -> "vmap": with the models' matmul convolutions on CPU (``Conv2d(implementation=
-    "auto")``), vmap is the fastest formulation on every platform measured (``benchmarks/
-    maml_step.py``)."""
-    if task_map not in TASK_MAPS:
-        raise ValueError(f"task_map={task_map!r} is not one of {TASK_MAPS}")
-    return "vmap" if task_map == "auto" else task_map
+    """ "auto" -> "vmap" (with the models' matmul convolutions on CPU, ``Conv2d(implementation=
+    "auto")``, vmap is the fastest formulation on every platform measured, ``benchmarks/
+    maml_step.py``); "sequential" (old spelling "map") is ``lax.map``."""
+    resolved = _contract.resolve_task_map(task_map)
+    return "vmap" if resolved == "auto" else resolved
 
 
 def map_tasks(function: Callable, batch: tuple, task_map: str = "auto"):
-    """``function(*task)`` for every task of ``batch`` (arrays ``[B, ...]``), results stacked."""
+    """``function(*task)`` for every task of ``batch`` (arrays ``[B, ...]``), results stacked:
+    ``jax.vmap`` for "vmap"/"auto", ``jax.lax.map`` for "sequential" (old spelling "map")."""
     if resolve_task_map(task_map) == "vmap":
         return jax.vmap(function)(*batch)
     return jax.lax.map(lambda task: function(*task), batch)
 
 
-def _check_batch(support_x, support_y, query_x, query_y, loss=None) -> None:
-    arrays = {"support_x": support_x, "support_y": support_y, "query_x": query_x, "query_y": query_y}
-    for name, value in arrays.items():
-        if is_torch_tensor(value):
-            raise TypeError(
-                f"{name} is a torch.Tensor; the jax backend takes jax or numpy arrays: convert it with "
-                "l2l_multi.interop.to_jax"
-            )
-    batch = support_x.shape[0] if getattr(support_x, "ndim", 0) >= 2 else None
-    for name, value in arrays.items():
-        if getattr(value, "ndim", 0) < 2 or value.shape[0] != batch:
-            raise ValueError(
-                f"{name} must have shape [B, samples, ...] with the same B as support_x "
-                f"({batch}); got {getattr(value, 'shape', type(value).__name__)}"
-            )
-    for x_name, y_name in (("support_x", "support_y"), ("query_x", "query_y")):
-        x, y = arrays[x_name], arrays[y_name]
-        if x.shape[1] != y.shape[1]:
-            raise ValueError(
-                f"{y_name} must hold one label per sample of {x_name}: {x_name} has shape "
-                f"{tuple(x.shape)}, {y_name} {tuple(y.shape)}"
-            )
-        if x.shape[1] == 0:
-            raise ValueError(
-                f"{x_name} has no samples (shape {tuple(x.shape)}); with partition_task_batch, keep shots "
-                "below the samples per class"
-            )
-        if loss is cross_entropy and jnp.issubdtype(y.dtype, jnp.floating):
-            raise TypeError(
-                f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels "
-                "(e.g. labels.astype(int))"
-            )
-        if loss is cross_entropy:
-            check_labels(y, y_name)  # concrete values only: a negative label would index from the end
+def _check_batch(support_x, support_y, query_x, query_y, loss=None) -> tuple:
+    """The shared batch checks (``l2l_multi._contract.check_task_batch``) for the jax backend:
+    numpy arrays become jax arrays (``jnp.asarray``), torch tensors are refused naming
+    ``l2l_multi.interop.to_jax``."""
+    return _contract.check_task_batch(
+        support_x, support_y, query_x, query_y, backend="jax", cross_entropy=loss is cross_entropy,
+        convert=lambda array, name: jnp.asarray(array),
+    )
 
 
-def meta_batch_loss(
+OPTIONS = ("adaptation_steps", "path")
+
+
+def _meta_batch_loss(
     algorithm,
     meta_params,
     support_x,
     support_y,
     query_x,
     query_y,
-    loss: Callable = cross_entropy,
-    adaptation_steps: int = 1,
+    *,
+    loss: Callable | None = None,
+    steps: int = 1,
     train: bool = True,
     task_map: str = "auto",
-):
-    """Mean query loss over a stacked task batch and ``(task_losses [B], logits [B, q, ...])``.
+    **options,
+) -> MetaBatchLoss:
+    """Adapt on every task's support set, score its query set, average over tasks.
+
+    The same signature and meaning as the torch backend's ``meta_batch_loss``.
 
     Args:
         algorithm: ``MAML``, ``MetaSGD``, ``GBML``, ``ANIL``, ``ProtoNet`` or ``MetaOptNet``.
         meta_params: from ``algorithm.init`` / ``from_variables``.
-        support_x ``[B, s, ...]``, support_y ``[B, s]`` (int), query_x ``[B, q, ...]``, query_y ``[B, q]``.
-        loss: ``loss(logits, labels) -> 0-d``; adaptation_steps: inner steps (static int);
-        train: the model's train flag; task_map: "vmap", "map" (``lax.map``) or "auto".
+        support_x ``[B, s, ...]``, support_y ``[B, s]`` (int), query_x ``[B, q, ...]``, query_y
+            ``[B, q]``: jax or numpy arrays (``jnp.asarray``); torch tensors raise ``TypeError``
+            (convert with ``l2l_multi.interop.to_jax``).
+        loss: ``loss(logits, labels) -> 0-d``; ``None``: cross-entropy.
+        steps: inner steps (static int); train: the model's train flag (batch statistics);
+        task_map: "vmap", "sequential" (``lax.map``) or "auto" (vmap).
+        **options: old spellings accepted for one release: ``adaptation_steps=`` (``steps``),
+            ``path=`` / ``task_map="map"`` ("sequential").
+
+    Returns:
+        ``MetaBatchLoss(loss 0-d, task_losses [B], query_logits [B, q, ...])``.
 
     Called eagerly, a non-finite task loss raises ``FloatingPointError`` and, with
-    ``loss=cross_entropy``, labels outside ``[0, classes)`` raise ``ValueError``; under
+    ``loss=None`` (cross-entropy), labels outside ``[0, classes)`` raise ``ValueError``; under
     ``jax.jit`` or ``jax.grad`` neither is checked: NaN propagates, a negative label indexes the
     logits from the end (a finite, wrong loss) and a label >= classes gives NaN (see
     ``make_meta_train_step``).
@@ -131,22 +121,42 @@ def meta_batch_loss(
         >>> maml = MAML(nn.Dense(3), lr=0.5)
         >>> meta = maml.init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
         >>> x, y = jnp.ones((8, 6, 4)), jnp.tile(jnp.arange(3), (8, 2))
-        >>> loss, (task_losses, logits) = meta_batch_loss(maml, meta, x, y, x, y)
-        >>> task_losses.shape, logits.shape
+        >>> result = meta_batch_loss(maml, meta, x, y, x, y)
+        >>> result.task_losses.shape, result.query_logits.shape
         ((8,), (8, 6, 3))
     """
-    _check_batch(support_x, support_y, query_x, query_y, loss)
-    steps = _check_steps(adaptation_steps)
+    _contract.check_meta_params(meta_params, "jax")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"meta_batch_loss got unexpected keyword arguments {unknown}; the jax backend takes loss, steps, "
+            "train, task_map and adaptation_steps/path (old spellings of steps and task_map)"
+        )
+    steps = _contract.resolve_steps(steps, options.get("adaptation_steps"))
+    task_map = resolve_task_map(options.get("path", task_map))
+    loss = cross_entropy if loss is None else loss
+    batch = _check_batch(support_x, support_y, query_x, query_y, loss)
 
     def one_task(sx, sy, qx, qy):
-        return algorithm.task_loss(meta_params, sx, sy, qx, qy, loss, steps, train)
+        return algorithm.task_loss(meta_params, sx, sy, qx, qy, loss=loss, steps=steps, train=train)
 
-    task_losses, logits = map_tasks(one_task, (support_x, support_y, query_x, query_y), task_map)
-    if loss is cross_entropy and logits.ndim == query_y.ndim + 1:  # eager calls: labels vs classes
-        check_labels(support_y, "support_y", logits.shape[-1])
-        check_labels(query_y, "query_y", logits.shape[-1])
+    task_losses, logits = map_tasks(one_task, batch, task_map)
+    if loss is cross_entropy and logits.ndim == batch[3].ndim + 1:  # eager calls: labels vs classes
+        check_labels(batch[1], "support_y", logits.shape[-1])
+        check_labels(batch[3], "query_y", logits.shape[-1])
     check_finite(task_losses, "meta_batch_loss: a task's query loss")
-    return task_losses.mean(), (task_losses, logits)
+    return MetaBatchLoss(task_losses.mean(), task_losses, logits)
+
+
+@functools.wraps(_meta_batch_loss)
+def meta_batch_loss(*args, **kwargs) -> MetaBatchLoss:
+    # The old torch call form (no meta_params) must read as such, not as a missing query_y.
+    if len(args) == 5 and not isinstance(args[1], Mapping):
+        _contract.check_meta_params(args[1], "jax")
+    return _meta_batch_loss(*args, **kwargs)
+
+
+meta_batch_loss.__name__ = meta_batch_loss.__qualname__ = "meta_batch_loss"
 
 
 def _check_flag(value: Any, argument: str) -> bool:
@@ -238,10 +248,13 @@ def make_meta_train_step(
 
             def direction(sx, sy, qx, qy):
                 task_loss, logits = algorithm.task_loss(
-                    meta_params, sx, sy, qx, qy, loss, adaptation_steps, train
+                    meta_params, sx, sy, qx, qy, loss=loss, steps=adaptation_steps, train=train
+                )
+                delta = algorithm.meta_gradient(
+                    meta_params, sx, sy, loss=loss, steps=adaptation_steps, train=train
                 )
                 return (
-                    algorithm.meta_gradient(meta_params, sx, sy, loss, adaptation_steps, train),
+                    delta,
                     task_loss,
                     logits,
                 )
@@ -250,26 +263,23 @@ def make_meta_train_step(
                 direction, (support_x, support_y, query_x, query_y), task_map
             )
             grads = jax.tree_util.tree_map(lambda d: d.mean(0), directions)
-            return grads, (task_losses.mean(), (task_losses, logits))
-        (value, aux), grads = jax.value_and_grad(meta_batch_loss, argnums=1, has_aux=True)(
-            algorithm,
-            meta_params,
-            support_x,
-            support_y,
-            query_x,
-            query_y,
-            loss,
-            adaptation_steps,
-            train,
-            task_map,
-        )
-        return grads, (value, aux)
+            return grads, MetaBatchLoss(task_losses.mean(), task_losses, logits)
+
+        def value(meta_params):
+            result = meta_batch_loss(
+                algorithm, meta_params, support_x, support_y, query_x, query_y, loss=loss,
+                steps=adaptation_steps, train=train, task_map=task_map,
+            )
+            return result.loss, result
+
+        (_, result), grads = jax.value_and_grad(value, has_aux=True)(meta_params)
+        return grads, result
 
     skip_nonfinite = _check_flag(skip_nonfinite, "skip_nonfinite")
 
     @jax.jit
     def step(meta_params, opt_state, support_x, support_y, query_x, query_y):
-        grads, (value, (task_losses, logits)) = gradients(meta_params, support_x, support_y, query_x, query_y)
+        grads, (value, task_losses, logits) = gradients(meta_params, support_x, support_y, query_x, query_y)
         updates, new_opt_state = optimizer.update(grads, opt_state, meta_params)
         new_params = optax.apply_updates(meta_params, updates)
         accuracy = _accuracy(logits, query_y)
@@ -289,7 +299,7 @@ def make_meta_train_step(
         return new_params, new_opt_state, metrics
 
     def checked_step(meta_params, opt_state, support_x, support_y, query_x, query_y):
-        _check_batch(support_x, support_y, query_x, query_y, loss)
+        support_x, support_y, query_x, query_y = _check_batch(support_x, support_y, query_x, query_y, loss)
         # The step's outputs are committed to their devices; committing its inputs too keeps the
         # first call from compiling a variant that only that call uses.
         meta_params, opt_state = _committed((meta_params, opt_state))
@@ -323,17 +333,9 @@ def make_evaluate(
 
     @jax.jit
     def evaluate(meta_params, support_x, support_y, query_x, query_y):
-        value, (task_losses, logits) = meta_batch_loss(
-            algorithm,
-            meta_params,
-            support_x,
-            support_y,
-            query_x,
-            query_y,
-            loss,
-            adaptation_steps,
-            train,
-            task_map,
+        value, task_losses, logits = meta_batch_loss(
+            algorithm, meta_params, support_x, support_y, query_x, query_y, loss=loss,
+            steps=adaptation_steps, train=train, task_map=task_map,
         )
         return MetaStepMetrics(value, _accuracy(logits, query_y), task_losses)
 
@@ -346,14 +348,14 @@ def task_mesh(devices: Any = None) -> jax.sharding.Mesh:
     return jax.sharding.Mesh(devices, ("tasks",))
 
 
-def shard_tasks(batch: Any, mesh: jax.sharding.Mesh | None = None) -> Any:
+def shard_task_batch(batch: Any, mesh: jax.sharding.Mesh | None = None) -> Any:
     """Place every array of ``batch`` (a tuple/pytree of ``[B, ...]``) split along ``B`` over the
     mesh's devices; ``B`` must divide evenly. The compiled step then runs each device's tasks
     locally and all-reduces the meta-gradient.
 
     Example:
         >>> import jax.numpy as jnp
-        >>> sx = shard_tasks(jnp.zeros((4, 5, 3)))
+        >>> sx = shard_task_batch(jnp.zeros((4, 5, 3)))
         >>> tuple(sx.sharding.spec)
         ('tasks',)
     """

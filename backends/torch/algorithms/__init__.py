@@ -8,7 +8,7 @@ from ._batched import MetaBatchResult as MetaBatchResult
 from ._batched import meta_batch_loss as meta_batch_loss
 from ._distributed import average_gradients as average_gradients
 from ._distributed import broadcast_parameters as broadcast_parameters
-from ._distributed import shard_tasks as shard_tasks
+from ._distributed import task_slice as task_slice
 from ._gbml import GBML as GBML
 from ._maml import MAML as MAML
 from ._maml import MetaSGD as MetaSGD
@@ -36,5 +36,5 @@ __all__ = [
     "msl_weights",
     "average_gradients",
     "broadcast_parameters",
-    "shard_tasks",
+    "task_slice",
 ]

@@ -44,9 +44,28 @@ class ANIL(BaseLearner):
         self.features = features
         self._set_inner(lr, inner)
 
+    functional = True
+
     @property
     def head(self) -> torch.nn.Module:
         return self.module
+
+    def _extra_meta_parameters(self) -> dict:
+        return {"features": dict(self.features.named_parameters())}
+
+    def _networks(self) -> list[torch.nn.Module]:
+        return [self.features, self.module]
+
+    def from_variables(self, variables, head_variables=None) -> dict:
+        """Load ``variables`` (the feature extractor's ``{name: tensor}``) and ``head_variables``
+        (the head's) and return ``meta_parameters()``."""
+        from ._base import _load_variables
+
+        if head_variables is None:
+            raise ValueError("ANIL.from_variables needs both the features' and the head's variables")
+        _load_variables(self.features, variables, "variables")
+        _load_variables(self.module, head_variables, "head_variables")
+        return self.meta_parameters()
 
     def forward(self, x=None, features=None):
         """``head(features(x))``, or ``head(features)`` when precomputed embeddings are given."""
@@ -63,7 +82,7 @@ class ANIL(BaseLearner):
         )
         return clone
 
-    def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
+    def adapt_loss(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
         """One inner-optimizer step on the head's parameters (see ``MAML.adapt`` for errors)."""
         first_order, allow_unused, allow_nograd = self._options(first_order, allow_unused, allow_nograd)
         params = list(self.module.parameters())

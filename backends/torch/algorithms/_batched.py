@@ -1,88 +1,63 @@
-"""One call for a whole MAML / Meta-SGD / ANIL meta-step over a stacked batch of tasks.
+"""One call for a whole meta-step over a stacked batch of tasks: ``meta_batch_loss``.
 
-Two paths give the same loss and meta-gradients:
+Two task maps give the same loss and meta-gradients:
 
-* ``"loop"``: the stateful API, ``clone()`` and ``adapt()`` task after task;
-* ``"vmap"``: a pure per-task function (``torch.func.functional_call`` + ``torch.func.grad``
-  for the inner loop) vectorised over tasks with ``torch.func.vmap``.
+* ``"sequential"`` (old spelling ``"loop"``): the stateful API, ``clone()`` and ``adapt()`` task
+  after task, when ``meta_params`` are the learner's live tensors; for any other tree of the same
+  structure (functional use, ``torch.func.grad``) the functional core task after task;
+* ``"vmap"``: the functional core (``torch.func.functional_call`` + ``torch.func.grad``, see
+  ``_functional``) vectorised over tasks with ``torch.func.vmap``.
 
-``path="auto"`` takes the loop on CPU and vmap on accelerators (measured, ``benchmarks/
-maml_step.py``: vmap was ~1.4x slower than the loop on 2 CPU cores and ~10x faster on a GPU).
-
-Batch norm under vmap: ``torch.func.vmap`` through ``F.batch_norm`` with affine weight and bias
-gives a wrong second-order meta-gradient (pytorch/functorch issue 534, relative error ~2e-3 in
-float64). The vmap path normalises without the affine part and applies scale and shift
-outside the fused op, which is exact. Running statistics are not updated by either path (the
-loop's clones update their own copies), so the model's buffers are unchanged.
+``task_map="auto"`` takes the sequential map on CPU and vmap on accelerators (measured,
+``benchmarks/maml_step.py``: vmap was ~1.4x slower than the loop on 2 CPU cores and ~10x faster
+on a GPU). Running statistics are not updated by either map (the loop's clones update their own
+copies; the functional core never writes them), so the model's buffers are unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import NamedTuple
+import functools
+from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...._arrays import is_jax_array
+from ...._contract import MetaBatchLoss, check_meta_params, check_task_batch, resolve_steps, resolve_task_map
+from . import _functional
 from ._anil import ANIL
 from ._base import BaseLearner, check_loss
+from ._gbml import GBML
 from ._maml import MAML, MetaSGD
+from ._reptile import Reptile
 
+MetaBatchResult = MetaBatchLoss  # the old name of the shared return type, kept for imports
 PATHS = ("auto", "loop", "vmap")
-VMAPPABLE = (MAML, MetaSGD, ANIL)
-
-
-class MetaBatchResult(NamedTuple):
-    """``loss``: mean query loss over tasks (0-d, differentiable w.r.t. the meta-parameters);
-    ``task_losses``: ``[B]``; ``query_logits``: the adapted models' outputs on the queries,
-    ``[B, q, ...]``."""
-
-    loss: torch.Tensor
-    task_losses: torch.Tensor
-    query_logits: torch.Tensor
-
-
-def _batch_norm_affine_outside(layer: torch.nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
-    use_batch_stats = layer.training or layer.running_mean is None
-    y = F.batch_norm(
-        x,
-        None if use_batch_stats else layer.running_mean,
-        None if use_batch_stats else layer.running_var,
-        None,
-        None,
-        use_batch_stats,
-        0.0,
-        layer.eps,
-    )
-    if layer.affine:
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        y = y * layer.weight.reshape(shape) + layer.bias.reshape(shape)
-    return y
+VMAPPABLE = (MAML, MetaSGD, ANIL, GBML, Reptile)
+OPTIONS = ("adaptation_steps", "path", "chunk_size")
+_batch_norm_affine_outside = _functional._batch_norm_affine_outside
 
 
 @contextlib.contextmanager
 def _vmap_safe_batch_norm(module: torch.nn.Module):
-    """Temporarily route every BatchNorm layer of ``module`` through ``_batch_norm_affine_outside``."""
-    layers = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for layer in layers:
-        layer.forward = lambda x, layer=layer: _batch_norm_affine_outside(layer, x)
-    try:
+    """Route every BatchNorm layer of ``module`` through ``_batch_norm_affine_outside``."""
+    with _functional.functional_mode(module):
         yield
-    finally:
-        for layer in layers:
-            del layer.forward
 
 
 def choose_path(algorithm: torch.nn.Module, path: str) -> str:
-    """Resolve ``path="auto"``: the loop on CPU, vmap when the parameters live on an accelerator."""
-    if path not in PATHS:
-        raise ValueError(f"path={path!r} is not one of {PATHS}")
-    if path != "auto":
-        return path
+    """Resolve ``task_map``/``path`` to "sequential" or "vmap": "auto" is sequential on CPU and
+    for learners without a vmapped form, vmap when the parameters live on an accelerator."""
+    task_map = resolve_task_map(path)
+    if task_map != "auto":
+        return task_map
     device = next(algorithm.parameters()).device
-    return "loop" if device.type == "cpu" or not isinstance(algorithm, VMAPPABLE) else "vmap"
+    return "vmap" if device.type != "cpu" and _vmappable(algorithm) else "sequential"
+
+
+def _vmappable(algorithm) -> bool:
+    return isinstance(algorithm, VMAPPABLE) and algorithm.functional
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -92,42 +67,29 @@ def _autocast_enabled(device_type: str) -> bool:
         return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
-def _check_batch(support_x, support_y, query_x, query_y, loss=None, algorithm=None) -> int:
-    names = ("support_x", "support_y", "query_x", "query_y")
-    tensors = (support_x, support_y, query_x, query_y)
-    for name, tensor in zip(names, tensors):
-        if not isinstance(tensor, torch.Tensor):
-            hint = "; convert it with l2l_multi.interop.to_torch" if is_jax_array(tensor) else ""
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}{hint}")
-    batch = support_x.shape[0]
-    for name, tensor in zip(names, tensors):
-        if tensor.dim() < 2 or tensor.shape[0] != batch:
-            raise ValueError(
-                f"{name} must have shape [B={batch}, samples, ...] (stacked tasks), got {tuple(tensor.shape)}"
-            )
-    if support_y.shape[1] != support_x.shape[1] or query_y.shape[1] != query_x.shape[1]:
-        raise ValueError(
-            f"labels must match inputs per task: support {tuple(support_x.shape[:2])} vs "
-            f"{tuple(support_y.shape)}, "
-            f"query {tuple(query_x.shape[:2])} vs {tuple(query_y.shape)}"
-        )
-    for name, tensor in (("support_x", support_x), ("query_x", query_x)):
-        if tensor.shape[1] == 0:
-            raise ValueError(
-                f"{name} has no samples (shape {tuple(tensor.shape)}); with partition_task_batch, keep "
-                "shots below the samples per class"
-            )
-    if loss is F.cross_entropy:
-        for name, tensor in (("support_y", support_y), ("query_y", query_y)):
-            if tensor.is_floating_point():
-                raise TypeError(
-                    f"{name} has dtype {tensor.dtype}; loss=cross_entropy needs integer class labels "
-                    "(e.g. labels.long())"
-                )
-    if algorithm is not None and not _autocast_enabled(support_x.device.type):
-        dtype = next((p.dtype for p in algorithm.parameters() if p.is_floating_point()), None)
-        for name, tensor in (("support_x", support_x), ("query_x", query_x)):
-            if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+def _model_dtype_device(algorithm):
+    param = next((p for p in algorithm.parameters() if p.is_floating_point()), None)
+    return (None, torch.device("cpu")) if param is None else (param.dtype, param.device)
+
+
+def check_batch(algorithm, support_x, support_y, query_x, query_y, loss) -> tuple:
+    """The shared batch checks (``l2l_multi._contract.check_task_batch``) for the torch backend:
+    numpy arrays become tensors on the model's device (floats in the model's dtype), jax arrays
+    are refused naming ``l2l_multi.interop.to_torch``; then the inputs' dtype must match the
+    model's (outside autocast)."""
+    dtype, device = _model_dtype_device(algorithm)
+
+    def convert(array: np.ndarray, name: str) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+        return tensor.to(dtype) if tensor.is_floating_point() and dtype is not None else tensor
+
+    batch = check_task_batch(
+        support_x, support_y, query_x, query_y, backend="torch", cross_entropy=loss is F.cross_entropy,
+        convert=convert,
+    )
+    if dtype is not None and not _autocast_enabled(batch[0].device.type):
+        for name, tensor in (("support_x", batch[0]), ("query_x", batch[2])):
+            if tensor.is_floating_point() and tensor.dtype != dtype:
                 raise TypeError(
                     f"{name} has dtype {tensor.dtype} but the model's parameters are {dtype}; convert one "
                     "of them (e.g. x.to(dtype) or model.to(dtype))"
@@ -135,36 +97,87 @@ def _check_batch(support_x, support_y, query_x, query_y, loss=None, algorithm=No
     return batch
 
 
-def meta_batch_loss(
-    algorithm: MAML | MetaSGD | ANIL,
+def _options(options: dict, steps, task_map):
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"meta_batch_loss got unexpected keyword arguments {unknown}; the torch backend takes loss, "
+            f"steps, train, task_map and {', '.join(OPTIONS)} (adaptation_steps and path: old spellings "
+            "of steps and task_map)"
+        )
+    steps = resolve_steps(steps, options.get("adaptation_steps"))
+    task_map = options.get("path", task_map)
+    chunk_size = options.get("chunk_size")
+    bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    if chunk_size is not None and bad_chunk:
+        raise ValueError(f"chunk_size={chunk_size!r} must be a positive int or None")
+    return steps, resolve_task_map(task_map), chunk_size
+
+
+def _is_live(algorithm: BaseLearner, meta_params: Mapping) -> bool:
+    """``meta_params`` holds exactly the learner's own parameter tensors (the stateful API can run)."""
+    live = algorithm.meta_parameters()
+    if set(live) != set(meta_params):
+        return False
+    for key, tree in live.items():
+        given = meta_params[key]
+        if not isinstance(given, Mapping) or set(given) != set(tree):
+            return False
+        if any(given[name] is not tensor for name, tensor in tree.items()):
+            return False
+    return True
+
+
+def _meta_batch_loss(
+    algorithm: BaseLearner,
+    meta_params: Mapping,
     support_x: torch.Tensor,
     support_y: torch.Tensor,
     query_x: torch.Tensor,
     query_y: torch.Tensor,
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-    adaptation_steps: int = 1,
-    path: str = "auto",
-    chunk_size: int | None = None,
-) -> MetaBatchResult:
+    *,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    steps: int = 1,
+    train: bool = True,
+    task_map: str = "auto",
+    **options,
+) -> MetaBatchLoss:
     """Adapt on every task's support set, evaluate on its query set, average over tasks.
 
+    The same signature and meaning as the jax backend's ``meta_batch_loss``.
+
     Args:
-        algorithm: a ``MAML``, ``MetaSGD`` or ``ANIL`` (its ``lr``/``lrs``/``inner``,
-            ``first_order`` and ``allow_nograd`` apply; parameters with ``requires_grad=False``
-            stay fixed; the inner optimizer's state is threaded through the steps on both paths);
-            the loop path also takes any other learner with ``clone()``/``adapt()`` (``GBML``,
-            ``MAMLpp``, ...).
+        algorithm: a ``MAML``, ``MetaSGD``, ``ANIL``, ``GBML`` or ``Reptile`` (its ``lr``/``lrs``/
+            ``inner``/transform, ``first_order`` and ``allow_nograd`` apply; parameters with
+            ``requires_grad=False`` stay fixed; the inner optimizer's state is threaded through
+            the steps); the sequential map also takes any other learner with
+            ``clone()``/``adapt()`` (``MAMLpp``, GBML with ``adapt_transform``).
+        meta_params: ``algorithm.meta_parameters()`` (the learner's live tensors:
+            ``result.loss.backward()`` fills their ``.grad``, so a torch optimizer over
+            ``algorithm.parameters()`` works as before), or any dict of the same structure
+            (functional use: ``torch.func.grad(lambda m: meta_batch_loss(algorithm, m, ...).loss)``).
         support_x: ``[B, s, ...]`` inputs; support_y: ``[B, s]`` targets (int64 for
-            classification); query_x: ``[B, q, ...]``; query_y: ``[B, q]``.
-        loss: ``loss(outputs, targets) -> 0-d tensor`` (mean over samples), used for both the
-            inner steps and the query loss.
-        adaptation_steps: inner gradient steps per task (positive int).
-        path: "loop", "vmap" or "auto" (loop on CPU, vmap on accelerators).
-        chunk_size: tasks per vectorised chunk for the vmap path (memory); ``None``: all.
+            classification); query_x: ``[B, q, ...]``; query_y: ``[B, q]``. Torch tensors or
+            numpy arrays (converted with ``torch.from_numpy`` to the model's device, floats to
+            its dtype); jax arrays raise ``TypeError`` (convert with ``l2l_multi.interop.to_torch``).
+        loss: ``loss(outputs, targets) -> 0-d tensor`` (mean over samples), used for the inner
+            steps and the query loss; ``None``: cross-entropy.
+        steps: inner gradient steps per task (non-negative int).
+        train: the modules' mode during the call (batch norm with batch statistics when True);
+            the previous modes are restored afterwards.
+        task_map: "sequential", "vmap" or "auto" (sequential on CPU, vmap on accelerators).
+        **options: ``chunk_size`` (tasks per vectorised chunk of the vmap map; ``None``: all);
+            old spellings accepted for one release: ``adaptation_steps=`` (``steps``),
+            ``path=`` ("loop" = "sequential").
 
     Returns:
-        ``MetaBatchResult(loss, task_losses, query_logits)``; call ``result.loss.backward()`` for
-        the meta-gradients (identical, up to rounding, on both paths).
+        ``MetaBatchLoss(loss, task_losses [B], query_logits [B, q, ...])``; ``result.loss.backward()``
+        gives the meta-gradients (identical, up to rounding, on both maps).
+
+    Raises:
+        TypeError: ``meta_params`` is a tensor (the old call form ``meta_batch_loss(maml, sx, sy,
+        qx, qy)``), or the batch's types are wrong; ValueError: shapes (one message per mistake,
+        shared with the jax backend, ``l2l_multi._contract.check_task_batch``).
 
     Example:
         >>> import torch
@@ -174,29 +187,63 @@ def meta_batch_loss(
         >>> maml = l2l.algorithms.MAML(torch.nn.Linear(4, 3).double(), lr=0.5)
         >>> sx, qx = torch.randn(8, 3, 4, dtype=torch.double), torch.randn(8, 6, 4, dtype=torch.double)
         >>> sy, qy = torch.arange(3).repeat(8, 1), torch.arange(3).repeat(8, 2)
-        >>> loop = meta_batch_loss(maml, sx, sy, qx, qy, path="loop").loss
-        >>> fast = meta_batch_loss(maml, sx, sy, qx, qy, path="vmap").loss
+        >>> meta = maml.meta_parameters()
+        >>> loop = meta_batch_loss(maml, meta, sx, sy, qx, qy, task_map="sequential").loss
+        >>> fast = meta_batch_loss(maml, meta, sx, sy, qx, qy, task_map="vmap").loss
         >>> abs(loop.item() - fast.item()) < 1e-12
         True
     """
+    check_meta_params(meta_params, "torch")
     if not isinstance(algorithm, BaseLearner):
         raise TypeError(
             f"algorithm must be an l2l learner (MAML, MetaSGD, ANIL, ...), got {type(algorithm).__name__}"
         )
-    if isinstance(adaptation_steps, bool) or not isinstance(adaptation_steps, int) or adaptation_steps < 0:
-        raise ValueError(f"adaptation_steps={adaptation_steps!r} must be a non-negative int")
-    _check_batch(support_x, support_y, query_x, query_y, loss, algorithm)
-    if choose_path(algorithm, path) == "loop":
-        return _loop(algorithm, support_x, support_y, query_x, query_y, loss, adaptation_steps)
-    if not isinstance(algorithm, VMAPPABLE):
+    steps, task_map, chunk_size = _options(options, steps, task_map)
+    loss = F.cross_entropy if loss is None else loss
+    batch = check_batch(algorithm, support_x, support_y, query_x, query_y, loss)
+    task_map = choose_path(algorithm, task_map)
+    if task_map == "vmap" and not _vmappable(algorithm):
         raise TypeError(
-            f"path='vmap' supports {', '.join(c.__name__ for c in VMAPPABLE)}; "
-            f"got {type(algorithm).__name__} (use path='loop')"
+            f"task_map='vmap' supports {', '.join(c.__name__ for c in VMAPPABLE)} (GBML without "
+            f"adapt_transform); got {type(algorithm).__name__} (use task_map='sequential')"
         )
-    return _vmapped(algorithm, support_x, support_y, query_x, query_y, loss, adaptation_steps, chunk_size)
+    if task_map == "sequential" and _is_live(algorithm, meta_params):
+        with _modes(algorithm, train):
+            return _loop(algorithm, *batch, loss, steps)
+    if not algorithm.functional:
+        raise TypeError(
+            f"{type(algorithm).__name__} runs on its live parameters only (clone()/adapt()): pass "
+            "algorithm.meta_parameters() as meta_params"
+        )
+    features = algorithm.features if isinstance(algorithm, ANIL) else None
+    with _functional.functional_mode(algorithm.module, features, train=train):
+        return _vmapped(algorithm, meta_params, *batch, loss, steps, chunk_size, task_map == "vmap")
 
 
-def _loop(algorithm, support_x, support_y, query_x, query_y, loss, steps) -> MetaBatchResult:
+@functools.wraps(_meta_batch_loss)
+def meta_batch_loss(*args, **kwargs) -> MetaBatchLoss:
+    # The old call form meta_batch_loss(maml, sx, sy, qx, qy) must read as such, not as a
+    # missing query_y: show the new call.
+    if len(args) == 5 and not isinstance(args[1], Mapping):
+        check_meta_params(args[1], "torch")
+    return _meta_batch_loss(*args, **kwargs)
+
+
+meta_batch_loss.__name__ = meta_batch_loss.__qualname__ = "meta_batch_loss"
+
+
+@contextlib.contextmanager
+def _modes(algorithm: torch.nn.Module, train: bool):
+    modes = [(m, m.training) for m in algorithm.modules()]
+    algorithm.train(bool(train))
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def _loop(algorithm, support_x, support_y, query_x, query_y, loss, steps) -> MetaBatchLoss:
     task_losses, logits = [], []
     for task in range(support_x.shape[0]):
         learner = algorithm.clone()
@@ -206,68 +253,22 @@ def _loop(algorithm, support_x, support_y, query_x, query_y, loss, steps) -> Met
         task_losses.append(loss(outputs, query_y[task]))
         logits.append(outputs)
     task_losses = torch.stack(task_losses)
-    return MetaBatchResult(task_losses.mean(), task_losses, torch.stack(logits))
+    return MetaBatchLoss(task_losses.mean(), task_losses, torch.stack(logits))
 
 
-def _step_rule(algorithm, names):
-    """``(init(params) -> state, step(params, grads, state) -> (params, state))``: the
-    algorithm's inner optimizer on a ``{name: tensor}`` tree, its state threaded by the caller
-    exactly as ``adapt`` threads it on a clone (Meta-SGD's rates multiply the updates)."""
-    transform = algorithm.inner_transform()
-    rates = None
-    if isinstance(algorithm, MetaSGD):
-        all_names = [n for n, _ in algorithm.module.named_parameters()]
-        rates = dict(zip(all_names, algorithm.lrs))
-
-    def step(params, grads, state):
-        updates, state = transform.update(grads, state, params)
-        if rates is not None:
-            updates = {n: rates[n] * updates[n] for n in names}
-        return {n: params[n] + updates[n] for n in names}, state
-
-    return transform.init, step
-
-
-def _vmapped(algorithm, support_x, support_y, query_x, query_y, loss, steps, chunk_size) -> MetaBatchResult:
-    module = algorithm.module  # the adapted part: the whole model, or ANIL's head
-    features = algorithm.features if isinstance(algorithm, ANIL) else None
-    named = dict(module.named_parameters())
-    adapted = [n for n, p in named.items() if p.requires_grad]
-    if len(adapted) < len(named) and not algorithm.allow_nograd:
-        frozen = sorted(set(named) - set(adapted))
-        raise ValueError(
-            f"parameters {frozen} do not require grad; construct the algorithm with allow_nograd=True"
-        )
-    fixed = {n: p for n, p in named.items() if n not in adapted}
-    fixed.update(dict(module.named_buffers()))
-    init_state, step = _step_rule(algorithm, adapted)
-    first_order = algorithm.first_order
-
-    def forward(params, x):
-        return torch.func.functional_call(module, {**fixed, **params}, (x,))
-
-    def inner_loss(params, x, y):
-        return loss(forward(params, x), y)
-
+def _vmapped(algorithm, meta_params, support_x, support_y, query_x, query_y, loss, steps, chunk_size,
+             vectorise) -> MetaBatchLoss:
     def task(sx, sy, qx, qy):
-        if features is not None:
-            sx, qx = features(sx), features(qx)
-        params = {n: named[n] for n in adapted}
-        state = init_state(params)
-        for _ in range(steps):
-            grads = torch.func.grad(inner_loss)(params, sx, sy)
-            if first_order:
-                grads = {n: g.detach() for n, g in grads.items()}
-            params, state = step(params, grads, state)
-        outputs = forward(params, qx)
-        return loss(outputs, qy), outputs
+        return _functional.task_loss(algorithm, meta_params, sx, sy, qx, qy, loss, steps)
 
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_vmap_safe_batch_norm(module))
-        if features is not None:
-            stack.enter_context(_vmap_safe_batch_norm(features))
+    if vectorise:
         batched = torch.func.vmap(task, randomness="different", chunk_size=chunk_size)
         task_losses, logits = batched(support_x, support_y, query_x, query_y)
+    else:
+        results = [task(*arrays) for arrays in zip(support_x, support_y, query_x, query_y)]
+        task_losses = torch.stack([value for value, _ in results])
+        logits = torch.stack([outputs for _, outputs in results])
     for value in task_losses:
-        check_loss(value)
-    return MetaBatchResult(task_losses.mean(), task_losses, logits)
+        if not _functional._is_abstract(value):
+            check_loss(value)
+    return MetaBatchLoss(task_losses.mean(), task_losses, logits)

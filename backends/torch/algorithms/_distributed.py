@@ -8,7 +8,7 @@ The recipe, in every process (after ``torch.distributed.init_process_group``)::
     maml = l2l.algorithms.MAML(model, lr=0.1)
     opt = torch.optim.Adam(maml.parameters())
     for tasks in meta_batches:                              # the same meta-batch on every rank
-        mine = tasks[shard_tasks(len(tasks))]               # this rank's contiguous share
+        mine = tasks[task_slice(len(tasks))]               # this rank's contiguous share
         opt.zero_grad()
         if len(mine):
             (sum(query_loss(maml, t) for t in mine) / len(mine)).backward()
@@ -27,7 +27,7 @@ import hashlib
 
 import torch
 
-__all__ = ["average_gradients", "broadcast_parameters", "shard_tasks"]
+__all__ = ["average_gradients", "broadcast_parameters", "task_slice"]
 
 
 def _require_initialised(caller: str):
@@ -70,7 +70,7 @@ def _as_tensor_list(parameters, name: str) -> list[torch.Tensor]:
     return tensors
 
 
-def shard_tasks(batch_size: int, rank: int | None = None, world_size: int | None = None, group=None) -> slice:
+def task_slice(batch_size: int, rank: int | None = None, world_size: int | None = None, group=None) -> slice:
     """The contiguous part of a meta-batch of ``batch_size`` tasks that process ``rank`` handles.
 
     The batch is split as evenly as possible: the first ``batch_size % world_size`` ranks get one task
@@ -85,19 +85,19 @@ def shard_tasks(batch_size: int, rank: int | None = None, world_size: int | None
             (default: the global group). Needs ``torch.distributed`` initialised only in that case.
 
     Returns:
-        A ``slice`` with step 1; ``tasks[shard_tasks(len(tasks))]`` indexes lists, tensors and arrays.
+        A ``slice`` with step 1; ``tasks[task_slice(len(tasks))]`` indexes lists, tensors and arrays.
         Over all ranks the slices are disjoint and cover ``range(batch_size)`` in order.
 
     Example:
-        >>> from l2l_multi.backends.torch.algorithms import shard_tasks
-        >>> [shard_tasks(7, rank, world_size=2) for rank in range(2)]
+        >>> from l2l_multi.backends.torch.algorithms import task_slice
+        >>> [task_slice(7, rank, world_size=2) for rank in range(2)]
         [slice(0, 4, None), slice(4, 7, None)]
-        >>> list(range(10))[shard_tasks(10, rank=2, world_size=4)]
+        >>> list(range(10))[task_slice(10, rank=2, world_size=4)]
         [6, 7]
     """
     if rank is None or world_size is None:
-        dist = _require_initialised("shard_tasks without rank= and world_size=")
-        group_rank, group_size = _group_rank_and_size(dist, group, "shard_tasks")
+        dist = _require_initialised("task_slice without rank= and world_size=")
+        group_rank, group_size = _group_rank_and_size(dist, group, "task_slice")
         rank = group_rank if rank is None else rank
         world_size = group_size if world_size is None else world_size
     for name, value, low in (("batch_size", batch_size, 0), ("world_size", world_size, 1)):

@@ -95,7 +95,34 @@ class GBML(BaseLearner):
         self._set_inner(1.0 if lr is UNSET and inner is None else lr, inner)
         self.compute_update = ParameterUpdate(module.named_parameters(), transform)
 
-    def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
+    @property
+    def functional(self) -> bool:  # Meta-KFO's transform adaptation runs on clones only
+        return not self.adapt_transform
+
+    def _extra_meta_parameters(self) -> dict:
+        if self.compute_update is None:
+            return {}
+        return {"transform": dict(self.compute_update.named_parameters())}
+
+    def precondition(self, meta_params, grads):
+        """``T_p(grad_p)`` with the transform modules run on ``meta_params["transform"]``."""
+        if self.compute_update is None:
+            return grads
+        from ._functional import call
+
+        tree, out = meta_params["transform"], dict(grads)
+        modules = iter(enumerate(self.compute_update.transforms_modules))
+        for (name, _), has in zip(self.module.named_parameters(), self.compute_update.has_transform):
+            if not has:
+                continue
+            index, module = next(modules)
+            prefix = f"transforms_modules.{index}."
+            if name in out:
+                params = {key[len(prefix):]: value for key, value in tree.items() if key.startswith(prefix)}
+                out[name] = call(module, params, out[name])
+        return out
+
+    def adapt_loss(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
         """One transformed gradient step (see ``MAML.adapt`` for errors)."""
         first_order, allow_unused, allow_nograd = self._options(first_order, allow_unused, allow_nograd)
         params = list(self.module.parameters())

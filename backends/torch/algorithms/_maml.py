@@ -28,6 +28,11 @@ class MAML(BaseLearner):
             kept on the clone (``learner.inner_state``) and threaded through its successive
             ``adapt`` calls; second-order meta-gradients flow through it.
 
+    Functional form (the contract shared with the jax backend): ``maml.meta_parameters()`` is
+    ``{"model": {name: parameter}}``; ``maml.adapt(meta_params, x, y, steps=...)`` returns the
+    adapted parameters without touching the module, ``maml.task_loss(...)`` the query loss, and
+    ``l2l.algorithms.meta_batch_loss(maml, meta_params, sx, sy, qx, qy)`` a whole meta-batch.
+
     Batch norm: a clone gets its own copy of the running statistics (see ``clone_module``), so
     adapting clones never changes ``model``'s statistics.
 
@@ -49,11 +54,13 @@ class MAML(BaseLearner):
         3
     """
 
+    functional = True
+
     def __init__(self, model, lr=None, first_order=False, allow_unused=None, allow_nograd=False, inner=None):
         super().__init__(model, first_order, allow_unused, allow_nograd)
         self._set_inner(lr, inner)
 
-    def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
+    def adapt_loss(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
         """One inner-optimizer step on ``loss`` (a scalar tensor), in place and differentiable.
 
         Raises ``AdaptationError`` (a RuntimeError) when autograd cannot differentiate the loss
@@ -107,7 +114,13 @@ class MetaSGD(BaseLearner):
             lrs = [a if isinstance(a, torch.nn.Parameter) else torch.nn.Parameter(a) for a in lrs]
         self.lrs = torch.nn.ParameterList(lrs)
 
-    def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
+    functional = True
+    learned_rates = True
+
+    def _extra_meta_parameters(self) -> dict:
+        return {"lrs": dict(zip((name for name, _ in self.module.named_parameters()), self.lrs))}
+
+    def adapt_loss(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
         """One step ``p <- p + lrs_p * u_p`` with ``u`` the inner optimizer's update (``-grad_p`` by
         default; see ``MAML.adapt`` for errors)."""
         first_order, allow_unused, allow_nograd = self._options(first_order, allow_unused, allow_nograd)

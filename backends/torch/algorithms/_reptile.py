@@ -44,7 +44,10 @@ class Reptile(BaseLearner):
         _, clone.allow_unused, clone.allow_nograd = self._options(True, allow_unused, allow_nograd)
         return clone
 
-    def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
+    functional = True
+    detached_inner_loop = True
+
+    def adapt_loss(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
         """One SGD step ``phi <- phi - lr * grad`` on this (cloned) learner; no graph is kept."""
         _, allow_unused, allow_nograd = self._options(True, allow_unused, allow_nograd)
         params = list(self.module.parameters())
