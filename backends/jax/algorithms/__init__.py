@@ -9,6 +9,8 @@ from ._gradient_based import ANIL as ANIL
 from ._gradient_based import GBML as GBML
 from ._gradient_based import MAML as MAML
 from ._gradient_based import MetaSGD as MetaSGD
+from ._mamlpp import MAMLpp as MAMLpp
+from ._mamlpp import msl_weights as msl_weights
 from ._metric import MetaOptNet as MetaOptNet
 from ._metric import ProtoNet as ProtoNet
 from ._metric import prototype_logits as prototype_logits
@@ -30,6 +32,7 @@ __all__ = [
     "CheckedStepMetrics",
     "GBML",
     "MAML",
+    "MAMLpp",
     "MetaOptNet",
     "MetaSGD",
     "MetaStepMetrics",
@@ -40,6 +43,7 @@ __all__ = [
     "make_meta_train_step",
     "map_tasks",
     "meta_batch_loss",
+    "msl_weights",
     "prototype_logits",
     "replicate",
     "ridge_logits",

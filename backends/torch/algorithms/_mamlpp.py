@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ...._multi_step_loss import msl_weights as msl_weights
 from ....transforms import EmptyState, per_parameter_sgd
 from .._module_utils import clone_module, update_module
 from ._base import BaseLearner, check_lr
@@ -41,6 +42,7 @@ class PerStepBatchNorm(torch.nn.Module):
         """Copy ``layer``'s weights and statistics into every step's row."""
         ref = layer.weight if layer.weight is not None else layer.running_mean
         new = cls(layer.num_features, steps, layer.eps, layer.momentum, layer.affine, ref.dtype, ref.device)
+        new.plain_type = type(layer)  # for ``to_batch_norm``
         with torch.no_grad():
             if layer.affine:
                 new.weight.copy_(layer.weight.expand_as(new.weight))
@@ -50,18 +52,42 @@ class PerStepBatchNorm(torch.nn.Module):
                 new.running_var.copy_(layer.running_var.expand_as(new.running_var))
         return new
 
+    def to_batch_norm(self, row: int) -> torch.nn.modules.batchnorm._BatchNorm:
+        """A plain batch-norm layer (the class this one replaced; ``BatchNorm2d`` if built
+        directly) holding row ``row``'s weight, bias and running statistics (copies)."""
+        if not 0 <= row < self.running_mean.shape[0]:
+            raise ValueError(f"row={row!r} must be in [0, {self.running_mean.shape[0]})")
+        plain_type = getattr(self, "plain_type", torch.nn.BatchNorm2d)
+        ref = self.running_mean
+        layer = plain_type(
+            ref.shape[1], self.eps, self.momentum, self.weight is not None, dtype=ref.dtype, device=ref.device
+        )
+        with torch.no_grad():
+            if self.weight is not None:
+                layer.weight.copy_(self.weight[row])
+                layer.bias.copy_(self.bias[row])
+            layer.running_mean.copy_(self.running_mean[row])
+            layer.running_var.copy_(self.running_var[row])
+        return layer
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = min(self.step, self.running_mean.shape[0] - 1)
-        return F.batch_norm(
+        y = F.batch_norm(
             x,
             self.running_mean[s],
             self.running_var[s],
-            None if self.weight is None else self.weight[s],
-            None if self.bias is None else self.bias[s],
+            None,
+            None,
             self.training,
             0.1 if self.momentum is None else self.momentum,
             self.eps,
         )
+        if self.weight is None:
+            return y
+        # Scale and shift outside the fused op: under torch.func.vmap the fused affine gives a
+        # wrong second-order gradient (pytorch/functorch issue 534); outside it is exact.
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return y * self.weight[s].reshape(shape) + self.bias[s].reshape(shape)
 
 
 def _replace_batch_norms(module: torch.nn.Module, steps: int) -> int:
@@ -75,31 +101,35 @@ def _replace_batch_norms(module: torch.nn.Module, steps: int) -> int:
     return count
 
 
-def msl_weights(adaptation_steps: int, epoch: int, anneal_epochs: int = 10) -> list[float]:
-    """MAML++'s multi-step loss weights for the query losses after each adaptation step.
+def _detached(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
 
-    Start uniform (``1 / steps``); over ``anneal_epochs`` the weights of earlier steps decay to
-    ``0.03 / steps`` and the last step's grows accordingly (the schedule of the paper's code).
+    return copy.deepcopy(_detach_tensors(module))
 
-    Example:
-        >>> msl_weights(4, 0)
-        [0.25, 0.25, 0.25, 0.25]
-        >>> [round(w, 4) for w in msl_weights(4, 100)]
-        [0.0075, 0.0075, 0.0075, 0.9775]
+
+def _detach_tensors(module: torch.nn.Module) -> torch.nn.Module:
+    for child in module.modules():
+        for name, value in list(child._parameters.items()):
+            if value is not None:
+                child._parameters[name] = torch.nn.Parameter(value.detach().clone())
+    return module
+
+
+def carry_to_later_rows(grad: torch.Tensor, step: int) -> torch.Tensor:
+    """The inner-loop direction of a per-step batch-norm tensor ``[rows, C]`` at ``step``.
+
+    The forward at ``step`` reads row ``step`` only, so ``grad`` is zero elsewhere; the next
+    forward reads row ``step + 1``. Applying the gradient to row ``step`` (as before this fix)
+    changed nothing that was read again, so the step's rate had no effect and no
+    meta-gradient. Instead row ``step``'s gradient moves every later row: the adapted weight at
+    step ``r`` is its meta-learned row ``W[r]`` plus the sum of the earlier steps' updates
+    (``W[r] - sum_{s<r} lr[s] * g_s``), MAML's inner loop on per-step offsets.
+
+    Returns a ``[rows, C]`` tensor: ``g[step]`` in every row after ``step``, zero up to it.
     """
-    if adaptation_steps < 1 or epoch < 0 or anneal_epochs < 1:
-        raise ValueError(
-            f"need adaptation_steps >= 1, epoch >= 0, anneal_epochs >= 1; got {adaptation_steps}, {epoch}, "
-            f"{anneal_epochs}"
-        )
-    uniform = 1.0 / adaptation_steps
-    decay = uniform / anneal_epochs
-    floor = 0.03 / adaptation_steps
-    weights = [max(uniform - epoch * decay, floor) for _ in range(adaptation_steps - 1)]
-    weights.append(
-        min(uniform + epoch * (adaptation_steps - 1) * decay, 1.0 - (adaptation_steps - 1) * floor)
-    )
-    return weights
+    rows = grad.shape[0]
+    later = (torch.arange(rows, device=grad.device) > step).to(grad.dtype)
+    return later.reshape((rows,) + (1,) * (grad.dim() - 1)) * grad[step].unsqueeze(0)
 
 
 class MAMLpp(BaseLearner):
@@ -114,10 +144,12 @@ class MAMLpp(BaseLearner):
         adaptation_steps: the number of ``adapt`` calls per task.
         first_order, allow_unused, allow_nograd: as in ``MAML``.
 
-    ``clone()`` starts at step 0; each ``adapt`` uses ``lrs[p][step]`` then advances the step,
-    which also selects the batch-norm row. Clones *share* the running statistics with the
-    model (deliberately: BNRS accumulates per-step statistics across tasks), unlike ``MAML``.
-    Use ``msl_weights`` for the multi-step loss.
+    ``clone()`` starts at step 0; the forward at step ``s`` reads batch-norm row ``s``; each
+    ``adapt`` uses ``lrs[p][s]`` then advances the step. Per-step batch-norm weights and
+    biases are adapted too: step ``s``'s update moves every later row (``carry_to_later_rows``),
+    so the next forward sees it and their rates are meta-learned like the others. Clones
+    *share* the running statistics with the model (deliberately: BNRS accumulates per-step
+    statistics across tasks), unlike ``MAML``. Use ``msl_weights`` for the multi-step loss.
 
     Example:
         >>> import torch
@@ -143,6 +175,42 @@ class MAMLpp(BaseLearner):
         )
         self.step = 0
 
+    def per_step_parameters(self) -> list[bool]:
+        """One flag per ``module.parameters()`` entry: True for a ``PerStepBatchNorm`` weight/bias
+        (``[rows, C]``, one row per step)."""
+        per_step = {
+            id(tensor)
+            for layer in self.module.modules()
+            if isinstance(layer, PerStepBatchNorm)
+            for tensor in (layer.weight, layer.bias)
+            if tensor is not None
+        }
+        return [id(p) in per_step for p in self.module.parameters()]
+
+    def plain_module(self, row: int = 0, rates_of_step: int | None = None) -> torch.nn.Module:
+        """A detached copy of the model with plain batch norm holding row ``row`` (for weight
+        conversion, e.g. ``l2l_multi.interop.torch_to_flax``); with ``rates_of_step=s`` every
+        parameter is instead filled with its learning rate at step ``s`` (so a converter that
+        maps parameters maps the rates too)."""
+        copy = clone_module(self.module)
+
+        def replace(module: torch.nn.Module) -> None:
+            for name, child in module.named_children():
+                if isinstance(child, PerStepBatchNorm):
+                    setattr(module, name, child.to_batch_norm(row))
+                else:
+                    replace(child)
+
+        if isinstance(copy, PerStepBatchNorm):
+            copy = copy.to_batch_norm(row)
+        replace(copy)
+        copy = _detached(copy)
+        if rates_of_step is not None:
+            with torch.no_grad():
+                for param, rates in zip(copy.parameters(), self.lrs):
+                    param.fill_(rates[rates_of_step])
+        return copy
+
     def _set_step(self, step: int) -> None:
         self.step = step
         for layer in self.module.modules():
@@ -159,7 +227,8 @@ class MAMLpp(BaseLearner):
         return clone
 
     def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
-        """One step with this step's learning rates, then advance to the next step's batch norm."""
+        """One step with this step's learning rates, then advance to the next step's batch norm
+        (per-step batch-norm tensors: see ``carry_to_later_rows``)."""
         if self.step >= self.adaptation_steps:
             raise RuntimeError(
                 f"adapt() called {self.step + 1} times but adaptation_steps={self.adaptation_steps}; "
@@ -168,6 +237,10 @@ class MAMLpp(BaseLearner):
         first_order, allow_unused, allow_nograd = self._options(first_order, allow_unused, allow_nograd)
         params = list(self.module.parameters())
         grads = self._gradients(loss, params, first_order, allow_unused, allow_nograd)
+        grads = [
+            carry_to_later_rows(g, self.step) if per_step and g is not None else g
+            for g, per_step in zip(grads, self.per_step_parameters())
+        ]
         rates = [lr[self.step] for lr in self.lrs]
         updates, _ = per_parameter_sgd(rates).update(grads, EmptyState())
         update_module(self.module, updates)
