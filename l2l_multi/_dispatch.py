@@ -4,6 +4,13 @@ A public name such as ``l2l.algorithms.MAML`` is looked up in the current backen
 (``l2l_multi.backends.<backend>.algorithms``) when it is accessed, i.e. when an object is about
 to be made. The object then keeps that backend's implementation; switching backends later never
 changes it. Nothing here imports a framework until a name is actually requested.
+
+So ``l2l.algorithms.MAML`` is looked up at each attribute access (inside
+``with l2l.use_backend("jax"):`` it is the jax class), whereas ``from l2l_multi.algorithms import
+MAML`` runs the lookup once, at import time, and binds the class of the backend current then.
+Tools cannot see names resolved this way: the stub files beside these modules
+(``algorithms.pyi``, ``nn.pyi``, ``optim.pyi``, ``vision/models.pyi``, ``__init__.pyi``) list them,
+and ``tests/test_stubs.py`` keeps them in step with both backends.
 """
 
 from __future__ import annotations

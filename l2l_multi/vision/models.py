@@ -2,6 +2,9 @@
 
 The torch classes are ``torch.nn.Module``s, the jax ones ``flax.linen.Module``s with the same
 architecture and initialisation rules; ``l2l_multi.interop`` converts weights between them.
+``l2l.vision.models.Name`` is resolved at each attribute access, while ``from
+l2l_multi.vision.models import Name`` binds the class of the backend current at import time.
+Type checkers read ``models.pyi``.
 """
 
 from __future__ import annotations

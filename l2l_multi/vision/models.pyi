@@ -1,0 +1,113 @@
+# Type stub for ``l2l.vision.models``, whose names are resolved in the current backend at access:
+# torch.nn.Modules on torch, flax.linen Modules on jax, with the same constructor arguments (flax
+# adds its own, such as ``parent``/``name``, and ``implementation``: hence ``**kwargs``). Then the
+# names of one backend only. tests/test_stubs.py checks this file against both backends.
+from collections.abc import Sequence
+from typing import Any
+
+class _Model:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...  # torch: forward; flax: inside apply
+    def __getattr__(self, name: str) -> Any: ...
+
+class CNN4(_Model):
+    def __init__(
+        self,
+        output_size: int,
+        hidden_size: int = 64,
+        layers: int = 4,
+        channels: int = 3,
+        max_pool: bool = True,
+        embedding_size: int | None = None,
+        *,
+        track_running_stats: bool = False,
+        **kwargs: Any,
+    ) -> None: ...
+
+class MiniImagenetCNN(CNN4): ...
+
+class CNN4Backbone(_Model):
+    def __init__(
+        self,
+        hidden_size: int = 64,
+        layers: int = 4,
+        channels: int = 3,
+        max_pool: bool = True,
+        max_pool_factor: float | None = None,
+        *,
+        track_running_stats: bool = False,
+        **kwargs: Any,
+    ) -> None: ...
+
+class ConvBase(_Model):
+    def __init__(
+        self,
+        hidden: int = 64,
+        channels: int = 1,
+        max_pool: bool = False,
+        layers: int = 4,
+        max_pool_factor: float = 1.0,
+        *,
+        track_running_stats: bool = False,
+        **kwargs: Any,
+    ) -> None: ...
+
+class OmniglotCNN(_Model):
+    def __init__(
+        self,
+        output_size: int = 5,
+        hidden_size: int = 64,
+        layers: int = 4,
+        *,
+        track_running_stats: bool = False,
+        **kwargs: Any,
+    ) -> None: ...
+
+class OmniglotFC(_Model):
+    def __init__(
+        self,
+        input_size: int = 784,
+        output_size: int = 5,
+        sizes: Sequence[int] | None = None,
+        *,
+        track_running_stats: bool = False,
+        **kwargs: Any,
+    ) -> None: ...
+
+class ResNet12Backbone(_Model):
+    def __init__(
+        self,
+        avg_pool: bool = True,
+        wider: bool = True,
+        embedding_dropout: float = 0.0,
+        dropblock_dropout: float = 0.1,
+        dropblock_size: int = 5,
+        channels: int = 3,
+        **kwargs: Any,
+    ) -> None: ...
+
+class ResNet12(_Model):
+    def __init__(
+        self,
+        output_size: int,
+        hidden_size: int = 640,
+        avg_pool: bool = True,
+        wider: bool = True,
+        embedding_dropout: float = 0.0,
+        dropblock_dropout: float = 0.1,
+        dropblock_size: int = 5,
+        channels: int = 3,
+        **kwargs: Any,
+    ) -> None: ...
+
+class WRN28Backbone(_Model):
+    def __init__(self, dropout: float = 0.0, **kwargs: Any) -> None: ...
+
+class WRN28(_Model):
+    def __init__(
+        self, output_size: int, hidden_size: int = 640, dropout: float = 0.0, **kwargs: Any
+    ) -> None: ...
+
+# jax only
+BatchNorm: Any
+Conv2d: Any
+conv2d: Any
