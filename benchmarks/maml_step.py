@@ -8,8 +8,9 @@ statistics, ReLU, stride 2], spatial mean, linear to 5 ways) on random 1x28x28 i
 ``--first-order``; ``--steps`` inner steps at lr 0.4. Rows, measured side by side in one run (same
 initial weights, same tasks, interleaved rounds in a rotating order, median after warm-up):
 
-* ``l2l loop``: ``meta_batch_loss(maml, ..., path="loop")`` (``clone()``/``adapt()`` per task);
-* ``l2l vmap (fast path)``: ``meta_batch_loss(maml, ..., path="vmap")`` (torch.func, vmapped);
+* ``l2l loop``: ``meta_batch_loss(maml, maml.meta_parameters(), ..., task_map="sequential")``
+  (``clone()``/``adapt()`` per task);
+* ``l2l vmap (fast path)``: ``meta_batch_loss(..., task_map="vmap")`` (torch.func, vmapped);
 * ``clone-and-update loop``: written here, learn2learn 0.2.0's technique (``p.clone()``,
   ``autograd.grad(create_graph=True)``, ``p - lr * g``, a functional forward);
 * ``learn2learn 0.2.0``: its ``MAML.clone()/adapt()`` when ``import learn2learn`` works, else a
@@ -106,13 +107,15 @@ def build_rows(model, args, tasks):
     """``[(name, meta_loss_fn, parameters)]`` with independent copies of ``model``, plus a skip note."""
     algorithms = l2l.algorithms
     rows = []
-    for name, path in ((LOOP, "loop"), (VMAP, "vmap")):
+    for name, path in ((LOOP, "sequential"), (VMAP, "vmap")):
         maml = algorithms.MAML(copy.deepcopy(model), lr=INNER_LR, first_order=args.first_order)
         rows.append(
             (
                 name,
                 lambda maml=maml, path=path: (
-                    algorithms.meta_batch_loss(maml, *tasks, adaptation_steps=args.steps, path=path).loss
+                    algorithms.meta_batch_loss(
+                        maml, maml.meta_parameters(), *tasks, steps=args.steps, task_map=path
+                    ).loss
                 ),
                 list(maml.parameters()),
             )
@@ -269,8 +272,8 @@ def jax_float64_checks(model64, args, tasks64, reference_grads):
             maml = jalg.MAML(flax_model, lr=INNER_LR, first_order=args.first_order)
             meta = maml.from_variables(interop.torch_to_flax(copy.deepcopy(model64).cpu(), flax_model))
             value = lambda m, maml=maml, task_map=task_map: jalg.meta_batch_loss(
-                maml, m, *arrays, adaptation_steps=args.steps, task_map=task_map
-            )[0]
+                maml, m, *arrays, steps=args.steps, task_map=task_map
+            ).loss
             loss, grads = jax.jit(jax.value_and_grad(value))(meta)
             leaves = [np.asarray(a) for a in jax.tree_util.tree_leaves(grads["model"]["params"])]
             out[f"l2l jax (jit, {task_map}, conv {args.jax_conv})"] = (float(loss), leaves, expected)

@@ -88,7 +88,8 @@ def torch_maml(weights, train, test, iterations, meta_batch, inner_lr, outer_lr)
     losses = []
     for _ in range(iterations):
         optimizer.zero_grad()
-        result = l2l.algorithms.meta_batch_loss(maml, *split(*train.sample_batch(meta_batch)))
+        batch = split(*train.sample_batch(meta_batch))
+        result = l2l.algorithms.meta_batch_loss(maml, maml.meta_parameters(), *batch)
         result.loss.backward()
         optimizer.step()
         losses.append(result.loss.item())
@@ -97,7 +98,7 @@ def torch_maml(weights, train, test, iterations, meta_batch, inner_lr, outer_lr)
         sx, sy, qx, qy = split(*test.sample_batch(tasks))
         with torch.no_grad():
             before = (maml(qx).argmax(-1) == qy).float().mean().item()
-        adapted = l2l.algorithms.meta_batch_loss(maml, sx, sy, qx, qy)
+        adapted = l2l.algorithms.meta_batch_loss(maml, maml.meta_parameters(), sx, sy, qx, qy)
         after = (adapted.query_logits.argmax(-1) == qy).float().mean().item()
         return before, after
 

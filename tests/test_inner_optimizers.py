@@ -177,7 +177,8 @@ def batch(seed=1, tasks=3, samples=6):
 
 def torch_meta(algorithm, data, steps, path="loop"):
     tensors = [torch.as_tensor(a) for a in data]
-    result = talg.meta_batch_loss(algorithm, *tensors, adaptation_steps=steps, path=path)
+    meta = algorithm.meta_parameters()
+    result = talg.meta_batch_loss(algorithm, meta, *tensors, steps=steps, task_map=path)
     grads = torch.autograd.grad(result.loss, list(algorithm.parameters()))
     return result.loss.item(), [g.numpy() for g in grads]
 
@@ -222,7 +223,8 @@ def test_torch_maml_meta_gradient_equals_finite_differences_and_jax(name):
     net, data = torch_mlp(), batch()
     maml = talg.MAML(net, inner=torch_inner())
     tensors = [torch.as_tensor(a) for a in data]
-    loss_fn = lambda: talg.meta_batch_loss(maml, *tensors, adaptation_steps=3, path="loop").loss  # noqa: E731
+    meta = maml.meta_parameters()
+    loss_fn = lambda: talg.meta_batch_loss(maml, meta, *tensors, steps=3, task_map="sequential").loss  # noqa: E731
     assert directional_check(loss_fn, list(maml.parameters()), directions=2) < 1e-6
     torch_loss, torch_grads = torch_meta(maml, data, 3)
     algorithm = jalg.MAML(MLP(), inner=jax_inner())

@@ -71,7 +71,8 @@ def batch(tasks=4, seed=1):
 def torch_meta_step(algorithm, data, steps):
     algorithm.zero_grad()
     result = l2l.algorithms.meta_batch_loss(
-        algorithm, *(torch.as_tensor(a) for a in data), adaptation_steps=steps, path="loop"
+        algorithm, algorithm.meta_parameters(), *(torch.as_tensor(a) for a in data), steps=steps,
+        task_map="sequential",
     )
     result.loss.backward()
     return result.loss.item()
@@ -330,14 +331,14 @@ def test_step_errors():
         jalg.MetaOptNet(MLP(), ways=3, head="svm")
 
 
-@pytest.mark.parametrize("task_map", ["vmap", "map"])
+@pytest.mark.parametrize("task_map", ["vmap", "sequential", "map"])
 def test_task_maps_agree(task_map):
     maml = jalg.MAML(MLP(), lr=0.5)
     meta = maml.init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
     data = tuple(jnp.asarray(a) for a in batch())
-    reference = jalg.meta_batch_loss(maml, meta, *data, task_map="vmap")[1][0]
+    reference = jalg.meta_batch_loss(maml, meta, *data, task_map="vmap").task_losses
     np.testing.assert_allclose(
-        jalg.meta_batch_loss(maml, meta, *data, task_map=task_map)[1][0], reference, rtol=1e-12
+        jalg.meta_batch_loss(maml, meta, *data, task_map=task_map).task_losses, reference, rtol=1e-12
     )
 
 
@@ -362,7 +363,7 @@ def test_sharded_step_equals_single_device():
         sharded = (jalg.replicate(meta), jalg.replicate(optimizer.init(meta)))
         for _ in range(3):
             single = step(*single, *(jnp.asarray(a) for a in data))[:2]
-            out = step(*sharded, *jalg.shard_tasks(tuple(jnp.asarray(a) for a in data)))
+            out = step(*sharded, *jalg.shard_task_batch(tuple(jnp.asarray(a) for a in data)))
             sharded = out[:2]
         devices = {d for leaf in jax.tree_util.tree_leaves(out[2]) for d in leaf.devices()}
         assert len(devices) == 4, devices

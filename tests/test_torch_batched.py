@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from l2l_multi.backends.torch.algorithms import _batched  # noqa: E402
+from l2l_multi.backends.torch.algorithms import _batched, _functional  # noqa: E402
 
 import l2l_multi as l2l  # noqa: E402
 
@@ -36,7 +36,9 @@ def _both_paths(algorithm, batch, steps):
     results = {}
     for path in ("loop", "vmap"):
         algorithm.zero_grad()
-        result = l2l.algorithms.meta_batch_loss(algorithm, *batch, adaptation_steps=steps, path=path)
+        result = l2l.algorithms.meta_batch_loss(
+            algorithm, algorithm.meta_parameters(), *batch, steps=steps, task_map=path
+        )
         result.loss.backward()
         results[path] = (result, [p.grad.clone() for p in algorithm.parameters() if p.requires_grad])
     return results
@@ -75,7 +77,7 @@ def test_fused_batch_norm_under_vmap_is_wrong_which_is_why_the_fast_path_avoids_
     maml = l2l.algorithms.MAML(conv4(), lr=0.4)
     batch = _batch()
     exact = _both_paths(maml, batch, 1)
-    monkeypatch.setattr(_batched, "_batch_norm_affine_outside", fused)
+    monkeypatch.setattr(_functional, "_batch_norm_affine_outside", fused)
     buggy = _both_paths(maml, batch, 1)
     assert _relative(exact["vmap"][1], exact["loop"][1]) < 1e-10
     assert _relative(buggy["vmap"][1], buggy["loop"][1]) > 1e-6
@@ -103,7 +105,8 @@ def test_frozen_parameters_stay_fixed_on_both_paths():
     results = _both_paths(maml, _batch(), 1)
     assert _relative(results["vmap"][1], results["loop"][1]) < 1e-10
     with pytest.raises(ValueError, match="allow_nograd=True"):
-        l2l.algorithms.meta_batch_loss(l2l.algorithms.MAML(net, lr=0.4), *_batch(), path="vmap")
+        frozen = l2l.algorithms.MAML(net, lr=0.4)
+        l2l.algorithms.meta_batch_loss(frozen, frozen.meta_parameters(), *_batch(), task_map="vmap")
 
 
 def test_with_a_task_dataset_batch():
@@ -123,18 +126,22 @@ def test_with_a_task_dataset_batch():
 
 def test_auto_path_and_errors():
     maml = l2l.algorithms.MAML(conv4(), lr=0.4)
-    assert _batched.choose_path(maml, "auto") == "loop"  # CPU parameters
+    assert _batched.choose_path(maml, "auto") == "sequential"  # CPU parameters
     sx, sy, qx, qy = _batch()
-    with pytest.raises(ValueError, match="path='fast' is not one of"):
-        l2l.algorithms.meta_batch_loss(maml, sx, sy, qx, qy, path="fast")
-    with pytest.raises(ValueError, match=r"query_x must have shape \[B=3"):
-        l2l.algorithms.meta_batch_loss(maml, sx, sy, qx[:2], qy)
-    with pytest.raises(ValueError, match="labels must match inputs"):
-        l2l.algorithms.meta_batch_loss(maml, sx, sy[:, :3], qx, qy)
+    meta = maml.meta_parameters()
+    with pytest.raises(ValueError, match="task_map='fast' is not one of"):
+        l2l.algorithms.meta_batch_loss(maml, meta, sx, sy, qx, qy, task_map="fast")
+    with pytest.raises(ValueError, match=r"query_x must have shape \[B, samples, ...\] with the same B as "):
+        l2l.algorithms.meta_batch_loss(maml, meta, sx, sy, qx[:2], qy)
+    with pytest.raises(ValueError, match="support_y must hold one label per sample of support_x"):
+        l2l.algorithms.meta_batch_loss(maml, meta, sx, sy[:, :3], qx, qy)
     with pytest.raises(TypeError, match="algorithm must be an l2l learner"):
-        l2l.algorithms.meta_batch_loss(conv4(), sx, sy, qx, qy)
-    gbml = l2l.algorithms.GBML(conv4(), l2l.optim.ModuleTransform(l2l.nn.Scale), lr=0.1)
-    with pytest.raises(TypeError, match="path='vmap' supports MAML, MetaSGD, ANIL; got GBML"):
-        l2l.algorithms.meta_batch_loss(gbml, sx, sy, qx, qy, path="vmap")
-    with pytest.raises(TypeError, match="support_x must be a torch.Tensor"):
-        l2l.algorithms.meta_batch_loss(maml, sx.numpy(), sy, qx, qy)
+        l2l.algorithms.meta_batch_loss(conv4(), meta, sx, sy, qx, qy)
+    gbml = l2l.algorithms.GBML(conv4(), l2l.optim.ModuleTransform(l2l.nn.Scale), lr=0.1, adapt_transform=True)
+    with pytest.raises(TypeError, match="task_map='vmap' supports MAML, MetaSGD, ANIL, GBML, Reptile"):
+        l2l.algorithms.meta_batch_loss(gbml, gbml.meta_parameters(), sx, sy, qx, qy, task_map="vmap")
+    with pytest.raises(TypeError, match=r"the call is meta_batch_loss\(algorithm, meta_params, support_x"):
+        l2l.algorithms.meta_batch_loss(maml, sx, sy, qx, qy)  # the old call form
+    # numpy arrays are converted (the contract's rule on both backends)
+    as_numpy = l2l.algorithms.meta_batch_loss(maml, meta, sx.numpy(), sy.numpy(), qx.numpy(), qy.numpy())
+    assert as_numpy.loss.item() == l2l.algorithms.meta_batch_loss(maml, meta, sx, sy, qx, qy).loss.item()

@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 from l2l_multi.backends.torch.algorithms import (  # noqa: E402
     average_gradients,
     broadcast_parameters,
-    shard_tasks,
+    task_slice,
 )
 
 import l2l_multi as l2l  # noqa: E402
@@ -85,7 +85,7 @@ def _meta_train(model, batches, distributed, weighted):
     opt = torch.optim.Adam(maml.parameters(), lr=OUTER_LR)
     grads = []
     for tasks in batches:
-        mine = tasks[shard_tasks(len(tasks))] if distributed else tasks
+        mine = tasks[task_slice(len(tasks))] if distributed else tasks
         opt.zero_grad()
         if mine:  # an empty shard does no backward but still joins the all-reduce
             (sum(_query_loss(maml, task) for task in mine) / len(mine)).backward()
@@ -201,7 +201,7 @@ def _worker(rank, world_size, init_file, out_dir):
             model = _make_model(seed=123 + rank)
             broadcast_parameters(model)
             results[name] = _meta_train(model, _scenario_batches(name), distributed=True, weighted=weighted)
-        results["shard"] = shard_tasks(7)
+        results["shard"] = task_slice(7)
         results["edge_cases"] = _edge_cases(rank)
         results["preconditions"] = _precondition_cases(rank)
         torch.save(results, out_dir / f"rank{rank}.pt")
@@ -394,24 +394,24 @@ def single_process_group():
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4])
-def test_shard_tasks_partitions_the_batch(world_size):
+def test_task_slice_partitions_the_batch(world_size):
     for batch_size in range(10):
-        shards = [shard_tasks(batch_size, rank, world_size) for rank in range(world_size)]
+        shards = [task_slice(batch_size, rank, world_size) for rank in range(world_size)]
         assert [i for s in shards for i in range(batch_size)[s]] == list(range(batch_size))
         sizes = [s.stop - s.start for s in shards]
         assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
         assert all(s.step is None for s in shards)
 
 
-def test_shard_tasks_errors():
+def test_task_slice_errors():
     with pytest.raises(ValueError, match=r"batch_size=-1 must be an int >= 0"):
-        shard_tasks(-1, 0, 2)
+        task_slice(-1, 0, 2)
     with pytest.raises(ValueError, match=r"world_size=0 must be an int >= 1"):
-        shard_tasks(4, 0, 0)
+        task_slice(4, 0, 0)
     with pytest.raises(ValueError, match=r"rank=2 must be an int in \[0, world_size=2\)"):
-        shard_tasks(4, 2, 2)
+        task_slice(4, 2, 2)
     with pytest.raises(ValueError, match=r"batch_size=4.0 must be an int"):
-        shard_tasks(4.0, 0, 2)
+        task_slice(4.0, 0, 2)
 
 
 def test_not_initialised_errors():
@@ -421,12 +421,12 @@ def test_not_initialised_errors():
     for call in (
         lambda: average_gradients(layer.parameters()),
         lambda: broadcast_parameters(layer),
-        lambda: shard_tasks(8),
-        lambda: shard_tasks(8, rank=0),
+        lambda: task_slice(8),
+        lambda: task_slice(8, rank=0),
     ):
         with pytest.raises(RuntimeError, match=r"call torch.distributed.init_process_group\(backend"):
             call()
-    assert shard_tasks(8, rank=1, world_size=2) == slice(4, 8)  # both given: no process group needed
+    assert task_slice(8, rank=1, world_size=2) == slice(4, 8)  # both given: no process group needed
 
 
 def test_argument_errors(single_process_group):
