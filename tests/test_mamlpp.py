@@ -2,8 +2,6 @@
 differences in float64), and jax ``MAMLpp`` equals torch ``MAMLpp`` on the same weights and
 tasks (multi-step loss, adapted parameters, meta-gradients; float64)."""
 
-import copy
-
 import numpy as np
 import pytest
 
@@ -142,14 +140,8 @@ def test_an_adapt_step_moves_every_later_batch_norm_row():
 # -- jax against torch ---------------------------------------------------------------------
 
 
-def _to_jax_meta(algorithm, mamlpp, values=None):
-    """The torch MAML++'s weights (or, with ``values``, a ``{name: tensor}`` of the same
-    structure such as its gradients) as jax MAML++ meta-parameters."""
-    if values is not None:
-        mamlpp = copy.deepcopy(mamlpp)
-        with torch.no_grad():
-            for name, param in mamlpp.named_parameters():
-                param.copy_(values[name])
+def _to_jax_meta(algorithm, mamlpp):
+    """The torch MAML++'s weights, statistics and rates as jax MAML++ meta-parameters."""
     rows = [
         interop.torch_to_flax(mamlpp.plain_module(row), _FlaxNet(), input_shape=(2, 4))
         for row in range(STEPS + 1)
@@ -161,6 +153,10 @@ def _to_jax_meta(algorithm, mamlpp, values=None):
         for s in range(STEPS)
     ]
     return algorithm.from_step_variables(rows, rates)
+
+
+def _flax(mamlpp, tree):
+    return mamlpp.flax_layout(tree, flax_module=_FlaxNet(), input_shape=(2, 4))
 
 
 def _relative(actual, expected):
@@ -192,20 +188,47 @@ def test_jax_equals_torch_on_the_same_weights_and_tasks():
     learned = {"params": meta["model"]["params"], "lrs": meta["lrs"]}
     jax_loss, grads = jax.jit(jax.value_and_grad(msl))(learned)
     assert abs(float(jax_loss) - torch_loss.item()) <= 1e-12 * abs(torch_loss.item())
-    torch_grads = {name: p.grad for name, p in mamlpp.named_parameters()}
-    expected = _to_jax_meta(algorithm, mamlpp, torch_grads)
+    live = _flax(mamlpp, mamlpp.meta_parameters())  # the two conversions agree exactly
+    assert _relative(live["model"]["params"], meta["model"]["params"]) == 0
+    assert _relative(live["lrs"], meta["lrs"]) == 0
+    torch_grads = {
+        key: {name: p.grad for name, p in tree.items()} for key, tree in mamlpp.meta_parameters().items()
+    }
+    expected = _flax(mamlpp, torch_grads)
     assert _relative(grads["params"], expected["model"]["params"]) < 1e-9
     assert _relative(grads["lrs"], expected["lrs"]) < 1e-9
     assert float(jnp.abs(grads["lrs"]["1"]["scale"]).min()) > 1e-6  # batch-norm rates learned here too
     adapted = jax.jit(jax.vmap(lambda x, y: algorithm.adapt(meta, x, y, steps=STEPS)))(sx, sy)
     for task, learner in enumerate(learners):
-        rows = [
-            interop.torch_to_flax(learner.plain_module(row), _FlaxNet(), input_shape=(2, 4))
-            for row in range(STEPS + 1)
-        ]
-        expected = algorithm.from_step_variables(rows)["model"]["params"]
+        expected = _flax(mamlpp, {"model": dict(learner.module.named_parameters())})["model"]["params"]
         actual = jax.tree_util.tree_map(lambda a, t=task: a[t], adapted["params"])
         assert _relative(actual, expected) < 1e-9
+
+
+def test_torch_functional_and_vmapped_paths_equal_the_stateful_loop():
+    mamlpp = _mamlpp()
+    tasks = _tasks()
+    weights = [0.3, 0.7]
+    loop, _ = _torch_msl(mamlpp, tasks, weights)
+    meta = mamlpp.meta_parameters()
+    functional = torch.stack(
+        [mamlpp.task_loss(meta, *task, step_weights=weights)[0] for task in zip(*tasks)]
+    ).mean()
+    assert abs(functional.item() - loop.item()) <= 1e-14
+    params = list(mamlpp.parameters())
+    expected = torch.autograd.grad(talg.meta_batch_loss(mamlpp, meta, *tasks, steps=STEPS).loss, params)
+    result = talg.meta_batch_loss(mamlpp, meta, *tasks, steps=STEPS, task_map="vmap")
+    for a, b in zip(torch.autograd.grad(result.loss, params), expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+    stats = mamlpp.module[1].running_mean.clone()
+    talg.meta_batch_loss(mamlpp, meta, *tasks, steps=STEPS, task_map="vmap")
+    assert torch.equal(stats, mamlpp.module[1].running_mean)  # functional paths never write statistics
+    adapted = mamlpp.adapt(meta, tasks[0][0], tasks[1][0])
+    assert adapted["1.weight"].shape == (STEPS + 1, 5)
+    with pytest.raises(ValueError, match="inner="):
+        mamlpp.adapt(meta, tasks[0][0], tasks[1][0], inner=l2l.transforms.sgd(0.1))
+    with pytest.raises(ValueError, match=r"steps=3 must be an int in \[0, adaptation_steps=2\]"):
+        mamlpp.task_loss(meta, *(t[0] for t in tasks), steps=3)
 
 
 def test_jax_multi_step_loss_schedule_and_errors():

@@ -30,11 +30,12 @@ from ._anil import ANIL
 from ._base import BaseLearner, check_loss
 from ._gbml import GBML
 from ._maml import MAML, MetaSGD
+from ._mamlpp import MAMLpp
 from ._reptile import Reptile
 
 MetaBatchResult = MetaBatchLoss  # the old name of the shared return type, kept for imports
 PATHS = ("auto", "loop", "vmap")
-VMAPPABLE = (MAML, MetaSGD, ANIL, GBML, Reptile)
+VMAPPABLE = (MAML, MetaSGD, ANIL, GBML, Reptile, MAMLpp)
 OPTIONS = ("adaptation_steps", "path", "chunk_size")
 _batch_norm_affine_outside = _functional._batch_norm_affine_outside
 
@@ -258,7 +259,11 @@ def _loop(algorithm, support_x, support_y, query_x, query_y, loss, steps) -> Met
 
 def _vmapped(algorithm, meta_params, support_x, support_y, query_x, query_y, loss, steps, chunk_size,
              vectorise) -> MetaBatchLoss:
+    own = getattr(algorithm, "functional_task_loss", None)  # a learner with its own inner loop (MAML++)
+
     def task(sx, sy, qx, qy):
+        if own is not None:
+            return own(meta_params, sx, sy, qx, qy, loss, steps)
         return _functional.task_loss(algorithm, meta_params, sx, sy, qx, qy, loss, steps)
 
     if vectorise:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...._multi_step_loss import msl_weights as msl_weights
 from ....transforms import EmptyState, per_parameter_sgd
 from .._module_utils import clone_module, update_module
-from ._base import BaseLearner, check_lr
+from ._base import BaseLearner, check_loss, check_lr
 
 
 class PerStepBatchNorm(torch.nn.Module):
@@ -32,6 +36,9 @@ class PerStepBatchNorm(torch.nn.Module):
         super().__init__()
         options = {"dtype": dtype, "device": device}
         self.eps, self.momentum, self.step = eps, momentum, 0
+        # False inside the functional paths: batch statistics are used but the running rows are
+        # not written (an in-place write of a shared buffer is impossible under vmap)
+        self.update_statistics = True
         self.weight = torch.nn.Parameter(torch.ones(steps, num_features, **options)) if affine else None
         self.bias = torch.nn.Parameter(torch.zeros(steps, num_features, **options)) if affine else None
         self.register_buffer("running_mean", torch.zeros(steps, num_features, **options))
@@ -72,10 +79,11 @@ class PerStepBatchNorm(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = min(self.step, self.running_mean.shape[0] - 1)
+        batch_only = self.training and not self.update_statistics
         y = F.batch_norm(
             x,
-            self.running_mean[s],
-            self.running_var[s],
+            None if batch_only else self.running_mean[s],
+            None if batch_only else self.running_var[s],
             None,
             None,
             self.training,
@@ -175,6 +183,12 @@ class MAMLpp(BaseLearner):
         )
         self.step = 0
 
+    functional = True  # adapt(meta_params, ...), task_loss and meta_batch_loss(task_map="vmap")
+
+    def _extra_meta_parameters(self) -> dict:
+        names = [name for name, _ in self.module.named_parameters()]
+        return {"lrs": dict(zip(names, self.lrs))}
+
     def per_step_parameters(self) -> list[bool]:
         """One flag per ``module.parameters()`` entry: True for a ``PerStepBatchNorm`` weight/bias
         (``[rows, C]``, one row per step)."""
@@ -226,9 +240,9 @@ class MAMLpp(BaseLearner):
         clone._set_step(0)
         return clone
 
-    def adapt(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
-        """One step with this step's learning rates, then advance to the next step's batch norm
-        (per-step batch-norm tensors: see ``carry_to_later_rows``)."""
+    def adapt_loss(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
+        """``learner.adapt(loss)``: one step with this step's learning rates, then advance to the
+        next step's batch norm (per-step batch-norm tensors: see ``carry_to_later_rows``)."""
         if self.step >= self.adaptation_steps:
             raise RuntimeError(
                 f"adapt() called {self.step + 1} times but adaptation_steps={self.adaptation_steps}; "
@@ -245,3 +259,234 @@ class MAMLpp(BaseLearner):
         updates, _ = per_parameter_sgd(rates).update(grads, EmptyState())
         update_module(self.module, updates)
         self._set_step(self.step + 1)
+
+    # -- the functional contract -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _at_step(self, train: bool):
+        """Functional calls drive the live layers' step (restored after) and read, never write,
+        the running statistics."""
+        layers = [m for m in self.module.modules() if isinstance(m, PerStepBatchNorm)]
+        saved = [(m, m.training) for m in self.module.modules()]
+        self.module.train(bool(train))
+        for layer in layers:
+            layer.update_statistics = False
+        try:
+            yield self._set_step
+        finally:
+            for layer in layers:
+                layer.update_statistics = True
+            for module, mode in saved:
+                module.training = mode
+            self._set_step(self.step)
+
+    def _run(self, meta_params, x, y, loss, steps, set_step, query=None):
+        """The adapted ``{name: tensor}`` after ``steps`` steps, and the query losses and
+        outputs after each step when ``query=(qx, qy)`` is given (``None`` otherwise)."""
+        from ._functional import call, check_tree
+
+        module = self.module
+        params = check_tree(meta_params["model"], module, "model")
+        rates = check_tree(meta_params["lrs"], module, "lrs")
+        per_step = {
+            name: flag for (name, _), flag in zip(module.named_parameters(), self.per_step_parameters())
+        }
+        query_losses, outputs = [], None
+
+        def support_loss(params):
+            value = loss(call(module, params, x), y)
+            return value, value
+
+        for step in range(steps):
+            set_step(step)
+            grads, value = torch.func.grad(support_loss, has_aux=True)(params)
+            if not _abstract(value):  # tensors inside vmap cannot be read
+                check_loss(value)
+            if self.first_order:
+                grads = {name: g.detach() for name, g in grads.items()}
+            params = {
+                name: p
+                - rates[name][step]
+                * (carry_to_later_rows(grads[name], step) if per_step[name] else grads[name])
+                for name, p in params.items()
+            }
+            if query is not None:
+                set_step(step + 1)
+                outputs = call(module, params, query[0])
+                query_losses.append(loss(outputs, query[1]))
+        return params, query_losses, outputs
+
+    def _steps(self, steps):
+        steps = self.adaptation_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= self.adaptation_steps:
+            raise ValueError(
+                f"steps={steps!r} must be an int in [0, adaptation_steps={self.adaptation_steps}]"
+            )
+        return steps
+
+    def _adapt_functional(self, meta_params, x, y, *, loss=None, steps=None, inner=None, train=True):
+        """``adapt(meta_params, x, y, *, loss=None, steps=None, train=True)``: the adapted
+        module's parameters ``{name: tensor}`` (per-step batch-norm rows kept) after ``steps``
+        (default ``adaptation_steps``) steps; ``inner`` is refused (MAML++ steps with its learned
+        per-step rates). Run it with ``torch.func.functional_call`` after setting the layers'
+        step (``_set_step(steps)``), or use ``task_loss``."""
+        if inner is not None:
+            raise ValueError(
+                f"MAMLpp adapts with its learned per-step rates; inner={inner!r:.60} is not supported"
+            )
+        loss = F.cross_entropy if loss is None else loss
+        with self._at_step(train) as set_step:
+            return self._run(meta_params, x, y, loss, self._steps(steps), set_step)[0]
+
+    def task_loss(
+        self,
+        meta_params,
+        support_x,
+        support_y,
+        query_x,
+        query_y,
+        *,
+        loss=None,
+        steps=None,
+        train=True,
+        step_weights=None,
+    ):
+        """``(query loss 0-d, query outputs [q, ...])`` after ``steps`` (default
+        ``adaptation_steps``) steps on the support set, functionally (nothing changes in place).
+
+        ``step_weights``: None: the query loss after the last step; ``steps`` weights (e.g.
+        ``msl_weights(steps, epoch)``): the multi-step loss ``sum_s w[s] * L_query(after step
+        s + 1)``. As the jax backend's ``MAMLpp.task_loss``."""
+        from ._functional import call
+
+        loss = F.cross_entropy if loss is None else loss
+        steps = self._steps(steps)
+        if step_weights is not None and len(step_weights) != max(steps, 1):
+            raise ValueError(
+                f"step_weights has {len(step_weights)} entries; need one weight per step ({steps})"
+            )
+        with self._at_step(train) as set_step:
+            query = None if step_weights is None or steps == 0 else (query_x, query_y)
+            params, query_losses, outputs = self._run(
+                meta_params, support_x, support_y, loss, steps, set_step, query
+            )
+            if query is None:
+                set_step(steps)
+                outputs = call(self.module, params, query_x)
+                query_losses = [loss(outputs, query_y)]
+        if step_weights is None:
+            return query_losses[-1], outputs
+        return sum(w * value for w, value in zip(step_weights, query_losses)), outputs
+
+    def functional_task_loss(self, meta_params, sx, sy, qx, qy, loss, steps):
+        """The per-task function of ``meta_batch_loss``'s functional paths (vmap, sequential)."""
+        return self.task_loss(meta_params, sx, sy, qx, qy, loss=loss, steps=steps, train=self.training)
+
+    # -- the jax backend's layout ------------------------------------------------------------
+    def flax_layout(self, tree: Mapping, **conversion) -> dict:
+        """A torch-layout tree ``{"model": {name: value}, "lrs": {name: [steps]}}`` (values:
+        this learner's parameters, their gradients, adapted parameters...; tensors or numpy) in
+        the layout of the jax ``MAMLpp``'s meta-parameters: ``{"model": {"params": ...}, "lrs":
+        ...}`` with ``adaptation_steps + 1`` rows on batch-norm leaves (numpy arrays).
+        ``conversion``: ``flax_module=``, ``input_shape=`` of ``interop.torch_to_flax``."""
+        from ....interop import torch_to_flax
+
+        names = [name for name, _ in self.module.named_parameters()]
+
+        def params_of(values: Mapping, row: int) -> dict:
+            model = self.plain_module(row)
+            with torch.no_grad():
+                for name, param in zip(names, model.parameters()):
+                    if name in values:
+                        param.copy_(torch.as_tensor(np.asarray(values[name])))
+                    else:
+                        param.zero_()
+            return _numpy(torch_to_flax(model, **conversion)["params"])
+
+        # which flax leaves are per step: convert ones on batch-norm tensors, zeros elsewhere
+        flags = dict(zip(names, self.per_step_parameters()))
+        mask = params_of(
+            {
+                n: torch.ones(self.module.get_parameter(n).shape[-1:])
+                if flags[n]
+                else torch.zeros(self.module.get_parameter(n).shape)
+                for n in names
+            },
+            0,
+        )
+        flat_mask = [bool(np.any(leaf)) for leaf in _leaves(mask)]
+        converted = {}
+        if "model" in tree:
+            values = {
+                n: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                for n, v in tree["model"].items()
+            }
+            rows = [
+                _leaves(params_of({n: v[row] if flags[n] else v for n, v in values.items()}, 0))
+                for row in range(self.adaptation_steps + 1)
+            ]
+            leaves = [
+                np.stack(per_row) if per_step else per_row[0]
+                for per_step, per_row in zip(flat_mask, zip(*rows))
+            ]
+            converted["model"] = {"params": _rebuild(mask, leaves)}
+        if "lrs" in tree:
+            rates = {
+                n: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                for n, v in tree["lrs"].items()
+            }
+            steps = [
+                _leaves(
+                    params_of(
+                        {
+                            n: np.full(
+                                self.module.get_parameter(n).shape[-1:]
+                                if flags[n]
+                                else self.module.get_parameter(n).shape,
+                                r[s],
+                            )
+                            for n, r in rates.items()
+                        },
+                        0,
+                    )
+                )
+                for s in range(self.adaptation_steps)
+            ]
+            converted["lrs"] = _rebuild(
+                mask, [np.array([leaf.ravel()[0] for leaf in per_step]) for per_step in zip(*steps)]
+            )
+        for key in set(tree) - {"model", "lrs"}:
+            raise ValueError(f"flax_layout cannot convert the {key!r} entry of MAMLpp's tree")
+        return converted
+
+    def _flax_layout(self, tree: dict) -> dict:
+        return self.flax_layout(tree)
+
+
+def _abstract(value) -> bool:
+    from ...._checks import _is_abstract
+
+    return _is_abstract(value)
+
+
+def _numpy(tree):
+    if isinstance(tree, Mapping):
+        return {key: _numpy(value) for key, value in tree.items()}
+    return np.asarray(tree)
+
+
+def _leaves(tree) -> list:
+    if isinstance(tree, Mapping):
+        return [leaf for key in sorted(tree) for leaf in _leaves(tree[key])]
+    return [tree]
+
+
+def _rebuild(template, leaves: list):
+    """``leaves`` (in ``_leaves`` order) put back into ``template``'s nested dicts."""
+    iterator = iter(leaves)
+
+    def build(node):
+        if isinstance(node, Mapping):
+            return {key: build(node[key]) for key in sorted(node)}
+        return next(iterator)
+
+    return build(template)
