@@ -4,11 +4,14 @@
         --meta-batch 8 --seed 0 [--first-order] [--dtype float64] [--inner adam] [--steps 3]
 
 The torch model is built from the seed and converted to jax (``l2l_multi.interop``); a seeded
-task stream gives both backends the same batch. Each backend runs one meta-step's forward and
-backward; the report gives the largest relative difference (max |torch - jax| over max |torch|,
-in the flax layout) of the meta-loss, the adapted parameters of every task, and the
-meta-gradients. The command exits with status 1 above the tolerance (1e-5 in float32, 1e-9 in
-float64).
+task stream gives both backends the same batch. Each backend's ``l2l.MetaLearner`` runs one
+meta-step's forward and backward; the report gives the largest relative difference (max |torch -
+jax| over max |torch|) of the meta-loss, the adapted parameters of every task, and the
+meta-gradients. Only public trees are compared: ``meta_gradients(..., layout="flax")`` and
+``adapted_parameters(..., layout="flax")`` of each learner, so this module knows no backend's
+internals, and every algorithm of ``l2l_multi._registry.ALGORITHM_SPECS`` is checked the same
+way (``--algorithm all`` runs each with its registered option sets, e.g. MetaOptNet's heads).
+The command exits with status 1 above the tolerance (1e-5 in float32, 1e-9 in float64).
 
 ``--inner {sgd,momentum,adam}`` (maml, metasgd, anil) adapts with that inner optimizer: on torch
 ``l2l_multi.transforms``' implementation, on jax optax's (``optax.sgd``, ``optax.adam`` with the
@@ -36,16 +39,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import sys
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._training import ALGORITHMS, INNER_ALGORITHMS, INNER_OPTIMIZERS, MODELS, check_choice
+from ._registry import ALGORITHM_SPECS, algorithm_spec, model_spec
+from ._training import INNER_ALGORITHMS, INNER_OPTIMIZERS, MODELS, MetaLearner, check_choice
 
 TOLERANCES = {"float32": 1e-5, "float64": 1e-9}
-CROSSCHECK_ALGORITHMS = tuple(a for a in ALGORITHMS if a != "reptile") + ("reptile",)
+
+
+def crosscheck_algorithms() -> tuple[str, ...]:
+    """Every registered algorithm (the registry may grow after import)."""
+    return tuple(ALGORITHM_SPECS)
+
+
+CROSSCHECK_ALGORITHMS = crosscheck_algorithms()  # as registered when this module was imported
 
 
 class CrossCheckReport(NamedTuple):
@@ -62,10 +73,9 @@ class CrossCheckReport(NamedTuple):
         return all(v <= self.tolerance for v in values)
 
 
-def _task_batch(model: str, ways: int, shots: int, queries: int, meta_batch: int, seed: int):
+def _task_batch(shape: tuple, ways: int, shots: int, queries: int, meta_batch: int, seed: int):
     from . import data
 
-    shape = {"omniglot-fc": (784,), "cnn4": (3, 84, 84), "cnn4-32": (3, 32, 32)}.get(model, (1, 28, 28))
     classes = max(4 * ways, 20)
     dataset = data.MetaDataset(
         data.synthetic_classification(classes, shots + queries, shape=shape, seed=seed)
@@ -85,32 +95,33 @@ def _task_batch(model: str, ways: int, shots: int, queries: int, meta_batch: int
     return sx, sy, qx, qy
 
 
-def _relative(actual: list, expected: list) -> float:
-    scale = max(float(np.abs(e).max()) for e in expected)
-    worst = max(
-        float(np.abs(np.asarray(a, np.float64) - np.asarray(e, np.float64)).max())
-        for a, e in zip(actual, expected)
-    )
+def _flat(tree: Any, path: tuple = ()) -> dict[tuple, np.ndarray]:
+    if isinstance(tree, Mapping):
+        return {p: v for key, value in tree.items() for p, v in _flat(value, (*path, key)).items()}
+    if isinstance(tree, (list, tuple)):  # e.g. one adapted tree per task
+        return {p: v for index, value in enumerate(tree) for p, v in _flat(value, (*path, index)).items()}
+    return {path: np.asarray(tree, np.float64)}
+
+
+def compare_trees(expected: Any, actual: Any) -> float:
+    """Largest ``|actual - expected|`` over the largest ``|expected|``, leaf by leaf over
+    ``expected``'s leaves (nested dicts of arrays). ``actual`` may hold more leaves only under a
+    ``batch_stats`` collection (running statistics are state, not meta-parameters); any other
+    leaf that one tree has and the other lacks, or a shape mismatch, raises ``ValueError``."""
+    expected, actual = _flat(expected), _flat(actual)
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(p for p in set(actual) - set(expected) if "batch_stats" not in p)
+    if missing or extra:
+        raise ValueError(
+            f"the trees differ in structure: only the first has {['/'.join(map(str, p)) for p in missing]}, "
+            f"only the second {['/'.join(map(str, p)) for p in extra]}"
+        )
+    for path, value in expected.items():
+        if value.shape != actual[path].shape:
+            raise ValueError(f"{'/'.join(map(str, path))}: shapes {value.shape} and {actual[path].shape}")
+    scale = max((float(np.abs(v).max()) for v in expected.values() if v.size), default=0.0)
+    worst = max((float(np.abs(actual[p] - v).max()) for p, v in expected.items() if v.size), default=0.0)
     return worst / max(scale, 1e-30)
-
-
-def _leaves(tree) -> list[np.ndarray]:
-    import jax
-
-    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
-
-
-def _torch_as_flax(torch_learner, named_values: dict, flax_model) -> dict:
-    """Load ``{parameter name: tensor}`` into a copy of the torch model, convert to the flax tree."""
-    import torch
-
-    from . import interop
-
-    model = copy.deepcopy(torch_learner.model)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.copy_(named_values[name].detach() if name in named_values else torch.zeros_like(param))
-    return interop.torch_to_flax(model, flax_model)["params"]
 
 
 def crosscheck(
@@ -126,17 +137,20 @@ def crosscheck(
     adaptation_steps: int = 1,
     lr: float | None = None,
     inner: str | None = None,
+    **options: Any,
 ) -> CrossCheckReport:
     """Run one meta-step on both backends from the same weights and tasks; compare.
 
     Args:
-        algorithm: one of "maml", "metasgd", "anil", "protonet", "metaoptnet", "reptile".
-        model: one of ``l2l_multi._training.MODELS``; ways/shots/queries: per task (queries per
-            class); meta_batch: tasks; seed: weights and tasks; first_order: MAML family without
-            second order; dtype: "float32" or "float64"; adaptation_steps, lr: the inner loop
-            (``lr=None``: 0.4, or 1e-3 with Adam); inner: ``None`` (the algorithm's SGD step) or
-            one of "sgd", "momentum", "adam" (at rate ``lr``; 1.0 for metasgd, whose learned rates,
-            initialised to ``lr``, scale it), for maml, metasgd, anil.
+        algorithm: a registered algorithm ("maml", "metasgd", "anil", "protonet", "metaoptnet",
+            "reptile", ...).
+        model: one of ``l2l_multi._registry.MODEL_SPECS``; ways/shots/queries: per task (queries
+            per class); meta_batch: tasks; seed: weights and tasks; first_order: MAML family
+            without second order; dtype: "float32" or "float64"; adaptation_steps, lr: the inner
+            loop (``lr=None``: 0.4, or 1e-3 with Adam); inner: ``None`` (the algorithm's SGD
+            step) or one of "sgd", "momentum", "adam" (at rate ``lr``; 1.0 for metasgd, whose
+            learned rates, initialised to ``lr``, scale it), for maml, metasgd, anil.
+        options: algorithm options of ``MetaLearner`` (e.g. ``head="ridge"`` for metaoptnet).
 
     Returns:
         ``CrossCheckReport`` (``.passed`` compares with the dtype's tolerance).
@@ -147,149 +161,47 @@ def crosscheck(
         (True, True)
     """
     import jax
-    import torch
 
-    from .backends.jax import algorithms as jax_algorithms
-    from .backends.jax.training import MetaLearner as JaxLearner
-    from .backends.torch.training import MetaLearner as TorchLearner
-
-    check_choice("algorithm", algorithm, CROSSCHECK_ALGORITHMS)
-    check_choice("model", model, MODELS)
+    spec = algorithm_spec(algorithm)
+    shape = model_spec(model).input_shape
     check_choice("dtype", dtype, tuple(TOLERANCES))
     if inner is not None:
         check_choice("inner", inner, INNER_OPTIMIZERS)
         check_choice("algorithm (with inner)", algorithm, INNER_ALGORITHMS)
+        options["inner"] = inner
     if lr is None:
         lr = 1e-3 if inner == "adam" else 0.4
-    batch = _task_batch(model, ways, shots, queries, meta_batch, seed)
-    options = dict(
-        lr=lr,
-        meta_lr=1e-3,
-        adaptation_steps=adaptation_steps,
-        first_order=first_order,
-        seed=seed,
-        dtype=dtype,
-        **({} if inner is None else {"inner": inner}),
-    )
+    batch = _task_batch(shape, ways, shots, queries, meta_batch, seed)
+    settings = dict(lr=lr, meta_lr=1e-3, adaptation_steps=adaptation_steps, first_order=first_order,
+                    seed=seed, dtype=dtype, **options)
     x64 = jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
     with x64:
-        torch_learner = TorchLearner(algorithm, model, ways, **options)
-        jax_learner = JaxLearner(algorithm, model, ways, **options)
-        sx, sy, qx, qy = torch_learner._tensors(*batch)
-        algorithm_torch = torch_learner.algorithm
-        # -- torch: meta-loss, meta-gradients, adapted parameters --------------------------
-        torch_learner.optimizer.zero_grad()
-        if algorithm == "reptile":
-            torch_loss, _ = torch_learner._reptile_gradients(sx, sy, qx, qy)
-        else:
-            torch_loss, _ = torch_learner._losses(sx, sy, qx, qy, adaptation_steps)
-            torch_loss.backward()
-        torch_grads = {n: p.grad for n, p in algorithm_torch.named_parameters() if p.grad is not None}
-        adapted_torch = None
-        if algorithm in ("maml", "metasgd", "anil", "reptile"):
-            adapted_torch = []
-            for task in range(meta_batch):
-                learner = algorithm_torch.clone()
-                for _ in range(adaptation_steps):
-                    learner.adapt(torch.nn.functional.cross_entropy(learner(sx[task]), sy[task]))
-                adapted_torch.append(dict(learner.named_parameters()))
-        # -- jax ----------------------------------------------------------------------------
-        arrays = jax_learner._arrays(*batch)
-        meta = jax_learner.meta_params
-        jax_algorithm = jax_learner.algorithm
-        if algorithm == "reptile":
-
-            @jax.jit
-            def reptile(meta):
-                def direction(x, y):
-                    return jax_algorithm.meta_gradient(meta, x, y, steps=adaptation_steps)
-
-                grads = jax.tree_util.tree_map(lambda d: d.mean(0), jax.vmap(direction)(arrays[0], arrays[1]))
-                loss = jax_algorithms.meta_batch_loss(
-                    jax_algorithm, meta, *arrays, adaptation_steps=adaptation_steps
-                )
-                return loss[0], grads
-
-            jax_loss, grads = reptile(meta)
-        else:
-            loss_fn = lambda m: jax_algorithms.meta_batch_loss(
-                jax_algorithm, m, *arrays, adaptation_steps=adaptation_steps
-            )[0]
-            jax_loss, grads = jax.jit(jax.value_and_grad(loss_fn))(meta)
-        # -- compare in the flax layout ------------------------------------------------------
-        flax_model = jax_learner.model
-        loss_difference = abs(float(jax_loss) - torch_loss.item()) / max(abs(torch_loss.item()), 1e-30)
-        expected, actual = _gradient_pairs(algorithm, torch_learner, torch_grads, grads, flax_model)
-        gradient_difference = _relative(actual, expected)
+        torch_learner, jax_learner = (MetaLearner(algorithm, model, ways, backend=name, **settings)
+                                      for name in ("torch", "jax"))
+        torch_loss, torch_grads = torch_learner.meta_gradients(*batch, layout="flax")
+        jax_loss, jax_grads = jax_learner.meta_gradients(*batch, layout="flax")
+        loss_difference = abs(jax_loss - torch_loss) / max(abs(torch_loss), 1e-30)
+        gradient_difference = compare_trees(torch_grads, jax_grads)
         adapted_difference = None
-        if adapted_torch is not None:
-            adapted_jax = jax.jit(
-                jax.vmap(
-                    lambda x, y: jax_algorithm.adapt(
-                        jax.lax.stop_gradient(meta), x, y, steps=adaptation_steps
-                    )
-                )
-            )(arrays[0], arrays[1])["params"]
-            expected, actual = [], []
-            for task, named in enumerate(adapted_torch):
-                task_jax = jax.tree_util.tree_map(lambda a, t=task: a[t], adapted_jax)
-                if algorithm == "anil":
-                    named = {
-                        f"classifier.{k.split('.', 1)[1]}": v
-                        for k, v in named.items()
-                        if k.startswith("module.")
-                    }
-                    expected += _leaves(_torch_as_flax(torch_learner, named, flax_model)["classifier"])
-                    actual += _leaves(task_jax)
-                else:
-                    named = {k.split(".", 1)[1]: v for k, v in named.items() if k.startswith("module.")}
-                    expected += _leaves(_torch_as_flax(torch_learner, named, flax_model))
-                    actual += _leaves(task_jax)
-            adapted_difference = _relative(actual, expected)
+        if spec.adapts:
+            adapted_torch = torch_learner.adapted_parameters(*batch[:2], layout="flax")
+            adapted_jax = jax_learner.adapted_parameters(*batch[:2], layout="flax")
+            adapted_difference = compare_trees(adapted_torch, adapted_jax)
     return CrossCheckReport(loss_difference, adapted_difference, gradient_difference, TOLERANCES[dtype])
 
 
-def _gradient_pairs(algorithm, torch_learner, torch_grads, jax_grads, flax_model):
-    """Matching lists (torch converted to the flax layout, jax) of meta-gradient leaves."""
-    strip = lambda prefix: {k[len(prefix) :]: v for k, v in torch_grads.items() if k.startswith(prefix)}
-    if algorithm in ("maml", "metasgd", "reptile"):
-        expected = _leaves(_torch_as_flax(torch_learner, strip("module."), flax_model))
-        actual = _leaves(jax_grads["model"]["params"])
-        if algorithm == "metasgd":
-            rates = {
-                name: torch_grads[f"lrs.{i}"]
-                for i, (name, _) in enumerate(torch_learner.model.named_parameters())
-            }
-            expected += _leaves(_torch_as_flax(torch_learner, rates, flax_model))
-            actual += _leaves(jax_grads["lrs"])
-        return expected, actual
-    if algorithm == "anil":
-        named = {
-            **{f"features.{k}": v for k, v in strip("features.").items()},
-            **{f"classifier.{k}": v for k, v in strip("module.").items()},
-        }
-        converted = _torch_as_flax(torch_learner, named, flax_model)
-        expected = _leaves({k: v for k, v in converted.items() if k != "classifier"}) + _leaves(
-            converted["classifier"]
-        )
-        actual = _leaves(jax_grads["features"]["params"]) + _leaves(jax_grads["model"]["params"])
-        return expected, actual
-    # protonet / metaoptnet: the feature extractor (and MetaOptNet's scale and bias)
-    named = {f"features.{k}": v for k, v in strip("features.").items()}
-    converted = _torch_as_flax(torch_learner, named, flax_model)
-    expected = _leaves({k: v for k, v in converted.items() if k != "classifier"})
-    actual = _leaves(jax_grads["features"]["params"])
-    if algorithm == "metaoptnet" and "head.scale" in torch_grads:
-        expected += [torch_grads["head.bias"].numpy(), torch_grads["head.scale"].numpy()]
-        actual += _leaves({"bias": jax_grads["head"]["bias"], "scale": jax_grads["head"]["scale"]})
-    return expected, actual
+def crosscheck_rows() -> list[tuple[str, dict]]:
+    """``(algorithm, options)`` for every registered algorithm and each of its cross-check
+    option sets (``AlgorithmSpec.crosscheck``)."""
+    return [(name, dict(options)) for name, spec in ALGORITHM_SPECS.items() for options in spec.crosscheck]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m l2l_multi.crosscheck", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--algorithm", default="maml", choices=CROSSCHECK_ALGORITHMS)
+    parser.add_argument("--algorithm", default="maml", choices=(*crosscheck_algorithms(), "all"),
+                        help="a registered algorithm, or all of them with their registered options")
     parser.add_argument("--model", default="omniglot-cnn", choices=MODELS)
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)
@@ -306,24 +218,28 @@ def main(argv: list[str] | None = None) -> int:
         "--inner", default=None, choices=INNER_OPTIMIZERS,
         help="inner optimizer (maml, metasgd, anil): torch runs l2l_multi.transforms, jax optax",
     )
+    parser.add_argument("--head", default=None, help="MetaOptNet's head (ridge, svm)")
     args = parser.parse_args(argv)
-    report = crosscheck(
-        args.algorithm,
-        args.model,
-        args.ways,
-        args.shots,
-        args.queries,
-        args.meta_batch,
-        args.seed,
-        args.first_order,
-        args.dtype,
-        args.steps,
-        args.lr,
-        args.inner,
-    )
+    if args.algorithm == "all":
+        rows = crosscheck_rows()
+    else:
+        rows = [(args.algorithm, {} if args.head is None else {"head": args.head})]
+    failed = 0
+    for algorithm, options in rows:
+        report = crosscheck(
+            algorithm, args.model, args.ways, args.shots, args.queries, args.meta_batch, args.seed,
+            args.first_order, args.dtype, args.steps, args.lr, args.inner, **options,
+        )
+        _print_report(args, algorithm, options, report)
+        failed += not report.passed
+    return 1 if failed else 0
+
+
+def _print_report(args: argparse.Namespace, algorithm: str, options: dict, report: CrossCheckReport) -> None:
     order = "first" if args.first_order else "second"
+    extras = "".join(f", {key} {value}" for key, value in options.items())
     print(
-        f"cross-check {args.algorithm} ({order} order, {args.steps} step(s)"
+        f"cross-check {algorithm}{extras} ({order} order, {args.steps} step(s)"
         f"{'' if args.inner is None else ', inner ' + args.inner}), {args.model}, {args.ways}-way "
         f"{args.shots}-shot, meta-batch {args.meta_batch}, seed {args.seed}, {args.dtype}"
     )
@@ -337,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  largest relative difference, {name:<20} {shown}")
     verdict = "PASS" if report.passed else "FAIL"
     print(f"{verdict}: tolerance {report.tolerance:.0e}")
-    return 0 if report.passed else 1
 
 
 if __name__ == "__main__":

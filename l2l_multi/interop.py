@@ -43,7 +43,7 @@ from ._interop_layers import (
     _torch_values,
 )
 
-__all__ = ["flax_to_torch", "to_jax", "to_torch", "torch_to_flax"]
+__all__ = ["flax_to_torch", "seeded_variables", "to_jax", "to_torch", "torch_to_flax"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,3 +339,33 @@ def flax_to_torch(variables: Mapping, torch_module, flax_module=None, *, input_s
         for target, tensor in writes:
             target.copy_(tensor)
     return torch_module
+
+
+def seeded_variables(model: Any, output_size: int, seed: int, flax_module=None) -> dict | None:
+    """The torch backend's model of a registry spec, built after ``torch.manual_seed(seed)``,
+    as the variables of ``flax_module`` (its flax twin): how the jax backend starts from the
+    same weights as torch without importing the torch backend itself.
+
+    Args:
+        model: a name of ``l2l_multi._registry.MODEL_SPECS`` or a ``ModelSpec``.
+        output_size: the model's outputs (classes); seed: torch's seed.
+        flax_module: the flax model to fill; None: the twin ``torch_to_flax`` finds.
+
+    Returns:
+        ``{'params': ..., ['batch_stats': ...]}`` as from ``torch_to_flax`` (float32), or
+        ``None`` when torch cannot be imported (the caller then initialises with jax's own seed).
+
+    Example:
+        >>> variables = seeded_variables("omniglot-fc", 5, seed=0)
+        >>> variables["params"]["classifier"]["kernel"].shape
+        (64, 5)
+    """
+    from ._registry import model_spec
+
+    spec = model_spec(model)
+    try:
+        from .backends.torch.training import build_model
+    except ImportError:  # torch is not installed (or cannot be imported): no shared start
+        return None
+    torch_model = build_model(spec, output_size, seed)
+    return torch_to_flax(torch_model, flax_module, input_shape=(2, *spec.input_shape))

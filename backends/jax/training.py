@@ -1,51 +1,73 @@
-"""The jax side of ``l2l.MetaLearner``: a jit-compiled meta-step with optax Adam."""
+"""The jax backend step of ``l2l.MetaLearner``: a jit-compiled meta-step with optax Adam.
+
+``l2l_multi._training.MetaLearner`` holds the shared logic (validation, the step counter, the host
+side of the non-finite guard); this module supplies what only jax does. It never imports the
+torch backend: initial weights shared with torch come through ``l2l_multi.interop``."""
 
 from __future__ import annotations
 
 import copy
-import importlib.util
+from collections.abc import Callable
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..._checks import check_labels, check_learning_rate, nonfinite_inputs, nonfinite_update_error
+from ..._registry import AlgorithmSpec, ModelSpec, model_spec
 from ..._training import inner_optimizer
 from . import algorithms
 from .vision import models
 
-_FLAX_MODELS = {
-    "omniglot-cnn": lambda ways, conv: models.OmniglotCNN(ways, implementation=conv),
-    "omniglot-cnn-pool": lambda ways, conv: models.CNN4(
-        ways, channels=1, embedding_size=64, implementation=conv
-    ),
-    "omniglot-fc": lambda ways, conv: models.OmniglotFC(28 * 28, ways),
-    "cnn4": lambda ways, conv: models.CNN4(ways, implementation=conv),
-    "cnn4-32": lambda ways, conv: models.CNN4(ways, embedding_size=4 * 64, implementation=conv),
+
+class MLP(nn.Module):
+    """``[Dense -> ReLU] * len(sizes) -> Dense`` (flax twin of the torch backend's
+    ``training.MLP``, the sine regression network of MAML). Input ``[N, input_size]``, output
+    ``[N, output_size]``."""
+
+    input_size: int = 1
+    output_size: int = 1
+    sizes: tuple[int, ...] = (40, 40)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        for size in self.sizes:
+            x = nn.relu(nn.Dense(size)(x))
+        return nn.Dense(self.output_size)(x)
+
+
+# a model family of the registry -> its flax class (``ModelSpec.family``)
+MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "OmniglotCNN": models.OmniglotCNN,
+    "OmniglotFC": models.OmniglotFC,
+    "CNN4": models.CNN4,
+    "MLP": MLP,
 }
-_INPUT_SHAPES = {
-    "omniglot-cnn": (2, 1, 28, 28),
-    "omniglot-cnn-pool": (2, 1, 28, 28),
-    "omniglot-fc": (2, 784),
-    "cnn4": (2, 3, 84, 84),
-    "cnn4-32": (2, 3, 32, 32),
-}
 
 
-def build_variables(name: str, ways: int, seed: int, dtype=jnp.float32, conv: str = "auto"):
-    """``(flax model, variables)`` for a named model: torch's seeded weights converted when torch
-    is installed (identical start on both backends), else ``model.init(PRNGKey(seed), ...)``.
-    ``conv``: how its convolutions run ("auto", "xla", "matmul"; see ``vision.models.Conv2d``)."""
-    model = _FLAX_MODELS[name](ways, conv)
-    if importlib.util.find_spec("torch") is not None:
-        from ... import interop
-        from ..torch.training import build_model
+def build_model(name: str | ModelSpec, ways: int, conv: str = "auto") -> nn.Module:
+    """The flax model of a registry spec with ``ways`` outputs. ``conv``: how its convolutions
+    run ("auto", "xla", "matmul"; see ``vision.models.Conv2d``), for convolutional specs."""
+    spec = model_spec(name)
+    if spec.family not in MODEL_BUILDERS:
+        raise ValueError(f"model family {spec.family!r} has no jax builder (MODEL_BUILDERS)")
+    extra = {"implementation": conv} if spec.convolutional else {}
+    return MODEL_BUILDERS[spec.family](**spec.config(ways), **extra)
 
-        variables = interop.torch_to_flax(build_model(name, ways, seed), model)
-    else:
-        variables = model.init(jax.random.PRNGKey(seed), jnp.zeros(_INPUT_SHAPES[name], jnp.float32))
+
+def build_variables(name: str | ModelSpec, ways: int, seed: int, dtype=jnp.float32, conv: str = "auto"):
+    """``(flax model, variables)`` for a registry spec: torch's seeded weights converted when
+    torch is installed (``l2l_multi.interop.seeded_variables``: identical start on both
+    backends), else ``model.init(PRNGKey(seed), ...)``."""
+    from ... import interop
+
+    spec = model_spec(name)
+    model = build_model(spec, ways, conv)
+    variables = interop.seeded_variables(spec, ways, seed, model)
+    if variables is None:  # no torch here
+        variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((2, *spec.input_shape), jnp.float32))
     variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), dict(variables))
     return model, variables
 
@@ -72,6 +94,69 @@ def _split(model, variables):
     return features, feature_variables, head_variables
 
 
+def _build_whole(make):
+    def build(model, variables, ways, **options):
+        algorithm = make(model, **options)
+        return algorithm, algorithm.from_variables(variables)
+
+    return build
+
+
+def _step(lr, inner):
+    return {"lr": lr} if inner is None else {"inner": inner}
+
+
+def _build_anil(model, variables, ways, *, lr, first_order, inner, head):
+    features, feature_variables, head_variables = _split(model, variables)
+    algorithm = algorithms.ANIL(features, nn.Dense(ways), first_order=first_order, **_step(lr, inner))
+    return algorithm, algorithm.from_variables(feature_variables, head_variables)
+
+
+def _build_protonet(model, variables, ways, *, lr, first_order, inner, head):
+    features, feature_variables, _ = _split(model, variables)
+    algorithm = algorithms.ProtoNet(features, ways)
+    return algorithm, algorithm.from_variables(feature_variables)
+
+
+def _build_metaoptnet(model, variables, ways, *, lr, first_order, inner, head):
+    features, feature_variables, _ = _split(model, variables)
+    algorithm = algorithms.MetaOptNet(features, ways, head="ridge" if head is None else head)
+    return algorithm, algorithm.from_variables(feature_variables)
+
+
+# an algorithm of the registry -> its jax builder ``(flax model, variables, ways, **options) ->
+# (algorithm, meta_params)`` (other helpers register theirs here)
+ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
+    "maml": _build_whole(lambda m, lr, first_order, inner, head: algorithms.MAML(
+        m, first_order=first_order, **_step(lr, inner))),
+    "metasgd": _build_whole(lambda m, lr, first_order, inner, head: algorithms.MetaSGD(
+        m, lr, first_order=first_order, inner=inner)),
+    "anil": _build_anil,
+    "protonet": _build_protonet,
+    "metaoptnet": _build_metaoptnet,
+    "reptile": _build_whole(lambda m, lr, first_order, inner, head: algorithms.Reptile(m, lr)),
+}
+
+
+def _mse(prediction, target):
+    return jnp.mean((prediction - target) ** 2)
+
+
+LOSSES = {"cross-entropy": algorithms.cross_entropy, "mse": _mse}
+
+
+def _meta_batch_loss(algorithm, meta_params, batch, loss, steps, task_map):
+    """``(loss, task_losses, query_logits)`` through the algorithm module's ``meta_batch_loss``
+    (the one place that knows its signature and return type)."""
+    result = algorithms.meta_batch_loss(
+        algorithm, meta_params, *batch, loss=loss, adaptation_steps=steps, task_map=task_map
+    )
+    if hasattr(result, "task_losses"):  # the contract's MetaBatchLoss
+        return result.loss, result.task_losses, result.query_logits
+    loss_value, (task_losses, logits) = result
+    return loss_value, task_losses, logits
+
+
 def _restore_like(live, saved, name: str):
     """``saved``'s leaves in ``live``'s tree structure, as jax arrays; refuses another model's state."""
     leaves, live_leaves = jax.tree_util.tree_leaves(saved), jax.tree_util.tree_leaves(live)
@@ -91,195 +176,153 @@ def _restore_like(live, saved, name: str):
     return jax.tree_util.tree_unflatten(structure, [jnp.asarray(leaf) for leaf in leaves])
 
 
-class MetaLearner:
-    """See ``l2l_multi.MetaLearner``. Extra options: ``dtype`` ("float32"/"float64", the latter
-    needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap", "map"), ``head`` ("ridge"), ``conv``
-    ("auto", "xla", "matmul": how the model's convolutions run; "xla" compiles several times faster
-    on CPU, "matmul" runs faster there), ``inner`` (see ``l2l_multi.MetaLearner``; names build
-    optax's transforms)."""
+def _numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
 
-    def __init__(
-        self,
-        algorithm,
-        model,
-        ways,
-        *,
-        lr,
-        meta_lr,
-        adaptation_steps,
-        first_order,
-        seed,
-        dtype="float32",
-        task_map="auto",
-        head="ridge",
-        conv="auto",
-        inner=None,
-    ):
-        import flax.linen as nn
 
-        self.name, self.ways, self.adaptation_steps, self.task_map = (
-            algorithm,
-            ways,
-            adaptation_steps,
-            task_map,
-        )
+class _Outcome:
+    """One compiled step as the core's guard sees it (the step itself skipped a non-finite update)."""
+
+    checked = False
+
+    def __init__(self, metrics):
+        self.metrics, self.loss, self.accuracy = metrics, metrics.loss, metrics.accuracy
+
+    def finite(self) -> bool:
+        return bool(self.metrics.is_finite)
+
+    def bad_names(self) -> list[str]:
+        flags, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(self.metrics.gradients_finite))
+        return [_dotted(path) for path, finite in flags if not finite]
+
+    def undo(self) -> None:
+        """Nothing to undo: ``make_meta_train_step(skip_nonfinite=True)`` kept the old state."""
+
+
+class JaxStep:
+    """The jax half of ``MetaLearner``: see ``make_backend_step``."""
+
+    def __init__(self, spec: AlgorithmSpec, model: ModelSpec, ways: int, *, lr, meta_lr, adaptation_steps,
+                 first_order, seed, loss, dtype="float32", task_map="auto", head=None, conv="auto",
+                 inner=None):
+        if spec.name not in ALGORITHM_BUILDERS:
+            raise ValueError(f"algorithm={spec.name!r} has no jax builder (ALGORITHM_BUILDERS)")
+        self.spec, self.ways, self.task_map, self.lr = spec, ways, task_map, lr
+        self.adaptation_steps, self.loss_fn = adaptation_steps, LOSSES[loss]
         self.dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
         self.model, variables = build_variables(model, ways, seed, self.dtype, conv)
-        inner = inner_optimizer(inner, algorithm, lr, optax)  # a name -> optax's own implementation
-        step = {"lr": lr} if inner is None else {"inner": inner}
-        if algorithm in ("maml", "metasgd", "reptile"):
-            if algorithm == "reptile":
-                self.algorithm = algorithms.Reptile(self.model, lr)
-            elif algorithm == "metasgd":
-                self.algorithm = algorithms.MetaSGD(self.model, lr, first_order=first_order, inner=inner)
-            else:
-                self.algorithm = algorithms.MAML(self.model, first_order=first_order, **step)
-            self.meta_params = self.algorithm.from_variables(variables)
-        else:
-            features, feature_variables, head_variables = _split(self.model, variables)
-            if algorithm == "anil":
-                self.algorithm = algorithms.ANIL(features, nn.Dense(ways), first_order=first_order, **step)
-                self.meta_params = self.algorithm.from_variables(feature_variables, head_variables)
-            elif algorithm == "protonet":
-                self.algorithm = algorithms.ProtoNet(features, ways)
-                self.meta_params = self.algorithm.from_variables(feature_variables)
-            else:
-                self.algorithm = algorithms.MetaOptNet(features, ways, head=head)
-                self.meta_params = self.algorithm.from_variables(feature_variables)
+        inner = inner_optimizer(inner, spec.name, lr, optax)  # a name -> optax's own implementation
+        self.algorithm, self.meta_params = ALGORITHM_BUILDERS[spec.name](
+            self.model, variables, ways, lr=lr, first_order=first_order, inner=inner, head=head
+        )
         # the learning rate lives in the optimizer state, so schedules and checkpoints carry it
         self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=meta_lr)
         self.opt_state = self.optimizer.init(self.meta_params)
         self._step = algorithms.make_meta_train_step(
-            self.algorithm,
-            self.optimizer,
-            adaptation_steps=adaptation_steps,
-            task_map=task_map,
-            skip_nonfinite=True,
+            self.algorithm, self.optimizer, loss=self.loss_fn, adaptation_steps=adaptation_steps,
+            task_map=task_map, skip_nonfinite=True,
         )
-        self.iterations = 0  # committed meta-updates (a plain int, part of state_dict)
-        self._pending = None  # the last train_step's (iteration, metrics, batch), until checked
-        self._evaluators: dict[int, Any] = {}
+        self._evaluators: dict[tuple, Any] = {}
 
-    def _arrays(self, *arrays):
+    def convert(self, *arrays) -> tuple:
         out = []
         for array in arrays:
             array = jnp.asarray(array)
             out.append(array.astype(self.dtype) if jnp.issubdtype(array.dtype, jnp.floating) else array)
-        return out
+        return tuple(out)
 
-    def train_step(self, support_x, support_y, query_x, query_y, wait: bool = True) -> dict[str, Any]:
-        """One compiled meta-update (traced once per batch shape).
-
-        Returns ``loss`` and ``accuracy`` as Python floats, or with ``wait=False`` as 0-d jax arrays
-        without waiting for the device, so the host can prepare the next batch meanwhile
-        (``float(value)`` reads them).
-
-        Never commits a non-finite update: the compiled step (``make_meta_train_step(...,
-        skip_nonfinite=True)``) keeps the meta-parameters and optimizer state (Adam's moments and
-        count) when the meta-loss or a meta-gradient is NaN/inf, ``iterations`` does not advance,
-        and ``FloatingPointError`` names the iteration and what went non-finite. With
-        ``wait=False`` the flag is read later: the error is raised by the next call of
-        ``train_step``, ``evaluate``, ``state_dict``, ``meta_parameters`` or ``check_finite()``.
-        Labels outside ``[0, ways)`` raise ``ValueError`` naming the argument (they are read on
-        the host; a negative one would otherwise give a finite, wrong loss)."""
-        check_labels(support_y, "support_y", self.ways)
-        check_labels(query_y, "query_y", self.ways)
-        batch = self._arrays(support_x, support_y, query_x, query_y)
-        # the previous step's flag is read last, so the device waits only for this dispatch
-        self.check_finite()
-        iteration = self.iterations + 1
+    def step(self, batch, wait: bool) -> _Outcome:
+        """One compiled meta-update (traced once per batch shape)."""
         self.meta_params, self.opt_state, metrics = self._step(self.meta_params, self.opt_state, *batch)
-        self.iterations, self._pending = iteration, (iteration, metrics, batch)
-        if wait:
-            self.check_finite()
-            loss, accuracy = jax.device_get((metrics.loss, metrics.accuracy))
-            return {"loss": float(loss), "accuracy": float(accuracy)}
-        return {"loss": metrics.loss, "accuracy": metrics.accuracy}
-
-    def check_finite(self) -> None:
-        """Raise the ``FloatingPointError`` of a non-finite ``train_step(wait=False)``, whose update
-        the compiled step skipped (see ``train_step``); waits for that step. Called by
-        ``train_step``, ``evaluate``, ``state_dict`` and ``meta_parameters``, so an error is never
-        lost."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        iteration, metrics, batch = pending
-        if bool(metrics.is_finite):
-            return
-        self.iterations = iteration - 1
-        flags, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(metrics.gradients_finite))
-        bad = [_dotted(path) for path, finite in flags if not finite]
-        bad_inputs = nonfinite_inputs(zip(("support_x", "support_y", "query_x", "query_y"), batch))
-        raise nonfinite_update_error(iteration, float(metrics.loss), bad, bad_inputs)
+        return _Outcome(metrics)
 
     def set_meta_lr(self, meta_lr: float) -> None:
-        """Sets Adam's learning rate (for schedules); it is part of ``state_dict``."""
-        check_learning_rate(meta_lr, "meta_lr", arrays=())
         current = self.opt_state.hyperparams["learning_rate"]
         self.opt_state.hyperparams["learning_rate"] = jnp.asarray(meta_lr, current.dtype)
 
-    def evaluate(
-        self, support_x, support_y, query_x, query_y, adaptation_steps=None, ways=None
-    ) -> dict[str, Any]:
-        """Adapt and score each task; ``loss``, ``accuracy``, ``task_accuracies`` (numpy ``[B]``).
-
-        ``ways``: classes per task when it differs from training (ProtoNet, MetaOptNet only)."""
-        steps = self.adaptation_steps if adaptation_steps is None else adaptation_steps
-        ways = self.ways if ways is None else ways
-        if ways != self.ways and self.name not in ("protonet", "metaoptnet"):
-            raise ValueError(
-                f"ways={ways!r}: {self.name} has a {self.ways}-way output layer; only protonet and "
-                "metaoptnet evaluate with other ways"
-            )
-        self.check_finite()
-        check_labels(support_y, "support_y", ways)
-        check_labels(query_y, "query_y", ways)
-        if (steps, ways) not in self._evaluators:
-            self._evaluators[steps, ways] = jax.jit(self._evaluate_fn(steps, ways))
-        loss, accuracies = self._evaluators[steps, ways](
-            self.meta_params, *self._arrays(support_x, support_y, query_x, query_y)
-        )
-        accuracies = np.asarray(accuracies)
-        return {"loss": float(loss), "accuracy": float(accuracies.mean()), "task_accuracies": accuracies}
-
-    def _evaluate_fn(self, steps, ways):
+    def _evaluation_algorithm(self, ways: int):
         algorithm = self.algorithm
-        if isinstance(algorithm, algorithms.Reptile):  # Reptile adapts like MAML at test time
-            algorithm = algorithms.MAML(self.model, algorithm.lr, first_order=True)
-        elif ways != self.ways:  # a metric head's logits have a static number of classes
+        if self.spec.kind == "reptile":  # Reptile adapts like first-order MAML at test time
+            return algorithms.MAML(self.model, algorithm.lr, first_order=True)
+        if ways != self.ways:  # a metric head's logits have a static number of classes
             algorithm = copy.copy(algorithm)
             algorithm.ways = ways
+        return algorithm
 
-        def evaluate(meta_params, sx, sy, qx, qy):
-            _, (task_losses, logits) = algorithms.meta_batch_loss(
-                algorithm, meta_params, sx, sy, qx, qy, adaptation_steps=steps, task_map=self.task_map
+    def evaluate(self, batch, steps: int, ways: int):
+        if (steps, ways) not in self._evaluators:
+            algorithm = self._evaluation_algorithm(ways)
+
+            def evaluate(meta_params, sx, sy, qx, qy):
+                _, task_losses, logits = _meta_batch_loss(
+                    algorithm, meta_params, (sx, sy, qx, qy), self.loss_fn, steps, self.task_map
+                )
+                if logits.ndim != qy.ndim + 1:  # regression
+                    return task_losses, None
+                return task_losses, (logits.argmax(-1) == qy).mean(-1)
+
+            self._evaluators[steps, ways] = jax.jit(evaluate)
+        task_losses, accuracies = self._evaluators[steps, ways](self.meta_params, *batch)
+        return np.asarray(task_losses), None if accuracies is None else np.asarray(accuracies)
+
+    # -- public trees ----------------------------------------------------------------
+    @staticmethod
+    def _layout(tree, layout: str | None):
+        if layout == "torch":
+            raise ValueError(
+                "layout='torch' is not available on the jax backend; convert the model's variables "
+                "with l2l_multi.interop.flax_to_torch"
             )
-            return task_losses.mean(), (logits.argmax(-1) == qy).mean(-1)
+        return _numpy(tree)
 
-        return evaluate
+    def meta_parameters(self, layout: str | None) -> dict:
+        return self._layout(self.meta_params, layout)
 
-    def meta_parameters(self) -> dict:
-        """The meta-parameter tree as numpy arrays (jax layout)."""
-        self.check_finite()
-        return jax.tree_util.tree_map(np.asarray, self.meta_params)
+    def meta_gradients(self, batch, layout: str | None):
+        algorithm, steps = self.algorithm, self.adaptation_steps
 
+        def loss_of(meta):
+            return _meta_batch_loss(algorithm, meta, batch, self.loss_fn, steps, self.task_map)[0]
+
+        if self.spec.kind == "reptile":
+
+            def reptile(meta):
+                direction = jax.vmap(lambda x, y: algorithm.meta_gradient(meta, x, y, steps=steps))
+                grads = jax.tree_util.tree_map(lambda d: d.mean(0), direction(batch[0], batch[1]))
+                return loss_of(meta), grads
+
+            loss, grads = jax.jit(reptile)(self.meta_params)
+        else:
+            loss, grads = jax.jit(jax.value_and_grad(loss_of))(self.meta_params)
+        return float(loss), self._layout(grads, layout)
+
+    def adapted_parameters(self, support_x, support_y, steps: int, layout: str | None) -> list:
+        algorithm, loss = self.algorithm, self.loss_fn
+        meta = jax.lax.stop_gradient(self.meta_params)
+        adapted = jax.jit(jax.vmap(lambda x, y: algorithm.adapt(meta, x, y, loss=loss, steps=steps)))(
+            support_x, support_y
+        )
+        adapted = self._layout(adapted, layout)
+        return [jax.tree_util.tree_map(lambda a, t=task: a[t], adapted) for task in range(support_x.shape[0])]
+
+    # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Meta-parameters and optimizer state as numpy trees (a checkpoint that resumes exactly)."""
-        self.check_finite()  # a refused wait=False step raises here rather than being saved
-        to_numpy = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
-        return {
-            "meta_params": to_numpy(self.meta_params),
-            "optimizer": to_numpy(self.opt_state),
-            "iterations": self.iterations,
-        }
+        return {"meta_params": _numpy(self.meta_params), "optimizer": _numpy(self.opt_state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores ``state_dict()``'s values. The tree structures (flax dicts, optax NamedTuples)
-        come from this learner's own live state, so a checkpoint that stored NamedTuples as plain
-        tuples restores exactly; the arrays must match in number, shape and dtype."""
+        """The tree structures (flax dicts, optax NamedTuples) come from this learner's live
+        state; the arrays must match in number, shape and dtype."""
         if not isinstance(state, dict) or not {"meta_params", "optimizer"} <= set(state):
             raise ValueError("state must be a dict from MetaLearner.state_dict() (meta_params, optimizer)")
-        self.meta_params = _restore_like(self.meta_params, state["meta_params"], "meta_params")
+        meta_params = _restore_like(self.meta_params, state["meta_params"], "meta_params")
         self.opt_state = _restore_like(self.opt_state, state["optimizer"], "optimizer")
-        self.iterations, self._pending = int(state.get("iterations", 0)), None
+        self.meta_params = meta_params
+
+
+def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **options: Any) -> JaxStep:
+    """The jax backend step of ``l2l_multi.MetaLearner``. Options besides the core's: ``dtype``
+    ("float32"/"float64", the latter needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap",
+    "map"), ``head`` ("ridge"), ``conv`` ("auto", "xla", "matmul": how the model's convolutions
+    run; "xla" compiles several times faster on CPU, "matmul" runs faster there), ``inner``
+    (names build optax's transforms)."""
+    return JaxStep(spec, model, ways, **options)

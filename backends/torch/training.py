@@ -1,7 +1,12 @@
-"""The torch side of ``l2l.MetaLearner``: the library's learners and Adam, one step per batch."""
+"""The torch backend step of ``l2l.MetaLearner``: the library's learners and Adam, one autograd
+meta-step per batch. ``l2l_multi._training.MetaLearner`` holds the shared logic (validation, the
+step counter, the host side of the non-finite guard); this module supplies what only torch does."""
 
 from __future__ import annotations
 
+import copy
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -9,51 +14,49 @@ import torch
 import torch.nn.functional as F
 
 from ... import transforms
-from ..._checks import check_labels, check_learning_rate, nonfinite_inputs, nonfinite_update_error
+from ..._registry import AlgorithmSpec, ModelSpec, model_spec
 from ..._training import inner_optimizer
 from .. import torch as _backend
 from . import algorithms
 from .vision import models
 
 
-def build_model(name: str, ways: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """The named model (``l2l_multi._training.MODELS``), initialised after ``torch.manual_seed(seed)``."""
+class MLP(torch.nn.Sequential):
+    """``[Linear -> ReLU] * len(sizes) -> Linear``, PyTorch's default initialisation (the sine
+    regression network of MAML). Input ``[N, input_size]``, output ``[N, output_size]``."""
+
+    def __init__(self, input_size: int = 1, output_size: int = 1, sizes: tuple[int, ...] = (40, 40)):
+        layers, width = [], input_size
+        for size in sizes:
+            layers += [torch.nn.Linear(width, size), torch.nn.ReLU()]
+            width = size
+        super().__init__(*layers, torch.nn.Linear(width, output_size))
+        self.input_size, self.output_size, self.sizes = input_size, output_size, tuple(sizes)
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (the flax twin is built from them)."""
+        return {"input_size": self.input_size, "output_size": self.output_size, "sizes": self.sizes}
+
+
+# a model family of the registry -> its torch class (``ModelSpec.family``)
+MODEL_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
+    "OmniglotCNN": models.OmniglotCNN,
+    "OmniglotFC": models.OmniglotFC,
+    "CNN4": models.CNN4,
+    "MLP": MLP,
+}
+
+
+def build_model(
+    name: str | ModelSpec, ways: int, seed: int, dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
+    """The named model (``l2l_multi._registry.MODEL_SPECS``, or a ``ModelSpec``) with ``ways``
+    outputs, initialised after ``torch.manual_seed(seed)``."""
+    spec = model_spec(name)
+    if spec.family not in MODEL_BUILDERS:
+        raise ValueError(f"model family {spec.family!r} has no torch builder (MODEL_BUILDERS)")
     torch.manual_seed(seed)
-    if name == "omniglot-cnn":
-        model = models.OmniglotCNN(ways)
-    elif name == "omniglot-fc":
-        model = models.OmniglotFC(28 * 28, ways)
-    elif name == "cnn4":
-        model = models.CNN4(ways)
-    elif name == "omniglot-cnn-pool":  # 28 -> 14 -> 7 -> 3 -> 1: a 64-d embedding
-        model = models.CNN4(ways, channels=1, embedding_size=64)
-    elif name == "cnn4-32":  # 32x32 inputs leave 2x2 maps after four poolings
-        model = models.CNN4(ways, embedding_size=4 * 64)
-    else:
-        raise ValueError(f"model={name!r} is not known")
-    return model.to(dtype)
-
-
-_BATCH_NAMES = ("support_x", "support_y", "query_x", "query_y")
-
-
-def _check_labels(support_y, query_y, classes: int) -> None:
-    check_labels(support_y, "support_y", classes)
-    check_labels(query_y, "query_y", classes)
-
-
-class _PendingCheck:
-    """One step's finite flags (``flags``: one per gradient, then the loss's) and what names them."""
-
-    def __init__(self, iteration, loss, names, flags, batch):
-        self.iteration, self.loss, self.names, self.flags, self.batch = iteration, loss, names, flags, batch
-        self.saved: list = []
-
-    def error(self) -> FloatingPointError:
-        flags = self.flags.tolist()
-        bad = [name for name, finite in zip(self.names, flags[:-1]) if not finite]
-        bad_inputs = nonfinite_inputs(zip(_BATCH_NAMES, self.batch))
-        return nonfinite_update_error(self.iteration, float(self.loss), bad, bad_inputs)
+    return MODEL_BUILDERS[spec.family](**spec.config(ways)).to(dtype)
 
 
 def _features_and_head(model: torch.nn.Module):
@@ -62,129 +65,181 @@ def _features_and_head(model: torch.nn.Module):
     return model.features, model.classifier
 
 
-class MetaLearner:
-    """See ``l2l_multi.MetaLearner``. Extra options: ``device``, ``dtype`` ("float32"/"float64"),
-    ``path`` ("auto", "loop", "vmap"), ``head`` ("svm"/"ridge" for MetaOptNet), ``inner`` (see
-    ``l2l_multi.MetaLearner``; names build ``l2l_multi.transforms``)."""
+def _build_maml(model, *, lr, first_order, inner, head):
+    step = {"lr": lr} if inner is None else {"inner": inner}
+    return algorithms.MAML(model, first_order=first_order, **step)
 
-    def __init__(
-        self,
-        algorithm,
-        model,
-        ways,
-        *,
-        lr,
-        meta_lr,
-        adaptation_steps,
-        first_order,
-        seed,
-        device=None,
-        dtype="float32",
-        path="auto",
-        head="ridge",
-        inner=None,
-    ):
-        self.name, self.ways, self.adaptation_steps, self.path = algorithm, ways, adaptation_steps, path
+
+def _build_metasgd(model, *, lr, first_order, inner, head):
+    return algorithms.MetaSGD(model, lr=lr, first_order=first_order, inner=inner)
+
+
+def _build_anil(model, *, lr, first_order, inner, head):
+    step = {"lr": lr} if inner is None else {"inner": inner}
+    return algorithms.ANIL(*_features_and_head(model), first_order=first_order, **step)
+
+
+def _build_protonet(model, *, lr, first_order, inner, head):
+    return algorithms.ProtoNet(_features_and_head(model)[0])
+
+
+def _build_metaoptnet(model, *, lr, first_order, inner, head):
+    return algorithms.MetaOptNet(_features_and_head(model)[0], head="ridge" if head is None else head)
+
+
+def _build_reptile(model, *, lr, first_order, inner, head):
+    return algorithms.Reptile(model, lr=lr)
+
+
+# an algorithm of the registry -> its torch builder (other helpers register theirs here)
+ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
+    "maml": _build_maml,
+    "metasgd": _build_metasgd,
+    "anil": _build_anil,
+    "protonet": _build_protonet,
+    "metaoptnet": _build_metaoptnet,
+    "reptile": _build_reptile,
+}
+LOSSES = {"cross-entropy": F.cross_entropy, "mse": F.mse_loss}
+# parameter-name prefixes of the torch learners -> the contract's top-level keys
+_TREE_KEYS = (("module.", "model"), ("features.", "features"), ("head.", "head"), ("transform.", "transform"))
+
+
+def _meta_batch_loss(algorithm, batch, loss, steps, path):
+    """``(loss, task_losses, query_logits)`` through the algorithm module's ``meta_batch_loss``
+    (the one place that knows its signature)."""
+    if "meta_params" in inspect.signature(algorithms.meta_batch_loss).parameters:  # the contract's form
+        task_map = {"loop": "sequential"}.get(path, path)
+        result = algorithms.meta_batch_loss(
+            algorithm, algorithm.meta_parameters(), *batch, loss=loss, steps=steps, task_map=task_map
+        )
+    else:
+        result = algorithms.meta_batch_loss(algorithm, *batch, loss=loss, adaptation_steps=steps, path=path)
+    return result.loss, result.task_losses, result.query_logits
+
+
+class _Outcome:
+    """One train step as the core's guard sees it: ``loss``, ``accuracy`` (0-d tensors),
+    ``finite()``, ``bad_names()``, ``undo()``."""
+
+    def __init__(self, owner, loss, accuracy, names, flags, checked):
+        self.owner, self.loss, self.accuracy, self.names, self.flags = owner, loss, accuracy, names, flags
+        self.checked, self.saved = checked, []
+
+    def finite(self) -> bool:
+        return bool(self.flags.all())
+
+    def bad_names(self) -> list[str]:
+        return [name for name, finite in zip(self.names, self.flags.tolist()[:-1]) if not finite]
+
+    def undo(self) -> None:
+        """Put back the parameters and Adam's state saved before a guarded (wait=False) step."""
+        state = self.owner.optimizer.state
+        with torch.no_grad():
+            for p, old, old_state in self.saved:
+                p.copy_(old)
+                if old_state is None:
+                    state.pop(p, None)
+                else:
+                    state[p] = old_state
+        self.owner.optimizer.zero_grad()
+
+
+class TorchStep:
+    """The torch half of ``MetaLearner``: see ``make_backend_step``."""
+
+    def __init__(self, spec: AlgorithmSpec, model: ModelSpec, ways: int, *, lr, meta_lr, adaptation_steps,
+                 first_order, seed, loss, device=None, dtype="float32", path="auto", head=None, inner=None):
+        if spec.name not in ALGORITHM_BUILDERS:
+            raise ValueError(f"algorithm={spec.name!r} has no torch builder (ALGORITHM_BUILDERS)")
+        self.spec, self.ways, self.path, self.lr = spec, ways, path, lr
+        self.loss_fn = LOSSES[loss]
         self.device = torch.device("cpu" if device is None else device)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
         self.model = build_model(model, ways, seed, self.dtype).to(self.device)
-        inner = inner_optimizer(inner, algorithm, lr, transforms)  # a name -> l2l_multi.transforms
-        step = {"lr": lr} if inner is None else {"inner": inner}
-        if algorithm == "maml":
-            self.algorithm = algorithms.MAML(self.model, first_order=first_order, **step)
-        elif algorithm == "metasgd":
-            self.algorithm = algorithms.MetaSGD(self.model, lr=lr, first_order=first_order, inner=inner)
-        elif algorithm == "anil":
-            self.algorithm = algorithms.ANIL(*_features_and_head(self.model), first_order=first_order, **step)
-        elif algorithm == "protonet":
-            self.algorithm = algorithms.ProtoNet(_features_and_head(self.model)[0])
-        elif algorithm == "metaoptnet":
-            self.algorithm = algorithms.MetaOptNet(_features_and_head(self.model)[0], head=head)
-        elif algorithm == "reptile":
-            self.algorithm = algorithms.Reptile(self.model, lr=lr)
-        else:
-            raise ValueError(f"algorithm={algorithm!r} is not known")
+        inner = inner_optimizer(inner, spec.name, lr, transforms)  # a name -> l2l_multi.transforms
+        self.algorithm = ALGORITHM_BUILDERS[spec.name](
+            self.model, lr=lr, first_order=first_order, inner=inner, head=head
+        )
         self.algorithm.to(device=self.device, dtype=self.dtype)  # heads' own scalars included
         self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=meta_lr)
-        self.iterations = 0  # committed meta-updates (a plain int, part of state_dict)
-        self._pending: _PendingCheck | None = None  # the last train_step(wait=False)'s check
+        self.adaptation_steps = adaptation_steps
 
-    # -- data ----------------------------------------------------------------------
-    def _tensors(self, *arrays):
+    # -- data ------------------------------------------------------------------------
+    def convert(self, *arrays) -> tuple:
         out = []
         for array in arrays:
             tensor = _backend.asarray(array, self.device)
             out.append(tensor.to(self.dtype) if tensor.is_floating_point() else tensor.long())
-        return out
+        return tuple(out)
 
-    def _metric_logits(self, sx, sy, qx):
-        return self.algorithm(sx, sy, qx)  # ProtoNet / MetaOptNet: [B, q, ways]
+    # -- losses ----------------------------------------------------------------------
+    def _losses(self, batch, steps):
+        """``(mean loss, task losses [B], logits [B, q, ways])``; fills no gradient."""
+        sx, sy, qx, qy = batch
+        if self.spec.kind == "metric":
+            logits = self.algorithm(sx, sy, qx)  # ProtoNet / MetaOptNet: [B, q, ways]
+            task_losses = torch.stack([self.loss_fn(lg, y) for lg, y in zip(logits, qy)])
+            return task_losses.mean(), task_losses, logits
+        return _meta_batch_loss(self.algorithm, batch, self.loss_fn, steps, self.path)
 
-    def _losses(self, sx, sy, qx, qy, steps):
-        if self.name in ("protonet", "metaoptnet"):
-            logits = self._metric_logits(sx, sy, qx)
-            task_losses = torch.stack([F.cross_entropy(lg, y) for lg, y in zip(logits, qy)])
-            return task_losses.mean(), logits
-        result = algorithms.meta_batch_loss(
-            self.algorithm, sx, sy, qx, qy, adaptation_steps=steps, path=self.path
-        )
-        return result.loss, result.query_logits
+    def _adapt(self, x, y, steps):
+        learner = self.algorithm.clone()
+        for _ in range(steps):
+            learner.adapt(self.loss_fn(learner(x), y))
+        return learner
 
-    # -- steps ---------------------------------------------------------------------
-    def train_step(self, support_x, support_y, query_x, query_y, wait: bool = True) -> dict[str, Any]:
-        """One meta-update on a batch ``[B, s, ...]``/``[B, s]``/``[B, q, ...]``/``[B, q]``.
+    def _reptile_gradients(self, batch, steps):
+        sx, sy, qx, qy = batch
+        losses, logits = [], []
+        for task in range(sx.shape[0]):
+            learner = self._adapt(sx[task], sy[task], steps)
+            self.algorithm.accumulate(learner, weight=1.0 / sx.shape[0])
+            with torch.no_grad():
+                outputs = learner(qx[task])
+            losses.append(self.loss_fn(outputs, qy[task]))
+            logits.append(outputs)
+        return torch.stack(losses).mean(), torch.stack(logits)
 
-        Returns ``loss`` and ``accuracy`` as Python floats, or with ``wait=False`` as detached 0-d
-        tensors, so a CUDA step need not finish before the caller prepares the next batch
-        (``float(value)`` reads them).
-
-        Never commits a non-finite update: when the meta-loss or a meta-gradient is NaN/inf (or
-        the inner loop refuses a non-finite support loss), the meta-parameters and Adam's state
-        (moments and step count) stay as they were, ``iterations`` does not advance, and
-        ``FloatingPointError`` names the iteration and what went non-finite. With ``wait=False``
-        the check does not wait for the device: the update is applied and then undone on the
-        device by a select on the finite flag, and the error is raised by the next call of
-        ``train_step``, ``evaluate``, ``state_dict``, ``meta_parameters`` or ``check_finite()``
-        (the first step of a fresh optimizer is checked at once). Labels outside ``[0, ways)``
-        given as numpy arrays or CPU tensors raise ``ValueError`` naming the argument."""
-        _check_labels(support_y, query_y, self.ways)
-        sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
-        # the previous step's flag is read after the copies, so the device waits only for launches
-        self.check_finite()
-        iteration = self.iterations + 1
-        self.algorithm.train()
+    def _backward(self, batch, steps):
+        """The meta-loss and logits, with the meta-gradients in ``.grad``."""
         self.optimizer.zero_grad()
         try:
-            if self.name == "reptile":
-                loss, logits = self._reptile_gradients(sx, sy, qx, qy)
-            else:
-                loss, logits = self._losses(sx, sy, qx, qy, self.adaptation_steps)
-                loss.backward()
-        except FloatingPointError as error:  # the inner loop refused a non-finite support loss
+            if self.spec.kind == "reptile":
+                return self._reptile_gradients(batch, steps)
+            loss, _, logits = self._losses(batch, steps)
+            loss.backward()
+            return loss, logits
+        except FloatingPointError:
             self.optimizer.zero_grad()
-            bad_inputs = nonfinite_inputs(zip(_BATCH_NAMES, (sx, sy, qx, qy)))
-            error_out = nonfinite_update_error(iteration, float("nan"), [], bad_inputs, reason=str(error))
-            raise error_out from error
+            raise
+
+    # -- steps -----------------------------------------------------------------------
+    def step(self, batch, wait: bool) -> _Outcome:
+        """One meta-update (applied unless found non-finite; ``wait=False`` after the first step:
+        applied and undone on the device by a select, see ``_guarded_step``)."""
+        self.algorithm.train()
+        loss, logits = self._backward(batch, self.adaptation_steps)
         # one flag per gradient and one for the loss, reduced on the device: reading it is one sync
-        names = [name for name, p in self.algorithm.named_parameters() if p.grad is not None]
-        grads = [p.grad for p in self.algorithm.parameters() if p.grad is not None]
-        flags = torch.stack([torch.isfinite(g).all() for g in grads] + [torch.isfinite(loss.detach())])
-        check = _PendingCheck(iteration, loss.detach(), names, flags, (sx, sy, qx, qy))
-        if wait or not self.optimizer.state:
-            if not bool(flags.all()):
+        named = [(name, p.grad) for name, p in self.algorithm.named_parameters() if p.grad is not None]
+        flags = torch.stack([torch.isfinite(g).all() for _, g in named] + [torch.isfinite(loss.detach())])
+        accuracy = None
+        if logits.ndim == batch[3].ndim + 1:  # classification
+            accuracy = (logits.detach().argmax(-1) == batch[3]).float().mean()
+        checked = wait or not self.optimizer.state  # a fresh Adam has no state to roll back to
+        outcome = _Outcome(self, loss.detach(), accuracy, [name for name, _ in named], flags, checked)
+        if checked:
+            if outcome.finite():
+                self.optimizer.step()
+            else:
                 self.optimizer.zero_grad()
-                raise check.error()
-            self.optimizer.step()
         else:
-            check.saved = self._guarded_step(flags.all())
-            self._pending = check
-        self.iterations = iteration
-        metrics = {"loss": loss.detach(), "accuracy": (logits.detach().argmax(-1) == qy).float().mean()}
-        return {k: float(v) for k, v in metrics.items()} if wait else metrics
+            outcome.saved = self._guarded_step(flags.all())
+        return outcome
 
     def _guarded_step(self, finite: torch.Tensor) -> list:
         """Adam's step, undone on the device where ``finite`` (a 0-d bool tensor) is false, without
-        reading it; returns what ``check_finite`` needs to restore the rest (host-side tensors
+        reading it; returns what ``_Outcome.undo`` needs to restore the rest (host-side values
         such as Adam's step counts) once the flag is read."""
         state = self.optimizer.state
         saved = []
@@ -203,100 +258,124 @@ class MetaLearner:
                         value.copy_(torch.where(finite, value, old_state[key]))
         return saved
 
-    def check_finite(self) -> None:
-        """Raise the ``FloatingPointError`` of a non-finite ``train_step(wait=False)``, whose update
-        was undone (see ``train_step``); waits for that step. Called by ``train_step``,
-        ``evaluate``, ``state_dict`` and ``meta_parameters``, so an error is never lost."""
-        check, self._pending = self._pending, None
-        if check is None or bool(check.flags.all()):
-            return
-        state = self.optimizer.state
-        with torch.no_grad():
-            for p, old, old_state in check.saved:
-                p.copy_(old)
-                if old_state is None:
-                    state.pop(p, None)
-                else:
-                    state[p] = old_state
-        self.iterations = check.iteration - 1
-        raise check.error()
-
-    def _reptile_gradients(self, sx, sy, qx, qy):
-        losses, logits = [], []
-        for task in range(sx.shape[0]):
-            learner = self.algorithm.clone()
-            for _ in range(self.adaptation_steps):
-                learner.adapt(F.cross_entropy(learner(sx[task]), sy[task]))
-            self.algorithm.accumulate(learner, weight=1.0 / sx.shape[0])
-            with torch.no_grad():
-                outputs = learner(qx[task])
-            losses.append(F.cross_entropy(outputs, qy[task]))
-            logits.append(outputs)
-        return torch.stack(losses).mean(), torch.stack(logits)
-
-    def evaluate(
-        self, support_x, support_y, query_x, query_y, adaptation_steps=None, ways=None
-    ) -> dict[str, Any]:
-        """Adapt on each support set (``adaptation_steps``, default the training value), score the
-        queries; returns ``loss``, ``accuracy`` and ``task_accuracies`` (numpy ``[B]``).
-
-        ``ways``: classes per task when it differs from training (ProtoNet, MetaOptNet only: the
-        torch heads read it from the labels, so it is only checked here)."""
-        if ways is not None and ways != self.ways and self.name not in ("protonet", "metaoptnet"):
-            raise ValueError(
-                f"ways={ways!r}: {self.name} has a {self.ways}-way output layer; only protonet and "
-                "metaoptnet evaluate with other ways"
-            )
-        steps = self.adaptation_steps if adaptation_steps is None else adaptation_steps
-        self.check_finite()
-        _check_labels(support_y, query_y, self.ways if ways is None else ways)
-        sx, sy, qx, qy = self._tensors(support_x, support_y, query_x, query_y)
-        if self.name == "reptile":
-            logits = torch.stack([self._adapted_logits(sx[t], sy[t], qx[t], steps) for t in range(len(sx))])
-            loss = torch.stack([F.cross_entropy(lg, y) for lg, y in zip(logits, qy)]).mean()
+    def evaluate(self, batch, steps: int, ways: int):
+        """``(task losses [B], task accuracies [B] or None)`` as numpy (the torch heads read
+        ``ways`` from the labels)."""
+        sx, sy, qx, qy = batch
+        if self.spec.kind == "reptile":
+            logits = []
+            for task in range(len(sx)):
+                learner = self._adapt(sx[task], sy[task], steps)
+                with torch.no_grad():
+                    logits.append(learner(qx[task]))
+            logits = torch.stack(logits)
+            task_losses = torch.stack([self.loss_fn(lg, y) for lg, y in zip(logits, qy)])
         else:
-            loss, logits = self._losses(sx, sy, qx, qy, steps)
-        accuracies = (logits.argmax(-1) == qy).float().mean(-1).detach().cpu().numpy()
+            _, task_losses, logits = self._losses(batch, steps)
         self.optimizer.zero_grad()  # evaluation built graphs but must not leave gradients behind
-        return {
-            "loss": float(loss.detach()),
-            "accuracy": float(accuracies.mean()),
-            "task_accuracies": accuracies,
-        }
-
-    def _adapted_logits(self, sx, sy, qx, steps):
-        learner = self.algorithm.clone()
-        for _ in range(steps):
-            learner.adapt(F.cross_entropy(learner(sx), sy))
-        with torch.no_grad():
-            return learner(qx)
+        accuracies = None
+        if logits.ndim == qy.ndim + 1:
+            accuracies = (logits.argmax(-1) == qy).float().mean(-1).detach().cpu().numpy()
+        return task_losses.detach().cpu().numpy(), accuracies
 
     def set_meta_lr(self, meta_lr: float) -> None:
-        """Sets Adam's learning rate (for schedules); it is part of ``state_dict``."""
-        check_learning_rate(meta_lr, "meta_lr", arrays=())
         for group in self.optimizer.param_groups:
-            group["lr"] = float(meta_lr)
+            group["lr"] = meta_lr
 
-    # -- state ---------------------------------------------------------------------
-    def meta_parameters(self) -> dict[str, np.ndarray]:
-        """``{name: array}`` of everything meta-learned (model, and e.g. Meta-SGD's rates)."""
-        self.check_finite()
-        return {name: p.detach().cpu().numpy().copy() for name, p in self.algorithm.named_parameters()}
+    # -- public trees ----------------------------------------------------------------
+    def _tree(self, named: dict[str, torch.Tensor]) -> dict[str, dict[str, np.ndarray]]:
+        """``{parameter name of the algorithm: tensor}`` as the contract's tree in torch layout:
+        ``{"model": {name: array}, "lrs": {model parameter name: array}, "features": ...}``."""
+        model_names = [name for name, _ in self.algorithm.module.named_parameters()] if hasattr(
+            self.algorithm, "module") else []
+        tree: dict[str, dict[str, np.ndarray]] = {}
+        for name, tensor in named.items():
+            value = tensor.detach().cpu().numpy().copy()
+            if name.startswith("lrs."):
+                tree.setdefault("lrs", {})[model_names[int(name.split(".")[1])]] = value
+                continue
+            for prefix, key in _TREE_KEYS:
+                if name.startswith(prefix):
+                    tree.setdefault(key, {})[name[len(prefix):]] = value
+                    break
+            else:
+                tree.setdefault("other", {})[name] = value
+        return tree
 
+    def _flax_params(self, named: dict[str, np.ndarray]) -> dict:
+        """``{name in self.model: array}`` (others zero) as the flax ``params`` tree of the model."""
+        from ... import interop
+
+        model = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                param.copy_(torch.as_tensor(named[name]) if name in named else torch.zeros_like(param))
+        return interop.torch_to_flax(model)["params"]
+
+    def _as_flax(self, tree: dict) -> dict:
+        """The torch-layout tree in the jax backend's layout (``l2l_multi.interop``)."""
+        flax: dict[str, Any] = {}
+        kind = self.spec.kind
+        if "model" in tree:
+            if kind == "head":  # ANIL adapts the classifier only
+                named = {f"classifier.{k}": v for k, v in tree["model"].items()}
+                flax["model"] = {"params": self._flax_params(named)["classifier"]}
+            else:
+                flax["model"] = {"params": self._flax_params(tree["model"])}
+        if "lrs" in tree:
+            flax["lrs"] = self._flax_params(tree["lrs"])
+        if "features" in tree:
+            named = {f"features.{k}": v for k, v in tree["features"].items()}
+            params = self._flax_params(named)
+            flax["features"] = {"params": {k: v for k, v in params.items() if k != "classifier"}}
+        if "head" in tree:
+            flax["head"] = {k: np.asarray(v) for k, v in tree["head"].items()}
+        for key in tree.keys() - flax.keys():
+            raise ValueError(f"layout='flax' cannot convert the {key!r} entry of {self.spec.name}")
+        return _numpy(flax)
+
+    def _layout(self, tree: dict, layout: str | None) -> dict:
+        return self._as_flax(tree) if layout == "flax" else tree
+
+    def meta_parameters(self, layout: str | None) -> dict:
+        return self._layout(self._tree(dict(self.algorithm.named_parameters())), layout)
+
+    def meta_gradients(self, batch, layout: str | None):
+        self.algorithm.train()
+        loss, _ = self._backward(batch, self.adaptation_steps)
+        named = {n: p.grad.clone() for n, p in self.algorithm.named_parameters() if p.grad is not None}
+        self.optimizer.zero_grad()
+        return loss.item(), self._layout(self._tree(named), layout)
+
+    def adapted_parameters(self, support_x, support_y, steps: int, layout: str | None) -> list:
+        adapted = []
+        for task in range(support_x.shape[0]):
+            learner = self._adapt(support_x[task], support_y[task], steps)
+            named = {n: p for n, p in learner.named_parameters() if n.startswith("module.")}
+            adapted.append(self._layout(self._tree(named), layout)["model"])
+        return adapted
+
+    # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Meta-parameters and optimizer state (a checkpoint that resumes exactly)."""
-        self.check_finite()  # a refused wait=False step raises here rather than being saved
-        return {
-            "algorithm": self.algorithm.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "iterations": self.iterations,
-        }
+        return {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores ``state_dict()``'s values (tensors may come on the CPU: they are copied to the
-        learner's device); strict, so another model's state is refused by name."""
+        """Tensors may come on the CPU (copied to the learner's device); strict, so another
+        model's state is refused by name."""
         if not isinstance(state, dict) or not {"algorithm", "optimizer"} <= set(state):
             raise ValueError("state must be a dict from MetaLearner.state_dict() (algorithm, optimizer)")
         self.algorithm.load_state_dict(state["algorithm"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.iterations, self._pending = int(state.get("iterations", 0)), None
+
+
+def _numpy(tree):
+    if isinstance(tree, dict):
+        return {k: _numpy(v) for k, v in tree.items()}
+    return np.asarray(tree)
+
+
+def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **options: Any) -> TorchStep:
+    """The torch backend step of ``l2l_multi.MetaLearner``. Options besides the core's:
+    ``device``, ``dtype`` ("float32"/"float64"), ``path`` ("auto", "loop", "vmap"), ``head``
+    ("svm"/"ridge" for MetaOptNet), ``inner`` (names build ``l2l_multi.transforms``)."""
+    return TorchStep(spec, model, ways, **options)
