@@ -20,7 +20,8 @@ class PerStepBatchNorm(torch.nn.Module):
     (MAML++'s BNWB and BNRS). ``step`` selects the row used by the next forward pass.
 
     Built from an existing ``torch.nn.BatchNorm{1,2,3}d`` by ``from_batch_norm``; inputs and
-    outputs as the original layer (``[N, C, ...]``).
+    outputs as the original layer (``[N, C, ...]``). Without ``track_running_stats`` (as the
+    original layer) there are no running statistics and every forward uses the batch's.
     """
 
     def __init__(
@@ -32,23 +33,34 @@ class PerStepBatchNorm(torch.nn.Module):
         affine: bool,
         dtype=None,
         device=None,
+        track_running_stats: bool = True,
     ):
         super().__init__()
         options = {"dtype": dtype, "device": device}
-        self.eps, self.momentum, self.step = eps, momentum, 0
+        self.eps, self.momentum, self.step, self.rows = eps, momentum, 0, steps
         # False inside the functional paths: batch statistics are used but the running rows are
         # not written (an in-place write of a shared buffer is impossible under vmap)
         self.update_statistics = True
         self.weight = torch.nn.Parameter(torch.ones(steps, num_features, **options)) if affine else None
         self.bias = torch.nn.Parameter(torch.zeros(steps, num_features, **options)) if affine else None
-        self.register_buffer("running_mean", torch.zeros(steps, num_features, **options))
-        self.register_buffer("running_var", torch.ones(steps, num_features, **options))
+        tracked = bool(track_running_stats)
+        self.register_buffer("running_mean", torch.zeros(steps, num_features, **options) if tracked else None)
+        self.register_buffer("running_var", torch.ones(steps, num_features, **options) if tracked else None)
 
     @classmethod
     def from_batch_norm(cls, layer: torch.nn.modules.batchnorm._BatchNorm, steps: int) -> PerStepBatchNorm:
         """Copy ``layer``'s weights and statistics into every step's row."""
-        ref = layer.weight if layer.weight is not None else layer.running_mean
-        new = cls(layer.num_features, steps, layer.eps, layer.momentum, layer.affine, ref.dtype, ref.device)
+        ref = next((t for t in (layer.weight, layer.running_mean) if t is not None), None)
+        options = {} if ref is None else {"dtype": ref.dtype, "device": ref.device}
+        new = cls(
+            layer.num_features,
+            steps,
+            layer.eps,
+            layer.momentum,
+            layer.affine,
+            track_running_stats=layer.running_mean is not None,
+            **options,
+        )
         new.plain_type = type(layer)  # for ``to_batch_norm``
         with torch.no_grad():
             if layer.affine:
@@ -62,31 +74,39 @@ class PerStepBatchNorm(torch.nn.Module):
     def to_batch_norm(self, row: int) -> torch.nn.modules.batchnorm._BatchNorm:
         """A plain batch-norm layer (the class this one replaced; ``BatchNorm2d`` if built
         directly) holding row ``row``'s weight, bias and running statistics (copies)."""
-        if not 0 <= row < self.running_mean.shape[0]:
-            raise ValueError(f"row={row!r} must be in [0, {self.running_mean.shape[0]})")
+        if not 0 <= row < self.rows:
+            raise ValueError(f"row={row!r} must be in [0, {self.rows})")
         plain_type = getattr(self, "plain_type", torch.nn.BatchNorm2d)
-        ref = self.running_mean
+        ref = next(t for t in (self.weight, self.running_mean) if t is not None)
         layer = plain_type(
-            ref.shape[1], self.eps, self.momentum, self.weight is not None, dtype=ref.dtype, device=ref.device
+            ref.shape[1],
+            self.eps,
+            self.momentum,
+            self.weight is not None,
+            self.running_mean is not None,
+            dtype=ref.dtype,
+            device=ref.device,
         )
         with torch.no_grad():
             if self.weight is not None:
                 layer.weight.copy_(self.weight[row])
                 layer.bias.copy_(self.bias[row])
-            layer.running_mean.copy_(self.running_mean[row])
-            layer.running_var.copy_(self.running_var[row])
+            if self.running_mean is not None:
+                layer.running_mean.copy_(self.running_mean[row])
+                layer.running_var.copy_(self.running_var[row])
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = min(self.step, self.running_mean.shape[0] - 1)
-        batch_only = self.training and not self.update_statistics
+        s = min(self.step, self.rows - 1)
+        batch_statistics = self.training or self.running_mean is None
+        read_only = self.running_mean is None or (self.training and not self.update_statistics)
         y = F.batch_norm(
             x,
-            None if batch_only else self.running_mean[s],
-            None if batch_only else self.running_var[s],
+            None if read_only else self.running_mean[s],
+            None if read_only else self.running_var[s],
             None,
             None,
-            self.training,
+            batch_statistics,
             0.1 if self.momentum is None else self.momentum,
             self.eps,
         )
