@@ -8,9 +8,10 @@ authors' code); 70,000 meta-iterations. The paper reports (Fig. 2 and 3, no tabl
 gradient step the meta-learned initialisation fits a sinusoid from 10 points, and that further
 steps keep improving it without overfitting (the pretrained baseline barely moves).
 
-Tasks come from numpy only (``default_rng([stream, seed, iteration])``), and the torch MLP built
-after ``torch.manual_seed(seed)`` is converted to the flax model when torch is installed, so both
-backends see the same tasks from the same initial weights.
+Tasks come from numpy only (``default_rng([stream, seed, iteration])``). One runner serves both
+backends: ``l2l.MetaLearner("maml", <the "sine-mlp" spec>, ways=1, loss="mse")``, whose torch MLP
+is built after ``torch.manual_seed(seed)`` and converted to the flax model when torch is
+installed, so both backends see the same tasks from the same initial weights.
 
 Protocol: ``--test-tasks`` (600) fixed test tasks drawn from ``--test-seed`` (independent of
 ``--seed``), each with K support points and ``--test-queries`` (100) query points; mean query MSE
@@ -26,7 +27,6 @@ Validation during training uses ``--eval-tasks`` other fixed tasks.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import platform
 import time
 from typing import Any
@@ -143,161 +143,37 @@ def fixed_tasks(stream: int, seed: int, count: int, args):
 # -- models -------------------------------------------------------------------------------------
 
 
-def torch_mlp(hidden, seed: int):
-    import torch
-
-    torch.manual_seed(seed)
-    layers, width = [], 1
-    for size in hidden:
-        layers += [torch.nn.Linear(width, size), torch.nn.ReLU()]
-        width = size
-    layers.append(torch.nn.Linear(width, 1))
-    return torch.nn.Sequential(*layers)
-
-
-def flax_mlp(hidden):
-    import flax.linen as nn
-
-    class SineMLP(nn.Module):
-        hidden: tuple
-
-        @nn.compact
-        def __call__(self, x):
-            for size in self.hidden:
-                x = nn.relu(nn.Dense(size)(x))
-            return nn.Dense(1)(x)
-
-    return SineMLP(tuple(hidden))
-
-
-def flax_variables(model, hidden, seed: int):
-    """The seeded torch MLP's weights in flax layout (same start on both backends), or a flax
-    init when torch is missing."""
-    import jax
-    import jax.numpy as jnp
-
-    if importlib.util.find_spec("torch") is not None:
-        from l2l_multi import interop
-
-        return interop.torch_to_flax(torch_mlp(hidden, seed), model, input_shape=(2, 1))
-    return model.init(jax.random.PRNGKey(seed), jnp.zeros((2, 1), jnp.float32))
-
-
-# -- the two backends ---------------------------------------------------------------------------
-
-
-class TorchSine:
-    """``l2l.algorithms.MAML``: ``clone()`` per task, ``adapt()`` on the support MSE, Adam on the
-    mean query MSE."""
+class SineRunner:
+    """``l2l.MetaLearner("maml", <sine MLP spec>, ways=1, loss="mse")`` on either backend: the
+    same code path for torch (autograd, Adam) and jax (one compiled meta-step, optax Adam)."""
 
     def __init__(self, args):
-        import torch
-
         import l2l_multi as l2l
+        from l2l_multi._registry import model_spec
 
-        self.torch, self.args = torch, args
-        self.mse = torch.nn.functional.mse_loss
-        self.model = torch_mlp(args.hidden, args.seed)
-        self.maml = l2l.algorithms.MAML(self.model, lr=args.lr, first_order=args.first_order)
-        self.optimizer = torch.optim.Adam(self.maml.parameters(), lr=args.meta_lr)
+        spec = model_spec("sine-mlp")
+        spec = spec._replace(arguments={**spec.arguments, "sizes": tuple(args.hidden)})
+        self.learner = l2l.MetaLearner(
+            "maml", spec, 1, lr=args.lr, meta_lr=args.meta_lr, adaptation_steps=args.adaptation_steps,
+            first_order=args.first_order, seed=args.seed, loss="mse", backend=args.backend,
+        )
 
     def train_step(self, support, query) -> float:
-        torch = self.torch
-        (sx, sy), (qx, qy) = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in (support, query)]
-        tasks = sx.shape[0]
-        self.optimizer.zero_grad()
-        total = 0.0
-        for task in range(tasks):
-            learner = self.maml.clone()
-            for _ in range(self.args.adaptation_steps):
-                learner.adapt(self.mse(learner(sx[task]), sy[task]))
-            loss = self.mse(learner(qx[task]), qy[task])
-            (loss / tasks).backward()
-            total += loss.item()
-        self.optimizer.step()
-        return total / tasks
+        return self.learner.train_step(*support, *query)["loss"]
 
     def task_losses(self, support, query, steps: list[int]) -> dict[int, np.ndarray]:
-        """Query MSE per task after each number of inner steps in ``steps`` (one pass of
-        ``max(steps)`` first-order adaptations per task)."""
-        torch = self.torch
-        (sx, sy), (qx, qy) = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in (support, query)]
-        losses = {k: [] for k in steps}
-        for task in range(sx.shape[0]):
-            learner = self.maml.clone(first_order=True)
-            for step in range(max(steps) + 1):
-                if step in losses:
-                    with torch.no_grad():
-                        losses[step].append(self.mse(learner(qx[task]), qy[task]).item())
-                if step < max(steps):
-                    learner.adapt(self.mse(learner(sx[task]), sy[task]))
-        return {k: np.asarray(v, dtype=np.float64) for k, v in losses.items()}
+        """Query MSE per task after each number of inner steps in ``steps``."""
+        losses = {}
+        for k in steps:
+            result = self.learner.evaluate(*support, *query, adaptation_steps=k)
+            losses[k] = np.asarray(result["task_losses"], np.float64)
+        return losses
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return self.learner.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-
-class JaxSine:
-    """``l2l.algorithms.MAML`` on a flax MLP; ``make_meta_train_step`` compiles the whole
-    meta-update (inner steps vmapped over tasks, then Adam)."""
-
-    def __init__(self, args):
-        import jax
-        import jax.numpy as jnp
-        import optax
-
-        import l2l_multi as l2l
-
-        self.jax, self.jnp, self.args = jax, jnp, args
-        self.mse = lambda prediction, target: jnp.mean((prediction - target) ** 2)
-        model = flax_mlp(args.hidden)
-        self.algorithm = l2l.algorithms.MAML(model, lr=args.lr, first_order=args.first_order)
-        variables = jax.tree_util.tree_map(jnp.asarray, flax_variables(model, args.hidden, args.seed))
-        self.meta_params = self.algorithm.from_variables(variables)
-        self.optimizer = optax.adam(args.meta_lr)
-        self.opt_state = self.optimizer.init(self.meta_params)
-        self.step = l2l.algorithms.make_meta_train_step(
-            self.algorithm, self.optimizer, loss=self.mse, adaptation_steps=args.adaptation_steps
-        )
-        self.evaluate_all = jax.jit(
-            jax.vmap(self._query_losses, in_axes=(None, 0, 0, 0, 0, None)), static_argnums=5
-        )
-
-    def _query_losses(self, meta_params, sx, sy, qx, qy, steps: int):
-        """One task's query MSE before and after each of ``steps`` inner steps, ``[steps + 1]``: a
-        ``lax.scan`` over ``algorithm.adapt(..., steps=1)``, compiled once whatever the step count."""
-
-        def body(variables, _):
-            loss = self.mse(self.algorithm.apply_model(variables, qx, True), qy)
-            return self.algorithm.adapt({"model": variables}, sx, sy, self.mse, 1), loss
-
-        return self.jax.lax.scan(body, meta_params["model"], None, length=steps + 1)[1]
-
-    def train_step(self, support, query) -> float:
-        self.meta_params, self.opt_state, metrics = self.step(
-            self.meta_params, self.opt_state, *support, *query
-        )
-        return float(metrics.loss)
-
-    def task_losses(self, support, query, steps: list[int]) -> dict[int, np.ndarray]:
-        losses = np.asarray(self.evaluate_all(self.meta_params, *support, *query, max(steps)), np.float64)
-        return {k: losses[:, k] for k in steps}
-
-    def state_dict(self) -> dict:
-        to_numpy = lambda tree: self.jax.tree_util.tree_map(np.asarray, tree)
-        return {"meta_params": to_numpy(self.meta_params), "optimizer": to_numpy(self.opt_state)}
-
-    def load_state_dict(self, state: dict) -> None:
-        # the structures (NamedTuples of optax) come from the live state, the values from the file
-        tree_util = self.jax.tree_util
-        for name, key in (("meta_params", "meta_params"), ("opt_state", "optimizer")):
-            structure = tree_util.tree_structure(getattr(self, name))
-            leaves = [self.jnp.asarray(leaf) for leaf in tree_util.tree_leaves(state[key])]
-            setattr(self, name, tree_util.tree_unflatten(structure, leaves))
+        self.learner.load_state_dict(state)
 
 
 # -- protocol -----------------------------------------------------------------------------------
@@ -342,7 +218,7 @@ def train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, 
     import l2l_multi as l2l
 
     l2l.set_backend(args.backend)
-    runner = TorchSine(args) if args.backend == "torch" else JaxSine(args)
+    runner = SineRunner(args)
     run.record_environment(device=device_name(args.backend))
     validation = fixed_tasks(VALID_STREAM, args.seed, args.eval_tasks, args)
     start, elapsed, window = 0, 0.0, []
