@@ -31,9 +31,12 @@ TASK_MAP_ALIASES = {"loop": "sequential", "map": "sequential"}
 BATCH_NAMES = ("support_x", "support_y", "query_x", "query_y")
 _BACKENDS = {
     # backend: (its array type in messages, the foreign framework, the conversion function)
-    "torch": ("a torch.Tensor", "jax", "l2l_multi.interop.to_torch"),
-    "jax": ("a jax array", "torch", "l2l_multi.interop.to_jax"),
+    "torch": ("torch", "jax", "l2l_multi.interop.to_torch"),
+    "jax": ("jax", "torch", "l2l_multi.interop.to_jax"),
 }
+
+
+_KINDS = {"torch": "torch.Tensor", "jax": "jax array"}
 
 
 class MetaBatchLoss(NamedTuple):
@@ -90,7 +93,7 @@ class MetricLearner(Protocol):
         """``(query loss 0-d, query logits [q, ways])`` (``steps`` is ignored)."""
 
 
-def resolve_task_map(task_map: Any) -> str:
+def resolve_task_map(task_map: Any, argument: str = "task_map") -> str:
     """``task_map`` in the shared vocabulary: "auto", "vmap" or "sequential" (aliases "loop",
     "map" -> "sequential").
 
@@ -101,7 +104,7 @@ def resolve_task_map(task_map: Any) -> str:
     resolved = TASK_MAP_ALIASES.get(task_map, task_map) if isinstance(task_map, str) else task_map
     if resolved not in TASK_MAPS:
         raise ValueError(
-            f"task_map={task_map!r} is not one of {TASK_MAPS} (old spellings 'loop' and 'map' mean "
+            f"{argument}={task_map!r} is not one of {TASK_MAPS} (old spellings 'loop' and 'map' mean "
             "'sequential')"
         )
     return resolved
@@ -114,10 +117,11 @@ def resolve_steps(steps: Any, adaptation_steps: Any = None) -> int:
         >>> resolve_steps(1, adaptation_steps=3)
         3
     """
+    argument = "steps"
     if adaptation_steps is not None:
-        steps = adaptation_steps
+        steps, argument = adaptation_steps, "adaptation_steps"
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError(f"steps={steps!r} must be a non-negative int (inner gradient steps per task)")
+        raise ValueError(f"{argument}={steps!r} must be a non-negative int (inner gradient steps per task)")
     return int(steps)
 
 
@@ -185,13 +189,13 @@ def check_task_batch(
         framework = "torch" if is_torch_tensor(value) else "jax" if is_jax_array(value) else None
         if framework == foreign:
             raise TypeError(
-                f"{name} is a {foreign} array; the {backend} backend takes {native} or a numpy array: "
+                f"{name} is a {_KINDS[foreign]}; the {backend} backend takes {native} or numpy arrays: "
                 f"convert it with {conversion}"
             )
         if isinstance(value, np.ndarray):
             values[name] = convert(value, name)
         elif framework != backend:
-            raise TypeError(f"{name} must be {native} or a numpy array, got {type(value).__name__}")
+            raise TypeError(f"{name} must be a {native} or numpy array, got {type(value).__name__}")
     batch = values["support_x"].shape[0] if values["support_x"].ndim >= 2 else None
     for name, value in values.items():
         if value.ndim < 2 or value.shape[0] != batch:

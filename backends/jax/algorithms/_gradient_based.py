@@ -90,9 +90,10 @@ class _GradientBased:
         self.apply_model = as_apply(model)
 
     # -- meta-parameters -------------------------------------------------------------
-    def init(self, key: jax.Array, sample_input: jax.Array) -> dict:
-        """Fresh meta-parameters: ``{"model": variables, ...}`` (sample_input ``[N, ...]``)."""
-        return self.from_variables(init_variables(self.model, key, sample_input))
+    def init(self, key: jax.Array, x: jax.Array) -> dict:
+        """Fresh meta-parameters: ``{"model": variables, ...}`` from a PRNG ``key`` and a sample
+        input ``x`` ``[N, ...]`` (the contract's ``init(key, x)``)."""
+        return self.from_variables(init_variables(self.model, key, x))
 
     def from_variables(self, variables: dict) -> dict:
         """Meta-parameters around existing model variables (e.g. converted from torch)."""
@@ -372,10 +373,10 @@ class ANIL(_GradientBased):
         self.features = features
         self.apply_features = as_apply(features)
 
-    def init(self, key, sample_input):
+    def init(self, key, x):
         feature_key, head_key = jax.random.split(key)
-        features = init_variables(self.features, feature_key, sample_input)
-        embedding = self.apply_features(features, sample_input, False)
+        features = init_variables(self.features, feature_key, x)
+        embedding = self.apply_features(features, x, False)
         return {"features": features, "model": init_variables(self.model, head_key, embedding)}
 
     def from_variables(self, variables, head_variables=None):

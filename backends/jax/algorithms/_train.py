@@ -133,7 +133,9 @@ def _meta_batch_loss(
             "train, task_map and adaptation_steps/path (old spellings of steps and task_map)"
         )
     steps = _contract.resolve_steps(steps, options.get("adaptation_steps"))
-    task_map = resolve_task_map(options.get("path", task_map))
+    argument = "path" if "path" in options else "task_map"
+    task_map = _contract.resolve_task_map(options.get("path", task_map), argument)
+    task_map = "vmap" if task_map == "auto" else task_map
     loss = cross_entropy if loss is None else loss
     batch = _check_batch(support_x, support_y, query_x, query_y, loss)
 

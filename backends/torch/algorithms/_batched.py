@@ -107,12 +107,13 @@ def _options(options: dict, steps, task_map):
             "of steps and task_map)"
         )
     steps = resolve_steps(steps, options.get("adaptation_steps"))
+    argument = "path" if "path" in options else "task_map"
     task_map = options.get("path", task_map)
     chunk_size = options.get("chunk_size")
     bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     if chunk_size is not None and bad_chunk:
         raise ValueError(f"chunk_size={chunk_size!r} must be a positive int or None")
-    return steps, resolve_task_map(task_map), chunk_size
+    return steps, resolve_task_map(task_map, argument), chunk_size
 
 
 def _is_live(algorithm: BaseLearner, meta_params: Mapping) -> bool:

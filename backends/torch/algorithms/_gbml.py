@@ -9,6 +9,7 @@ from ....transforms._base import is_transform
 from ....transforms._inner import UNSET
 from .._module_utils import update_module
 from ..optim._parameter_update import ParameterUpdate
+from ..optim._transforms import PairTransform
 from ._base import AdaptationError, BaseLearner
 
 
@@ -23,11 +24,13 @@ class GBML(BaseLearner):
     The rule for ``transform`` (the same on the jax backend):
 
     * a transform *factory* (``ModuleTransform``, ``KroneckerTransform``,
-      ``MetaCurvatureTransform``, ``TransformDictionary``, any ``f(param) -> module``) is a
-      learnable preconditioner: it returns a direction ``T(g)`` (no learning rate, no sign flip;
-      ``scale_by_*`` in optax's terms) and the inner optimizer steps along it: by default
-      ``sgd(lr)``, i.e. ``p - lr * T(g)`` (``lr`` defaults to 1.0), or ``inner=`` (then ``lr`` is
-      refused);
+      ``MetaCurvatureTransform``, ``TransformDictionary``, any ``f(param) -> module``) or a core
+      ``LearnableTransformation`` (``l2l_multi.transforms.kronecker()``, ``meta_curvature()``,
+      ``elementwise_scale()``: held per parameter by ``l2l.optim.LearnableTransformModule``, the
+      same pair the jax backend's ``GBML`` takes) is a learnable preconditioner: it returns a
+      direction ``T(g)`` (no learning rate, no sign flip; ``scale_by_*`` in optax's terms) and
+      the inner optimizer steps along it: by default ``sgd(lr)``, i.e. ``p - lr * T(g)`` (``lr``
+      defaults to 1.0), or ``inner=`` (then ``lr`` is refused);
     * a ``GradientTransformation`` (``l2l_multi.transforms.sgd(0.4)``, ``adam(1e-3)``, a
       ``chain``...) is a complete optimizer whose updates are added, exactly as
       ``MAML(model, inner=transform)``; ``lr``, ``inner`` and ``adapt_transform`` are refused
@@ -69,13 +72,9 @@ class GBML(BaseLearner):
     ):
         super().__init__(module, first_order, allow_unused, allow_nograd)
         self.adapt_transform = bool(adapt_transform)
+        if is_learnable(transform):  # a core pair: held per parameter by LearnableTransformModule
+            transform = PairTransform(transform)
         if is_transform(transform):
-            if is_learnable(transform):
-                raise TypeError(
-                    "transform is a LearnableTransformation of l2l_multi.transforms: on the torch backend, "
-                    "learnable transforms are module factories (l2l.optim.ModuleTransform(l2l.nn.Scale), "
-                    "KroneckerTransform, MetaCurvatureTransform)"
-                )
             refused = [f"{name}={value!r:.60}" for name, value in (("lr", lr), ("inner", inner))
                        if value is not UNSET and value is not None]
             if refused or self.adapt_transform:

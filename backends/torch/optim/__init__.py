@@ -24,15 +24,17 @@ from ._parameter_update import AdaptationError as AdaptationError
 from ._parameter_update import ParameterUpdate as ParameterUpdate
 from ._sgd import DifferentiableSGD as DifferentiableSGD
 from ._transforms import KroneckerTransform as KroneckerTransform
+from ._transforms import LearnableTransformModule as LearnableTransformModule
 from ._transforms import MetaCurvatureTransform as MetaCurvatureTransform
 from ._transforms import ModuleTransform as ModuleTransform
+from ._transforms import PairTransform as PairTransform
 from ._transforms import ReshapedTransform as ReshapedTransform
 from ._transforms import TransformDictionary as TransformDictionary
 
 __all__ = [
     "AdaptationError", "DifferentiableSGD", "GradientTransformation", "KroneckerTransform",
-    "LearnableOptimizer", "LearnableTransformation", "MetaCurvatureTransform", "ModuleTransform",
-    "ParameterUpdate", "ReshapedTransform", "TransformDictionary", "adam", "apply_updates", "chain",
-    "clip", "clip_by_global_norm", "hypergradient_sgd", "per_parameter_sgd", "scale", "scale_by_adam",
-    "sgd", "trace",
+    "LearnableOptimizer", "LearnableTransformModule", "LearnableTransformation", "MetaCurvatureTransform",
+    "ModuleTransform", "PairTransform", "ParameterUpdate", "ReshapedTransform", "TransformDictionary",
+    "adam", "apply_updates", "chain", "clip", "clip_by_global_norm", "hypergradient_sgd",
+    "per_parameter_sgd", "scale", "scale_by_adam", "sgd", "trace",
 ]

@@ -14,7 +14,96 @@ from collections.abc import Callable
 
 import torch
 
+from ....transforms import LearnableTransformation, is_learnable
+from ....transforms._learnable import meta_curvature
 from ..nn._kronecker import KroneckerLinear
+
+_CURVATURE = meta_curvature(layout="torch")  # the core pair MetaCurvatureTransform holds
+
+
+def _flatten(tree, path=()):
+    """``[(path, leaf)]`` of a small tree of dicts (sorted keys) and lists."""
+    if isinstance(tree, dict):
+        return [item for key in sorted(tree) for item in _flatten(tree[key], path + (key,))]
+    if isinstance(tree, (list, tuple)):
+        return [item for index, value in enumerate(tree) for item in _flatten(value, path + (index,))]
+    return [(path, tree)]
+
+
+def _unflatten(template, leaves):
+    leaves = iter(leaves)
+
+    def build(node):
+        if isinstance(node, dict):
+            return {key: build(node[key]) for key in sorted(node)}
+        if isinstance(node, (list, tuple)):
+            return [build(value) for value in node]
+        return next(leaves)
+
+    return build(template)
+
+
+class LearnableTransformModule(torch.nn.Module):
+    """One parameter's share of a core ``LearnableTransformation`` (``l2l_multi.transforms``), held
+    as a module: its parameters are ``transform.init(parameter)``'s leaves and ``forward(grad)``
+    is ``transform.update(grad, those parameters)``, so the torch module and the core pair (and
+    the jax backend, which uses the pair as is) compute the same thing by construction.
+
+    Args:
+        transform: a ``LearnableTransformation`` (``transforms.elementwise_scale()``,
+            ``transforms.kronecker()``, ``transforms.meta_curvature()``, or your own).
+        parameter: the model parameter it preconditions (shape, dtype and device are used).
+
+    Example:
+        >>> import torch
+        >>> from l2l_multi import transforms
+        >>> module = LearnableTransformModule(transforms.kronecker(), torch.nn.Parameter(torch.zeros(4, 3)))
+        >>> g = torch.randn(4, 3)
+        >>> torch.allclose(module(g), g)
+        True
+    """
+
+    def __init__(self, transform: LearnableTransformation, parameter: torch.Tensor):
+        super().__init__()
+        if not is_learnable(transform):
+            raise TypeError(f"transform must be a LearnableTransformation, got {transform!r:.80}")
+        self.transform = transform
+        state = transform.init({"parameter": parameter.detach()})["parameter"]
+        leaves = [torch.as_tensor(leaf).to(device=parameter.device, dtype=parameter.dtype) for _, leaf in
+                  _flatten(state)]
+        self.structure = _unflatten(state, [None] * len(leaves))  # the tree's shape, no tensors
+        self.factors = torch.nn.ParameterList([torch.nn.Parameter(leaf.clone()) for leaf in leaves])
+
+    def state(self):
+        """The core pair's state for this parameter, built from this module's parameters."""
+        return _unflatten(self.structure, list(self.factors))
+
+    def forward(self, grad: torch.Tensor) -> torch.Tensor:
+        return self.transform.update({"parameter": grad}, {"parameter": self.state()})[0]["parameter"]
+
+
+class PairTransform:
+    """Factory: one ``LearnableTransformModule`` of the core pair ``transform`` per parameter (how
+    torch ``GBML`` takes a core ``LearnableTransformation`` directly).
+
+    Example:
+        >>> import torch
+        >>> from l2l_multi import transforms
+        >>> module = PairTransform(transforms.elementwise_scale(0.5))(torch.nn.Parameter(torch.ones(3)))
+        >>> module(torch.ones(3)).tolist()
+        [0.5, 0.5, 0.5]
+    """
+
+    def __init__(self, transform: LearnableTransformation):
+        if not is_learnable(transform):
+            raise TypeError(f"transform must be a LearnableTransformation, got {transform!r:.80}")
+        self.transform = transform
+
+    def __call__(self, parameter: torch.Tensor) -> torch.nn.Module:
+        return LearnableTransformModule(self.transform, parameter)
+
+    def __repr__(self) -> str:
+        return f"PairTransform({self.transform!r:.60})"
 
 
 class ReshapedTransform(torch.nn.Module):
@@ -122,8 +211,11 @@ class MetaCurvatureTransform(torch.nn.Module):
     For a parameter of shape ``[out]`` the transform is an element-wise scale; for ``[out, in]``
     it is ``M_out G M_in``; for ``[out, in, k...]`` the gradient is viewed as ``[out, in, K]``
     and multiplied along each mode by ``M_out``, ``M_in``, ``M_k`` (all identity at init).
-    The output is multiplied by ``lr``. Passing the class itself as a factory
-    (``GBML(model, MetaCurvatureTransform)``) builds one per parameter.
+    The output is multiplied by ``lr``. A thin holder of the core pair
+    ``l2l_multi.transforms.meta_curvature(layout="torch")``: its parameters (``scale`` or
+    ``mode_matrices``) are that pair's state for ``param`` and ``forward`` is its ``update``.
+    Passing the class itself as a factory (``GBML(model, MetaCurvatureTransform)``) builds one per
+    parameter.
 
     Args:
         param: the parameter to precondition (its shape, dtype and device are used).
@@ -142,24 +234,20 @@ class MetaCurvatureTransform(torch.nn.Module):
         self.lr = lr
         self.shape = tuple(param.shape)
         options = {"dtype": param.dtype, "device": param.device}
+        matrices = [torch.as_tensor(m).to(**options) for m in _CURVATURE.init({"p": param.detach()})["p"]]
         self.modes = len(self.shape) if len(self.shape) <= 2 else 3
         if self.modes <= 1:
-            self.scale = torch.nn.Parameter(torch.ones(self.shape or (1,), **options))
+            self.scale = torch.nn.Parameter(matrices[0].clone())
         else:
-            sizes = list(self.shape[:2]) + ([math.prod(self.shape[2:])] if self.modes == 3 else [])
-            self.mode_matrices = torch.nn.ParameterList(
-                [torch.nn.Parameter(torch.eye(s, **options)) for s in sizes]
-            )
+            self.mode_matrices = torch.nn.ParameterList([torch.nn.Parameter(m.clone()) for m in matrices])
+
+    def state(self) -> list[torch.Tensor]:
+        """The core pair's state for this parameter (this module's parameters)."""
+        return [self.scale] if self.modes <= 1 else list(self.mode_matrices)
 
     def forward(self, grad: torch.Tensor) -> torch.Tensor:
-        if self.modes <= 1:
-            return self.lr * self.scale * grad
-        m_out, m_in = self.mode_matrices[0], self.mode_matrices[1]
-        if self.modes == 2:
-            return self.lr * (m_out @ grad @ m_in)
-        g = grad.reshape(self.shape[0], self.shape[1], -1)
-        g = torch.einsum("ab,bcd,ce,df->aef", m_out, g, m_in, self.mode_matrices[2])
-        return self.lr * g.reshape(self.shape)
+        direction = _CURVATURE.update({"p": grad}, {"p": self.state()})[0]["p"]
+        return self.lr * direction
 
 
 class TransformDictionary:
