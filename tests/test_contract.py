@@ -77,6 +77,11 @@ def test_signatures_match_across_backends():
             torch_side = inspect.signature(getattr(getattr(talg, name), method))
             jax_side = inspect.signature(getattr(getattr(jalg, name), method))
             assert _shape(torch_side) == _shape(jax_side), f"{name}.{method}"
+    for name in ("ProtoNet", "MetaOptNet"):
+        for method in ("task_loss", "init", "from_variables"):
+            torch_side = inspect.signature(getattr(getattr(talg, name), method))
+            jax_side = inspect.signature(getattr(getattr(jalg, name), method))
+            assert _shape(torch_side) == _shape(jax_side), f"{name}.{method}"
     assert talg.MetaBatchResult is MetaBatchLoss  # the old torch name keeps importing
     assert not hasattr(talg, "shard_tasks") and not hasattr(jalg, "shard_tasks")
     assert callable(talg.task_slice) and callable(jalg.shard_task_batch)
@@ -215,8 +220,42 @@ def test_task_loss_init_from_variables():
     expected = anil.head.weight.detach() + 1
     loaded = anil.from_variables(anil.features.state_dict(), head)
     torch.testing.assert_close(loaded["model"]["weight"], expected)
-    with pytest.raises(ValueError, match=r"head_variables must name the model's parameters: missing \['bias'\]"):
+    missing = r"head_variables must name the model's parameters: missing \['bias'\]"
+    with pytest.raises(ValueError, match=missing):
         anil.from_variables(anil.features.state_dict(), {"weight": anil.head.weight})
+
+
+@pytest.mark.parametrize("head", ["protonet", "ridge", "svm"])
+def test_metric_learners_functional_task_loss(head):
+    torch.manual_seed(0)
+    features = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.BatchNorm1d(6)).to(DOUBLE)
+    if head == "protonet":
+        learner = talg.ProtoNet(features)
+    else:
+        learner = talg.MetaOptNet(features, head=head, **({"ways": 3} if head == "svm" else {}))
+    learner.to(DOUBLE)
+    sx, sy, qx, qy = (a[0] for a in _batch())
+    learner.zero_grad()
+    stateful = F.cross_entropy(learner(sx, sy, qx), qy)
+    stateful.backward()
+    stats = {k: v.clone() for k, v in learner.state_dict().items() if "running" in k}
+    meta = learner.meta_parameters()
+    value, logits = learner.task_loss(meta, sx, sy, qx, qy)
+    torch.testing.assert_close(value, stateful, rtol=1e-12, atol=1e-12)
+    assert tuple(logits.shape) == (9, 3)
+    expected = {key: {n: t.grad.clone() for n, t in tree.items()} for key, tree in meta.items()}
+    if head == "svm":  # the QP solver's autograd.Function has no torch.func support: backward
+        learner.zero_grad()
+        value.backward()
+        grads = {key: {n: t.grad for n, t in tree.items()} for key, tree in meta.items()}
+    else:
+        detached = {key: {n: t.detach().clone() for n, t in tree.items()} for key, tree in meta.items()}
+        grads = torch.func.grad(lambda m: learner.task_loss(m, sx, sy, qx, qy)[0])(detached)
+    for key, tree in expected.items():
+        for leaf, grad in tree.items():
+            torch.testing.assert_close(grads[key][leaf], grad, rtol=1e-8, atol=1e-10)
+    for key, value in stats.items():  # the functional calls read, never write, running statistics
+        assert torch.equal(learner.state_dict()[key], value)
 
 
 # -- learnable transforms: the torch modules are the core pairs --------------------------------------

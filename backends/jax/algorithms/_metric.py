@@ -72,8 +72,8 @@ class _Metric:
         self.features, self.ways = features, ways
         self.apply_features = as_apply(features)
 
-    def init(self, key, sample_input):
-        return self.from_variables(init_variables(self.features, key, sample_input))
+    def init(self, key, x):
+        return self.from_variables(init_variables(self.features, key, x))
 
     def from_variables(self, variables):
         return {"features": dict(variables)}
@@ -108,11 +108,12 @@ class ProtoNet(_Metric):
         self.distance, self.normalize = distance, bool(normalize)
 
     def task_loss(
-        self, meta_params, support_x, support_y, query_x, query_y, loss=cross_entropy, steps=0, train=True
+        self, meta_params, support_x, support_y, query_x, query_y, *, loss=None, steps=1, train=True
     ):
         """``(query loss, logits [q, ways])``."""
         support, query = self._embed(meta_params, support_x, query_x, train)
         logits = prototype_logits(support, support_y, query, self.ways, self.distance, self.normalize)
+        loss = cross_entropy if loss is None else loss  # the contract's default, as for MAML
         return loss(logits, query_y), logits
 
 
@@ -154,11 +155,12 @@ class MetaOptNet(_Metric):
         return meta
 
     def task_loss(
-        self, meta_params, support_x, support_y, query_x, query_y, loss=cross_entropy, steps=0, train=True
+        self, meta_params, support_x, support_y, query_x, query_y, *, loss=None, steps=1, train=True
     ):
         support, query = self._embed(meta_params, support_x, query_x, train)
         head = meta_params["head"] if self.learn_scale else jax.lax.stop_gradient(meta_params["head"])
         logits = ridge_logits(
             support, support_y, query, self.ways, self.reg, head["scale"], head["bias"], self.normalize
         )
+        loss = cross_entropy if loss is None else loss  # the contract's default, as for MAML
         return loss(logits, query_y), logits

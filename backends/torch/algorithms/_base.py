@@ -5,7 +5,6 @@ and ``task_loss``) on top of ``_functional``."""
 from __future__ import annotations
 
 import inspect
-import numbers
 from collections.abc import Mapping
 
 import torch
@@ -127,15 +126,9 @@ class BaseLearner(torch.nn.Module):
         ``x`` (a sample input ``[N, ...]``) is accepted for the shared signature; a torch module's
         shapes are fixed at construction.
         """
-        if isinstance(key, bool) or not isinstance(key, numbers.Integral):
-            raise TypeError(f"key={key!r} must be an int seed on the torch backend")
-        with torch.random.fork_rng():
-            torch.manual_seed(int(key))
-            with torch.no_grad():
-                for network in self._networks():
-                    for layer in network.modules():
-                        if callable(getattr(layer, "reset_parameters", None)):
-                            layer.reset_parameters()
+        from ._functional import reset_parameters
+
+        reset_parameters(self._networks(), key)
         return self.meta_parameters()
 
     def _networks(self) -> list[torch.nn.Module]:

@@ -16,6 +16,7 @@ the clones' own copies never reach the model either.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Callable, Mapping
 
 import torch
@@ -64,6 +65,19 @@ def functional_mode(*modules: torch.nn.Module | None, train: bool | None = None)
         for pairs in modes:
             for module, mode in pairs:
                 module.training = mode
+
+
+def reset_parameters(networks: list[torch.nn.Module], key) -> None:
+    """Re-initialise every layer of ``networks`` that has ``reset_parameters`` under the int seed
+    ``key``; the global random state is left as it was (``init(key, x)`` on torch)."""
+    if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+        raise TypeError(f"key={key!r} must be an int seed on the torch backend")
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(int(key))
+        for network in networks:
+            for layer in network.modules():
+                if callable(getattr(layer, "reset_parameters", None)):
+                    layer.reset_parameters()
 
 
 def check_tree(tree: object, module: torch.nn.Module, key: str) -> dict:
@@ -142,4 +156,4 @@ def task_loss(algorithm, meta_params: Mapping, sx, sy, qx, qy, loss: Callable, s
     return loss(outputs, qy), outputs
 
 
-__all__ = ["call", "check_tree", "functional_mode", "inner_loop", "task_loss"]
+__all__ = ["call", "check_tree", "functional_mode", "inner_loop", "reset_parameters", "task_loss"]

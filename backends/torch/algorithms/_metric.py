@@ -109,6 +109,48 @@ class _EmbedAndFit(torch.nn.Module):
         self.head.fit_(support_embeddings, support_labels)
         return self.head(query_embeddings)
 
+    # -- the functional contract (l2l_multi._contract.MetricLearner) -------------------------
+    def meta_parameters(self, layout: str = "torch") -> dict:
+        """``{"features": {name: tensor}, "head": {name: tensor}}`` of the live parameters (``head``
+        only when the head has learnable scalars); ``.grad`` of a loss computed from it fills
+        these modules' parameters, as for the gradient-based learners."""
+        if layout != "torch":
+            raise ValueError(f"layout={layout!r}: metric learners give their tree in the torch layout")
+        tree = {"features": dict(self.features.named_parameters())}
+        head = dict(self.head.named_parameters())
+        return {**tree, "head": head} if head else tree
+
+    def init(self, key, x) -> dict:
+        """Re-initialise the feature extractor's layers under the int seed ``key`` (the global
+        random state is left as it was) and return ``meta_parameters()``; ``x`` (a sample input)
+        is accepted for the shared signature."""
+        from ._functional import reset_parameters
+
+        reset_parameters([self.features], key)
+        return self.meta_parameters()
+
+    def from_variables(self, variables) -> dict:
+        """Load the feature extractor's ``{name: tensor}`` and return ``meta_parameters()``."""
+        from ._base import _load_variables
+
+        _load_variables(self.features, variables, "variables")
+        return self.meta_parameters()
+
+    def task_loss(
+        self, meta_params, support_x, support_y, query_x, query_y, *, loss=None, steps=1, train=True
+    ):
+        """``(query loss 0-d, query logits [q, ways])`` of one task with the modules run on
+        ``meta_params`` (functional: differentiable w.r.t. it; ``steps`` is ignored, there is no
+        inner loop; ``loss=None``: cross-entropy)."""
+        from ._functional import functional_mode
+
+        loss = torch.nn.functional.cross_entropy if loss is None else loss
+        flat = {f"features.{name}": value for name, value in meta_params["features"].items()}
+        flat.update({f"head.{name}": value for name, value in meta_params.get("head", {}).items()})
+        with functional_mode(self.features, train=train):
+            logits = torch.func.functional_call(self, flat, (support_x, support_y, query_x), strict=False)
+        return loss(logits, query_y), logits
+
 
 class ProtoNet(_EmbedAndFit):
     """Prototypical networks (Snell et al., NeurIPS 2017): nearest class mean in embedding space.
@@ -186,3 +228,12 @@ class MetaOptNet(_EmbedAndFit):
         self.features = features
         self.head_type = head
         self.head = HEADS[head](**head_kwargs)
+
+    def from_variables(self, variables, head=None) -> dict:
+        """Load the feature extractor's ``{name: tensor}`` and, when given, the head's learnable
+        scalars ``head`` (``{name: tensor}``); return ``meta_parameters()``."""
+        from ._base import _load_variables
+
+        if head is not None:
+            _load_variables(self.head, head, "head")
+        return super().from_variables(variables)
