@@ -42,8 +42,10 @@ class DifferentiableSGD:
 # torch only
 AdaptationError: Any
 KroneckerTransform: Any
+LearnableTransformModule: Any
 MetaCurvatureTransform: Any
 ModuleTransform: Any
+PairTransform: Any
 ReshapedTransform: Any
 TransformDictionary: Any
 
