@@ -149,11 +149,11 @@ def _meta_batch_loss(
     The same signature and meaning as the jax backend's ``meta_batch_loss``.
 
     Args:
-        algorithm: a ``MAML``, ``MetaSGD``, ``ANIL``, ``GBML`` or ``Reptile`` (its ``lr``/``lrs``/
-            ``inner``/transform, ``first_order`` and ``allow_nograd`` apply; parameters with
+        algorithm: a ``MAML``, ``MetaSGD``, ``ANIL``, ``GBML``, ``Reptile`` or ``MAMLpp`` (its
+            ``lr``/``lrs``/``inner``/transform, ``first_order`` and ``allow_nograd`` apply; parameters with
             ``requires_grad=False`` stay fixed; the inner optimizer's state is threaded through
             the steps); the sequential map also takes any other learner with
-            ``clone()``/``adapt()`` (``MAMLpp``, GBML with ``adapt_transform``).
+            ``clone()``/``adapt()`` (GBML with ``adapt_transform``).
         meta_params: ``algorithm.meta_parameters()`` (the learner's live tensors:
             ``result.loss.backward()`` fills their ``.grad``, so a torch optimizer over
             ``algorithm.parameters()`` works as before), or any dict of the same structure
