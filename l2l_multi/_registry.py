@@ -155,6 +155,6 @@ register_algorithm(AlgorithmSpec("maml", "gradient", ("inner",), _ONE, "MAML (Fi
 register_algorithm(AlgorithmSpec("metasgd", "gradient", ("inner",), _ONE, "Meta-SGD (Li et al. 2017)"))
 register_algorithm(AlgorithmSpec("anil", "head", ("inner",), _ONE, "ANIL (Raghu et al. 2020)"))
 register_algorithm(AlgorithmSpec("protonet", "metric", (), _ONE, "ProtoNets (Snell et al. 2017)"))
-register_algorithm(AlgorithmSpec("metaoptnet", "metric", ("head",), ({"head": "ridge"},),
+register_algorithm(AlgorithmSpec("metaoptnet", "metric", ("head",), ({"head": "ridge"}, {"head": "svm"}),
                                  "MetaOptNet (Lee et al. 2019)"))
 register_algorithm(AlgorithmSpec("reptile", "reptile", (), _ONE, "Reptile (Nichol et al. 2018)"))

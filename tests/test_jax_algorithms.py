@@ -327,8 +327,8 @@ def test_step_errors():
         step(meta, optax.sgd(0.1).init(meta), sx, sy, qx, qy[:2])
     with pytest.raises(ValueError, match="ways=1 must be an int >= 2"):
         jalg.ProtoNet(MLP(), ways=1)
-    with pytest.raises(ValueError, match="head='svm' is not available on the jax backend"):
-        jalg.MetaOptNet(MLP(), ways=3, head="svm")
+    with pytest.raises(ValueError, match="head must be one of 'svm', 'ridge', got 'knn'"):
+        jalg.MetaOptNet(MLP(), ways=3, head="knn")
 
 
 @pytest.mark.parametrize("task_map", ["vmap", "sequential", "map"])

@@ -15,6 +15,7 @@ from ._metric import MetaOptNet as MetaOptNet
 from ._metric import ProtoNet as ProtoNet
 from ._metric import prototype_logits as prototype_logits
 from ._metric import ridge_logits as ridge_logits
+from ._metric import svm_logits as svm_logits
 from ._model import cross_entropy as cross_entropy
 from ._reptile import Reptile as Reptile
 from ._train import CheckedStepMetrics as CheckedStepMetrics
@@ -48,5 +49,6 @@ __all__ = [
     "replicate",
     "ridge_logits",
     "shard_task_batch",
+    "svm_logits",
     "task_mesh",
 ]
