@@ -158,3 +158,6 @@ register_algorithm(AlgorithmSpec("protonet", "metric", (), _ONE, "ProtoNets (Sne
 register_algorithm(AlgorithmSpec("metaoptnet", "metric", ("head",), ({"head": "ridge"}, {"head": "svm"}),
                                  "MetaOptNet (Lee et al. 2019)"))
 register_algorithm(AlgorithmSpec("reptile", "reptile", (), _ONE, "Reptile (Nichol et al. 2018)"))
+# "adaptation_steps" in options: the builders receive it (per-step rates and batch-norm rows)
+register_algorithm(AlgorithmSpec("mamlpp", "gradient", ("adaptation_steps",), _ONE,
+                                 "MAML++ (Antoniou et al. 2019): per-step rates and batch norm"))

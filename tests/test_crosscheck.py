@@ -17,6 +17,7 @@ CASES = [
     pytest.param("metasgd", False, id="metasgd"),
     pytest.param("anil", False, id="anil"),
     pytest.param("protonet", False, id="protonet"),
+    pytest.param("mamlpp", False, id="mamlpp"),
 ]
 
 

@@ -124,6 +124,12 @@ def _build_metaoptnet(model, variables, ways, *, lr, first_order, inner, head):
     return algorithm, algorithm.from_variables(feature_variables)
 
 
+def _build_mamlpp(model, variables, ways, *, lr, first_order, inner, head, adaptation_steps):
+    # MAML++ sizes its per-step rates and batch-norm rows by the number of steps
+    algorithm = algorithms.MAMLpp(model, lr, max(adaptation_steps, 1), first_order=first_order)
+    return algorithm, algorithm.from_variables(variables)
+
+
 # an algorithm of the registry -> its jax builder ``(flax model, variables, ways, **options) ->
 # (algorithm, meta_params)`` (other helpers register theirs here)
 ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
@@ -134,6 +140,7 @@ ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
     "anil": _build_anil,
     "protonet": _build_protonet,
     "metaoptnet": _build_metaoptnet,
+    "mamlpp": _build_mamlpp,
     "reptile": _build_whole(lambda m, lr, first_order, inner, head: algorithms.Reptile(m, lr)),
 }
 
@@ -212,8 +219,9 @@ class JaxStep:
         self.dtype = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
         self.model, variables = build_variables(model, ways, seed, self.dtype, conv)
         inner = inner_optimizer(inner, spec.name, lr, optax)  # a name -> optax's own implementation
+        sized = {"adaptation_steps": adaptation_steps} if "adaptation_steps" in spec.options else {}
         self.algorithm, self.meta_params = ALGORITHM_BUILDERS[spec.name](
-            self.model, variables, ways, lr=lr, first_order=first_order, inner=inner, head=head
+            self.model, variables, ways, lr=lr, first_order=first_order, inner=inner, head=head, **sized
         )
         # the learning rate lives in the optimizer state, so schedules and checkpoints carry it
         self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=meta_lr)

@@ -91,6 +91,11 @@ def _build_reptile(model, *, lr, first_order, inner, head):
     return algorithms.Reptile(model, lr=lr)
 
 
+def _build_mamlpp(model, *, lr, first_order, inner, head, adaptation_steps):
+    # MAML++ sizes its per-step rates and batch-norm rows by the number of steps
+    return algorithms.MAMLpp(model, lr=lr, adaptation_steps=max(adaptation_steps, 1), first_order=first_order)
+
+
 # an algorithm of the registry -> its torch builder (other helpers register theirs here)
 ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
     "maml": _build_maml,
@@ -98,6 +103,7 @@ ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
     "anil": _build_anil,
     "protonet": _build_protonet,
     "metaoptnet": _build_metaoptnet,
+    "mamlpp": _build_mamlpp,
     "reptile": _build_reptile,
 }
 LOSSES = {"cross-entropy": F.cross_entropy, "mse": F.mse_loss}
@@ -158,8 +164,9 @@ class TorchStep:
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
         self.model = build_model(model, ways, seed, self.dtype).to(self.device)
         inner = inner_optimizer(inner, spec.name, lr, transforms)  # a name -> l2l_multi.transforms
+        sized = {"adaptation_steps": adaptation_steps} if "adaptation_steps" in spec.options else {}
         self.algorithm = ALGORITHM_BUILDERS[spec.name](
-            self.model, lr=lr, first_order=first_order, inner=inner, head=head
+            self.model, lr=lr, first_order=first_order, inner=inner, head=head, **sized
         )
         self.algorithm.to(device=self.device, dtype=self.dtype)  # heads' own scalars included
         self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=meta_lr)
@@ -314,6 +321,8 @@ class TorchStep:
 
     def _as_flax(self, tree: dict) -> dict:
         """The torch-layout tree in the jax backend's layout (``l2l_multi.interop``)."""
+        if callable(getattr(self.algorithm, "flax_layout", None)):  # a learner that converts its own (MAML++)
+            return _numpy(self.algorithm.flax_layout(tree))
         flax: dict[str, Any] = {}
         kind = self.spec.kind
         if "model" in tree:
