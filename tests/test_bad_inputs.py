@@ -192,7 +192,7 @@ def test_metalearner_torch_options_and_batches():
     check(
         lambda: learner.train_step(x[0, :3], y[0, :3], x[0, 3:], y[0, 3:]),
         ValueError,
-        r"support_y must have shape \[B=3, samples, ...\]",
+        r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\)",
     )
     check(
         lambda: learner.train_step(x[:, :3], y[:, :3].astype(np.float32), x[:, 3:], y[:, 3:]),
@@ -696,39 +696,42 @@ TORCH_BATCH_CASES = [
     case(
         lambda b: {"support_x": _jax_copy(b["support_x"])},
         TypeError,
-        r"support_x must be a torch.Tensor, got ArrayImpl; convert it with l2l_multi.interop.to_torch",
+        r"support_x is a jax array; the torch backend takes torch or numpy arrays: convert it with "
+        r"l2l_multi.interop.to_torch",
         id="jax-support-x",
         marks=needs_jax,
     ),
     case(
         lambda b: {"query_y": _jax_copy(b["query_y"])},
         TypeError,
-        r"query_y must be a torch.Tensor",
+        r"query_y is a jax array; the torch backend takes",
         id="jax-query-y",
         marks=needs_jax,
     ),
     case(
-        lambda b: {"support_x": b["support_x"].numpy()},
+        lambda b: {"support_x": b["support_x"].tolist()},  # numpy arrays are accepted (the contract)
         TypeError,
-        r"support_x must be a torch.Tensor, got ndarray",
-        id="numpy-support-x",
+        r"support_x must be a torch or numpy array, got list",
+        id="list-support-x",
     ),
     case(
         lambda b: {k: v[0] for k, v in b.items()},
         ValueError,
-        r"support_y must have shape \[B=3, samples, ...\] \(stacked tasks\), got \(3,\)",
+        r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\) "
+        r"\(stacked tasks\); got \(3,\)",
         id="unbatched",
     ),
     case(
         lambda b: {"query_x": b["query_x"][:1], "query_y": b["query_y"][:1]},
         ValueError,
-        r"query_x must have shape \[B=2, samples, ...\]",
+        r"query_x must have shape \[B, samples, ...\] with the same B as support_x \(2\)",
         id="batch-size-mismatch",
     ),
     case(
         lambda b: {"support_y": b["support_y"][:, :2]},
         ValueError,
-        r"labels must match inputs per task: support \(2, 3\) vs \(2, 2\)",
+        r"support_y must hold one label per sample of support_x: support_x has shape \(2, 3, 4\), "
+        r"support_y \(2, 2\)",
         id="label-count-mismatch",
     ),
     case(
@@ -759,7 +762,7 @@ TORCH_BATCH_CASES = [
     case(
         lambda b: {"path": "fast"},
         ValueError,
-        r"path='fast' is not one of \('auto', 'loop', 'vmap'\)",
+        r"path='fast' is not one of \('auto', 'vmap', 'sequential'\)",
         id="unknown-path",
     ),
     case(
@@ -783,7 +786,7 @@ def test_torch_meta_batch_loss(torch_batch, call, exception, match):
 
     maml, batch = torch_batch
     arguments = {**batch, **call(batch)}
-    check(lambda: meta_batch_loss(maml, **arguments), exception, match)
+    check(lambda: meta_batch_loss(maml, maml.meta_parameters(), **arguments), exception, match)
 
 
 @needs_torch
@@ -793,12 +796,12 @@ def test_torch_meta_batch_loss_needs_a_learner(torch_batch):
 
     maml, batch = torch_batch
     check(
-        lambda: meta_batch_loss(maml.module, **batch),
+        lambda: meta_batch_loss(maml.module, maml.meta_parameters(), **batch),
         TypeError,
         r"algorithm must be an l2l learner \(MAML, MetaSGD, ANIL, ...\), got Linear",
     )
     check(
-        lambda: meta_batch_loss(ProtoNet(torch.nn.Linear(4, 8)), **batch),
+        lambda: meta_batch_loss(ProtoNet(torch.nn.Linear(4, 8)), maml.meta_parameters(), **batch),
         TypeError,
         r"algorithm must be an l2l learner .* got ProtoNet",
     )
@@ -939,14 +942,14 @@ ADAPT_CASES = [
     ),
     case(
         lambda learner, x, y: 1.0,
-        ValueError,
-        r"loss must be a scalar torch.Tensor .* got float",
+        TypeError,
+        r"adapt got float as its first argument. The call forms are adapt\(meta_params, x, y",
         id="float-loss",
     ),
     case(
         lambda learner, x, y: _jax_copy(_cross_entropy(learner, x, y).detach()),
-        ValueError,
-        r"loss must be a scalar torch.Tensor computed from the learner's outputs, got ArrayImpl",
+        TypeError,
+        r"adapt got ArrayImpl as its first argument",
         id="jax-loss",
         marks=needs_jax,
     ),
@@ -1072,7 +1075,7 @@ JAX_BATCH_CASES = [
     case(
         lambda b: {"task_map": "pmap"},
         ValueError,
-        r"task_map='pmap' is not one of \('auto', 'vmap', 'map'\)",
+        r"task_map='pmap' is not one of \('auto', 'vmap', 'sequential'\)",
         id="unknown-task-map",
     ),
     case(
@@ -1689,9 +1692,14 @@ def test_known_gaps_torch():
     maml = MAML(torch.nn.Linear(4, 3), lr=0.1)
     sx, sy = torch.randn(2, 3, 5), torch.arange(3).repeat(2, 1)
     # an input feature size the model does not take: torch's own message, no argument name
-    check(lambda: meta_batch_loss(maml, sx, sy, sx, sy), RuntimeError, r"shapes cannot be multiplied")
+    meta = maml.meta_parameters()
+    check(lambda: meta_batch_loss(maml, meta, sx, sy, sx, sy), RuntimeError, r"shapes cannot be multiplied")
     # labels >= the number of outputs: torch's own message (a device-side assert on CUDA)
-    check(lambda: meta_batch_loss(maml, sx[..., :4], sy + 3, sx[..., :4], sy), IndexError, r"out of bounds")
+    check(
+        lambda: meta_batch_loss(maml, meta, sx[..., :4], sy + 3, sx[..., :4], sy),
+        IndexError,
+        r"out of bounds",
+    )
     if HAVE_JAX:  # a learner called on a jax array: torch's message names its own argument, `input`
         check(lambda: maml.clone()(_jax_copy(sx[0, :, :4])), TypeError, r"argument 'input' .* must be Tensor")
 
