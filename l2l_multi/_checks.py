@@ -1,5 +1,5 @@
-"""Checks shared by both backends, one wording per mistake: learning rates, class labels and the
-error of a refused non-finite meta-update.
+"""Checks shared by both backends, one wording per mistake: learning rates, class labels, the
+error of a non-finite inner-loop loss and that of a refused non-finite meta-update.
 
 Like ``_arrays``, this module never imports a framework: torch tensors and jax arrays are
 recognised through ``sys.modules``. Values that are not concrete (jax tracers, tensors inside
@@ -143,6 +143,23 @@ def nonfinite_inputs(named_arrays: Iterable[tuple[str, Any]]) -> list[str]:
     return names
 
 
+def nonfinite_loss_error(where: str, value: Any) -> FloatingPointError:
+    """The error for a non-finite loss met in an eager inner loop (both backends).
+
+    Args:
+        where: which loss, e.g. "adapt: the support loss" or "meta_batch_loss: a task's query loss".
+        value: the loss as read on the host (a float, or an array of per-task losses).
+
+    Example:
+        >>> str(nonfinite_loss_error("adapt: the support loss", float("nan")))[:45]
+        'adapt: the support loss is non-finite (nan); '
+    """
+    return FloatingPointError(
+        f"{where} is non-finite ({value}); the inner-loop learning rate may be too large or the inputs "
+        "contain NaN/inf"
+    )
+
+
 def nonfinite_update_error(
     iteration: int,
     loss: float,
@@ -179,4 +196,10 @@ def nonfinite_update_error(
     )
 
 
-__all__ = ["check_labels", "check_learning_rate", "nonfinite_inputs", "nonfinite_update_error"]
+__all__ = [
+    "check_labels",
+    "check_learning_rate",
+    "nonfinite_inputs",
+    "nonfinite_loss_error",
+    "nonfinite_update_error",
+]

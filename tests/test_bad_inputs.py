@@ -49,6 +49,56 @@ def check(call, exception, match):
         call()
 
 
+# Tables run on both backends fill each row's ``match`` with the backend's own words from WORDS,
+# so a mistake has one wording whatever the backend.
+WORDS = {
+    "torch": {
+        "backend": "torch",
+        "other": "jax",
+        "other_kind": "jax array",
+        "module": r"a torch\.nn\.Module",
+        "float32": r"torch\.float32",
+        "arrays": "a torch tensor",
+        "transform": r"a callable transform factory \(e\.g\. l2l\.optim\.ModuleTransform\(\.\.\.\)\)",
+    },
+    "jax": {
+        "backend": "jax",
+        "other": "torch",
+        "other_kind": r"torch\.Tensor",
+        "module": r"a flax\.linen\.Module or a function f\(variables, x\)",
+        "float32": "float32",
+        "arrays": "a jax/numpy array",
+        "transform": r"a GradientTransformation \(init, update\)",
+    },
+}
+NEEDS = {"torch": needs_torch, "jax": needs_jax}
+
+
+def over_backends(rows, gaps=None, covered=None):
+    """Each row of ``rows`` once per backend, its ``match`` filled in with that backend's WORDS.
+
+    ``gaps``: ``{(row id, backend): reason}`` for rows a backend does not meet yet; they run as
+    strict xfails, so the day the backend learns to refuse the input the test fails and the mark
+    must go (the rule of ``test_known_gaps``). ``covered``: ``{(row id, backend): where}`` for
+    rows left out on a backend because another row or file checks the same code at less cost.
+    """
+    gaps, covered = gaps or {}, covered or {}
+    params = []
+    for row in rows:
+        call, exception, match = row.values
+        for backend in ("torch", "jax"):
+            if (row.id, backend) in covered:
+                continue
+            marks = [NEEDS[backend], *row.marks]
+            if (row.id, backend) in gaps:
+                marks.append(pytest.mark.xfail(strict=True, reason=gaps[(row.id, backend)]))
+            filled = match.format(**WORDS[backend])
+            params.append(
+                pytest.param(backend, call, exception, filled, id=f"{backend}-{row.id}", marks=marks)
+            )
+    return params
+
+
 def _dataset(classes=4, samples=3, shape=(2,)):
     return MetaDataset(synthetic_classification(num_classes=classes, samples_per_class=samples, shape=shape))
 
@@ -175,77 +225,93 @@ def test_metalearner_arguments(call, exception, match):
 
 
 @needs_torch
-def test_metalearner_torch_options_and_batches():
+def test_metalearner_torch_only_options():
     check(
         lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="torch", task_map="vmap"),
         TypeError,
         r"unexpected keyword argument 'task_map'",
     )
-    check(
-        lambda: l2l.MetaLearner("metaoptnet", "omniglot-fc", 3, backend="torch", head="knn"),
-        ValueError,
-        r"head must be one of 'svm', 'ridge', got 'knn'",
-    )
-    learner = l2l.MetaLearner("maml", "omniglot-fc", 3, backend="torch")
-    x = np.random.default_rng(0).random((2, 6, 784), dtype=np.float32)
-    y = np.tile(np.arange(3), (2, 2))
-    check(
-        lambda: learner.train_step(x[0, :3], y[0, :3], x[0, 3:], y[0, 3:]),
-        ValueError,
-        r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\)",
-    )
-    check(
-        lambda: learner.train_step(x[:, :3], y[:, :3].astype(np.float32), x[:, 3:], y[:, 3:]),
-        TypeError,
-        r"support_y has dtype torch.float32; loss=cross_entropy needs integer class labels",
-    )
-    check(
-        lambda: learner.evaluate(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:], adaptation_steps=-1),
-        ValueError,
-        r"adaptation_steps=-1 must be a non-negative int",
-    )
-    check(
-        lambda: learner.evaluate(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:], ways=5),
-        ValueError,
-        r"ways=5: maml has a 3-way output layer",
-    )
-    check(
-        lambda: learner.train_step(x[:, :3] * np.nan, y[:, :3], x[:, 3:], y[:, 3:]),
-        FloatingPointError,
-        r"adapt\(loss=...\) got a non-finite loss \(nan\)",
-    )
 
 
 @needs_jax
-def test_metalearner_jax_options_and_batches():
+def test_metalearner_jax_only_options():
     check(
         lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="jax", path="loop"),
         TypeError,
         r"unexpected keyword argument 'path'",
     )
-    check(
-        lambda: l2l.MetaLearner("metaoptnet", "omniglot-fc", 3, backend="jax", head="svm"),
+
+
+_METALEARNERS = {}
+_X = np.random.default_rng(0).random((2, 6, 784), dtype=np.float32)
+_Y = np.tile(np.arange(3), (2, 2))
+
+
+def _metalearner(backend):
+    """One MAML MetaLearner per backend for the module: every row below leaves it unchanged."""
+    if backend not in _METALEARNERS:
+        _METALEARNERS[backend] = l2l.MetaLearner("maml", "omniglot-fc", 3, backend=backend)
+    return _METALEARNERS[backend]
+
+
+# (backend) -> a MetaLearner call with one wrong argument; match filled in from WORDS
+METALEARNER_BACKEND_CASES = [
+    case(
+        lambda be: l2l.MetaLearner("metaoptnet", "omniglot-fc", 3, backend=be, head="knn"),
         ValueError,
-        r"head='svm' is not available on the jax backend",
-    )
-    learner = l2l.MetaLearner("maml", "omniglot-fc", 3, backend="jax")
-    x = np.random.default_rng(0).random((2, 6, 784), dtype=np.float32)
-    y = np.tile(np.arange(3), (2, 2))
-    check(
-        lambda: learner.train_step(x[:, :3, :100], y[:, :3], x[:, 3:, :100], y[:, 3:]),
+        r"head must be one of 'svm', 'ridge', got 'knn'",
+        id="unknown-head",
+    ),
+    case(
+        lambda be: _metalearner(be).train_step(_X[:, :3, :100], _Y[:, :3], _X[:, 3:, :100], _Y[:, 3:]),
         ValueError,
         r"expected 784 features per sample \(input_size\)",
-    )
-    check(
-        lambda: learner.train_step(x[0, :3], y[0, :3], x[0, 3:], y[0, 3:]),
+        id="feature-count",
+    ),
+    case(
+        lambda be: _metalearner(be).train_step(_X[0, :3], _Y[0, :3], _X[0, 3:], _Y[0, 3:]),
         ValueError,
-        r"support_y must have shape \[B, samples, ...\]",
-    )
-    check(
-        lambda: learner.train_step(x[:, :3], y[:, :3].astype(np.float32), x[:, 3:], y[:, 3:]),
+        r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\)",
+        id="unbatched",
+    ),
+    case(
+        lambda be: _metalearner(be).train_step(_X[:, :3], _Y[:, :3].astype(np.float32), _X[:, 3:], _Y[:, 3:]),
         TypeError,
-        r"support_y has dtype float32; loss=cross_entropy needs integer class labels",
-    )
+        r"support_y has dtype {float32}; loss=cross_entropy needs integer class labels",
+        id="float-labels",
+    ),
+    case(
+        lambda be: _metalearner(be).evaluate(_X[:, :3], _Y[:, :3], _X[:, 3:], _Y[:, 3:], adaptation_steps=-1),
+        ValueError,
+        r"adaptation_steps=-1 must be a non-negative int",
+        id="negative-steps",
+    ),
+    case(
+        lambda be: _metalearner(be).evaluate(_X[:, :3], _Y[:, :3], _X[:, 3:], _Y[:, 3:], ways=5),
+        ValueError,
+        r"ways=5: maml has a 3-way output layer",
+        id="ways",
+    ),
+    case(
+        lambda be: _metalearner(be).train_step(_X[:, :3] * np.nan, _Y[:, :3], _X[:, 3:], _Y[:, 3:]),
+        FloatingPointError,
+        r"non-finite meta-update at iteration 1: .*support_x contains NaN/inf\. The update was skipped",
+        id="nan-inputs",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "backend, call, exception, match",
+    over_backends(
+        METALEARNER_BACKEND_CASES,
+        gaps={("feature-count", "torch"): "the torch MetaLearner lets torch's matmul error through"},
+        # compiling the jax meta-step costs ~10 s here; its guard is tested in test_faults_numeric.py
+        covered={("nan-inputs", "jax"): "tests/test_faults_numeric.py"},
+    ),
+)
+def test_metalearner_batches_and_options(backend, call, exception, match):
+    check(lambda: call(backend), exception, match)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -667,141 +733,450 @@ def test_interop_wrong_types():
 
 
 # ------------------------------------------------------------------------------------------------
-# torch backend: learners, adapt, meta_batch_loss
+# learners on both backends: one table per family of mistakes, each row run on torch and on jax
+# with one wording; the words that name a backend's own types come from WORDS
+
+
+class Backend:
+    """What a row needs from one backend: its algorithms, a tiny model, array conversions."""
+
+    def __init__(self, name):
+        import importlib
+
+        self.name = name
+        self.algorithms = importlib.import_module(f"l2l_multi.backends.{name}.algorithms")
+        self.ways = () if name == "torch" else (3,)  # jax metric learners take ways=
+
+    def model(self, outputs=3, inputs=4):
+        if self.name == "torch":
+            import torch
+
+            return torch.nn.Linear(inputs, outputs)
+        import flax.linen as nn
+
+        return nn.Dense(outputs)
+
+    def meta_parameters(self, learner):
+        if self.name == "torch":
+            return learner.meta_parameters()
+        import jax
+        import jax.numpy as jnp
+
+        return learner.init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
+
+    def array(self, value):
+        return _to_framework(self.name, np.asarray(value))
+
+    def foreign(self, value):
+        return _to_framework(WORDS[self.name]["other"], _numpy(value))
+
+    def float32(self, value):
+        return self.array(_numpy(value).astype(np.float32))
+
+
+def _numpy(value):
+    return (
+        value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else np.asarray(value)
+    )
+
+
+def _to_framework(framework, array):
+    if framework == "torch":
+        import torch
+
+        return torch.from_numpy(np.array(array))  # a writable copy: jax hands out read-only views
+    import jax.numpy as jnp
+
+    return jnp.asarray(array)
+
+
+_BATCHES = {}
 
 
 @pytest.fixture
-def torch_batch():
-    torch = pytest.importorskip("torch")
-    from l2l_multi.backends.torch import algorithms
+def learner_batch(request):
+    """``(Backend, MAML over Linear(4, 3) / Dense(3), its meta-parameters, a 2-task batch)`` for
+    the backend named by the test's ``backend`` parameter, built once per module (same seeded
+    numbers on both backends)."""
+    backend = request.getfixturevalue("backend")
+    if backend not in _BATCHES:
+        be = Backend(backend)
+        if backend == "torch":
+            import torch
 
-    torch.manual_seed(0)
-    maml = algorithms.MAML(torch.nn.Linear(4, 3), lr=0.1)
-    batch = {
-        "support_x": torch.randn(2, 3, 4),
-        "support_y": torch.arange(3).repeat(2, 1),
-        "query_x": torch.randn(2, 6, 4),
-        "query_y": torch.arange(3).repeat(2, 2),
-    }
-    return maml, batch
+            torch.manual_seed(0)
+        maml = be.algorithms.MAML(be.model(), lr=0.5)
+        rng = np.random.default_rng(0)
+        batch = {
+            "support_x": be.array(rng.normal(size=(2, 3, 4)).astype(np.float32)),
+            "support_y": be.array(np.tile(np.arange(3), (2, 1))),
+            "query_x": be.array(rng.normal(size=(2, 6, 4)).astype(np.float32)),
+            "query_y": be.array(np.tile(np.arange(3), (2, 2))),
+        }
+        _BATCHES[backend] = (be, maml, be.meta_parameters(maml), batch)
+    return _BATCHES[backend]
 
 
-def _jax_copy(tensor):
-    import jax.numpy as jnp
+NAN = (
+    r"is non-finite \(.*nan.*\); the inner-loop learning rate may be too large or the inputs contain NaN/inf"
+)
 
-    return jnp.asarray(tensor.numpy())
-
-
-TORCH_BATCH_CASES = [
+# (batch, Backend) -> arguments replaced in meta_batch_loss(algorithm, meta_params, **batch)
+META_BATCH_CASES = [
     case(
-        lambda b: {"support_x": _jax_copy(b["support_x"])},
+        lambda b, be: {"support_x": be.foreign(b["support_x"])},
         TypeError,
-        r"support_x is a jax array; the torch backend takes torch or numpy arrays: convert it with "
-        r"l2l_multi.interop.to_torch",
-        id="jax-support-x",
-        marks=needs_jax,
+        r"support_x is a {other_kind}; the {backend} backend takes {backend} or numpy arrays: convert it "
+        r"with l2l_multi\.interop\.to_{backend}",
+        id="foreign-support-x",
+        marks=needs_both,
     ),
     case(
-        lambda b: {"query_y": _jax_copy(b["query_y"])},
+        lambda b, be: {"query_y": be.foreign(b["query_y"])},
         TypeError,
-        r"query_y is a jax array; the torch backend takes",
-        id="jax-query-y",
-        marks=needs_jax,
+        r"query_y is a {other_kind}; the {backend} backend takes",
+        id="foreign-query-y",
+        marks=needs_both,
     ),
     case(
-        lambda b: {"support_x": b["support_x"].tolist()},  # numpy arrays are accepted (the contract)
+        lambda b, be: {"meta_params": b["support_x"]},
         TypeError,
-        r"support_x must be a torch or numpy array, got list",
-        id="list-support-x",
+        r"meta_batch_loss got an array \(.*\) where meta_params belongs; the call is "
+        r"meta_batch_loss\(algorithm, meta_params, support_x, support_y, query_x, query_y\)",
+        id="old-call-form",
     ),
     case(
-        lambda b: {k: v[0] for k, v in b.items()},
+        lambda b, be: {k: v[0] for k, v in b.items()},
         ValueError,
-        r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\) "
-        r"\(stacked tasks\); got \(3,\)",
+        r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\) \(stacked "
+        r"tasks\); got \(3,\)",
         id="unbatched",
     ),
     case(
-        lambda b: {"query_x": b["query_x"][:1], "query_y": b["query_y"][:1]},
+        lambda b, be: {"query_x": b["query_x"][:1], "query_y": b["query_y"][:1]},
         ValueError,
         r"query_x must have shape \[B, samples, ...\] with the same B as support_x \(2\)",
         id="batch-size-mismatch",
     ),
     case(
-        lambda b: {"support_y": b["support_y"][:, :2]},
+        lambda b, be: {"support_y": b["support_y"][:, :2]},
         ValueError,
         r"support_y must hold one label per sample of support_x: support_x has shape \(2, 3, 4\), "
         r"support_y \(2, 2\)",
         id="label-count-mismatch",
     ),
     case(
-        lambda b: {"query_x": b["query_x"][:, :0], "query_y": b["query_y"][:, :0]},
+        lambda b, be: {"query_x": b["query_x"][:, :0], "query_y": b["query_y"][:, :0]},
         ValueError,
         r"query_x has no samples \(shape \(2, 0, 4\)\)",
         id="empty-query",
     ),
     case(
-        lambda b: {"support_y": b["support_y"].float()},
+        lambda b, be: {"support_y": be.float32(b["support_y"])},
         TypeError,
-        r"support_y has dtype torch.float32; loss=cross_entropy needs integer class labels",
+        r"support_y has dtype {float32}; loss=cross_entropy needs integer class labels",
         id="float-labels",
     ),
     case(
-        lambda b: {"support_x": b["support_x"].double(), "query_x": b["query_x"].double()},
-        TypeError,
-        r"support_x has dtype torch.float64 but the model's parameters are torch.float32",
-        id="double-inputs",
+        lambda b, be: {"support_y": b["support_y"] - 1},
+        ValueError,
+        r"support_y holds the label -1; class labels must lie in \[0,",
+        id="negative-label",
     ),
     case(
-        lambda b: {"adaptation_steps": -1},
+        lambda b, be: {"steps": -1},
         ValueError,
-        r"adaptation_steps=-1 must be a non-negative int",
+        r"steps=-1 must be a non-negative int",
         id="negative-steps",
     ),
-    case(lambda b: {"adaptation_steps": 1.5}, ValueError, r"adaptation_steps=1.5 must be", id="float-steps"),
     case(
-        lambda b: {"path": "fast"},
+        lambda b, be: {"adaptation_steps": -1},
         ValueError,
-        r"path='fast' is not one of \('auto', 'vmap', 'sequential'\)",
-        id="unknown-path",
+        r"steps=-1 must be a non-negative int",
+        id="negative-steps-old-spelling",
+    ),
+    case(lambda b, be: {"steps": 1.5}, ValueError, r"steps=1.5 must be a non-negative int", id="float-steps"),
+    case(
+        lambda b, be: {"task_map": "fast"},
+        ValueError,
+        r"task_map='fast' is not one of \('auto', 'vmap', 'sequential'\)",
+        id="unknown-task-map",
     ),
     case(
-        lambda b: {"support_x": b["support_x"] * float("nan"), "path": "loop"},
-        FloatingPointError,
-        r"adapt\(loss=...\) got a non-finite loss \(nan\)",
-        id="nan-inner-loss-loop",
+        lambda b, be: {"pathh": "loop"},
+        TypeError,
+        r"meta_batch_loss got unexpected keyword arguments \['pathh'\]; the {backend} backend takes loss, "
+        r"steps, train, task_map",
+        id="unknown-keyword",
     ),
     case(
-        lambda b: {"support_x": b["support_x"] * float("nan"), "path": "vmap"},
+        lambda b, be: {"support_x": b["support_x"] * float("nan"), "task_map": "sequential"},
         FloatingPointError,
-        r"got a non-finite loss \(nan\)",
-        id="nan-inner-loss-vmap",
+        NAN,
+        id="nan-sequential",
+    ),
+    case(
+        lambda b, be: {"support_x": b["support_x"] * float("nan"), "task_map": "vmap"},
+        FloatingPointError,
+        NAN,
+        id="nan-vmap",
+    ),
+    case(
+        lambda b, be: {"algorithm": be.model()},
+        TypeError,
+        r"algorithm must be an l2l learner \(MAML, MetaSGD, ANIL, ...\), got (Linear|Dense)",
+        id="not-a-learner",
     ),
 ]
 
 
-@pytest.mark.parametrize("call, exception, match", TORCH_BATCH_CASES)
-def test_torch_meta_batch_loss(torch_batch, call, exception, match):
-    from l2l_multi.backends.torch.algorithms import meta_batch_loss
+@pytest.mark.parametrize(
+    "backend, call, exception, match",
+    over_backends(
+        META_BATCH_CASES,
+        gaps={("not-a-learner", "jax"): "jax meta_batch_loss lets the AttributeError of .task_loss through"},
+        # jax checks the task losses after mapping, whatever task_map: one NaN row covers both (the
+        # vmap one, whose compilation test_known_gaps_jax reuses)
+        covered={("nan-sequential", "jax"): "nan-vmap"},
+    ),
+)
+def test_meta_batch_loss(learner_batch, backend, call, exception, match):
+    be, maml, meta, batch = learner_batch
+    arguments = {"algorithm": maml, "meta_params": meta, **batch}
+    arguments.update(call(batch, be))
+    algorithm, meta_params = arguments.pop("algorithm"), arguments.pop("meta_params")
+    check(lambda: be.algorithms.meta_batch_loss(algorithm, meta_params, **arguments), exception, match)
 
-    maml, batch = torch_batch
-    arguments = {**batch, **call(batch)}
-    check(lambda: meta_batch_loss(maml, maml.meta_parameters(), **arguments), exception, match)
+
+# the functional adapt(meta_params, x, y, steps=...) of the contract, on every gradient-based learner
+ADAPT_CASES = [
+    case(
+        lambda a, be: {"x": be.foreign(a["x"])},
+        TypeError,
+        r"x is a {other_kind}; the {backend} backend takes {backend} or numpy arrays",
+        id="foreign-x",
+        marks=needs_both,
+    ),
+    case(
+        lambda a, be: {"y": be.foreign(a["y"])},
+        TypeError,
+        r"y is a {other_kind}",
+        id="foreign-y",
+        marks=needs_both,
+    ),
+    case(
+        lambda a, be: {"y": a["y"][:5]},
+        ValueError,
+        r"y must hold one label per sample of x: x has shape \(6, 4\), y \(5,\)",
+        id="label-count-mismatch",
+    ),
+    case(
+        lambda a, be: {"y": be.float32(a["y"])},
+        TypeError,
+        r"y has dtype {float32}; loss=cross_entropy needs integer class labels",
+        id="float-labels",
+    ),
+    case(
+        lambda a, be: {"steps": -1}, ValueError, r"steps=-1 must be a non-negative int", id="negative-steps"
+    ),
+    case(lambda a, be: {"steps": 1.5}, ValueError, r"steps=1.5 must be a non-negative int", id="float-steps"),
+    case(
+        lambda a, be: {"meta_params": a["meta_params"]["model"]},
+        ValueError,
+        r"meta_params must be the dict from algorithm.init / from_variables \(with a 'model' entry\)",
+        id="variables-instead-of-meta-params",
+    ),
+    case(
+        lambda a, be: {"x": a["x"] * float("nan")},
+        FloatingPointError,
+        r"adapt: the support loss " + NAN,
+        id="nan-support-loss",
+    ),
+]
+# the torch functional adapt does not check its task yet (framework errors come through)
+_TORCH_ADAPT_GAPS = {
+    (row, "torch"): "torch's functional adapt does not check x/y/meta_params yet"
+    for row in (
+        "foreign-x",
+        "foreign-y",
+        "label-count-mismatch",
+        "float-labels",
+        "variables-instead-of-meta-params",
+    )
+}
+
+
+def _learner(be, algorithm):
+    from l2l_multi import transforms
+
+    if algorithm == "ANIL":
+        return be.algorithms.ANIL(be.model(5), be.model(3, inputs=5), lr=0.5)
+    if algorithm == "GBML":
+        if be.name == "torch":
+            from l2l_multi.backends.torch import nn, optim
+
+            return be.algorithms.GBML(be.model(), optim.ModuleTransform(nn.Scale), lr=0.5)
+        return be.algorithms.GBML(be.model(), transforms.elementwise_scale(), lr=0.5)
+    return getattr(be.algorithms, algorithm)(be.model(), lr=0.5)
+
+
+@pytest.mark.parametrize("backend, call, exception, match", over_backends(ADAPT_CASES, _TORCH_ADAPT_GAPS))
+@pytest.mark.parametrize("algorithm", ["MAML", "MetaSGD", "ANIL", "GBML", "Reptile"])
+def test_adapt(learner_batch, algorithm, backend, call, exception, match):
+    be, maml, meta, batch = learner_batch
+    learner = maml if algorithm == "MAML" else _learner(be, algorithm)
+    meta = meta if algorithm == "MAML" else be.meta_parameters(learner)
+    arguments = {"meta_params": meta, "x": batch["query_x"][0], "y": batch["query_y"][0], "steps": 1}
+    arguments.update(call(arguments, be))
+    check(lambda: learner.adapt(**arguments), exception, match)
+
+
+TASK_LOSS_CASES = [
+    case(
+        lambda t, be: {"query_y": t["query_y"][:4]},
+        ValueError,
+        r"query_y must hold one label per sample of query_x",
+        id="query-label-count",
+    ),
+    case(
+        lambda t, be: {"support_y": be.float32(t["support_y"])},
+        TypeError,
+        r"support_y has dtype {float32}",
+        id="float-support-labels",
+    ),
+    case(
+        lambda t, be: {"support_x": t["support_x"] * float("nan")},
+        FloatingPointError,
+        r"adapt: the support loss is non-finite",
+        id="nan-support",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "backend, call, exception, match",
+    over_backends(
+        TASK_LOSS_CASES,
+        {
+            (row, "torch"): "torch's functional task_loss does not name support/query yet"
+            for row in ("query-label-count", "float-support-labels")
+        },
+    ),
+)
+def test_task_loss_names_support_and_query(learner_batch, backend, call, exception, match):
+    be, maml, meta, batch = learner_batch
+    task = {k: v[0] for k, v in batch.items()}
+    task.update(call(task, be))
+    check(lambda: maml.task_loss(meta, **task), exception, match)
+
+
+# (Backend) -> a learner constructed with one wrong argument
+LEARNER_CASES = [
+    case(
+        lambda be: be.algorithms.MAML(be.model(), lr=-1.0),
+        ValueError,
+        r"lr=-1.0 must be >= 0",
+        id="maml-negative-lr",
+    ),
+    case(
+        lambda be: be.algorithms.MAML(be.model(), lr="0.5"),
+        TypeError,
+        r"lr='0.5' must be a float >= 0 or {arrays}",
+        id="maml-string-lr",
+    ),
+    case(
+        lambda be: be.algorithms.MAML(be.model()),
+        TypeError,
+        r"MAML: lr=None must be a float >= 0, or pass inner=",
+        id="maml-no-lr-no-inner",
+    ),
+    case(
+        lambda be: be.algorithms.MAML(be.model(), lr=0.1, inner=l2l.transforms.sgd(0.1)),
+        ValueError,
+        r"MAML got both lr=0.1 and inner=",
+        id="maml-lr-and-inner",
+    ),
+    case(
+        lambda be: be.algorithms.MAML(be.model(), inner="adam"),
+        TypeError,
+        r"inner='adam' must be a GradientTransformation \(init, update\)",
+        id="maml-inner-string",
+    ),
+    case(
+        lambda be: be.algorithms.MetaSGD(be.model(), lr=None),
+        TypeError,
+        r"lr=None must be a float",
+        id="metasgd-none-lr",
+    ),
+    case(
+        lambda be: be.algorithms.Reptile(be.model(), -0.1),
+        ValueError,
+        r"lr=-0.1 must be >= 0",
+        id="reptile-negative-lr",
+    ),
+    case(
+        lambda be: be.algorithms.MAML(3, lr=0.5),
+        TypeError,
+        r"model must be {module}, got int",
+        id="maml-not-a-model",
+    ),
+    case(
+        lambda be: be.algorithms.ANIL(be.model(), "head", lr=0.1),
+        TypeError,
+        r"head must be {module}, got str",
+        id="anil-head-not-a-model",
+    ),
+    case(
+        lambda be: be.algorithms.ANIL("features", be.model(), lr=0.1),
+        TypeError,
+        r"features must be {module}, got str",
+        id="anil-features-not-a-model",
+    ),
+    case(
+        lambda be: be.algorithms.ProtoNet("features", *be.ways),
+        TypeError,
+        r"features must be {module}, got str",
+        id="protonet-not-a-model",
+    ),
+    case(
+        lambda be: be.algorithms.GBML(be.model(), "scale", lr=0.1),
+        TypeError,
+        r"transform must be {transform}, got",
+        id="gbml-transform-string",
+    ),
+    case(
+        lambda be: be.algorithms.MetaOptNet(be.model(), *be.ways, head="knn"),
+        ValueError,
+        r"head must be one of 'svm', 'ridge', got 'knn'",
+        id="metaoptnet-unknown-head",
+    ),
+]
+
+
+@pytest.mark.parametrize("backend, call, exception, match", over_backends(LEARNER_CASES))
+def test_learners(backend, call, exception, match):
+    check(lambda: call(Backend(backend)), exception, match)
+
+
+# ------------------------------------------------------------------------------------------------
+# torch backend only: the learn2learn stateful API (clone/adapt(loss)), heads, dtypes
 
 
 @needs_torch
-def test_torch_meta_batch_loss_needs_a_learner(torch_batch):
+def test_torch_meta_batch_loss_only_checks():
     import torch
-    from l2l_multi.backends.torch.algorithms import ProtoNet, meta_batch_loss
+    from l2l_multi.backends.torch.algorithms import MAML, ProtoNet, meta_batch_loss
 
-    maml, batch = torch_batch
+    torch.manual_seed(0)
+    maml = MAML(torch.nn.Linear(4, 3), lr=0.1)
+    sx, sy = torch.randn(2, 3, 4), torch.arange(3).repeat(2, 1)
     check(
-        lambda: meta_batch_loss(maml.module, maml.meta_parameters(), **batch),
+        lambda: meta_batch_loss(maml, maml.meta_parameters(), sx.double(), sy, sx.double(), sy),
         TypeError,
-        r"algorithm must be an l2l learner \(MAML, MetaSGD, ANIL, ...\), got Linear",
+        r"support_x has dtype torch.float64 but the model's parameters are torch.float32",
     )
     check(
-        lambda: meta_batch_loss(ProtoNet(torch.nn.Linear(4, 8)), maml.meta_parameters(), **batch),
+        lambda: meta_batch_loss(ProtoNet(torch.nn.Linear(4, 8)), {}, sx, sy, sx, sy),
         TypeError,
         r"algorithm must be an l2l learner .* got ProtoNet",
     )
@@ -819,25 +1194,7 @@ def _torch_learner_cases():
             lambda: algorithms.MAML(lambda x: x, lr=0.1),
             TypeError,
             r"model must be a torch.nn.Module, got function",
-            id="maml-not-a-module",
-        ),
-        case(
-            lambda: algorithms.MAML(linear, lr=-1.0),
-            ValueError,
-            r"lr=-1.0 must be >= 0",
-            id="maml-negative-lr",
-        ),
-        case(
-            lambda: algorithms.MAML(linear, lr="0.1"),
-            TypeError,
-            r"lr='0.1' must be a float >= 0 or a torch tensor",
-            id="maml-string-lr",
-        ),
-        case(
-            lambda: algorithms.MetaSGD(linear, lr=None),
-            TypeError,
-            r"lr=None must be a float",
-            id="metasgd-none-lr",
+            id="maml-function",
         ),
         case(
             lambda: algorithms.MetaSGD(linear, lrs=[torch.ones(3)]),
@@ -846,46 +1203,10 @@ def _torch_learner_cases():
             id="metasgd-wrong-lrs",
         ),
         case(
-            lambda: algorithms.Reptile(linear, lr=-1.0),
-            ValueError,
-            r"lr=-1.0 must be >= 0",
-            id="reptile-negative-lr",
-        ),
-        case(
-            lambda: algorithms.ANIL(linear, "head", lr=0.1),
-            TypeError,
-            r"head must be a torch.nn.Module, got str",
-            id="anil-head-not-a-module",
-        ),
-        case(
-            lambda: algorithms.ANIL("features", linear, lr=0.1),
-            TypeError,
-            r"features must be a torch.nn.Module, got str",
-            id="anil-features-not-a-module",
-        ),
-        case(
-            lambda: algorithms.GBML(linear, transform="scale", lr=0.1),
-            TypeError,
-            r"transform must be a callable transform factory",
-            id="gbml-transform-string",
-        ),
-        case(
             lambda: algorithms.GBML(linear, optim.ModuleTransform(nn.Scale), lr=-1.0),
             ValueError,
             r"lr=-1.0 must be >= 0",
             id="gbml-negative-lr",
-        ),
-        case(
-            lambda: algorithms.MetaOptNet(linear, head="knn"),
-            ValueError,
-            r"head must be one of 'svm', 'ridge', got 'knn'",
-            id="metaoptnet-unknown-head",
-        ),
-        case(
-            lambda: algorithms.ProtoNet("features"),
-            TypeError,
-            r"features must be a torch.nn.Module, got str",
-            id="protonet-not-a-module",
         ),
         case(
             lambda: algorithms.ProtoNet(linear)(
@@ -932,8 +1253,14 @@ def _cross_entropy(learner, x, y, **options):
     return torch.nn.functional.cross_entropy(learner(x), y, **options)
 
 
-# (loss(learner, x, y) -> what is passed to adapt, exception, match)
-ADAPT_CASES = [
+def _jax_copy(tensor):
+    import jax.numpy as jnp
+
+    return jnp.asarray(tensor.numpy())
+
+
+# learn2learn's clone().adapt(loss): (loss(learner, x, y) -> what is passed to adapt, exception, match)
+STATEFUL_ADAPT_CASES = [
     case(
         lambda learner, x, y: _cross_entropy(learner, x, y, reduction="none"),
         ValueError,
@@ -943,13 +1270,14 @@ ADAPT_CASES = [
     case(
         lambda learner, x, y: 1.0,
         TypeError,
-        r"adapt got float as its first argument. The call forms are adapt\(meta_params, x, y",
+        r"\w+\.adapt got float as its first argument\. The call forms are adapt\(meta_params, x, y, .*\) "
+        r"\(functional.*\) and learner\.adapt\(loss\)",
         id="float-loss",
     ),
     case(
         lambda learner, x, y: _jax_copy(_cross_entropy(learner, x, y).detach()),
         TypeError,
-        r"adapt got ArrayImpl as its first argument",
+        r"\w+\.adapt got ArrayImpl as its first argument",
         id="jax-loss",
         marks=needs_jax,
     ),
@@ -962,22 +1290,22 @@ ADAPT_CASES = [
     case(
         lambda learner, x, y: _cross_entropy(learner, x, y) * float("nan"),
         FloatingPointError,
-        r"adapt\(loss=...\) got a non-finite loss \(nan\); the inner-loop learning rate",
+        r"adapt: the support loss is non-finite \(nan\); the inner-loop learning rate",
         id="nan-loss",
     ),
     case(
         lambda learner, x, y: _cross_entropy(learner, x, y) + float("inf"),
         FloatingPointError,
-        r"got a non-finite loss \(inf\)",
+        r"is non-finite \(inf\)",
         id="inf-loss",
     ),
 ]
 
 
 @needs_torch
-@pytest.mark.parametrize("make_loss, exception, match", ADAPT_CASES)
+@pytest.mark.parametrize("make_loss, exception, match", STATEFUL_ADAPT_CASES)
 @pytest.mark.parametrize("algorithm", ["MAML", "MetaSGD", "ANIL"])
-def test_torch_adapt(algorithm, make_loss, exception, match):
+def test_torch_stateful_adapt(algorithm, make_loss, exception, match):
     import torch
     from l2l_multi.backends.torch import algorithms
 
@@ -992,108 +1320,7 @@ def test_torch_adapt(algorithm, make_loss, exception, match):
 
 
 # ------------------------------------------------------------------------------------------------
-# jax backend: algorithms, adapt, meta_batch_loss, the compiled step
-
-
-@pytest.fixture
-def jax_batch():
-    jax = pytest.importorskip("jax")
-    import flax.linen as nn
-    import jax.numpy as jnp
-    from l2l_multi.backends.jax import algorithms
-
-    maml = algorithms.MAML(nn.Dense(3), lr=0.5)
-    meta = maml.init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
-    key_s, key_q = jax.random.split(jax.random.PRNGKey(1))
-    batch = {
-        "support_x": jax.random.normal(key_s, (2, 3, 4)),
-        "support_y": jnp.tile(jnp.arange(3), (2, 1)),
-        "query_x": jax.random.normal(key_q, (2, 6, 4)),
-        "query_y": jnp.tile(jnp.arange(3), (2, 2)),
-    }
-    return maml, meta, batch
-
-
-def _torch_copy(array):
-    import torch
-
-    return torch.as_tensor(np.array(array))
-
-
-JAX_BATCH_CASES = [
-    case(
-        lambda b: {"support_x": _torch_copy(b["support_x"])},
-        TypeError,
-        r"support_x is a torch.Tensor; the jax backend takes jax or numpy arrays: convert it with "
-        r"l2l_multi.interop.to_jax",
-        id="torch-support-x",
-        marks=needs_torch,
-    ),
-    case(
-        lambda b: {"query_y": _torch_copy(b["query_y"])},
-        TypeError,
-        r"query_y is a torch.Tensor",
-        id="torch-query-y",
-        marks=needs_torch,
-    ),
-    case(
-        lambda b: {k: v[0] for k, v in b.items()},
-        ValueError,
-        r"support_y must have shape \[B, samples, ...\] with the same B as support_x \(3\)",
-        id="unbatched",
-    ),
-    case(
-        lambda b: {"query_x": b["query_x"][:1], "query_y": b["query_y"][:1]},
-        ValueError,
-        r"query_x must have shape \[B, samples, ...\] with the same B as support_x \(2\)",
-        id="batch-size-mismatch",
-    ),
-    case(
-        lambda b: {"support_y": b["support_y"][:, :2]},
-        ValueError,
-        r"support_y must hold one label per sample of support_x",
-        id="label-count-mismatch",
-    ),
-    case(
-        lambda b: {"query_x": b["query_x"][:, :0], "query_y": b["query_y"][:, :0]},
-        ValueError,
-        r"query_x has no samples \(shape \(2, 0, 4\)\)",
-        id="empty-query",
-    ),
-    case(
-        lambda b: {"support_y": b["support_y"].astype("float32")},
-        TypeError,
-        r"support_y has dtype float32; loss=cross_entropy needs integer class labels",
-        id="float-labels",
-    ),
-    case(
-        lambda b: {"adaptation_steps": -1},
-        ValueError,
-        r"adaptation_steps=-1 must be a non-negative int",
-        id="negative-steps",
-    ),
-    case(
-        lambda b: {"task_map": "pmap"},
-        ValueError,
-        r"task_map='pmap' is not one of \('auto', 'vmap', 'sequential'\)",
-        id="unknown-task-map",
-    ),
-    case(
-        lambda b: {"support_x": b["support_x"] * np.nan},
-        FloatingPointError,
-        r"meta_batch_loss: a task's query loss is non-finite",
-        id="nan-eager",
-    ),
-]
-
-
-@pytest.mark.parametrize("call, exception, match", JAX_BATCH_CASES)
-def test_jax_meta_batch_loss(jax_batch, call, exception, match):
-    from l2l_multi.backends.jax.algorithms import meta_batch_loss
-
-    maml, meta, batch = jax_batch
-    arguments = {**batch, **call(batch)}
-    check(lambda: meta_batch_loss(maml, meta, **arguments), exception, match)
+# jax backend only: constructors with jax-only arguments, the compiled step
 
 
 def _jax_algorithm_cases():
@@ -1107,45 +1334,15 @@ def _jax_algorithm_cases():
     dense = nn.Dense(3)
     return [
         case(
-            lambda: algorithms.MAML(dense, lr=-1.0),
-            ValueError,
-            r"lr=-1.0 must be >= 0",
-            id="maml-negative-lr",
-        ),
-        case(
-            lambda: algorithms.MAML(dense, lr="0.5"),
-            TypeError,
-            r"lr='0.5' must be a float >= 0",
-            id="maml-string-lr",
-        ),
-        case(
-            lambda: algorithms.MAML(3, lr=0.5),
-            TypeError,
-            r"model must be a flax.linen.Module or a function f\(variables, x\), got int",
-            id="maml-not-a-model",
-        ),
-        case(
             lambda: algorithms.MAML(dense, lr=0.5).from_variables({"weights": 1}),
             ValueError,
             r"variables must hold a 'params' collection; got keys \['weights'\]",
             id="from-variables-no-params",
         ),
         case(
-            lambda: algorithms.Reptile(dense, -0.1),
-            ValueError,
-            r"lr=-0.1 must be >= 0",
-            id="reptile-negative-lr",
-        ),
-        case(
-            lambda: algorithms.GBML(dense, "scale"),
-            TypeError,
-            r"transform must be a GradientTransformation \(init, update\), got 'scale'",
-            id="gbml-transform",
-        ),
-        case(
             lambda: algorithms.GBML(dense, transforms.elementwise_scale(), lr=None),
             TypeError,
-            r"lr=None must be a float",
+            r"GBML: lr=None must be a float >= 0, or pass inner=",
             id="gbml-none-lr",
         ),
         case(
@@ -1161,12 +1358,6 @@ def _jax_algorithm_cases():
             id="protonet-ways",
         ),
         case(
-            lambda: algorithms.MetaOptNet(dense, 3, head="svm"),
-            ValueError,
-            r"head='svm' is not available on the jax backend",
-            id="metaoptnet-svm",
-        ),
-        case(
             lambda: algorithms.prototype_logits(None, None, None, 2, distance="manhattan"),
             ValueError,
             r"distance='manhattan' is not one of",
@@ -1180,105 +1371,14 @@ def test_jax_algorithms(call, exception, match):
     check(call, exception, match)
 
 
-JAX_ADAPT_CASES = [
-    case(
-        lambda b: {"x": _torch_copy(b["x"])},
-        TypeError,
-        r"x is a torch.Tensor; the jax backend takes jax or numpy arrays",
-        id="torch-x",
-        marks=needs_torch,
-    ),
-    case(
-        lambda b: {"y": _torch_copy(b["y"])},
-        TypeError,
-        r"y is a torch.Tensor",
-        id="torch-y",
-        marks=needs_torch,
-    ),
-    case(
-        lambda b: {"y": b["y"][:5]},
-        ValueError,
-        r"y must hold one label per sample of x: x has shape \(6, 4\), y \(5,\)",
-        id="label-count-mismatch",
-    ),
-    case(
-        lambda b: {"y": b["y"].astype("float32")},
-        TypeError,
-        r"y has dtype float32; loss=cross_entropy needs integer class labels",
-        id="float-labels",
-    ),
-    case(lambda b: {"steps": -1}, ValueError, r"steps=-1 must be a non-negative int", id="negative-steps"),
-    case(lambda b: {"steps": 1.5}, ValueError, r"steps=1.5 must be a non-negative int", id="float-steps"),
-    case(
-        lambda b: {"meta_params": b["meta_params"]["model"]},
-        ValueError,
-        r"meta_params must be the dict from algorithm.init / from_variables \(with a 'model' entry\), "
-        r"got \['params'\]",
-        id="variables-instead-of-meta-params",
-    ),
-    case(
-        lambda b: {"x": b["x"] * np.nan},
-        FloatingPointError,
-        r"adapt: the support loss is non-finite \(nan\); the inner-loop learning rate",
-        id="nan-eager",
-    ),
-]
-
-
-@pytest.mark.parametrize("call, exception, match", JAX_ADAPT_CASES)
-@pytest.mark.parametrize("algorithm", ["MAML", "MetaSGD", "ANIL", "GBML", "Reptile"])
-def test_jax_adapt(jax_batch, algorithm, call, exception, match):
-    import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
-    from l2l_multi.backends.jax import algorithms
-
-    from l2l_multi import transforms
-
-    maml, meta, batch = jax_batch
-    if algorithm == "MAML":
-        learner = maml
-    elif algorithm == "ANIL":
-        learner = algorithms.ANIL(nn.Dense(5), nn.Dense(3), 0.5)
-    elif algorithm == "GBML":
-        learner = algorithms.GBML(nn.Dense(3), transforms.elementwise_scale(), lr=0.5)
-    else:
-        learner = getattr(algorithms, algorithm)(nn.Dense(3), 0.5)
-    if learner is not maml:
-        meta = learner.init(jax.random.PRNGKey(0), jnp.ones((1, 4)))
-    arguments = {"meta_params": meta, "x": batch["query_x"][0], "y": batch["query_y"][0], "steps": 1}
-    arguments.update(call(arguments))
-    check(lambda: learner.adapt(**arguments), exception, match)
-
-
 @needs_jax
-def test_jax_task_loss_names_support_and_query(jax_batch):
-    maml, meta, batch = jax_batch
-    sx, sy, qx, qy = (batch[k][0] for k in ("support_x", "support_y", "query_x", "query_y"))
-    check(
-        lambda: maml.task_loss(meta, sx, sy, qx, qy[:4]),
-        ValueError,
-        r"query_y must hold one label per sample of query_x",
-    )
-    check(
-        lambda: maml.task_loss(meta, sx, sy.astype("float32"), qx, qy),
-        TypeError,
-        r"support_y has dtype float32",
-    )
-    check(
-        lambda: maml.task_loss(meta, sx * np.nan, sy, qx, qy),
-        FloatingPointError,
-        r"adapt: the support loss is non-finite",
-    )
-
-
-@needs_jax
-def test_jax_compiled_step_arguments_and_nan(jax_batch):
+@pytest.mark.parametrize("backend", ["jax"])
+def test_jax_compiled_step_arguments_and_nan(learner_batch, backend):
     import jax
     import optax
     from l2l_multi.backends.jax.algorithms import make_evaluate, make_meta_train_step
 
-    maml, meta, batch = jax_batch
+    be, maml, meta, batch = learner_batch
     optimizer = optax.sgd(0.1)
     check(
         lambda: make_meta_train_step(maml, optimizer, adaptation_steps=1.5),
@@ -1310,9 +1410,9 @@ def test_jax_compiled_step_arguments_and_nan(jax_batch):
     state = optimizer.init(meta)
     if HAVE_TORCH:
         check(
-            lambda: step(meta, state, **{**batch, "support_x": _torch_copy(batch["support_x"])}),
+            lambda: step(meta, state, **{**batch, "support_x": be.foreign(batch["support_x"])}),
             TypeError,
-            r"support_x is a torch.Tensor; the jax backend takes jax or numpy arrays",
+            r"support_x is a torch",
         )
     check(
         lambda: step(meta, state, **{**batch, "query_y": batch["query_y"].astype("float32")}),
@@ -1617,9 +1717,7 @@ def test_gym_tasks_and_vector_arguments():
     import l2l_multi.gym as l2l_gym
 
     env = l2l_gym.Particles2DEnv()
-    check(
-        lambda: env.set_task({"goal": [1.0]}), ValueError, r"task\['goal'\] must be .*\(2,\), got \[1.0\]"
-    )
+    check(lambda: env.set_task({"goal": [1.0]}), ValueError, r"task\['goal'\] must be .*\(2,\), got \[1.0\]")
     check(lambda: env.set_task([0.0, 1.0]), ValueError, r"task must be a dict with a 'goal'")
     check(lambda: env.sample_tasks(0), ValueError, r"num_tasks must be a positive int, got 0")
     check(
@@ -1690,11 +1788,12 @@ def test_known_gaps_torch():
     from l2l_multi.backends.torch.algorithms import MAML, meta_batch_loss
 
     maml = MAML(torch.nn.Linear(4, 3), lr=0.1)
+    meta = maml.meta_parameters()
     sx, sy = torch.randn(2, 3, 5), torch.arange(3).repeat(2, 1)
     # an input feature size the model does not take: torch's own message, no argument name
-    meta = maml.meta_parameters()
     check(lambda: meta_batch_loss(maml, meta, sx, sy, sx, sy), RuntimeError, r"shapes cannot be multiplied")
-    # labels >= the number of outputs: torch's own message (a device-side assert on CUDA)
+    # labels >= the number of outputs: torch's own message (a device-side assert on CUDA); the jax
+    # backend refuses them in eager calls (test_known_gaps_jax)
     check(
         lambda: meta_batch_loss(maml, meta, sx[..., :4], sy + 3, sx[..., :4], sy),
         IndexError,
@@ -1705,10 +1804,11 @@ def test_known_gaps_torch():
 
 
 @needs_jax
-def test_known_gaps_jax(jax_batch):
+@pytest.mark.parametrize("backend", ["jax"])
+def test_known_gaps_jax(learner_batch, backend):
     from l2l_multi.backends.jax.algorithms import meta_batch_loss
 
-    maml, meta, batch = jax_batch
+    _, maml, meta, batch = learner_batch
     # closed: labels >= the number of outputs are refused in eager calls (traced code: documented)
     check(
         lambda: meta_batch_loss(maml, meta, **{**batch, "support_y": batch["support_y"] + 3}),

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 
 from ...._arrays import is_torch_tensor
-from ...._checks import check_learning_rate
+from ...._checks import check_learning_rate, nonfinite_loss_error
 from ....transforms import GradientTransformation, is_learnable, sgd
 from ....transforms._base import is_transform
 from ....transforms._inner import UNSET, check_inner, resolve_inner
@@ -66,10 +66,7 @@ def check_finite(value: Any, where: str) -> None:
     if isinstance(value, jax.core.Tracer):
         return
     if not bool(jax.numpy.isfinite(value).all()):
-        raise FloatingPointError(
-            f"{where} is non-finite ({value}); the inner-loop learning rate may be too large or the inputs "
-            "contain NaN/inf"
-        )
+        raise nonfinite_loss_error(where, value)  # one wording for both backends
 
 
 def _check_lr(lr: Any, argument: str = "lr") -> Any:
@@ -369,9 +366,10 @@ class ANIL(_GradientBased):
     """
 
     def __init__(self, features, head, lr=None, first_order=False, inner=None):
+        self.apply_features = as_apply(features, "features")
+        as_apply(head, "head")  # the base class would name it "model"
         super().__init__(head, lr, first_order, inner)
         self.features = features
-        self.apply_features = as_apply(features)
 
     def init(self, key, x):
         feature_key, head_key = jax.random.split(key)

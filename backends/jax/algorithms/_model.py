@@ -27,8 +27,9 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def as_apply(model: Any) -> Callable[[Any, jax.Array, bool], jax.Array]:
-    """``apply(variables, x, train)`` for a linen module or a plain ``f(variables, x)``."""
+def as_apply(model: Any, argument: str = "model") -> Callable[[Any, jax.Array, bool], jax.Array]:
+    """``apply(variables, x, train)`` for a linen module or a plain ``f(variables, x)``; errors
+    name ``argument`` ("model", "features", "head")."""
     try:
         import flax.linen as nn
     except ImportError:  # pragma: no cover - flax is part of the jax extra
@@ -47,7 +48,7 @@ def as_apply(model: Any) -> Callable[[Any, jax.Array, bool], jax.Array]:
     if callable(model):
         return lambda variables, x, train=True: model(variables, x)
     raise TypeError(
-        f"model must be a flax.linen.Module or a function f(variables, x), got {type(model).__name__}"
+        f"{argument} must be a flax.linen.Module or a function f(variables, x), got {type(model).__name__}"
     )
 
 

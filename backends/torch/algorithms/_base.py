@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from ...._checks import check_learning_rate
+from ...._checks import check_learning_rate, nonfinite_loss_error
 from ....transforms import sgd
 from ....transforms._inner import check_inner, resolve_inner
 from .._module_utils import clone_module, update_module
@@ -25,10 +25,7 @@ def check_lr(lr, argument: str = "lr"):
 def check_loss(loss: torch.Tensor) -> None:
     """Refuse a non-finite adaptation loss: an update from it would silently poison the clone."""
     if isinstance(loss, torch.Tensor) and loss.numel() == 1 and not bool(torch.isfinite(loss.detach())):
-        raise FloatingPointError(
-            f"adapt(loss=...) got a non-finite loss ({loss.item()}); the inner-loop learning rate may be too "
-            "large or the inputs contain NaN/inf"
-        )
+        raise nonfinite_loss_error("adapt: the support loss", loss.item())  # one wording for both backends
 
 
 class BaseLearner(torch.nn.Module):
