@@ -232,6 +232,7 @@ def meta_batch_loss(*args, **kwargs) -> MetaBatchLoss:
 
 
 meta_batch_loss.__name__ = meta_batch_loss.__qualname__ = "meta_batch_loss"
+_meta_batch_loss.__doc__ = "``meta_batch_loss`` itself (its docstring, signature and example live there)."
 
 
 @contextlib.contextmanager
