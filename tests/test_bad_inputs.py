@@ -839,6 +839,12 @@ META_BATCH_CASES = [
         marks=needs_both,
     ),
     case(
+        lambda b, be: {"support_x": b["support_x"].tolist()},  # numpy arrays are accepted (the contract)
+        TypeError,
+        r"support_x must be a {backend} or numpy array, got list",
+        id="list-support-x",
+    ),
+    case(
         lambda b, be: {"meta_params": b["support_x"]},
         TypeError,
         r"meta_batch_loss got an array \(.*\) where meta_params belongs; the call is "
