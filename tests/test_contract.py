@@ -147,11 +147,19 @@ def test_adapt_call_forms():
         maml.adapt("loss")
     with pytest.raises(TypeError, match=r"MAML.adapt: too many positional arguments. The call forms are"):
         maml.adapt(maml.meta_parameters(), sx[0], sy[0], 3)  # steps is keyword-only
+    # numpy inputs, as everywhere a batch is taken
+    from_numpy = maml.adapt(maml.meta_parameters(), sx[0].numpy(), sy[0].numpy(), steps=2)
+    value, _ = maml.task_loss(maml.meta_parameters(), *(a[0].numpy() for a in _batch()), steps=2)
+    expected, _ = maml.task_loss(maml.meta_parameters(), *(a[0] for a in _batch()), steps=2)
+    assert value.item() == expected.item()
+    with pytest.raises(TypeError, match=r"x must be a torch or numpy array, got list"):
+        maml.adapt(maml.meta_parameters(), sx[0].tolist(), sy[0], steps=2)
     # a per-call inner optimizer: sgd(lr) is the learner's own step
     plain = maml.adapt(maml.meta_parameters(), sx[0], sy[0], steps=2)
     again = maml.adapt(maml.meta_parameters(), sx[0], sy[0], steps=2, inner=transforms.sgd(0.3))
     for key in plain:
         torch.testing.assert_close(plain[key], again[key], rtol=0, atol=1e-14)
+        torch.testing.assert_close(plain[key], from_numpy[key], rtol=0, atol=0)
     faster = maml.adapt(maml.meta_parameters(), sx[0], sy[0], steps=2, inner=transforms.sgd(0.6))
     assert any(not torch.allclose(plain[key], faster[key]) for key in plain)
 

@@ -192,6 +192,7 @@ class BaseLearner(torch.nn.Module):
         from . import _functional
 
         loss, steps, inner = self._functional_options(loss, steps, inner)
+        x, y = _functional.task_tensors(self, x=x, y=y)
         features = getattr(self, "features", None)
         with _functional.functional_mode(self.module, features, train=train):
             if features is not None:
@@ -208,6 +209,9 @@ class BaseLearner(torch.nn.Module):
         from . import _functional
 
         loss, steps, _ = self._functional_options(loss, steps, None)
+        support_x, support_y, query_x, query_y = _functional.task_tensors(
+            self, support_x=support_x, support_y=support_y, query_x=query_x, query_y=query_y
+        )
         with _functional.functional_mode(self.module, getattr(self, "features", None), train=train):
             return _functional.task_loss(
                 self, meta_params, support_x, support_y, query_x, query_y, loss, steps

@@ -19,9 +19,11 @@ import contextlib
 import numbers
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...._arrays import is_jax_array
 from ...._checks import _is_abstract
 from ._base import check_loss
 
@@ -65,6 +67,25 @@ def functional_mode(*modules: torch.nn.Module | None, train: bool | None = None)
         for pairs in modes:
             for module, mode in pairs:
                 module.training = mode
+
+
+def task_tensors(algorithm: torch.nn.Module, **arrays) -> list[torch.Tensor]:
+    """One task's arrays as tensors: torch tensors pass, numpy arrays become tensors on the
+    model's device (floats in its dtype), anything else raises ``TypeError`` naming the argument
+    (jax arrays: ``l2l_multi.interop.to_torch``), as ``meta_batch_loss`` does for a batch."""
+    param = next((p for p in algorithm.parameters() if p.is_floating_point()), None)
+    out = []
+    for name, value in arrays.items():
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+            if param is not None:
+                value = value.to(param.device)
+                value = value.to(param.dtype) if value.is_floating_point() else value
+        elif not isinstance(value, torch.Tensor):
+            hint = "; convert it with l2l_multi.interop.to_torch" if is_jax_array(value) else ""
+            raise TypeError(f"{name} must be a torch or numpy array, got {type(value).__name__}{hint}")
+        out.append(value)
+    return out
 
 
 def reset_parameters(networks: list[torch.nn.Module], key) -> None:

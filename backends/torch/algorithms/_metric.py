@@ -142,9 +142,12 @@ class _EmbedAndFit(torch.nn.Module):
         """``(query loss 0-d, query logits [q, ways])`` of one task with the modules run on
         ``meta_params`` (functional: differentiable w.r.t. it; ``steps`` is ignored, there is no
         inner loop; ``loss=None``: cross-entropy)."""
-        from ._functional import functional_mode
+        from ._functional import functional_mode, task_tensors
 
         loss = torch.nn.functional.cross_entropy if loss is None else loss
+        support_x, support_y, query_x, query_y = task_tensors(
+            self, support_x=support_x, support_y=support_y, query_x=query_x, query_y=query_y
+        )
         flat = {f"features.{name}": value for name, value in meta_params["features"].items()}
         flat.update({f"head.{name}": value for name, value in meta_params.get("head", {}).items()})
         with functional_mode(self.features, train=train):
