@@ -26,8 +26,9 @@ class GBML(BaseLearner):
     * a transform *factory* (``ModuleTransform``, ``KroneckerTransform``,
       ``MetaCurvatureTransform``, ``TransformDictionary``, any ``f(param) -> module``) or a core
       ``LearnableTransformation`` (``l2l_multi.transforms.kronecker()``, ``meta_curvature()``,
-      ``elementwise_scale()``: held per parameter by ``l2l.optim.LearnableTransformModule``, the
-      same pair the jax backend's ``GBML`` takes) is a learnable preconditioner: it returns a
+      ``elementwise_scale()``, in their default ``layout="torch"``: held per parameter by
+      ``l2l.optim.LearnableTransformModule``; the jax backend's ``GBML`` takes the same pairs with
+      ``layout="flax"``) is a learnable preconditioner: it returns a
       direction ``T(g)`` (no learning rate, no sign flip; ``scale_by_*`` in optax's terms) and
       the inner optimizer steps along it: by default ``sgd(lr)``, i.e. ``p - lr * T(g)`` (``lr``
       defaults to 1.0), or ``inner=`` (then ``lr`` is refused);
