@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -408,75 +407,9 @@ class MAMLpp(BaseLearner):
         the layout of the jax ``MAMLpp``'s meta-parameters: ``{"model": {"params": ...}, "lrs":
         ...}`` with ``adaptation_steps + 1`` rows on batch-norm leaves (numpy arrays).
         ``conversion``: ``flax_module=``, ``input_shape=`` of ``interop.torch_to_flax``."""
-        from ....interop import torch_to_flax
+        from ._mamlpp_layout import flax_layout
 
-        names = [name for name, _ in self.module.named_parameters()]
-
-        def params_of(values: Mapping, row: int) -> dict:
-            model = self.plain_module(row)
-            with torch.no_grad():
-                for name, param in zip(names, model.parameters()):
-                    if name in values:
-                        param.copy_(torch.as_tensor(np.asarray(values[name])))
-                    else:
-                        param.zero_()
-            return _numpy(torch_to_flax(model, **conversion)["params"])
-
-        # which flax leaves are per step: convert ones on batch-norm tensors, zeros elsewhere
-        flags = dict(zip(names, self.per_step_parameters()))
-        mask = params_of(
-            {
-                n: torch.ones(self.module.get_parameter(n).shape[-1:])
-                if flags[n]
-                else torch.zeros(self.module.get_parameter(n).shape)
-                for n in names
-            },
-            0,
-        )
-        flat_mask = [bool(np.any(leaf)) for leaf in _leaves(mask)]
-        converted = {}
-        if "model" in tree:
-            values = {
-                n: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
-                for n, v in tree["model"].items()
-            }
-            rows = [
-                _leaves(params_of({n: v[row] if flags[n] else v for n, v in values.items()}, 0))
-                for row in range(self.adaptation_steps + 1)
-            ]
-            leaves = [
-                np.stack(per_row) if per_step else per_row[0]
-                for per_step, per_row in zip(flat_mask, zip(*rows))
-            ]
-            converted["model"] = {"params": _rebuild(mask, leaves)}
-        if "lrs" in tree:
-            rates = {
-                n: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
-                for n, v in tree["lrs"].items()
-            }
-            steps = [
-                _leaves(
-                    params_of(
-                        {
-                            n: np.full(
-                                self.module.get_parameter(n).shape[-1:]
-                                if flags[n]
-                                else self.module.get_parameter(n).shape,
-                                r[s],
-                            )
-                            for n, r in rates.items()
-                        },
-                        0,
-                    )
-                )
-                for s in range(self.adaptation_steps)
-            ]
-            converted["lrs"] = _rebuild(
-                mask, [np.array([leaf.ravel()[0] for leaf in per_step]) for per_step in zip(*steps)]
-            )
-        for key in set(tree) - {"model", "lrs"}:
-            raise ValueError(f"flax_layout cannot convert the {key!r} entry of MAMLpp's tree")
-        return converted
+        return flax_layout(self, tree, **conversion)
 
     def _flax_layout(self, tree: dict) -> dict:
         return self.flax_layout(tree)
@@ -486,27 +419,3 @@ def _abstract(value) -> bool:
     from ...._checks import _is_abstract
 
     return _is_abstract(value)
-
-
-def _numpy(tree):
-    if isinstance(tree, Mapping):
-        return {key: _numpy(value) for key, value in tree.items()}
-    return np.asarray(tree)
-
-
-def _leaves(tree) -> list:
-    if isinstance(tree, Mapping):
-        return [leaf for key in sorted(tree) for leaf in _leaves(tree[key])]
-    return [tree]
-
-
-def _rebuild(template, leaves: list):
-    """``leaves`` (in ``_leaves`` order) put back into ``template``'s nested dicts."""
-    iterator = iter(leaves)
-
-    def build(node):
-        if isinstance(node, Mapping):
-            return {key: build(node[key]) for key in sorted(node)}
-        return next(iterator)
-
-    return build(template)
