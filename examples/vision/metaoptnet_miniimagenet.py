@@ -1,6 +1,6 @@
 """MetaOptNet on mini-ImageNet, CIFAR-FS and FC100 (Lee, Maji, Ravichandran and Soatto, CVPR 2019).
 
-``--head svm`` (torch backend) or ``--head ridge`` (both backends). The paper trains a ResNet-12
+``--head svm`` or ``--head ridge`` (both backends). The paper trains a ResNet-12
 with SGD (Nesterov momentum, learning rate 0.1) on 5-way tasks with 15 support shots and
 6 queries per class, 8 tasks per batch; this example keeps the task settings but uses the
 4-block conv net and Adam, so its numbers sit below the paper's. Paper accuracies (Table 3 and 4,

@@ -1,8 +1,8 @@
 """MetaOptNet on Omniglot (Lee, Maji, Ravichandran and Soatto, CVPR 2019).
 
 A differentiable linear classifier fitted on each task's support embeddings: ``--head svm``
-(the paper's Crammer-Singer SVM, solved by the library's batched QP; torch backend only) or
-``--head ridge`` (ridge regression as in Bertinetto et al.'s R2D2; both backends). The paper
+(the paper's Crammer-Singer SVM, solved by the library's batched QP) or ``--head ridge``
+(ridge regression as in Bertinetto et al.'s R2D2); both backends. The paper
 evaluates on mini-ImageNet, tieredImageNet, CIFAR-FS and FC100 with a ResNet-12 and reports no
 Omniglot number; here the Omniglot conv net, ProtoNets-style training (Adam 1e-3 halved every
 2000 episodes, 5 queries per class) and 5- and 20-way tests. See metaoptnet_miniimagenet.py

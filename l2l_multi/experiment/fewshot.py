@@ -206,8 +206,6 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
             f"--test-ways {args.test_ways}: {args.algorithm} has a {args.ways}-way output layer, so it tests "
             f"with --ways {args.ways} only; {' and '.join(METRIC_ALGORITHMS)} test with other ways"
         )
-    if args.backend == "jax" and args.head != "ridge" and args.algorithm == "metaoptnet":
-        raise SystemExit(f"--head {args.head}: the jax backend's MetaOptNet has the ridge head only")
     if args.backend == "jax" and args.device is not None:
         raise SystemExit(
             f"--device {args.device}: only the torch backend takes a device (jax uses its default)"
