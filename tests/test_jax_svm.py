@@ -66,15 +66,6 @@ def embeddings(seed, tasks=3, ways=5, shots=2, queries=3, dim=16):
     return support, labels, query, weights
 
 
-def test_solver_finds_the_known_solutions_and_agrees_with_torch():
-    with jax.enable_x64(True):
-        data, expected = batch_of_known_qps(0, 4)
-        z = np.asarray(jnn.solve_qp(*(data[name] for name in NAMES)))
-        assert z.shape == expected.shape and np.abs(z - expected).max() < 1e-12
-        torch_z = torch_solve_qp(*(torch.as_tensor(data[name]) for name in NAMES)).numpy()
-        assert np.abs(z - torch_z).max() < 1e-12
-
-
 def test_svm_duals_equal_scipy_and_torch_in_float64_and_float32():
     support, labels, _, _ = embeddings(1)
     with jax.enable_x64(True):
@@ -93,21 +84,25 @@ def test_svm_duals_equal_scipy_and_torch_in_float64_and_float32():
     assert np.abs(np.asarray(z32, np.float64) - z).max() < 1e-6
 
 
-def test_solver_gradients_equal_torch_and_central_differences():
+def test_solver_finds_known_solutions_and_its_gradients_equal_torch_and_central_differences():
     rng = np.random.default_rng(2)
     with jax.enable_x64(True):
-        data, _ = batch_of_known_qps(3, 3)
+        data, expected = batch_of_known_qps(3, 3)
         weights = rng.standard_normal(data["p"].shape)
 
         def loss(*arrays):
-            return (jnn.solve_qp(*arrays) ** 2 * weights).sum()
+            z = jnn.solve_qp(*arrays)
+            return (z**2 * weights).sum(), z
 
-        # one compile: the values for the central differences come from it too
-        value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=tuple(range(6))))
+        # one compile: the solutions and the values for the central differences come from it too
+        value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=tuple(range(6)), has_aux=True))
         arrays = [jnp.asarray(data[name]) for name in NAMES]
-        value, grads = value_and_grad(*arrays)
+        (value, z), grads = value_and_grad(*arrays)
+        assert z.shape == expected.shape and np.abs(np.asarray(z) - expected).max() < 1e-12
         tensors = [torch.tensor(data[name], requires_grad=True) for name in NAMES]
-        torch_value = (torch_solve_qp(*tensors) ** 2 * torch.as_tensor(weights)).sum()
+        torch_z = torch_solve_qp(*tensors)
+        assert np.abs(np.asarray(z) - torch_z.detach().numpy()).max() < 1e-12
+        torch_value = (torch_z**2 * torch.as_tensor(weights)).sum()
         torch_value.backward()
         assert abs(float(value) - torch_value.item()) < 1e-12
         for name, grad, tensor in zip(NAMES, grads, tensors):  # G's and A's summed over the batch
@@ -123,7 +118,7 @@ def test_solver_gradients_equal_torch_and_central_differences():
             for sign in (1, -1):
                 shifted = list(arrays)
                 shifted[index] = arrays[index] + sign * eps * direction
-                values.append(float(value_and_grad(*shifted)[0]))
+                values.append(float(value_and_grad(*shifted)[0][0]))
             numeric = (values[0] - values[1]) / (2 * eps)
             analytic = float((np.asarray(grads[index]) * direction).sum())
             assert abs(numeric - analytic) <= 1e-7 * max(1.0, abs(analytic)), name
