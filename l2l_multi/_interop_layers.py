@@ -10,7 +10,6 @@ linear, batch norm). Per layer, values move between torch's and flax's layouts (
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -145,63 +144,56 @@ def _torch_layers(module, input_shape: tuple | None) -> list[_TorchLayer]:
 # this library's models
 
 
+_OUR_TORCH_MODELS = "l2l_multi.backends.torch.vision"
+
+
 def _our_torch_twin(module) -> tuple[str, dict, tuple | None] | None:
-    """(flax class name, its arguments, a torch input shape) for this library's torch models."""
-    models = sys.modules.get("l2l_multi.backends.torch.vision.models")
-    if models is None:  # nobody made one of our models, so this is not one
+    """(flax class name, its arguments, a torch input shape) for this library's torch models: the
+    flax twin has the torch class's name and takes its ``get_config()``; only the sample input
+    shape (to trace both models) depends on the family."""
+    if not type(module).__module__.startswith(_OUR_TORCH_MODELS) or not callable(
+        getattr(module, "get_config", None)
+    ):
         return None
-    if isinstance(module, (models.ResNet12, models.ResNet12Backbone)):
-        return _resnet12_twin(module)
-    if isinstance(module, models.WRN28Backbone):
-        return "WRN28Backbone", {"dropout": module.dropout}, (2, 3, 4, 4)  # 4x4 -> 1x1 maps
-    if isinstance(module, models.WRN28):
-        arguments = dict(output_size=module.output_size, hidden_size=module.hidden_size,
-                         dropout=module.dropout)
-        return "WRN28", arguments, (2, 3, 4, 4)
-    tracking = {"track_running_stats": getattr(module, "track_running_stats", False)}
-    if isinstance(module, models.OmniglotFC):
-        arguments = dict(input_size=module.input_size, output_size=module.output_size,
-                         sizes=tuple(module.sizes))
-        return "OmniglotFC", {**arguments, **tracking}, (2, module.input_size)
-    if isinstance(module, models.OmniglotCNN):
-        arguments = dict(output_size=module.output_size, hidden_size=module.hidden_size, layers=module.layers)
-        return "OmniglotCNN", {**arguments, **tracking}, (2, 1, 28, 28)
-    if isinstance(module, models.CNN4):
-        arguments = dict(output_size=module.output_size, hidden_size=module.hidden_size,
-                         layers=module.layers, channels=module.channels, max_pool=module.max_pool,
-                         embedding_size=module.embedding_size)
-        side = _square_side(module.embedding_size, module.hidden_size)
-        window = int(2 * (4 // module.layers))
-        shape = None if side is None else (2, module.channels, side * window**module.layers,
-                                           side * window**module.layers)
-        return "CNN4", {**arguments, **tracking}, shape
-    if isinstance(module, models.ConvBase):  # CNN4Backbone included
-        # any side that survives every block: window ** layers shrinks to 1x1
-        side = int(2 * module.max_pool_factor) ** module.layers
-        shape = (2, module.channels, side, side)
-        arguments = dict(channels=module.channels, max_pool=module.max_pool, layers=module.layers,
-                         max_pool_factor=module.max_pool_factor)
-        if isinstance(module, models.CNN4Backbone):
-            return "CNN4Backbone", {"hidden_size": module.hidden, **arguments, **tracking}, shape
-        return "ConvBase", {"hidden": module.hidden, **arguments, **tracking}, shape
-    return None
+    name, config = type(module).__name__, module.get_config()
+    shape = _TWIN_INPUT_SHAPES.get(name)
+    return name, config, None if shape is None else shape(module, config)
 
 
-def _resnet12_twin(module) -> tuple[str, dict, tuple | None]:
-    backbone = module.features if hasattr(module, "classifier") else module
-    arguments = dict(avg_pool=backbone.avg_pool, wider=backbone.wider,
-                     embedding_dropout=backbone.embedding_dropout,
-                     dropblock_dropout=backbone.dropblock_dropout, dropblock_size=backbone.dropblock_size,
-                     channels=backbone.channels)
+def _cnn4_shape(module, config: dict) -> tuple | None:
+    side = _square_side(config["embedding_size"], config["hidden_size"])
+    window = int(2 * (4 // config["layers"]))
+    if side is None:
+        return None
+    side *= window ** config["layers"]
+    return (2, config["channels"], side, side)
+
+
+def _conv_base_shape(module, config: dict) -> tuple:
+    side = int(2 * config["max_pool_factor"]) ** config["layers"]  # every block shrinks it to 1x1
+    return (2, config["channels"], side, side)
+
+
+def _resnet12_shape(module, config: dict) -> tuple | None:
     side = 16  # four 2x2 poolings: 16x16 -> 1x1 maps
-    if backbone is module:
-        return "ResNet12Backbone", arguments, (2, backbone.channels, side, side)
-    if not backbone.avg_pool:  # the classifier fixes the flattened map's size
-        map_side = _square_side(module.hidden_size, backbone.layer4[0].conv1.out_channels)
+    if "output_size" in config and not config["avg_pool"]:  # the classifier fixes the flattened map
+        map_side = _square_side(config["hidden_size"], module.features.layer4[0].conv1.out_channels)
         side = None if map_side is None else 16 * map_side
-    shape = None if side is None else (2, backbone.channels, side, side)
-    arguments = dict(output_size=module.output_size, hidden_size=module.hidden_size, **arguments)
-    return "ResNet12", arguments, shape
+    return None if side is None else (2, config["channels"], side, side)
+
+
+# a torch model class of this library -> a sample input shape from (module, get_config())
+_TWIN_INPUT_SHAPES = {
+    "OmniglotFC": lambda module, config: (2, config["input_size"]),
+    "OmniglotCNN": lambda module, config: (2, 1, 28, 28),
+    "CNN4": _cnn4_shape,
+    "ConvBase": _conv_base_shape,
+    "CNN4Backbone": _conv_base_shape,
+    "ResNet12": _resnet12_shape,
+    "ResNet12Backbone": _resnet12_shape,
+    "WRN28": lambda module, config: (2, 3, 4, 4),  # 4x4 -> 1x1 maps
+    "WRN28Backbone": lambda module, config: (2, 3, 4, 4),
+}
 
 
 def _square_side(embedding_size: int, hidden_size: int) -> int | None:

@@ -339,3 +339,37 @@ def test_converted_model_matches_torch_outputs_and_gradients(implementation):
     scale = max(float(jnp.abs(g).max()) for g in jax.tree_util.tree_leaves(grads))
     differences = jax.tree_util.tree_map(_max_difference, grads, expected_grads)
     assert max(jax.tree_util.tree_leaves(differences)) < 1e-5 * scale, differences
+
+
+CONFIG_MODELS = {
+    "OmniglotFC": lambda: T.OmniglotFC(20, 3, sizes=[8, 6]),
+    "ConvBase": lambda: T.ConvBase(hidden=4, layers=2, max_pool=True),
+    "OmniglotCNN": lambda: T.OmniglotCNN(3, hidden_size=4, layers=2),
+    "CNN4Backbone": lambda: T.CNN4Backbone(hidden_size=4, layers=2),
+    "CNN4": lambda: T.CNN4(3, hidden_size=4, layers=4, channels=1, embedding_size=4),
+    "ResNet12Backbone": lambda: T.ResNet12Backbone(wider=False, channels=1),
+    "WRN28": lambda: T.WRN28(3),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIG_MODELS))
+def test_models_expose_constructor_arguments_and_their_twin_takes_them(name):
+    """``get_config()`` rebuilds the torch model, the flax class of the same name takes it, and
+    ``torch_to_flax`` finds that twin by itself (no isinstance ladder)."""
+    model = CONFIG_MODELS[name]()
+    config = model.get_config()
+    again = type(model)(**config)
+    assert again.get_config() == config
+    assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
+    twin = getattr(J, name)(**config)
+    found = torch_to_flax(model)  # the twin and a sample input shape come from get_config()
+    given = torch_to_flax(model, twin, input_shape=_twin_shape(model))
+    assert jax.tree_util.tree_structure(found) == jax.tree_util.tree_structure(given)
+    for a, b in zip(jax.tree_util.tree_leaves(found), jax.tree_util.tree_leaves(given)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _twin_shape(model):
+    from l2l_multi._interop_layers import _our_torch_twin
+
+    return _our_torch_twin(model)[2]

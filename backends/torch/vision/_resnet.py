@@ -178,6 +178,13 @@ class ResNet12Backbone(torch.nn.Module):
         self.dropblock_dropout, self.dropblock_size = dropblock_dropout, dropblock_size
         self.channels = channels
 
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return dict(avg_pool=self.avg_pool, wider=self.wider, embedding_dropout=self.embedding_dropout,
+                    dropblock_dropout=self.dropblock_dropout, dropblock_size=self.dropblock_size,
+                    channels=self.channels)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.dropout(self.flatten(self.avgpool(x)))
@@ -218,6 +225,11 @@ class ResNet12(torch.nn.Module):
                                          channels=channels)
         self.classifier = torch.nn.Linear(hidden_size, output_size)
         self.output_size, self.hidden_size = output_size, hidden_size
+
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return dict(output_size=self.output_size, hidden_size=self.hidden_size, **self.features.get_config())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -83,6 +83,11 @@ class WRN28Backbone(torch.nn.Module):
         self.bn1 = torch.nn.BatchNorm2d(in_channels, momentum=FINAL_BATCH_NORM_MOMENTUM)
         self.dropout = dropout
 
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return {"dropout": self.dropout}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
         return F.relu(self.bn1(x)).mean(dim=(2, 3))
@@ -111,6 +116,11 @@ class WRN28(torch.nn.Module):
         self.features = WRN28Backbone(dropout=dropout)
         self.classifier = torch.nn.Linear(hidden_size, output_size)
         self.output_size, self.hidden_size, self.dropout = output_size, hidden_size, dropout
+
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return dict(output_size=self.output_size, hidden_size=self.hidden_size, dropout=self.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

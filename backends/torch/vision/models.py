@@ -142,6 +142,12 @@ class OmniglotFC(torch.nn.Module):
         self.input_size, self.output_size, self.sizes = input_size, output_size, sizes
         self.track_running_stats = track_running_stats
 
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return dict(input_size=self.input_size, output_size=self.output_size, sizes=tuple(self.sizes),
+                    track_running_stats=self.track_running_stats)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
@@ -183,6 +189,12 @@ class ConvBase(torch.nn.Sequential):
         super().__init__(*blocks)
         self.hidden, self.channels, self.max_pool, self.layers = hidden, channels, max_pool, layers
         self.max_pool_factor, self.track_running_stats = max_pool_factor, track_running_stats
+
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return dict(hidden=self.hidden, channels=self.channels, max_pool=self.max_pool, layers=self.layers,
+                    max_pool_factor=self.max_pool_factor, track_running_stats=self.track_running_stats)
 
 
 def _as_omniglot_images(x: torch.Tensor) -> torch.Tensor:
@@ -238,6 +250,12 @@ class OmniglotCNN(torch.nn.Module):
         torch.nn.init.zeros_(self.classifier.bias)
         self.register_load_state_dict_pre_hook(_read_learn2learn_base)
 
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return dict(output_size=self.output_size, hidden_size=self.hidden_size, layers=self.layers,
+                    track_running_stats=self.track_running_stats)
+
     @property
     def base(self) -> ConvBase:
         """The ConvBase, ``features[1]``."""
@@ -284,6 +302,13 @@ class CNN4Backbone(ConvBase):
                          max_pool_factor=max_pool_factor, track_running_stats=track_running_stats)
         self.hidden_size = hidden_size
 
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return dict(hidden_size=self.hidden_size, layers=self.layers, channels=self.channels,
+                    max_pool=self.max_pool, max_pool_factor=self.max_pool_factor,
+                    track_running_stats=self.track_running_stats)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = super().forward(x)
         return x.reshape(x.shape[0], -1)
@@ -327,6 +352,13 @@ class CNN4(torch.nn.Module):
         self.output_size, self.hidden_size, self.layers = output_size, hidden_size, layers
         self.channels, self.max_pool, self.embedding_size = channels, max_pool, embedding_size
         self.track_running_stats = track_running_stats
+
+    def get_config(self) -> dict:
+        """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
+        twin of the same class name takes them too (``l2l_multi.interop``)."""
+        return dict(output_size=self.output_size, hidden_size=self.hidden_size, layers=self.layers,
+                    channels=self.channels, max_pool=self.max_pool, embedding_size=self.embedding_size,
+                    track_running_stats=self.track_running_stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
