@@ -33,11 +33,13 @@ from ._registry import ALGORITHM_SPECS, MODEL_SPECS, ModelSpec, algorithm_spec, 
 # the names registered when this module was imported (the registries may grow later)
 ALGORITHMS = tuple(ALGORITHM_SPECS)
 MODELS = tuple(MODEL_SPECS)
-# backend options with a fixed set of values (torch: dtype, path; jax: dtype, task_map)
+# how tasks are mapped: one vocabulary on both backends (the contract's ``task_map``)
+TASK_MAPS = ("auto", "vmap", "sequential")
+TASK_MAP_ALIASES = {"map": "sequential", "loop": "sequential"}  # old spellings (jax, torch path=)
+# backend options with a fixed set of values (``path`` is torch's old spelling of ``task_map``)
 OPTION_CHOICES = {
     "dtype": ("float32", "float64"),
     "path": ("auto", "loop", "vmap"),
-    "task_map": ("auto", "vmap", "map"),
 }
 LOSSES = ("cross-entropy", "mse")
 # the ``inner=`` option: named inner optimizers, and the algorithms that have an inner optimizer
@@ -124,8 +126,9 @@ class MetaLearner:
             reported) or "mse" (float targets ``[B, n, ways]``; no accuracy).
         backend: "torch" or "jax" (default: the current backend).
         options: backend options, e.g. ``device=`` (torch), ``head=`` (MetaOptNet),
-            ``dtype="float64"``, ``path=`` (torch: "loop"/"vmap"/"auto"),
-            ``task_map=`` (jax: "vmap"/"map"/"auto"), ``conv=`` (jax), ``inner=`` (maml,
+            ``dtype="float64"``, ``task_map=`` (both: "auto", "vmap", "sequential"; the old
+            spellings torch ``path="loop"``/``path="vmap"`` and jax ``task_map="map"`` are accepted),
+            ``conv=`` (jax), ``inner=`` (maml,
             metasgd, anil: the inner optimizer, "sgd", "momentum" or "adam" at rate ``lr`` (1.0
             for metasgd, whose learned rates scale it), or a transform of the backend; default:
             the algorithm's SGD step).
@@ -182,6 +185,10 @@ class MetaLearner:
         for option, allowed in OPTION_CHOICES.items():
             if option in options:
                 check_choice(option, options[option], allowed)
+        if "task_map" in options:
+            value = options["task_map"]
+            value = TASK_MAP_ALIASES.get(value, value) if isinstance(value, str) else value
+            options["task_map"] = check_choice("task_map", value, TASK_MAPS)
         check_inner_option(algorithm, options.get("inner"))
         for option in ("head",):  # options that belong to some algorithms only
             if option in options and option not in spec.options:
@@ -189,6 +196,11 @@ class MetaLearner:
         if loss != "cross-entropy" and spec.kind == "metric":
             raise ValueError(f"loss={loss!r}: {algorithm} classifies; only loss='cross-entropy' applies")
         self.backend = get_backend() if backend is None else _check_name(backend, "backend")
+        if self.backend == "torch" and "path" in options:  # torch's old spelling, kept one release
+            if "task_map" in options:
+                raise ValueError(f"give task_map={options['task_map']!r} or its old spelling path=, not both")
+            path = options.pop("path")
+            options["task_map"] = TASK_MAP_ALIASES.get(path, path)
         training = importlib.import_module(f"{load_backend(self.backend).__name__}.training")
         self.spec, self.model_spec = spec, model_spec_
         self.name, self.ways, self.adaptation_steps, self.loss = algorithm, ways, adaptation_steps, loss

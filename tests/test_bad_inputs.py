@@ -207,7 +207,7 @@ METALEARNER_CASES = [
     case(
         lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, task_map="pmap"),
         ValueError,
-        r"task_map='pmap' is not one of 'auto', 'vmap', 'map'",
+        r"task_map='pmap' is not one of 'auto', 'vmap', 'sequential'",
         id="unknown-task-map",
     ),
     case(
@@ -227,9 +227,9 @@ def test_metalearner_arguments(call, exception, match):
 @needs_torch
 def test_metalearner_torch_only_options():
     check(
-        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="torch", task_map="vmap"),
+        lambda: l2l.MetaLearner("maml", "omniglot-fc", 3, backend="torch", conv="xla"),
         TypeError,
-        r"unexpected keyword argument 'task_map'",
+        r"unexpected keyword argument 'conv'",
     )
 
 

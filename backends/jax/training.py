@@ -153,15 +153,11 @@ LOSSES = {"cross-entropy": algorithms.cross_entropy, "mse": _mse}
 
 
 def _meta_batch_loss(algorithm, meta_params, batch, loss, steps, task_map):
-    """``(loss, task_losses, query_logits)`` through the algorithm module's ``meta_batch_loss``
-    (the one place that knows its signature and return type)."""
+    """``(loss, task_losses, query_logits)`` through the contract's ``meta_batch_loss``."""
     result = algorithms.meta_batch_loss(
-        algorithm, meta_params, *batch, loss=loss, adaptation_steps=steps, task_map=task_map
+        algorithm, meta_params, *batch, loss=loss, steps=steps, task_map=task_map
     )
-    if hasattr(result, "task_losses"):  # the contract's MetaBatchLoss
-        return result.loss, result.task_losses, result.query_logits
-    loss_value, (task_losses, logits) = result
-    return loss_value, task_losses, logits
+    return result.loss, result.task_losses, result.query_logits
 
 
 def _restore_like(live, saved, name: str):
@@ -330,7 +326,7 @@ class JaxStep:
 def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **options: Any) -> JaxStep:
     """The jax backend step of ``l2l_multi.MetaLearner``. Options besides the core's: ``dtype``
     ("float32"/"float64", the latter needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap",
-    "map"), ``head`` ("ridge"), ``conv`` ("auto", "xla", "matmul": how the model's convolutions
+    "sequential"), ``head`` ("ridge"), ``conv`` ("auto", "xla", "matmul": how the model's convolutions
     run; "xla" compiles several times faster on CPU, "matmul" runs faster there), ``inner``
     (names build optax's transforms)."""
     return JaxStep(spec, model, ways, **options)

@@ -5,7 +5,6 @@ step counter, the host side of the non-finite guard); this module supplies what 
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -111,16 +110,12 @@ LOSSES = {"cross-entropy": F.cross_entropy, "mse": F.mse_loss}
 _TREE_KEYS = (("module.", "model"), ("features.", "features"), ("head.", "head"), ("transform.", "transform"))
 
 
-def _meta_batch_loss(algorithm, batch, loss, steps, path):
-    """``(loss, task_losses, query_logits)`` through the algorithm module's ``meta_batch_loss``
-    (the one place that knows its signature)."""
-    if "meta_params" in inspect.signature(algorithms.meta_batch_loss).parameters:  # the contract's form
-        task_map = {"loop": "sequential"}.get(path, path)
-        result = algorithms.meta_batch_loss(
-            algorithm, algorithm.meta_parameters(), *batch, loss=loss, steps=steps, task_map=task_map
-        )
-    else:
-        result = algorithms.meta_batch_loss(algorithm, *batch, loss=loss, adaptation_steps=steps, path=path)
+def _meta_batch_loss(algorithm, batch, loss, steps, task_map):
+    """``(loss, task_losses, query_logits)`` through the contract's ``meta_batch_loss`` over the
+    learner's live meta-parameters (so ``backward`` fills their ``.grad``)."""
+    result = algorithms.meta_batch_loss(
+        algorithm, algorithm.meta_parameters(), *batch, loss=loss, steps=steps, task_map=task_map
+    )
     return result.loss, result.task_losses, result.query_logits
 
 
@@ -155,10 +150,11 @@ class TorchStep:
     """The torch half of ``MetaLearner``: see ``make_backend_step``."""
 
     def __init__(self, spec: AlgorithmSpec, model: ModelSpec, ways: int, *, lr, meta_lr, adaptation_steps,
-                 first_order, seed, loss, device=None, dtype="float32", path="auto", head=None, inner=None):
+                 first_order, seed, loss, device=None, dtype="float32", task_map="auto", head=None,
+                 inner=None):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no torch builder (ALGORITHM_BUILDERS)")
-        self.spec, self.ways, self.path, self.lr = spec, ways, path, lr
+        self.spec, self.ways, self.task_map, self.lr = spec, ways, task_map, lr
         self.loss_fn = LOSSES[loss]
         self.device = torch.device("cpu" if device is None else device)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
@@ -188,7 +184,7 @@ class TorchStep:
             logits = self.algorithm(sx, sy, qx)  # ProtoNet / MetaOptNet: [B, q, ways]
             task_losses = torch.stack([self.loss_fn(lg, y) for lg, y in zip(logits, qy)])
             return task_losses.mean(), task_losses, logits
-        return _meta_batch_loss(self.algorithm, batch, self.loss_fn, steps, self.path)
+        return _meta_batch_loss(self.algorithm, batch, self.loss_fn, steps, self.task_map)
 
     def _adapt(self, x, y, steps):
         learner = self.algorithm.clone()
@@ -385,6 +381,7 @@ def _numpy(tree):
 
 def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **options: Any) -> TorchStep:
     """The torch backend step of ``l2l_multi.MetaLearner``. Options besides the core's:
-    ``device``, ``dtype`` ("float32"/"float64"), ``path`` ("auto", "loop", "vmap"), ``head``
+    ``device``, ``dtype`` ("float32"/"float64"), ``task_map`` ("auto", "vmap", "sequential"; the
+    core maps the old ``path=`` to it), ``head``
     ("svm"/"ridge" for MetaOptNet), ``inner`` (names build ``l2l_multi.transforms``)."""
     return TorchStep(spec, model, ways, **options)
