@@ -89,3 +89,49 @@ def test_metaoptnet_svm_agrees_on_conv4_in_float32():
     )
     assert report.passed, report
     assert report.adapted_parameters is None  # no inner loop
+
+
+def test_a_newly_registered_algorithm_is_cross_checked_without_crosscheck_changes():
+    """crosscheck compares the learners' public trees only: an algorithm that exists just in the
+    registry and the two backends' builder tables (here: MAML with a fixed first-order flag and
+    Adam as its inner optimizer) is checked, and listed by --algorithm all."""
+    import optax
+    from l2l_multi.backends.jax import algorithms as jax_algorithms
+    from l2l_multi.backends.jax import training as jax_training
+    from l2l_multi.backends.torch import algorithms as torch_algorithms
+    from l2l_multi.backends.torch import training as torch_training
+
+    from l2l_multi import _registry
+    from l2l_multi import crosscheck as module
+    from l2l_multi import transforms as core_transforms
+
+    name = "maml-adam-fo-test"
+    spec = _registry.AlgorithmSpec(name, "gradient", (), ({},), "first-order MAML with Adam")
+
+    def torch_builder(model, *, lr, first_order, inner, head):
+        return torch_algorithms.MAML(model, first_order=True, inner=core_transforms.adam(lr, eps_root=1e-16))
+
+    def jax_builder(model, variables, ways, *, lr, first_order, inner, head):
+        algorithm = jax_algorithms.MAML(model, first_order=True, inner=optax.adam(lr, eps_root=1e-16))
+        return algorithm, algorithm.from_variables(variables)
+
+    def sgd_builder(model, variables, ways, *, lr, first_order, inner, head):
+        algorithm = jax_algorithms.MAML(model, lr=lr, first_order=True)
+        return algorithm, algorithm.from_variables(variables)
+
+    _registry.register_algorithm(spec)
+    torch_training.ALGORITHM_BUILDERS[name] = torch_builder
+    jax_training.ALGORITHM_BUILDERS[name] = jax_builder
+    try:
+        assert (name, {}) in module.crosscheck_rows()
+        report = crosscheck(name, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", lr=1e-3,
+                            adaptation_steps=2)
+        assert report.passed and report.adapted_parameters is not None, report
+        # and a wrong builder on one side is caught: plain SGD on jax against Adam on torch
+        jax_training.ALGORITHM_BUILDERS[name] = sgd_builder
+        assert not crosscheck(name, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", lr=1e-3,
+                              adaptation_steps=2).passed
+    finally:
+        _registry._ALGORITHMS.pop(name)
+        torch_training.ALGORITHM_BUILDERS.pop(name)
+        jax_training.ALGORITHM_BUILDERS.pop(name)
