@@ -33,9 +33,10 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        for size in self.sizes:
-            x = nn.relu(nn.Dense(size)(x))
-        return nn.Dense(self.output_size)(x)
+        # layers named as torch's Sequential indexes them ("0", "2", ...), so both layouts agree
+        for index, size in enumerate(self.sizes):
+            x = nn.relu(nn.Dense(size, name=str(2 * index))(x))
+        return nn.Dense(self.output_size, name=str(2 * len(self.sizes)))(x)
 
 
 # a model family of the registry -> its flax class (``ModelSpec.family``)
