@@ -369,8 +369,16 @@ def test_lr_and_inner_refusals(backend):
         with pytest.raises(exception, match=match):
             call()
     if backend == "torch":
-        with pytest.raises(TypeError, match=r"learnable transforms are module factories"):
-            talg.GBML(torch.nn.Linear(4, 3), T.elementwise_scale())
+        # a core learnable pair is accepted by torch GBML (issue 13 item 4): at initialisation
+        # elementwise_scale is the identity, so one GBML step equals one MAML step at the same lr
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3).double()
+        x, y = torch.randn(6, 4, dtype=torch.float64), torch.arange(6) % 3
+        gbml = talg.GBML(model, T.elementwise_scale(), lr=0.3).clone()
+        maml = talg.MAML(model, lr=0.3).clone()
+        for learner in (gbml, maml):
+            learner.adapt(torch.nn.functional.cross_entropy(learner(x), y))
+        torch.testing.assert_close(gbml.module.weight, maml.module.weight, rtol=0, atol=1e-12)
 
 
 def test_metalearner_inner_option_is_checked():
