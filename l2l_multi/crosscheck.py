@@ -20,14 +20,19 @@ state threaded through ``--steps`` inner steps (with one step, momentum is plain
 ``--steps 3``). ``--lr`` defaults to 0.4, and to 1e-3 for Adam (whose steps are about ``lr`` per
 element whatever the gradient's size).
 
-Adam's meta-gradients on the batch-norm conv4 do not meet these tolerances, and no pair of
-implementations can: Adam divides each gradient element by its own magnitude, so elements whose
-gradient is zero in exact arithmetic (the conv biases feeding batch norm) or tiny turn their
-rounding noise into steps of up to ``lr`` (a gain of ``lr / eps``) and into the meta-gradient.
-Measured here (``omniglot-cnn``, 5-way 1-shot, meta-batch 8, seed 0, lr 1e-3, one step), torch's
-own loop and vmap paths differ by 3.8e-10 (float64) and 0.15 (float32) in the meta-gradients,
-against 3e-15 and 2.5e-6 with SGD; the backends differ by about ten times the former. Adam on
-models without such parameters (``--algorithm anil``: the linear head) agrees to 2e-13 in float64.
+Adam's conditioning sets its own ``eps``. Adam divides each gradient element by its own magnitude
+plus ``eps``, so the derivative of a step is about ``lr / eps`` at elements whose gradient is zero
+or tiny (the conv biases feeding batch norm are zero in exact arithmetic; many conv weights of the
+Omniglot CNN are below 1e-6): the meta-gradient amplifies rounding noise by that gain. With
+optax's ``eps=1e-8``, two correct implementations cannot agree to the tolerances: measured here
+(``omniglot-cnn``, 5-way 1-shot, meta-batch 8, seed 0, lr 1e-3, one step) torch's own loop and
+vmap paths differ by 3.8e-10 (float64) and 0.15 (float32) in the meta-gradients, against 3e-15
+and 2.5e-6 with SGD. The cross-check therefore runs Adam at ``--adam-eps`` (default 1e-4 in
+float64, 1e-1 in float32, where the loop and vmap paths differ by 3.6e-11 and 1.4e-6): the same
+formula, bias correction and state, compared at a gain the dtype can resolve. A wrong formula
+(``eps`` inside or outside the square root, a missing bias correction) still shows as an O(1)
+difference. ``tests/test_inner_optimizers.py`` checks Adam at ``eps=1e-8`` against optax and
+finite differences on models without such elements.
 
 float64 is the strict check. In float32 a ReLU input that lies within rounding of zero can take
 either side in two correct implementations (the function has a kink there), which moves that
@@ -49,6 +54,8 @@ from ._registry import ALGORITHM_SPECS, algorithm_spec, model_spec
 from ._training import INNER_ALGORITHMS, INNER_OPTIMIZERS, MODELS, MetaLearner, check_choice
 
 TOLERANCES = {"float32": 1e-5, "float64": 1e-9}
+# Adam's eps per dtype: the gain lr / eps that the dtype can resolve (see the module docstring)
+ADAM_EPS = {"float32": 1e-1, "float64": 1e-4}
 
 
 def crosscheck_algorithms() -> tuple[str, ...]:
@@ -137,6 +144,7 @@ def crosscheck(
     adaptation_steps: int = 1,
     lr: float | None = None,
     inner: str | None = None,
+    adam_eps: float | None = None,
     **options: Any,
 ) -> CrossCheckReport:
     """Run one meta-step on both backends from the same weights and tasks; compare.
@@ -150,6 +158,8 @@ def crosscheck(
             loop (``lr=None``: 0.4, or 1e-3 with Adam); inner: ``None`` (the algorithm's SGD
             step) or one of "sgd", "momentum", "adam" (at rate ``lr``; 1.0 for metasgd, whose
             learned rates, initialised to ``lr``, scale it), for maml, metasgd, anil.
+        adam_eps: Adam's ``eps`` with ``inner="adam"`` (``None``: ``ADAM_EPS[dtype]``); both
+            backends get the same value (torch ``l2l_multi.transforms.adam``, jax ``optax.adam``).
         options: algorithm options of ``MetaLearner`` (e.g. ``head="ridge"`` for metaoptnet).
 
     Returns:
@@ -168,16 +178,18 @@ def crosscheck(
     if inner is not None:
         check_choice("inner", inner, INNER_OPTIMIZERS)
         check_choice("algorithm (with inner)", algorithm, INNER_ALGORITHMS)
-        options["inner"] = inner
     if lr is None:
         lr = 1e-3 if inner == "adam" else 0.4
+    inners = _inner_optimizers(inner, algorithm, lr, ADAM_EPS[dtype] if adam_eps is None else adam_eps)
     batch = _task_batch(shape, ways, shots, queries, meta_batch, seed)
     settings = dict(lr=lr, meta_lr=1e-3, adaptation_steps=adaptation_steps, first_order=first_order,
                     seed=seed, dtype=dtype, **options)
     x64 = jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
     with x64:
-        torch_learner, jax_learner = (MetaLearner(algorithm, model, ways, backend=name, **settings)
-                                      for name in ("torch", "jax"))
+        torch_learner, jax_learner = (
+            MetaLearner(algorithm, model, ways, backend=name, **settings, **inners[name])
+            for name in ("torch", "jax")
+        )
         torch_loss, torch_grads = torch_learner.meta_gradients(*batch, layout="flax")
         jax_loss, jax_grads = jax_learner.meta_gradients(*batch, layout="flax")
         loss_difference = abs(jax_loss - torch_loss) / max(abs(torch_loss), 1e-30)
@@ -188,6 +200,27 @@ def crosscheck(
             adapted_jax = jax_learner.adapted_parameters(*batch[:2], layout="flax")
             adapted_difference = compare_trees(adapted_torch, adapted_jax)
     return CrossCheckReport(loss_difference, adapted_difference, gradient_difference, TOLERANCES[dtype])
+
+
+def _inner_optimizers(inner: str | None, algorithm: str, lr: float, adam_eps: float) -> dict[str, dict]:
+    """``{"torch": {"inner": ...}, "jax": {...}}``: a name for sgd and momentum (each backend
+    builds it), Adam built here so both backends get ``adam_eps``."""
+    if inner is None:
+        return {"torch": {}, "jax": {}}
+    if inner != "adam":
+        return {"torch": {"inner": inner}, "jax": {"inner": inner}}
+    if isinstance(adam_eps, bool) or not isinstance(adam_eps, (int, float)) or not adam_eps > 0:
+        raise ValueError(f"adam_eps={adam_eps!r} must be a float > 0")
+    import optax
+
+    from . import transforms
+
+    rate = 1.0 if algorithm == "metasgd" else lr  # as MetaLearner's named "adam"
+    root = transforms.DEFAULT_EPS_ROOT
+    return {
+        "torch": {"inner": transforms.adam(rate, eps=adam_eps, eps_root=root)},
+        "jax": {"inner": optax.adam(rate, eps=adam_eps, eps_root=root)},
+    }
 
 
 def crosscheck_rows() -> list[tuple[str, dict]]:
@@ -218,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         "--inner", default=None, choices=INNER_OPTIMIZERS,
         help="inner optimizer (maml, metasgd, anil): torch runs l2l_multi.transforms, jax optax",
     )
+    parser.add_argument(
+        "--adam-eps", type=float, default=None,
+        help="Adam's eps with --inner adam (default 1e-4 in float64, 1e-1 in float32; see above)",
+    )
     parser.add_argument("--head", default=None, help="MetaOptNet's head (ridge, svm)")
     args = parser.parse_args(argv)
     if args.algorithm == "all":
@@ -228,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     for algorithm, options in rows:
         report = crosscheck(
             algorithm, args.model, args.ways, args.shots, args.queries, args.meta_batch, args.seed,
-            args.first_order, args.dtype, args.steps, args.lr, args.inner, **options,
+            args.first_order, args.dtype, args.steps, args.lr, args.inner, args.adam_eps, **options,
         )
         _print_report(args, algorithm, options, report)
         failed += not report.passed

@@ -70,13 +70,28 @@ def test_bad_arguments():
 )
 def test_inner_optimizers_agree_across_backends(algorithm, inner):
     """torch runs l2l_multi.transforms, jax optax's implementation; 3 steps thread the state."""
+    # Adam at optax's own eps=1e-8: this model has no elements whose gradient is rounding noise
+    extra = {"adam_eps": 1e-8} if inner == "adam" else {}
     report = crosscheck(
-        algorithm, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", inner=inner, adaptation_steps=3
+        algorithm, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", inner=inner, adaptation_steps=3,
+        **extra,
     )
     assert report.passed, report
     assert report.adapted_parameters < 1e-10 and report.meta_gradients < 1e-9
     with pytest.raises(ValueError, match=r"algorithm \(with inner\)='protonet' is not one of"):
         crosscheck("protonet", inner=inner)
+
+
+def test_adam_runs_at_the_dtype_eps_on_both_backends():
+    """--inner adam builds Adam once per backend with the same eps (ADAM_EPS[dtype] by default)."""
+    from l2l_multi.crosscheck import ADAM_EPS, _inner_optimizers
+
+    report = crosscheck("maml", "omniglot-fc", ways=3, meta_batch=2, dtype="float32", inner="adam")
+    assert report.passed, report
+    inners = _inner_optimizers("adam", "maml", 1e-3, ADAM_EPS["float32"])
+    assert set(inners) == {"torch", "jax"} and all("inner" in v for v in inners.values())
+    with pytest.raises(ValueError, match=r"adam_eps=0 must be a float > 0"):
+        crosscheck("maml", "omniglot-fc", inner="adam", adam_eps=0)
 
 
 @pytest.mark.slow
