@@ -258,47 +258,38 @@ def _interior_point(Q, p, G, h, A, b, max_iterations, tolerance):
         return z, empty, empty, nu, worst, jnp.asarray(0)
     gap = G @ z - h
     point = (z, _shift_positive(-gap), _shift_positive(gap), nu)
-    worst = _residuals(Q, p, G, h, A, b, *point)[3]
     # The carry: iteration, the current iterate and its residual, the best iterate and its
-    # residual (once round-off dominates the Newton directions a step can make a problem worse).
-    carry = (jnp.asarray(0), point, worst, point, worst)
+    # residual (once round-off dominates the Newton directions a step can make a problem worse),
+    # the polished solution, its residual and whether it succeeded. Once an iterate meets the
+    # tolerance its active set is solved exactly (see _polish); the problem is finished when that
+    # succeeds, and until then the iterations go on, to max_iterations or until the residual
+    # grows far above the best (round-off took over). The torch solver takes the same steps.
+    infinity = jnp.asarray(jnp.inf, p.dtype)
+    carry = (jnp.asarray(0), point, infinity, point, infinity, point, infinity, jnp.asarray(False))
 
-    def advance(carry):
-        iteration, point, _, best, best_worst = carry
-        point = _newton_step(Q, p, G, h, A, b, *point)
+    def consider(carry):
+        iteration, point, _, best, best_worst, polished, polished_worst, finished = carry
         worst = _residuals(Q, p, G, h, A, b, *point)[3]
         improved = worst < best_worst
         best = tuple(jnp.where(improved, new, old) for new, old in zip(point, best))
-        return iteration + 1, point, worst, best, jnp.where(improved, worst, best_worst)
-
-    def iterating(carry):
-        iteration, _, worst, _, best_worst = carry
-        return (iteration < max_iterations) & (worst > tolerance) & (worst < _DIVERGED * best_worst)
-
-    # Phase one: interior point steps until the iterate meets the tolerance (or round-off takes
-    # over: a residual far above the best so far). Phase two: polish the iterate (see _polish);
-    # the problem is finished when that succeeds, else it takes another step and tries again.
-    # The torch solver takes the same steps; the split only keeps the polishing solve (larger
-    # than a Newton step's) out of the iterations that cannot use it.
-    carry = jax.lax.while_loop(iterating, advance, carry)
-
-    def polish_or_advance(state):
-        carry, polished, polished_worst, _, _ = state
-        iteration, point, worst, _, best_worst = carry
+        best_worst = jnp.where(improved, worst, best_worst)
         candidate = _polish(Q, p, G, h, A, b, *point)
         candidate_worst = _residuals(Q, p, G, h, A, b, *candidate)[3]
-        finished = (worst <= tolerance) & (candidate_worst <= tolerance) & (candidate_worst < worst)
-        stopped = ~finished & ((iteration >= max_iterations) | (worst >= _DIVERGED * best_worst))
-        carry = jax.tree_util.tree_map(
-            lambda old, new: jnp.where(finished | stopped, old, new), carry, advance(carry)
-        )
-        polished = tuple(jnp.where(finished, new, old) for new, old in zip(candidate, polished))
-        polished_worst = jnp.where(finished, candidate_worst, polished_worst)
-        return carry, polished, polished_worst, finished, stopped
+        good = ~finished & (worst <= tolerance) & (candidate_worst <= tolerance) & (candidate_worst < worst)
+        polished = tuple(jnp.where(good, new, old) for new, old in zip(candidate, polished))
+        polished_worst = jnp.where(good, candidate_worst, polished_worst)
+        return iteration, point, worst, best, best_worst, polished, polished_worst, finished | good
 
-    state = (carry, carry[1], jnp.asarray(jnp.inf, p.dtype), jnp.asarray(False), jnp.asarray(False))
-    state = jax.lax.while_loop(lambda state: ~state[3] & ~state[4], polish_or_advance, state)
-    (iterations, _, _, best, best_worst), polished, polished_worst, finished, _ = state
+    def running(carry):
+        iteration, _, worst, _, best_worst, _, _, finished = carry
+        return (iteration < max_iterations) & ~finished & (worst < _DIVERGED * best_worst)
+
+    def step(carry):
+        iteration, point = carry[0], carry[1]
+        return consider((iteration + 1, _newton_step(Q, p, G, h, A, b, *point), *carry[2:]))
+
+    carry = jax.lax.while_loop(running, step, consider(carry))
+    iterations, _, _, best, best_worst, polished, polished_worst, finished = carry
     z, s, lam, nu = (jnp.where(finished, new, old) for new, old in zip(polished, best))
     worst = jnp.where(finished, polished_worst, best_worst)
     z = jnp.where(worst <= tolerance, z, jnp.nan)
