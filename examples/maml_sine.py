@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from l2l_multi.experiment import RunFolder, command_line, mean_confidence_interval
-from l2l_multi.experiment._cli import check_float, check_int, explicit_options, restore_arguments
+from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments
 from l2l_multi.experiment._faults import fault_point
 
 TRAIN_STREAM, VALID_STREAM, TEST_STREAM = 0, 1, 2
@@ -87,18 +87,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """Parses ``argv``: ``--quick`` changes the defaults (flags given still win); with ``--resume``,
     settings not given come from the folder's ``config.json``."""
     parser = argument_parser()
-    chosen, _ = parser.parse_known_args(argv)
-    if chosen.quick:
-        parser.set_defaults(**QUICK)
-    args = parser.parse_args(argv)
-    args.out = args.out or f"results/maml_sine_{args.backend}"
-    if args.resume:
-        try:
-            saved = RunFolder.saved_config(args.out)
-        except FileNotFoundError:
-            saved = {}  # RunFolder refuses the resume with the folder's name
-        restore_arguments(args, saved, explicit_options(parser, argv))
-    return args
+    return parse_run_arguments(parser, argv, QUICK, lambda args: f"results/maml_sine_{args.backend}")
 
 
 def configure(args: argparse.Namespace) -> dict[str, Any]:

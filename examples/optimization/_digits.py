@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from l2l_multi.experiment import RunFolder, command_line, save_figure
-from l2l_multi.experiment._cli import check_float, check_int, explicit_options, restore_arguments
+from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments
 
 FEATURES, CLASSES = 64, 10
 
@@ -52,18 +52,7 @@ def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
 def parse_arguments(parser: argparse.ArgumentParser, argv, quick: dict[str, Any], default_out: str):
     """Parses ``argv``: ``--quick`` changes the defaults (flags given still win); with ``--resume``,
     settings not given come from the folder's ``config.json`` (``--resume --out DIR`` alone)."""
-    chosen, _ = parser.parse_known_args(argv)
-    if chosen.quick:
-        parser.set_defaults(**quick)
-    args = parser.parse_args(argv)
-    args.out = args.out or default_out.format(backend=args.backend)
-    if args.resume:
-        try:
-            saved = RunFolder.saved_config(args.out)
-        except FileNotFoundError:
-            saved = {}  # RunFolder refuses the resume with the folder's name
-        restore_arguments(args, saved, explicit_options(parser, argv))
-    return args
+    return parse_run_arguments(parser, argv, quick, lambda args: default_out.format(backend=args.backend))
 
 
 def configure(args: argparse.Namespace) -> dict[str, Any]:

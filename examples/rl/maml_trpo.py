@@ -240,21 +240,12 @@ def parse_arguments(
 ) -> argparse.Namespace:
     """Parses ``argv``: ``--quick`` changes the defaults (flags given still win); with ``--resume``,
     settings not given come from the folder's ``config.json``."""
-    from l2l_multi.experiment import RunFolder
-    from l2l_multi.experiment._cli import explicit_options, restore_arguments
+    from l2l_multi.experiment._cli import parse_run_arguments
 
-    chosen, _ = parser.parse_known_args(argv)
-    if chosen.quick:
-        parser.set_defaults(**quick)
-    args = parser.parse_args(argv)
-    args.out = args.out or f"results/{defaults['name']}_{env_slug(args.env)}"
-    if args.resume:
-        try:
-            saved = RunFolder.saved_config(args.out)
-        except FileNotFoundError:
-            saved = {}  # RunFolder refuses the resume with the folder's name
-        restore_arguments(args, saved, explicit_options(parser, argv))
-    return args
+    def default_out(args: argparse.Namespace) -> str:
+        return f"results/{defaults['name']}_{env_slug(args.env)}"
+
+    return parse_run_arguments(parser, argv, quick, default_out)
 
 
 def check_arguments(args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import Any
 
 
@@ -45,6 +46,32 @@ def restore_arguments(args: argparse.Namespace, saved: dict[str, Any], explicit:
     for key, value in saved.items():
         if key not in explicit and hasattr(args, key):
             setattr(args, key, value)
+
+
+def parse_run_arguments(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    quick: dict[str, Any],
+    default_out: Callable[[argparse.Namespace], str],
+) -> argparse.Namespace:
+    """Parses ``argv`` for an example with a results folder: ``--quick`` changes the defaults to
+    ``quick`` (flags given still win); ``--out`` defaults to ``default_out(args)``; with
+    ``--resume``, every setting saved in the folder's ``config.json`` that was not given comes from
+    the folder (so ``--resume --out DIR`` alone continues the run)."""
+    from ._run import RunFolder
+
+    chosen, _ = parser.parse_known_args(argv)
+    if chosen.quick:
+        parser.set_defaults(**quick)
+    args = parser.parse_args(argv)
+    args.out = args.out or default_out(args)
+    if args.resume:
+        try:
+            saved = RunFolder.saved_config(args.out)
+        except FileNotFoundError:
+            saved = {}  # RunFolder refuses the resume with the folder's name
+        restore_arguments(args, saved, explicit_options(parser, argv))
+    return args
 
 
 def check_int(args: argparse.Namespace, name: str, minimum: int, why: str = "") -> None:
