@@ -12,9 +12,9 @@
 """
 
 from ._errors import RunFolderError as RunFolderError
+from ._plot import plot_curves as plot_curves
+from ._plot import save_figure as save_figure
 from ._protocol import evaluate_tasks as evaluate_tasks
 from ._run import RunFolder as RunFolder
 from ._run import command_line as command_line
-from ._run import plot_curves as plot_curves
-from ._run import save_figure as save_figure
 from ._stats import mean_confidence_interval as mean_confidence_interval
