@@ -5,9 +5,16 @@ learn2learn's ``learn2learn.vision.models``, so its checkpoints load. ``ResNet12
 (with their backbones; in ``_resnet.py`` and ``_wrn.py``) use ordinary batch norm with running
 statistics. One keyword is added to every conv4-style model: ``track_running_stats`` (default
 False). With False, batch norm normalises with the statistics of the current batch in training
-*and* evaluation mode, as learn2learn and the MAML paper do (a few-shot query set is normalised
-with its own statistics); True gives ordinary running statistics (``running_mean``,
-``running_var``, ``num_batches_tracked`` buffers).
+*and* evaluation mode, as the MAML paper does (a few-shot query set is normalised with its own
+statistics); True gives ordinary running statistics (``running_mean``, ``running_var``,
+``num_batches_tracked`` buffers).
+
+The conv4 models (``ConvBase``, ``OmniglotCNN``, ``CNN4Backbone``, ``CNN4``) also take ``layout``:
+``"maml"`` (default) is the batch norm above (eps 1e-3, momentum 0.999, the MAML code's);
+``"learn2learn"`` is learn2learn 0.2.0's own conv block, torch's default ``BatchNorm2d`` (eps 1e-5,
+momentum 0.1, running statistics tracked), so learn2learn's conv4 checkpoints load strictly and
+give its outputs in train and eval mode. ``OmniglotFC``, ``ResNet12`` and ``WRN28`` already match
+learn2learn's layers and need no option.
 
 The jax backend has the same classes as flax modules; ``l2l_multi.interop.torch_to_flax`` and
 ``flax_to_torch`` convert weights between them.
@@ -34,6 +41,19 @@ __all__ = [
 # statistics, when tracked, are new = (1 - momentum) * old + momentum * batch.
 BATCH_NORM_EPS = 1e-3
 BATCH_NORM_MOMENTUM = 0.999
+LAYOUTS = ("maml", "learn2learn")
+
+
+def _resolve_layout(layout: str, track_running_stats: bool | None) -> bool:
+    """Check ``layout`` and return the effective ``track_running_stats``."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
+    if layout == "learn2learn":
+        if track_running_stats is False:
+            raise ValueError("layout='learn2learn' tracks running statistics; track_running_stats=False "
+                             "contradicts it (leave it None or pass True)")
+        return True
+    return bool(track_running_stats)
 
 
 def _fc_init_(linear: torch.nn.Linear) -> torch.nn.Linear:
@@ -81,7 +101,7 @@ class _ConvBlock(torch.nn.Module):
 
     def __init__(
         self, in_channels: int, out_channels: int, max_pool: bool = True, max_pool_factor: float = 1.0,
-        track_running_stats: bool = False,
+        track_running_stats: bool = False, layout: str = "maml",
     ):
         super().__init__()
         window = _pool_window(max_pool_factor)
@@ -92,10 +112,13 @@ class _ConvBlock(torch.nn.Module):
             self.max_pool = torch.nn.Identity()
             stride = window  # without pooling, the convolution itself downsamples
         self.conv = _maml_init_(torch.nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1))
-        self.normalize = torch.nn.BatchNorm2d(
-            out_channels, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, affine=True,
-            track_running_stats=track_running_stats,
-        )
+        if layout == "learn2learn":  # learn2learn 0.2.0 leaves BatchNorm2d at torch's defaults
+            self.normalize = torch.nn.BatchNorm2d(out_channels, affine=True, track_running_stats=True)
+        else:
+            self.normalize = torch.nn.BatchNorm2d(
+                out_channels, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, affine=True,
+                track_running_stats=track_running_stats,
+            )
         torch.nn.init.uniform_(self.normalize.weight)  # learn2learn: scale ~ U[0, 1)
         self.relu = torch.nn.ReLU()
 
@@ -158,7 +181,7 @@ class ConvBase(torch.nn.Sequential):
     With ``max_pool=False`` each convolution has stride ``int(2 * max_pool_factor)``; with True
     it has stride 1 and a max-pool with that window follows (floor mode). Conv weights are
     xavier-uniform with zero biases; batch-norm scales ~ U[0, 1), shifts 0, eps 1e-3, momentum
-    0.999 (torch convention).
+    0.999 (torch convention); with ``layout="learn2learn"`` eps 1e-5, momentum 0.1, tracked.
 
     Args:
         hidden: channels of every block.
@@ -166,7 +189,8 @@ class ConvBase(torch.nn.Sequential):
         max_pool: pool (True) or stride (False) to downsample.
         layers: number of blocks.
         max_pool_factor: the window is ``int(2 * max_pool_factor)``.
-        track_running_stats: keyword; see the module docstring.
+        track_running_stats: keyword; see the module docstring (None: False, True for learn2learn).
+        layout: keyword, ``"maml"`` or ``"learn2learn"``; see the module docstring.
 
     Input: float32 ``[N, channels, H, W]``. Output: float32 ``[N, hidden, H', W']``.
 
@@ -178,23 +202,34 @@ class ConvBase(torch.nn.Sequential):
 
     def __init__(
         self, hidden: int = 64, channels: int = 1, max_pool: bool = False, layers: int = 4,
-        max_pool_factor: float = 1.0, *, track_running_stats: bool = False,
+        max_pool_factor: float = 1.0, *, track_running_stats: bool | None = None, layout: str = "maml",
     ):
         if layers < 1:
             raise ValueError(f"layers={layers!r} must be at least 1")
+        track_running_stats = _resolve_layout(layout, track_running_stats)
         blocks = [
-            _ConvBlock(channels if i == 0 else hidden, hidden, max_pool, max_pool_factor, track_running_stats)
+            _ConvBlock(channels if i == 0 else hidden, hidden, max_pool, max_pool_factor, track_running_stats,
+                       layout)
             for i in range(layers)
         ]
         super().__init__(*blocks)
         self.hidden, self.channels, self.max_pool, self.layers = hidden, channels, max_pool, layers
         self.max_pool_factor, self.track_running_stats = max_pool_factor, track_running_stats
+        self.layout = layout
 
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return dict(hidden=self.hidden, channels=self.channels, max_pool=self.max_pool, layers=self.layers,
-                    max_pool_factor=self.max_pool_factor, track_running_stats=self.track_running_stats)
+        return _with_layout(
+            dict(hidden=self.hidden, channels=self.channels, max_pool=self.max_pool, layers=self.layers,
+                 max_pool_factor=self.max_pool_factor, track_running_stats=self.track_running_stats),
+            self.layout)
+
+
+def _with_layout(config: dict, layout: str) -> dict:
+    # The flax twins have only the default layout: a learn2learn-layout config names it, so
+    # building a twin from it fails loudly instead of silently changing eps and momentum.
+    return config if layout == "maml" else {**config, "layout": layout}
 
 
 def _as_omniglot_images(x: torch.Tensor) -> torch.Tensor:
@@ -214,7 +249,8 @@ class OmniglotCNN(torch.nn.Module):
         output_size: number of classes.
         hidden_size: channels of every conv block.
         layers: number of conv blocks.
-        track_running_stats: keyword; see the module docstring.
+        track_running_stats: keyword; see the module docstring (None: False, True for learn2learn).
+        layout: keyword, ``"maml"`` or ``"learn2learn"`` (learn2learn's checkpoints load strictly).
 
     Input: float32 ``[N, 1, 28, 28]`` (``[N, 784]`` and ``[N, 28, 28]`` are reshaped).
     Output: float32 logits ``[N, output_size]``.
@@ -236,12 +272,12 @@ class OmniglotCNN(torch.nn.Module):
     """
 
     def __init__(self, output_size: int = 5, hidden_size: int = 64, layers: int = 4, *,
-                 track_running_stats: bool = False):
+                 track_running_stats: bool | None = None, layout: str = "maml"):
         super().__init__()
         self.hidden_size, self.output_size, self.layers = hidden_size, output_size, layers
-        self.track_running_stats = track_running_stats
+        self.track_running_stats, self.layout = _resolve_layout(layout, track_running_stats), layout
         base = ConvBase(hidden=hidden_size, channels=1, max_pool=False, layers=layers,
-                        track_running_stats=track_running_stats)
+                        track_running_stats=self.track_running_stats, layout=layout)
         self.features = torch.nn.Sequential(
             Lambda(_as_omniglot_images), base, Lambda(_spatial_mean), Flatten()
         )
@@ -253,8 +289,9 @@ class OmniglotCNN(torch.nn.Module):
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return dict(output_size=self.output_size, hidden_size=self.hidden_size, layers=self.layers,
-                    track_running_stats=self.track_running_stats)
+        return _with_layout(dict(output_size=self.output_size, hidden_size=self.hidden_size,
+                                 layers=self.layers, track_running_stats=self.track_running_stats),
+                            self.layout)
 
     @property
     def base(self) -> ConvBase:
@@ -281,7 +318,8 @@ class CNN4Backbone(ConvBase):
         channels: input channels.
         max_pool: pool (True) or stride (False) to downsample.
         max_pool_factor: default ``4 // layers`` (so four blocks pool 2x2, two blocks 4x4).
-        track_running_stats: keyword; see the module docstring.
+        track_running_stats: keyword; see the module docstring (None: False, True for learn2learn).
+        layout: keyword, ``"maml"`` or ``"learn2learn"`` (learn2learn's checkpoints load strictly).
 
     Input: float32 ``[N, channels, H, W]`` (84x84 gives 5x5 maps).
     Output: float32 ``[N, hidden_size * H' * W']``, flattened in (C, H', W') order.
@@ -294,20 +332,22 @@ class CNN4Backbone(ConvBase):
 
     def __init__(
         self, hidden_size: int = 64, layers: int = 4, channels: int = 3, max_pool: bool = True,
-        max_pool_factor: float | None = None, *, track_running_stats: bool = False,
+        max_pool_factor: float | None = None, *, track_running_stats: bool | None = None,
+        layout: str = "maml",
     ):
         if max_pool_factor is None:
             max_pool_factor = 4 // layers
         super().__init__(hidden=hidden_size, channels=channels, max_pool=max_pool, layers=layers,
-                         max_pool_factor=max_pool_factor, track_running_stats=track_running_stats)
+                         max_pool_factor=max_pool_factor, track_running_stats=track_running_stats,
+                         layout=layout)
         self.hidden_size = hidden_size
 
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return dict(hidden_size=self.hidden_size, layers=self.layers, channels=self.channels,
-                    max_pool=self.max_pool, max_pool_factor=self.max_pool_factor,
-                    track_running_stats=self.track_running_stats)
+        return _with_layout(dict(hidden_size=self.hidden_size, layers=self.layers, channels=self.channels,
+                                 max_pool=self.max_pool, max_pool_factor=self.max_pool_factor,
+                                 track_running_stats=self.track_running_stats), self.layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = super().forward(x)
@@ -326,7 +366,8 @@ class CNN4(torch.nn.Module):
         channels: input channels.
         max_pool: pool (True) or stride (False) to downsample.
         embedding_size: classifier inputs, default ``25 * hidden_size`` (84x84 inputs, 5x5 maps).
-        track_running_stats: keyword; see the module docstring.
+        track_running_stats: keyword; see the module docstring (None: False, True for learn2learn).
+        layout: keyword, ``"maml"`` or ``"learn2learn"`` (learn2learn's checkpoints load strictly).
 
     Input: float32 ``[N, channels, 84, 84]``. Output: float32 logits ``[N, output_size]``.
 
@@ -340,25 +381,27 @@ class CNN4(torch.nn.Module):
 
     def __init__(
         self, output_size: int, hidden_size: int = 64, layers: int = 4, channels: int = 3,
-        max_pool: bool = True, embedding_size: int | None = None, *, track_running_stats: bool = False,
+        max_pool: bool = True, embedding_size: int | None = None, *, track_running_stats: bool | None = None,
+        layout: str = "maml",
     ):
         super().__init__()
         if embedding_size is None:
             embedding_size = 25 * hidden_size
         self.features = CNN4Backbone(hidden_size=hidden_size, layers=layers, channels=channels,
                                      max_pool=max_pool, max_pool_factor=4 // layers,
-                                     track_running_stats=track_running_stats)
+                                     track_running_stats=track_running_stats, layout=layout)
         self.classifier = _maml_init_(torch.nn.Linear(embedding_size, output_size))
         self.output_size, self.hidden_size, self.layers = output_size, hidden_size, layers
         self.channels, self.max_pool, self.embedding_size = channels, max_pool, embedding_size
-        self.track_running_stats = track_running_stats
+        self.track_running_stats, self.layout = self.features.track_running_stats, layout
 
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return dict(output_size=self.output_size, hidden_size=self.hidden_size, layers=self.layers,
-                    channels=self.channels, max_pool=self.max_pool, embedding_size=self.embedding_size,
-                    track_running_stats=self.track_running_stats)
+        return _with_layout(dict(output_size=self.output_size, hidden_size=self.hidden_size,
+                                 layers=self.layers, channels=self.channels, max_pool=self.max_pool,
+                                 embedding_size=self.embedding_size,
+                                 track_running_stats=self.track_running_stats), self.layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
