@@ -51,7 +51,8 @@ def scale_by_adam(
     """Adam's direction without the learning rate: ``mu_hat / (sqrt(nu_hat + eps_root) + eps)``.
 
     Args:
-        b1, b2: decay rates of the first and second moments, floats in [0, 1).
+        b1: decay rate of the first moment, a float in [0, 1).
+        b2: decay rate of the second moment, a float in [0, 1).
         eps: added to the denominator outside the square root (float >= 0).
         eps_root: added inside the square root (float >= 0); keeps second-order
             meta-gradients finite when a gradient element is exactly zero (see the module
@@ -113,8 +114,11 @@ def adam(
 
     Args:
         learning_rate: a float >= 0 or a scalar array (differentiable: a learned rate).
-        b1, b2, eps, eps_root: see ``scale_by_adam`` (``eps_root`` defaults to ``1e-16`` so that
-            inner loops stay twice differentiable; optax's default is 0).
+        b1: see ``scale_by_adam``.
+        b2: see ``scale_by_adam``.
+        eps: see ``scale_by_adam``.
+        eps_root: see ``scale_by_adam`` (defaults to ``1e-16`` so that inner loops stay twice
+            differentiable; optax's default is 0).
 
     The state is ``(ScaleByAdamState, EmptyState())``, optax's structure; the first step moves
     each element by about ``learning_rate`` (``sign(g)``), so inner-loop rates are those of Adam

@@ -114,10 +114,16 @@ def svm_logits(
     ``SVClassifier``'s logits). One task; ``vmap`` it over a batch.
 
     Args:
-        support: ``[n, d]`` float embeddings; labels: ``[n]`` ints in ``0..ways-1``; query:
-        ``[q, d]``; ways: static int; C_reg: positive float; scale: float or 0-d array;
-        normalize: L2-normalise embeddings first; max_iterations, tolerance: ``solve_qp``'s (a
-        task whose QP does not reach ``tolerance`` gets NaN logits under jit).
+        support: ``[n, d]`` float embeddings.
+        labels: ``[n]`` ints in ``0..ways-1``.
+        query: ``[q, d]`` float embeddings.
+        ways: static int.
+        C_reg: positive float.
+        scale: float or 0-d array.
+        normalize: L2-normalise embeddings first.
+        max_iterations: ``solve_qp``'s.
+        tolerance: ``solve_qp``'s (a task whose QP does not reach ``tolerance`` gets NaN logits
+            under jit).
 
     Example:
         >>> import jax.numpy as jnp
@@ -208,8 +214,9 @@ class MetaOptNet(_Metric):
             False). A ridge head that does not learn them keeps them fixed at 1 and 0.
         normalize: L2-normalise embeddings first.
         C_reg: the SVM's box constraint ``C`` (positive float; MetaOptNet uses 0.1).
-        max_iterations, tolerance: the SVM's ``solve_qp`` settings (``tolerance=None``: 1e-10 in
-            float64, 1e-6 in float32); a task whose QP does not converge gets NaN logits.
+        max_iterations: the SVM's ``solve_qp`` iteration limit.
+        tolerance: the SVM's ``solve_qp`` tolerance (``None``: 1e-10 in float64, 1e-6 in
+            float32); a task whose QP does not converge gets NaN logits.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn

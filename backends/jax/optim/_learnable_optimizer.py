@@ -137,8 +137,9 @@ class LearnableOptimizer:
 
         Args:
             transform_params: from ``init`` (or updated by a meta-optimizer).
-            params_before, grads_before: the parameters and their gradients before the step
-                (treated as constants, as torch's detached values).
+            params_before: the parameters before the step (treated as constants, as torch's
+                detached values).
+            grads_before: their gradients before the step (constants too).
             loss_fn: ``loss_fn(params, *args) -> 0-d loss``.
             *args: the next batch, passed to ``loss_fn``.
 

@@ -14,8 +14,11 @@ class ANIL(BaseLearner):
     Args:
         features: feature extractor, ``[N, ...] -> [N, d]`` (meta-learned, never adapted).
         head: the adapted module, ``[N, d] -> [N, classes]``.
-        lr, first_order, allow_unused, allow_nograd, inner: as in ``MAML`` (for the head; pass
-            ``lr`` or ``inner``).
+        lr: as in ``MAML``, for the head (pass ``lr`` or ``inner``).
+        first_order: as in ``MAML``.
+        allow_unused: as in ``MAML``.
+        allow_nograd: as in ``MAML``.
+        inner: as in ``MAML``, for the head (pass ``lr`` or ``inner``).
 
     ``clone()`` shares ``features`` (gradients still reach it) and clones the head. Compute the
     embeddings once per task with ``learner.features(x)`` and adapt with ``learner.head(z)``

@@ -47,7 +47,9 @@ class GBML(BaseLearner):
             transform takes a plain step ``T <- T - lr * dloss/dT``, and the updated transform
             then maps this step's gradient. On the first step the loss does not depend on the
             transform yet, so it changes from the second step on. Needs the default SGD inner step.
-        first_order, allow_unused, allow_nograd: as in ``MAML``.
+        first_order: as in ``MAML``.
+        allow_unused: as in ``MAML``.
+        allow_nograd: as in ``MAML``.
         inner: the optimizer that steps along ``T(g)`` (``l2l_multi.transforms``; state as in
             ``MAML``), instead of ``sgd(lr)``.
 

@@ -169,7 +169,9 @@ class MAMLpp(BaseLearner):
             after the final step).
         lr: initial value of every learning rate (float).
         adaptation_steps: the number of ``adapt`` calls per task.
-        first_order, allow_unused, allow_nograd: as in ``MAML``.
+        first_order: as in ``MAML``.
+        allow_unused: as in ``MAML``.
+        allow_nograd: as in ``MAML``.
 
     ``clone()`` starts at step 0; the forward at step ``s`` reads batch-norm row ``s``; each
     ``adapt`` uses ``lrs[p][s]`` then advances the step. Per-step batch-norm weights and

@@ -14,7 +14,8 @@ class Reptile(BaseLearner):
     Args:
         model: any ``torch.nn.Module``.
         lr: inner-loop SGD learning rate (float).
-        allow_unused, allow_nograd: as in ``MAML``.
+        allow_unused: as in ``MAML``.
+        allow_nograd: as in ``MAML``.
 
     Workflow per meta-batch: ``learner = reptile.clone()``; ``learner.adapt(loss)`` for k steps;
     ``reptile.accumulate(learner, weight=1 / meta_batch)`` adds ``weight * (theta - phi)`` to the

@@ -11,7 +11,8 @@ class Scale(torch.nn.Module):
     Args:
         shape: shape of ``alpha`` (an int, a tuple, or ``None``/1 for one scalar).
         alpha: initial value of every entry (float).
-        dtype, device: of ``alpha`` (default: torch's default float dtype, CPU).
+        dtype: of ``alpha`` (default: torch's default float dtype).
+        device: of ``alpha`` (default: CPU).
 
     Used as a gradient transform through ``l2l.optim.ModuleTransform(Scale)``, which builds one
     ``Scale`` per parameter with ``alpha`` of the parameter's shape (Meta-SGD, Li et al. 2017).

@@ -200,8 +200,12 @@ class ResNet12(torch.nn.Module):
         output_size: number of classes.
         hidden_size: classifier inputs: 640 (``wider``) or 512 with ``avg_pool``; without it
             ``C * H/16 * W/16`` (16000 for 84x84 inputs).
-        avg_pool, wider, embedding_dropout, dropblock_dropout, dropblock_size, channels: as in
-            ``ResNet12Backbone``.
+        avg_pool: as in ``ResNet12Backbone``.
+        wider: as in ``ResNet12Backbone``.
+        embedding_dropout: as in ``ResNet12Backbone``.
+        dropblock_dropout: as in ``ResNet12Backbone``.
+        dropblock_size: as in ``ResNet12Backbone``.
+        channels: as in ``ResNet12Backbone``.
 
     Input: float32 ``[N, channels, H, W]``. Output: float32 logits ``[N, output_size]``.
 

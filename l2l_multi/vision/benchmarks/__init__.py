@@ -67,9 +67,11 @@ def get_tasksets(
 
     Args:
         name: one of ``list_tasksets()`` ("cifar-fs" is accepted for "cifarfs").
-        train_ways / train_samples: classes per training task and samples per class (support
-            plus query, split with ``l2l.data.partition_task``); test_ways / test_samples: the
-            same for validation and test tasks.
+        train_ways: classes per training task.
+        train_samples: samples per class of a training task (support plus query, split with
+            ``l2l.data.partition_task``).
+        test_ways: classes per validation and test task.
+        test_samples: samples per class of a validation and test task.
         num_tasks: tasks per split (-1: an endless stream).
         root: folder holding the dataset's files (``~`` is expanded).
         device: where the task arrays are placed (a torch or jax device).

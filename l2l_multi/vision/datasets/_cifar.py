@@ -108,7 +108,8 @@ class CIFARFS(_CIFARSplit):
     Args:
         root: folder holding (or receiving, with ``download=True``) ``cifar-100-python/``.
         mode: "train", "validation" (alias "val") or "test".
-        transform / target_transform: optional callables applied by ``__getitem__``.
+        transform: optional callable applied to each input by ``__getitem__``.
+        target_transform: optional callable applied to each target by ``__getitem__``.
         download: fetch and extract CIFAR-100 (161 MB, sha256-checked) when missing.
 
     Attributes:
@@ -139,7 +140,8 @@ class FC100(_CIFARSplit):
     Args:
         root: folder holding (or receiving, with ``download=True``) ``cifar-100-python/``.
         mode: "train", "validation" (alias "val") or "test".
-        transform / target_transform: optional callables applied by ``__getitem__``.
+        transform: optional callable applied to each input by ``__getitem__``.
+        target_transform: optional callable applied to each target by ``__getitem__``.
         download: fetch and extract CIFAR-100 (161 MB, sha256-checked) when missing.
 
     Attributes:

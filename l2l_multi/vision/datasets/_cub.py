@@ -48,15 +48,17 @@ class CUBirds200(ImageArrayDataset):
     Args:
         root: folder holding ``CUB_200_2011/``.
         mode: "train", "validation" (or "val"), "test" or "all".
-        transform / target_transform: optional callables applied by ``__getitem__``.
+        transform: optional callable applied to each input by ``__getitem__``.
+        target_transform: optional callable applied to each target by ``__getitem__``.
         download: fetch and extract the archive when ``CUB_200_2011/`` is missing.
         image_size: side of the square uint8 RGB images (LANCZOS resize), 84 as in learn2learn's
             benchmarks.
         cache_dir: folder of the decoded-array cache; None tries ``root`` then the user cache.
 
     Attributes:
-        inputs: uint8 ``[N, S, S, 3]``; targets: int64 ``[N]``; class_names: e.g.
-        "001.Black_footed_Albatross".
+        inputs: uint8 ``[N, S, S, 3]``.
+        targets: int64 ``[N]``.
+        class_names: e.g. ``"001.Black_footed_Albatross"``.
 
     Example:
         >>> data = CUBirds200("~/data", mode="train")  # doctest: +SKIP

@@ -82,7 +82,8 @@ class MiniImagenet(ImageArrayDataset):
     Args:
         root: the folder holding either format.
         mode: "train", "validation" (alias "val") or "test".
-        transform / target_transform: optional callables applied by ``__getitem__``.
+        transform: optional callable applied to each input by ``__getitem__``.
+        target_transform: optional callable applied to each target by ``__getitem__``.
         download: not supported (the images are under ImageNet's terms); True raises.
         cache_dir: where the decoded JPEG array is cached (JPEG format only).
 

@@ -49,7 +49,8 @@ class Quickdraw:
     Args:
         root: folder of ``<category>.npy`` files.
         mode: "train", "validation" (or "val"), "test" or "all".
-        transform / target_transform: optional callables applied by ``__getitem__``.
+        transform: optional callable applied to each input by ``__getitem__``.
+        target_transform: optional callable applied to each target by ``__getitem__``.
         download: fetch the missing files.
         samples_per_class: None for every drawing, or a positive int.
         seed: the subsampling seed.

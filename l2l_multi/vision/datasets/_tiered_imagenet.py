@@ -55,7 +55,8 @@ class TieredImagenet(ImageArrayDataset):
     Args:
         root: the folder with the pickles.
         mode: "train", "validation" (alias "val") or "test".
-        transform / target_transform: optional callables applied by ``__getitem__``.
+        transform: optional callable applied to each input by ``__getitem__``.
+        target_transform: optional callable applied to each target by ``__getitem__``.
         download: not supported (ImageNet's terms); True raises.
         cache_dir: where the decoded array is cached.
 

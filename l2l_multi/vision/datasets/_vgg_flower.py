@@ -39,7 +39,8 @@ class VGGFlower102(ImageArrayDataset):
     Args:
         root: folder holding ``jpg/`` and ``imagelabels.mat``.
         mode: "train", "validation" (or "val"), "test" or "all".
-        transform / target_transform: optional callables applied by ``__getitem__``.
+        transform: optional callable applied to each input by ``__getitem__``.
+        target_transform: optional callable applied to each target by ``__getitem__``.
         download: fetch the missing files.
         image_size: side of the square uint8 RGB images (LANCZOS resize).
         cache_dir: folder of the decoded-array cache; None tries ``root`` then the user cache.
