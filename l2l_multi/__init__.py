@@ -10,6 +10,7 @@ from . import nn as nn
 from . import optim as optim
 from . import text as text
 from . import transforms as transforms
+from . import utils as utils
 from . import vision as vision
 from ._backend import available_backends as available_backends
 from ._backend import get_backend as get_backend
@@ -17,15 +18,19 @@ from ._backend import load_backend as load_backend
 from ._backend import set_backend as set_backend
 from ._backend import use_backend as use_backend
 from ._training import MetaLearner as MetaLearner
+from .utils import flatten_config as flatten_config
+from .utils import warn_once as warn_once
 
 __version__ = "0.1.0"
 
 # The learn2learn core utilities, resolved in the current backend when accessed.
 _BACKEND_UTILITIES = (
     "accuracy",
+    "clone_distribution",
     "clone_module",
     "clone_named_parameters",
     "clone_parameters",
+    "detach_distribution",
     "detach_module",
     "magic_box",
     "update_module",
@@ -36,6 +41,7 @@ __all__ = [
     "algorithms",
     "available_backends",
     "data",
+    "flatten_config",
     "get_backend",
     "gym",
     "interop",
@@ -46,7 +52,9 @@ __all__ = [
     "text",
     "transforms",
     "use_backend",
+    "utils",
     "vision",
+    "warn_once",
     *_BACKEND_UTILITIES,
 ]
 

@@ -11,6 +11,7 @@ from . import nn as nn
 from . import optim as optim
 from . import text as text
 from . import transforms as transforms
+from . import utils as utils
 from . import vision as vision
 from ._backend import available_backends as available_backends
 from ._backend import get_backend as get_backend
@@ -18,6 +19,8 @@ from ._backend import load_backend as load_backend
 from ._backend import set_backend as set_backend
 from ._backend import use_backend as use_backend
 from ._training import MetaLearner as MetaLearner
+from .utils import flatten_config as flatten_config
+from .utils import warn_once as warn_once
 
 __version__: str
 
@@ -25,8 +28,10 @@ def accuracy(predictions: Any, targets: Any) -> Any: ...
 def magic_box(x: Any) -> Any: ...
 
 # torch only
+clone_distribution: Any
 clone_module: Any
 clone_named_parameters: Any
 clone_parameters: Any
+detach_distribution: Any
 detach_module: Any
 update_module: Any

@@ -9,7 +9,8 @@ So ``l2l.algorithms.MAML`` is looked up at each attribute access (inside
 ``with l2l.use_backend("jax"):`` it is the jax class), whereas ``from l2l_multi.algorithms import
 MAML`` runs the lookup once, at import time, and binds the class of the backend current then.
 Tools cannot see names resolved this way: the stub files beside these modules
-(``algorithms.pyi``, ``nn.pyi``, ``optim.pyi``, ``vision/models.pyi``, ``__init__.pyi``) list them,
+(``algorithms/__init__.pyi``, ``nn/__init__.pyi``, ``optim/__init__.pyi``, ``vision/models/__init__.pyi``,
+``__init__.pyi``) list them,
 and ``tests/test_stubs.py`` keeps them in step with both backends.
 """
 

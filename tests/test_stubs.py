@@ -29,10 +29,10 @@ PACKAGE = Path(l2l_multi.__file__).parent
 BACKENDS = ("torch", "jax")
 # stub file (relative to the package) -> the backend module it describes
 STUBS = {
-    "algorithms.pyi": "algorithms",
-    "nn.pyi": "nn",
-    "optim.pyi": "optim",
-    "vision/models.pyi": "vision.models",
+    "algorithms/__init__.pyi": "algorithms",
+    "nn/__init__.pyi": "nn",
+    "optim/__init__.pyi": "optim",
+    "vision/models/__init__.pyi": "vision.models",
 }
 SECTION_MARKERS = {"# torch only": ("torch",), "# jax only": ("jax",)}
 P = inspect.Parameter

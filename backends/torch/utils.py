@@ -1,5 +1,7 @@
 """Core utilities of the torch backend, exposed as ``l2l.clone_module`` etc."""
 
+from ._distributions import clone_distribution as clone_distribution
+from ._distributions import detach_distribution as detach_distribution
 from ._functions import accuracy as accuracy
 from ._functions import magic_box as magic_box
 from ._module_utils import clone_module as clone_module
@@ -9,6 +11,6 @@ from ._module_utils import detach_module as detach_module
 from ._module_utils import update_module as update_module
 
 __all__ = [
-    "accuracy", "clone_module", "clone_named_parameters", "clone_parameters", "detach_module",
-    "magic_box", "update_module",
+    "accuracy", "clone_distribution", "clone_module", "clone_named_parameters", "clone_parameters",
+    "detach_distribution", "detach_module", "magic_box", "update_module",
 ]

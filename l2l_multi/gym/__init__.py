@@ -5,6 +5,7 @@ Importing this package registers ``Particles2D-v1``, ``HalfCheetahForwardBackwar
 MuJoCo and metaworld are imported only when their environments are made.
 """
 
+from . import envs as envs  # learn2learn's module paths (l2l.gym.envs.mujoco...), resolved lazily
 from ._meta_env import MetaEnv as MetaEnv
 from ._particles import Particles2DEnv as Particles2DEnv
 from ._particles import particles_reset as particles_reset

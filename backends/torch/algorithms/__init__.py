@@ -18,6 +18,8 @@ from ._mamlpp import msl_weights as msl_weights
 from ._metric import MetaOptNet as MetaOptNet
 from ._metric import ProtoNet as ProtoNet
 from ._reptile import Reptile as Reptile
+from ._updates import maml_update as maml_update
+from ._updates import meta_sgd_update as meta_sgd_update
 
 __all__ = [
     "ANIL",
@@ -32,7 +34,9 @@ __all__ = [
     "PerStepBatchNorm",
     "ProtoNet",
     "Reptile",
+    "maml_update",
     "meta_batch_loss",
+    "meta_sgd_update",
     "msl_weights",
     "average_gradients",
     "broadcast_parameters",

@@ -3,12 +3,14 @@
 See ``l2l_multi._dispatch`` for how names are resolved; each backend documents its own classes.
 Binding: ``l2l.optim.Name`` is resolved at each attribute access (under ``use_backend`` it gives
 that backend's object), while ``from l2l_multi.optim import Name`` binds the object of the
-backend current when the import runs. Type checkers read ``optim.pyi``.
+backend current when the import runs. Type checkers read ``optim/__init__.pyi``.
 """
 
 from __future__ import annotations
 
-from ._dispatch import area_names, resolve
+from .._dispatch import area_names, resolve
+from . import transforms as transforms  # learn2learn's module paths
+from . import update_rules as update_rules
 
 
 def __getattr__(name: str):

@@ -6,19 +6,19 @@
 # tests/test_stubs.py checks this file against both backends.
 from typing import Any
 
-from .transforms import GradientTransformation as GradientTransformation
-from .transforms import LearnableTransformation as LearnableTransformation
-from .transforms import adam as adam
-from .transforms import apply_updates as apply_updates
-from .transforms import chain as chain
-from .transforms import clip as clip
-from .transforms import clip_by_global_norm as clip_by_global_norm
-from .transforms import hypergradient_sgd as hypergradient_sgd
-from .transforms import per_parameter_sgd as per_parameter_sgd
-from .transforms import scale as scale
-from .transforms import scale_by_adam as scale_by_adam
-from .transforms import sgd as sgd
-from .transforms import trace as trace
+from ..transforms import GradientTransformation as GradientTransformation
+from ..transforms import LearnableTransformation as LearnableTransformation
+from ..transforms import adam as adam
+from ..transforms import apply_updates as apply_updates
+from ..transforms import chain as chain
+from ..transforms import clip as clip
+from ..transforms import clip_by_global_norm as clip_by_global_norm
+from ..transforms import hypergradient_sgd as hypergradient_sgd
+from ..transforms import per_parameter_sgd as per_parameter_sgd
+from ..transforms import scale as scale
+from ..transforms import scale_by_adam as scale_by_adam
+from ..transforms import sgd as sgd
+from ..transforms import trace as trace
 
 class LearnableOptimizer:
     # torch: (model, transform factory, lr); jax: (LearnableTransformation, lr)

@@ -6,7 +6,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from ._contract import MetaBatchLoss
+from .._contract import MetaBatchLoss
 
 class _GradientBased:
     # the functional contract of l2l_multi._contract.GradientBasedLearner
@@ -110,6 +110,8 @@ MetaBatchResult: Any
 PerStepBatchNorm: Any
 average_gradients: Any
 broadcast_parameters: Any
+maml_update: Any
+meta_sgd_update: Any
 task_slice: Any
 
 # jax only

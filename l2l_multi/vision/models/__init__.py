@@ -4,12 +4,12 @@ The torch classes are ``torch.nn.Module``s, the jax ones ``flax.linen.Module``s 
 architecture and initialisation rules; ``l2l_multi.interop`` converts weights between them.
 ``l2l.vision.models.Name`` is resolved at each attribute access, while ``from
 l2l_multi.vision.models import Name`` binds the class of the backend current at import time.
-Type checkers read ``models.pyi``.
+Type checkers read ``models/__init__.pyi``.
 """
 
 from __future__ import annotations
 
-from .._dispatch import area_names, resolve
+from ..._dispatch import area_names, resolve
 
 
 def __getattr__(name: str):

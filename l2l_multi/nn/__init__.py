@@ -3,12 +3,13 @@
 See ``l2l_multi._dispatch`` for how names are resolved; each backend documents its own classes.
 Binding: ``l2l.nn.Name`` is resolved at each attribute access (under ``use_backend`` it gives
 that backend's object), while ``from l2l_multi.nn import Name`` binds the object of the
-backend current when the import runs. Type checkers read ``nn.pyi``.
+backend current when the import runs. Type checkers read ``nn/__init__.pyi``.
 """
 
 from __future__ import annotations
 
-from ._dispatch import area_names, resolve
+from .._dispatch import area_names, resolve
+from . import metalayers as metalayers  # learn2learn's module path
 
 
 def __getattr__(name: str):
