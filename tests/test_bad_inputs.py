@@ -365,15 +365,15 @@ DATA_CASES = [
     case(lambda: KShots(DATA, True), ValueError, r"k must be a positive integer, got True", id="kshots-bool"),
     # wrong objects where a MetaDataset or a task description goes
     case(
-        lambda: NWays(ARRAYS, 2),
+        lambda: NWays(5, 2),
         TypeError,
-        r"dataset must be a l2l_multi.data.MetaDataset, got ArrayDataset",
-        id="transform-on-raw-dataset",
+        r"dataset must be a MetaDataset or a map-style dataset .* got int",
+        id="transform-on-int",
     ),
     case(
         lambda: RemapLabels([1, 2]),
         TypeError,
-        r"dataset must be a l2l_multi.data.MetaDataset, got list",
+        r"a MetaDataset's samples must be \(x, y\) pairs; dataset\[0\] is a int",
         id="remap-on-list",
     ),
     case(

@@ -80,3 +80,32 @@ def test_choose_rejects_bad_sizes():
     if compiled is not None:
         with pytest.raises(ValueError, match="n <= population"):
             compiled.choose(3, 4, 0)
+
+
+@needs_compiled
+@pytest.mark.parametrize("replacement, fused, remap, consecutive",
+                         [(False, True, 2, True), (True, False, 1, False), (False, False, 0, True)],
+                         ids=["fused-shuffled-consecutive", "replacement-ordered", "no-remap"])
+def test_plan_sampler_matches_plan_tasks_in_both_modes(replacement, fused, remap, consecutive):
+    """The bound sampler (scratch kept and restored between tasks) against the one-call kernel
+    and the pure-Python twin, one task at a time and in batches, after a pickle round trip."""
+    import pickle
+
+    label_ids = np.random.default_rng(5).integers(0, 60, size=900)
+    offsets, members = _kernels_py.group_by_label(label_ids, 60)
+    candidates = np.arange(4, 60, dtype=np.int64)
+    arguments = (offsets, members, candidates, 6, 3, replacement, fused, remap, consecutive)
+    tasks = np.array([0, 7, 7, 2**40, 3], dtype=np.int64)
+    expected = _kernels_py.plan_tasks(*arguments, 2**63 + 5, tasks)
+    for sampler in (compiled.PlanSampler(*arguments), _kernels_py.PlanSampler(*arguments)):
+        for candidate in (sampler, pickle.loads(pickle.dumps(sampler))):
+            rows = [candidate.plan_one(2**63 + 5, int(t)) for t in tasks]
+            batched = candidate.plan(2**63 + 5, tasks)
+            np.testing.assert_array_equal(np.stack([i for i, _ in rows]), expected[0])
+            np.testing.assert_array_equal(batched[0], expected[0])
+            np.testing.assert_array_equal(compiled.plan_tasks(*arguments, 2**63 + 5, tasks)[0], expected[0])
+            if remap:
+                np.testing.assert_array_equal(np.stack([lab for _, lab in rows]), expected[1])
+                np.testing.assert_array_equal(batched[1], expected[1])
+    with pytest.raises(ValueError, match="fewer than k=50"):
+        compiled.PlanSampler(offsets, members, candidates, 6, 50, False, True, 2, True)

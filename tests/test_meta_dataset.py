@@ -155,3 +155,101 @@ def test_union_get_batch_matches_item_access_in_the_order_asked():
     assert not listed.supports_batches
     with pytest.raises(TypeError, match="every part of the union"):
         listed.get_batch(np.array([0]))
+
+
+class RowsDataset:
+    """torchvision style: ``data`` / ``targets`` arrays, ``transform`` applied by ``__getitem__``."""
+
+    def __init__(self, data, targets, transform=None, scale=1):
+        self.data, self.targets, self.transform, self.scale = data, targets, transform, scale
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        x = self.data[i] * self.scale if self.scale != 1 else self.data[i]
+        return (x if self.transform is None else self.transform(x)), int(self.targets[i])
+
+
+def array_backed(kind):
+    """``(dataset, list of its (x, y) samples)`` of 12 classes x 5 samples, for ``kind``."""
+    rng = np.random.default_rng(3)
+    inputs = rng.standard_normal((60, 2, 3)).astype(np.float32)
+    labels = rng.permutation(np.repeat(np.arange(12), 5))
+    if kind == "array":
+        dataset = ArrayDataset(inputs, labels)
+    elif kind.startswith("torch"):
+        torch = pytest.importorskip("torch")
+        inputs, labels = torch.from_numpy(inputs), torch.from_numpy(labels)
+        if kind == "torch-tensors":
+            dataset = torch.utils.data.TensorDataset(inputs, labels)
+        else:
+            dataset = RowsDataset(inputs, labels)
+    else:
+        dataset = RowsDataset(inputs, labels)
+    return dataset, [dataset[i] for i in range(len(dataset))]
+
+
+def standard_tasks(dataset, seed=4, backend="numpy"):
+    from l2l_multi.data import TaskDataset
+    from l2l_multi.data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
+
+    chain = [FusedNWaysKShots(dataset, 4, 2), LoadData(dataset), RemapLabels(dataset),
+             ConsecutiveLabels(dataset)]
+    return TaskDataset(dataset, chain, seed=seed, backend=backend)
+
+
+@pytest.mark.parametrize("kind", ["array", "torch-tensors", "numpy-data-targets", "torch-data-targets"])
+def test_array_backed_datasets_take_the_fast_path_with_the_same_tasks(kind):
+    dataset, pairs = array_backed(kind)
+    fast = standard_tasks(dataset)
+    reference = standard_tasks(pairs)  # a list of pairs: no batched access, every transform runs
+    assert fast.dataset.supports_batches and fast._plan is not None
+    assert not reference.dataset.supports_batches and reference._plan is None
+    assert fast.dataset.labels == reference.dataset.labels
+    for _ in range(6):
+        (x, y), (x_ref, y_ref) = fast.sample(), reference.sample()
+        assert x.dtype == x_ref.dtype == np.float32 and y.dtype == y_ref.dtype == np.int64
+        np.testing.assert_array_equal(x, x_ref)
+        np.testing.assert_array_equal(y, y_ref)
+    batch_x, batch_y = fast.sample_batch(3)
+    for i in range(3):
+        x_ref, y_ref = reference.sample()
+        np.testing.assert_array_equal(batch_x[i], x_ref)
+        np.testing.assert_array_equal(batch_y[i], y_ref)
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")
+def test_tensor_dataset_gives_torch_tasks():
+    import torch
+
+    dataset, pairs = array_backed("torch-tensors")
+    fast, reference = standard_tasks(dataset, backend="torch"), standard_tasks(pairs, backend="torch")
+    x, y = fast[5]
+    assert isinstance(x, torch.Tensor) and torch.equal(x, reference[5][0]) and torch.equal(y, reference[5][1])
+    task = fast.build(2)  # before collation the gather keeps the dataset's own type
+    assert isinstance(task.inputs, torch.Tensor)
+
+
+def test_rows_that_are_not_plain_array_rows_take_the_general_path():
+    dataset, _ = array_backed("numpy-data-targets")
+    scaled = RowsDataset(dataset.data, dataset.targets, scale=2)  # __getitem__ is not data[i]
+    transformed = RowsDataset(dataset.data, dataset.targets, transform=np.negative)
+    refusing = RowsDataset(dataset.data, dataset.targets)
+    refusing.supports_batches = False
+    indices = standard_tasks(ArrayDataset(dataset.data, dataset.targets)).build(0).indices
+    for data in (scaled, transformed, refusing):
+        assert not MetaDataset(data).supports_batches
+        x, _ = standard_tasks(data)[0]  # same labels and seed: the same samples, through __getitem__
+        np.testing.assert_array_equal(x, np.stack([data[i][0] for i in indices]))
+
+
+def test_a_transform_set_later_is_applied():
+    dataset, pairs = array_backed("numpy-data-targets")
+    tasks = standard_tasks(dataset)
+    plain = tasks[1][0]
+    dataset.transform = np.negative  # torchvision users set transforms on the dataset object
+    assert not tasks.dataset.supports_batches
+    np.testing.assert_array_equal(tasks[1][0], -plain)
+    dataset.transform = None
+    np.testing.assert_array_equal(tasks[1][0], plain)

@@ -156,8 +156,7 @@ def test_fixed_tasks_repeat_and_iterate():
 def test_endless_stream_yields_distinct_tasks():
     data = omniglot_sized()
     tasks = TaskDataset(data, pipeline(data), seed=2, backend="numpy")
-    with pytest.raises(TypeError, match="no length"):
-        len(tasks)
+    assert len(tasks) == 1  # learn2learn's length of an endless stream
     iterator = iter(tasks)
     seen = {next(iterator)[0].tobytes() for _ in range(50)}
     assert len(seen) == 50
@@ -298,3 +297,64 @@ def test_small_classes_disable_the_fast_path_but_not_sampling():
     assert plain._plan is None
     with pytest.raises(ValueError, match="k=3 is larger than the 2 samples of label 0"):
         plain.sample()
+
+
+def test_transforms_built_on_a_raw_dataset_share_one_wrapper():
+    raw = omniglot_sized(30, 4).dataset
+    tasks = TaskDataset(raw, [NWays(raw, 3), KShots(raw, 2), LoadData(raw), RemapLabels(raw)],
+                        seed=5, backend="numpy")
+    wrapped = MetaDataset(raw)
+    reference = TaskDataset(wrapped, [NWays(wrapped, 3), KShots(wrapped, 2), LoadData(wrapped),
+                                      RemapLabels(wrapped)], seed=5, backend="numpy")
+    assert tasks.dataset is NWays(raw, 2).dataset and tasks._plan is not None
+    for index in range(4):
+        np.testing.assert_array_equal(tasks[index][0], reference[index][0])
+
+
+def test_pickled_task_dataset_continues_the_same_stream():
+    import pickle
+
+    data = omniglot_sized(30, 4)
+    tasks = TaskDataset(data, pipeline(data, 3, 2), seed=8, backend="numpy")
+    tasks.sample()
+    copy = pickle.loads(pickle.dumps(tasks))
+    for _ in range(3):
+        (x, y), (x_copy, y_copy) = tasks.sample(), copy.sample()
+        np.testing.assert_array_equal(x, x_copy)
+        np.testing.assert_array_equal(y, y_copy)
+
+
+def test_as_iterable_splits_the_stream_between_workers(monkeypatch):
+    from l2l_multi.data import _task_stream
+
+    data = omniglot_sized(30, 4)
+    tasks = TaskDataset(data, pipeline(data, 3, 2), seed=8, backend="numpy")
+    tasks.sample()  # the iterable starts where the stream stands: task 1
+    shares = []
+    for worker in range(3):
+        monkeypatch.setattr(_task_stream, "_worker", lambda worker=worker: (worker, 3))
+        stream = iter(tasks.as_iterable())
+        shares.append([next(stream)[0] for _ in range(2)])
+    ordered = [shares[i % 3][i // 3] for i in range(6)]
+    for offset, x in enumerate(ordered):
+        np.testing.assert_array_equal(x, tasks[1 + offset][0])
+    fixed = TaskDataset(data, pipeline(data, 3, 2), num_tasks=5, seed=8, backend="numpy")
+    monkeypatch.setattr(_task_stream, "_worker", lambda: (1, 2))
+    assert [x.tobytes() for x, _ in fixed.as_iterable()] == [fixed[i][0].tobytes() for i in (1, 3)]
+    assert len(fixed.as_iterable()) == 5
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")
+def test_dataloader_worker_started_by_spawn_builds_the_same_tasks():
+    import torch
+
+    raw = torch.utils.data.TensorDataset(torch.randn(48, 3), torch.arange(48) % 12)
+    tasks = TaskDataset(raw, [FusedNWaysKShots(raw, 3, 2), LoadData(raw), RemapLabels(raw),
+                              ConsecutiveLabels(raw)], num_tasks=4, seed=1, backend="torch")
+    assert len(tasks) == 4 and isinstance(tasks.as_iterable(), torch.utils.data.IterableDataset)
+    loader = torch.utils.data.DataLoader(tasks, batch_size=None, num_workers=1,
+                                         multiprocessing_context="spawn")
+    loaded = list(loader)
+    assert len(loaded) == 4
+    for index, (x, y) in enumerate(loaded):
+        assert torch.equal(x, tasks[index][0]) and torch.equal(y, tasks[index][1])

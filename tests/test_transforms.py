@@ -60,8 +60,8 @@ def test_nways_errors_name_the_limit(data):
         KShots(data, -1)
     with pytest.raises(ValueError, match=r"n=3 is larger than the number of classes in the task \(2\)"):
         build(data, [FilterLabels(data, ["c01", "c02"]), NWays(data, 3)])
-    with pytest.raises(TypeError, match="wrap it first"):
-        NWays([(0, 1)], 1)
+    with pytest.raises(TypeError, match="dataset must be a MetaDataset or a map-style dataset"):
+        NWays(object(), 1)
 
 
 def test_transforms_on_explicit_descriptions(data, kernel_mode):

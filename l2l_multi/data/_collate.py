@@ -6,6 +6,7 @@ backend module's ``asarray`` / ``stack`` (zero-copy where the framework allows).
 
 from __future__ import annotations
 
+import sys
 import types
 from typing import Any
 
@@ -81,3 +82,19 @@ def convert(arrays: types.ModuleType, value: Any, device: Any) -> Any:
     if isinstance(value, list):
         return arrays.stack(value, device)
     return arrays.asarray(value, device)
+
+
+def fresh_converter(arrays: types.ModuleType, device: Any) -> Any:
+    """``value -> array of the bound backend`` for arrays the data layer has just made
+    (C-contiguous, writeable, owned by nobody else): torch on the CPU takes them zero-copy with
+    ``torch.from_numpy`` and no checks; everything else goes through ``convert``."""
+    if arrays.NAME == "torch" and device is None:
+        from_numpy = sys.modules["torch"].from_numpy
+
+        def to_torch(value: Any) -> Any:
+            return from_numpy(value) if type(value) is np.ndarray else convert(arrays, value, device)
+
+        return to_torch
+    if arrays.NAME == "numpy":
+        return lambda value: value if type(value) is np.ndarray else convert(arrays, value, device)
+    return lambda value: convert(arrays, value, device)

@@ -168,3 +168,35 @@ def plan_tasks(offsets, members, candidates, n: int, k: int, replacement: bool, 
         indices[row] = shots.ravel()
         labels[row] = np.repeat(order, k)
     return indices, labels
+
+
+class PlanSampler:
+    """``plan_tasks`` with its arguments bound once (the compiled twin also keeps its scratch
+    buffers between calls). ``plan(base_seed, task_indices)`` returns what ``plan_tasks``
+    returns; ``plan_one(base_seed, task_index)`` returns ``(indices int64[n*k], labels
+    int64[n*k])`` of one task."""
+
+    def __init__(self, offsets, members, candidates, n: int, k: int, replacement: bool,
+                 fused: bool, remap: int, consecutive: bool) -> None:
+        self._offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        self._members = np.ascontiguousarray(members, dtype=np.int64)
+        self._candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+        sizes = self._offsets[self._candidates + 1] - self._offsets[self._candidates]
+        if not 0 < n <= len(self._candidates) < MAX_POPULATION:
+            raise ValueError(f"need 0 < n <= {len(self._candidates)} candidate classes, got n={n}")
+        if k < 1:
+            raise ValueError(f"k must be a positive integer, got {k}")
+        if not replacement and sizes.min() < k:
+            c = int(self._candidates[np.argmin(sizes)])
+            raise ValueError(f"class {c} has {int(sizes.min())} members, fewer than k={k}")
+        self.n, self.k, self.replacement, self.fused = int(n), int(k), bool(replacement), bool(fused)
+        self.remap, self.consecutive = int(remap), bool(consecutive)
+
+    def plan(self, base_seed: int, task_indices):
+        return plan_tasks(self._offsets, self._members, self._candidates, self.n, self.k,
+                          self.replacement, self.fused, self.remap, self.consecutive, base_seed,
+                          task_indices)
+
+    def plan_one(self, base_seed: int, task_index: int):
+        indices, labels = self.plan(base_seed, [task_index])
+        return indices[0], labels[0]

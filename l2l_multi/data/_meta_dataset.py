@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._arrays import framework_of, to_numpy, to_python_label
+from ._array_access import array_source, source_targets
 from ._files import remove_stale_temporaries, temporary_file
 from ._kernel_mode import kernels
 
@@ -63,7 +64,14 @@ def _read_targets(dataset: Any, size: int) -> Any:
     iterator = range(size)
     if size >= 10_000:
         iterator = tqdm(iterator, desc="indexing labels", unit="sample")
-    return [dataset[i][1] for i in iterator]
+    labels = []
+    for i in iterator:
+        sample = dataset[i]
+        if not isinstance(sample, (tuple, list)) or len(sample) < 2:
+            raise TypeError(f"a MetaDataset's samples must be (x, y) pairs; dataset[{i}] is a "
+                            f"{type(sample).__name__}: {sample!r:.80}")
+        labels.append(sample[1])
+    return labels
 
 
 def _bookkeeping_digest(label_ids: np.ndarray, labels_json: str) -> str:
@@ -115,6 +123,7 @@ class MetaDataset:
         self.dataset = dataset
         self._size = size
         self._dicts: tuple[dict, dict] | None = None
+        self._source = array_source(dataset)  # row access to array-backed datasets (fast path)
         self.bookkeeping_path = None if bookkeeping_path is None else os.fspath(bookkeeping_path)
         if labels_to_indices is not None:
             self._from_labels_to_indices(labels_to_indices)
@@ -138,7 +147,12 @@ class MetaDataset:
         if isinstance(inner, MetaDataset) and len(inner) == self._size:
             self._set_bookkeeping(list(inner.labels), inner.label_ids.copy())
             return
-        self._set_bookkeeping(*_canonical_labels(_read_targets(inner, self._size)))
+        targets = source_targets(getattr(self, "_source", None))  # a TensorDataset's labels
+        if targets is None:
+            targets = _read_targets(inner, self._size)
+        if framework_of(targets) == "torch":
+            targets = to_numpy(targets)
+        self._set_bookkeeping(*_canonical_labels(targets))
 
     def _set_bookkeeping(self, labels: list, label_ids: np.ndarray) -> None:
         self.labels = labels
@@ -256,14 +270,23 @@ class MetaDataset:
         return self.dataset[index]
 
     def get_batch(self, indices: np.ndarray):
-        """``(inputs, targets)`` of many samples at once when the wrapped dataset supports it."""
-        return self.dataset.get_batch(indices)
+        """``(inputs[m, ...], targets[m])`` of the samples at int64 ``indices[m]``, in the wrapped
+        dataset's array type (numpy or torch), when ``supports_batches``; else TypeError."""
+        if self._source is None:
+            raise TypeError(f"{type(self.dataset).__name__} has no batched access: its samples are "
+                            "not provably rows of arrays (see supports_batches)")
+        return self._source.gather(indices)
+
+    def numpy_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Zero-copy numpy views ``(inputs[N, ...], targets[N])`` of the wrapped dataset's arrays,
+        or None when it has none or batched access is off now (then use ``get_batch``)."""
+        return None if self._source is None else self._source.numpy_arrays()
 
     @property
     def supports_batches(self) -> bool:
-        return getattr(self.dataset, "supports_batches", False) and hasattr(
-            self.dataset, "get_batch"
-        )
+        """Whether ``get_batch`` serves now: the wrapped dataset is array-backed (our datasets, a
+        ``TensorDataset`` of two tensors, ``.data``/``.targets`` rows without transforms)."""
+        return self._source is not None and self._source.available()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._size} samples, {len(self.labels)} labels)"
@@ -307,6 +330,9 @@ class FilteredMetaDataset(MetaDataset):
 
     def get_batch(self, indices: np.ndarray):
         return self.parent.get_batch(self.original_indices[indices])
+
+    def numpy_arrays(self) -> None:
+        return None  # its rows are a subset of the parent's: gather through get_batch
 
     @property
     def supports_batches(self) -> bool:
@@ -384,6 +410,9 @@ class UnionMetaDataset(MetaDataset):
     @property
     def supports_batches(self) -> bool:
         return all(part.supports_batches for part in self.datasets)
+
+    def numpy_arrays(self) -> None:
+        return None  # the parts may hold different array types: gather through get_batch
 
 
 def _concatenate(chunks: list) -> Any:

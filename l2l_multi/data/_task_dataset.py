@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._arrays import framework_of
-from ._collate import convert, integer_labels, native_arrays, resolve_output
+from ._collate import convert, fresh_converter, integer_labels, native_arrays, resolve_output
 from ._fingerprint import bind_dataset, describe_dataset, describe_transforms, pipeline_differences
 from ._kernels_py import mix64
 from ._plan import compile_plan
@@ -40,6 +40,13 @@ class TaskDataset:
 
     Returns tasks as ``(X, y)``: X of shape ``[ways * shots, *sample_shape]`` with the dataset's
     dtype, y int64 (int32 under jax without x64).
+
+    ``len()`` is ``num_tasks``, and 1 for an endless stream (as in learn2learn). A TaskDataset
+    pickles (DataLoader workers started by ``spawn`` get a working copy); ``as_iterable()`` makes
+    it an ``IterableDataset``. The standard pipeline (``[NWays, KShots]`` or ``FusedNWaysKShots``,
+    ``LoadData``, optional ``RemapLabels``, ``ConsecutiveLabels``) on an array-backed dataset (an
+    ``ArrayDataset``, a ``TensorDataset`` of two tensors, ``.data``/``.targets`` rows without a
+    transform) takes a fast path: one kernel call and one gather per task, same tasks.
 
     Example:
         >>> import numpy as np, l2l_multi as l2l
@@ -87,6 +94,7 @@ class TaskDataset:
         self.seed = secrets.randbits(64) if seed is None else check_seed(seed)
         self.backend, self._arrays = resolve_output(backend)
         self.device = device
+        self._fresh = fresh_converter(self._arrays, device)
         self._load = LoadData(self.dataset)
         self._sampler = TaskRandom(mix64(self.seed ^ _SAMPLER_SALT))
         self._initial_sampler_state = self._sampler._state
@@ -111,7 +119,7 @@ class TaskDataset:
     def build(self, index: int) -> Any:
         """Task ``index`` as the transforms left it, before collation (e.g. a TaskBatch)."""
         index = self._check_index(index)
-        if self._plan is not None:
+        if self._plan is not None and self.dataset.supports_batches:
             return self._plan.build_one(self.seed, index)
         with building_task(TaskRandom.for_task(self.seed, index)):
             task = None
@@ -129,6 +137,15 @@ class TaskDataset:
     # -- public access -------------------------------------------------------------------------
     def __getitem__(self, index: int) -> Any:
         """Task ``index``: ``(X, y)`` arrays (or what ``task_collate`` returns)."""
+        return self._task(self._check_index(index))
+
+    def _task(self, index: int) -> Any:
+        if self._plan is not None and self.task_collate is None:
+            # the fast path: one kernel call and one gather, no per-sample objects
+            task = self._plan.sample_one(self.seed, index)
+            if task is not None:
+                inputs, targets = task
+                return self._fresh(inputs), self._fresh(integer_labels(targets))
         task = self.build(index)
         if self.task_collate is not None:
             return self.task_collate(task)
@@ -137,7 +154,7 @@ class TaskDataset:
     def sample(self) -> Any:
         """The next task of the stream: a random one of the ``num_tasks`` fixed tasks, or, for an
         endless stream, tasks 0, 1, 2, ... in turn (each distinct and reproducible)."""
-        return self[self._next_index()]
+        return self._task(self._next_index())
 
     def sample_batch(self, n: int) -> tuple[Any, Any]:
         """The next ``n`` tasks of the stream stacked for vmap: ``X[n, m, ...]`` and ``y[n, m]``.
@@ -149,9 +166,10 @@ class TaskDataset:
         if self.task_collate is not None:
             raise ValueError("sample_batch stacks (X, y) tasks; it cannot use a custom task_collate")
         indices = [self._next_index() for _ in range(n)]
-        if self._plan is not None:
-            inputs, targets, _ = self._plan.build(self.seed, np.asarray(indices, dtype=np.int64))
-            return self._convert(inputs, integer_labels(targets))
+        if self._plan is not None and self.dataset.supports_batches:
+            inputs, targets, _ = self._plan.build(self.seed, np.asarray(indices, dtype=np.int64),
+                                                  prefer_numpy=True)
+            return self._fresh(inputs), self._fresh(integer_labels(targets))
         tasks = [native_arrays(self.build(index), self._load) for index in indices]
         shapes = {(tuple(np.shape(x)), tuple(np.shape(y))) for x, y in tasks}
         if len(shapes) > 1:
@@ -235,9 +253,43 @@ class TaskDataset:
         return convert(self._arrays, inputs, self.device), convert(self._arrays, targets, self.device)
 
     def __len__(self) -> int:
-        if self.num_tasks < 0:
-            raise TypeError("an endless TaskDataset (num_tasks=-1) has no length")
-        return self.num_tasks
+        """``num_tasks``; 1 for an endless stream, as learn2learn's (its ``__iter__`` never ends:
+        to feed an endless stream to a DataLoader use ``as_iterable()``)."""
+        return 1 if self.num_tasks < 0 else self.num_tasks
+
+    def as_iterable(self) -> Any:
+        """This stream as an iterable dataset (a ``torch.utils.data.IterableDataset`` when torch
+        is installed) yielding ``(X, y)`` tasks, for ``DataLoader(tasks.as_iterable(), ...)``.
+
+        An endless stream yields tasks ``p, p + 1, ...`` forever from its position ``p`` (the
+        next task ``sample()`` would give); fixed tasks are yielded once each, in order. With
+        several DataLoader workers, worker ``w`` of ``W`` yields every ``W``-th of those tasks
+        starting at the ``w``-th, so together they give each task once and build the same tasks
+        as this process. The iterable holds a copy of this TaskDataset: sampling here does not
+        move it. Picklable, so it works with workers started by ``spawn``.
+
+        Example:
+            >>> import numpy as np, l2l_multi as l2l
+            >>> from l2l_multi.data.transforms import NWays, KShots, LoadData
+            >>> data = l2l.data.ArrayDataset(np.random.rand(40, 3), np.arange(40) % 8)
+            >>> tasks = l2l.data.TaskDataset(data, [NWays(data, 2), KShots(data, 1), LoadData(data)],
+            ...                              seed=0, backend="numpy")
+            >>> stream = iter(tasks.as_iterable())
+            >>> bool((next(stream)[0] == tasks[0][0]).all()), len(tasks)
+            (True, 1)
+        """
+        from ._task_stream import TaskStream
+
+        return TaskStream(self)
+
+    def __getstate__(self) -> dict:
+        # the backend module and its converter are process-local: bound again when unpickled
+        return {key: value for key, value in self.__dict__.items() if key not in ("_arrays", "_fresh")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.backend, self._arrays = resolve_output(self.backend)
+        self._fresh = fresh_converter(self._arrays, self.device)
 
     def __iter__(self) -> Iterator[Any]:
         """Every fixed task in order; an endless stream yields ``sample()`` forever."""

@@ -8,6 +8,7 @@ a seeded ``TaskDataset`` rebuilds task ``i`` identically in every run and kernel
 from __future__ import annotations
 
 import numbers
+import weakref
 from typing import Any
 
 import numpy as np
@@ -25,13 +26,25 @@ def _positive_int(value: Any, argument: str) -> int:
     return int(value)
 
 
+# One MetaDataset per raw dataset object, shared by every transform built on that object, so that
+# ``TaskDataset(raw, [NWays(raw, 5), KShots(raw, 1), LoadData(raw)])`` indexes the labels once and
+# its transforms agree on one wrapper. Weak values: the entry goes when no transform holds it.
+_WRAPPERS: weakref.WeakValueDictionary[int, MetaDataset] = weakref.WeakValueDictionary()
+
+
 def _as_meta_dataset(dataset: Any) -> MetaDataset:
-    if not isinstance(dataset, MetaDataset):
+    """``dataset`` itself when it is a MetaDataset, else the (shared) MetaDataset wrapping it."""
+    if isinstance(dataset, MetaDataset):
+        return dataset
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
         raise TypeError(
-            f"dataset must be a l2l_multi.data.MetaDataset, got {type(dataset).__name__}; "
-            "wrap it first: MetaDataset(dataset)"
+            f"dataset must be a MetaDataset or a map-style dataset (__len__ and __getitem__(i) -> "
+            f"(x, y)), got {type(dataset).__name__}"
         )
-    return dataset
+    wrapper = _WRAPPERS.get(id(dataset))
+    if wrapper is None or wrapper.dataset is not dataset:  # ids are reused after garbage collection
+        wrapper = _WRAPPERS[id(dataset)] = MetaDataset(dataset)
+    return wrapper
 
 
 def _description(task: Any, dataset: MetaDataset, transform: str) -> TaskDescription:
@@ -56,7 +69,12 @@ def _check_shots(dataset: MetaDataset, classes: np.ndarray, k: int, sizes: np.nd
 
 
 class TaskTransform:
-    """Base class: a callable ``task -> task`` bound to a MetaDataset."""
+    """Base class: a callable ``task -> task`` bound to a MetaDataset.
+
+    ``dataset`` may also be a plain map-style dataset of ``(x, y)`` (a torch ``TensorDataset``,
+    an ``ArrayDataset``): it is wrapped in a MetaDataset, one wrapper per dataset object shared by
+    all transforms built on it, which ``TaskDataset(dataset, ...)`` then uses too.
+    """
 
     def __init__(self, dataset: MetaDataset) -> None:
         self.dataset = _as_meta_dataset(dataset)
