@@ -68,7 +68,7 @@ def test_kronecker_linear_factors(psd):
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     left, right = layer.factors()
     if psd:
-        torch.testing.assert_close(left, layer.left @ layer.left.t())
+        torch.testing.assert_close(left, layer.left.t() @ layer.left)  # learn2learn's A^T A
         assert torch.linalg.eigvalsh(left).min() >= -1e-12
     torch.testing.assert_close(layer(x), left @ x @ right + layer.bias)
 
@@ -112,7 +112,8 @@ def test_meta_curvature_transform_is_a_tensor_product():
     grad = torch.randn(4, 3, 2, 2, generator=generator, dtype=torch.float64)
     m_out, m_in, m_k = transform.mode_matrices
     # independent computation: the mode products as one Kronecker matrix acting on the row-major vec
-    expected = torch.kron(torch.kron(m_out, m_in.t().contiguous()), m_k.t().contiguous()) @ grad.reshape(-1)
+    # (M_out and M_k from the left, M_in from the right, as learn2learn's MetaCurvatureTransform)
+    expected = torch.kron(torch.kron(m_out, m_in.t().contiguous()), m_k) @ grad.reshape(-1)
     expected = 0.5 * expected
     torch.testing.assert_close(transform(grad).reshape(-1), expected)
     vector = l2l.optim.MetaCurvatureTransform(torch.nn.Parameter(torch.zeros(5)))
@@ -136,7 +137,7 @@ def test_transform_dictionary_selects_per_parameter():
     torch.testing.assert_close(updates[1], grads[1])  # no transform: the gradient itself
     torch.testing.assert_close(updates[2], grads[2])
     torch.testing.assert_close(updates[0], grads[0])  # identity-initialised Kronecker factors
-    with pytest.raises(TypeError, match="keys must be parameter tensors or parameter names"):
+    with pytest.raises(TypeError, match="keys must be parameter tensors, modules or parameter names"):
         l2l.optim.TransformDictionary({1: None})
 
 
@@ -232,22 +233,21 @@ def test_core_transforms_drive_torch_tensors():
 def test_meta_module_reparametrises_and_learns():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
-    meta = l2l.nn.MetaModule(net, {torch.nn.Linear: l2l.optim.ModuleTransform(l2l.nn.Scale)})
+    scaled = lambda linear: l2l.nn.ParameterTransform(linear, l2l.optim.ModuleTransform(l2l.nn.Scale))
+    meta = l2l.nn.MetaModule(net, {torch.nn.Linear: scaled})  # learn2learn's arguments
     x = torch.randn(5, 3, dtype=torch.float64)
     with torch.no_grad():
-        for t in meta.transforms.values():
-            t.transform.alpha.fill_(2.0)
+        for alpha in meta.meta_parameters():
+            alpha.fill_(2.0)
     doubled = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
     with torch.no_grad():
         for d, p in zip(doubled.parameters(), net.parameters()):
             d.copy_(2 * p)
     torch.testing.assert_close(meta(x), doubled(x))
-    torch.testing.assert_close(meta.module()(x), doubled(x))
+    assert meta.module() is net and isinstance(net[0], torch.nn.Linear)  # the original is left as it was
     assert not any(p.requires_grad for p in net.parameters())
-    assert (
-        directional_check(lambda: meta(x).pow(2).sum(), [p for p in meta.parameters() if p.requires_grad])
-        < 1e-6
-    )
+    assert len(list(meta.meta_parameters())) == 4
+    assert directional_check(lambda: meta(x).pow(2).sum(), list(meta.meta_parameters())) < 1e-6
 
 
 def test_freeze_unfreeze_and_lambda_flatten():

@@ -83,28 +83,35 @@ def elementwise_scale(initial: float = 1.0) -> LearnableTransformation:
 
 
 def kronecker(psd: bool = True, layout: str = "torch") -> LearnableTransformation:
-    """Meta-KFO's transform (Arnold et al. 2019): ``G -> L G R`` on each gradient viewed as an
-    ``[out, in * kernel]`` matrix (vectors as ``[n, 1]``); with ``psd`` the factors are
-    ``A A^T`` and ``C C^T``. Identity at init.
+    """Meta-KFO's transform (Arnold et al. 2019): ``G -> L G R`` with learned factors, identity at
+    init. As learn2learn factorises: a vector is an ``[n, 1]`` matrix, a dense weight an
+    ``[out, in]`` one, and a conv kernel ``[out, in, *kernel]`` a stack of ``out`` matrices
+    ``[in, prod(kernel)]`` sharing one ``L`` (``in x in``) and one ``R`` (``k x k``): a 640-channel
+    3x3 conv needs ``640^2 + 9^2`` numbers, not ``5760^2``. With ``psd`` the factors are
+    ``A^T A`` and ``C^T C`` (learn2learn's ``psd=True``).
 
     Example:
         >>> import numpy as np
         >>> t = kronecker(layout="flax")
-        >>> factors = t.init({"kernel": np.zeros((3, 2))})
+        >>> factors = t.init({"kernel": np.zeros((3, 3, 4, 8))})
+        >>> [f.shape for f in factors["kernel"].values()]
+        [(4, 4), (9, 9)]
         >>> g = {"kernel": np.arange(6.0).reshape(3, 2)}
-        >>> bool(np.allclose(t.update(g, factors)[0]["kernel"], g["kernel"]))
+        >>> bool(np.allclose(t.update(g, t.init(g))[0]["kernel"], g["kernel"]))
         True
     """
     _check_layout(layout)
 
-    def matrix_shape(shape):
+    def factor_shape(shape):
         modes = _modes(tuple(shape), layout)
-        return (modes[0], math.prod(modes[1:]) if len(modes) > 1 else 1)
+        if len(modes) == 3:  # conv: [out, in, k], the factors shared across output channels
+            return modes[1], modes[2]
+        return (modes[0], modes[1] if len(modes) == 2 else 1)
 
     def init(params):
         def factors(p):
             xp = array_namespace(p)
-            n, m = matrix_shape(p.shape)
+            n, m = factor_shape(p.shape)
             return {"left": xp.eye(n, dtype=p.dtype), "right": xp.eye(m, dtype=p.dtype)}
 
         return tree_map(factors, params)
@@ -113,12 +120,13 @@ def kronecker(psd: bool = True, layout: str = "torch") -> LearnableTransformatio
         def apply(g, f):
             left, right = f["left"], f["right"]
             if psd:
-                left, right = left @ left.T, right @ right.T
-            n, m = matrix_shape(g.shape)
-            matrix = _to_modes(g, layout).reshape((n, m))
-            return _from_modes(
-                (left @ matrix @ right).reshape(_modes(tuple(g.shape), layout)), tuple(g.shape), layout
-            )
+                left, right = left.T @ left, right.T @ right
+            shape = tuple(g.shape)
+            modes = _modes(shape, layout)
+            view = _to_modes(g, layout)
+            if len(modes) < 3:
+                view = view.reshape(factor_shape(shape))
+            return _from_modes((left @ view @ right).reshape(modes), shape, layout)
 
         return _map_with_factors(apply, grads, factors), factors
 
@@ -127,7 +135,9 @@ def kronecker(psd: bool = True, layout: str = "torch") -> LearnableTransformatio
 
 def meta_curvature(layout: str = "torch") -> LearnableTransformation:
     """Meta-Curvature (Park & Oliva 2019): the gradient viewed as ``[out, in, k]`` is multiplied
-    along each mode by a learned matrix (vectors: an element-wise scale). Identity at init.
+    along each mode by a learned matrix (vectors: an element-wise scale). Identity at init. As in
+    learn2learn, a dense weight maps to ``M_out G M_in`` and a conv kernel's ``out`` and ``k`` modes
+    are multiplied from the left, its ``in`` mode from the right.
 
     Example:
         >>> import numpy as np
@@ -161,7 +171,8 @@ def meta_curvature(layout: str = "torch") -> LearnableTransformation:
                 n_out, n_in, n_k = view.shape
                 step = (m_out @ view.reshape((n_out, n_in * n_k))).reshape((n_out, n_in, n_k))
                 step = array_namespace(g).permute_dims(step, (0, 2, 1)) @ m_in  # [out, k, in]
-                step = array_namespace(g).permute_dims(step, (0, 2, 1)) @ m_k  # [out, in, k]
+                # as learn2learn, the kernel mode is multiplied from the left: sum_k M_k[k', k] step[.., k]
+                step = array_namespace(g).permute_dims(step, (0, 2, 1)) @ m_k.T  # [out, in, k]
                 out = step
             return _from_modes(out, shape, layout)
 

@@ -55,12 +55,20 @@ def kronecker_addmm(
 class KroneckerLinear(torch.nn.Module):
     """``X -> L X R + B`` on ``[..., n, m]`` inputs, with ``L``, ``R`` initialised to identity.
 
+    A 1-d input of ``n * m`` elements is read as the column-stacked ``vec(X)`` and the result
+    returned the same way, i.e. ``y = (R^T ⊗ L) x + vec(B)`` (learn2learn's convention).
+
     Args:
-        n, m: the matrix shape the layer acts on.
+        n: rows of the matrices the layer acts on.
+        m: columns of the matrices the layer acts on.
         bias: learn a bias ``B`` of shape ``[n, m]`` (zeros at init).
-        psd: parametrise the factors as ``L = A A^T`` and ``R = C C^T`` (positive semi-definite,
-            so as a gradient preconditioner the update stays a descent direction).
-        dtype, device: of the parameters.
+        psd: parametrise the factors as ``L = A^T A`` and ``R = C^T C`` (positive semi-definite,
+            so as a gradient preconditioner the update stays a descent direction; learn2learn's
+            parametrisation, so its checkpoints give the same map).
+        dtype: of the parameters.
+        device: of the parameters.
+
+    Input: ``[..., n, m]`` or ``[n * m]``, the parameters' dtype. Output: the input's shape.
 
     Example:
         >>> import torch
@@ -68,6 +76,8 @@ class KroneckerLinear(torch.nn.Module):
         >>> x = torch.randn(4, 2, 3)
         >>> torch.allclose(layer(x), x)
         True
+        >>> layer(torch.arange(6.0)).tolist()
+        [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     """
 
     def __init__(self, n: int, m: int, bias: bool = True, psd: bool = False, dtype=None, device=None):
@@ -82,13 +92,21 @@ class KroneckerLinear(torch.nn.Module):
         )
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The effective ``(L, R)`` (``A A^T`` and ``C C^T`` when ``psd``)."""
+        """The effective ``(L, R)`` (``A^T A`` and ``C^T C`` when ``psd``)."""
         if self.psd:
-            return self.left @ self.left.t(), self.right @ self.right.t()
+            return self.left.t() @ self.left, self.right.t() @ self.right
         return self.left, self.right
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         left, right = self.factors()
+        if x.dim() == 1:
+            if x.shape[0] != self.n * self.m:
+                raise ValueError(
+                    f"a 1-d x must have n * m = {self.n * self.m} elements (vec of an [{self.n}, {self.m}] "
+                    f"matrix), got {x.shape[0]}"
+                )
+            matrix = x.reshape(self.m, self.n).t()  # column-stacked vec(X) -> X
+            return kronecker_addmm(left, right, matrix, self.bias).t().reshape(-1)
         return kronecker_addmm(left, right, x, self.bias)
 
 
@@ -97,8 +115,11 @@ class KroneckerRNN(torch.nn.Module):
     ``h' = sigma(L_x X R_x + L_h H R_h + B)`` on ``[..., n, m]`` matrices.
 
     Args:
-        n, m: matrix shape of inputs and hidden states; bias: learn ``B``;
-        psd: positive semi-definite factors; sigma: the nonlinearity (default ``torch.tanh``).
+        n: rows of the input and hidden matrices.
+        m: columns of the input and hidden matrices.
+        bias: learn ``B``.
+        psd: positive semi-definite factors.
+        sigma: the nonlinearity (default ``torch.tanh``).
 
     ``forward(x, hidden=None) -> (output, hidden)``; ``output`` is the new hidden state,
     ``[..., n, m]``; ``hidden`` defaults to zeros.

@@ -163,24 +163,31 @@ class ModuleTransform:
 
 
 def matrix_shape(shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
-    """The ``(n, m)`` matrix view of a parameter: ``(out, in * kernel...)``; vectors are ``(n, 1)``.
+    """The ``(n, m)`` Kronecker factor sizes of a parameter, as learn2learn chooses them: a vector is
+    ``(n, 1)``, a dense weight ``(out, in)``, a conv kernel ``[out, in, *kernel]`` a stack of
+    ``out`` matrices ``(in, prod(kernel))`` (so a 640-channel 3x3 conv gets 640x640 and 9x9
+    factors, not a 5760x5760 one).
 
     Example:
-        >>> matrix_shape((64, 32, 3, 3)), matrix_shape((10,))
-        ((64, 288), (10, 1))
+        >>> matrix_shape((64, 32, 3, 3)), matrix_shape((10,)), matrix_shape((5, 4))
+        ((32, 9), (10, 1), (5, 4))
     """
     if len(shape) == 0:
         return (1, 1)
     if len(shape) == 1:
         return (shape[0], 1)
-    return (shape[0], math.prod(shape[1:]))
+    if len(shape) == 2:
+        return (shape[0], shape[1])
+    return (shape[1], math.prod(shape[2:]))
 
 
 class KroneckerTransform:
     """Factory: a Kronecker-factored preconditioner per parameter (Meta-KFO, Arnold et al. 2019).
 
-    The gradient of a parameter is viewed as an ``(n, m)`` matrix (``matrix_shape``) and mapped by
-    ``kronecker_cls(n, m, bias=bias, psd=psd)`` (identity at initialisation).
+    The gradient of a parameter is viewed as ``[-1, n, m]`` matrices (``matrix_shape``: for a conv
+    kernel one ``[in, prod(kernel)]`` matrix per output channel) and mapped by
+    ``kronecker_cls(n, m, bias=bias, psd=psd)`` (identity at initialisation). The same factors
+    as the core pair ``l2l_multi.transforms.kronecker``.
 
     Example:
         >>> import torch
@@ -199,7 +206,7 @@ class KroneckerTransform:
         module = self.kronecker_cls(
             n, m, bias=self.bias, psd=self.psd, dtype=parameter.dtype, device=parameter.device
         )
-        return ReshapedTransform(module, (n, m))
+        return ReshapedTransform(module, (-1, n, m))
 
     def __repr__(self) -> str:
         return f"KroneckerTransform({self.kronecker_cls.__name__}, bias={self.bias}, psd={self.psd})"
@@ -251,9 +258,11 @@ class MetaCurvatureTransform(torch.nn.Module):
 
 
 class TransformDictionary:
-    """Factory choosing a factory per parameter: ``{parameter or name: factory}`` plus a default.
+    """Factory choosing a factory per parameter: ``{parameter, module or name: factory}`` plus a default.
 
-    Keys are parameter tensors (``model.fc.weight``) or names from ``named_parameters()``; a
+    Keys are parameter tensors (``model.fc.weight``), modules (``model.fc``: every parameter it
+    holds, as learn2learn's ``TransformDictionary`` reads a module key) or names from
+    ``named_parameters()``; a parameter key wins over a module key that contains it. A
     parameter matching no key uses ``default`` (``None``: no transform, so its gradient passes
     through unchanged).
 
@@ -264,15 +273,25 @@ class TransformDictionary:
         >>> factory = TransformDictionary({model.weight: ModuleTransform(Scale)})
         >>> type(factory(model.weight)).__name__, factory(model.bias)
         ('Scale', None)
+        >>> by_module = TransformDictionary({model: ModuleTransform(Scale)})
+        >>> type(by_module(model.bias)).__name__
+        'Scale'
     """
 
     def __init__(self, transforms: dict, default: Callable | None = None):
         if not isinstance(transforms, dict):
             raise TypeError(f"transforms must be a dict, got {type(transforms).__name__}")
-        self.by_tensor = {id(k): v for k, v in transforms.items() if isinstance(k, torch.Tensor)}
+        modules = [(k, v) for k, v in transforms.items() if isinstance(k, torch.nn.Module)]
+        self.by_tensor = {id(p): v for k, v in modules for p in k.parameters()}
+        self.by_tensor.update({id(k): v for k, v in transforms.items() if isinstance(k, torch.Tensor)})
+        self._keep = [k for k in transforms if not isinstance(k, str)]  # ids stay valid while held
         self.by_name = {k: v for k, v in transforms.items() if isinstance(k, str)}
-        if len(self.by_tensor) + len(self.by_name) != len(transforms):
-            raise TypeError("transforms keys must be parameter tensors or parameter names (str)")
+        allowed = (str, torch.Tensor, torch.nn.Module)
+        wrong = sorted({type(k).__name__ for k in transforms if not isinstance(k, allowed)})
+        if wrong:
+            raise TypeError(
+                f"transforms keys must be parameter tensors, modules or parameter names (str), got {wrong}"
+            )
         self.default = default
 
     def __call__(self, parameter: torch.Tensor, name: str | None = None):

@@ -1,0 +1,210 @@
+"""learn2learn 0.2.0 compatibility of models, checkpoints and Meta-KFO pieces (torch backend).
+
+learn2learn's layer layouts are written out here from its documented structure (not imported),
+saved as checkpoints and loaded into ours; transforms are checked against explicit Kronecker
+products and einsum contractions.
+"""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from l2l_multi.backends.torch import nn as tnn  # noqa: E402
+from l2l_multi.backends.torch import optim as toptim  # noqa: E402
+from l2l_multi.backends.torch.vision import models  # noqa: E402
+
+from l2l_multi import transforms  # noqa: E402
+
+
+# --- learn2learn's conv4 layout, written independently: conv -> BatchNorm2d (torch defaults) -> ReLU -> pool
+class _Block(torch.nn.Module):
+    def __init__(self, cin, cout, pool):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, 3, stride=1 if pool else 2, padding=1)
+        self.normalize = torch.nn.BatchNorm2d(cout)  # eps 1e-5, momentum 0.1, running statistics
+        self.relu = torch.nn.ReLU()
+        self.max_pool = torch.nn.MaxPool2d(2) if pool else torch.nn.Identity()
+
+    def forward(self, x):
+        return self.max_pool(self.relu(self.normalize(self.conv(x))))
+
+
+class _Reshape(torch.nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
+
+
+class _Learn2learnOmniglotCNN(torch.nn.Module):
+    def __init__(self, out, hidden):
+        super().__init__()
+        self.base = torch.nn.Sequential(*[_Block(1 if i == 0 else hidden, hidden, False) for i in range(4)])
+        # learn2learn registers the same conv stack twice: as `base` and as `features.1`
+        self.features = torch.nn.Sequential(
+            _Reshape(lambda x: x.view(-1, 1, 28, 28)), self.base, _Reshape(lambda x: x.mean(dim=[2, 3])),
+            torch.nn.Flatten(),
+        )
+        self.classifier = torch.nn.Linear(hidden, out)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class _Learn2learnCNN4(torch.nn.Module):
+    def __init__(self, out, hidden):
+        super().__init__()
+        blocks = [_Block(3 if i == 0 else hidden, hidden, True) for i in range(4)]
+        self.features = torch.nn.Sequential(*blocks)
+        self.classifier = torch.nn.Linear(25 * hidden, out)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+def _randomise_batch_norm(model, generator):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=generator)
+                m.bias.normal_(0.0, 0.1, generator=generator)
+                m.running_mean.normal_(0.0, 0.1, generator=generator)
+                m.running_var.uniform_(0.5, 2.0, generator=generator)
+
+
+CONV4_CASES = {
+    "OmniglotCNN": (lambda: _Learn2learnOmniglotCNN(5, 8),
+                    lambda: models.OmniglotCNN(5, 8, layout="learn2learn"), (6, 1, 28, 28)),
+    "CNN4": (lambda: _Learn2learnCNN4(5, 8), lambda: models.CNN4(5, hidden_size=8, layout="learn2learn"),
+             (2, 3, 84, 84)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONV4_CASES))
+def test_learn2learn_conv4_checkpoints_load_strictly_and_agree(name, tmp_path):
+    make_theirs, make_ours, shape = CONV4_CASES[name]
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    theirs = make_theirs()
+    _randomise_batch_norm(theirs, generator)
+    path = tmp_path / f"{name}.pth"
+    torch.save(theirs.state_dict(), path)
+    ours = make_ours()
+    ours.load_state_dict(torch.load(path), strict=True)
+    x = torch.randn(shape, generator=generator)
+    for train in (False, True):
+        theirs.train(train)
+        ours.train(train)
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-6)
+    # the train-mode pass updated the running statistics identically
+    updated = ours.state_dict()
+    for key, value in theirs.state_dict().items():
+        if not key.startswith("base."):
+            torch.testing.assert_close(updated[key].double(), value.double(), rtol=0, atol=1e-6)
+    # the default layout (the MAML code's batch norm, no running statistics) does not load it strictly
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        type(ours)(**{**ours.get_config(), "layout": "maml", "track_running_stats": False}).load_state_dict(
+            torch.load(path))
+
+
+def test_layout_errors_name_the_argument():
+    with pytest.raises(ValueError, match="layout='keras' is not one of"):
+        models.CNN4(5, layout="keras")
+    with pytest.raises(ValueError, match="track_running_stats=False contradicts"):
+        models.OmniglotCNN(5, layout="learn2learn", track_running_stats=False)
+    assert models.ConvBase(layout="learn2learn").get_config()["layout"] == "learn2learn"
+    assert "layout" not in models.ConvBase().get_config()  # the flax twins take the default config
+
+
+# --- Meta-KFO pieces -----------------------------------------------------------------------------------
+def _vec(matrix):  # column-stacked vec, the convention of (R^T kron L) vec(X) = vec(L X R)
+    return matrix.transpose(-1, -2).reshape(*matrix.shape[:-2], -1)
+
+
+def test_kronecker_transform_factorises_conv_kernels_per_input_channel():
+    wide = torch.nn.Parameter(torch.zeros(640, 640, 3, 3))
+    transform = toptim.KroneckerTransform(tnn.KroneckerLinear)(wide)
+    assert [tuple(p.shape) for p in transform.parameters()] == [(640, 640), (9, 9)]
+    core = transforms.kronecker().init({"w": wide.detach()})["w"]
+    assert (tuple(core["left"].shape), tuple(core["right"].shape)) == ((640, 640), (9, 9))
+    flax = transforms.kronecker(layout="flax").init({"w": torch.zeros(3, 3, 640, 64)})["w"]
+    assert (tuple(flax["left"].shape), tuple(flax["right"].shape)) == ((640, 640), (9, 9))
+
+
+@pytest.mark.parametrize("psd", [False, True], ids=["plain", "psd"])
+def test_kronecker_transform_on_a_conv_kernel_is_the_explicit_kronecker_product(psd):
+    generator = torch.Generator().manual_seed(1)
+    param = torch.nn.Parameter(torch.zeros(3, 2, 2, 2, dtype=torch.float64))
+    transform = toptim.KroneckerTransform(tnn.KroneckerLinear, psd=psd)(param)
+    left = torch.randn(2, 2, generator=generator, dtype=torch.float64)
+    right = torch.randn(4, 4, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        transform.transform.left.copy_(left)
+        transform.transform.right.copy_(right)
+    if psd:  # learn2learn's positive semi-definite parametrisation
+        left, right = left.t() @ left, right.t() @ right
+    grad = torch.randn(3, 2, 2, 2, generator=generator, dtype=torch.float64)
+    operator = torch.kron(right.t().contiguous(), left)  # one [in x k] matrix per output channel
+    expected = torch.stack([operator @ _vec(g.reshape(2, 4)) for g in grad])
+    torch.testing.assert_close(_vec(transform(grad).reshape(3, 2, 4)), expected)
+    core = transforms.kronecker(psd=psd).update(
+        {"w": grad}, {"w": {"left": transform.transform.left, "right": transform.transform.right}}
+    )[0]["w"]
+    torch.testing.assert_close(core, transform(grad))
+
+
+def test_kronecker_linear_takes_column_stacked_vectors():
+    generator = torch.Generator().manual_seed(2)
+    layer = tnn.KroneckerLinear(2, 3, psd=True).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64))
+    x = torch.randn(6, generator=generator, dtype=torch.float64)
+    left, right = layer.left.t() @ layer.left, layer.right.t() @ layer.right
+    expected = torch.kron(right.t().contiguous(), left) @ x + _vec(layer.bias)
+    torch.testing.assert_close(layer(x), expected)
+    with pytest.raises(ValueError, match="n \\* m = 6 elements"):
+        layer(torch.zeros(5, dtype=torch.float64))
+
+
+def test_meta_curvature_multiplies_the_kernel_mode_from_the_left():
+    generator = torch.Generator().manual_seed(3)
+    param = torch.nn.Parameter(torch.zeros(4, 3, 2, 2, dtype=torch.float64))
+    transform = toptim.MetaCurvatureTransform(param)
+    with torch.no_grad():
+        for m in transform.mode_matrices:
+            m.copy_(torch.randn(m.shape, generator=generator, dtype=torch.float64))
+    m_out, m_in, m_k = transform.mode_matrices
+    grad = torch.randn(4, 3, 2, 2, generator=generator, dtype=torch.float64)
+    expected = torch.einsum("ao,oik,ib,ck->abc", m_out, grad.reshape(4, 3, 4), m_in, m_k).reshape(grad.shape)
+    torch.testing.assert_close(transform(grad), expected)
+
+
+def test_transform_dictionary_takes_module_keys():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    factory = toptim.TransformDictionary({model[1]: toptim.ModuleTransform(tnn.Scale),
+                                          model[1].bias: toptim.KroneckerTransform(tnn.KroneckerLinear)})
+    built = [factory(p) for p in model.parameters()]
+    assert built[:2] == [None, None]
+    assert isinstance(built[2], tnn.Scale) and isinstance(built[3], toptim.ReshapedTransform)
+    with pytest.raises(TypeError, match="modules or parameter names"):
+        toptim.TransformDictionary({3.0: None})
+
+
+def test_meta_module_with_learn2learn_substitutions_leaves_the_original_alone():
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), inner)
+    reference = [p.detach().clone() for p in net.parameters()]
+    doubled = tnn.MetaModule(net, {torch.nn.Linear: lambda linear: torch.nn.Sequential(
+        linear, torch.nn.Linear(linear.out_features, linear.out_features))})
+    assert isinstance(doubled.wrapped_module[0], torch.nn.Sequential)
+    assert isinstance(net[0], torch.nn.Linear) and doubled.module() is net
+    x = torch.randn(5, 4)
+    first = doubled.wrapped_module[0][1]
+    expected = doubled.wrapped_module[2][0][1](net[2][0](torch.relu(first(net[0](x)))))
+    torch.testing.assert_close(doubled(x), expected)
+    assert not any(p.requires_grad for p in net.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference))
