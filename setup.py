@@ -15,20 +15,20 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as error:  # compiler missing: keep the pure-Python twin
-            warnings.warn(f"l2l_multi: compiled kernels not built ({error}); using pure Python")
+            warnings.warn(f"l2l_multi: compiled kernels not built ({error}); using pure Python", stacklevel=2)
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as error:
-            warnings.warn(f"l2l_multi: could not build {ext.name} ({error}); using pure Python")
+            warnings.warn(f"l2l_multi: could not build {ext.name} ({error}); using pure Python", stacklevel=2)
 
 
 def extensions():
     try:
         from Cython.Build import cythonize
     except ImportError:
-        warnings.warn("l2l_multi: Cython is not installed; using the pure-Python kernels")
+        warnings.warn("l2l_multi: Cython is not installed; using the pure-Python kernels", stacklevel=2)
         return []
     from setuptools import Extension
 
