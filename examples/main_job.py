@@ -219,6 +219,7 @@ def main() -> None:
         }
         with open(args.json, "w") as file:
             json.dump(summary, file, indent=1)
+        print(f"Results written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import numpy as np
 from l2l_multi.experiment import RunFolder, command_line, mean_confidence_interval
 from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments
 from l2l_multi.experiment._faults import fault_point
+from l2l_multi.experiment._plot import Curves
 
 TRAIN_STREAM, VALID_STREAM, TEST_STREAM = 0, 1, 2
 # what --quick changes: a run of a few seconds that still goes through every code path
@@ -275,16 +276,22 @@ def train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, 
         "command": command_line(argv),
     }
     run.write_results(results)
+    steps = lambda k: f"{k} step{'' if k == 1 else 's'}"
+    columns = {"train_loss": f"training tasks (after {steps(args.adaptation_steps)})"}
+    columns.update({f"valid_mse_{k}": f"validation, after {steps(k)}" for k in args.test_steps})
+    bands = {f"valid_mse_{k}": f"valid_ci95_{k}" for k in args.test_steps}
     run.plot(
         "iteration",
-        ["train_loss", *(f"valid_mse_{k}" for k in args.test_steps)],
-        title=f"MAML sinusoid regression, K={args.shots} ({args.backend})",
+        [Curves("query mean squared error (bands: 95% intervals)", columns, bands)],
+        title=f"MAML, sinusoid regression K={args.shots}, {args.backend}",
+        xlabel="iteration (meta-updates)",
     )
     for k, result in test.items():
         print(
             f"MAML sine K={args.shots} ({args.backend}): MSE after {k} step{'s' * (k != 1)} "
             f"{result['mse']:.4f} +- {result['ci95']:.4f} over {result['num_tasks']} test tasks"
         )
+    print(run.describe_files())
     return results
 
 

@@ -31,6 +31,41 @@ def _restore_global_state():
     _kernel_mode._mode = mode
 
 
+@pytest.fixture(scope="session")
+def jax_cache_env(tmp_path_factory):
+    """Environment variables giving the example runs of one pytest session a shared jax persistent
+    compilation cache: a later run with the same shapes loads the compiled executable instead of
+    compiling it again (the same executable, so the same numbers). jax reads them at import;
+    ``use_jax_cache`` applies them inside this process."""
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-compilation-cache")),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # (default 1 s: most test compiles are shorter)
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    }
+
+
+@pytest.fixture(scope="module")
+def use_jax_cache(jax_cache_env):
+    """The session's jax compilation cache (``jax_cache_env``) for the jax runs inside this process,
+    for one test module; jax's settings are restored afterwards."""
+    try:
+        import jax
+        from jax._src import compilation_cache
+    except ImportError:
+        yield
+        return
+    names = [name.lower() for name in jax_cache_env]
+    saved = {name: getattr(jax.config, name) for name in names}
+    jax.config.update("jax_compilation_cache_dir", jax_cache_env["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    compilation_cache.reset_cache()  # jax decides once whether to use the cache: decide again
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+
+
 @pytest.fixture(params=KERNEL_MODES)
 def kernel_mode(request):
     l2l.data.set_kernel_mode(request.param)

@@ -19,6 +19,14 @@ EXAMPLES = {
 }
 FRAMEWORK_MODULES = {"torch": ("torch",), "jax": ("jax", "flax", "optax")}
 RESULT_FILES = ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.npz")
+JAX_CACHE: dict[str, str] = {}  # the session's jax compilation cache, for every run of this module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _share_jax_cache(jax_cache_env):
+    JAX_CACHE.update(jax_cache_env)
+    yield
+    JAX_CACHE.clear()
 
 
 def _require(backend: str, extra=()) -> None:
@@ -29,6 +37,7 @@ def _require(backend: str, extra=()) -> None:
 def _run(script: str, out, *options, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "L2L_BACKEND"}
     env["OMP_NUM_THREADS"] = "1"
+    env.update(JAX_CACHE)  # the same compiled meta-steps: load them instead of compiling again
     result = subprocess.run(
         [sys.executable, script, "--no-progress", "--out", str(out), *options],
         cwd=REPO_ROOT,

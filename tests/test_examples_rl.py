@@ -28,13 +28,12 @@ def _skip_without(script: str) -> None:
 
 
 def _run(script: str, out, *arguments: str, cache=None) -> subprocess.CompletedProcess:
-    """One --quick run of ``script`` in a fresh interpreter, one thread per framework."""
+    """One --quick run of ``script`` in a fresh interpreter, one thread per framework. ``cache``:
+    the environment of jax's persistent compilation cache (conftest's ``jax_cache_env``): later
+    runs load the compiled meta-step instead of compiling it again (same executable, same numbers)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    if cache is not None:
-        # jax's persistent compilation cache: later runs load the compiled meta-step instead of
-        # compiling it again (same executable, so the same numbers; ~5 s less per run).
-        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    env.update(cache or {})
     command = [sys.executable, str(EXAMPLES / script), "--quick", "--no-progress", "--out", str(out)]
     result = subprocess.run(
         [*command, *arguments], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
@@ -69,9 +68,9 @@ def _metrics(out) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["maml_trpo.py", "maml_pg_jax.py"])
-def test_quick_run_and_exact_resume(script, tmp_path):
+def test_quick_run_and_exact_resume(script, tmp_path, jax_cache_env):
     _skip_without(script)
-    cache = tmp_path / "jax-cache" if script == "maml_pg_jax.py" else None
+    cache = jax_cache_env if script == "maml_pg_jax.py" else None
     total = 4
     _run(script, tmp_path / "a", "--iterations", str(total), cache=cache)
     _check_folder(tmp_path / "a", total)

@@ -23,6 +23,7 @@ import numpy as np
 
 from l2l_multi.experiment import RunFolder, command_line, save_figure
 from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments
+from l2l_multi.experiment._plot import have_matplotlib, warn_plot_skipped
 
 FEATURES, CLASSES = 64, 10
 
@@ -222,8 +223,29 @@ def train(args, run: RunFolder, runner, train_size: int, desc: str) -> float:
     return time.perf_counter() - began
 
 
-def plot_panels(run: RunFolder, panels: list[tuple[str, list[str], bool]], title: str) -> Path:
-    """``curve.png`` with one panel per ``(ylabel, columns, log_scale)`` against the iteration."""
+OPTIMIZER_NAMES = {"sgd": "SGD", "hd": "SGD-HD", "meta": "meta-descent"}
+QUANTITY_NAMES = {
+    "train_loss": "training loss",
+    "test_loss": "test loss",
+    "learning_rate": "learning rate",
+    "rate_min": "smallest rate",
+    "rate_mean": "mean rate",
+    "rate_max": "largest rate",
+}
+
+
+def column_label(column: str) -> str:
+    """A legend name for a metrics column: ``"hd_test_loss"`` -> ``"SGD-HD, test loss"``."""
+    optimizer, _, quantity = column.partition("_")
+    return f"{OPTIMIZER_NAMES.get(optimizer, optimizer)}, {QUANTITY_NAMES.get(quantity, quantity)}"
+
+
+def plot_panels(run: RunFolder, panels: list[tuple[str, list[str], bool]], title: str) -> Path | None:
+    """``curve.png`` with one panel per ``(ylabel, columns, log_scale)`` against the iteration;
+    without matplotlib, a warning saying how to install it, and None."""
+    if not have_matplotlib():
+        warn_plot_skipped(run.path / "curve.png")
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,7 +256,7 @@ def plot_panels(run: RunFolder, panels: list[tuple[str, list[str], bool]], title
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), dpi=100)
     for axis, (label, columns, log_scale) in zip(np.atleast_1d(axes), panels):
         for column in columns:
-            axis.plot(xs, [float(row[column]) for row in rows], label=column)
+            axis.plot(xs, [float(row[column]) for row in rows], label=column_label(column))
         axis.set_xlabel("iteration")
         axis.set_ylabel(label)
         if log_scale:

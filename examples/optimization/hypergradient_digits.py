@@ -218,6 +218,7 @@ def train_and_report(args, run: RunFolder, argv) -> dict[str, Any]:
         f"SGD-HD learning rate: {args.lr} -> {summary['hd']['final_learning_rate']:.4g} "
         f"(max {summary['hd']['max_learning_rate']:.4g})"
     )
+    print(run.describe_files())
     return results
 
 

@@ -271,6 +271,7 @@ def train_and_report(args, run: RunFolder, argv) -> dict[str, Any]:
             f"{label:>12} ({args.backend}): train loss {row['train_loss']:.4f}, test loss "
             f"{row['test_loss']:.4f}, test accuracy {100 * row['test_accuracy']:.2f}%"
         )
+    print(run.describe_files())
     return results
 
 

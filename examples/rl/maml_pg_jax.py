@@ -184,12 +184,18 @@ def _train(args: argparse.Namespace, run, argv) -> dict:
         "command": command_line(argv),
     }
     run.write_results(results)
-    run.plot("iteration", ["pre_return", "post_return"], title=f"{DEFAULTS['method']} {args.env}")
+    from l2l_multi.experiment._plot import Curves
+
+    columns = {"pre_return": "before adaptation", "post_return": "after adaptation"}
+    returns = Curves("return per episode", columns)
+    title = f"{DEFAULTS['method']}, {args.env}, jax"
+    run.plot("iteration", [returns], title=title, xlabel="iteration (meta-updates)")
     print(
         f"{DEFAULTS['method']} {args.env}: return {results['final_pre_return']:.2f} before and "
         f"{results['final_post_return']:.2f} after adaptation (gain {results['final_adaptation_gain']:+.2f}; "
-        f"mean of the last {results['averaged_over_last_iterations']} iterations) -> {run.path}"
+        f"mean of the last {results['averaged_over_last_iterations']} iterations)"
     )
+    print(run.describe_files())
     return results
 
 

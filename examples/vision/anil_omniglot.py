@@ -5,7 +5,7 @@ MAML and shared by every task. The paper follows MAML's Omniglot settings, repor
 5 inner steps of size 0.1, meta-batch 16, Adam with meta learning rate 1e-3. Paper accuracies
 (Table 2): 20-way 1-shot 96.2, 20-way 5-shot 98.0 (MAML in the same table: 93.7, 96.4).
 
-    python examples/vision/anil_omniglot.py --root ../shared/data/omniglot [--backend jax]
+    python examples/vision/anil_omniglot.py --root path/to/omniglot [--backend jax]
 """
 
 from l2l_multi.experiment import fewshot

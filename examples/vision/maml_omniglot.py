@@ -7,10 +7,13 @@ For 20-way the paper uses 5 inner steps of size 0.1 (training and test) and meta
 Paper accuracies (Table 1): 5w1s 98.7, 5w5s 99.9, 20w1s 95.8, 20w5s 98.9; first-order MAML
 98.3, 99.2, 89.4, 97.9.
 
-    python examples/vision/maml_omniglot.py --root ../shared/data/omniglot [--backend jax]
+    python examples/vision/maml_omniglot.py --root path/to/omniglot [--backend jax]
     python examples/vision/maml_omniglot.py --ways 20 --lr 0.1 --adaptation-steps 5 \\
         --test-adaptation-steps 5 --meta-batch 16 --root ...
     python examples/vision/maml_omniglot.py --first-order --root ...
+    python examples/vision/maml_omniglot.py --download --root ~/data/omniglot   # fetch the archives first
+
+Ctrl-C saves a checkpoint and prints the command that resumes the run; ``--help`` lists the options.
 """
 
 from l2l_multi.experiment import fewshot

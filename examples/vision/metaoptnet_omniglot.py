@@ -8,7 +8,7 @@ Omniglot number; here the Omniglot conv net, ProtoNets-style training (Adam 1e-3
 2000 episodes, 5 queries per class) and 5- and 20-way tests. See metaoptnet_miniimagenet.py
 for the paper's datasets.
 
-    python examples/vision/metaoptnet_omniglot.py --root ../shared/data/omniglot --head svm
+    python examples/vision/metaoptnet_omniglot.py --root path/to/omniglot --head svm
     python examples/vision/metaoptnet_omniglot.py --root ... --head ridge --backend jax
 """
 

@@ -7,7 +7,7 @@ constant ``--lr`` (default 0.4, MAML's step size), which the rates then learn aw
 Paper accuracy (Table 1): 5-way 1-shot 99.53, 5-way 5-shot 99.93, 20-way 1-shot 95.93,
 20-way 5-shot 98.97.
 
-    python examples/vision/metasgd_omniglot.py --root ../shared/data/omniglot [--backend jax]
+    python examples/vision/metasgd_omniglot.py --root path/to/omniglot [--backend jax]
 """
 
 from l2l_multi.experiment import fewshot

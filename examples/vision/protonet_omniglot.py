@@ -8,7 +8,7 @@ per class, tested 5-way and 20-way, trained on the training and validation chara
 classes held out, for model selection). Paper accuracies (Table 1): 5-way 1-shot 98.8,
 5-way 5-shot 99.7, 20-way 1-shot 96.0, 20-way 5-shot 98.9.
 
-    python examples/vision/protonet_omniglot.py --root ../shared/data/omniglot [--backend jax]
+    python examples/vision/protonet_omniglot.py --root path/to/omniglot [--backend jax]
     python examples/vision/protonet_omniglot.py --shots 5 --root ...          # the 5-shot model
     python examples/vision/protonet_omniglot.py --quick --root ...            # seconds
 """

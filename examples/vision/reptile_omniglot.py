@@ -8,7 +8,7 @@ Reptile direction with Adam (``--meta-lr``), so the defaults below keep the pape
 inner steps and test-time steps and are otherwise ours. Paper accuracies (Table 1,
 non-transductive): 5w1s 95.39, 5w5s 98.90, 20w1s 88.14, 20w5s 96.65.
 
-    python examples/vision/reptile_omniglot.py --root ../shared/data/omniglot [--backend jax]
+    python examples/vision/reptile_omniglot.py --root path/to/omniglot [--backend jax]
 """
 
 from l2l_multi.experiment import fewshot

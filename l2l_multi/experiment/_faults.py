@@ -4,7 +4,8 @@
 the first) it reaches ``point``. Points: ``training`` (each training iteration of the examples that
 call it), ``metrics_written`` (after ``metrics.csv`` is rendered), ``checkpoint_write`` (the
 checkpoint's temporary file is written, not yet renamed), ``results_write`` (the same for
-``results.json``). Not a public API: the variable is read once, at import.
+``results.json``). ``L2L_TEST_KILL_SIGNAL=SIGINT`` sends that signal instead (delivered before
+the point returns, as a Ctrl-C would be). Not a public API: the variables are read once, at import.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 _SPEC = os.environ.get("L2L_TEST_KILL_AT", "")
 _POINT, _, _COUNT = _SPEC.partition(":")
 _REMAINING = {_POINT: int(_COUNT or 1)} if _POINT else {}
+_SIGNAL = os.environ.get("L2L_TEST_KILL_SIGNAL", "")
 
 
 def fault_point(name: str) -> None:
@@ -22,5 +24,7 @@ def fault_point(name: str) -> None:
     if name not in _REMAINING:
         return
     _REMAINING[name] -= 1
-    if _REMAINING[name] == 0:
+    if _REMAINING[name] == 0 and _SIGNAL:
+        signal.raise_signal(getattr(signal, _SIGNAL))  # runs a Python handler before returning
+    elif _REMAINING[name] == 0:
         os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))

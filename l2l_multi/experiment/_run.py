@@ -19,7 +19,7 @@ from ._faults import fault_point
 from ._files import atomic_write as _atomic_write
 from ._files import file_mode as _file_mode
 from ._files import lock_file as _lock_file
-from ._plot import plot_curves
+from ._plot import Curves, Panel, have_matplotlib, plot_panels, warn_plot_skipped
 
 CONFIG, METRICS, RESULTS, CHECKPOINT, CURVE = (
     "config.json",
@@ -359,12 +359,41 @@ class RunFolder:
         text = json.dumps(results, indent=2, sort_keys=True)
         _atomic_write(self.path / RESULTS, text.encode(), fault="results_write")
 
-    def plot(self, x: str, ys: list[str], title: str = "") -> Path:
-        """A PNG learning curve of the metrics' columns ``ys`` against ``x``; returns its path."""
+    def plot(self, x: str, ys, title: str = "", xlabel: str | None = None) -> Path | None:
+        """A PNG learning curve (``curve.png``) of metrics columns against the column ``x``.
+
+        ``ys``: a list of column names (one panel, the names as legend), or a list of
+        :class:`~l2l_multi.experiment._plot.Curves` (one panel each: y label, legend names,
+        95% bands, scale). Returns the PNG's path; without matplotlib, warns that the plot was
+        skipped (and how to install it) and returns None: the run's other files are unaffected."""
+        self._check_owned()
+        if not have_matplotlib():
+            warn_plot_skipped(self.path / CURVE)
+            return None
+        panels = [Curves("", {y: y for y in ys})] if all(isinstance(y, str) for y in ys) else list(ys)
         rows = self.metrics
-        series = {y: [float(row[y]) for row in rows if row.get(y) not in (None, "")] for y in ys}
+
+        def column(name: str, scale: float) -> list[float]:
+            return [scale * float(row[name]) for row in rows if row.get(name) not in (None, "")]
+
+        drawn = [
+            Panel(
+                curves.ylabel,
+                {label: column(name, curves.scale) for name, label in curves.columns.items()},
+                {curves.columns[name]: column(band, curves.scale) for name, band in curves.bands.items()},
+                curves.limits,
+                curves.references,
+            )
+            for curves in panels
+        ]
         xs = [float(row[x]) for row in rows]
-        return plot_curves(self.path / CURVE, xs, series, xlabel=x, title=title)
+        return plot_panels(self.path / CURVE, xs, drawn, xlabel=xlabel or x, title=title)
+
+    def describe_files(self) -> str:
+        """One line naming the folder and the result files in it, e.g. ``"Results in runs/a:
+        results.json, metrics.csv, curve.png, checkpoint.npz"``; the examples print it last."""
+        names = [name for name in (RESULTS, METRICS, CURVE, CHECKPOINT) if (self.path / name).exists()]
+        return f"Results in {self.path}: {', '.join(names)}"
 
 
 def command_line(argv=None) -> str:

@@ -24,15 +24,16 @@ def _rotating_converter(quarter_turns: np.ndarray):
     return convert
 
 
-def omniglot_splits(root, cache_dir=None, image_size: int = 28) -> dict:
+def omniglot_splits(root, cache_dir=None, image_size: int = 28, download: bool = False) -> dict:
     """``{split: ConvertedView}`` for train / validation / test (4112 / 688 / 1692 classes).
 
     Each class of a split is one character at one rotation (0, 90, 180 or 270 degrees) and holds
-    that character's 20 drawings rotated by that class's own angle.
+    that character's 20 drawings rotated by that class's own angle. ``download``: fetch missing
+    archives into ``root`` (see ``FullOmniglot``).
     """
     from ..datasets import FullOmniglot
 
-    base = FullOmniglot(root, image_size=image_size, cache_dir=cache_dir)
+    base = FullOmniglot(root, image_size=image_size, cache_dir=cache_dir, download=download)
     by_name = {name: index for index, name in enumerate(base.class_names)}
     order = np.argsort(base.targets, kind="stable")
     starts = np.searchsorted(base.targets[order], np.arange(len(base.class_names) + 1))
