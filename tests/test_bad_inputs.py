@@ -492,10 +492,10 @@ DATA_CASES = [
     ),
     # partition_task / partition_task_batch: shots, shapes, types
     case(
-        lambda: partition_task(X, Y, shots=0),
+        lambda: partition_task(X, Y, shots=-1),
         ValueError,
-        r"shots must be a positive integer, got 0",
-        id="partition-zero-shots",
+        r"shots must be a non-negative integer, got -1",
+        id="partition-negative-shots",
     ),
     case(
         lambda: partition_task(X, Y, shots=4),
@@ -566,7 +566,7 @@ DATA_CASES = [
     case(
         lambda: partition_task_batch(X[None], Y[None], shots=True),
         ValueError,
-        r"shots must be a positive integer, got True",
+        r"shots must be a non-negative integer, got True",
         id="batch-bool-shots",
     ),
     # helpers

@@ -13,7 +13,7 @@ per-step statistics).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
@@ -187,6 +187,11 @@ def clone_parameters(parameters: Iterable[torch.Tensor]) -> list[torch.Tensor]:
     return [p.clone() for p in parameters]
 
 
-def clone_named_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """``{name: p.clone()}`` for ``module.named_parameters()`` (differentiable copies)."""
-    return {name: p.clone() for name, p in module.named_parameters()}
+def clone_named_parameters(module: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{name: p.clone()}`` for ``module.named_parameters()`` (differentiable copies).
+
+    ``module`` may also be a ``{name: tensor}`` mapping (learn2learn's ``param_dict``, e.g.
+    ``dict(model.named_parameters())``); its tensors are cloned the same way.
+    """
+    items = module.items() if isinstance(module, Mapping) else module.named_parameters()
+    return {name: p.clone() for name, p in items}

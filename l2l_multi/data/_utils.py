@@ -20,7 +20,9 @@ def partition_task(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[Any, A
 
     Args:
         data: ``[m, ...]`` array (numpy, torch or jax); labels: ``[m]`` array of the same kind.
-        shots: support samples per class (positive int; every class must have that many).
+        shots: support samples per class (int >= 0; every class must have that many). With 0 the
+            support set is empty (``[0, ...]``) and the query set holds the whole task, as in
+            learn2learn.
 
     Returns:
         ``((support_data, support_labels), (query_data, query_labels))``, same array type as the
@@ -32,8 +34,8 @@ def partition_task(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[Any, A
         >>> xs.tolist(), xq.tolist()
         ([0, 3], [1, 2, 4, 5])
     """
-    if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 1:
-        raise ValueError(f"shots must be a positive integer, got {shots!r}")
+    if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 0:
+        raise ValueError(f"shots must be a non-negative integer, got {shots!r}")
     _check_array("data", data, 1, "[m, ...]")
     label_values = to_numpy(labels)
     if label_values.ndim != 1 or len(label_values) != len(data):
@@ -72,7 +74,7 @@ def partition_task_batch(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[
 
     Args:
         data: ``[B, m, ...]`` array (numpy, torch or jax); labels: ``[B, m]`` integer array.
-        shots: support samples per class; every task must split into equal-sized parts.
+        shots: support samples per class (int >= 0); every task must split into equal-sized parts.
 
     Returns:
         ``((support_data [B, s, ...], support_labels [B, s]), (query_data [B, q, ...],
@@ -85,8 +87,8 @@ def partition_task_batch(data: Any, labels: Any, shots: int = 1) -> tuple[tuple[
         >>> xs.tolist(), yq.tolist()
         ([[0, 2], [4, 5]], [[0, 1], [1, 0]])
     """
-    if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 1:
-        raise ValueError(f"shots must be a positive integer, got {shots!r}")
+    if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots < 0:
+        raise ValueError(f"shots must be a non-negative integer, got {shots!r}")
     _check_array("data", data, 2, "[B, m, ...]")
     label_values = to_numpy(labels)
     if label_values.ndim != 2 or label_values.shape != tuple(data.shape[:2]):

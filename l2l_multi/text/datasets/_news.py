@@ -66,10 +66,13 @@ class NewsClassification(ImageArrayDataset):
 
     Args:
         root: folder holding the JSON-lines file.
-        mode: "train", "validation" (or "val"), "test" or "all".
+        mode: "train", "validation" (or "val"), "test" or "all"; learn2learn's boolean (True for
+            "train", False for "test") is accepted too, positionally or as ``train=``.
         transform: optional ``str -> anything`` applied by ``__getitem__`` (e.g. a tokenizer).
         target_transform: optional ``int64 label -> anything``.
         download: see above.
+        train: learn2learn's spelling of the split (True: "train", False: "test"); give it or
+            ``mode``, not both.
 
     Attributes:
         inputs (alias ``data``): object array ``[N]`` of ``str``; targets: int64 ``[N]``;
@@ -80,8 +83,15 @@ class NewsClassification(ImageArrayDataset):
         >>> text, label = data[0]  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike, mode: str | bool = "train", transform: Callable | None = None,
+                 target_transform: Callable | None = None, download: bool = False, *,
+                 train: bool | None = None) -> None:
+        if train is not None:
+            if mode != "train":
+                raise ValueError(f"pass mode={mode!r} or train={train!r}, not both")
+            mode = bool(train)
+        if isinstance(mode, bool):  # learn2learn's NewsClassification(root, train=True)
+            mode = "train" if mode else "test"
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
         self.mode = _MODES[mode]

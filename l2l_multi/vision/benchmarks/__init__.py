@@ -163,4 +163,13 @@ def get_tasksets(
     return BenchmarkTasksets(*tasksets)
 
 
-__all__ = ["BenchmarkTasksets", "get_tasksets", "list_tasksets"]
+from ._learn2learn import cifarfs_tasksets as cifarfs_tasksets  # noqa: E402  (they call get_tasksets)
+from ._learn2learn import fc100_tasksets as fc100_tasksets  # noqa: E402
+from ._learn2learn import mini_imagenet_tasksets as mini_imagenet_tasksets  # noqa: E402
+from ._learn2learn import omniglot_tasksets as omniglot_tasksets  # noqa: E402
+from ._learn2learn import tiered_imagenet_tasksets as tiered_imagenet_tasksets  # noqa: E402
+
+__all__ = [
+    "BenchmarkTasksets", "cifarfs_tasksets", "fc100_tasksets", "get_tasksets", "list_tasksets",
+    "mini_imagenet_tasksets", "omniglot_tasksets", "tiered_imagenet_tasksets",
+]

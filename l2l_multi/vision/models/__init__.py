@@ -10,6 +10,7 @@ Type checkers read ``models/__init__.pyi``.
 from __future__ import annotations
 
 from ..._dispatch import area_names, resolve
+from . import cnn4 as cnn4  # learn2learn's module path
 
 
 def __getattr__(name: str):
