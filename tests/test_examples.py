@@ -2,6 +2,7 @@
 
 import doctest
 import importlib
+import importlib.util
 import json
 import pkgutil
 import subprocess
@@ -39,6 +40,8 @@ def _library_modules() -> list[str]:
             continue
         if info.name.endswith("._kernels"):  # the compiled extension (its twin is tested)
             continue
+        if ".lightning" in info.name and importlib.util.find_spec("lightning") is None:
+            continue  # the optional lightning extra
         if info.name in NEEDS_BOTH_FRAMEWORKS and not (HAVE_TORCH and HAVE_JAX):
             continue
         names.append(info.name)
