@@ -208,3 +208,54 @@ def test_meta_module_with_learn2learn_substitutions_leaves_the_original_alone():
     torch.testing.assert_close(doubled(x), expected)
     assert not any(p.requires_grad for p in net.parameters())
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference))
+
+
+# --- get_pretrained_backbone on local files in learn2learn's format (no download) ------------------------
+def _save_learn2learn_cnn4_backbone(root, dataset):
+    """learn2learn's CNN4Backbone(channels=3, max_pool=True) layout: a Sequential of four blocks."""
+    torch.manual_seed(4)
+    theirs = torch.nn.Sequential(*[_Block(3 if i == 0 else 64, 64, True) for i in range(4)])
+    _randomise_batch_norm(theirs, torch.Generator().manual_seed(4))
+    folder = root / "pretrained_models" / dataset
+    folder.mkdir(parents=True)
+    torch.save(theirs.state_dict(), folder / "cnn4.pth")
+    return theirs.eval(), folder / "cnn4.pth"
+
+
+def test_pretrained_cnn4_backbone_loads_learn2learns_file(tmp_path):
+    theirs, _ = _save_learn2learn_cnn4_backbone(tmp_path, "cifar-fs")
+    ours = models.get_pretrained_backbone("cnn4", "cifar-fs", root=str(tmp_path)).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(ours(x), theirs(x).flatten(1), rtol=0, atol=1e-6)
+    assert ours(x).shape == (2, 256)
+
+
+def test_pretrained_backbone_refuses_wrong_files_and_names(tmp_path, monkeypatch):
+    from l2l_multi.backends.torch.vision import _pretrained
+
+    assert _pretrained.BACKBONE_URLS["mini-imagenet"]["resnet12"]["default"] == (
+        "https://zenodo.org/record/5651278/files/25u1gtp5.pth")
+    with pytest.raises(FileNotFoundError, match="pass download=True"):
+        models.get_pretrained_backbone("cnn4", "fc100", root=str(tmp_path))
+    with pytest.raises(ValueError, match="model='resnet12' has no pretrained weights for 'fc100'"):
+        models.get_pretrained_backbone("resnet12", "fc100", root=str(tmp_path))
+    with pytest.raises(ValueError, match="dataset='omniglot' is not one of"):
+        models.get_pretrained_backbone("cnn4", "omniglot")
+    with pytest.raises(ValueError, match="spec='relu' is not one of"):
+        models.get_pretrained_backbone("cnn4", "fc100", spec="relu")
+    folder = tmp_path / "pretrained_models" / "fc100"
+    folder.mkdir(parents=True)
+    torch.save(models.CNN4Backbone(hidden_size=32, channels=3).state_dict(), folder / "cnn4.pth")
+    with pytest.raises(ValueError, match="does not match learn2learn's cnn4 backbone"):
+        models.get_pretrained_backbone("cnn4", "fc100", root=str(tmp_path))
+    (folder / "cnn4.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is not a torch-saved cnn4 state_dict"):
+        models.get_pretrained_backbone("cnn4", "fc100", root=str(tmp_path))
+    # download=True through a file:// URL: the file is verified, then moved into place
+    _, source = _save_learn2learn_cnn4_backbone(tmp_path / "elsewhere", "fc100")
+    (folder / "cnn4.pth").unlink()
+    monkeypatch.setitem(_pretrained.BACKBONE_URLS["fc100"]["cnn4"], "default", source.as_uri())
+    with pytest.warns(UserWarning, match="no published checksum"):
+        models.get_pretrained_backbone("cnn4", "fc100", root=str(tmp_path), download=True)
+    assert (folder / "cnn4.pth").read_bytes() == source.read_bytes()
+    assert [p.name for p in folder.iterdir()] == ["cnn4.pth"]  # no temporary left behind

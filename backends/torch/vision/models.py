@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from ..nn._layers import Flatten, Lambda
+from ._pretrained import get_pretrained_backbone as get_pretrained_backbone
 from ._resnet import ResNet12 as ResNet12
 from ._resnet import ResNet12Backbone as ResNet12Backbone
 from ._wrn import WRN28 as WRN28
@@ -34,7 +35,7 @@ from ._wrn import WRN28Backbone as WRN28Backbone
 
 __all__ = [
     "CNN4", "CNN4Backbone", "ConvBase", "MiniImagenetCNN", "OmniglotCNN", "OmniglotFC", "ResNet12",
-    "ResNet12Backbone", "WRN28", "WRN28Backbone",
+    "ResNet12Backbone", "WRN28", "WRN28Backbone", "get_pretrained_backbone",
 ]
 
 # learn2learn's batch-norm settings (the MAML code's): torch semantics, i.e. the running

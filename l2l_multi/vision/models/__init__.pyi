@@ -107,6 +107,11 @@ class WRN28(_Model):
         self, output_size: int, hidden_size: int = 640, dropout: float = 0.0, **kwargs: Any
     ) -> None: ...
 
+# torch only
+def get_pretrained_backbone(
+    model: str, dataset: str, spec: str = "default", root: str = "~/data", download: bool = False
+) -> Any: ...
+
 # jax only
 BatchNorm: Any
 Conv2d: Any
