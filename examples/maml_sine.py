@@ -22,6 +22,8 @@ Validation during training uses ``--eval-tasks`` other fixed tasks.
     python examples/maml_sine.py --backend torch --iterations 5000  # shorter
     python examples/maml_sine.py --quick                            # seconds
     python examples/maml_sine.py --backend jax --resume --iterations 100000   # extend that run
+
+Ctrl-C saves a checkpoint between two steps and prints the command that resumes the run.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from l2l_multi.experiment import RunFolder, command_line, mean_confidence_interval
+from l2l_multi.experiment import Curves, RunFolder, command_line, mean_confidence_interval
 from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments
 from l2l_multi.experiment._faults import fault_point
-from l2l_multi.experiment._plot import Curves
+from l2l_multi.experiment._interrupt import StopRequest, TrainingStopped, exit_interrupted
 
 TRAIN_STREAM, VALID_STREAM, TEST_STREAM = 0, 1, 2
 # what --quick changes: a run of a few seconds that still goes through every code path
@@ -200,11 +202,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parses ``argv``, trains, tests; returns (and writes) ``results.json``'s dict."""
     args = parse_arguments(argv)
     config = configure(args)
-    with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
-        return train_and_test(args, run, argv)
+    try:
+        with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
+            with StopRequest(active=False) as stop:
+                return train_and_test(args, run, argv, stop)
+    except TrainingStopped as stopped:  # Ctrl-C during training: the checkpoint is saved
+        exit_interrupted(args.out, stopped.iteration)
+    except KeyboardInterrupt:  # Ctrl-C outside the training steps
+        exit_interrupted(args.out, None)
 
 
-def train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, Any]:
+def train_and_test(args: argparse.Namespace, run: RunFolder, argv, stop: StopRequest) -> dict[str, Any]:
     import l2l_multi as l2l
 
     l2l.set_backend(args.backend)
@@ -228,8 +236,20 @@ def train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, 
         disable=not args.progress,
         dynamic_ncols=True,
     )
+    stop.active = True  # from here, a first Ctrl-C stops between two steps
     for iteration in bar:
         fault_point("training")
+        if stop.requested:
+            bar.close()
+            run.save_checkpoint(
+                {
+                    "iteration": iteration,
+                    "learner": runner.state_dict(),
+                    "window": window,
+                    "elapsed": time.perf_counter() - began,
+                }
+            )
+            raise TrainingStopped(iteration)
         loss = runner.train_step(*training_tasks(args, iteration))
         if not np.isfinite(loss):
             raise FloatingPointError(f"the meta-loss became {loss} at iteration {iteration + 1}")
@@ -256,6 +276,7 @@ def train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, 
                 }
             )
     bar.close()
+    stop.active = False
     train_seconds = time.perf_counter() - began
     test = evaluate(
         runner, fixed_tasks(TEST_STREAM, args.test_seed, args.test_tasks, args), args, args.test_tasks
@@ -282,7 +303,7 @@ def train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, 
     bands = {f"valid_mse_{k}": f"valid_ci95_{k}" for k in args.test_steps}
     run.plot(
         "iteration",
-        [Curves("query mean squared error (bands: 95% intervals)", columns, bands)],
+        [Curves("query MSE (bands: 95% intervals)", columns, bands)],
         title=f"MAML, sinusoid regression K={args.shots}, {args.backend}",
         xlabel="iteration (meta-updates)",
     )

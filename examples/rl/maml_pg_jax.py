@@ -184,7 +184,7 @@ def _train(args: argparse.Namespace, run, argv) -> dict:
         "command": command_line(argv),
     }
     run.write_results(results)
-    from l2l_multi.experiment._plot import Curves
+    from l2l_multi.experiment import Curves
 
     columns = {"pre_return": "before adaptation", "post_return": "after adaptation"}
     returns = Curves("return per episode", columns)

@@ -7,11 +7,14 @@
 - :func:`mean_confidence_interval`: mean and 95% interval half-width over test tasks.
 - :func:`evaluate_tasks`: the shared protocol, a fixed set of tasks (600 test tasks by default)
   scored with a stated number of adaptation steps.
+- :class:`Curves`: one panel of ``RunFolder.plot``'s learning curve (y label, legend names,
+  95% bands); matplotlib is optional (the plot is skipped with a warning).
 - :mod:`l2l_multi.experiment.fewshot`: the few-shot classification driver behind
   ``examples/vision/*.py``.
 """
 
 from ._errors import RunFolderError as RunFolderError
+from ._plot import Curves as Curves
 from ._plot import plot_curves as plot_curves
 from ._plot import save_figure as save_figure
 from ._protocol import evaluate_tasks as evaluate_tasks

@@ -104,7 +104,8 @@ def plot_panels(path, xs: Sequence[float], panels: Sequence[Panel], xlabel="iter
                 half = panel.bands[label][: len(values)]
                 low = [v - h for v, h in zip(values, half)]
                 high = [v + h for v, h in zip(values, half)]
-                axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+                alpha = 0.2 if len(panel.bands) == 1 else 0.1  # overlapping bands stay readable
+                axis.fill_between(x, low, high, color=line.get_color(), alpha=alpha, linewidth=0)
         for (label, value), style in zip(panel.references.items(), ("--", ":", "-.")):
             axis.axhline(value, color="grey", linestyle=style, linewidth=1, label=label)
         if panel.limits is not None:
