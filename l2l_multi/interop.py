@@ -251,8 +251,9 @@ def torch_to_flax(torch_module, flax_module=None, *, input_shape: tuple | None =
     import jax
 
     # dlpack leaves CPU tensors on jax's CPU device; on a GPU machine a jitted step would then mix
-    # devices, so the variables go where jax puts new arrays
-    return jax.device_put(variables, jax.devices()[0])
+    # devices, so the variables go where jax puts new arrays (this process's: in a multi-process
+    # job devices()[0] may belong to another process)
+    return jax.device_put(variables, jax.local_devices()[0])
 
 
 def _host_torch(value: Any):

@@ -19,6 +19,7 @@ import optax
 from ..._registry import AlgorithmSpec, ModelSpec, model_spec
 from ..._training import inner_optimizer
 from . import algorithms
+from ._spread import GlobalMesh, joined_job
 from .vision import models
 
 
@@ -181,7 +182,7 @@ def _restore_like(live, saved, name: str):
 
 
 def _numpy(tree):
-    return jax.tree_util.tree_map(np.asarray, tree)
+    return GlobalMesh.host(tree)  # np.asarray, gathering arrays other processes hold parts of
 
 
 class _Outcome:
@@ -228,6 +229,10 @@ class JaxStep:
             task_map=task_map, skip_nonfinite=True,
         )
         self._evaluators: dict[tuple, Any] = {}
+        # several processes (jax.distributed): the state replicated, batches sharded, on one mesh
+        self.spread = GlobalMesh() if joined_job() else None
+        if self.spread is not None:
+            self.meta_params, self.opt_state = self.spread.replicate((self.meta_params, self.opt_state))
 
     def convert(self, *arrays) -> tuple:
         out = []
@@ -238,12 +243,18 @@ class JaxStep:
 
     def step(self, batch, wait: bool) -> _Outcome:
         """One compiled meta-update (traced once per batch shape)."""
-        self.meta_params, self.opt_state, metrics = self._step(self.meta_params, self.opt_state, *batch)
+        step = self._step
+        if self.spread is not None:  # MetaLearner checked the host batch; the compiled step gets it sharded
+            batch, _ = self.spread.shard(batch)
+            step = step.jitted
+        self.meta_params, self.opt_state, metrics = step(self.meta_params, self.opt_state, *batch)
         return _Outcome(metrics)
 
     def set_meta_lr(self, meta_lr: float) -> None:
         current = self.opt_state.hyperparams["learning_rate"]
         self.opt_state.hyperparams["learning_rate"] = jnp.asarray(meta_lr, current.dtype)
+        if self.spread is not None:
+            self.opt_state = self.spread.replicate(_numpy(self.opt_state))
 
     def _evaluation_algorithm(self, ways: int):
         algorithm = self.algorithm
@@ -267,8 +278,11 @@ class JaxStep:
                 return task_losses, (logits.argmax(-1) == qy).mean(-1)
 
             self._evaluators[steps, ways] = jax.jit(evaluate)
-        task_losses, accuracies = self._evaluators[steps, ways](self.meta_params, *batch)
-        return np.asarray(task_losses), None if accuracies is None else np.asarray(accuracies)
+        count = len(batch[0])
+        if self.spread is not None:  # padded to the devices; the copies of the last task are cut
+            batch, count = self.spread.shard(batch, pad=True)
+        task_losses, accuracies = _numpy(self._evaluators[steps, ways](self.meta_params, *batch))
+        return task_losses[:count], None if accuracies is None else accuracies[:count]
 
     # -- public trees ----------------------------------------------------------------
     @staticmethod
@@ -285,6 +299,8 @@ class JaxStep:
 
     def meta_gradients(self, batch, layout: str | None):
         algorithm, steps = self.algorithm, self.adaptation_steps
+        if self.spread is not None:
+            batch, _ = self.spread.shard(batch)
 
         def loss_of(meta):
             return _meta_batch_loss(algorithm, meta, batch, self.loss_fn, steps, self.task_map)[0]
@@ -303,12 +319,14 @@ class JaxStep:
 
     def adapted_parameters(self, support_x, support_y, steps: int, layout: str | None) -> list:
         algorithm, loss = self.algorithm, self.loss_fn
-        meta = jax.lax.stop_gradient(self.meta_params)
+        meta, count = jax.lax.stop_gradient(self.meta_params), len(support_x)
+        if self.spread is not None:
+            (support_x, support_y), _ = self.spread.shard((support_x, support_y), pad=True)
         adapted = jax.jit(jax.vmap(lambda x, y: algorithm.adapt(meta, x, y, loss=loss, steps=steps)))(
             support_x, support_y
         )
         adapted = self._layout(adapted, layout)
-        return [jax.tree_util.tree_map(lambda a, t=task: a[t], adapted) for task in range(support_x.shape[0])]
+        return [jax.tree_util.tree_map(lambda a, t=task: a[t], adapted) for task in range(count)]
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -322,6 +340,8 @@ class JaxStep:
         meta_params = _restore_like(self.meta_params, state["meta_params"], "meta_params")
         self.opt_state = _restore_like(self.opt_state, state["optimizer"], "optimizer")
         self.meta_params = meta_params
+        if self.spread is not None:
+            self.meta_params, self.opt_state = self.spread.replicate((self.meta_params, self.opt_state))
 
 
 def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **options: Any) -> JaxStep:

@@ -17,6 +17,7 @@ from ..._registry import AlgorithmSpec, ModelSpec, model_spec
 from ..._training import inner_optimizer
 from .. import torch as _backend
 from . import algorithms
+from ._rank_share import RankShare, joined_group
 from .vision import models
 
 
@@ -167,6 +168,8 @@ class TorchStep:
         self.algorithm.to(device=self.device, dtype=self.dtype)  # heads' own scalars included
         self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=meta_lr)
         self.adaptation_steps = adaptation_steps
+        # a process group joined before the learner: each rank computes its share of every batch
+        self.share = RankShare(self.algorithm, self.device) if joined_group() else None
 
     # -- data ------------------------------------------------------------------------
     def convert(self, *arrays) -> tuple:
@@ -222,13 +225,10 @@ class TorchStep:
         """One meta-update (applied unless found non-finite; ``wait=False`` after the first step:
         applied and undone on the device by a select, see ``_guarded_step``)."""
         self.algorithm.train()
-        loss, logits = self._backward(batch, self.adaptation_steps)
+        loss, logits, accuracy = self._shared_backward(batch, self.adaptation_steps)
         # one flag per gradient and one for the loss, reduced on the device: reading it is one sync
         named = [(name, p.grad) for name, p in self.algorithm.named_parameters() if p.grad is not None]
         flags = torch.stack([torch.isfinite(g).all() for _, g in named] + [torch.isfinite(loss.detach())])
-        accuracy = None
-        if logits.ndim == batch[3].ndim + 1:  # classification
-            accuracy = (logits.detach().argmax(-1) == batch[3]).float().mean()
         checked = wait or not self.optimizer.state  # a fresh Adam has no state to roll back to
         outcome = _Outcome(self, loss.detach(), accuracy, [name for name, _ in named], flags, checked)
         if checked:
@@ -239,6 +239,29 @@ class TorchStep:
         else:
             outcome.saved = self._guarded_step(flags.all())
         return outcome
+
+    def _shared_backward(self, batch, steps):
+        """``(loss, logits or None, accuracy or None)`` with the meta-gradients in ``.grad``; in a
+        process group, of this rank's share of the tasks, then averaged over all tasks."""
+        classify, total = self.loss_fn is F.cross_entropy, len(batch[0])
+        if self.share is None:
+            loss, logits = self._backward(batch, steps)
+            count = total
+        else:
+            batch, count = self.share.slice(batch)
+            if count:
+                loss, logits = self._backward(batch, steps)
+            else:  # fewer tasks than ranks: this rank adds nothing, but joins every collective
+                self.optimizer.zero_grad()
+                loss, logits = torch.zeros((), dtype=self.dtype, device=self.device), None
+        accuracy = None
+        if classify:
+            accuracy = (logits.detach().argmax(-1) == batch[3]).float().mean() if count else torch.zeros(
+                (), device=self.device)
+        if self.share is not None:
+            self.share.average(self.algorithm.parameters(), count)
+            loss, accuracy = self.share.mean_metrics([loss.detach(), accuracy], count, total)
+        return loss, logits, accuracy
 
     def _guarded_step(self, finite: torch.Tensor) -> list:
         """Adam's step, undone on the device where ``finite`` (a 0-d bool tensor) is false, without
@@ -263,7 +286,15 @@ class TorchStep:
 
     def evaluate(self, batch, steps: int, ways: int):
         """``(task losses [B], task accuracies [B] or None)`` as numpy (the torch heads read
-        ``ways`` from the labels)."""
+        ``ways`` from the labels); in a process group each rank scores its share, then they
+        gather every task's values in order."""
+        if self.share is None:
+            return self._evaluate_tasks(batch, steps)
+        empty = np.zeros(0, dtype=np.dtype(str(self.dtype).removeprefix("torch.")))
+        nothing = (empty, empty.astype(np.float32) if self.loss_fn is F.cross_entropy else None)
+        return self.share.evaluate(batch, lambda share: self._evaluate_tasks(share, steps), nothing)
+
+    def _evaluate_tasks(self, batch, steps: int):
         sx, sy, qx, qy = batch
         if self.spec.kind == "reptile":
             logits = []
@@ -347,7 +378,7 @@ class TorchStep:
 
     def meta_gradients(self, batch, layout: str | None):
         self.algorithm.train()
-        loss, _ = self._backward(batch, self.adaptation_steps)
+        loss, _, _ = self._shared_backward(batch, self.adaptation_steps)  # all ranks' tasks
         named = {n: p.grad.clone() for n, p in self.algorithm.named_parameters() if p.grad is not None}
         self.optimizer.zero_grad()
         return loss.item(), self._layout(self._tree(named), layout)

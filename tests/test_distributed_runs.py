@@ -1,0 +1,176 @@
+"""MetaLearner in a job of 2 local processes against 1 process, on both backends: MAML on
+Omniglot-shaped synthetic tasks (1x8x8 images, a 1-block conv4 with batch norm and pooling,
+3-way 1-shot), 3 meta-steps with a checkpoint and resume after the second, then an evaluation.
+
+torch: gloo, a meta-batch of 5 tasks (unequal shares 3 + 2, weighted by task count); jax:
+``jax.distributed`` with gloo CPU collectives, a meta-batch of 4 (jax shards evenly), an evaluation
+of 5 tasks (padded to the devices). Tolerances on losses, parameters and Adam's state: float32
+1e-5 relative + 1e-6 absolute (the shares' means are added in another order: float32 rounding;
+measured at most 2.4e-7), float64 1e-10 (relative and absolute). Accuracies are equal. In float32
+the convolution bias in front of batch norm is left out (see ``_zero_gradient_keys``).
+
+The module is also the worker: ``python tests/test_distributed_runs.py BACKEND OUT DTYPE...``
+(every rank; rank 0 writes ``OUT/<dtype>.npz``)."""
+
+import contextlib
+import os
+import sys
+
+import numpy as np
+import pytest
+
+WAYS, SHOTS, QUERIES, STEPS, EVAL_TASKS = 3, 1, 2, 3, 5
+BATCH = {"torch": 5, "jax": 4}
+TASK_MAP = {"torch": "sequential", "jax": "vmap"}
+OPTIONS = {"torch": {}, "jax": {"conv": "xla"}}  # XLA's convolutions compile fastest
+TOLERANCE = {"float32": (1e-5, 1e-6), "float64": (1e-10, 1e-10)}  # (relative, absolute)
+
+
+def _tiny_cnn():
+    from l2l_multi._registry import ModelSpec
+
+    arguments = {"channels": 1, "hidden_size": 6, "layers": 1, "embedding_size": 6}  # 8x8 -> 1x1
+    return ModelSpec("tiny-omniglot-cnn", "CNN4", arguments, (1, 8, 8), True,
+                     "Omniglot's conv4 (batch norm, max-pooling), 1 block of 6 channels, on 8x8 images")
+
+
+def _tasks(seed):
+    from l2l_multi.data import MetaDataset, TaskDataset, synthetic_classification
+    from l2l_multi.data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
+
+    data = MetaDataset(synthetic_classification(num_classes=12, samples_per_class=4, shape=(1, 8, 8), seed=3))
+    transforms = [FusedNWaysKShots(data, WAYS, SHOTS + QUERIES), LoadData(data), RemapLabels(data),
+                  ConsecutiveLabels(data)]
+    return TaskDataset(data, transforms, seed=seed, backend="numpy")
+
+
+def run(backend, dtype, checkpoint_file):
+    """3 meta-steps, a checkpoint after the second (rank 0 writes it), the third step, then every
+    rank resumes from that checkpoint file and takes the third step again (the same learner
+    object: a new one would compile its step again), then an evaluation; returns ``{"metrics":
+    [...], "evaluation": {...}, "state": state_dict}`` (every rank the same)."""
+    import l2l_multi as l2l
+    from l2l_multi.data import partition_task_batch
+    from l2l_multi.experiment import _checkpoint
+
+    meta = l2l.MetaLearner("maml", _tiny_cnn(), WAYS, lr=0.4, adaptation_steps=1, seed=0,
+                           backend=backend, dtype=dtype, task_map=TASK_MAP[backend], **OPTIONS[backend])
+    tasks, metrics = _tasks(seed=1), []
+
+    def step():
+        X, y = tasks.sample_batch(BATCH[backend])
+        (sx, sy), (qx, qy) = partition_task_batch(X, y, shots=SHOTS)
+        return meta.train_step(sx, sy, qx, qy)
+
+    for _ in range(STEPS - 1):
+        metrics.append(step())
+    if processes.is_main:  # rank 0 alone writes
+        with open(checkpoint_file, "wb") as stream:
+            stream.write(_checkpoint.dumps({"learner": meta.state_dict(), "tasks": tasks.state_dict()}))
+    processes.any(False)  # the file is complete before anyone reads it
+    step()  # moves on, so the resume below must really restore the state
+    with open(checkpoint_file, "rb") as stream:
+        saved = _checkpoint.loads(stream.read())
+    meta.load_state_dict(saved["learner"])
+    tasks.load_state_dict(saved["tasks"])
+    metrics.append(step())
+    X, y = _tasks(seed=2).sample_batch(EVAL_TASKS)
+    (sx, sy), (qx, qy) = partition_task_batch(X, y, shots=SHOTS)
+    evaluation = meta.evaluate(sx, sy, qx, qy, adaptation_steps=2)
+    names = [n for n, _ in meta.algorithm.named_parameters()] if backend == "torch" else []
+    return {"metrics": metrics, "evaluation": evaluation, "state": meta.state_dict(), "names": names}
+
+
+def _flat(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}/").items()}
+    if isinstance(tree, (list, tuple)):
+        return {k: v for i, value in enumerate(tree) for k, v in _flat(value, f"{prefix}{i}/").items()}
+    return {prefix: np.asarray(tree)}
+
+
+def _summary(result):
+    flat = {f"state/{k}": v for k, v in _flat(result["state"]).items() if np.asarray(v).dtype != object}
+    for i, row in enumerate(result["metrics"]):
+        flat.update({f"step{i}/{k}": np.asarray(v) for k, v in row.items()})
+    flat.update({f"evaluation/{k}": np.asarray(v) for k, v in result["evaluation"].items()})
+    flat["names"] = np.asarray(result["names"], dtype=str)  # torch: Adam's state is by position
+    return flat
+
+
+processes = None  # this process's place in the job (the worker's, or the test's lone one)
+
+
+def worker(backend, out, dtypes):
+    global processes
+    from l2l_multi.experiment._processes import join
+
+    processes = join(backend)
+    try:
+        for dtype in dtypes:
+            if backend == "jax":
+                import jax
+
+                jax.config.update("jax_enable_x64", dtype == "float64")
+            result = _summary(run(backend, dtype, os.path.join(out, f"checkpoint_{dtype}.npz")))
+            if processes.is_main:
+                np.savez(os.path.join(out, f"{dtype}.npz"), **result)
+    finally:
+        processes.close()
+
+
+def _zero_gradient_keys(backend, summary):
+    """The convolution bias in front of batch norm: its exact meta-gradient is 0 (the norm removes
+    a per-channel constant), so in float32 it is rounding noise that Adam scales to full steps;
+    its value and Adam state are compared in float64 only."""
+    if backend == "jax":
+        return [k for k in summary if "conv" in k.lower() and k.rstrip("/").endswith("bias")]
+    positions = [i for i, name in enumerate(summary["names"]) if name.endswith("conv.bias")]
+    prefixes = [f"state/optimizer/state/{i}/" for i in positions]
+    return [k for k in summary if k.endswith("conv.bias/") or k.startswith(tuple(prefixes))]
+
+
+CASES = [
+    ("torch", ("float32", "float64")),
+    ("jax", ("float64",)),
+    pytest.param("jax", ("float32",), marks=pytest.mark.slow),  # jax compiles for 15 s per process
+]
+
+
+@pytest.mark.parametrize("backend,dtypes", CASES, ids=["torch", "jax-float64", "jax-float32"])
+def test_two_processes_equal_one(tmp_path, backend, dtypes):
+    pytest.importorskip(backend)
+    import _helpers
+
+    from l2l_multi.experiment._processes import Processes, launch_local
+
+    global processes
+    env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(_helpers.REPO_ROOT)}
+    launch_local(2, [sys.executable, __file__, backend, str(tmp_path), *dtypes], timeout=600, env=env)
+    processes = Processes(backend)  # the reference: this process alone
+    for dtype in dtypes:
+        context = contextlib.nullcontext()
+        if backend == "jax":
+            import jax
+
+            context = jax.enable_x64(dtype == "float64")
+        with context:
+            single = _summary(run(backend, dtype, str(tmp_path / f"single_{dtype}.npz")))
+        double = dict(np.load(tmp_path / f"{dtype}.npz"))
+        assert sorted(single) == sorted(double)
+        assert len([k for k in single if k.startswith("state/")]) > 6 and "evaluation/task_losses" in single
+        skipped = _zero_gradient_keys(backend, single) if dtype == "float32" else []
+        assert len(skipped) <= 4, skipped  # the bias and its Adam moments, nothing else
+        for key, value in single.items():
+            if key in skipped:
+                continue
+            if "accurac" in key or value.dtype.kind in "iubU":
+                np.testing.assert_array_equal(double[key], value, err_msg=f"{dtype} {key}")
+            else:
+                rtol, atol = TOLERANCE[dtype]
+                np.testing.assert_allclose(double[key], value, rtol=rtol, atol=atol, err_msg=f"{dtype} {key}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    worker(sys.argv[1], sys.argv[2], sys.argv[3:])
