@@ -468,17 +468,13 @@ PENDING = {
     **{f".algorithms.{name}": "models helper" for name in (
         "LightningANIL", "LightningEpisodicModule", "LightningMAML", "LightningMetaOptNet",
         "LightningPrototypicalNetworks")},
-    **{f".algorithms.lightning.{name}": "models helper" for name in (
-        "LightningANIL", "LightningEpisodicModule", "LightningMAML", "LightningMetaOptNet",
-        "LightningPrototypicalNetworks")},
-    **{f".utils.lightning.{name}": "models helper" for name in (
-        "EpisodicBatcher", "NoLeaveProgressBar", "TrackTestAccuracyCallback")},
-    ".vision.models.get_pretrained_backbone": "models helper",
+    ".utils.lightning.NoLeaveProgressBar": "models helper",
+    ".utils.lightning.TrackTestAccuracyCallback": "models helper",
     **{f".vision.models.{name}": "models helper" for name in ("ConvBlock", "fc_init_", "maml_init_")},
     **{f".vision.models.cnn4.{name}": "models helper" for name in (
         "ConvBlock", "LinearBlock", "fc_init_", "maml_init_", "truncated_normal_")},
 }
-PENDING_PATHS = {".algorithms.lightning": "models helper", ".utils.lightning": "models helper"}
+PENDING_PATHS: dict[str, str] = {}
 
 # Parameters we name differently; positional calls are the same (README differences table).
 RENAMED = {
@@ -899,3 +895,17 @@ def test_utilities_match_learn2learn(tmp_path):
     assert set(theirs) == set(ours)
     for key in theirs:
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-12, atol=0, err_msg=key)
+
+
+def test_mini_imagenet_download_flag_is_ignored_when_the_files_are_there(tmp_path):
+    """learn2learn's scripts always pass download=True; with the cache present that must load."""
+    import pickle
+
+    from l2l_multi.vision.datasets import MiniImagenet
+
+    cache = {"image_data": np.zeros((4, 84, 84, 3), np.uint8), "class_dict": {"n02": [0, 1], "n01": [2, 3]}}
+    with open(tmp_path / "mini-imagenet-cache-test.pkl", "wb") as file:
+        pickle.dump(cache, file)
+    assert MiniImagenet(tmp_path, mode="test", download=True).targets.tolist() == [1, 1, 0, 0]
+    with pytest.raises(ValueError, match="download=True is not supported for mini-ImageNet"):
+        MiniImagenet(tmp_path, mode="train", download=True)

@@ -84,7 +84,8 @@ class MiniImagenet(ImageArrayDataset):
         mode: "train", "validation" (alias "val") or "test".
         transform: optional callable applied to each input by ``__getitem__``.
         target_transform: optional callable applied to each target by ``__getitem__``.
-        download: not supported (the images are under ImageNet's terms); True raises.
+        download: nothing is downloaded (the images are under ImageNet's terms): with the files in
+            ``root`` it is ignored (learn2learn's scripts pass True), without them True raises.
         cache_dir: where the decoded JPEG array is cached (JPEG format only).
 
     Attributes:
@@ -108,17 +109,17 @@ class MiniImagenet(ImageArrayDataset):
                  cache_dir: str | os.PathLike | None = None) -> None:
         self.root = os.path.expanduser(os.fspath(root))
         self.mode = check_mode(mode, _MODES)
-        if download:
-            raise ValueError(
-                "download=True is not supported for mini-ImageNet (ImageNet's terms forbid "
-                f"redistribution); put mini-imagenet-cache-{self.mode}.pkl or images/ + CSV in {self.root}"
-            )
         pickle_path = os.path.join(self.root, f"mini-imagenet-cache-{self.mode}.pkl")
         images_folder = os.path.join(self.root, "images")
         if os.path.isfile(pickle_path):
             images, wnids = self._from_pickle(pickle_path)
         elif os.path.isdir(images_folder):
             images, wnids = self._from_jpegs(images_folder, cache_dir)
+        elif download:
+            raise ValueError(
+                "download=True is not supported for mini-ImageNet (ImageNet's terms forbid "
+                f"redistribution); put mini-imagenet-cache-{self.mode}.pkl or images/ + CSV in {self.root}"
+            )
         else:
             raise FileNotFoundError(
                 f"mini-ImageNet {self.mode} split not found: expected {pickle_path} or the folder "
