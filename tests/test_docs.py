@@ -13,16 +13,18 @@ import subprocess
 import sys
 
 import pytest
-from _helpers import REPO_ROOT, SHARED_DATA
+from _helpers import REPO_ROOT
+
+try:  # the data root the other tests use (L2L_MULTI_TEST_DATA, default: the sibling shared/data)
+    from _helpers import OMNIGLOT_ROOT
+except ImportError:
+    from _helpers import SHARED_DATA
+
+    OMNIGLOT_ROOT = os.path.join(os.environ.get("L2L_MULTI_TEST_DATA", str(SHARED_DATA)), "omniglot")
 
 DOCS = REPO_ROOT / "docs"
 PLACEHOLDER = "path/to/omniglot"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-
-
-def _omniglot_root():
-    # L2L_MULTI_TEST_DATA points the tests at another data folder (default: the sibling shared/data)
-    return os.path.join(os.environ.get("L2L_MULTI_TEST_DATA", str(SHARED_DATA)), "omniglot")
 
 
 def _python_blocks(needs_data: bool) -> list[tuple[str, int, str]]:
@@ -31,7 +33,7 @@ def _python_blocks(needs_data: bool) -> list[tuple[str, int, str]]:
         for number, match in enumerate(PYTHON_BLOCK.finditer(page.read_text()), 1):
             code = match.group(1)
             if (PLACEHOLDER in code) == needs_data:
-                blocks.append((page.name, number, code.replace(PLACEHOLDER, _omniglot_root())))
+                blocks.append((page.name, number, code.replace(PLACEHOLDER, str(OMNIGLOT_ROOT))))
     return blocks
 
 
@@ -99,8 +101,8 @@ def test_docs_python_blocks_run():
 @pytest.mark.slow
 def test_docs_python_blocks_with_omniglot_run():
     pytest.importorskip("torch")
-    if not os.path.isdir(_omniglot_root()):
-        pytest.skip(f"no Omniglot data at {_omniglot_root()} (set L2L_MULTI_TEST_DATA)")
+    if not os.path.isdir(str(OMNIGLOT_ROOT)):
+        pytest.skip(f"no Omniglot data at {OMNIGLOT_ROOT} (set L2L_MULTI_TEST_DATA)")
     blocks = _python_blocks(needs_data=True)
     assert blocks, "no docs block reads path/to/omniglot"
     _run_blocks(blocks)
