@@ -56,7 +56,7 @@ def dists(tmp_path_factory):
     for module in ("build", "setuptools", "Cython"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed (it comes with the test extra)")
-    if shutil.which(sysconfig.get_config_var("CC").split()[0]) is None:
+    if shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
         pytest.skip("no C compiler: the wheel would hold only the pure-Python kernels")
     out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
