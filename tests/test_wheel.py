@@ -93,6 +93,8 @@ def test_wheel_contents(dists):
     splits = "l2l_multi/vision/splits/omniglot/vinyals/test.txt"
     for required in ("l2l_multi/py.typed", "l2l_multi/__init__.pyi", splits):
         assert required in names, required
+    if (REPO_ROOT / "LICENSE").exists():  # setuptools copies it into the .dist-info
+        assert [n for n in names if ".dist-info/" in n and n.endswith("/LICENSE")], "LICENSE not in the wheel"
 
 
 def test_sdist_contents(dists):
