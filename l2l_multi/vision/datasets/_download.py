@@ -119,7 +119,8 @@ def verify_file(path: str | os.PathLike, sha256: str | None = None, content_dige
 
     Args:
         path: the file.
-        sha256 / md5: expected hex digest of the file's bytes.
+        sha256: expected SHA-256 hex digest of the file's bytes.
+        md5: expected MD5 hex digest of the file's bytes.
         content_digest: expected ``zip_content_digest(path, content_suffix)`` (for a zip whose
             members are the published ones but which was compressed differently).
 
@@ -160,7 +161,8 @@ def download_file(url: str, path: str | os.PathLike, sha256: str | None = None, 
     Args:
         url: http(s) or file URL.
         path: where the file goes (its folder is created).
-        sha256 / md5: the published hex digest; at least one is required.
+        sha256: the published SHA-256 hex digest (this or ``md5`` is required).
+        md5: the published MD5 hex digest.
         progress: show a progress bar.
 
     Returns:
