@@ -12,6 +12,9 @@ import pytest
 from _helpers import FRAMEWORKS, HAVE_JAX, HAVE_TORCH, REPO_ROOT, SHARED_DATA
 
 pytest.importorskip("matplotlib")
+# jax runs here repeat the same shapes (quick runs, resumes): the session's persistent
+# compilation cache loads those executables instead of compiling them again
+pytestmark = pytest.mark.usefixtures("use_jax_cache")
 EXAMPLES = REPO_ROOT / "examples" / "vision"
 OMNIGLOT = SHARED_DATA / "omniglot"
 needs_omniglot = pytest.mark.skipif(
@@ -51,11 +54,13 @@ OMNIGLOT_CASES = [
 @needs_omniglot
 @pytest.mark.parametrize("backend", FRAMEWORKS)
 @pytest.mark.parametrize("name,extra", OMNIGLOT_CASES, ids=[c[0] for c in OMNIGLOT_CASES])
-def test_omniglot_example_quick(tmp_path, backend, name, extra):
+def test_omniglot_example_quick(tmp_path, backend, name, extra, capsys):
     out = tmp_path / "run"
     results = run_example(
         name, "--quick", "--backend", backend, "--root", OMNIGLOT, "--out", out, "--no-progress", *extra
     )
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == f"Results in {out}: results.json, metrics.csv, curve.png, checkpoint.npz"
     for file in ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.npz"):
         assert (out / file).stat().st_size > 0, file
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -507,7 +507,7 @@ FEWSHOT_FLAGS = [
     (["--eval-batch", "0"], r"--eval-batch must be an integer >= 1"),
     (["--meta-batch", "-1"], r"--meta-batch must be an integer >= 1, got -1"),
     (["--ways", "1"], r"--ways must be an integer >= 2"),
-    (["--test-ways", "20"], r"--test-ways \[20\]: maml has a 5-way output layer"),
+    (["--eval-every", "0"], r"--eval-every must be an integer >= 1"),  # (--test-ways: metric scripts only)
     (["--lr", "nan"], r"--lr must be a finite number, got nan"),
     (["--max-train-seconds", "-5"], r"--max-train-seconds must be >= 0"),
 ]

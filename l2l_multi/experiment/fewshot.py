@@ -7,22 +7,40 @@ exact resume) is shared here, so a method's script is a page of cited numbers.
 Protocol: validation on the same ``--eval-tasks`` validation tasks at every evaluation; at the end,
 ``--test-tasks`` (600) test tasks for each of ``--test-ways``, mean accuracy with a 95% interval,
 with ``--test-adaptation-steps`` inner steps stated in ``results.json``.
+
+A script offers only the options of its algorithm (``_fewshot_options``: no ``--head`` on MAML,
+no inner-loop options on ProtoNets, no ``--algorithm``). ``--download`` fetches missing dataset
+files; ``--tensorboard`` also writes the metrics rows as TensorBoard scalars; Ctrl-C stops between
+two steps, saves a checkpoint and exits with status 130, naming the ``--resume`` command.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from .._training import ALGORITHMS
 from ._cli import check_float, check_int, explicit_options, restore_arguments
 from ._faults import fault_point
+from ._fewshot_options import (
+    HIDDEN_DEFAULTS,
+    adaptation_phrase,
+    learning_curves,
+    name_the_variant,
+    offered_options,
+    quick_settings,
+    refuse_algorithm_option,
+    script_datasets,
+    setting_title,
+)
+from ._interrupt import StopRequest, TrainingStopped, exit_interrupted
 from ._protocol import evaluate_tasks
 from ._run import RunFolder, command_line
+from ._tensorboard import ScalarLog, summary_writer_class
 
 DATASETS = ("omniglot", "mini-imagenet", "tiered-imagenet", "cifarfs", "fc100")
 DEFAULT_MODELS = {
@@ -55,9 +73,17 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     )
     add = parser.add_argument
     add("--backend", choices=("torch", "jax"), default="torch")
-    add("--algorithm", choices=ALGORITHMS, default=defaults["algorithm"])
-    add("--dataset", choices=DATASETS, default="omniglot")
+    # only the options that apply to this script's algorithm (see _fewshot_options)
+    offered = offered_options(defaults)
+    parser.set_defaults(**{k: v for k, v in HIDDEN_DEFAULTS.items() if k not in offered})
+    if "dataset" in offered:
+        add("--dataset", choices=script_datasets(defaults), default=defaults["dataset"])
     add("--root", default="~/data", help="folder holding the dataset's files")
+    add(
+        "--download",
+        action="store_true",
+        help="fetch the dataset's missing files into --root (checksummed) before training",
+    )
     add("--model", default=None, help="omniglot-cnn, omniglot-fc, cnn4 or cnn4-32 (default: by dataset)")
     add(
         "--train-splits",
@@ -69,14 +95,16 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     add("--ways", type=int, default=5, help="classes per training task")
     add("--shots", type=int, default=1, help="support samples per class")
     add("--queries", type=int, default=None, help="query samples per class in training (default: shots)")
-    add("--test-ways", type=int, nargs="+", default=None, help="classes per test task (default: ways)")
+    if "test_ways" in offered:
+        add("--test-ways", type=int, nargs="+", default=None, help="classes per test task (default: ways)")
     add(
         "--test-shots", type=int, default=None, help="support samples per class at test time (default: shots)"
     )
     add("--test-queries", type=int, default=None, help="query samples per class at test time")
     add("--meta-batch", type=int, default=32, help="tasks per meta-update")
     add("--iterations", type=int, default=60000, help="meta-updates")
-    add("--lr", type=float, default=0.4, help="inner-loop learning rate")
+    if "lr" in offered:
+        add("--lr", type=float, default=0.4, help="inner-loop learning rate")
     add("--meta-lr", type=float, default=1e-3, help="Adam's learning rate")
     add(
         "--meta-lr-halve-every",
@@ -84,12 +112,18 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
         default=0,
         help="halve the meta learning rate every N updates (0: never)",
     )
-    add("--adaptation-steps", type=int, default=1)
-    add(
-        "--test-adaptation-steps", type=int, default=None, help="inner steps at test time (default: training)"
-    )
-    add("--first-order", action="store_true")
-    add("--head", choices=("svm", "ridge"), default="ridge", help="MetaOptNet's head")
+    if "adaptation_steps" in offered:
+        add("--adaptation-steps", type=int, default=1, help="inner steps in training")
+        add(
+            "--test-adaptation-steps",
+            type=int,
+            default=None,
+            help="inner steps at test time (default: training)",
+        )
+    if "first_order" in offered:
+        add("--first-order", action="store_true", help="drop the second-order terms of the meta-gradient")
+    if "head" in offered:
+        add("--head", choices=("svm", "ridge"), default="ridge", help="MetaOptNet's head")
     add("--eval-every", type=int, default=1000, help="validate and checkpoint every N updates")
     add(
         "--max-train-seconds",
@@ -112,6 +146,11 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
         help="results folder (default: results/<algorithm>_<dataset>_<ways>w<shots>s_<backend>)",
     )
     add("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    add(
+        "--tensorboard",
+        action="store_true",
+        help="also write the metrics as TensorBoard scalars to <out>/tensorboard",
+    )
     parser.set_defaults(
         **{k: v for k, v in defaults.items() if k not in ("paper", "by_dataset", "first_order")}
     )
@@ -123,6 +162,10 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     return parser
 
 
+# options that choose what is shown or written, not what is trained: not part of config.json
+OUTPUT_OPTIONS = (
+    *("resume", "out", "progress", "paper", "paper_source", "download", "tensorboard"),
+)
 # settings that may differ on --resume: they do not change what was trained so far
 MAY_CHANGE = ("iterations", "root", "max_train_seconds", "test_tasks", "device")
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
@@ -140,6 +183,7 @@ def parse_arguments(defaults: dict[str, Any], description: str, argv: list[str] 
     continues a run); given ones are checked by the results folder (only :data:`MAY_CHANGE` may
     differ). Every flag is validated here, before any work starts (``SystemExit`` naming it)."""
     parser = argument_parser(defaults, description)
+    refuse_algorithm_option(parser, defaults, sys.argv[1:] if argv is None else argv)
     chosen, _ = parser.parse_known_args(argv)
     explicit = explicit_options(parser, argv)
     saved: dict[str, Any] = {}
@@ -157,13 +201,11 @@ def parse_arguments(defaults: dict[str, Any], description: str, argv: list[str] 
     if overrides:
         parser.set_defaults(**overrides)
     if chosen.quick:  # CI-sized defaults; options given on the command line still win
-        parser.set_defaults(**QUICK)
+        parser.set_defaults(**quick_settings(defaults, QUICK))
     args = parser.parse_args(argv)
     args.out = args.out or default_out(args)
     restore_arguments(args, saved, explicit)
-    if args.first_order and "first_order" in defaults:  # e.g. first-order MAML's own name and numbers
-        for key, value in defaults["first_order"].items():
-            setattr(args, key, value)
+    name_the_variant(args, defaults)  # --first-order, MetaOptNet's --head: their own name and numbers
     return args
 
 
@@ -206,12 +248,16 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
             f"--test-ways {args.test_ways}: {args.algorithm} has a {args.ways}-way output layer, so it tests "
             f"with --ways {args.ways} only; {' and '.join(METRIC_ALGORITHMS)} test with other ways"
         )
+    if args.tensorboard:
+        summary_writer_class()  # SystemExit naming what to install, before any work
     if args.backend == "jax" and args.device is not None:
         raise SystemExit(
             f"--device {args.device}: only the torch backend takes a device (jax uses its default)"
         )
     config = {
-        k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress", "paper", "paper_source")
+        k: v
+        for k, v in vars(args).items()
+        if k not in OUTPUT_OPTIONS
     }
     return config
 
@@ -228,6 +274,7 @@ def _tasksets(args, ways: int, queries: int):
         root=args.root,
         seed=args.seed,
         train_splits=tuple(args.train_splits),
+        **({"download": True} if args.download else {}),
     )
 
 
@@ -248,11 +295,19 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
     """Parses ``argv``, trains, evaluates; returns (and writes) ``results.json``'s dict."""
     args = parse_arguments(defaults, description, argv)
     config = _config(args)
-    with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
-        return _train_and_test(args, run, argv)
+    try:
+        with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
+            with StopRequest(active=False) as stop:
+                return _train_and_test(args, run, argv, stop)
+    except TrainingStopped as stopped:  # Ctrl-C during training: the checkpoint is saved
+        exit_interrupted(args.out, stopped.iteration)
+    except KeyboardInterrupt:  # Ctrl-C outside the training steps (data, compiling, testing)
+        exit_interrupted(args.out, None)
 
 
-def _train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str, Any]:
+def _train_and_test(
+    args: argparse.Namespace, run: RunFolder, argv, stop: StopRequest | None = None
+) -> dict[str, Any]:
     import l2l_multi as l2l
 
     from ..data import partition_task_batch
@@ -290,6 +345,10 @@ def _train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str,
 
     from tqdm.auto import tqdm
 
+    stop = stop or StopRequest()  # (one never entered: Ctrl-C raises as usual)
+    log = None
+    if args.tensorboard:  # a resumed run drops what followed its checkpoint
+        log = ScalarLog(run.path, purge_step=start + 1 if run.checkpoint is not None else None)
     began = time.perf_counter() - elapsed
     bar = tqdm(
         range(start, args.iterations),
@@ -306,9 +365,28 @@ def _train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str,
             raise FloatingPointError(f"the meta-loss became {loss} at iteration {step}")
         window.append([loss, accuracy])
 
+    def checkpoint_state(iteration: int) -> dict[str, Any]:
+        return {
+            "iteration": iteration,
+            "learner": learner.state_dict(),
+            "train_tasks": tasksets.train.state_dict(),
+            "window": window,
+            "elapsed": time.perf_counter() - began,
+        }
+
+    def stop_training() -> None:
+        bar.close()
+        if pending is not None:
+            record(*pending)
+        run.save_checkpoint(checkpoint_state(done))
+        raise TrainingStopped(done)
+
     done, pending, stopped_early = start, None, None
+    stop.active = True  # from here, a first Ctrl-C stops between two steps
     for iteration in bar:
         fault_point("training")
+        if stop.requested:
+            stop_training()
         if args.meta_lr_halve_every:
             learner.set_meta_lr(args.meta_lr * 0.5 ** (iteration // args.meta_lr_halve_every))
         X, y = tasksets.train.sample_batch(args.meta_batch)
@@ -343,21 +421,18 @@ def _train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str,
                 "elapsed_s": round(time.perf_counter() - began, 3),
             }
             run.log_metrics(row)
+            if log is not None:
+                log.write(row)
             bar.set_postfix(valid=f"{valid['accuracy']:.3f}", loss=f"{train_loss:.3f}")
             window = []
-            run.save_checkpoint(
-                {
-                    "iteration": done,
-                    "learner": learner.state_dict(),
-                    "train_tasks": tasksets.train.state_dict(),
-                    "window": window,
-                    "elapsed": time.perf_counter() - began,
-                }
-            )
+            run.save_checkpoint(checkpoint_state(done))
             if args.max_train_seconds and time.perf_counter() - began >= args.max_train_seconds:
                 stopped_early = f"time budget of {args.max_train_seconds:g} s reached after {done} updates"
                 break
     bar.close()
+    stop.active = False  # testing: Ctrl-C interrupts at once (the last checkpoint stands)
+    if log is not None:
+        log.close()
     train_seconds = time.perf_counter() - began
     test = {}
     for ways, tasks in test_sets.items():
@@ -392,11 +467,15 @@ def _train_and_test(args: argparse.Namespace, run: RunFolder, argv) -> dict[str,
         "command": command_line(argv),
     }
     run.write_results(results)
-    run.plot("iteration", ["train_accuracy", "valid_accuracy"], title=f"{results['method']} {args.dataset}")
+    title = setting_title(results["method"], args.dataset, args.ways, args.shots, args.backend)
+    published = args.paper.get(f"{args.test_ways[0]}w{args.test_shots}s")  # validation's setting
+    curves = learning_curves(args.eval_tasks, args.test_ways[0], published, args.paper_source)
+    run.plot("iteration", curves, title=title, xlabel="iteration (meta-updates)")
     for setting, result in test.items():
         print(
             f"{results['method']} {args.dataset} {setting}: {100 * result['accuracy']:.2f} "
             f"+- {100 * result['ci95']:.2f}% over {result['num_tasks']} test tasks "
-            f"({result['adaptation_steps']} adaptation steps)"
+            f"({adaptation_phrase(result['adaptation_steps'])})"
         )
+    print(run.describe_files())
     return results
