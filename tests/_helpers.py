@@ -8,7 +8,12 @@ import sys
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# Where the tests find real data sets (Omniglot's zips in <root>/omniglot): the folder named by
+# L2L_MULTI_TEST_DATA, by default the `shared/data` folder beside the repository. Tests that need
+# the data skip when it is absent.
+TEST_DATA = pathlib.Path(os.environ.get("L2L_MULTI_TEST_DATA") or REPO_ROOT.parent / "shared" / "data")
+OMNIGLOT_ROOT = TEST_DATA / "omniglot"
+SHARED_DATA = TEST_DATA  # the old name, still imported by some test files
 
 try:
     import torch  # noqa: F401

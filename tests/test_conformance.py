@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
 
-from _helpers import SHARED_DATA, run_python  # noqa: E402
+from _helpers import OMNIGLOT_ROOT, run_python  # noqa: E402
 
 import l2l_multi as l2l  # noqa: E402
 from l2l_multi._registry import ALGORITHM_SPECS, ModelSpec  # noqa: E402
@@ -146,7 +146,7 @@ def test_jax_backend_and_examples_run_where_torch_cannot_be_imported(tmp_path):
     from _helpers import REPO_ROOT
 
     arguments = [str(tmp_path)]
-    omniglot = SHARED_DATA / "omniglot"
+    omniglot = OMNIGLOT_ROOT
     if (omniglot / "images_background.zip").exists():
         arguments.append(str(omniglot))
     code = f"import sys; sys.argv = ['-c', *{arguments!r}]\n" + NO_TORCH

@@ -9,17 +9,17 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import FRAMEWORKS, HAVE_JAX, HAVE_TORCH, REPO_ROOT, SHARED_DATA
+from _helpers import FRAMEWORKS, HAVE_JAX, HAVE_TORCH, OMNIGLOT_ROOT, REPO_ROOT
 
 pytest.importorskip("matplotlib")
 # jax runs here repeat the same shapes (quick runs, resumes): the session's persistent
 # compilation cache loads those executables instead of compiling them again
 pytestmark = pytest.mark.usefixtures("use_jax_cache")
 EXAMPLES = REPO_ROOT / "examples" / "vision"
-OMNIGLOT = SHARED_DATA / "omniglot"
+OMNIGLOT = OMNIGLOT_ROOT
 needs_omniglot = pytest.mark.skipif(
     not (OMNIGLOT / "images_background.zip").exists(),
-    reason="the Omniglot archives are not in ../shared/data",
+    reason=f"the Omniglot archives are not in {OMNIGLOT_ROOT} (set L2L_MULTI_TEST_DATA)",
 )
 
 

@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import FRAMEWORKS, SHARED_DATA
+from _helpers import FRAMEWORKS, OMNIGLOT_ROOT
 
 import l2l_multi as l2l
 from l2l_multi.vision import benchmarks
 
-OMNIGLOT = SHARED_DATA / "omniglot"
+OMNIGLOT = OMNIGLOT_ROOT
 needs_omniglot = pytest.mark.skipif(
     not (OMNIGLOT / "images_background.zip").exists(), reason="no Omniglot data"
 )

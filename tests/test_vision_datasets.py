@@ -1,6 +1,7 @@
 """l2l.vision.datasets: safe download/extract, and every dataset on fixtures in its real on-disk format.
 
-FullOmniglot is also checked on the real archives in /work/shared/data/omniglot when present.
+FullOmniglot is also checked on the real archives in the test data folder (L2L_MULTI_TEST_DATA,
+see tests/_helpers.py) when present.
 """
 
 import hashlib
@@ -15,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import OMNIGLOT_ROOT
 from PIL import Image
 
 from l2l_multi.data import MetaDataset
 from l2l_multi.vision import datasets
 from l2l_multi.vision.datasets import _cifar, _common, _mini_imagenet, _omniglot, _tiered_imagenet
 
-OMNIGLOT = Path(os.environ.get("L2L_OMNIGLOT_DIR", "/work/shared/data/omniglot"))
+OMNIGLOT = OMNIGLOT_ROOT
 # From the data folder's README (sha256 over the sorted "<png sha256>  <arcname>" lines).
 OMNIGLOT_DIGESTS = {
     "images_background.zip": "deaa02f758afda524b3a045c7af40311f2d9ded3e2a39f715ece8470d474bc6a",
