@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import importlib.util
 import os
 import types
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "torch": ("l2l_multi.backends.torch", "torch", "torch"),
     "jax": ("l2l_multi.backends.jax", "jax", "jax"),
 }
-DEFAULT_BACKEND = "torch"
+DEFAULT_BACKEND = "torch"  # the full feature set; "jax" is the default only where torch is missing
 ENVIRONMENT_VARIABLE = "L2L_BACKEND"
 
 _process_default: str | None = None  # None until set_backend() or the first lookup
@@ -44,15 +45,40 @@ def _check_name(name: object, argument: str = "name") -> str:
     return name
 
 
+def installed(framework: str) -> bool:
+    """Whether ``framework`` (e.g. "torch", "jax", "gymnasium") can be imported, without importing it.
+
+    Example:
+        >>> installed("numpy"), installed("no_such_framework")
+        (True, False)
+    """
+    try:
+        return importlib.util.find_spec(framework) is not None
+    except (ImportError, ValueError):  # a blocked or half-removed package counts as missing
+        return False
+
+
+def missing_framework_hint(name: str) -> str:
+    """How to get backend ``name`` working (a str): its pip extra, then the other backend, with
+    its extra unless it is installed."""
+    hint = f"install it with: pip install 'l2l_multi[{_REGISTRY[name][2]}]'"
+    for other, (_, framework, extra) in _REGISTRY.items():
+        if other != name:
+            hint += (f', or use the installed one: l2l.set_backend("{other}")' if installed(framework)
+                     else f", or pip install 'l2l_multi[{extra}]' and l2l.set_backend(\"{other}\")")
+    return hint
+
+
 def load_backend(name: str | None = None) -> types.ModuleType:
     """Import and return the module implementing backend ``name`` (default: the current one).
 
     Raises:
         ValueError: ``name`` is not one of ``available_backends()``.
-        ImportError: the backend's framework is not installed; the message names the pip extra.
+        ImportError: the backend's framework is not installed; the message names the pip extra
+            (and ``l2l.set_backend(...)`` of the other backend when that one is installed).
     """
     name = get_backend() if name is None else _check_name(name)
-    module_name, framework, extra = _REGISTRY[name]
+    module_name, framework, _ = _REGISTRY[name]
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -60,9 +86,17 @@ def load_backend(name: str | None = None) -> types.ModuleType:
         if missing in {framework, "jaxlib", "flax", "optax"}:
             raise ImportError(
                 f"the {name!r} backend needs {missing!r}, which is not installed; "
-                f"install it with: pip install 'l2l_multi[{extra}]'"
+                f"{missing_framework_hint(name)}"
             ) from error
         raise
+
+
+def _default_backend() -> str:
+    # torch when installed; else jax when only jax is, so a `[jax]` install works without a
+    # set_backend call; else torch, whose load error then names the extras.
+    if not installed("torch") and installed("jax"):
+        return "jax"
+    return DEFAULT_BACKEND
 
 
 def set_backend(name: str) -> None:
@@ -88,7 +122,8 @@ def get_backend() -> str:
     """Name of the backend that an object made now would bind to.
 
     Order: the innermost ``use_backend`` scope, then ``set_backend``, then the ``L2L_BACKEND``
-    environment variable (read on first use), then ``"torch"``.
+    environment variable (read on first use), then ``"torch"`` (``"jax"`` when jax is
+    installed and torch is not).
     """
     global _process_default
     scoped = _scoped.get()
@@ -97,7 +132,7 @@ def get_backend() -> str:
     if _process_default is None:
         from_env = os.environ.get(ENVIRONMENT_VARIABLE)
         _process_default = (
-            _check_name(from_env, ENVIRONMENT_VARIABLE) if from_env else DEFAULT_BACKEND
+            _check_name(from_env, ENVIRONMENT_VARIABLE) if from_env else _default_backend()
         )
     return _process_default
 

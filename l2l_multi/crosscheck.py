@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._backend import installed
 from ._registry import ALGORITHM_SPECS, algorithm_spec, model_spec
 from ._training import INNER_ALGORITHMS, INNER_OPTIMIZERS, MODELS, MetaLearner, check_choice
 
@@ -170,6 +171,7 @@ def crosscheck(
         >>> report.passed, report.meta_loss < 1e-12
         (True, True)
     """
+    require_both_frameworks()
     import jax
 
     spec = algorithm_spec(algorithm)
@@ -200,6 +202,19 @@ def crosscheck(
             adapted_jax = jax_learner.adapted_parameters(*batch[:2], layout="flax")
             adapted_difference = compare_trees(adapted_torch, adapted_jax)
     return CrossCheckReport(loss_difference, adapted_difference, gradient_difference, TOLERANCES[dtype])
+
+
+def require_both_frameworks() -> None:
+    """Raise ``ImportError`` naming each framework the cross-check lacks and the extra that has it."""
+    extras = {"torch": "torch", "jax": "jax", "flax": "jax", "optax": "jax"}
+    missing = [package for package in extras if not installed(package)]
+    if missing:
+        needed = ",".join(sorted({extras[package] for package in missing}))
+        raise ImportError(
+            f"the cross-check runs both the torch and the jax backend; {', '.join(map(repr, missing))} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed; install with: "
+            f"pip install 'l2l_multi[{needed}]'"
+        )
 
 
 def _inner_optimizers(inner: str | None, algorithm: str, lr: float, adam_eps: float) -> dict[str, dict]:
@@ -257,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--head", default=None, help="MetaOptNet's head (ridge, svm)")
     args = parser.parse_args(argv)
+    try:
+        require_both_frameworks()
+    except ImportError as error:
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return 2
     if args.algorithm == "all":
         rows = crosscheck_rows()
     else:

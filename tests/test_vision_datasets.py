@@ -311,6 +311,8 @@ def test_real_omniglot_download(omniglot28, tmp_path, monkeypatch):
     """download=True fetches missing zips (md5-checked) and accepts a repackaged present zip."""
     _, cache, _ = omniglot28
     md5s = {name: hashlib.md5((OMNIGLOT / name).read_bytes()).hexdigest() for name in OMNIGLOT_DIGESTS}
+    monkeypatch.setattr(_omniglot, "_SHA256", {**_omniglot._SHA256, "images_evaluation": _sha256(
+        (OMNIGLOT / "images_evaluation.zip").read_bytes())})
     # Serve the evaluation zip "remotely"; the background zip is already in root (a repackaged copy
     # whose md5 differs from Lake's: accepted through its content digest).
     monkeypatch.setattr(_omniglot, "_URL", OMNIGLOT.as_uri() + "/{}.zip")

@@ -5,6 +5,15 @@ Importing this package registers ``Particles2D-v1``, ``HalfCheetahForwardBackwar
 MuJoCo and metaworld are imported only when their environments are made.
 """
 
+try:
+    import gymnasium as _gymnasium  # noqa: F401  (checked first, for the error below)
+except ModuleNotFoundError as _error:
+    if (_error.name or "").split(".")[0] != "gymnasium":
+        raise
+    raise ImportError(
+        'l2l_multi.gym needs gymnasium, which is not installed; install it with: pip install "l2l_multi[rl]"'
+    ) from _error
+
 from . import envs as envs  # learn2learn's module paths (l2l.gym.envs.mujoco...), resolved lazily
 from ._meta_env import MetaEnv as MetaEnv
 from ._particles import Particles2DEnv as Particles2DEnv

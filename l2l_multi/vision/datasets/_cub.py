@@ -18,7 +18,8 @@ from ._fine_grained import (
 )
 
 _URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1"
-_MD5 = "97eceeb196236b17998738112f37df78"  # the digest torchvision-style loaders and Avalanche publish
+# as TensorFlow Datasets records it for this URL (the md5 other loaders publish: 97eceeb1...)
+_SHA256 = "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"
 
 
 def _read_pairs(path: str) -> dict[int, str]:
@@ -43,7 +44,7 @@ class CUBirds200(ImageArrayDataset):
     appear in ImageNet are kept.
 
     Reads ``root/CUB_200_2011/{classes.txt, images.txt, image_class_labels.txt, images/...}``.
-    ``download=True`` fetches ``CUB_200_2011.tgz`` from CaltechDATA (md5 ``97eceeb1...``) and extracts it.
+    ``download=True`` fetches ``CUB_200_2011.tgz`` from CaltechDATA (sha256 ``0c685df5...``) and extracts it.
 
     Args:
         root: folder holding ``CUB_200_2011/``.
@@ -76,7 +77,7 @@ class CUBirds200(ImageArrayDataset):
         if download and not os.path.isdir(folder):
             archive = os.path.join(self.root, "CUB_200_2011.tgz")
             if not os.path.isfile(archive):
-                download_file(_URL, archive, md5=_MD5)
+                download_file(_URL, archive, _SHA256, size=1_150_585_339)
             extract_archive(archive, self.root)
         classes = _read_pairs(os.path.join(folder, "classes.txt"))
         images = _read_pairs(os.path.join(folder, "images.txt"))

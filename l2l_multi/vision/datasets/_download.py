@@ -1,7 +1,14 @@
-"""Downloading, verifying and extracting dataset files without ever leaving half-written files.
+"""Downloading (through pooch), verifying and safely extracting dataset files.
 
-Every writer works in a temporary file or folder beside its target and renames it into place
-only once it is complete and checked, so an interrupted run leaves either nothing or the whole.
+pooch's downloaders fetch (HTTP(S) through requests with a tqdm bar, FTP, SFTP, DOI; ``file://`` is
+copied here). Its ``retrieve`` and its archive processors are not used, being weaker than ours:
+``retrieve`` streams into an unlocked ``tmpXXXXXXXX`` file that a killed process leaves behind for
+good (ours is locked while written and checked, so a later download removes a dead one and never a
+live one), and its extraction writes straight into the destination, rewrites ``..`` and absolute
+member names instead of refusing them, and lets a duplicate member overwrite another.
+
+Every writer works in a temporary file or folder beside its target and renames it into place only
+once it is complete and checked, so an interrupted run leaves either nothing or the whole.
 """
 
 from __future__ import annotations
@@ -13,13 +20,14 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
 
 from tqdm.auto import tqdm
 
-from ...data._files import temporary_file
+from ...data._files import remove_stale_temporaries, temporary_file
 
 _CHUNK = 1 << 20
 # Python < 3.11.4 has no extraction filters; the checks below refuse the same members anyway.
@@ -27,7 +35,7 @@ _FILTER_ERROR = getattr(tarfile, "FilterError", ())
 
 
 class ChecksumError(ValueError):
-    """A file's digest differs from the published one."""
+    """A file's size or digest differs from the published one."""
 
 
 class UnsafeArchiveError(ValueError):
@@ -72,7 +80,7 @@ def zip_members(archive: zipfile.ZipFile, path: str | os.PathLike) -> list[zipfi
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file's bytes (``algorithm``: any ``hashlib`` name, e.g. "sha256", "md5").
+    """Hex digest (str) of a file's bytes; ``algorithm``: a ``hashlib`` name ("sha256", "md5").
 
     Example:
         >>> import os, tempfile
@@ -82,11 +90,9 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         >>> file_digest(path)[:16], file_digest(path, "md5")[:8]
         ('ba7816bf8f01cfea', '90015098')
     """
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    import pooch  # lazily: it imports requests (~0.15 s)
+
+    return pooch.file_hash(os.fspath(path), alg=algorithm)
 
 
 def zip_content_digest(path: str | os.PathLike, suffix: str = "") -> str:
@@ -114,7 +120,7 @@ def zip_content_digest(path: str | os.PathLike, suffix: str = "") -> str:
 
 
 def verify_file(path: str | os.PathLike, sha256: str | None = None, content_digest: str | None = None,
-                *, md5: str | None = None, content_suffix: str = "") -> bool:
+                *, md5: str | None = None, content_suffix: str = "", size: int | None = None) -> bool:
     """Whether ``path`` exists and matches any one of the given digests.
 
     Args:
@@ -123,9 +129,12 @@ def verify_file(path: str | os.PathLike, sha256: str | None = None, content_dige
         md5: expected MD5 hex digest of the file's bytes.
         content_digest: expected ``zip_content_digest(path, content_suffix)`` (for a zip whose
             members are the published ones but which was compressed differently).
+        content_suffix: only zip members whose name ends with it count in ``content_digest``.
+        size: expected size in bytes (int), checked first: a cheap refusal of a truncated file.
 
     Returns:
-        True on the first digest that matches; False when none does or the file is missing.
+        True on the first digest that matches; False when none does, the size differs or the
+        file is missing.
 
     Example:
         >>> import os, tempfile
@@ -137,7 +146,7 @@ def verify_file(path: str | os.PathLike, sha256: str | None = None, content_dige
     """
     if sha256 is None and md5 is None and content_digest is None:
         raise ValueError("verify_file needs at least one of sha256, md5 or content_digest")
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) or (size is not None and os.path.getsize(path) != size):
         return False
     if sha256 is not None and file_digest(path, "sha256") == sha256.lower():
         return True
@@ -151,25 +160,48 @@ def verify_file(path: str | os.PathLike, sha256: str | None = None, content_dige
     return False
 
 
-def download_file(url: str, path: str | os.PathLike, sha256: str | None = None, *, md5: str | None = None,
-                  progress: bool = True) -> str:
-    """Download ``url`` to ``path``, check its digest, and only then move it into place.
+def _fetch(url: str, file, progress: bool) -> None:
+    """Write the bytes at ``url`` to the open binary ``file``: pooch's downloader for the URL's
+    scheme (http, https, ftp, sftp, doi; others raise ValueError), or a copy for ``file://``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        with open(urllib.request.url2pathname(parts.path), "rb") as source:
+            shutil.copyfileobj(source, file, _CHUNK)
+        return
+    import pooch
 
-    The bytes stream into a temporary file in ``path``'s folder (with a tqdm bar); a digest
-    mismatch or any error deletes it, so ``path`` is either absent or complete and verified.
+    if parts.scheme in ("http", "https"):
+        # 1 MiB chunks: pooch flushes after each, and its default 1 KiB is slow for GB archives.
+        # Some hosts refuse requests' default user agent.
+        downloader = pooch.HTTPDownloader(progressbar=progress, chunk_size=_CHUNK,
+                                          headers={"User-Agent": "l2l_multi"})
+    else:
+        downloader = pooch.downloaders.choose_downloader(url, progressbar=progress)
+    downloader(url, file, None)
+
+
+def download_file(url: str, path: str | os.PathLike, sha256: str | None = None, *, md5: str | None = None,
+                  size: int | None = None, progress: bool = True) -> str:
+    """Download ``url`` to ``path`` unless ``path`` already holds the published file.
+
+    The bytes stream into a locked temporary file in ``path``'s folder (pooch's downloader, with a
+    tqdm bar) whose size and digest are checked before it is renamed into place; a mismatch or any
+    error (Ctrl-C included) deletes it, so ``path`` is either absent or complete and verified.
 
     Args:
-        url: http(s) or file URL.
+        url: http(s), ftp, sftp, doi or file URL.
         path: where the file goes (its folder is created).
-        sha256: the published SHA-256 hex digest (this or ``md5`` is required).
+        sha256: the published SHA-256 hex digest (this or ``md5`` is required; it wins over ``md5``).
         md5: the published MD5 hex digest.
+        size: the published size in bytes (int), or None.
         progress: show a progress bar.
 
     Returns:
-        ``path`` as a string.
+        ``path`` as a string. A file already there that verifies is kept: nothing is fetched.
 
     Raises:
-        ChecksumError: the downloaded bytes have another digest (message: file, expected, actual).
+        ChecksumError: the downloaded bytes have another size or digest (message: file, expected,
+            actual).
 
     Example:
         >>> import os, pathlib, tempfile
@@ -183,28 +215,27 @@ def download_file(url: str, path: str | os.PathLike, sha256: str | None = None, 
     if sha256 is None and md5 is None:
         raise ValueError(f"download_file({url!r}) needs sha256= or md5= to verify what it downloads")
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    if verify_file(path, sha256, md5=md5, size=size):
+        return path
+    folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(folder, f".{name}.*.part")  # left by killed downloads of this file
     algorithm, expected = ("sha256", sha256) if sha256 is not None else ("md5", md5)
-    digest = hashlib.new(algorithm)
-    handle, temporary = temporary_file(folder, os.path.basename(path))
+    handle, temporary = temporary_file(folder, name)
     try:
-        # Some hosts refuse urllib's default user agent.
-        request = urllib.request.Request(url, headers={"User-Agent": "l2l_multi"})
-        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(request) as response:
-            total = response.headers.get("Content-Length")
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                      desc=os.path.basename(path), disable=not progress) as bar:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    file.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        actual = digest.hexdigest()
-        if actual != expected.lower():
-            raise ChecksumError(
-                f"downloaded {url} for {path} has {algorithm} {actual}, expected {expected}; "
-                "the download was deleted (retry, or check the URL)"
-            )
+        with os.fdopen(handle, "w+b") as file:  # keeps the lock until the bytes are verified
+            _fetch(url, file, progress)
+            file.flush()
+            received = os.fstat(file.fileno()).st_size
+            if size is not None and received != size:
+                raise ChecksumError(f"downloaded {url} for {path} has {received} bytes, expected {size} "
+                                    "(truncated?); the download was deleted (retry)")
+            actual = file_digest(temporary, algorithm)
+            if actual != expected.lower():
+                raise ChecksumError(
+                    f"downloaded {url} for {path} has {algorithm} {actual}, expected {expected}; "
+                    "the download was deleted (retry, or check the URL)"
+                )
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

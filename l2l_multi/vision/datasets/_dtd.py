@@ -18,7 +18,8 @@ from ._fine_grained import (
 )
 
 _URL = "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz"
-_MD5 = "fff73e5086ae6bdbea199a49dfb8a4c1"  # as torchvision's DTD publishes it
+# sha256 (of 625,239,812 bytes) as TensorFlow Datasets records it for this URL (the VGG page gives none)
+_SHA256 = "e42855a52a4950a3b59612834602aa253914755c95b0cff9ead6d07395f8e205"
 _EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
@@ -31,7 +32,7 @@ class DescribableTextures(ImageArrayDataset):
     Labels follow sorted category order within the split.
 
     Reads ``root/dtd/images/<category>/*.jpg``. ``download=True`` fetches ``dtd-r1.0.1.tar.gz``
-    (md5 ``fff73e50...``) from the VGG site and extracts it into ``root``.
+    (sha256 ``e42855a5...``) from the VGG site and extracts it into ``root``.
 
     Args:
         root: folder holding ``dtd/``.
@@ -60,7 +61,7 @@ class DescribableTextures(ImageArrayDataset):
         if download and not os.path.isdir(images):
             archive = os.path.join(self.root, "dtd-r1.0.1.tar.gz")
             if not os.path.isfile(archive):
-                download_file(_URL, archive, md5=_MD5)
+                download_file(_URL, archive, _SHA256, size=625_239_812)
             extract_archive(archive, self.root)
         if not os.path.isdir(images):
             raise missing_file_error("DescribableTextures", images, "image folder")

@@ -1,15 +1,13 @@
-"""Shared pieces of the Meta-Dataset fine-grained loaders: class split, cached decoding, downloads."""
+"""Shared pieces of the Meta-Dataset fine-grained loaders: class split, cached decoding, errors."""
 
 from __future__ import annotations
 
 import os
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ...data._files import temporary_file
 from ._common import cache_folders, fingerprint, load_cached, save_cached
 
 MODES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
@@ -97,30 +95,6 @@ def decode_cached(name: str, root: str, cache_dir: str | os.PathLike | None, pat
         images[index] = _decode_image(path, image_size, crop_bottom)
     save_cached(folders, filename, images)
     return images
-
-
-def download_unverified(url: str, path: str, check: Callable[[str], None], progress: bool = True) -> str:
-    """Download ``url`` to ``path`` for files with no published digest: ``check(temporary_path)``
-    must accept the bytes (raise otherwise) before the file is renamed into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = temporary_file(folder, os.path.basename(path))
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": "l2l_multi"})
-        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(request) as response:
-            total = response.headers.get("Content-Length")
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                      desc=os.path.basename(path), disable=not progress) as bar:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    file.write(chunk)
-                    bar.update(len(chunk))
-        check(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
 
 
 def restrict(paths: Sequence[str], classes: Sequence[int], class_names: Sequence[str],

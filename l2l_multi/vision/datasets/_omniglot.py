@@ -24,6 +24,9 @@ _ARCHIVES = (
     ("images_evaluation", "6b91aef0f799c5bb55b94e3f2daec811",
      "3d5e035f27423c362bf9a181af649b43cda64c1008f842177ddc5203269c901e"),
 )
+# sha256 of Lake's zips as TensorFlow Datasets records them for the same URLs; a download must match it.
+_SHA256 = {"images_background": "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
+           "images_evaluation": "1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee"}
 NATIVE_SIZE = 105
 
 
@@ -122,8 +125,8 @@ class FullOmniglot(ImageArrayDataset):
         root: folder holding the two zips.
         transform: optional ``uint8 [H, W] -> anything`` applied by ``__getitem__``.
         target_transform: optional ``int64 label -> anything`` applied by ``__getitem__``.
-        download: fetch missing zips from Lake's repository (md5-checked) and check present ones
-            (their md5, or their PNG content digest for repackaged copies).
+        download: fetch missing zips from Lake's repository (sha256-checked) and check present ones
+            (their sha256 or md5, or their PNG content digest for repackaged copies).
         image_size: side of the square output images; None for 105.
         cache_dir: folder of the decoded-array cache; None tries ``root`` then
             ``~/.cache/l2l_multi/omniglot`` (``$L2L_MULTI_CACHE`` / ``$XDG_CACHE_HOME`` respected),
@@ -207,9 +210,9 @@ class FullOmniglot(ImageArrayDataset):
     @staticmethod
     def _fetch(path: str, stem: str, md5: str, content: str) -> None:
         if not os.path.isfile(path):
-            download_file(_URL.format(stem), path, md5=md5)
-        elif not verify_file(path, md5=md5, content_digest=content, content_suffix=".png"):
+            download_file(_URL.format(stem), path, _SHA256[stem])
+        elif not verify_file(path, _SHA256[stem], md5=md5, content_digest=content, content_suffix=".png"):
             raise ValueError(
-                f"{path} matches neither the md5 of Lake's {stem}.zip ({md5}) nor the content digest "
-                f"of its PNGs ({content}); delete it and pass download=True to fetch it again"
+                f"{path} matches neither the sha256 nor the md5 of Lake's {stem}.zip ({md5}) nor the "
+                f"content digest of its PNGs ({content}); delete it and pass download=True to fetch it again"
             )

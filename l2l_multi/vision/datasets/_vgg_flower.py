@@ -20,9 +20,9 @@ from ._fine_grained import (
 )
 
 _BASE = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
-# md5s as published with torchvision's Flowers102 (the VGG page gives none).
-_IMAGES_MD5 = "52808999861908f626f3c1f4e79d11fa"
-_LABELS_MD5 = "e0620be6f572b9609742df49c70aed4d"
+# sha256s as TensorFlow Datasets records them for these URLs (the VGG page gives no digest).
+_IMAGES_SHA256 = "2d01ecc807db462958cfe3d92f57a8c252b4abd240eb955770201e45f783b246"
+_LABELS_SHA256 = "4903e94206bac23bf772aadf06451916df56b58fc483a62db32a97b82656651d"
 
 
 class VGGFlower102(ImageArrayDataset):
@@ -34,7 +34,7 @@ class VGGFlower102(ImageArrayDataset):
 
     Reads ``root/jpg/image_XXXXX.jpg`` and ``root/imagelabels.mat`` (``labels``: ``[1, 8189]``, 1-based;
     read with ``scipy.io.loadmat``, so scipy is needed). ``download=True`` fetches ``102flowers.tgz``
-    (md5 ``52808999...``) and ``imagelabels.mat`` (md5 ``e0620be6...``) from the VGG site.
+    (sha256 ``2d01ecc8...``) and ``imagelabels.mat`` (sha256 ``4903e942...``) from the VGG site.
 
     Args:
         root: folder holding ``jpg/`` and ``imagelabels.mat``.
@@ -65,10 +65,10 @@ class VGGFlower102(ImageArrayDataset):
             if not os.path.isdir(os.path.join(self.root, "jpg")):
                 archive = os.path.join(self.root, "102flowers.tgz")
                 if not os.path.isfile(archive):
-                    download_file(_BASE + "102flowers.tgz", archive, md5=_IMAGES_MD5)
+                    download_file(_BASE + "102flowers.tgz", archive, _IMAGES_SHA256, size=344_862_509)
                 extract_archive(archive, self.root)
             if not os.path.isfile(labels_path):
-                download_file(_BASE + "imagelabels.mat", labels_path, md5=_LABELS_MD5)
+                download_file(_BASE + "imagelabels.mat", labels_path, _LABELS_SHA256, size=502)
         if not os.path.isfile(labels_path):
             raise missing_file_error("VGGFlower102", labels_path, "label file")
         from scipy.io import loadmat
