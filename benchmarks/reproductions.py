@@ -122,7 +122,7 @@ def missing_rows(covered: set[tuple[str, str, str]]) -> list[str]:
             continue
         command = f"python examples/vision/{script}.py {extra} {OMNIGLOT}".replace("  ", " ")
         rows.append(
-            f"| {method} | {defaults['dataset']} | {setting} | {_percent(paper[setting])} | not run yet "
+            f"| {method} | {defaults['dataset']} | {setting} | {_percent(paper[setting])} | not run "
             f"| | | | | | `{command}` |"
         )
     return rows
@@ -133,7 +133,7 @@ def main(argv=None) -> str:
     parser.add_argument("folders", nargs="*", type=Path)
     parser.add_argument("--output", type=Path, default=HERE / "REPRODUCTIONS.md")
     parser.add_argument("--include-quick", action="store_true")
-    parser.add_argument("--no-missing", action="store_true", help="leave out tracked settings not run yet")
+    parser.add_argument("--no-missing", action="store_true", help="leave out the tracked settings that have no results folder")
     args = parser.parse_args(argv)
     folders = args.folders or sorted(p.parent for p in (HERE / "results").glob("*/results.json"))
     fewshot, other, covered = [], [], set()
