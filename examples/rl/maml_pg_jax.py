@@ -86,14 +86,16 @@ def _config(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Parses ``argv``, meta-trains, writes the results folder; returns ``results.json``'s dict."""
     from l2l_multi.experiment import RunFolder
+    from l2l_multi.experiment._interrupt import run_interruptible
 
     args = maml_trpo.parse_arguments(argument_parser(), DEFAULTS, argv, QUICK)
     config = _config(args)
     with RunFolder(args.out, config, resume=args.resume, may_change=("iterations",)) as run:
-        return _train(args, run, argv)
+        # Ctrl-C: stop before the next iteration (each one saves a checkpoint), exit 130
+        return run_interruptible(args.out, lambda stop: _train(args, run, argv, stop))
 
 
-def _train(args: argparse.Namespace, run, argv) -> dict:
+def _train(args: argparse.Namespace, run, argv, stop) -> dict:
     """The training loop of :func:`main` in an open results folder."""
     import jax
     import jax.numpy as jnp
@@ -103,6 +105,7 @@ def _train(args: argparse.Namespace, run, argv) -> dict:
 
     from l2l_multi.experiment import command_line
     from l2l_multi.experiment._faults import fault_point
+    from l2l_multi.experiment._interrupt import stop_if_requested
 
     device = jax.devices()[0]
     device_kind = getattr(device, "device_kind", device.platform)
@@ -137,8 +140,10 @@ def _train(args: argparse.Namespace, run, argv) -> dict:
         disable=not args.progress,
         dynamic_ncols=True,
     )
+    stop.active = True
     for index in bar:
         fault_point("training")
+        stop_if_requested(stop, index)
         iteration = index + 1
         # Every random draw of the iteration comes from (seed, iteration): a resumed run repeats it.
         goal_key, step_key = jax.random.split(jax.random.fold_in(root, iteration))
@@ -167,6 +172,7 @@ def _train(args: argparse.Namespace, run, argv) -> dict:
         )
         bar.set_postfix(pre=f"{pre:.1f}", post=f"{post:.1f}")
     bar.close()
+    stop.active = False
 
     results = {
         "method": DEFAULTS["method"],

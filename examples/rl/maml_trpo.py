@@ -325,6 +325,7 @@ def main(
     """
     import l2l_multi.gym as l2l_gym
     from l2l_multi.experiment import RunFolder
+    from l2l_multi.experiment._interrupt import run_interruptible
 
     parser = argument_parser(defaults, description, add_method_arguments)
     args = parse_arguments(parser, defaults, argv)
@@ -336,12 +337,14 @@ def main(
         with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
             run.record_environment(device=torch_device_name())
             method = (make_method_learner, method_update, make_optimizer)
-            return _train(args, defaults, run, template.unwrapped, method, argv)
+            # Ctrl-C: stop before the next iteration (each one saves a checkpoint), exit 130
+            train = lambda stop: _train(args, defaults, run, template.unwrapped, method, argv, stop)  # noqa: E731
+            return run_interruptible(args.out, train)
     finally:
         template.close()
 
 
-def _train(args, defaults, run, sampler, method, argv) -> dict[str, Any]:
+def _train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
     """The training loop of :func:`main` in an open results folder."""
     import torch
     from l2l_multi.backends.torch import rl
@@ -349,6 +352,7 @@ def _train(args, defaults, run, sampler, method, argv) -> dict[str, Any]:
 
     from l2l_multi.experiment import command_line
     from l2l_multi.experiment._faults import fault_point
+    from l2l_multi.experiment._interrupt import stop_if_requested
 
     make_method_learner, method_update, make_optimizer = method
     obs_size = int(np.prod(sampler.observation_space.shape))
@@ -379,9 +383,11 @@ def _train(args, defaults, run, sampler, method, argv) -> dict[str, Any]:
         disable=not args.progress,
         dynamic_ncols=True,
     )
+    stop.active = True
     try:
         for index in bar:
             fault_point("training")
+            stop_if_requested(stop, index)
             iteration = index + 1
             seeds = iteration_seeds(args.seed, iteration)
             tasks = sampler.sample_tasks(args.meta_batch, seed=seeds["tasks"])
@@ -419,6 +425,7 @@ def _train(args, defaults, run, sampler, method, argv) -> dict[str, Any]:
     finally:
         bar.close()
         env.close()
+    stop.active = False
 
     rows = run.read_metrics()
     results = {

@@ -77,3 +77,27 @@ def exit_interrupted(out, iteration: int | None) -> None:
         print(f"Interrupted before the first checkpoint; nothing to resume in {out}")
     sys.stdout.flush()
     raise SystemExit(EXIT_STATUS)
+
+
+def run_interruptible(out, train):
+    """Returns ``train(stop)`` (``stop``: a :class:`StopRequest`, inactive until ``train`` sets
+    ``stop.active``); Ctrl-C ends the process through :func:`exit_interrupted` (one line, status
+    130): after :class:`TrainingStopped`, naming its iteration; otherwise the folder's last
+    checkpoint, if any."""
+    try:
+        with StopRequest(active=False) as stop:
+            return train(stop)
+    except TrainingStopped as stopped:
+        exit_interrupted(out, stopped.iteration)
+    except KeyboardInterrupt:
+        exit_interrupted(out, None)
+
+
+def stop_if_requested(stop: StopRequest, iteration: int) -> None:
+    """For a loop that saves a checkpoint after every iteration: on a stop request, raises
+    :class:`TrainingStopped` for ``iteration`` (the last one completed and saved), or
+    ``KeyboardInterrupt`` when none was (``iteration`` 0)."""
+    if stop.requested:
+        if iteration > 0:
+            raise TrainingStopped(iteration)
+        raise KeyboardInterrupt
