@@ -468,11 +468,6 @@ PENDING = {
     **{f".algorithms.{name}": "models helper" for name in (
         "LightningANIL", "LightningEpisodicModule", "LightningMAML", "LightningMetaOptNet",
         "LightningPrototypicalNetworks")},
-    ".utils.lightning.NoLeaveProgressBar": "models helper",
-    ".utils.lightning.TrackTestAccuracyCallback": "models helper",
-    **{f".vision.models.{name}": "models helper" for name in ("ConvBlock", "fc_init_", "maml_init_")},
-    **{f".vision.models.cnn4.{name}": "models helper" for name in (
-        "ConvBlock", "LinearBlock", "fc_init_", "maml_init_", "truncated_normal_")},
 }
 PENDING_PATHS: dict[str, str] = {}
 
@@ -906,6 +901,19 @@ def test_mini_imagenet_download_flag_is_ignored_when_the_files_are_there(tmp_pat
     cache = {"image_data": np.zeros((4, 84, 84, 3), np.uint8), "class_dict": {"n02": [0, 1], "n01": [2, 3]}}
     with open(tmp_path / "mini-imagenet-cache-test.pkl", "wb") as file:
         pickle.dump(cache, file)
-    assert MiniImagenet(tmp_path, mode="test", download=True).targets.tolist() == [1, 1, 0, 0]
+    data = MiniImagenet(tmp_path, mode="test", download=True)
+    assert data.targets.tolist() == [1, 1, 0, 0]
+    # learn2learn's samples: float32 [3, 84, 84], values 0-255, per item and per gathered task
+    cache["image_data"][2, 5, 7] = (10, 20, 30)
+    image, label = MiniImagenet(tmp_path, mode="test")[2]
+    assert image.dtype == np.float32 and image.shape == (3, 84, 84) and label == 0
+    assert image[:, 5, 7].tolist() == [0.0, 0.0, 0.0]  # the pickle on disk is unchanged
+    with open(tmp_path / "mini-imagenet-cache-test.pkl", "wb") as file:
+        pickle.dump(cache, file)
+    data = MiniImagenet(tmp_path, mode="test")
+    assert data[2][0][:, 5, 7].tolist() == [10.0, 20.0, 30.0]
+    tasks = l2l.data.Taskset(l2l.data.MetaDataset(data), num_tasks=1, seed=0)
+    x, _ = tasks.sample()
+    assert x.dtype == torch.float32 and tuple(x.shape[1:]) == (3, 84, 84)
     with pytest.raises(ValueError, match="download=True is not supported for mini-ImageNet"):
         MiniImagenet(tmp_path, mode="train", download=True)

@@ -62,6 +62,11 @@ def _decode_jpeg(path: str) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8)
 
 
+def _channels_first(images: np.ndarray) -> np.ndarray:
+    """uint8 ``[..., H, W, C]`` -> float32 ``[..., C, H, W]`` (values unchanged)."""
+    return np.ascontiguousarray(np.moveaxis(images, -1, -3), dtype=np.float32)
+
+
 class MiniImagenet(ImageArrayDataset):
     """One split of mini-ImageNet: 100 ImageNet classes x 600 images of 84x84 RGB (64/16/20 classes).
 
@@ -78,6 +83,11 @@ class MiniImagenet(ImageArrayDataset):
 
     Labels: ``0..K-1`` in sorted WordNet-id order (``class_names`` holds the wnids); samples keep
     the file's order (pickle rows / CSV rows).
+
+    Samples (``data[i]`` and the task pipeline's batches) are float32 ``[3, 84, 84]`` images with
+    values 0-255, as learn2learn's ``MiniImagenet`` gives them (its scripts feed them straight to a
+    model); ``transform`` receives that array. ``inputs`` keeps the compact uint8 ``[N, 84, 84, 3]``
+    storage (``get_tasksets("mini-imagenet")`` standardises from it).
 
     Args:
         root: the folder holding either format.
@@ -129,6 +139,18 @@ class MiniImagenet(ImageArrayDataset):
         position = {wnid: label for label, wnid in enumerate(class_names)}
         targets = np.array([position[wnid] for wnid in wnids], dtype=np.int64)
         super().__init__(images, targets, class_names, transform, target_transform)
+
+    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 ``[m, 3, 84, 84]`` images (0-255) and int64 ``[m]`` labels for ``indices``."""
+        return _channels_first(self.inputs[indices]), self.targets[indices]
+
+    def __getitem__(self, index: int) -> tuple:
+        image, target = _channels_first(self.inputs[index]), self.targets[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
 
     @staticmethod
     def _from_pickle(path: str) -> tuple[np.ndarray, list[str]]:
