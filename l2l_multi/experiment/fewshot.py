@@ -17,9 +17,12 @@ two steps, saves a checkpoint and exits with status 130, naming the ``--resume``
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +41,7 @@ from ._fewshot_options import (
     setting_title,
 )
 from ._interrupt import StopRequest, TrainingStopped, exit_interrupted
+from ._processes import Processes, join, launch_local, open_run, script_command
 from ._protocol import evaluate_tasks
 from ._run import RunFolder, command_line
 from ._tensorboard import ScalarLog, summary_writer_class
@@ -151,6 +155,13 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
         action="store_true",
         help="also write the metrics as TensorBoard scalars to <out>/tensorboard",
     )
+    add(
+        "--processes",
+        type=int,
+        default=1,
+        help="run as N local processes sharing each meta-batch (as torchrun --standalone "
+        "--nproc-per-node N would; under torchrun leave it out)",
+    )
     parser.set_defaults(
         **{k: v for k, v in defaults.items() if k not in ("paper", "by_dataset", "first_order")}
     )
@@ -164,7 +175,7 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
 
 # options that choose what is shown or written, not what is trained: not part of config.json
 OUTPUT_OPTIONS = (
-    *("resume", "out", "progress", "paper", "paper_source", "download", "tensorboard"),
+    *("resume", "out", "progress", "paper", "paper_source", "processes", "download", "tensorboard"),
 )
 # settings that may differ on --resume: they do not change what was trained so far
 MAY_CHANGE = ("iterations", "root", "max_train_seconds", "test_tasks", "device")
@@ -295,18 +306,34 @@ def main(defaults: dict[str, Any], description: str, argv: list[str] | None = No
     """Parses ``argv``, trains, evaluates; returns (and writes) ``results.json``'s dict."""
     args = parse_arguments(defaults, description, argv)
     config = _config(args)
+    check_int(args, "processes", 1, "")
+    if args.processes > 1 and "WORLD_SIZE" not in os.environ:  # launch the job, then read its results
+        launch_local(args.processes, script_command(argv))
+        return json.loads((Path(args.out).expanduser() / "results.json").read_text())
+    processes = join(args.backend, args.device)
+    args.progress = args.progress and processes.is_main
     try:
-        with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
+        run = open_run(
+            processes,
+            lambda: RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE),
+            args.out,
+            args.resume,
+        )
+        try:
             with StopRequest(active=False) as stop:
-                return _train_and_test(args, run, argv, stop)
-    except TrainingStopped as stopped:  # Ctrl-C during training: the checkpoint is saved
-        exit_interrupted(args.out, stopped.iteration)
-    except KeyboardInterrupt:  # Ctrl-C outside the training steps (data, compiling, testing)
-        exit_interrupted(args.out, None)
+                return _train_and_test(args, run, argv, processes, stop)
+        except TrainingStopped as stopped:  # Ctrl-C during training: the checkpoint is saved
+            exit_interrupted(args.out, stopped.iteration)
+        except KeyboardInterrupt:  # Ctrl-C outside the training steps (data, compiling, testing)
+            exit_interrupted(args.out, None)
+        finally:
+            run.close()
+    finally:
+        processes.close()
 
 
 def _train_and_test(
-    args: argparse.Namespace, run: RunFolder, argv, stop: StopRequest | None = None
+    args: argparse.Namespace, run: RunFolder, argv, processes: Processes, stop: StopRequest | None = None
 ) -> dict[str, Any]:
     import l2l_multi as l2l
 
@@ -347,7 +374,7 @@ def _train_and_test(
 
     stop = stop or StopRequest()  # (one never entered: Ctrl-C raises as usual)
     log = None
-    if args.tensorboard:  # a resumed run drops what followed its checkpoint
+    if args.tensorboard and processes.is_main:  # a resumed run drops what followed its checkpoint
         log = ScalarLog(run.path, purge_step=start + 1 if run.checkpoint is not None else None)
     began = time.perf_counter() - elapsed
     bar = tqdm(
@@ -385,7 +412,7 @@ def _train_and_test(
     stop.active = True  # from here, a first Ctrl-C stops between two steps
     for iteration in bar:
         fault_point("training")
-        if stop.requested:
+        if stop.requested and processes.size == 1:  # (several processes stop at an evaluation)
             stop_training()
         if args.meta_lr_halve_every:
             learner.set_meta_lr(args.meta_lr * 0.5 ** (iteration // args.meta_lr_halve_every))
@@ -426,7 +453,10 @@ def _train_and_test(
             bar.set_postfix(valid=f"{valid['accuracy']:.3f}", loss=f"{train_loss:.3f}")
             window = []
             run.save_checkpoint(checkpoint_state(done))
-            if args.max_train_seconds and time.perf_counter() - began >= args.max_train_seconds:
+            if processes.size > 1 and processes.any(stop.requested):  # every rank at the same update
+                stop_training()
+            over = bool(args.max_train_seconds) and time.perf_counter() - began >= args.max_train_seconds
+            if processes.any(over):  # every rank stops at the same update
                 stopped_early = f"time budget of {args.max_train_seconds:g} s reached after {done} updates"
                 break
     bar.close()
@@ -466,16 +496,17 @@ def _train_and_test(
         "wall_seconds": round(time.perf_counter() - began, 1),
         "command": command_line(argv),
     }
-    run.write_results(results)
+    run.write_results(results)  # rank 0's folder; the other ranks' run writes nothing
     title = setting_title(results["method"], args.dataset, args.ways, args.shots, args.backend)
     published = args.paper.get(f"{args.test_ways[0]}w{args.test_shots}s")  # validation's setting
     curves = learning_curves(args.eval_tasks, args.test_ways[0], published, args.paper_source)
     run.plot("iteration", curves, title=title, xlabel="iteration (meta-updates)")
-    for setting, result in test.items():
+    for setting, result in test.items() if processes.is_main else ():
         print(
             f"{results['method']} {args.dataset} {setting}: {100 * result['accuracy']:.2f} "
             f"+- {100 * result['ci95']:.2f}% over {result['num_tasks']} test tasks "
             f"({adaptation_phrase(result['adaptation_steps'])})"
         )
-    print(run.describe_files())
+    if processes.is_main:
+        print(run.describe_files())
     return results
