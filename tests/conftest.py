@@ -22,6 +22,14 @@ except ImportError:  # the "core" tox environment has no torch
 KERNEL_MODES = ["compiled", "python"] if l2l.data.compiled_available() else ["python"]
 
 
+def pytest_report_header(config):
+    """Says where the real data sets are looked for (tests that need them skip when absent)."""
+    from _helpers import OMNIGLOT_ROOT, TEST_DATA
+
+    found = "found" if (OMNIGLOT_ROOT / "images_background.zip").is_file() else "absent: those tests skip"
+    return f"test data: {TEST_DATA} (set L2L_MULTI_TEST_DATA to change it; Omniglot {found})"
+
+
 @pytest.fixture(autouse=True)
 def _restore_global_state():
     """Every test starts from the default backend and kernel mode and leaves them so."""
