@@ -6,8 +6,9 @@
   absent framework or the absent data is skipped; any other error fails.
 - Every line of a ```bash block is a command that is checked. The two set-up commands (after the
   ``<!-- main-command -->`` and ``<!-- test-command -->`` markers) are run by .ci/run and
-  tests/test_examples.py, not here. A ``python script.py ...`` or ``python -m module ...`` line is
-  parsed, not run (training takes hours): its script is run with the printed flags (the data root
+  tests/test_examples.py, not here. A ``python script.py ...`` or ``python -m module ...`` line
+  (after any ``NAME=value`` settings; for ``torchrun``, its script and the script's flags) is
+  parsed, not run (training takes hours): the script runs with the printed flags (the data root
   substituted) up to its argument parser, and argparse must accept every flag. A resume line
   (``--resume``) must name the ``--out`` folder of a command printed before it. Other programs
   (pip, mkdocs) must be listed in ``OTHER_COMMANDS`` with the test that covers them.
@@ -20,6 +21,7 @@
 
 import importlib
 import inspect
+import itertools
 import json
 import re
 import shlex
@@ -172,18 +174,22 @@ def test_bash_commands_parse_and_backend_claim_holds():
     commands = _bash_commands()
     assert commands, "no bash commands found"
     argvs, where, outs = [], [], set()
-    for line, words in commands:
+    for line, printed in commands:
+        words = list(itertools.dropwhile(lambda word: re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", word), printed))
         program = words[0]
         if program in OTHER_COMMANDS:
             continue
-        assert program == "python", f"README.md:{line}: add {program!r} to OTHER_COMMANDS with its check"
+        if program == "torchrun":  # its own options, then the script and the script's flags
+            words = ["python", *itertools.dropwhile(lambda word: not word.endswith(".py"), words)]
+        assert program in ("python", "torchrun"), \
+            f"README.md:{line}: add {program!r} to OTHER_COMMANDS with its check"
         if "--resume" in words:
             out = words[words.index("--out") + 1]
             assert out in outs, f"README.md:{line} resumes {out}, which no command above writes"
         if "--out" in words:
             outs.add(words[words.index("--out") + 1])
         argvs.append(words[1:])
-        where.append(f"README.md:{line}: {shlex.join(words)}")
+        where.append(f"README.md:{line}: {shlex.join(printed)}")
         assert words[1] == "-m" or (REPO_ROOT / words[1]).is_file(), where[-1]
     # the --backend claim: one-backend scripts refuse the flag, the other examples take it
     one_backend = _one_backend_scripts()
