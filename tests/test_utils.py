@@ -37,8 +37,8 @@ def test_partition_task_errors():
         partition_task(np.zeros(5), np.array([0, 0, 0, 1, 1]), 3)
     with pytest.raises(ValueError, match="labels must have shape"):
         partition_task(np.zeros(4), np.zeros(3), 1)
-    with pytest.raises(ValueError, match="shots must be a positive integer"):
-        partition_task(np.zeros(4), np.zeros(4), 0)
+    with pytest.raises(ValueError, match="shots must be a non-negative integer"):
+        partition_task(np.zeros(4), np.zeros(4), -1)
 
 
 def test_infinite_iterator_restarts_and_refuses_empty():

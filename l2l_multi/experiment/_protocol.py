@@ -40,6 +40,8 @@ def evaluate_tasks(
     """
     if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 2:
         raise ValueError(f"num_tasks must be an int >= 2, got {num_tasks!r}")
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:  # partition_task allows 0
+        raise ValueError(f"shots must be a positive integer, got {shots!r}")
     available = getattr(tasks, "num_tasks", -1)
     if available > 0 and num_tasks > available:
         raise ValueError(
