@@ -134,3 +134,25 @@ def test_hyperparameters_follow_learn2learn():
         LightningANIL(torch.nn.Identity(), torch.nn.Linear(2, 5), adaptation_rate=0.1)
     with pytest.raises(ValueError, match="epoch_length must be a positive int"):
         EpisodicBatcher(_FixedTask(), epoch_length=0)
+
+
+def test_track_test_accuracy_callback_tests_after_each_validation():
+    from l2l_multi.utils.lightning import NoLeaveProgressBar, TrackTestAccuracyCallback
+
+    tested = []
+
+    class Counting(LightningPrototypicalNetworks):
+        def test_step(self, batch, batch_idx):
+            tested.append(self.global_step)
+            return super().test_step(batch, batch_idx)
+
+    module = Counting(torch.nn.Linear(FEATURES, 8), **EPISODE)
+    trainer = pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, val_check_interval=2,
+                         limit_val_batches=1, num_sanity_val_steps=0, callbacks=[TrackTestAccuracyCallback()])
+    trainer.fit(module, EpisodicBatcher(_FixedTask(), epoch_length=4))
+    assert trainer.global_step == 4
+    assert tested == [2, 2, 2, 2, 4, 4, 4, 4]  # after each of the 2 validations, the 4 test tasks
+    bar = NoLeaveProgressBar()
+    bar.disable()
+    assert bar.init_test_tqdm().leave is False

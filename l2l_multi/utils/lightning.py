@@ -6,5 +6,7 @@ importing this module imports torch and Lightning.
 
 from ..backends.torch.lightning import EpisodicBatcher as EpisodicBatcher
 from ..backends.torch.lightning import Epochifier as Epochifier
+from ..backends.torch.lightning import NoLeaveProgressBar as NoLeaveProgressBar
+from ..backends.torch.lightning import TrackTestAccuracyCallback as TrackTestAccuracyCallback
 
-__all__ = ["EpisodicBatcher", "Epochifier"]
+__all__ = ["EpisodicBatcher", "Epochifier", "NoLeaveProgressBar", "TrackTestAccuracyCallback"]

@@ -6,6 +6,8 @@ Needs the ``lightning`` extra (``pip install 'l2l_multi[lightning]'``).
 
 from ._batcher import EpisodicBatcher as EpisodicBatcher
 from ._batcher import Epochifier as Epochifier
+from ._callbacks import NoLeaveProgressBar as NoLeaveProgressBar
+from ._callbacks import TrackTestAccuracyCallback as TrackTestAccuracyCallback
 from ._episodic import LightningEpisodicModule as LightningEpisodicModule
 from ._episodic import split_episode as split_episode
 from ._gradient_based import LightningANIL as LightningANIL
@@ -15,5 +17,6 @@ from ._metric import LightningPrototypicalNetworks as LightningPrototypicalNetwo
 
 __all__ = [
     "EpisodicBatcher", "Epochifier", "LightningANIL", "LightningEpisodicModule", "LightningMAML",
-    "LightningMetaOptNet", "LightningPrototypicalNetworks", "split_episode",
+    "LightningMetaOptNet", "LightningPrototypicalNetworks", "NoLeaveProgressBar", "TrackTestAccuracyCallback",
+    "split_episode",
 ]

@@ -27,6 +27,12 @@ from collections.abc import Sequence
 import torch
 
 from ..nn._layers import Flatten, Lambda
+from ._blocks import ConvBlock as ConvBlock
+from ._blocks import LinearBlock as LinearBlock
+from ._blocks import fc_init_ as fc_init_
+from ._blocks import maml_init_ as maml_init_
+from ._blocks import resolve_layout
+from ._blocks import truncated_normal_ as truncated_normal_
 from ._pretrained import get_pretrained_backbone as get_pretrained_backbone
 from ._resnet import ResNet12 as ResNet12
 from ._resnet import ResNet12Backbone as ResNet12Backbone
@@ -34,98 +40,10 @@ from ._wrn import WRN28 as WRN28
 from ._wrn import WRN28Backbone as WRN28Backbone
 
 __all__ = [
-    "CNN4", "CNN4Backbone", "ConvBase", "MiniImagenetCNN", "OmniglotCNN", "OmniglotFC", "ResNet12",
-    "ResNet12Backbone", "WRN28", "WRN28Backbone", "get_pretrained_backbone",
+    "CNN4", "CNN4Backbone", "ConvBase", "ConvBlock", "LinearBlock", "MiniImagenetCNN", "OmniglotCNN",
+    "OmniglotFC", "ResNet12", "ResNet12Backbone", "WRN28", "WRN28Backbone", "fc_init_",
+    "get_pretrained_backbone", "maml_init_", "truncated_normal_",
 ]
-
-# learn2learn's batch-norm settings (the MAML code's): torch semantics, i.e. the running
-# statistics, when tracked, are new = (1 - momentum) * old + momentum * batch.
-BATCH_NORM_EPS = 1e-3
-BATCH_NORM_MOMENTUM = 0.999
-LAYOUTS = ("maml", "learn2learn")
-
-
-def _resolve_layout(layout: str, track_running_stats: bool | None) -> bool:
-    """Check ``layout`` and return the effective ``track_running_stats``."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
-    if layout == "learn2learn":
-        if track_running_stats is False:
-            raise ValueError("layout='learn2learn' tracks running statistics; track_running_stats=False "
-                             "contradicts it (leave it None or pass True)")
-        return True
-    return bool(track_running_stats)
-
-
-def _fc_init_(linear: torch.nn.Linear) -> torch.nn.Linear:
-    # learn2learn's fc_init_: normal with std 0.01 truncated at two standard deviations.
-    torch.nn.init.trunc_normal_(linear.weight, mean=0.0, std=0.01, a=-0.02, b=0.02)
-    torch.nn.init.zeros_(linear.bias)
-    return linear
-
-
-def _maml_init_(layer: torch.nn.Module) -> torch.nn.Module:
-    torch.nn.init.xavier_uniform_(layer.weight, gain=1.0)
-    torch.nn.init.zeros_(layer.bias)
-    return layer
-
-
-def _pool_window(max_pool_factor: float) -> int:
-    # learn2learn derives the pooling window (or the conv stride) as int(2 * max_pool_factor).
-    window = int(2 * max_pool_factor)
-    if window < 1:
-        raise ValueError(
-            f"max_pool_factor={max_pool_factor!r} gives a pooling window of {window}; "
-            "it must be at least 0.5 (for layers > 4 pass max_pool_factor explicitly)"
-        )
-    return window
-
-
-class _LinearBlock(torch.nn.Module):
-    """Linear -> BatchNorm1d -> ReLU (learn2learn's LinearBlock)."""
-
-    def __init__(self, input_size: int, output_size: int, track_running_stats: bool = False):
-        super().__init__()
-        self.linear = _fc_init_(torch.nn.Linear(input_size, output_size))
-        self.normalize = torch.nn.BatchNorm1d(
-            output_size, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, affine=True,
-            track_running_stats=track_running_stats,
-        )
-        self.relu = torch.nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.normalize(self.linear(x)))
-
-
-class _ConvBlock(torch.nn.Module):
-    """3x3 conv (padding 1) -> BatchNorm2d -> ReLU -> optional max-pool (learn2learn's ConvBlock)."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, max_pool: bool = True, max_pool_factor: float = 1.0,
-        track_running_stats: bool = False, layout: str = "maml",
-    ):
-        super().__init__()
-        window = _pool_window(max_pool_factor)
-        if max_pool:
-            self.max_pool = torch.nn.MaxPool2d(kernel_size=window, stride=window, ceil_mode=False)
-            stride = 1
-        else:
-            self.max_pool = torch.nn.Identity()
-            stride = window  # without pooling, the convolution itself downsamples
-        self.conv = _maml_init_(torch.nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1))
-        if layout == "learn2learn":  # learn2learn 0.2.0 leaves BatchNorm2d at torch's defaults
-            self.normalize = torch.nn.BatchNorm2d(out_channels, affine=True, track_running_stats=True)
-        else:
-            self.normalize = torch.nn.BatchNorm2d(
-                out_channels, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, affine=True,
-                track_running_stats=track_running_stats,
-            )
-        torch.nn.init.uniform_(self.normalize.weight)  # learn2learn: scale ~ U[0, 1)
-        self.relu = torch.nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.max_pool(self.relu(self.normalize(self.conv(x))))
-
 
 class OmniglotFC(torch.nn.Module):
     """The fully connected Omniglot network: [Linear -> BatchNorm1d -> ReLU] blocks, then a Linear.
@@ -160,9 +78,10 @@ class OmniglotFC(torch.nn.Module):
         if not sizes:
             raise ValueError(f"sizes={sizes!r} must name at least one hidden width")
         widths = [input_size, *sizes]
-        blocks = [_LinearBlock(i, o, track_running_stats) for i, o in zip(widths[:-1], widths[1:])]
+        blocks = [LinearBlock(i, o, track_running_stats=track_running_stats)
+                  for i, o in zip(widths[:-1], widths[1:])]
         self.features = torch.nn.Sequential(Flatten(), torch.nn.Sequential(*blocks))
-        self.classifier = _fc_init_(torch.nn.Linear(sizes[-1], output_size))
+        self.classifier = fc_init_(torch.nn.Linear(sizes[-1], output_size))
         self.input_size, self.output_size, self.sizes = input_size, output_size, sizes
         self.track_running_stats = track_running_stats
 
@@ -207,10 +126,10 @@ class ConvBase(torch.nn.Sequential):
     ):
         if layers < 1:
             raise ValueError(f"layers={layers!r} must be at least 1")
-        track_running_stats = _resolve_layout(layout, track_running_stats)
+        track_running_stats = resolve_layout(layout, track_running_stats)
         blocks = [
-            _ConvBlock(channels if i == 0 else hidden, hidden, max_pool, max_pool_factor, track_running_stats,
-                       layout)
+            ConvBlock(channels if i == 0 else hidden, hidden, 3, max_pool, max_pool_factor,
+                      track_running_stats=track_running_stats, layout=layout)
             for i in range(layers)
         ]
         super().__init__(*blocks)
@@ -276,7 +195,7 @@ class OmniglotCNN(torch.nn.Module):
                  track_running_stats: bool | None = None, layout: str = "maml"):
         super().__init__()
         self.hidden_size, self.output_size, self.layers = hidden_size, output_size, layers
-        self.track_running_stats, self.layout = _resolve_layout(layout, track_running_stats), layout
+        self.track_running_stats, self.layout = resolve_layout(layout, track_running_stats), layout
         base = ConvBase(hidden=hidden_size, channels=1, max_pool=False, layers=layers,
                         track_running_stats=self.track_running_stats, layout=layout)
         self.features = torch.nn.Sequential(
@@ -391,7 +310,7 @@ class CNN4(torch.nn.Module):
         self.features = CNN4Backbone(hidden_size=hidden_size, layers=layers, channels=channels,
                                      max_pool=max_pool, max_pool_factor=4 // layers,
                                      track_running_stats=track_running_stats, layout=layout)
-        self.classifier = _maml_init_(torch.nn.Linear(embedding_size, output_size))
+        self.classifier = maml_init_(torch.nn.Linear(embedding_size, output_size))
         self.output_size, self.hidden_size, self.layers = output_size, hidden_size, layers
         self.channels, self.max_pool, self.embedding_size = channels, max_pool, embedding_size
         self.track_running_stats, self.layout = self.features.track_running_stats, layout

@@ -108,6 +108,25 @@ class WRN28(_Model):
     ) -> None: ...
 
 # torch only
+class ConvBlock(_Model):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        max_pool: bool = True,
+        max_pool_factor: float = 1.0,
+        *,
+        track_running_stats: bool | None = None,
+        layout: str = "maml",
+    ) -> None: ...
+
+class LinearBlock(_Model):
+    def __init__(self, input_size: int, output_size: int, *, track_running_stats: bool = False) -> None: ...
+
+def fc_init_(module: Any) -> Any: ...
+def maml_init_(module: Any) -> Any: ...
+def truncated_normal_(tensor: Any, mean: float = 0.0, std: float = 1.0) -> Any: ...
 def get_pretrained_backbone(
     model: str, dataset: str, spec: str = "default", root: str = "~/data", download: bool = False
 ) -> Any: ...
