@@ -1,5 +1,5 @@
-"""``MetaLearner`` in a multi-process jax job (``jax.distributed`` initialised, more than one
-process): one global mesh over every process's devices, the meta-parameters and optimizer state
+"""``MetaLearner`` on several jax devices (a ``jax.distributed`` job of several processes, or one
+process with several GPUs): one global mesh over every process's devices, the meta-parameters and optimizer state
 replicated on it, each task batch sharded over it along the task axis, so the one compiled step
 computes each device's tasks where they are and all-reduces the meta-gradient.
 
@@ -19,8 +19,9 @@ from .algorithms import task_mesh
 
 
 def joined_job() -> bool:
-    """True when this process is one of several in a ``jax.distributed`` job."""
-    return jax.process_count() > 1
+    """True when the job has several devices: several processes (``jax.distributed``), or one
+    process that sees several accelerators (one host's GPUs)."""
+    return jax.device_count() > 1
 
 
 class GlobalMesh:

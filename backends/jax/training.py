@@ -229,7 +229,7 @@ class JaxStep:
             task_map=task_map, skip_nonfinite=True,
         )
         self._evaluators: dict[tuple, Any] = {}
-        # several processes (jax.distributed): the state replicated, batches sharded, on one mesh
+        # several devices (processes or GPUs): the state replicated, batches sharded, on one mesh
         self.spread = GlobalMesh() if joined_job() else None
         if self.spread is not None:
             self.meta_params, self.opt_state = self.spread.replicate((self.meta_params, self.opt_state))

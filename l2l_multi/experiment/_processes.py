@@ -4,7 +4,8 @@ the same environment variables), on either backend, and launching such a job on 
 The environment variables are torchrun's: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``. On the torch backend they start ``torch.distributed`` (gloo on
 the CPU, nccl with ``--device cuda``); on the jax backend they start ``jax.distributed`` with the
-coordinator at ``MASTER_ADDR:MASTER_PORT``, so one launcher line serves both backends. Without
+coordinator at ``MASTER_ADDR:MASTER_PORT`` (``MASTER_PORT + 1`` under torchrun, whose agent holds
+``MASTER_PORT``), so one launcher line serves both backends. Without
 them, a jax job may still be described by jax's own variables (``JAX_COORDINATOR_ADDRESS``,
 ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``) or detected by jax's cluster detection (SLURM, Open
 MPI, ...), as ``jax.distributed.initialize()`` does.
@@ -108,7 +109,10 @@ def _join_jax(size: int) -> Processes:
     # CPU arrays of several processes meet through gloo (jax's default CPU collectives are local)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if size > 1:
-        address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        port = _int_variable("MASTER_PORT", 1)
+        if "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun's own store listens on MASTER_PORT
+            port += 1
+        address = f"{os.environ['MASTER_ADDR']}:{port}"
         jax.distributed.initialize(address, num_processes=size, process_id=_int_variable("RANK", 0))
     elif os.environ.get("JAX_COORDINATOR_ADDRESS"):
         count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
