@@ -259,3 +259,27 @@ def test_pretrained_backbone_refuses_wrong_files_and_names(tmp_path, monkeypatch
         models.get_pretrained_backbone("cnn4", "fc100", root=str(tmp_path), download=True)
     assert (folder / "cnn4.pth").read_bytes() == source.read_bytes()
     assert [p.name for p in folder.iterdir()] == ["cnn4.pth"]  # no temporary left behind
+
+
+def test_kronecker_cells_have_learn2learns_maps_and_formulas():
+    generator = torch.Generator().manual_seed(6)
+    rnn, lstm = tnn.KroneckerRNN(3, 2).double(), tnn.KroneckerLSTM(3, 2).double()
+    with torch.no_grad():
+        for p in [*rnn.parameters(), *lstm.parameters()]:
+            p.add_(0.3 * torch.randn(p.shape, generator=generator, dtype=torch.float64))
+
+    def dense(layer, v):  # the KroneckerLinear as an explicit nm x nm matrix on a column-stacked vector
+        return torch.kron(layer.right.t().contiguous(), layer.left) @ v + _vec(layer.bias)
+
+    x, h, c = (torch.randn(6, generator=generator, dtype=torch.float64) for _ in range(3))
+    new_hidden = torch.tanh(dense(rnn.W_h, x) + dense(rnn.U_h, h))
+    output, hidden = rnn(x, h)
+    torch.testing.assert_close(hidden, new_hidden)
+    torch.testing.assert_close(output, dense(rnn.W_y, new_hidden))
+    gate = {g: dense(getattr(lstm, f"W_i{g}"), x) + dense(getattr(lstm, f"W_h{g}"), h) for g in "ifgo"}
+    cell = torch.sigmoid(gate["f"]) * c + torch.sigmoid(gate["i"]) * torch.tanh(gate["g"])
+    out, (h_new, c_new) = lstm(x, (h, c))
+    torch.testing.assert_close(c_new, cell)
+    torch.testing.assert_close(out, torch.sigmoid(gate["o"]) * torch.tanh(cell))
+    assert sorted(k.split(".")[0] for k in lstm.state_dict() if k.endswith("left")) == sorted(
+        f"W_{a}{g}" for a in "ih" for g in "ifgo")

@@ -111,73 +111,86 @@ class KroneckerLinear(torch.nn.Module):
 
 
 class KroneckerRNN(torch.nn.Module):
-    """An Elman cell whose input and hidden maps are Kronecker-factored:
-    ``h' = sigma(L_x X R_x + L_h H R_h + B)`` on ``[..., n, m]`` matrices.
+    """An Elman cell whose three maps are ``KroneckerLinear`` layers (learn2learn's layout):
+    ``h' = sigma(W_h(x) + U_h(h))`` and ``output = W_y(h')``.
 
     Args:
         n: rows of the input and hidden matrices.
         m: columns of the input and hidden matrices.
-        bias: learn ``B``.
-        psd: positive semi-definite factors.
-        sigma: the nonlinearity (default ``torch.tanh``).
+        bias: every map learns a bias.
+        sigma: the nonlinearity (default ``torch.nn.Tanh()``).
+        psd: keyword; positive semi-definite factors.
+        dtype: keyword; of the parameters.
+        device: keyword; of the parameters.
 
-    ``forward(x, hidden=None) -> (output, hidden)``; ``output`` is the new hidden state,
-    ``[..., n, m]``; ``hidden`` defaults to zeros.
+    ``forward(x, hidden=None) -> (output, new_hidden)``; ``x``, ``hidden`` and both results are
+    ``[..., n, m]`` matrices or ``[n * m]`` column-stacked vectors; ``hidden`` defaults to zeros.
+    Parameter names (``W_h``, ``U_h``, ``W_y``) are learn2learn's, so its checkpoints load.
 
     Example:
         >>> import torch
-        >>> cell = KroneckerRNN(2, 3)
-        >>> out, hidden = cell(torch.zeros(2, 3))
+        >>> cell = KroneckerRNN(3, 2)
+        >>> out, hidden = cell(torch.randn(6), torch.randn(6))
         >>> out.shape
-        torch.Size([2, 3])
+        torch.Size([6])
     """
 
-    def __init__(
-        self, n: int, m: int, bias: bool = True, psd: bool = False, sigma=None, dtype=None, device=None
-    ):
+    def __init__(self, n: int, m: int, bias: bool = True, sigma=None, *, psd: bool = False, dtype=None,
+                 device=None):
         super().__init__()
-        self.input_map = KroneckerLinear(n, m, bias=bias, psd=psd, dtype=dtype, device=device)
-        self.hidden_map = KroneckerLinear(n, m, bias=False, psd=psd, dtype=dtype, device=device)
-        self.sigma = torch.tanh if sigma is None else sigma
+        options = dict(bias=bias, psd=psd, dtype=dtype, device=device)
+        self.W_h = KroneckerLinear(n, m, **options)
+        self.U_h = KroneckerLinear(n, m, **options)
+        self.W_y = KroneckerLinear(n, m, **options)
+        self.sigma = torch.nn.Tanh() if sigma is None else sigma
 
     def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None):
         if hidden is None:
             hidden = torch.zeros_like(x)
-        hidden = self.sigma(self.input_map(x) + self.hidden_map(hidden))
-        return hidden, hidden
+        new_hidden = self.sigma(self.W_h(x) + self.U_h(hidden))
+        return self.W_y(new_hidden), new_hidden
 
 
 class KroneckerLSTM(torch.nn.Module):
-    """An LSTM cell with Kronecker-factored maps for its four gates, on ``[..., n, m]`` matrices.
+    """An LSTM cell whose eight maps are ``KroneckerLinear`` layers (learn2learn's layout: input
+    maps ``W_i*`` and hidden maps ``W_h*`` for the input, forget, cell and output gates).
 
-    ``forward(x, hidden=None) -> (output, (h, c))`` with ``h``, ``c`` of ``x``'s shape
-    (zeros by default); ``output`` is ``h``.
+    Args:
+        n: rows of the input and hidden matrices.
+        m: columns of the input and hidden matrices.
+        bias: every map learns a bias.
+        sigma: the gates' nonlinearity (default ``torch.nn.Sigmoid()``); the cell uses tanh.
+        psd: keyword; positive semi-definite factors.
+        dtype: keyword; of the parameters.
+        device: keyword; of the parameters.
+
+    ``forward(x, hidden=None) -> (h, (h, c))`` with ``x``, ``h``, ``c`` of the same shape
+    (``[..., n, m]`` or ``[n * m]``); ``hidden = (h, c)`` defaults to zeros.
 
     Example:
         >>> import torch
         >>> cell = KroneckerLSTM(2, 3)
-        >>> out, (h, c) = cell(torch.ones(2, 3))
+        >>> out, (h, c) = cell(torch.ones(2, 3), (torch.zeros(2, 3), torch.zeros(2, 3)))
         >>> out.shape, c.shape
         (torch.Size([2, 3]), torch.Size([2, 3]))
     """
 
-    _GATES = ("input", "forget", "cell", "output")
-
-    def __init__(
-        self, n: int, m: int, bias: bool = True, psd: bool = False, sigma=None, dtype=None, device=None
-    ):
+    def __init__(self, n: int, m: int, bias: bool = True, sigma=None, *, psd: bool = False, dtype=None,
+                 device=None):
         super().__init__()
-        self.input_maps = torch.nn.ModuleDict(
-            {g: KroneckerLinear(n, m, bias=bias, psd=psd, dtype=dtype, device=device) for g in self._GATES}
-        )
-        self.hidden_maps = torch.nn.ModuleDict(
-            {g: KroneckerLinear(n, m, bias=False, psd=psd, dtype=dtype, device=device) for g in self._GATES}
-        )
-        self.sigma = torch.tanh if sigma is None else sigma
+        options = dict(bias=bias, psd=psd, dtype=dtype, device=device)
+        for gate in "ifgo":
+            setattr(self, f"W_i{gate}", KroneckerLinear(n, m, **options))
+            setattr(self, f"W_h{gate}", KroneckerLinear(n, m, **options))
+        self.sigma = torch.nn.Sigmoid() if sigma is None else sigma
+        self.tanh = torch.nn.Tanh()
 
     def forward(self, x: torch.Tensor, hidden=None):
         h, c = (torch.zeros_like(x), torch.zeros_like(x)) if hidden is None else hidden
-        pre = {g: self.input_maps[g](x) + self.hidden_maps[g](h) for g in self._GATES}
-        c = torch.sigmoid(pre["forget"]) * c + torch.sigmoid(pre["input"]) * self.sigma(pre["cell"])
-        h = torch.sigmoid(pre["output"]) * self.sigma(c)
+        i = self.sigma(self.W_ii(x) + self.W_hi(h))
+        f = self.sigma(self.W_if(x) + self.W_hf(h))
+        g = self.tanh(self.W_ig(x) + self.W_hg(h))
+        o = self.sigma(self.W_io(x) + self.W_ho(h))
+        c = f * c + i * g
+        h = o * self.tanh(c)
         return h, (h, c)
