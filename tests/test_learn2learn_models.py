@@ -283,3 +283,19 @@ def test_kronecker_cells_have_learn2learns_maps_and_formulas():
     torch.testing.assert_close(out, torch.sigmoid(gate["o"]) * torch.tanh(cell))
     assert sorted(k.split(".")[0] for k in lstm.state_dict() if k.endswith("left")) == sorted(
         f"W_{a}{g}" for a in "ih" for g in "ifgo")
+
+
+def test_meta_curvature_reads_learn2learns_parameter_names():
+    generator = torch.Generator().manual_seed(7)
+    theirs = {name: torch.randn(size, size, generator=generator, dtype=torch.float64)
+              for name, size in (("mc_in", 4), ("mc_out", 3), ("mc_f", 4))}  # out, in and kernel modes
+    weight = torch.nn.Parameter(torch.zeros(4, 3, 2, 2, dtype=torch.float64))
+    transform = toptim.MetaCurvatureTransform(weight)
+    transform.load_state_dict(theirs, strict=True)
+    grad = torch.randn(4, 3, 2, 2, generator=generator, dtype=torch.float64)
+    expected = torch.einsum("ao,oik,ib,ck->abc", theirs["mc_in"], grad.reshape(4, 3, 4), theirs["mc_out"],
+                            theirs["mc_f"]).reshape(grad.shape)
+    torch.testing.assert_close(transform(grad), expected)
+    vector = toptim.MetaCurvatureTransform(torch.nn.Parameter(torch.zeros(5, dtype=torch.float64)))
+    vector.load_state_dict({"mc": torch.full((5,), 2.0, dtype=torch.float64)}, strict=True)
+    assert vector(torch.ones(5, dtype=torch.float64)).tolist() == [2.0] * 5

@@ -228,6 +228,9 @@ class MetaCurvatureTransform(torch.nn.Module):
         param: the parameter to precondition (its shape, dtype and device are used).
         lr: a constant multiplier (float).
 
+    ``load_state_dict`` also reads learn2learn's parameter names (``mc``, ``mc_in``, ``mc_out``,
+    ``mc_f``), which multiply the same modes the same way.
+
     Example:
         >>> import torch
         >>> transform = MetaCurvatureTransform(torch.nn.Parameter(torch.zeros(8, 4, 3, 3)))
@@ -247,6 +250,7 @@ class MetaCurvatureTransform(torch.nn.Module):
             self.scale = torch.nn.Parameter(matrices[0].clone())
         else:
             self.mode_matrices = torch.nn.ParameterList([torch.nn.Parameter(m.clone()) for m in matrices])
+        self.register_load_state_dict_pre_hook(_read_learn2learn_curvature)
 
     def state(self) -> list[torch.Tensor]:
         """The core pair's state for this parameter (this module's parameters)."""
@@ -255,6 +259,18 @@ class MetaCurvatureTransform(torch.nn.Module):
     def forward(self, grad: torch.Tensor) -> torch.Tensor:
         direction = _CURVATURE.update({"p": grad}, {"p": self.state()})[0]["p"]
         return self.lr * direction
+
+
+# learn2learn's MetaCurvatureTransform names: mc (vectors); mc_in, mc_out, mc_f for the output,
+# input and kernel modes (its "in" is the weight's first axis).
+_LEARN2LEARN_CURVATURE = {"mc": "scale", "mc_in": "mode_matrices.0", "mc_out": "mode_matrices.1",
+                          "mc_f": "mode_matrices.2"}
+
+
+def _read_learn2learn_curvature(module, state_dict, prefix, *args) -> None:
+    for theirs, ours in _LEARN2LEARN_CURVATURE.items():
+        if prefix + theirs in state_dict:
+            state_dict.setdefault(prefix + ours, state_dict.pop(prefix + theirs))
 
 
 class TransformDictionary:
