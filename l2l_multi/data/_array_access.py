@@ -38,11 +38,12 @@ class ArraySource:
     (a CUDA tensor, a tensor requiring grad) or batched access is off now.
     """
 
-    __slots__ = ("dataset", "kind", "_views_of", "_views")
+    __slots__ = ("dataset", "kind", "_plain", "_views_of", "_views")
 
     def __init__(self, dataset: Any, kind: str) -> None:
         self.dataset = dataset
         self.kind = kind
+        self._plain = kind == "batches" and _plain_get_batch(dataset)  # get_batch is a row gather
         self._views_of: tuple | None = None  # the (inputs, targets) objects the views were made of
         self._views: tuple | None = None
 
@@ -65,9 +66,10 @@ class ArraySource:
             return dataset.data, dataset.targets
         if not getattr(dataset, "supports_batches", False):
             return None
-        inputs, targets = getattr(dataset, "inputs", None), getattr(dataset, "targets", None)
-        if _plain_get_batch(dataset) and isinstance(inputs, np.ndarray) and isinstance(targets, np.ndarray):
-            return inputs, targets
+        if self._plain:
+            inputs, targets = dataset.inputs, dataset.targets
+            if type(inputs) is np.ndarray and type(targets) is np.ndarray:
+                return inputs, targets
         return None  # batches, but through the dataset's own get_batch
 
     def available(self) -> bool:
