@@ -29,7 +29,9 @@ def truncated_normal_(tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0)
     """Fill ``tensor`` in place from a normal(``mean``, ``std``) truncated at two standard deviations.
 
     Args:
-        tensor: any float tensor; mean: float; std: positive float.
+        tensor: any float tensor, filled in place.
+        mean: the normal's mean (float).
+        std: the normal's standard deviation (positive float).
 
     Returns:
         ``tensor``.
