@@ -21,6 +21,7 @@ def _rotating_converter(quarter_turns: np.ndarray):
                 out[chosen, 0] = np.rot90(images[chosen], k, axes=(1, 2)) / np.float32(255)
         return out
 
+    convert.quarter_turns, convert.scale = quarter_turns, 255.0  # for DeviceTasks (on a device)
     return convert
 
 
