@@ -299,3 +299,34 @@ def test_meta_curvature_reads_learn2learns_parameter_names():
     vector = toptim.MetaCurvatureTransform(torch.nn.Parameter(torch.zeros(5, dtype=torch.float64)))
     vector.load_state_dict({"mc": torch.full((5,), 2.0, dtype=torch.float64)}, strict=True)
     assert vector(torch.ones(5, dtype=torch.float64)).tolist() == [2.0] * 5
+
+
+def test_learn2learn_omniglot_fc_checkpoint_loads_strictly_and_agrees(tmp_path):
+    class LinearBlock(torch.nn.Module):  # Linear -> BatchNorm1d(eps 1e-3, batch statistics) -> ReLU
+        def __init__(self, n_in, n_out):
+            super().__init__()
+            self.linear = torch.nn.Linear(n_in, n_out)
+            self.normalize = torch.nn.BatchNorm1d(n_out, eps=1e-3, momentum=0.999, track_running_stats=False)
+            self.relu = torch.nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.normalize(self.linear(x)))
+
+    torch.manual_seed(8)
+    sizes = [784, 32, 16]
+    theirs = torch.nn.Module()
+    theirs.features = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Sequential(
+        *[LinearBlock(a, b) for a, b in zip(sizes[:-1], sizes[1:])]))
+    theirs.classifier = torch.nn.Linear(16, 5)
+    with torch.no_grad():
+        for block in theirs.features[1]:
+            block.normalize.weight.uniform_(0.5, 1.5)
+            block.normalize.bias.normal_(0.0, 0.1)
+    torch.save(theirs.state_dict(), tmp_path / "fc.pth")
+    ours = models.OmniglotFC(784, 5, sizes=[32, 16])
+    ours.load_state_dict(torch.load(tmp_path / "fc.pth"), strict=True)
+    x = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(8))
+    for train in (False, True):
+        ours.train(train)
+        theirs.train(train)
+        torch.testing.assert_close(ours(x), theirs.classifier(theirs.features(x)), rtol=0, atol=1e-6)
