@@ -42,3 +42,18 @@ __all__ = [
     "broadcast_parameters",
     "task_slice",
 ]
+
+# learn2learn's l2l.algorithms.Lightning* names; resolved on first use so that importing the
+# algorithms never imports Lightning (the optional ``lightning`` extra).
+_LIGHTNING_NAMES = frozenset({
+    "LightningANIL", "LightningEpisodicModule", "LightningMAML", "LightningMetaOptNet",
+    "LightningPrototypicalNetworks",
+})
+
+
+def __getattr__(name: str):
+    if name in _LIGHTNING_NAMES:
+        from .. import lightning
+
+        return getattr(lightning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
