@@ -66,6 +66,10 @@ class DeviceTasks:
             raise ValueError("tasks' dataset has no numpy arrays or stored images to copy to the device")
         self.ops = _TorchOps(device) if backend == "torch" else _JaxOps(device)
         self.images = self.ops.put(images)  # once
+        self.shape = images.shape[1:]
+        if self.turns is not None:  # stored [M, H, W]: rows and rotations become one gather
+            self.images = self.ops.put(images.reshape(len(images), -1))
+            self.pixels = self.ops.put(rotation_pixels(*self.shape))
         # uint8 -> float32 through a table made by numpy, as the host converts: XLA's CPU division
         # differs from numpy's in the last bit
         self.table = None if self.scale is None else self.ops.put(np.arange(256, dtype=np.float32)
@@ -92,7 +96,11 @@ class DeviceTasks:
 
     def gather(self, plan: dict[str, np.ndarray]) -> tuple[Any, Any]:
         """``(X, y)`` on the device for an ``index_plan``."""
-        inputs = self.ops.gather(self.images, plan["rows"], plan.get("turns"), self.table)
+        if self.turns is None:
+            inputs = self.ops.take(self.images, plan["rows"])
+        else:
+            inputs = self.ops.rotated(self.images, self.pixels, self.table, plan["rows"], plan["turns"])
+            inputs = inputs.reshape(*plan["rows"].shape, 1, *self.shape)
         return inputs, self.ops.labels(plan["labels"])
 
     # -- sampling --------------------------------------------------------------------------
@@ -151,13 +159,13 @@ class DeviceTasks:
         self._state = self.tasks.state_dict()
 
 
-def _rotate(ops, images, turns):
-    """Each image ``[n, H, W]`` turned counter-clockwise by its ``turns`` quarter turns, like
-    ``np.rot90(image, k, axes=(0, 1))``: a select over the four turns (square images)."""
-    out = images
-    for k in (1, 2, 3):
-        out = ops.where(turns == k, ops.rot90(images, k), out)
-    return out
+def rotation_pixels(height: int, width: int) -> np.ndarray:
+    """int64 ``[4, H*W]``: row ``k`` lists, for each pixel of an image turned by ``k`` quarter
+    turns counter-clockwise (``np.rot90(image, k)``), the flat pixel of the original it shows."""
+    if height != width:
+        raise ValueError(f"rotations need square images, got {height}x{width}")
+    flat = np.arange(height * width).reshape(height, width)
+    return np.stack([np.rot90(flat, k).ravel() for k in range(4)])
 
 
 class _TorchOps:
@@ -169,33 +177,30 @@ class _TorchOps:
     def put(self, array):
         return self.torch.as_tensor(np.ascontiguousarray(array)).to(self.device)
 
+    def _send(self, array):
+        return self.torch.as_tensor(array).to(self.device, non_blocking=True)
+
     def labels(self, labels):
-        return self.torch.as_tensor(labels).to(self.device, non_blocking=True)
+        return self._send(labels)
 
-    def rot90(self, images, k):
-        return self.torch.rot90(images, k, dims=(1, 2))
+    def take(self, inputs, rows):
+        return inputs[self._send(rows)]
 
-    def where(self, condition, a, b):
-        return self.torch.where(condition[:, None, None], a, b)
-
-    def gather(self, images, rows, turns, table):
-        torch = self.torch
-        index = torch.as_tensor(rows).to(self.device, non_blocking=True)
-        picked = images[index.reshape(-1)]
-        if turns is not None:
-            picked = _rotate(self, picked, torch.as_tensor(turns).to(self.device).reshape(-1))
-            picked = table[picked.long()][:, None]
-        return picked.reshape(*rows.shape, *picked.shape[1:])
+    def rotated(self, images, pixels, table, rows, turns):
+        """``table[images[rows, pixels[turns]]]``: float32 ``[*rows.shape, H*W]``."""
+        rows, turns = self._send(rows).reshape(-1), self._send(turns).reshape(-1).long()
+        picked = images.index_select(0, rows).gather(1, pixels[turns])  # uint8 [n, H*W]
+        return table.index_select(0, picked.reshape(-1).int()).reshape(*turns.shape, -1)
 
 
 class _JaxOps:
     def __init__(self, device):
         import jax
-        import jax.numpy as jnp
 
-        self.jax, self.jnp = jax, jnp
+        self.jax = jax
         self.device = jax.devices()[0] if device is None else device
-        self._gather = jax.jit(self._gather_rotate, static_argnames=("rotate",))
+        self._take = jax.jit(lambda inputs, rows: inputs[rows])
+        self._rotated = jax.jit(self._rotate)
 
     def put(self, array):
         return self.jax.device_put(np.ascontiguousarray(array), self.device)
@@ -203,22 +208,19 @@ class _JaxOps:
     def labels(self, labels):
         return self.jax.device_put(labels, self.device)
 
-    def rot90(self, images, k):
-        return self.jnp.rot90(images, k, axes=(1, 2))
+    def take(self, inputs, rows):
+        return self._take(inputs, self.put(rows))
 
-    def where(self, condition, a, b):
-        return self.jnp.where(condition[:, None, None], a, b)
+    def _rotate(self, images, pixels, table, rows, turns):
+        jnp = self.jax.numpy
+        # XLA's CPU gathers are slow: the four turns as whole-array rot90s and a select instead
+        side = int(round(pixels.shape[1] ** 0.5))
+        picked = jnp.take(images, rows.reshape(-1), axis=0).reshape(-1, side, side)  # uint8
+        turns = turns.reshape(-1, 1, 1)
+        out = picked
+        for k in (1, 2, 3):
+            out = jnp.where(turns == k, jnp.rot90(picked, k, axes=(1, 2)), out)
+        return table[out.astype(jnp.int32)].reshape(*rows.shape, -1)
 
-    def _gather_rotate(self, images, rows, turns, table, rotate):
-        picked = images[rows.reshape(-1)]
-        if rotate:
-            picked = _rotate(self, picked, turns.reshape(-1))
-            picked = table[picked.astype(self.jnp.int32)][:, None]
-        return picked.reshape(*rows.shape, *picked.shape[1:])
-
-    def gather(self, images, rows, turns, table):
-        put = self.jax.device_put
-        rotate = turns is not None
-        turns = put(turns if rotate else np.zeros(1, np.int8), self.device)
-        table = table if rotate else put(np.zeros(1, np.float32), self.device)
-        return self._gather(images, put(rows, self.device), turns, table, rotate=rotate)
+    def rotated(self, images, pixels, table, rows, turns):
+        return self._rotated(images, pixels, table, self.put(rows), self.put(turns))
