@@ -177,6 +177,10 @@ def crosscheck(
     spec = algorithm_spec(algorithm)
     shape = model_spec(model).input_shape
     check_choice("dtype", dtype, tuple(TOLERANCES))
+    for name, value in (("ways", ways), ("shots", shots), ("queries", queries), ("meta_batch", meta_batch)):
+        # partition_task accepts shots=0 (learn2learn's behaviour); a meta-gradient needs support data
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
     if inner is not None:
         check_choice("inner", inner, INNER_OPTIMIZERS)
         check_choice("algorithm (with inner)", algorithm, INNER_ALGORITHMS)

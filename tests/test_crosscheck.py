@@ -63,6 +63,10 @@ def test_bad_arguments():
         crosscheck("maml++")
     with pytest.raises(ValueError, match="dtype='float16' is not one of"):
         crosscheck("maml", dtype="float16")
+    with pytest.raises(ValueError, match="shots=0 must be a positive integer"):
+        crosscheck("maml", shots=0)  # partition_task allows it (learn2learn); a meta-gradient does not
+    with pytest.raises(ValueError, match="meta_batch=1.5 must be a positive integer"):
+        crosscheck("maml", meta_batch=1.5)
 
 
 @pytest.mark.parametrize(
