@@ -101,6 +101,21 @@ def test_flax_torch_flax_is_the_identity(name, track_running_stats):
     assert _tree_equal(torch_to_flax(torch_model, flax_model), variables)
 
 
+def test_learn2learn_layout_round_trips_through_its_own_twin():
+    """A ``layout="learn2learn"`` model converts to its twin (found from ``get_config()``) and
+    back bitwise, running statistics and ``num_batches_tracked`` included."""
+    torch.manual_seed(0)
+    source = T.ConvBase(hidden=8, channels=3, max_pool=True, layers=2, layout="learn2learn")
+    with torch.no_grad():
+        source.train()(torch.randn(4, 3, 16, 16) * 3.0 + 1.0)  # statistics and counters move
+    variables = torch_to_flax(source)
+    assert int(variables["batch_stats"]["0"]["normalize"]["num_batches_tracked"]) == 1
+    target = flax_to_torch(variables, T.ConvBase(hidden=8, channels=3, max_pool=True, layers=2,
+                                                 layout="learn2learn"))
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
 def test_converted_weights_share_no_memory_with_torch():
     model = _torch_model("OmniglotCNN", False, seed=0)
     variables = torch_to_flax(model)
@@ -347,6 +362,7 @@ CONFIG_MODELS = {
     "OmniglotCNN": lambda: T.OmniglotCNN(3, hidden_size=4, layers=2),
     "CNN4Backbone": lambda: T.CNN4Backbone(hidden_size=4, layers=2),
     "CNN4": lambda: T.CNN4(3, hidden_size=4, layers=4, channels=1, embedding_size=4),
+    "CNN4-learn2learn": lambda: T.CNN4(3, hidden_size=4, layers=2, channels=1, layout="learn2learn"),
     "ResNet12Backbone": lambda: T.ResNet12Backbone(wider=False, channels=1),
     "WRN28": lambda: T.WRN28(3),
 }
@@ -361,7 +377,7 @@ def test_models_expose_constructor_arguments_and_their_twin_takes_them(name):
     again = type(model)(**config)
     assert again.get_config() == config
     assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
-    twin = getattr(J, name)(**config)
+    twin = getattr(J, name.split("-")[0])(**config)
     found = torch_to_flax(model)  # the twin and a sample input shape come from get_config()
     given = torch_to_flax(model, twin, input_shape=_twin_shape(model))
     assert jax.tree_util.tree_structure(found) == jax.tree_util.tree_structure(given)

@@ -126,6 +126,25 @@ def test_features_and_classifier_split(model_id):
 def test_torch_and_flax_agree_in_train_and_eval_mode(model_id, track_running_stats):
     # "xla" compiles about 4x faster than "matmul" on CPU; both are checked against torch below
     torch_model, flax_model, shape = _make(model_id, track_running_stats, implementation="xla")
+    _assert_agreement(torch_model, flax_model, shape, track_running_stats)
+
+
+@pytest.mark.parametrize("model_id", ["OmniglotCNN-784", "ConvBase-max_pool"])
+def test_learn2learn_layout_agrees_across_backends(model_id):
+    """``layout="learn2learn"`` (eps 1e-5, momentum 0.1, running statistics) means the same on both
+    backends: the flax twin built from torch's ``get_config()`` matches it in both modes."""
+    arguments, shape, _ = MODELS[model_id]
+    torch_class, flax_class = _classes(model_id)
+    torch.manual_seed(0)
+    torch_model = torch_class(**arguments, layout="learn2learn")
+    config = torch_model.get_config()
+    assert config["layout"] == "learn2learn" and config["track_running_stats"] is True
+    flax_model = flax_class(**config, implementation="xla")
+    _assert_agreement(torch_model, flax_model, shape, track_running_stats=True)
+
+
+def _assert_agreement(torch_model, flax_model, shape, track_running_stats):
+    """Outputs in eval and train mode, and the running statistics after the train step, within 1e-5."""
     if track_running_stats:  # move the running statistics away from (0, 1) first
         with torch.no_grad():
             torch_model.train()(torch.from_numpy(3.0 * _input(shape, seed=5) + 1.0))
@@ -151,7 +170,7 @@ def test_torch_and_flax_agree_in_train_and_eval_mode(model_id, track_running_sta
             _max_difference, statistics, torch_to_flax(torch_model)["batch_stats"]
         )
         assert max(jax.tree_util.tree_leaves(differences)) < 1e-5, differences
-    else:  # batch statistics in both modes, as learn2learn and the MAML paper normalise
+    else:  # batch statistics in both modes, as the MAML paper normalises
         np.testing.assert_array_equal(expected_eval, expected_train)
 
 
@@ -357,6 +376,10 @@ def test_argument_errors_name_the_argument(backend):
         model = models.ConvBase(max_pool_factor=0.25)
         if backend == "jax":
             jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((2, 1, 28, 28)))
+    with pytest.raises(ValueError, match=r"layout='keras' is not one of \('maml', 'learn2learn'\)"):
+        models.CNN4Backbone(layout="keras")  # raised when the model is made, on both backends
+    with pytest.raises(ValueError, match="track_running_stats=False contradicts it"):
+        models.OmniglotCNN(5, layout="learn2learn", track_running_stats=False)
     if backend == "jax":
         with pytest.raises(ValueError, match=r"expected x of shape \[N, 3, H, W\] \(NCHW\), got \(2, 84, 84"):
             jax.eval_shape(J.CNN4(5).init, jax.random.key(0), jnp.zeros((2, 84, 84, 3)))

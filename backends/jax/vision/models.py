@@ -6,9 +6,13 @@ a MAML inner loop need: per-task parameters are just another pytree, with no per
 and merging of module state.
 
 Every class has the torch class's name, constructor arguments (as dataclass fields, in the same
-order), architecture and initialisation rules, plus ``track_running_stats`` (default False: batch
-norm uses batch statistics in train and eval mode, as learn2learn and the MAML paper do) and
-``implementation`` (how convolutions run; see ``Conv2d``). Inputs use torch's layout, NCHW
+order), architecture and initialisation rules, plus ``track_running_stats`` (False: batch norm
+uses batch statistics in train and eval mode, as the MAML paper does) and ``implementation``
+(how convolutions run; see ``Conv2d``). The conv4 models (``ConvBase``, ``OmniglotCNN``,
+``CNN4Backbone``, ``CNN4``) take ``layout`` as torch's do: ``"maml"`` (default; eps 1e-3,
+momentum 0.999, ``track_running_stats`` None meaning False) or ``"learn2learn"`` (learn2learn
+0.2.0's conv block: eps 1e-5, momentum 0.1, running statistics always tracked, so
+``track_running_stats`` must be None or True). Inputs use torch's layout, NCHW
 (``[N, 1, 28, 28]``), so one data pipeline feeds both backends; the models transpose to NHWC
 internally and back, so ``ConvBase`` returns NCHW maps and ``CNN4Backbone`` flattens in torch's
 (C, H, W) order. Classifier inputs are therefore identical on both backends, and
@@ -43,12 +47,36 @@ __all__ = [
     "OmniglotFC", "ResNet12", "ResNet12Backbone", "WRN28", "WRN28Backbone", "conv2d",
 ]
 
-# learn2learn's batch-norm settings, in torch's momentum convention (see BatchNorm).
+# The MAML code's batch-norm settings, in torch's momentum convention (see BatchNorm).
 BATCH_NORM_EPS = 1e-3
 BATCH_NORM_MOMENTUM = 0.999
+LAYOUTS = ("maml", "learn2learn")
+# layout -> (epsilon, momentum): learn2learn 0.2.0's conv block keeps torch's BatchNorm2d defaults
+_BATCH_NORM_SETTINGS = {"maml": (BATCH_NORM_EPS, BATCH_NORM_MOMENTUM), "learn2learn": (1e-5, 0.1)}
 
 _fc_kernel_init = nn.initializers.truncated_normal(stddev=0.01, lower=-2.0, upper=2.0)
 _zeros = nn.initializers.zeros
+
+
+def _resolve_layout(layout: str, track_running_stats: bool | None) -> bool:
+    """Check ``layout`` and return the effective ``track_running_stats`` (the torch backend's rule
+    and messages, so one call fails the same way on both backends)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
+    if layout == "learn2learn":
+        if track_running_stats is False:
+            raise ValueError("layout='learn2learn' tracks running statistics; track_running_stats=False "
+                             "contradicts it (leave it None or pass True)")
+        return True
+    return bool(track_running_stats)
+
+
+class _ConvModel(nn.Module):
+    """Checks ``layout`` and ``track_running_stats`` when the model is made, as torch's do."""
+
+    def __post_init__(self):
+        _resolve_layout(self.layout, self.track_running_stats)
+        super().__post_init__()
 
 
 def _pool_window(max_pool_factor: float) -> int:
@@ -97,13 +125,14 @@ class _ConvBlock(nn.Module):
     window: int
     track_running_stats: bool
     implementation: str
+    layout: str = "maml"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         stride = 1 if self.max_pool else self.window  # without pooling the convolution downsamples
         x = Conv2d(self.out_channels, stride=stride, implementation=self.implementation, name="conv")(x)
-        x = BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPS,
-                      track_running_stats=self.track_running_stats,
+        epsilon, momentum = _BATCH_NORM_SETTINGS[self.layout]
+        x = BatchNorm(momentum=momentum, epsilon=epsilon, track_running_stats=self.track_running_stats,
                       scale_init=nn.initializers.uniform(1.0), name="normalize")(x, train)
         x = nn.relu(x)
         if self.max_pool:  # VALID = torch's floor mode
@@ -113,16 +142,18 @@ class _ConvBlock(nn.Module):
 
 
 def _conv_blocks(x, train, *, hidden, channels, max_pool, layers, max_pool_factor, track_running_stats,
-                 implementation):
+                 implementation, layout):
     """NCHW in, NCHW out; called inside a compact method, so the blocks belong to that module."""
     if layers < 1:
         raise ValueError(f"layers={layers!r} must be at least 1")
     if x.ndim != 4 or x.shape[1] != channels:
         raise ValueError(f"expected x of shape [N, {channels}, H, W] (NCHW), got {tuple(x.shape)}")
     window = _pool_window(max_pool_factor)
+    track_running_stats = _resolve_layout(layout, track_running_stats)
     x = jnp.transpose(x, (0, 2, 3, 1))
     for i in range(layers):
-        x = _ConvBlock(hidden, max_pool, window, track_running_stats, implementation, name=str(i))(x, train)
+        x = _ConvBlock(hidden, max_pool, window, track_running_stats, implementation, layout,
+                       name=str(i))(x, train)
     return jnp.transpose(x, (0, 3, 1, 2))
 
 
@@ -172,14 +203,16 @@ class OmniglotFC(nn.Module):
         return self.classifier(self.embed(x, train))
 
 
-class ConvBase(nn.Module):
+class ConvBase(_ConvModel):
     """``layers`` conv blocks: 3x3 conv (padding 1) -> BatchNorm -> ReLU [-> max-pool] (flax twin).
 
     Attributes: ``hidden`` (64), ``channels`` (1), ``max_pool`` (False: stride-``window``
     convolutions; True: stride 1 then ``window`` x ``window`` max-pool), ``layers`` (4),
-    ``max_pool_factor`` (window ``int(2 * factor)``), ``track_running_stats`` (False),
+    ``max_pool_factor`` (window ``int(2 * factor)``), ``track_running_stats`` (None: False, True
+    for learn2learn), ``layout`` ("maml" or "learn2learn"; see the module docstring),
     ``implementation`` ("auto"). Conv kernels xavier-uniform, biases 0; batch-norm scale U[0, 1),
-    shift 0, eps 1e-3, momentum 0.999 (torch convention).
+    shift 0, eps 1e-3, momentum 0.999 (torch convention); with ``layout="learn2learn"`` eps 1e-5,
+    momentum 0.1, running statistics tracked.
 
     Input: float32 ``[N, channels, H, W]`` (NCHW). Output: float32 ``[N, hidden, H', W']`` (NCHW).
 
@@ -197,7 +230,8 @@ class ConvBase(nn.Module):
     max_pool: bool = False
     layers: int = 4
     max_pool_factor: float = 1.0
-    track_running_stats: bool = False
+    track_running_stats: bool | None = None
+    layout: str = "maml"
     implementation: str = "auto"
 
     @nn.compact
@@ -205,15 +239,16 @@ class ConvBase(nn.Module):
         return _conv_blocks(
             x, train, hidden=self.hidden, channels=self.channels, max_pool=self.max_pool, layers=self.layers,
             max_pool_factor=self.max_pool_factor, track_running_stats=self.track_running_stats,
-            implementation=self.implementation,
+            implementation=self.implementation, layout=self.layout,
         )
 
 
-class OmniglotCNN(nn.Module):
+class OmniglotCNN(_ConvModel):
     """The MAML paper's Omniglot network (flax twin): stride-2 ConvBase, spatial mean, Dense.
 
     Attributes: ``output_size`` (5), ``hidden_size`` (64), ``layers`` (4),
-    ``track_running_stats`` (False), ``implementation`` ("auto"). The classifier kernel starts
+    ``track_running_stats`` (None: False, True for learn2learn), ``layout`` ("maml" or
+    "learn2learn"; see ``ConvBase``), ``implementation`` ("auto"). The classifier kernel starts
     from N(0, 1) and its bias from 0.
 
     Input: float32 ``[N, 1, 28, 28]`` (``[N, 784]`` and ``[N, 28, 28]`` are reshaped).
@@ -233,12 +268,13 @@ class OmniglotCNN(nn.Module):
     output_size: int = 5
     hidden_size: int = 64
     layers: int = 4
-    track_running_stats: bool = False
+    track_running_stats: bool | None = None
+    layout: str = "maml"
     implementation: str = "auto"
 
     def setup(self):
         self.features = ConvBase(hidden=self.hidden_size, channels=1, max_pool=False, layers=self.layers,
-                                 track_running_stats=self.track_running_stats,
+                                 track_running_stats=self.track_running_stats, layout=self.layout,
                                  implementation=self.implementation)
         # N(0, 1): the MAML code's output layer
         self.classifier = nn.Dense(self.output_size, kernel_init=nn.initializers.normal(1.0),
@@ -252,12 +288,12 @@ class OmniglotCNN(nn.Module):
         return self.classifier(self.embed(x, train))
 
 
-class CNN4Backbone(nn.Module):
+class CNN4Backbone(_ConvModel):
     """The conv4 feature extractor (flax twin): max-pooling ConvBase, flattened in (C, H, W) order.
 
     Attributes: ``hidden_size`` (64), ``layers`` (4), ``channels`` (3), ``max_pool`` (True),
-    ``max_pool_factor`` (None: ``4 // layers``), ``track_running_stats`` (False),
-    ``implementation`` ("auto").
+    ``max_pool_factor`` (None: ``4 // layers``), ``track_running_stats`` (None: False, True for
+    learn2learn), ``layout`` ("maml" or "learn2learn"; see ``ConvBase``), ``implementation`` ("auto").
 
     Input: float32 ``[N, channels, H, W]``. Output: float32 ``[N, hidden_size * H' * W']``.
 
@@ -275,7 +311,8 @@ class CNN4Backbone(nn.Module):
     channels: int = 3
     max_pool: bool = True
     max_pool_factor: float | None = None
-    track_running_stats: bool = False
+    track_running_stats: bool | None = None
+    layout: str = "maml"
     implementation: str = "auto"
 
     @nn.compact
@@ -284,17 +321,18 @@ class CNN4Backbone(nn.Module):
         x = _conv_blocks(
             x, train, hidden=self.hidden_size, channels=self.channels, max_pool=self.max_pool,
             layers=self.layers, max_pool_factor=factor, track_running_stats=self.track_running_stats,
-            implementation=self.implementation,
+            implementation=self.implementation, layout=self.layout,
         )
         return x.reshape(x.shape[0], -1)
 
 
-class CNN4(nn.Module):
+class CNN4(_ConvModel):
     """The mini-ImageNet conv4 network (flax twin): CNN4Backbone, then a Dense classifier.
 
     Attributes: ``output_size``, ``hidden_size`` (64), ``layers`` (4), ``channels`` (3),
     ``max_pool`` (True), ``embedding_size`` (None: ``25 * hidden_size``), ``track_running_stats``
-    (False), ``implementation`` ("auto"). The classifier is xavier-uniform with a zero bias.
+    (None: False, True for learn2learn), ``layout`` ("maml" or "learn2learn"; see ``ConvBase``),
+    ``implementation`` ("auto"). The classifier is xavier-uniform with a zero bias.
     Alias: ``MiniImagenetCNN``.
 
     Input: float32 ``[N, channels, 84, 84]``. Output: float32 logits ``[N, output_size]``.
@@ -314,13 +352,14 @@ class CNN4(nn.Module):
     channels: int = 3
     max_pool: bool = True
     embedding_size: int | None = None
-    track_running_stats: bool = False
+    track_running_stats: bool | None = None
+    layout: str = "maml"
     implementation: str = "auto"
 
     def setup(self):
         self.features = CNN4Backbone(hidden_size=self.hidden_size, layers=self.layers, channels=self.channels,
                                      max_pool=self.max_pool, max_pool_factor=4 // self.layers,
-                                     track_running_stats=self.track_running_stats,
+                                     track_running_stats=self.track_running_stats, layout=self.layout,
                                      implementation=self.implementation)
         self.classifier = nn.Dense(self.output_size, kernel_init=nn.initializers.xavier_uniform(),
                                    bias_init=_zeros)

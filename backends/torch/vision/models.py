@@ -147,8 +147,8 @@ class ConvBase(torch.nn.Sequential):
 
 
 def _with_layout(config: dict, layout: str) -> dict:
-    # The flax twins have only the default layout: a learn2learn-layout config names it, so
-    # building a twin from it fails loudly instead of silently changing eps and momentum.
+    # Only a non-default layout is named, so default configs stay as they were; the flax twins
+    # take the keyword too, so a learn2learn-layout twin keeps eps 1e-5 and momentum 0.1.
     return config if layout == "maml" else {**config, "layout": layout}
 
 

@@ -3,7 +3,7 @@
 # adds its own, such as ``parent``/``name``, and ``implementation``: hence ``**kwargs``). Then the
 # names of one backend only. tests/test_stubs.py checks this file against both backends.
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 class _Model:
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...  # torch: forward; flax: inside apply
@@ -19,7 +19,8 @@ class CNN4(_Model):
         max_pool: bool = True,
         embedding_size: int | None = None,
         *,
-        track_running_stats: bool = False,
+        track_running_stats: bool | None = None,
+        layout: Literal["maml", "learn2learn"] = "maml",
         **kwargs: Any,
     ) -> None: ...
 
@@ -34,7 +35,8 @@ class CNN4Backbone(_Model):
         max_pool: bool = True,
         max_pool_factor: float | None = None,
         *,
-        track_running_stats: bool = False,
+        track_running_stats: bool | None = None,
+        layout: Literal["maml", "learn2learn"] = "maml",
         **kwargs: Any,
     ) -> None: ...
 
@@ -47,7 +49,8 @@ class ConvBase(_Model):
         layers: int = 4,
         max_pool_factor: float = 1.0,
         *,
-        track_running_stats: bool = False,
+        track_running_stats: bool | None = None,
+        layout: Literal["maml", "learn2learn"] = "maml",
         **kwargs: Any,
     ) -> None: ...
 
@@ -58,7 +61,8 @@ class OmniglotCNN(_Model):
         hidden_size: int = 64,
         layers: int = 4,
         *,
-        track_running_stats: bool = False,
+        track_running_stats: bool | None = None,
+        layout: Literal["maml", "learn2learn"] = "maml",
         **kwargs: Any,
     ) -> None: ...
 
