@@ -20,8 +20,7 @@ Each implementation runs in its own worker process (learn2learn lives in another
 runs to about ``--seconds`` each, then times the rows round-robin, ``--repeats`` times, so every
 row sees the same machine load; it reports medians and each row's ratio to learn2learn.
 
-Installing learn2learn 0.2.0 beside torch 2.13 on Python 3.11 (what the tool
-``tools/learn2learn-venv.sh`` of this project's shared tools does, in about two minutes): a fresh
+Installing learn2learn 0.2.0 beside torch 2.13 on Python 3.11 (about two minutes): a fresh
 virtual environment with ``torch==2.13.0`` (CPU), numpy, scipy, gym, qpth, tqdm, requests and
 pillow; ``torchvision==0.28.0`` installed with ``--no-deps`` and its ``__init__.py`` edited to
 import its ``_meta_registrations`` / ``_autograd_registrations`` only when its compiled operators

@@ -133,7 +133,8 @@ def main(argv=None) -> str:
     parser.add_argument("folders", nargs="*", type=Path)
     parser.add_argument("--output", type=Path, default=HERE / "REPRODUCTIONS.md")
     parser.add_argument("--include-quick", action="store_true")
-    parser.add_argument("--no-missing", action="store_true", help="leave out the tracked settings that have no results folder")
+    parser.add_argument("--no-missing", action="store_true",
+                        help="leave out the tracked settings that have no results folder")
     args = parser.parse_args(argv)
     folders = args.folders or sorted(p.parent for p in (HERE / "results").glob("*/results.json"))
     fewshot, other, covered = [], [], set()

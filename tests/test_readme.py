@@ -25,10 +25,10 @@ import itertools
 import json
 import re
 import shlex
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import tomllib
 from _helpers import HAVE_JAX, HAVE_TORCH, OMNIGLOT_ROOT, REPO_ROOT, run_python
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
