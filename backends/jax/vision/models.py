@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ....vision._layout import BATCH_NORM_SETTINGS, LAYOUTS, resolve_layout  # noqa: F401 (re-exported)
 from ._layers import BatchNorm as BatchNorm
 from ._layers import Conv2d as Conv2d
 from ._layers import conv2d as conv2d
@@ -47,35 +48,17 @@ __all__ = [
     "OmniglotFC", "ResNet12", "ResNet12Backbone", "WRN28", "WRN28Backbone", "conv2d",
 ]
 
-# The MAML code's batch-norm settings, in torch's momentum convention (see BatchNorm).
-BATCH_NORM_EPS = 1e-3
-BATCH_NORM_MOMENTUM = 0.999
-LAYOUTS = ("maml", "learn2learn")
-# layout -> (epsilon, momentum): learn2learn 0.2.0's conv block keeps torch's BatchNorm2d defaults
-_BATCH_NORM_SETTINGS = {"maml": (BATCH_NORM_EPS, BATCH_NORM_MOMENTUM), "learn2learn": (1e-5, 0.1)}
+BATCH_NORM_EPS, BATCH_NORM_MOMENTUM = BATCH_NORM_SETTINGS["maml"]
 
 _fc_kernel_init = nn.initializers.truncated_normal(stddev=0.01, lower=-2.0, upper=2.0)
 _zeros = nn.initializers.zeros
-
-
-def _resolve_layout(layout: str, track_running_stats: bool | None) -> bool:
-    """Check ``layout`` and return the effective ``track_running_stats`` (the torch backend's rule
-    and messages, so one call fails the same way on both backends)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
-    if layout == "learn2learn":
-        if track_running_stats is False:
-            raise ValueError("layout='learn2learn' tracks running statistics; track_running_stats=False "
-                             "contradicts it (leave it None or pass True)")
-        return True
-    return bool(track_running_stats)
 
 
 class _ConvModel(nn.Module):
     """Checks ``layout`` and ``track_running_stats`` when the model is made, as torch's do."""
 
     def __post_init__(self):
-        _resolve_layout(self.layout, self.track_running_stats)
+        resolve_layout(self.layout, self.track_running_stats)
         super().__post_init__()
 
 
@@ -131,7 +114,7 @@ class _ConvBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         stride = 1 if self.max_pool else self.window  # without pooling the convolution downsamples
         x = Conv2d(self.out_channels, stride=stride, implementation=self.implementation, name="conv")(x)
-        epsilon, momentum = _BATCH_NORM_SETTINGS[self.layout]
+        epsilon, momentum = BATCH_NORM_SETTINGS[self.layout]
         x = BatchNorm(momentum=momentum, epsilon=epsilon, track_running_stats=self.track_running_stats,
                       scale_init=nn.initializers.uniform(1.0), name="normalize")(x, train)
         x = nn.relu(x)
@@ -149,7 +132,7 @@ def _conv_blocks(x, train, *, hidden, channels, max_pool, layers, max_pool_facto
     if x.ndim != 4 or x.shape[1] != channels:
         raise ValueError(f"expected x of shape [N, {channels}, H, W] (NCHW), got {tuple(x.shape)}")
     window = _pool_window(max_pool_factor)
-    track_running_stats = _resolve_layout(layout, track_running_stats)
+    track_running_stats = resolve_layout(layout, track_running_stats)
     x = jnp.transpose(x, (0, 2, 3, 1))
     for i in range(layers):
         x = _ConvBlock(hidden, max_pool, window, track_running_stats, implementation, layout,

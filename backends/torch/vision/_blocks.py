@@ -5,23 +5,9 @@ from __future__ import annotations
 
 import torch
 
-# The MAML code's batch-norm settings: torch semantics, i.e. the running statistics, when
-# tracked, are new = (1 - momentum) * old + momentum * batch.
-BATCH_NORM_EPS = 1e-3
-BATCH_NORM_MOMENTUM = 0.999
-LAYOUTS = ("maml", "learn2learn")
+from ....vision._layout import BATCH_NORM_SETTINGS, LAYOUTS, resolve_layout  # noqa: F401 (re-exported)
 
-
-def resolve_layout(layout: str, track_running_stats: bool | None) -> bool:
-    """Check ``layout`` and return the effective ``track_running_stats``."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
-    if layout == "learn2learn":
-        if track_running_stats is False:
-            raise ValueError("layout='learn2learn' tracks running statistics; track_running_stats=False "
-                             "contradicts it (leave it None or pass True)")
-        return True
-    return bool(track_running_stats)
+BATCH_NORM_EPS, BATCH_NORM_MOMENTUM = BATCH_NORM_SETTINGS["maml"]
 
 
 @torch.no_grad()
