@@ -17,6 +17,7 @@ from .utils import magic_box
 
 MAX_ACTION = 0.1
 GOAL_TOLERANCE = 0.01
+GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 
 
 def _wide():
@@ -70,6 +71,60 @@ def step(state: jax.Array, action: jax.Array, goal: jax.Array):
     # differ from numpy's in the last bit while positions and termination match exactly.
     distance = jnp.sqrt(jnp.sum(offset * offset, axis=-1))
     return position, position, -distance, distance < GOAL_TOLERANCE
+
+
+class ParticlesState(NamedTuple):
+    """State of :class:`Particles2D`: ``position`` float32 ``(..., 2)``, the task's ``goal`` ``(..., 2)``."""
+
+    position: jax.Array
+    goal: jax.Array
+
+
+class Particles2D:
+    """Particles2D under the functional meta-env protocol (``l2l_multi.gym.FunctionalMetaEnv``), pure jax.
+
+    Tasks are ``{"goal": (num_tasks, 2)}`` drawn uniformly in ``[-0.5, 0.5]^2`` (float64 under x64, float32
+    otherwise), the same distribution and task layout as ``l2l_multi.gym.Particles2DEnv``, whose
+    ``HostFunctionalEnv`` wrapper accepts the same task dicts. ``reset``/``step`` wrap the module's
+    :func:`reset`/:func:`step`; all three are jit- and vmap-compatible.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> env = Particles2D()
+        >>> tasks = env.sample_tasks(jax.random.key(0), 5)
+        >>> task = jax.tree_util.tree_map(lambda leaf: leaf[0], tasks)
+        >>> state, obs = env.reset(jax.random.key(1), task)
+        >>> state, obs, reward, done = env.step(state, jnp.array([0.1, 0.0]))
+        >>> obs.tolist(), reward.shape, done.dtype
+        ([0.10000000149011612, 0.0], (), dtype('bool'))
+    """
+
+    observation_size = 2
+    action_size = 2
+
+    def sample_tasks(self, key: jax.Array, num_tasks: int) -> dict:
+        """``{"goal": float (num_tasks, 2)}``, uniform in ``[-0.5, 0.5]^2``; ``num_tasks`` a positive int."""
+        if not isinstance(num_tasks, int) or isinstance(num_tasks, bool) or num_tasks < 1:
+            raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
+        return {"goal": jax.random.uniform(key, (num_tasks, 2), _wide(), GOAL_LOW, GOAL_HIGH)}
+
+    def reset(self, key: jax.Array, task: dict):
+        """``(ParticlesState, observation float32 (2,))`` for one task ``{"goal": (2,)}`` (``key`` unused)."""
+        goal = _task_goal(task)
+        position, observation = reset(key, goal)
+        return ParticlesState(position, goal), observation
+
+    def step(self, state: ParticlesState, action: jax.Array):
+        """``(ParticlesState, observation float32 (2,), reward float scalar, done bool scalar)``."""
+        position, observation, reward, done = step(state.position, action, state.goal)
+        return ParticlesState(position, state.goal), observation, reward, done
+
+
+def _task_goal(task) -> jax.Array:
+    # A structural check only: values cannot be inspected under jit.
+    if not isinstance(task, dict) or "goal" not in task or jnp.shape(task["goal"])[-1:] != (2,):
+        raise ValueError(f"task must be a dict with a 'goal' of shape (..., 2), got {task!r:.200}")
+    return jnp.asarray(task["goal"], dtype=_wide())
 
 
 def init_policy(

@@ -15,6 +15,9 @@ except ModuleNotFoundError as _error:
     ) from _error
 
 from . import envs as envs  # learn2learn's module paths (l2l.gym.envs.mujoco...), resolved lazily
+from ._functional import FunctionalMetaEnv as FunctionalMetaEnv
+from ._functional import HostEpisode as HostEpisode
+from ._functional import HostFunctionalEnv as HostFunctionalEnv
 from ._meta_env import MetaEnv as MetaEnv
 from ._particles import Particles2DEnv as Particles2DEnv
 from ._particles import particles_reset as particles_reset
@@ -50,7 +53,10 @@ __all__ = [
     "AntDirectionEnv",
     "AntForwardBackwardEnv",
     "AsyncVectorEnv",
+    "FunctionalMetaEnv",
     "HalfCheetahForwardBackwardEnv",
+    "HostEpisode",
+    "HostFunctionalEnv",
     "HumanoidDirectionEnv",
     "HumanoidForwardBackwardEnv",
     "MetaEnv",
