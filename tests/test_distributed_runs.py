@@ -174,6 +174,44 @@ def test_two_processes_equal_one(tmp_path, backend):
                 np.testing.assert_allclose(double[key], value, rtol=rtol, atol=atol, err_msg=f"{dtype} {key}")
 
 
+def test_relaunch_arguments_drop_processes():
+    from l2l_multi.experiment._processes import relaunch_arguments
+
+    argv = ["--quick", "--processes", "2", "--out", "x", "--processes=3", "--seed", "1"]
+    assert relaunch_arguments(argv) == ["--quick", "--out", "x", "--seed", "1"]
+
+
+def test_launcher_stops_the_others_when_one_fails():
+    import time
+
+    from l2l_multi.experiment._processes import launch_local
+
+    code = "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(3)\ntime.sleep(60)"
+    began = time.monotonic()
+    with pytest.raises(SystemExit, match="process 1 of 2 exited with status 3"):
+        launch_local(2, [sys.executable, "-c", code])
+    assert time.monotonic() - began < 30  # rank 0 was stopped, not waited for
+
+
+@pytest.mark.parametrize("variables,match", [
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' must be an int >= 1"),
+    ({"WORLD_SIZE": "2"}, "lacks RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+     "RANK=2 must be below WORLD_SIZE=2"),
+])
+def test_join_refuses_bad_variables(monkeypatch, variables, match):
+    from l2l_multi.experiment._processes import TORCHRUN_VARIABLES, join
+
+    for name in TORCHRUN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=match):
+        join("torch")
+    with pytest.raises(ValueError, match="backend='numpy' is not one of 'torch', 'jax'"):
+        join("numpy")
+
+
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     worker(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -196,7 +196,8 @@ class FollowerRun:
         from . import _checkpoint
         from ._run import CHECKPOINT
 
-        file = os.path.join(os.path.expanduser(str(path)), CHECKPOINT)
+        self.path = os.path.expanduser(str(path))
+        file = os.path.join(self.path, CHECKPOINT)
         self.checkpoint = None
         if resume and os.path.exists(file):
             with open(file, "rb") as stream:
@@ -216,6 +217,9 @@ class FollowerRun:
 
     def plot(self, *arguments, **options) -> None:
         pass
+
+    def describe_files(self) -> str:
+        return f"process 0 writes the results in {self.path}"
 
     def close(self) -> None:
         pass
