@@ -1,0 +1,47 @@
+"""Meta-reinforcement learning on the jax backend: Gaussian policy, linear baseline, episodes of functional
+meta-environments, and MAML-TRPO compiled whole (rollouts, adaptation, TRPO step), vmapped over tasks.
+
+Names shared with ``l2l_multi.backends.torch.rl`` (``DiagNormalPolicy``, ``LinearValue``, ``Episodes``,
+``TaskBatch``, ``discounted_returns``, ``generalized_advantages``, ``dice_policy_loss``,
+``episode_advantages``, ``conjugate_gradient``) compute the same thing from the same arguments; the
+functional pieces that replace the torch side's stateful ones (``adapt_policy(maml, ...)``,
+``maml_trpo_step(maml, ...)``) have their own names: ``adapted_policy``, ``trpo_meta_update``.
+"""
+
+from ._episodes import Episodes as Episodes
+from ._episodes import rollout_episodes as rollout_episodes
+from ._maml_trpo import TaskBatch as TaskBatch
+from ._maml_trpo import adapted_policy as adapted_policy
+from ._maml_trpo import conjugate_gradient as conjugate_gradient
+from ._maml_trpo import dice_policy_loss as dice_policy_loss
+from ._maml_trpo import episode_advantages as episode_advantages
+from ._maml_trpo import surrogate_and_kl as surrogate_and_kl
+from ._maml_trpo import trpo_meta_update as trpo_meta_update
+from ._meta_step import MamlTrpoMetrics as MamlTrpoMetrics
+from ._meta_step import collect_task_batch as collect_task_batch
+from ._meta_step import make_maml_trpo_step as make_maml_trpo_step
+from ._policy import DiagNormal as DiagNormal
+from ._policy import DiagNormalPolicy as DiagNormalPolicy
+from ._policy import LinearValue as LinearValue
+from ._policy import discounted_returns as discounted_returns
+from ._policy import generalized_advantages as generalized_advantages
+
+__all__ = [
+    "DiagNormal",
+    "DiagNormalPolicy",
+    "Episodes",
+    "LinearValue",
+    "MamlTrpoMetrics",
+    "TaskBatch",
+    "adapted_policy",
+    "collect_task_batch",
+    "conjugate_gradient",
+    "dice_policy_loss",
+    "discounted_returns",
+    "episode_advantages",
+    "generalized_advantages",
+    "make_maml_trpo_step",
+    "rollout_episodes",
+    "surrogate_and_kl",
+    "trpo_meta_update",
+]

@@ -1,0 +1,125 @@
+"""The whole MAML-TRPO meta-iteration as one compiled function (jax backend): task sampling, rollouts of
+every task (vmapped), baseline fits and advantages, adaptation, post-adaptation rollouts, TRPO update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+
+from ._episodes import check_environment, rollout_episodes
+from ._maml_trpo import TaskBatch, adapted_policy, episode_advantages, trpo_meta_update
+
+
+def collect_task_batch(env, policy, baseline, tasks, key, lr, episodes, horizon, gamma=0.99, tau=1.0):
+    """For each task (leading axis ``B`` of ``tasks``, vmapped): episodes with ``policy``, their advantages,
+    a first-order adaptation step of size ``lr``, and episodes with the adapted policy.
+
+    Args:
+        env: functional meta-environment (``sample_tasks``/``reset``/``step``).
+        policy: :class:`DiagNormalPolicy`; baseline: :class:`LinearValue` (refitted on every episode batch).
+        tasks: pytree of ``B`` tasks; key: PRNG key.
+        lr: adaptation step size; episodes, horizon: ``N`` episodes of ``T`` steps per task and phase.
+        gamma, tau: discount and GAE lambda.
+
+    Returns:
+        ``(TaskBatch [B, ...], pre_return, post_return)``: the batch and the mean undiscounted returns (0-d)
+        before and after adaptation.
+    """
+
+    def one_task(task, task_key):
+        train_key, valid_key = jax.random.split(task_key)
+        train = rollout_episodes(env, policy, task, train_key, episodes, horizon)
+        train_advantages = episode_advantages(baseline, train, gamma, tau)
+        learner = adapted_policy(policy, train, train_advantages, lr, first_order=True)
+        valid = rollout_episodes(env, learner, task, valid_key, episodes, horizon)
+        valid_advantages = episode_advantages(baseline, valid, gamma, tau)
+        batch = TaskBatch(train, train_advantages, valid, valid_advantages)
+        return batch, train.mean_return(), valid.mean_return()
+
+    count = jax.tree_util.tree_leaves(tasks)[0].shape[0]
+    batch, pre, post = jax.vmap(one_task)(tasks, jax.random.split(key, count))
+    return batch, pre.mean(), post.mean()
+
+
+class MamlTrpoMetrics(NamedTuple):
+    """One meta-iteration's numbers (0-d arrays): mean returns before/after adaptation, the surrogate before
+    and after the update, its KL, whether the step was accepted, and the env steps taken (valid steps)."""
+
+    pre_return: jax.Array
+    post_return: jax.Array
+    loss_before: jax.Array
+    loss_after: jax.Array
+    kl: jax.Array
+    accepted: jax.Array
+    env_steps: jax.Array
+
+
+def make_maml_trpo_step(
+    env,
+    meta_batch: int = 20,
+    episodes: int = 20,
+    horizon: int = 100,
+    lr: float = 0.1,
+    gamma: float = 0.99,
+    tau: float = 1.0,
+    max_kl: float = 0.01,
+    cg_iterations: int = 10,
+    cg_damping: float = 1e-5,
+    backtrack_factor: float = 0.5,
+    line_search_steps: int = 15,
+    reg: float = 1e-5,
+    on_trace: Callable[[], None] | None = None,
+):
+    """Builds ``step(policy, key) -> (policy, MamlTrpoMetrics)``: one jit of a whole MAML-TRPO iteration
+    (the torch example's iteration: ``meta_batch`` tasks from ``env.sample_tasks``, ``episodes`` episodes of
+    ``horizon`` steps per task before and after one DiCE adaptation step of size ``lr``, the linear baseline,
+    GAE, and :func:`trpo_meta_update`).
+
+    Args:
+        env: functional meta-environment; its observations and actions are flat vectors.
+        meta_batch, episodes, horizon: positive ints (static).
+        lr, gamma, tau, max_kl, cg_iterations, cg_damping, backtrack_factor, line_search_steps: as in
+            :func:`collect_task_batch` and :func:`trpo_meta_update`; reg: the baseline's ridge.
+        on_trace: called each time the step is traced (lets tests check it compiles once).
+
+    Example:
+        >>> import jax
+        >>> from l2l_multi.backends.jax.gym import Particles2D
+        >>> from l2l_multi.backends.jax.rl import DiagNormalPolicy
+        >>> step = make_maml_trpo_step(Particles2D(), meta_batch=2, episodes=2, horizon=4)
+        >>> policy = DiagNormalPolicy(2, 2, hiddens=(8,), key=jax.random.key(0))
+        >>> policy, metrics = step(policy, jax.random.key(1))
+        >>> metrics.pre_return.shape
+        ()
+    """
+    check_environment(env)
+    for name, value in (("meta_batch", meta_batch), ("episodes", episodes), ("horizon", horizon)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    for name, value in (("gamma", gamma), ("tau", tau)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name}={value!r} must be in [0, 1]")
+    if not lr >= 0:
+        raise ValueError(f"lr={lr!r} must be >= 0")
+    from ._policy import LinearValue
+
+    @jax.jit
+    def step(policy, key):
+        if on_trace is not None:
+            on_trace()  # runs while tracing only
+        task_key, rollout_key = jax.random.split(key)
+        tasks = env.sample_tasks(task_key, meta_batch)
+        baseline = LinearValue(policy.layers[0][0].shape[0], reg)
+        batches, pre, post = collect_task_batch(
+            env, policy, baseline, tasks, rollout_key, lr, episodes, horizon, gamma, tau
+        )
+        policy, stats = trpo_meta_update(
+            policy, batches, lr, max_kl, cg_iterations, cg_damping, backtrack_factor, line_search_steps
+        )
+        env_steps = batches.train.masks.sum() + batches.valid.masks.sum()
+        names = ("loss_before", "loss_after", "kl", "accepted")
+        return policy, MamlTrpoMetrics(pre, post, *(stats[name] for name in names), env_steps)
+
+    return step

@@ -1,0 +1,136 @@
+"""MAML-TRPO, torch vs jax: from the same weights and the same recorded Particles2D episodes, in float64, the
+advantages, the meta-gradient, the natural-gradient step and the accepted TRPO update agree to 1e-10.
+
+The step is compared with a conjugate-gradient damping of 0.1. At the default 1e-5 the KL Hessian (rank
+deficient: most of its eigenvalues are 0 up to rounding) is so ill-conditioned that 10 CG iterations amplify
+rounding: torch's own ``conjugate_gradient`` fed the torch and the jax Hessians, which differ by 1.3e-15,
+returns directions 3e-5 apart (relative; 6e-8 at damping 1e-2, 3e-15 at 0.1)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+
+from l2l_multi.backends.jax import rl as jax_rl  # noqa: E402
+from l2l_multi.backends.jax.gym import Particles2D  # noqa: E402
+from l2l_multi.backends.torch import rl as torch_rl  # noqa: E402
+from l2l_multi.backends.torch.algorithms import MAML  # noqa: E402
+from l2l_multi.backends.torch.rl._maml_trpo import _surrogate_and_kl  # noqa: E402
+
+TASKS, EPISODES, HORIZON, HIDDENS, LR = 3, 4, 12, (16, 16), 0.1
+TOLERANCE = 1e-10
+CG_DAMPING = 0.1
+
+
+def _to_torch(array):
+    return torch.from_numpy(np.array(array, dtype=np.float64))
+
+
+def _jax_policy(torch_policy):
+    linears = [layer for layer in torch_policy.mean if isinstance(layer, torch.nn.Linear)]
+    layers = [(linear.weight.detach().numpy().T, linear.bias.detach().numpy()) for linear in linears]
+    return jax_rl.DiagNormalPolicy.from_parameters(layers, torch_policy.log_std.detach().numpy())
+
+
+def _recorded_episodes(jax_policy):
+    """Particles2D episodes of the jax policy, ``[B, T, N, ...]``; episode ``j`` is cut after ``T - j`` steps
+    (masks 0, rewards 0 from there on) so that the masked paths are compared too."""
+    env = Particles2D()
+    tasks = env.sample_tasks(jax.random.key(3), TASKS)
+    keys = jax.random.split(jax.random.key(4), TASKS)
+    roll = jax.vmap(lambda task, key: jax_rl.rollout_episodes(env, jax_policy, task, key, EPISODES, HORIZON))
+    episodes = jax.jit(roll)(tasks, keys)
+    steps = np.arange(HORIZON)[:, None] < (HORIZON - np.arange(EPISODES))[None, :]
+    masks = episodes.masks * steps
+    return episodes._replace(masks=masks, rewards=episodes.rewards * masks)
+
+
+def _task(episodes, index, to):
+    return type(episodes)(*(to(field[index]) for field in episodes))
+
+
+@pytest.fixture(scope="module")
+def both():
+    """The torch and jax MAML-TRPO pieces on the same weights and episodes (computed once)."""
+    with jax.enable_x64(True):
+        torch.manual_seed(0)
+        torch_policy = torch_rl.DiagNormalPolicy(2, 2, hiddens=HIDDENS).double()
+        policy = _jax_policy(torch_policy)
+        train = _recorded_episodes(policy)
+        # the valid episodes: another draw, as if from the adapted policies
+        valid = _recorded_episodes(jax.tree_util.tree_map(lambda p: p * 0.9, policy))
+
+        fit = jax.jit(jax.vmap(lambda e: jax_rl.episode_advantages(jax_rl.LinearValue(2), e, 0.99, 1.0)))
+        jax_advantages = {"train": fit(train), "valid": fit(valid)}
+        torch_batches, advantages = [], {"train": [], "valid": []}
+        for index in range(TASKS):
+            phases = {}
+            for name, episodes in (("train", train), ("valid", valid)):
+                torch_episodes = _task(episodes, index, _to_torch)
+                # float64 weights: torch's LinearValue keeps float32 ones unless converted
+                baseline = torch_rl.LinearValue(2).double()
+                torch_advantages = torch_rl.episode_advantages(baseline, torch_episodes, 0.99, 1.0)
+                advantages[name].append((torch_advantages.numpy(), np.asarray(jax_advantages[name][index])))
+                phases[name] = (torch_episodes, torch_advantages)
+            torch_batches.append(torch_rl.TaskBatch(*phases["train"], *phases["valid"]))
+        jax_batches = jax_rl.TaskBatch(train, jax_advantages["train"], valid, jax_advantages["valid"])
+
+        maml = MAML(torch_policy, lr=LR)
+        params = [p for p in torch_policy.parameters()]
+        loss, kl, _ = _surrogate_and_kl(maml, torch_batches)
+        torch_gradient = torch.autograd.grad(loss, params)
+        start = [p.detach().clone() for p in params]
+        torch_stats = torch_rl.maml_trpo_step(maml, torch_batches, cg_damping=CG_DAMPING)
+        torch_step = [p.detach() - s for p, s in zip(params, start)]
+
+        update = jax.jit(lambda p, b: jax_rl.trpo_meta_update(p, b, LR, cg_damping=CG_DAMPING))
+        new_policy, jax_stats = update(policy, jax_batches)
+        _, unravel = jax.flatten_util.ravel_pytree(policy)
+        jax_step = jax.tree_util.tree_map(lambda a, b: np.asarray(a - b), new_policy, policy)
+        yield {
+            "advantages": advantages,
+            "loss": (loss.item(), float(jax_stats["loss_before"])),
+            "gradient": (torch_gradient, unravel(jax_stats["gradient"])),
+            "step": (torch_step, jax_step),
+            "stats": (torch_stats, jax.tree_util.tree_map(np.asarray, jax_stats)),
+        }
+
+
+def _as_torch_order(policy):
+    """A jax policy's leaves in torch's ``parameters()`` order (the policy's own ``log_std`` before the
+    layers of its ``mean`` submodule) and layout (weights ``[out, in]``)."""
+    leaves = [np.asarray(policy.log_std)]
+    for weight, bias in policy.layers:
+        leaves += [np.asarray(weight).T, np.asarray(bias)]
+    return leaves
+
+
+def _max_difference(torch_tensors, jax_policy):
+    pairs = zip(torch_tensors, _as_torch_order(jax_policy))
+    return max(float(np.max(np.abs(t.numpy() - j))) for t, j in pairs)
+
+
+def test_advantages_agree(both):
+    for name in ("train", "valid"):
+        for torch_advantages, jax_advantages in both["advantages"][name]:
+            np.testing.assert_allclose(jax_advantages, torch_advantages, rtol=0, atol=TOLERANCE)
+
+
+def test_surrogate_and_meta_gradient_agree(both):
+    torch_loss, jax_loss = both["loss"]
+    assert abs(torch_loss - jax_loss) < TOLERANCE
+    torch_gradient, jax_gradient = both["gradient"]
+    scale = max(float(t.abs().max()) for t in torch_gradient)
+    assert scale > 1e-3  # a gradient worth comparing
+    assert _max_difference(torch_gradient, jax_gradient) < TOLERANCE
+
+
+def test_trpo_step_agrees(both):
+    torch_stats, jax_stats = both["stats"]
+    assert torch_stats["accepted"] and bool(jax_stats["accepted"])
+    for name in ("loss_before", "loss_after", "kl"):
+        assert abs(torch_stats[name] - float(jax_stats[name])) < TOLERANCE, name
+    torch_step, jax_step = both["step"]
+    assert max(float(t.abs().max()) for t in torch_step) > 1e-3
+    assert _max_difference(torch_step, jax_step) < TOLERANCE
