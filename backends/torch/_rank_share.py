@@ -41,6 +41,26 @@ class RankShare:
         share = task_slice(int(batch[0].shape[0]), self.rank, self.size)
         return tuple(array[share] for array in batch), share.stop - share.start
 
+    def backward(self, batch: tuple, backward, optimizer, classify: bool, parameters) -> tuple:
+        """``backward(this rank's share) -> (mean loss, logits)`` filling ``.grad``, then the
+        gradients averaged over every task; returns ``(loss, logits or None, accuracy or None)``
+        with the loss and accuracy meant over every task. A rank without tasks (fewer tasks than
+        ranks) adds nothing but joins every collective."""
+        total = int(batch[0].shape[0])
+        share, count = self.slice(batch)
+        zero = torch.zeros((), device=self.device)
+        if count:
+            loss, logits = backward(share)
+        else:
+            optimizer.zero_grad()
+            loss, logits = zero, None
+        accuracy = None
+        if classify:
+            accuracy = (logits.detach().argmax(-1) == share[3]).float().mean() if count else zero
+        self.average(parameters, count)
+        loss, accuracy = self.mean_metrics([loss.detach(), accuracy], count, total)
+        return loss, logits, accuracy
+
     def average(self, parameters, num_tasks: int) -> None:
         """Every rank's ``.grad``: the task-count-weighted mean of the ranks' mean gradients."""
         average_gradients(parameters, num_tasks=num_tasks, check=not self._checked)

@@ -243,25 +243,12 @@ class TorchStep:
     def _shared_backward(self, batch, steps):
         """``(loss, logits or None, accuracy or None)`` with the meta-gradients in ``.grad``; in a
         process group, of this rank's share of the tasks, then averaged over all tasks."""
-        classify, total = self.loss_fn is F.cross_entropy, len(batch[0])
-        if self.share is None:
-            loss, logits = self._backward(batch, steps)
-            count = total
-        else:
-            batch, count = self.share.slice(batch)
-            if count:
-                loss, logits = self._backward(batch, steps)
-            else:  # fewer tasks than ranks: this rank adds nothing, but joins every collective
-                self.optimizer.zero_grad()
-                loss, logits = torch.zeros((), dtype=self.dtype, device=self.device), None
-        accuracy = None
-        if classify:
-            accuracy = (logits.detach().argmax(-1) == batch[3]).float().mean() if count else torch.zeros(
-                (), device=self.device)
+        classify = self.loss_fn is F.cross_entropy
         if self.share is not None:
-            self.share.average(self.algorithm.parameters(), count)
-            loss, accuracy = self.share.mean_metrics([loss.detach(), accuracy], count, total)
-        return loss, logits, accuracy
+            return self.share.backward(batch, lambda share: self._backward(share, steps), self.optimizer,
+                                       classify, self.algorithm.parameters())
+        loss, logits = self._backward(batch, steps)
+        return loss, logits, (logits.detach().argmax(-1) == batch[3]).float().mean() if classify else None
 
     def _guarded_step(self, finite: torch.Tensor) -> list:
         """Adam's step, undone on the device where ``finite`` (a 0-d bool tensor) is false, without
