@@ -11,12 +11,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
+pytest.importorskip("gymnasium")
 
 from l2l_multi.backends.jax import rl as jax_rl  # noqa: E402
-from l2l_multi.backends.jax.gym import Particles2D  # noqa: E402
 from l2l_multi.backends.torch import rl as torch_rl  # noqa: E402
 from l2l_multi.backends.torch.algorithms import MAML  # noqa: E402
 from l2l_multi.backends.torch.rl._maml_trpo import _surrogate_and_kl  # noqa: E402
+
+from l2l_multi.gym import particles_reset, particles_step  # noqa: E402
 
 TASKS, EPISODES, HORIZON, HIDDENS, LR = 3, 4, 12, (16, 16), 0.1
 TOLERANCE = 1e-10
@@ -33,17 +35,26 @@ def _jax_policy(torch_policy):
     return jax_rl.DiagNormalPolicy.from_parameters(layers, torch_policy.log_std.detach().numpy())
 
 
-def _recorded_episodes(jax_policy):
-    """Particles2D episodes of the jax policy, ``[B, T, N, ...]``; episode ``j`` is cut after ``T - j`` steps
-    (masks 0, rewards 0 from there on) so that the masked paths are compared too."""
-    env = Particles2D()
-    tasks = env.sample_tasks(jax.random.key(3), TASKS)
-    keys = jax.random.split(jax.random.key(4), TASKS)
-    roll = jax.vmap(lambda task, key: jax_rl.rollout_episodes(env, jax_policy, task, key, EPISODES, HORIZON))
-    episodes = jax.jit(roll)(tasks, keys)
-    steps = np.arange(HORIZON)[:, None] < (HORIZON - np.arange(EPISODES))[None, :]
-    masks = episodes.masks * steps
-    return episodes._replace(masks=masks, rewards=episodes.rewards * masks)
+def _recorded_episodes(torch_policy, seed):
+    """Particles2D episodes (the numpy dynamics of ``l2l_multi.gym``) of the torch policy, stacked over tasks
+    ``[B, T, N, ...]`` as numpy float64; episode ``j`` is cut after ``T - j`` steps (masks 0, rewards 0 from
+    there on) so that the masked paths are compared too."""
+    rng = np.random.default_rng(seed)
+    goals = rng.uniform(-0.5, 0.5, (TASKS, 2))
+    fields = {"observations": [], "actions": [], "rewards": []}
+    position = particles_reset(np.repeat(goals[:, None], EPISODES, axis=1))  # [B, N, 2]
+    for _ in range(HORIZON):
+        with torch.no_grad():
+            dist = torch_policy(torch.from_numpy(position.astype(np.float64)))
+        action = dist.mean.numpy() + dist.stddev.numpy() * rng.standard_normal(dist.mean.shape)
+        fields["observations"].append(position.astype(np.float64))
+        fields["actions"].append(action)
+        position, reward, _ = particles_step(position, goals[:, None], action)
+        fields["rewards"].append(reward)
+    masks = (np.arange(HORIZON)[:, None] < (HORIZON - np.arange(EPISODES))[None, :]).astype(np.float64)
+    stacked = {name: np.stack(values, axis=1) for name, values in fields.items()}  # [B, T, N, ...]
+    stacked["rewards"] = stacked["rewards"] * masks
+    return jax_rl.Episodes(**stacked, masks=np.broadcast_to(masks, (TASKS, HORIZON, EPISODES)).copy())
 
 
 def _task(episodes, index, to):
@@ -57,9 +68,8 @@ def both():
         torch.manual_seed(0)
         torch_policy = torch_rl.DiagNormalPolicy(2, 2, hiddens=HIDDENS).double()
         policy = _jax_policy(torch_policy)
-        train = _recorded_episodes(policy)
-        # the valid episodes: another draw, as if from the adapted policies
-        valid = _recorded_episodes(jax.tree_util.tree_map(lambda p: p * 0.9, policy))
+        train = _recorded_episodes(torch_policy, seed=1)
+        valid = _recorded_episodes(torch_policy, seed=2)  # stands in for the adapted policies' episodes
 
         fit = jax.jit(jax.vmap(lambda e: jax_rl.episode_advantages(jax_rl.LinearValue(2), e, 0.99, 1.0)))
         jax_advantages = {"train": fit(train), "valid": fit(valid)}
@@ -84,8 +94,8 @@ def both():
         torch_stats = torch_rl.maml_trpo_step(maml, torch_batches, cg_damping=CG_DAMPING)
         torch_step = [p.detach() - s for p, s in zip(params, start)]
 
-        update = jax.jit(lambda p, b: jax_rl.trpo_meta_update(p, b, LR, cg_damping=CG_DAMPING))
-        new_policy, jax_stats = update(policy, jax_batches)
+        # (trpo_meta_update compiles itself, once per shape: tests/test_jax_rl.py reuses these shapes)
+        new_policy, jax_stats = jax_rl.trpo_meta_update(policy, jax_batches, LR, cg_damping=CG_DAMPING)
         _, unravel = jax.flatten_util.ravel_pytree(policy)
         jax_step = jax.tree_util.tree_map(lambda a, b: np.asarray(a - b), new_policy, policy)
         yield {

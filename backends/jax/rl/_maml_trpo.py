@@ -6,6 +6,7 @@ float64 on the same episodes); tasks are a leading axis of every array and are v
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -228,6 +229,9 @@ def trpo_meta_update(
         max_kl: trust-region radius (> 0); cg_iterations, cg_damping: conjugate-gradient settings;
         backtrack_factor: shrink factor in (0, 1); line_search_steps: shrinks tried (static int >= 1).
 
+    Compiled once per shape and dtype (``cg_iterations`` and ``line_search_steps`` are static, the other
+    settings traced; the settings are checked in Python, so pass numbers, not traced values).
+
     Returns:
         ``(policy, stats)``: the updated policy (unchanged when no step is accepted) and a dict of 0-d arrays
         ``loss_before``, ``loss_after``, ``kl``, ``accepted`` (bool) and ``gradient [n]``, ``step [n]``
@@ -245,12 +249,28 @@ def trpo_meta_update(
         >>> bool(stats["accepted"]), bool(stats["loss_after"] < stats["loss_before"])
         (True, True)
     """
+    _check_trpo_settings(max_kl, backtrack_factor, cg_iterations, line_search_steps)
+    return _compiled_update(
+        policy, batches, lr, max_kl, cg_damping, backtrack_factor, cg_iterations, line_search_steps
+    )
+
+
+def _check_trpo_settings(max_kl, backtrack_factor, cg_iterations, line_search_steps):
     if not max_kl > 0:
         raise ValueError(f"max_kl={max_kl!r} must be > 0")
     if not 0 < backtrack_factor < 1:
         raise ValueError(f"backtrack_factor={backtrack_factor!r} must be in (0, 1)")
-    if isinstance(line_search_steps, bool) or not isinstance(line_search_steps, int) or line_search_steps < 1:
-        raise ValueError(f"line_search_steps={line_search_steps!r} must be a positive int")
+    for name, value in (("cg_iterations", cg_iterations), ("line_search_steps", line_search_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive int")
+
+
+# One compiled program per shape, shared by every caller (make_maml_trpo_step's iterations, the tests): the
+# Hessian-vector products through the adaptation make it the slowest piece to compile.
+@functools.partial(jax.jit, static_argnames=("cg_iterations", "line_search_steps"))
+def _compiled_update(
+    policy, batches, lr, max_kl, cg_damping, backtrack_factor, cg_iterations, line_search_steps
+):
     start, unravel = ravel_pytree(policy)
 
     def loss_and_old(flat):

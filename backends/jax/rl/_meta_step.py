@@ -3,13 +3,14 @@ every task (vmapped), baseline fits and advantages, adaptation, post-adaptation 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 
 from ._episodes import check_environment, rollout_episodes
-from ._maml_trpo import TaskBatch, adapted_policy, episode_advantages, trpo_meta_update
+from ._maml_trpo import TaskBatch, _check_trpo_settings, adapted_policy, episode_advantages, trpo_meta_update
 
 
 def collect_task_batch(env, policy, baseline, tasks, key, lr, episodes, horizon, gamma=0.99, tau=1.0):
@@ -72,17 +73,17 @@ def make_maml_trpo_step(
     reg: float = 1e-5,
     on_trace: Callable[[], None] | None = None,
 ):
-    """Builds ``step(policy, key) -> (policy, MamlTrpoMetrics)``: one jit of a whole MAML-TRPO iteration
-    (the torch example's iteration: ``meta_batch`` tasks from ``env.sample_tasks``, ``episodes`` episodes of
-    ``horizon`` steps per task before and after one DiCE adaptation step of size ``lr``, the linear baseline,
-    GAE, and :func:`trpo_meta_update`).
+    """Builds ``step(policy, key) -> (policy, MamlTrpoMetrics)``: a whole MAML-TRPO iteration in two
+    compiled programs, collection then update. It is the torch example's iteration: ``meta_batch`` tasks
+    from ``env.sample_tasks``, ``episodes`` episodes of ``horizon`` steps per task before and after one DiCE
+    adaptation step of size ``lr``, the linear baseline, GAE, and :func:`trpo_meta_update`.
 
     Args:
         env: functional meta-environment; its observations and actions are flat vectors.
         meta_batch, episodes, horizon: positive ints (static).
         lr, gamma, tau, max_kl, cg_iterations, cg_damping, backtrack_factor, line_search_steps: as in
             :func:`collect_task_batch` and :func:`trpo_meta_update`; reg: the baseline's ridge.
-        on_trace: called each time the step is traced (lets tests check it compiles once).
+        on_trace: called each time the collection is traced (lets tests check it compiles once).
 
     Example:
         >>> import jax
@@ -106,18 +107,26 @@ def make_maml_trpo_step(
     from ._policy import LinearValue
 
     @jax.jit
-    def step(policy, key):
+    def collect(policy, key):
         if on_trace is not None:
             on_trace()  # runs while tracing only
         task_key, rollout_key = jax.random.split(key)
         tasks = env.sample_tasks(task_key, meta_batch)
         baseline = LinearValue(policy.layers[0][0].shape[0], reg)
-        batches, pre, post = collect_task_batch(
+        return collect_task_batch(
             env, policy, baseline, tasks, rollout_key, lr, episodes, horizon, gamma, tau
         )
-        policy, stats = trpo_meta_update(
-            policy, batches, lr, max_kl, cg_iterations, cg_damping, backtrack_factor, line_search_steps
-        )
+
+    settings = {"max_kl": max_kl, "cg_iterations": cg_iterations, "cg_damping": cg_damping,
+                "backtrack_factor": backtrack_factor, "line_search_steps": line_search_steps}
+    _check_trpo_settings(max_kl, backtrack_factor, cg_iterations, line_search_steps)
+    # Two compiled programs per iteration (collection, update): the update's is cached per shape and shared
+    # with every other caller of trpo_meta_update; the episodes never leave the device in between.
+    update = functools.partial(trpo_meta_update, lr=lr, **settings)
+
+    def step(policy, key):
+        batches, pre, post = collect(policy, key)
+        policy, stats = update(policy, batches)
         env_steps = batches.train.masks.sum() + batches.valid.masks.sum()
         names = ("loss_before", "loss_after", "kl", "accepted")
         return policy, MamlTrpoMetrics(pre, post, *(stats[name] for name in names), env_steps)
