@@ -48,7 +48,7 @@ def rollout_episodes(env, policy, task, key: jax.Array, episodes: int, horizon: 
     Args:
         env: functional meta-environment (see the module docstring).
         policy: callable from observations ``[episodes, obs]`` to a distribution with ``sample(key)``
-            (e.g. :class:`DiagNormalPolicy`); its parameters are treated as constants (actions are data).
+            (e.g. :class:`DiagNormalPolicy`); the sampled actions carry no gradient (they are data).
         task: one task (a pytree without the leading task axis).
         key: PRNG key for the resets and the action noise.
         episodes, horizon: ``N`` episodes of ``T`` steps (static ints >= 1).
@@ -69,14 +69,13 @@ def rollout_episodes(env, policy, task, key: jax.Array, episodes: int, horizon: 
     for name, value in (("episodes", episodes), ("horizon", horizon)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int (static), got {value!r}")
-    policy = jax.lax.stop_gradient(policy)
     reset_key, noise_key = jax.random.split(key)
     state, observation = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, episodes), task)
 
     def body(carry, step_key):
         state, observation, alive = carry
         dist = policy(observation)
-        action = dist.sample(step_key)
+        action = jax.lax.stop_gradient(dist.sample(step_key))  # actions are data, not functions of the policy
         state, next_observation, reward, done = jax.vmap(env.step)(state, action)
         mask = alive.astype(dist.mean.dtype)
         record = (observation.astype(mask.dtype), action, reward.astype(mask.dtype) * mask, mask)

@@ -42,6 +42,7 @@ def dice_policy_loss(log_probs: jax.Array, advantages: jax.Array, masks: jax.Arr
     return -weighted.sum() / jnp.maximum(masks.sum(), 1e-8)
 
 
+@functools.partial(jax.jit, static_argnames="normalize")
 def episode_advantages(baseline, episodes: Episodes, gamma: float, tau: float, normalize: bool = True):
     """Fits ``baseline`` (a :class:`LinearValue`) on the discounted returns of ``episodes`` and returns GAE
     advantages ``[T, N]`` (normalised to zero mean, unit variance over valid steps when ``normalize``).
@@ -145,6 +146,7 @@ class TaskBatch(NamedTuple):
     valid_advantages: jax.Array
 
 
+@functools.partial(jax.jit, static_argnames="first_order")
 def adapted_policy(policy, episodes: Episodes, advantages: jax.Array, lr: float, first_order: bool = False):
     """``policy`` after one gradient step of size ``lr`` on :func:`dice_policy_loss` of one task's
     ``episodes`` (``[T, N, ...]``); ``first_order`` stops gradients through the inner gradient.
@@ -240,11 +242,11 @@ def trpo_meta_update(
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from l2l_multi.backends.jax.rl import DiagNormalPolicy, Episodes, TaskBatch
-        >>> policy = DiagNormalPolicy(2, 2, hiddens=(4,), key=jax.random.key(0))
+        >>> policy = DiagNormalPolicy(2, 2, hiddens=(8,), key=jax.random.key(0))
         >>> k = jax.random.split(jax.random.key(1), 4)
-        >>> e = Episodes(jax.random.normal(k[0], (1, 3, 2, 2)), jax.random.normal(k[1], (1, 3, 2, 2)),
-        ...              jnp.zeros((1, 3, 2)), jnp.ones((1, 3, 2)))
-        >>> a = jax.random.normal(k[2], (1, 3, 2))
+        >>> e = Episodes(jax.random.normal(k[0], (2, 4, 2, 2)), jax.random.normal(k[1], (2, 4, 2, 2)),
+        ...              jnp.zeros((2, 4, 2)), jnp.ones((2, 4, 2)))  # 2 tasks, 4 steps, 2 episodes
+        >>> a = jax.random.normal(k[2], (2, 4, 2))
         >>> new, stats = trpo_meta_update(policy, TaskBatch(e, a, e, a), lr=0.1)
         >>> bool(stats["accepted"]), bool(stats["loss_after"] < stats["loss_before"])
         (True, True)

@@ -7,6 +7,7 @@ baseline) that pass through ``jit``/``vmap``/``grad``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -45,6 +46,18 @@ class DiagNormal(NamedTuple):
         return jnp.sum(0.5 * (variance_ratio + mean_term - 1 - jnp.log(variance_ratio)), axis=-1)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _init_layers(key, sizes, dtype):
+    # one compiled program per architecture (eagerly, every random draw would compile on its own)
+    layers = []
+    for layer_key, fan_in, fan_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
+        bound = 1.0 / math.sqrt(fan_in)
+        weight_key, bias_key = jax.random.split(layer_key)
+        weight = jax.random.uniform(weight_key, (fan_in, fan_out), dtype, -bound, bound)
+        layers.append((weight, jax.random.uniform(bias_key, (fan_out,), dtype, -bound, bound)))
+    return tuple(layers)
+
+
 @jax.tree_util.register_pytree_node_class
 class DiagNormalPolicy:
     """Gaussian policy with a diagonal covariance: an MLP gives the mean, a learned vector the log-std.
@@ -77,13 +90,7 @@ class DiagNormalPolicy:
         sizes = (int(input_size), *map(int, hiddens), int(output_size))
         if min(sizes) < 1:
             raise ValueError(f"input_size, hiddens and output_size must be positive ints, got sizes {sizes}")
-        layers = []
-        for layer_key, fan_in, fan_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
-            bound = 1.0 / math.sqrt(fan_in)
-            weight_key, bias_key = jax.random.split(layer_key)
-            weight = jax.random.uniform(weight_key, (fan_in, fan_out), dtype, -bound, bound)
-            layers.append((weight, jax.random.uniform(bias_key, (fan_out,), dtype, -bound, bound)))
-        self.layers = tuple(layers)
+        self.layers = _init_layers(key, sizes, jnp.dtype(dtype))
         self.log_std = jnp.full((int(output_size),), math.log(init_std), dtype)
 
     @classmethod
@@ -162,6 +169,7 @@ class LinearValue:
         powers = [observations, observations**2, time, time**2, time**3, jnp.ones_like(time)]
         return jnp.concatenate(powers, axis=-1)
 
+    @jax.jit
     def fit(self, observations: jax.Array, returns: jax.Array, masks: jax.Array | None = None) -> LinearValue:
         """The baseline fitted to ``returns [T, N]`` on the features of ``observations [T, N, input_size]``;
         steps with ``masks [T, N] == 0`` are ignored."""
@@ -173,10 +181,19 @@ class LinearValue:
             features, targets = features * keep[:, None], targets * keep
         gram, moment = features.T @ features, features.T @ targets
         eye = jnp.eye(size, dtype=gram.dtype)
-        # Raise the ridge until the system solves (the MAML-RL code's rule); all tries are cheap at this size.
-        tries = jnp.stack([jnp.linalg.solve(gram + self.reg * 10.0**k * eye, moment) for k in range(5)])
-        finite = jnp.all(jnp.isfinite(tries), axis=1)
-        weight = tries[jnp.where(finite.any(), jnp.argmax(finite), 4)]
+
+        # Raise the ridge until the system solves (the MAML-RL code's rule: at most 5 tries). One solve in a
+        # loop that starts from a non-finite placeholder: a single call site to compile.
+        def unsolved(carry):
+            tries, weight = carry
+            return (tries < 5) & ~jnp.all(jnp.isfinite(weight))
+
+        def solve(carry):
+            tries, _ = carry
+            return tries + 1, jnp.linalg.solve(gram + self.reg * 10.0**tries * eye, moment)
+
+        start = (0, jnp.full_like(moment, jnp.nan))
+        weight = jax.lax.while_loop(unsolved, solve, start)[1]
         return LinearValue(self.input_size, self.reg, weight.astype(self.weight.dtype))
 
     def __call__(self, observations: jax.Array) -> jax.Array:
