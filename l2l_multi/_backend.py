@@ -91,6 +91,13 @@ def load_backend(name: str | None = None) -> types.ModuleType:
         raise
 
 
+def startup_backend() -> str:
+    """The backend a fresh process starts with (``"torch"`` or ``"jax"``): ``L2L_BACKEND`` when
+    set, else torch where installed, else jax. The examples' ``--backend`` default."""
+    from_env = os.environ.get(ENVIRONMENT_VARIABLE)
+    return _check_name(from_env, ENVIRONMENT_VARIABLE) if from_env else _default_backend()
+
+
 def _default_backend() -> str:
     # torch when installed; else jax when only jax is, so a `[jax]` install works without a
     # set_backend call; else torch, whose load error then names the extras.
@@ -130,10 +137,7 @@ def get_backend() -> str:
     if scoped is not None:
         return scoped
     if _process_default is None:
-        from_env = os.environ.get(ENVIRONMENT_VARIABLE)
-        _process_default = (
-            _check_name(from_env, ENVIRONMENT_VARIABLE) if from_env else _default_backend()
-        )
+        _process_default = startup_backend()
     return _process_default
 
 

@@ -80,7 +80,8 @@ def test_jax_only_install(tmp_path, jax_cache_env):
     out = tmp_path / "sine"
     script = (REPO_ROOT / "examples" / "maml_sine.py").as_posix()
     example = "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')\n"
-    result = _run(WITHOUT_TORCH, script, "--quick", "--no-progress", "--backend", "jax", "--out", str(out),
+    # no --backend: the examples' default follows the installed framework
+    result = _run(WITHOUT_TORCH, script, "--quick", "--no-progress", "--out", str(out),
                   code=SESSION + example, cwd=tmp_path, env=jax_cache_env)
     lines = _lines(result)
     assert lines["backend"] == "jax" and lines["numpy task"].startswith("ndarray (2, 2)")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from l2l_multi.experiment import RunFolder, command_line, save_figure
-from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments
+from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments, startup_backend
 from l2l_multi.experiment._plot import have_matplotlib, warn_plot_skipped
 
 FEATURES, CLASSES = 64, 10
@@ -34,7 +34,8 @@ def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add = parser.add_argument
-    add("--backend", choices=("torch", "jax"), default="torch")
+    add("--backend", choices=("torch", "jax"), default=startup_backend(),
+        help="default: L2L_BACKEND if set, else torch where installed, else jax")
     add("--hidden", type=int, nargs="*", default=[32], help="hidden widths (none: logistic regression)")
     add("--lr", type=float, default=0.01, help="initial learning rate (shared by the baseline SGD)")
     add("--batch", type=int, default=32, help="minibatch size")

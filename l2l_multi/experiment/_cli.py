@@ -8,6 +8,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .._backend import startup_backend as startup_backend  # the examples' --backend default
+
 
 def flag(name: str) -> str:
     """``"meta_batch"`` -> ``"--meta-batch"``."""
