@@ -3,12 +3,16 @@ the same tasks, bit for bit, on both backends: Omniglot-style stored uint8 image
 are rotations (rotated and scaled on the device), and a plain float array dataset; with and
 without the prefetch thread, across a checkpoint of the stream."""
 
+import csv
+import json
+import runpy
+import sys
+
 import numpy as np
 import pytest
-from _helpers import FRAMEWORKS
+from _helpers import FRAMEWORKS, OMNIGLOT_ROOT, REPO_ROOT
 
-from l2l_multi.data import ArrayDataset, MetaDataset, TaskDataset
-from l2l_multi.data._device_tasks import DeviceTasks
+from l2l_multi.data import ArrayDataset, DeviceTasks, MetaDataset, TaskDataset, partition_task_batch
 from l2l_multi.data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
 from l2l_multi.vision.benchmarks._omniglot import _rotating_converter
 from l2l_multi.vision.benchmarks._views import ConvertedView
@@ -66,3 +70,64 @@ def test_refuses_a_pipeline_off_the_fast_path():
         DeviceTasks(TaskDataset(data, [lambda task: task], backend="numpy"), "torch")
     with pytest.raises(ValueError, match="backend='numpy'"):
         DeviceTasks(_tasks(_arrays()), "numpy")
+
+
+needs_omniglot = pytest.mark.skipif(not (OMNIGLOT_ROOT / "images_background.zip").exists(),
+                                    reason=f"the Omniglot archives are not in {OMNIGLOT_ROOT}")
+
+
+def _maml_omniglot(out, *options):
+    """examples/vision/maml_omniglot.py --quick in this process; returns (metrics rows without the
+    times, results.json)."""
+    script = REPO_ROOT / "examples" / "vision" / "maml_omniglot.py"
+    saved = sys.argv
+    sys.argv = [str(script), "--quick", "--root", str(OMNIGLOT_ROOT), "--no-progress", "--out", str(out),
+                *options]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
+    with open(out / "metrics.csv", newline="") as stream:
+        rows = [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(stream)]
+    return rows, json.loads((out / "results.json").read_text())
+
+
+@needs_omniglot
+@pytest.mark.usefixtures("use_jax_cache")  # the quick run's compiled steps, shared with test_examples_vision
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+def test_driver_trains_the_same_with_tasks_on_device(tmp_path, backend, capsys):
+    """The few-shot driver on the real Omniglot, --quick (4 meta-updates, evaluations at 2 and 4),
+    with host tasks and with device tasks; on torch the device run stops after 2 updates and
+    resumes from its checkpoint (the device stream's position; the resume logic is the same on
+    jax). The same tasks reach the same compiled step (jax: the same cached executable), so the
+    metrics and the test results are equal, not merely close."""
+    pytest.importorskip("matplotlib")
+    host_rows, host = _maml_omniglot(tmp_path / "host", "--backend", backend, "--no-tasks-on-device")
+    device_options = ("--backend", backend, "--tasks-on-device")
+    if backend == "torch":
+        _maml_omniglot(tmp_path / "device", *device_options, "--iterations", "2")
+        device_options = ("--resume", "--iterations", "4")  # tasks on the device: from config.json
+    device_rows, device = _maml_omniglot(tmp_path / "device", *device_options)
+    capsys.readouterr()
+    assert [row["iteration"] for row in host_rows] == ["2", "4"]
+    assert device_rows == host_rows
+    assert device["test"] == host["test"]
+    assert (host["tasks_on_device"], device["tasks_on_device"]) == (False, True)
+
+
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_sample_split_equals_partitioned_host_tasks(backend, prefetch):
+    host = _tasks(_rotated_view())
+    device = DeviceTasks(_tasks(_rotated_view()), backend, prefetch=prefetch)
+    for _ in range(2):
+        expected = partition_task_batch(*host.sample_batch(3), shots=1)
+        got = device.sample_split(3, 1)
+        for part, (x, y) in zip(got, expected):
+            np.testing.assert_array_equal(_host(part[0]), x)
+            np.testing.assert_array_equal(_host(part[1]), y)
+    assert device.state_dict() == host.state_dict()
+    if prefetch:
+        with pytest.raises(ValueError, match=r"\(n, shots\) = \(3, 1\), got \(3, 2\)"):
+            device.sample_split(3, 2)
+    device.close()

@@ -186,11 +186,54 @@ def test_launcher_stops_the_others_when_one_fails():
 
     from l2l_multi.experiment._processes import launch_local
 
-    code = "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(3)\ntime.sleep(60)"
+    code = ("import os, sys, time\nif os.environ['RANK'] == '1':\n"
+            "    sys.exit('x' * 9000 + ' rank 1 gives up: no data')\ntime.sleep(60)")
     began = time.monotonic()
-    with pytest.raises(SystemExit, match="process 1 of 2 exited with status 3"):
+    with pytest.raises(SystemExit) as raised:
         launch_local(2, [sys.executable, "-c", code])
     assert time.monotonic() - began < 30  # rank 0 was stopped, not waited for
+    message = str(raised.value)  # the end of the failing process's stderr, not cut off before it
+    assert message.startswith("process 1 of 2 exited with status 1; the end of its stderr:\nxxx")
+    assert message.endswith("rank 1 gives up: no data\n") and len(message) < 7000
+
+
+def test_launcher_tries_another_port_when_the_first_is_taken(tmp_path):
+    """The first launch's rank 0 fails as torch's store does when MASTER_PORT was taken in the
+    meantime; the launcher starts every process again with another port, once."""
+    from l2l_multi.experiment._processes import launch_local
+
+    log = tmp_path / "launches.txt"
+    code = (
+        "import os, sys\nrank, port = os.environ['RANK'], os.environ['MASTER_PORT']\n"
+        f"first = not os.path.exists({str(tmp_path / 'tried')!r})\n"
+        f"with open({str(log)!r}, 'a') as f: f.write(rank + ' ' + port + '\\n')\n"
+        "if rank == '0' and first:\n"
+        f"    open({str(tmp_path / 'tried')!r}, 'w').close()\n"
+        "    sys.exit(f'failed to listen on any local network address. port: {port}, name: EADDRINUSE')\n"
+    )
+    launch_local(2, [sys.executable, "-c", code])
+    launches = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(rank for rank, _ in launches) == ["0", "0", "1", "1"]
+    first = next(port for rank, port in launches if rank == "0")
+    assert {port for _, port in launches} - {first}  # the second launch had another port
+    # a failure that names the port but is not a bind failure is not retried; nor is a second one
+    code = "import os, sys\nsys.exit('rank ' + os.environ['RANK'] + ' port ' + os.environ['MASTER_PORT'])"
+    with pytest.raises(SystemExit, match="exited with status 1"):
+        launch_local(1, [sys.executable, "-c", code])
+    code = "import os, sys\nsys.exit('EADDRINUSE port: ' + os.environ['MASTER_PORT'])"
+    with pytest.raises(SystemExit, match="EADDRINUSE"):
+        launch_local(1, [sys.executable, "-c", code])
+
+
+def test_free_port_lies_below_the_ephemeral_range():
+    import socket
+
+    from l2l_multi.experiment._processes import PORT_FLOOR, _ephemeral_floor, free_port
+
+    port = free_port()
+    assert PORT_FLOOR <= port < _ephemeral_floor()
+    with socket.socket() as probe:  # free indeed
+        probe.bind(("127.0.0.1", port))
 
 
 @pytest.mark.parametrize("variables,match", [

@@ -4,6 +4,7 @@ from . import transforms as transforms
 from ._datasets import ArrayDataset as ArrayDataset
 from ._datasets import OnDeviceDataset as OnDeviceDataset
 from ._datasets import synthetic_classification as synthetic_classification
+from ._device_tasks import DeviceTasks as DeviceTasks
 from ._kernel_mode import compiled_available as compiled_available
 from ._kernel_mode import kernel_mode as kernel_mode
 from ._kernel_mode import set_kernel_mode as set_kernel_mode
@@ -20,7 +21,8 @@ from ._utils import partition_task as partition_task
 from ._utils import partition_task_batch as partition_task_batch
 
 __all__ = [
-    "ArrayDataset", "FilteredMetaDataset", "InfiniteIterator", "MetaDataset", "OnDeviceDataset",
+    "ArrayDataset", "DeviceTasks", "FilteredMetaDataset", "InfiniteIterator", "MetaDataset",
+    "OnDeviceDataset",
     "TaskBatch", "TaskDataset", "TaskDescription", "Taskset", "UnionMetaDataset",
     "compiled_available", "kernel_mode", "partition_task", "partition_task_batch", "set_kernel_mode",
     "synthetic_classification", "task_rng", "transforms",

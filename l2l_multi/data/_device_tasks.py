@@ -19,21 +19,40 @@ BACKENDS = ("torch", "jax")
 
 
 class DeviceTasks:
-    """``sample_batch(n)`` as ``TaskDataset.sample_batch(n)`` gives it, computed on ``device``.
+    """``TaskDataset.sample_batch(n)``'s tasks, gathered on ``device`` from a copy of the dataset
+    made there once; per batch only the index plan (a few kilobytes) crosses to the device.
 
     Args:
         tasks: a ``TaskDataset`` on the fast path (``FusedNWaysKShots`` or ``NWays`` + ``KShots``,
             ``LoadData``, optional ``RemapLabels``/``ConsecutiveLabels``) over a ``MetaDataset`` of
             numpy arrays (``ArrayDataset``) or of the vision benchmarks' stored images
             (``ConvertedView``; Omniglot's rotations are done on the device). Its stream advances
-            as ``sample_batch`` would advance it; use this object's ``state_dict`` for checkpoints.
-        backend: "torch" or "jax" (the arrays returned); device: a torch device or a jax device
-            (default: the backend's default).
-        prefetch: batches prepared ahead by a background thread (0: none). With it, every call
-            must ask for the same ``n``.
+            as ``sample_batch`` would advance it; use this object's ``state_dict`` for checkpoints
+            (the same dict as ``tasks.state_dict()``, so either pipeline resumes the other's).
+        backend: "torch" or "jax" (the arrays returned).
+        device: a torch device (default CPU; "cuda" means the current GPU) or a jax device
+            (default: this process's first local device).
+        prefetch: batches prepared ahead by a background thread (int >= 0; 0: none). With it,
+            every call must ask for the same batch (``n``, and ``shots`` for ``sample_split``).
 
     ``sample_batch(n)`` returns ``X [n, m, ...]`` float32 and ``y [n, m]`` int64 (int32 on jax
-    without x64) on the device, equal to the host path's values.
+    without x64), equal to the host path's values; ``sample_split(n, shots)`` returns
+    ``partition_task_batch``'s split of them without reading anything back from the device.
+
+    Example:
+        >>> import numpy as np
+        >>> from l2l_multi.data import ArrayDataset, DeviceTasks, MetaDataset, TaskDataset
+        >>> from l2l_multi.data.transforms import FusedNWaysKShots, LoadData, RemapLabels
+        >>> data = MetaDataset(ArrayDataset(np.arange(40.0, dtype=np.float32).reshape(20, 2),
+        ...                                 np.arange(20) % 5))
+        >>> def stream():
+        ...     return TaskDataset(data, [FusedNWaysKShots(data, 2, 2), LoadData(data),
+        ...                               RemapLabels(data)], seed=0, backend="numpy")
+        >>> X, y = DeviceTasks(stream(), "torch").sample_batch(3)
+        >>> tuple(X.shape), str(X.dtype), tuple(y.shape)
+        ((3, 4, 2), 'torch.float32', (3, 4))
+        >>> bool((X.numpy() == stream().sample_batch(3)[0]).all())
+        True
     """
 
     def __init__(self, tasks: Any, backend: str, device: Any = None, prefetch: int = 0):
@@ -76,7 +95,7 @@ class DeviceTasks:
                                                                   / np.float32(self.scale))
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
-        self._size: int | None = None
+        self._request: tuple | None = None  # what the prefetch thread prepares
         self._state = tasks.state_dict()  # the stream's position before the next batch handed out
 
     # -- the index plan (host) and the gather (device) -------------------------------------
@@ -96,40 +115,76 @@ class DeviceTasks:
 
     def gather(self, plan: dict[str, np.ndarray]) -> tuple[Any, Any]:
         """``(X, y)`` on the device for an ``index_plan``."""
+        return self._inputs(plan["rows"], plan.get("turns")), self.ops.labels(plan["labels"])
+
+    def _inputs(self, rows: np.ndarray, turns: np.ndarray | None) -> Any:
         if self.turns is None:
-            inputs = self.ops.take(self.images, plan["rows"])
-        else:
-            inputs = self.ops.rotated(self.images, self.pixels, self.table, plan["rows"], plan["turns"])
-            inputs = inputs.reshape(*plan["rows"].shape, 1, *self.shape)
-        return inputs, self.ops.labels(plan["labels"])
+            return self.ops.take(self.images, rows)
+        inputs = self.ops.rotated(self.images, self.pixels, self.table, rows, turns)
+        return inputs.reshape(*rows.shape, 1, *self.shape)
+
+    def split(self, plan: dict[str, np.ndarray], shots: int) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+        """``((support X, y), (query X, y))`` on the device for an ``index_plan``: the plan is
+        reordered on the host (support samples first, as ``partition_task_batch`` picks them),
+        gathered once, and cut."""
+        from ._utils import partition_task_batch
+
+        count, size = plan["labels"].shape
+        positions = np.broadcast_to(np.arange(size), (count, size))
+        (support, _), (query, _) = partition_task_batch(positions, plan["labels"], shots=shots)
+        order = np.concatenate([support, query], axis=1)
+        reordered = {key: np.take_along_axis(value, order, axis=1) for key, value in plan.items()}
+        inputs = self._inputs(reordered["rows"], reordered.get("turns"))
+        cut, stop, labels = support.shape[1], order.shape[1], reordered["labels"]
+        return ((self.ops.part(inputs, 0, cut), self.ops.labels(np.ascontiguousarray(labels[:, :cut]))),
+                (self.ops.part(inputs, cut, stop), self.ops.labels(np.ascontiguousarray(labels[:, cut:]))))
 
     # -- sampling --------------------------------------------------------------------------
     def sample_batch(self, n: int) -> tuple[Any, Any]:
         """The next ``n`` tasks: ``X [n, m, ...]`` float32, ``y [n, m]`` on the device."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        _check_count(n)
+        return self._next((n, None))
+
+    def sample_split(self, n: int, shots: int) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+        """The next ``n`` tasks split into support and query sets on the device:
+        ``((X [n, s, ...], y [n, s]), (X [n, q, ...], y [n, q]))`` with ``s = shots * ways``,
+        equal to ``partition_task_batch(*tasks.sample_batch(n), shots=shots)``."""
+        _check_count(n)
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
+            raise ValueError(f"shots must be a non-negative int, got {shots!r}")
+        return self._next((n, shots))
+
+    def _make(self, request: tuple) -> Any:
+        n, shots = request
+        plan = self.index_plan(n)
+        return self.gather(plan) if shots is None else self.split(plan, shots)
+
+    def _next(self, request: tuple) -> Any:
         if not self.prefetch:
-            batch = self.gather(self.index_plan(n))
+            batch = self._make(request)
             self._state = self.tasks.state_dict()
             return batch
-        if self._size is None:
-            self._start(n)
-        elif n != self._size:
-            raise ValueError(f"n={n}: with prefetch every call takes the first call's n={self._size}")
+        if self._request is None:
+            self._start(request)
+        elif request != self._request:
+            raise ValueError(
+                f"with prefetch every call asks for the first call's batch (n, shots) = {self._request}, "
+                f"got {request}"
+            )
         item = self._queue.get()
         if isinstance(item, BaseException):
             raise item
         batch, self._state = item
         return batch
 
-    def _start(self, n: int) -> None:
-        self._size, self._queue = n, queue.Queue(maxsize=self.prefetch)
+    def _start(self, request: tuple) -> None:
+        self._request, self._queue = request, queue.Queue(maxsize=self.prefetch)
         self._stop = threading.Event()
 
         def produce():
             try:
                 while not self._stop.is_set():
-                    batch = self.gather(self.index_plan(n))
+                    batch = self._make(request)
                     self._queue.put((batch, self.tasks.state_dict()))
             except BaseException as error:  # handed to the consumer
                 self._queue.put(error)
@@ -146,7 +201,7 @@ class DeviceTasks:
                     self._queue.get_nowait()
                 except queue.Empty:
                     self._thread.join(timeout=0.01)
-            self._thread = self._queue = self._size = None
+            self._thread = self._queue = self._request = None
             self.tasks.load_state_dict(self._state)
 
     def state_dict(self) -> dict:
@@ -154,9 +209,15 @@ class DeviceTasks:
         return dict(self._state)
 
     def load_state_dict(self, state: dict) -> None:
+        """Moves the stream to ``state`` (a ``state_dict`` of this object or of the ``TaskDataset``)."""
         self.close()
         self.tasks.load_state_dict(state)
         self._state = self.tasks.state_dict()
+
+
+def _check_count(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
 
 
 def rotation_pixels(height: int, width: int) -> np.ndarray:
@@ -172,7 +233,10 @@ class _TorchOps:
     def __init__(self, device):
         import torch
 
-        self.torch, self.device = torch, torch.device("cpu" if device is None else device)
+        device = torch.device("cpu" if device is None else device)
+        if device.type == "cuda" and device.index is None:  # the prefetch thread's current GPU may differ
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.torch, self.device = torch, device
 
     def put(self, array):
         return self.torch.as_tensor(np.ascontiguousarray(array)).to(self.device)
@@ -186,6 +250,9 @@ class _TorchOps:
     def take(self, inputs, rows):
         return inputs[self._send(rows)]
 
+    def part(self, inputs, start, stop):
+        return inputs[:, start:stop].contiguous()
+
     def rotated(self, images, pixels, table, rows, turns):
         """``table[images[rows, pixels[turns]]]``: float32 ``[*rows.shape, H*W]``."""
         rows, turns = self._send(rows).reshape(-1), self._send(turns).reshape(-1).long()
@@ -197,8 +264,10 @@ class _JaxOps:
     def __init__(self, device):
         import jax
 
-        self.jax = jax
-        self.device = jax.devices()[0] if device is None else device
+        # device None: uncommitted arrays on the default device (this process's first), as
+        # jnp.asarray makes them from the host path's numpy, so a jitted step taking them is the
+        # same executable (committed ones change its compilation key)
+        self.jax, self.device = jax, device
         self._take = jax.jit(lambda inputs, rows: inputs[rows])
         self._rotated = jax.jit(self._rotate)
 
@@ -210,6 +279,9 @@ class _JaxOps:
 
     def take(self, inputs, rows):
         return self._take(inputs, self.put(rows))
+
+    def part(self, inputs, start, stop):
+        return inputs[:, start:stop]
 
     def _rotate(self, images, pixels, table, rows, turns):
         jnp = self.jax.numpy

@@ -13,11 +13,15 @@ MPI, ...), as ``jax.distributed.initialize()`` does.
 
 from __future__ import annotations
 
+import codecs
+import errno
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -123,28 +127,119 @@ def _join_jax(size: int) -> Processes:
     return Processes("jax", jax.process_index(), jax.process_count())
 
 
+# a port the coordinator (jax: on every interface) or torch's store will listen on is taken
+# from below the kernel's ephemeral range, so no outgoing connection (gloo opens many) lands on
+# it between the check and the bind
+PORT_FLOOR = 20000
+PORT_IN_USE = ("EADDRINUSE", "address already in use", "No address added", "Failed to start RPC server")
+ERROR_TAIL = 6000  # characters of a failed process's stderr quoted in the launcher's error
+
+
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as stream:
+            return int(stream.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    families = [(socket.AF_INET6, "::"), (socket.AF_INET, "")] if socket.has_ipv6 else [(socket.AF_INET, "")]
+    for family, host in families:  # "::" is what jax's coordinator binds (IPv4 too, dual-stack)
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((host, port))
+            return True
+        except OSError as error:
+            if family == socket.AF_INET6 and error.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                continue  # no IPv6 here: try IPv4
+            return False
+    return False
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for ``MASTER_PORT``)."""
-    with socket.socket() as probe:
+    """A TCP port free on every interface a moment ago (for ``MASTER_PORT``), drawn at random
+    (seeded by the process id and the clock) below the kernel's ephemeral port range."""
+    ceiling = _ephemeral_floor()
+    draw = random.Random(os.getpid() * 1_000_003 + time.monotonic_ns())
+    if ceiling - PORT_FLOOR > 1000:
+        for _ in range(100):
+            port = draw.randrange(PORT_FLOOR, ceiling)
+            if _bindable(port):
+                return port
+    with socket.socket() as probe:  # no room below the range: the kernel's pick
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
+def port_taken(error_output: str, port: int) -> bool:
+    """Whether a process's error output says that binding ``port`` failed (then a new launch
+    with another port may succeed)."""
+    return str(port) in error_output and any(phrase in error_output for phrase in PORT_IN_USE)
+
+
 def launch_local(count: int, command: list[str], timeout: float | None = None, env=None) -> None:
     """Runs ``command`` (a list, e.g. ``[sys.executable, script, *arguments]``) as ``count``
-    processes on this machine with torchrun's variables set, and waits for all of them. When one
-    fails the others are stopped and ``SystemExit`` names the failing rank and its exit status.
-    ``timeout`` (seconds, default none) stops them all and raises ``TimeoutError``; ``env``: extra
-    environment variables (a dict of str) for every process."""
+    processes on this machine with torchrun's variables set, and waits for all of them. Their
+    stderr passes through to this process's. When one fails the others are stopped and
+    ``SystemExit`` names the failing rank, its exit status and the end of its stderr; a failure
+    to bind the chosen ``MASTER_PORT`` (taken meanwhile by another program) launches all of them
+    once more with another port. ``timeout`` (seconds, default none) stops them all and raises
+    ``TimeoutError``; ``env``: extra environment variables (a dict of str) for every process."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"count={count!r} must be an int >= 1")
-    port = free_port()
-    children = []
+    taken = None
+    for attempt in range(2):
+        port = free_port()
+        while port == taken:
+            port = free_port()
+        failure = _launch_once(count, command, timeout, env, port)
+        if failure is None:
+            return
+        rank, status, tail = failure
+        if attempt == 0 and port_taken(tail, port):
+            taken = port
+            print(f"port {port} was taken before process {rank} could bind it; launching again",
+                  file=sys.stderr)
+            continue
+        break
+    raise SystemExit(
+        f"process {rank} of {count} exited with status {status}; the end of its stderr:\n{tail}"
+    )
+
+
+class _ErrorTail:
+    """Copies a child's stderr to ours as it comes, keeping the last :data:`ERROR_TAIL` characters."""
+
+    def __init__(self, stream):
+        self.stream, self.text = stream, ""
+        self.thread = threading.Thread(target=self._copy, daemon=True)
+        self.thread.start()
+
+    def _copy(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while chunk := os.read(self.stream.fileno(), 65536):
+            text = decoder.decode(chunk)
+            self.text = (self.text + text)[-ERROR_TAIL:]
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        self.stream.close()
+
+    def finish(self) -> str:
+        self.thread.join(timeout=10)  # a grandchild may still hold the pipe
+        return self.text
+
+
+def _launch_once(count, command, timeout, env, port) -> tuple[int, int, str] | None:
+    """One launch of ``count`` processes; ``(rank, exit status, end of its stderr)`` of the first
+    that failed, or ``None``."""
+    children, tails = [], []
     for rank in range(count):
         variables = dict(os.environ, **(env or {}))
         variables.update(RANK=str(rank), WORLD_SIZE=str(count), LOCAL_RANK=str(rank),
                          LOCAL_WORLD_SIZE=str(count), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        children.append(subprocess.Popen(command, env=variables))
+        children.append(subprocess.Popen(command, env=variables, stderr=subprocess.PIPE))
+        tails.append(_ErrorTail(children[-1].stderr))
     deadline = None if timeout is None else time.monotonic() + timeout
     failed = None
     try:
@@ -164,8 +259,10 @@ def launch_local(count: int, command: list[str], timeout: float | None = None, e
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-    if failed is not None:
-        raise SystemExit(f"process {failed} of {count} exited with status {children[failed].returncode}")
+        texts = [tail.finish() for tail in tails]
+    if failed is None:
+        return None
+    return failed, children[failed].returncode, texts[failed]
 
 
 def relaunch_arguments(argv: list[str]) -> list[str]:

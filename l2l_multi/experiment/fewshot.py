@@ -140,6 +140,13 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     add("--eval-batch", type=int, default=50, help="tasks per evaluation call")
     add("--test-tasks", type=int, default=600, help="test tasks (the protocol: 600)")
     add("--device", default=None, help="torch device (default: cpu)")
+    add(
+        "--tasks-on-device",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="gather the training tasks on the device: the dataset is copied there once and each "
+        "meta-batch sends only its sample indices (the same tasks; default: on with an accelerator)",
+    )
     add("--conv", choices=("auto", "xla", "matmul"), default="auto", help="jax: how convolutions run")
     add("--seed", type=int, default=0)
     add("--quick", action="store_true", help="a CI-sized run (seconds) through every code path")
@@ -178,7 +185,7 @@ OUTPUT_OPTIONS = (
     *("resume", "out", "progress", "paper", "paper_source", "processes", "download", "tensorboard"),
 )
 # settings that may differ on --resume: they do not change what was trained so far
-MAY_CHANGE = ("iterations", "root", "max_train_seconds", "test_tasks", "device")
+MAY_CHANGE = ("iterations", "root", "max_train_seconds", "test_tasks", "device", "tasks_on_device")
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
 
 
@@ -337,7 +344,7 @@ def _train_and_test(
 ) -> dict[str, Any]:
     import l2l_multi as l2l
 
-    from ..data import partition_task_batch
+    from ._train_tasks import TrainTasks
 
     l2l.set_backend(args.backend)
     # every test split is built now: a data problem shows before training, not after it
@@ -363,11 +370,12 @@ def _train_and_test(
         **options,
     )
     run.record_environment(device=_device_name(args))
+    train = TrainTasks(tasksets.train, args.backend, args.device, args.tasks_on_device)
     start, elapsed, window = 0, 0.0, []
     if run.checkpoint is not None:
         checkpoint = run.checkpoint
         learner.load_state_dict(checkpoint["learner"])
-        tasksets.train.load_state_dict(checkpoint["train_tasks"])
+        train.load_state_dict(checkpoint["train_tasks"])
         start, elapsed, window = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["window"]
 
     from tqdm.auto import tqdm
@@ -396,13 +404,14 @@ def _train_and_test(
         return {
             "iteration": iteration,
             "learner": learner.state_dict(),
-            "train_tasks": tasksets.train.state_dict(),
+            "train_tasks": train.state_dict(),
             "window": window,
             "elapsed": time.perf_counter() - began,
         }
 
     def stop_training() -> None:
         bar.close()
+        train.close()
         if pending is not None:
             record(*pending)
         run.save_checkpoint(checkpoint_state(done))
@@ -416,8 +425,7 @@ def _train_and_test(
             stop_training()
         if args.meta_lr_halve_every:
             learner.set_meta_lr(args.meta_lr * 0.5 ** (iteration // args.meta_lr_halve_every))
-        X, y = tasksets.train.sample_batch(args.meta_batch)
-        (sx, sy), (qx, qy) = partition_task_batch(X, y, shots=args.shots)
+        (sx, sy), (qx, qy) = train.next(args.meta_batch, args.shots)
         # Read the previous step's metrics only after queueing this one: the host samples the
         # next batch while an accelerator still computes.
         metrics = learner.train_step(sx, sy, qx, qy, wait=False)
@@ -460,6 +468,7 @@ def _train_and_test(
                 stopped_early = f"time budget of {args.max_train_seconds:g} s reached after {done} updates"
                 break
     bar.close()
+    train.close()
     stop.active = False  # testing: Ctrl-C interrupts at once (the last checkpoint stands)
     if log is not None:
         log.close()
@@ -489,6 +498,7 @@ def _train_and_test(
         "iterations": done,
         "stopped_early": stopped_early,
         "quick": args.quick,
+        "tasks_on_device": train.on_device,
         "test": test,
         "paper": {k: v for k, v in args.paper.items() if k in test},
         "paper_source": args.paper_source,
