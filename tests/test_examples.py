@@ -20,6 +20,12 @@ NEEDS_BOTH_FRAMEWORKS = {
 }
 
 
+def _have_mjx() -> bool:
+    # mujoco-mjx installs into the mujoco package, so the rl extra alone has mujoco but not mujoco.mjx
+    have_mujoco = importlib.util.find_spec("mujoco") is not None
+    return have_mujoco and importlib.util.find_spec("mujoco.mjx") is not None
+
+
 def _library_modules() -> list[str]:
     """Every module of the package whose framework is installed (doctests need it)."""
     import l2l_multi.backends
@@ -42,6 +48,8 @@ def _library_modules() -> list[str]:
             continue
         if ".lightning" in info.name and importlib.util.find_spec("lightning") is None:
             continue  # the optional lightning extra
+        if info.name.endswith((".mjx_envs", "._mjx_rk4")) and not _have_mjx():
+            continue  # the optional mjx extra
         if info.name in NEEDS_BOTH_FRAMEWORKS and not (HAVE_TORCH and HAVE_JAX):
             continue
         names.append(info.name)
