@@ -1,15 +1,18 @@
 """Host time per MAML meta-step on Omniglot 5-way 1-shot, before and after the on-device task
-pipeline (``l2l_multi.data._device_tasks.DeviceTasks``), for each backend.
+pipeline (``l2l_multi.data.DeviceTasks``, the few-shot driver's ``--tasks-on-device``), for each
+backend.
 
 Per meta-batch of ``--meta-batch`` tasks (Vinyals' split with rotations, 28x28, ``--queries``
 query samples per class), three phases are timed separately:
 
 * ``sampling``: host path ``TaskDataset.sample_batch`` (the Cython plan, then the gather, the
-  rotation and the conversion to float32 on the host) against the device path's index plan alone
-  (the same Cython plan: rows, labels, quarter turns);
-* ``transfer``: host path: the float32 batch converted to the backend's arrays on ``--device``
-  (``MetaLearner``'s conversion); device path: the index plan sent and the batch gathered,
-  rotated and scaled there;
+  rotation and the conversion to float32 on the host) and ``partition_task_batch`` (support and
+  query sets), as the driver does without ``--tasks-on-device``, against the device path's index
+  plan alone (the same Cython plan: rows, labels, quarter turns);
+* ``transfer``: host path: the four arrays converted to the backend's arrays on ``--device``
+  (``MetaLearner``'s conversion); device path: ``DeviceTasks.split`` (the plan reordered on the
+  host into support and query, sent, the batch gathered, rotated and scaled there and cut; the
+  host's share of it, ``support_query_order``, is also timed alone);
 * ``step``: ``MetaLearner.train_step`` (conv4, second order; ``--steps-too``; several seconds per
   step on a CPU), the same on both paths.
 
@@ -67,8 +70,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     import l2l_multi as l2l
-    from l2l_multi.data import partition_task_batch
-    from l2l_multi.data._device_tasks import DeviceTasks
+    from l2l_multi.data import DeviceTasks, partition_task_batch
+    from l2l_multi.data._device_tasks import support_query_order
     from l2l_multi.vision.benchmarks import get_tasksets
 
     def tasksets():
@@ -87,33 +90,35 @@ def main(argv=None) -> dict:
 
     for round_ in range(args.repeats + 1):  # round 0 warms up (compiles, allocates)
         t0 = _now(sync)
-        X, y = host_tasks.sample_batch(args.meta_batch)
+        (sx, sy), (qx, qy) = partition_task_batch(*host_tasks.sample_batch(args.meta_batch), shots=1)
         t1 = _now(sync)
-        batch = learner._impl.convert(X, y)
+        batch = learner._impl.convert(sx, sy, qx, qy)
         _ready(args.backend, batch)
         t2 = _now(sync)
         plan = device_tasks.index_plan(args.meta_batch)
         t3 = _now(sync)
-        DX, Dy = device_tasks.gather(plan)
-        _ready(args.backend, (DX, Dy))
+        (sx, sy), (qx, qy) = device_tasks.split(plan, shots=1)
+        _ready(args.backend, (sx, sy, qx, qy))
         t4 = _now(sync)
+        support_query_order(plan["labels"], 1)  # the host's share of the split, timed alone
+        t5 = _now()
         if round_:
             record("host path: sampling", t1 - t0)
             record("host path: transfer", t2 - t1)
             record("device path: sampling (index plan)", t3 - t2)
-            record("device path: transfer and gather", t4 - t3)
+            record("device path: split, transfer and gather", t4 - t3)
+            record("device path: host share of the split", t5 - t4)
         if args.steps_too and round_ < 4:  # a few steps: seconds each on a CPU
-            (sx, sy), (qx, qy) = partition_task_batch(DX, Dy, shots=1)
-            t5 = _now(sync)
-            learner.train_step(sx, sy, qx, qy)
             t6 = _now(sync)
+            learner.train_step(sx, sy, qx, qy)
+            t7 = _now(sync)
             if round_:
-                record("step (train_step)", t6 - t5)
+                record("step (train_step)", t7 - t6)
     medians = {name: round(statistics.median(values), 3) for name, values in times.items()}
     medians["host path: sampling + transfer"] = round(
         medians["host path: sampling"] + medians["host path: transfer"], 3)
     medians["device path: sampling + transfer"] = round(
-        medians["device path: sampling (index plan)"] + medians["device path: transfer and gather"], 3)
+        medians["device path: sampling (index plan)"] + medians["device path: split, transfer and gather"], 3)
     report = {
         "backend": args.backend,
         "device": args.device or "default",

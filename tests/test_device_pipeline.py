@@ -131,3 +131,22 @@ def test_sample_split_equals_partitioned_host_tasks(backend, prefetch):
         with pytest.raises(ValueError, match=r"\(n, shots\) = \(3, 1\), got \(3, 2\)"):
             device.sample_split(3, 2)
     device.close()
+
+
+@pytest.mark.parametrize("shots", [0, 1, 2, 3])
+def test_support_query_order_equals_partition_task_batch(shots):
+    """Random tasks of 4 classes with 3 samples each (labels shuffled, classes of any value):
+    the vectorised order picks what partition_task_batch's per-task loop picks."""
+    from l2l_multi.data._device_tasks import support_query_order
+
+    rng = np.random.default_rng(shots)
+    labels = np.stack([rng.permutation(np.repeat(rng.choice(50, 4, replace=False), 3)) for _ in range(20)])
+    positions = np.broadcast_to(np.arange(12), labels.shape)
+    (support, _), (query, _) = partition_task_batch(positions, labels, shots=shots)
+    order, cut = support_query_order(labels, shots)
+    assert cut == 4 * shots
+    np.testing.assert_array_equal(order, np.concatenate([support, query], axis=1))
+    with pytest.raises(ValueError, match="shots=4 but a class"):
+        support_query_order(labels, 4)
+    with pytest.raises(ValueError, match="different support/query sizes"):
+        support_query_order(np.array([[0, 0, 1, 1], [0, 1, 2, 3]]), 1)

@@ -127,15 +127,10 @@ class DeviceTasks:
         """``((support X, y), (query X, y))`` on the device for an ``index_plan``: the plan is
         reordered on the host (support samples first, as ``partition_task_batch`` picks them),
         gathered once, and cut."""
-        from ._utils import partition_task_batch
-
-        count, size = plan["labels"].shape
-        positions = np.broadcast_to(np.arange(size), (count, size))
-        (support, _), (query, _) = partition_task_batch(positions, plan["labels"], shots=shots)
-        order = np.concatenate([support, query], axis=1)
+        order, cut = support_query_order(plan["labels"], shots)
         reordered = {key: np.take_along_axis(value, order, axis=1) for key, value in plan.items()}
         inputs = self._inputs(reordered["rows"], reordered.get("turns"))
-        cut, stop, labels = support.shape[1], order.shape[1], reordered["labels"]
+        stop, labels = order.shape[1], reordered["labels"]
         return ((self.ops.part(inputs, 0, cut), self.ops.labels(np.ascontiguousarray(labels[:, :cut]))),
                 (self.ops.part(inputs, cut, stop), self.ops.labels(np.ascontiguousarray(labels[:, cut:]))))
 
@@ -213,6 +208,34 @@ class DeviceTasks:
         self.close()
         self.tasks.load_state_dict(state)
         self._state = self.tasks.state_dict()
+
+
+def support_query_order(labels: np.ndarray, shots: int) -> tuple[np.ndarray, int]:
+    """``(order int64 [n, m], s)``: for integer ``labels [n, m]``, each task's positions with its
+    ``s`` support samples first, then its queries, exactly as ``partition_task_batch`` picks them
+    (classes in order of first appearance, each class's first ``shots`` samples in support), so
+    ``take_along_axis(x, order[:, :s], 1)`` is its support set. Vectorised over the tasks (that
+    function loops over them in Python). Raises ``ValueError`` as it does for a class with fewer
+    than ``shots`` samples or tasks that split into different sizes."""
+    labels = np.asarray(labels)
+    count, size = labels.shape
+    by_label = np.argsort(labels, axis=1, kind="stable")  # each class together, positions ascending
+    sorted_labels = np.take_along_axis(labels, by_label, axis=1)
+    starts = np.ones((count, size), dtype=bool)
+    starts[:, 1:] = sorted_labels[:, 1:] != sorted_labels[:, :-1]
+    start = np.maximum.accumulate(np.where(starts, np.arange(size), 0), axis=1)
+    occurrence = np.arange(size) - start  # the sample's rank within its class
+    first = np.take_along_axis(by_label, start, axis=1)  # where its class first appears
+    support = occurrence < shots
+    per_task = support.sum(axis=1)
+    if (per_task != shots * starts.sum(axis=1)).any():
+        raise ValueError(f"shots={shots} but a class of a task has fewer samples")
+    if (per_task != per_task[0]).any():
+        raise ValueError("tasks of the batch split into different support/query sizes; use fixed ways "
+                         "and shots")
+    key = np.where(support, 0, size * size) + first * size + occurrence
+    order = np.take_along_axis(by_label, np.argsort(key, axis=1, kind="stable"), axis=1)
+    return order.astype(np.int64), int(per_task[0])
 
 
 def _check_count(n) -> None:
