@@ -281,10 +281,13 @@ def _compiled_update(
 
     (loss_before, old), gradient = jax.value_and_grad(loss_and_old, has_aux=True)(start)
     kl_gradient = jax.grad(lambda flat: surrogate_and_kl(unravel(flat), batches, lr, old)[1])
+    # Forward-over-reverse Hessian-vector products of the mean KL (torch differentiates kl_grad @ v through
+    # a graph kept once). Linearised once: each product then runs only the tangent computation instead of
+    # recomputing the adaptation and the KL gradient every conjugate-gradient iteration.
+    _, kl_hessian_vector = jax.linearize(kl_gradient, start)
 
     def fisher_vector(vector):
-        # forward-over-reverse Hessian-vector product of the mean KL (torch differentiates kl_grad @ v)
-        return jax.jvp(kl_gradient, (start,), (vector,))[1] + cg_damping * vector
+        return kl_hessian_vector(vector) + cg_damping * vector
 
     direction, curvature = _natural_direction(fisher_vector, -gradient, cg_iterations)
     step = direction * jnp.sqrt(2 * max_kl / jnp.maximum(curvature, 1e-12))

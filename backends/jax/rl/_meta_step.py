@@ -85,6 +85,9 @@ def make_maml_trpo_step(
             :func:`collect_task_batch` and :func:`trpo_meta_update`; reg: the baseline's ridge.
         on_trace: called each time the collection is traced (lets tests check it compiles once).
 
+    The returned ``step`` also has ``step.collect(policy, key) -> (TaskBatch, pre_return, post_return)`` and
+    ``step.update(policy, batches) -> (policy, stats)``, the two programs it runs.
+
     Example:
         >>> import jax
         >>> from l2l_multi.backends.jax.gym import Particles2D
@@ -131,4 +134,6 @@ def make_maml_trpo_step(
         names = ("loss_before", "loss_after", "kl", "accepted")
         return policy, MamlTrpoMetrics(pre, post, *(stats[name] for name in names), env_steps)
 
+    # the two programs, for callers that time or reuse them apart
+    step.collect, step.update = collect, update
     return step
