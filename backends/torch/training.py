@@ -4,7 +4,6 @@ step counter, the host side of the non-finite guard); this module supplies what 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..._training import inner_optimizer
 from .. import torch as _backend
 from . import algorithms
 from ._rank_share import RankShare, joined_group
+from ._trees import flax_tree, torch_tree
 from .vision import models
 
 
@@ -107,8 +107,6 @@ ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
     "reptile": _build_reptile,
 }
 LOSSES = {"cross-entropy": F.cross_entropy, "mse": F.mse_loss}
-# parameter-name prefixes of the torch learners -> the contract's top-level keys
-_TREE_KEYS = (("module.", "model"), ("features.", "features"), ("head.", "head"), ("transform.", "transform"))
 
 
 def _meta_batch_loss(algorithm, batch, loss, steps, task_map):
@@ -303,62 +301,12 @@ class TorchStep:
         for group in self.optimizer.param_groups:
             group["lr"] = meta_lr
 
-    # -- public trees ----------------------------------------------------------------
+    # -- public trees (backends/torch/_trees.py) -------------------------------------
     def _tree(self, named: dict[str, torch.Tensor]) -> dict[str, dict[str, np.ndarray]]:
-        """``{parameter name of the algorithm: tensor}`` as the contract's tree in torch layout:
-        ``{"model": {name: array}, "lrs": {model parameter name: array}, "features": ...}``."""
-        model_names = [name for name, _ in self.algorithm.module.named_parameters()] if hasattr(
-            self.algorithm, "module") else []
-        tree: dict[str, dict[str, np.ndarray]] = {}
-        for name, tensor in named.items():
-            value = tensor.detach().cpu().numpy().copy()
-            if name.startswith("lrs."):
-                tree.setdefault("lrs", {})[model_names[int(name.split(".")[1])]] = value
-                continue
-            for prefix, key in _TREE_KEYS:
-                if name.startswith(prefix):
-                    tree.setdefault(key, {})[name[len(prefix):]] = value
-                    break
-            else:
-                tree.setdefault("other", {})[name] = value
-        return tree
-
-    def _flax_params(self, named: dict[str, np.ndarray]) -> dict:
-        """``{name in self.model: array}`` (others zero) as the flax ``params`` tree of the model."""
-        from ... import interop
-
-        model = copy.deepcopy(self.model)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                param.copy_(torch.as_tensor(named[name]) if name in named else torch.zeros_like(param))
-        return interop.torch_to_flax(model)["params"]
-
-    def _as_flax(self, tree: dict) -> dict:
-        """The torch-layout tree in the jax backend's layout (``l2l_multi.interop``)."""
-        if callable(getattr(self.algorithm, "flax_layout", None)):  # a learner that converts its own (MAML++)
-            return _numpy(self.algorithm.flax_layout(tree))
-        flax: dict[str, Any] = {}
-        kind = self.spec.kind
-        if "model" in tree:
-            if kind == "head":  # ANIL adapts the classifier only
-                named = {f"classifier.{k}": v for k, v in tree["model"].items()}
-                flax["model"] = {"params": self._flax_params(named)["classifier"]}
-            else:
-                flax["model"] = {"params": self._flax_params(tree["model"])}
-        if "lrs" in tree:
-            flax["lrs"] = self._flax_params(tree["lrs"])
-        if "features" in tree:
-            named = {f"features.{k}": v for k, v in tree["features"].items()}
-            params = self._flax_params(named)
-            flax["features"] = {"params": {k: v for k, v in params.items() if k != "classifier"}}
-        if "head" in tree:
-            flax["head"] = {k: np.asarray(v) for k, v in tree["head"].items()}
-        for key in tree.keys() - flax.keys():
-            raise ValueError(f"layout='flax' cannot convert the {key!r} entry of {self.spec.name}")
-        return _numpy(flax)
+        return torch_tree(self.algorithm, named)
 
     def _layout(self, tree: dict, layout: str | None) -> dict:
-        return self._as_flax(tree) if layout == "flax" else tree
+        return flax_tree(self.algorithm, self.spec, self.model, tree) if layout == "flax" else tree
 
     def meta_parameters(self, layout: str | None) -> dict:
         return self._layout(self._tree(dict(self.algorithm.named_parameters())), layout)
@@ -389,12 +337,6 @@ class TorchStep:
             raise ValueError("state must be a dict from MetaLearner.state_dict() (algorithm, optimizer)")
         self.algorithm.load_state_dict(state["algorithm"])
         self.optimizer.load_state_dict(state["optimizer"])
-
-
-def _numpy(tree):
-    if isinstance(tree, dict):
-        return {k: _numpy(v) for k, v in tree.items()}
-    return np.asarray(tree)
 
 
 def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **options: Any) -> TorchStep:
