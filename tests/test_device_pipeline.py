@@ -150,3 +150,22 @@ def test_support_query_order_equals_partition_task_batch(shots):
         support_query_order(labels, 4)
     with pytest.raises(ValueError, match="different support/query sizes"):
         support_query_order(np.array([[0, 0, 1, 1], [0, 1, 2, 3]]), 1)
+
+
+def test_a_dropped_prefetching_stream_is_freed_and_its_thread_ends():
+    """As when a training loop raises before close(): nothing else holds the object."""
+    import gc
+    import time
+    import weakref
+
+    device = DeviceTasks(_tasks(_arrays()), "torch", prefetch=2)
+    device.sample_batch(4)
+    thread, alive = device._thread, weakref.ref(device)
+    del device
+    deadline = time.monotonic() + 5  # the thread holds it while it prepares a batch
+    while alive() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert alive() is None
+    thread.join(timeout=5)
+    assert not thread.is_alive()

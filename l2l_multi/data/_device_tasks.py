@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -175,16 +176,8 @@ class DeviceTasks:
     def _start(self, request: tuple) -> None:
         self._request, self._queue = request, queue.Queue(maxsize=self.prefetch)
         self._stop = threading.Event()
-
-        def produce():
-            try:
-                while not self._stop.is_set():
-                    batch = self._make(request)
-                    self._queue.put((batch, self.tasks.state_dict()))
-            except BaseException as error:  # handed to the consumer
-                self._queue.put(error)
-
-        self._thread = threading.Thread(target=produce, name="device-tasks", daemon=True)
+        arguments = (weakref.ref(self), request, self._queue, self._stop)
+        self._thread = threading.Thread(target=_produce, args=arguments, name="device-tasks", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -236,6 +229,30 @@ def support_query_order(labels: np.ndarray, shots: int) -> tuple[np.ndarray, int
     key = np.where(support, 0, size * size) + first * size + occurrence
     order = np.take_along_axis(by_label, np.argsort(key, axis=1, kind="stable"), axis=1)
     return order.astype(np.int64), int(per_task[0])
+
+
+def _produce(owner, request: tuple, batches: queue.Queue, stop: threading.Event) -> None:
+    """The prefetch thread's loop. It holds its ``DeviceTasks`` only weakly while it waits for
+    room in the queue, so one dropped without ``close()`` (an error in a training loop) is freed,
+    its device copy of the dataset with it, and the thread ends."""
+    while not stop.is_set():
+        tasks = owner()
+        if tasks is None:
+            return
+        try:
+            item: Any = (tasks._make(request), tasks.tasks.state_dict())
+        except BaseException as error:  # handed to the consumer
+            item = error
+        del tasks
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                break
+            except queue.Full:
+                if owner() is None:
+                    return
+        if isinstance(item, BaseException):
+            return
 
 
 def _check_count(n) -> None:
