@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cli import check_float, check_int, explicit_options, restore_arguments
+from ._cli import check_float, check_int, explicit_options, restore_arguments, startup_backend
 from ._faults import fault_point
 from ._fewshot_options import (
     HIDDEN_DEFAULTS,
@@ -76,7 +76,8 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add = parser.add_argument
-    add("--backend", choices=("torch", "jax"), default="torch")
+    add("--backend", choices=("torch", "jax"), default=startup_backend(),
+        help="default: L2L_BACKEND if set, else torch where installed, else jax")
     # only the options that apply to this script's algorithm (see _fewshot_options)
     offered = offered_options(defaults)
     parser.set_defaults(**{k: v for k, v in HIDDEN_DEFAULTS.items() if k not in offered})
