@@ -166,7 +166,7 @@ def test_meta_iteration_compiles_once_and_takes_trust_region_steps():
         Particles2D(), meta_batch=2, episodes=2, horizon=4, on_trace=lambda: traces.append(1)
     )
     policy = rl.DiagNormalPolicy(2, 2, hiddens=(8,), key=jax.random.key(0))
-    for iteration in range(3):
+    for iteration in range(2):
         new_policy, metrics = step(policy, jax.random.key(iteration))
         assert bool(metrics.accepted) and float(metrics.kl) <= 0.01
         assert float(metrics.loss_after) < float(metrics.loss_before)

@@ -156,7 +156,7 @@ def adapted_policy(policy, episodes: Episodes, advantages: jax.Array, lr: float,
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from l2l_multi.backends.jax.rl import DiagNormalPolicy, Episodes
-        >>> policy = DiagNormalPolicy(2, 2, hiddens=(4,), key=jax.random.key(0))
+        >>> policy = DiagNormalPolicy(2, 2, hiddens=(8,), key=jax.random.key(0))
         >>> k = jax.random.split(jax.random.key(1), 4)
         >>> e = Episodes(jax.random.normal(k[0], (3, 2, 2)), jax.random.normal(k[1], (3, 2, 2)),
         ...              jnp.zeros((3, 2)), jnp.ones((3, 2)))
