@@ -94,7 +94,7 @@ def test_variants_record_their_own_name_and_numbers(tmp_path):
 )
 def test_quick_changes_adaptation_steps_only_where_there_is_an_inner_loop(name, steps):
     args = fewshot.parse_arguments(defaults_of(name), "", ["--quick"])
-    fewshot._config(args)
+    fewshot.run_config(args)
     assert args.adaptation_steps == steps and args.test_adaptation_steps == steps
     assert args.iterations == fewshot.QUICK["iterations"]
 

@@ -1,0 +1,146 @@
+"""The few-shot driver's training loop: meta-updates, validation, checkpoints and stopping.
+
+:func:`train_learner` continues from the run folder's checkpoint (if any), validates and saves a
+checkpoint every ``--eval-every`` updates, and stops early at ``--max-train-seconds`` or, between
+two steps, on Ctrl-C (``TrainingStopped`` after the checkpoint is saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._faults import fault_point
+from ._interrupt import StopRequest, TrainingStopped
+from ._processes import Processes
+from ._protocol import evaluate_tasks
+from ._run import RunFolder
+from ._tensorboard import ScalarLog
+
+
+class Training(NamedTuple):
+    """How training ended: ``iterations`` done, why it ``stopped_early`` (``None``: it did not),
+    and ``began``, the ``time.perf_counter()`` origin that counts a resumed run's earlier time."""
+
+    iterations: int
+    stopped_early: str | None
+    began: float
+
+
+def train_learner(
+    args: argparse.Namespace,
+    run: RunFolder,
+    learner,
+    train,
+    validation,
+    processes: Processes,
+    stop: StopRequest | None = None,
+) -> Training:
+    """Trains ``learner`` (an ``l2l_multi.MetaLearner``) on the meta-batches of ``train`` (a
+    ``TrainTasks``) up to ``args.iterations`` updates, validating on ``validation`` tasks; the
+    metrics rows and checkpoints go to ``run``. Closes ``train`` when it returns."""
+    start, elapsed, window = 0, 0.0, []
+    if run.checkpoint is not None:
+        checkpoint = run.checkpoint
+        learner.load_state_dict(checkpoint["learner"])
+        train.load_state_dict(checkpoint["train_tasks"])
+        start, elapsed, window = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["window"]
+
+    from tqdm.auto import tqdm
+
+    stop = stop or StopRequest()  # (one never entered: Ctrl-C raises as usual)
+    log = None
+    if args.tensorboard and processes.is_main:  # a resumed run drops what followed its checkpoint
+        log = ScalarLog(run.path, purge_step=start + 1 if run.checkpoint is not None else None)
+    began = time.perf_counter() - elapsed
+    bar = tqdm(
+        range(start, args.iterations),
+        initial=start,
+        total=args.iterations,
+        desc=args.algorithm,
+        disable=not args.progress,
+        dynamic_ncols=True,
+    )
+
+    def record(step: int, metrics: dict) -> None:
+        loss, accuracy = float(metrics["loss"]), float(metrics["accuracy"])
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the meta-loss became {loss} at iteration {step}")
+        window.append([loss, accuracy])
+
+    def checkpoint_state(iteration: int) -> dict[str, Any]:
+        return {
+            "iteration": iteration,
+            "learner": learner.state_dict(),
+            "train_tasks": train.state_dict(),
+            "window": window,
+            "elapsed": time.perf_counter() - began,
+        }
+
+    def stop_training() -> None:
+        bar.close()
+        train.close()
+        if pending is not None:
+            record(*pending)
+        run.save_checkpoint(checkpoint_state(done))
+        raise TrainingStopped(done)
+
+    done, pending, stopped_early = start, None, None
+    stop.active = True  # from here, a first Ctrl-C stops between two steps
+    for iteration in bar:
+        fault_point("training")
+        if stop.requested and processes.size == 1:  # (several processes stop at an evaluation)
+            stop_training()
+        if args.meta_lr_halve_every:
+            learner.set_meta_lr(args.meta_lr * 0.5 ** (iteration // args.meta_lr_halve_every))
+        (sx, sy), (qx, qy) = train.next(args.meta_batch, args.shots)
+        # Read the previous step's metrics only after queueing this one: the host samples the
+        # next batch while an accelerator still computes.
+        metrics = learner.train_step(sx, sy, qx, qy, wait=False)
+        if pending is not None:
+            record(*pending)
+        done = iteration + 1
+        pending = (done, metrics)
+        if done % args.eval_every == 0 or done == args.iterations:
+            record(*pending)
+            pending = None
+            valid = evaluate_tasks(
+                learner,
+                validation,
+                shots=args.test_shots,
+                num_tasks=args.eval_tasks,
+                batch_size=args.eval_batch,
+                adaptation_steps=args.test_adaptation_steps,
+                ways=args.test_ways[0],
+            )
+            train_loss, train_accuracy = np.mean(window, axis=0)
+            row = {
+                "iteration": done,
+                "train_loss": float(train_loss),
+                "train_accuracy": float(train_accuracy),
+                "valid_loss": valid["loss"],
+                "valid_accuracy": valid["accuracy"],
+                "valid_ci95": valid["ci95"],
+                "elapsed_s": round(time.perf_counter() - began, 3),
+            }
+            run.log_metrics(row)
+            if log is not None:
+                log.write(row)
+            bar.set_postfix(valid=f"{valid['accuracy']:.3f}", loss=f"{train_loss:.3f}")
+            window = []
+            run.save_checkpoint(checkpoint_state(done))
+            if processes.size > 1 and processes.any(stop.requested):  # every rank at the same update
+                stop_training()
+            over = bool(args.max_train_seconds) and time.perf_counter() - began >= args.max_train_seconds
+            if processes.any(over):  # every rank stops at the same update
+                stopped_early = f"time budget of {args.max_train_seconds:g} s reached after {done} updates"
+                break
+    bar.close()
+    train.close()
+    stop.active = False  # testing: Ctrl-C interrupts at once (the last checkpoint stands)
+    if log is not None:
+        log.close()
+    return Training(done, stopped_early, began)
