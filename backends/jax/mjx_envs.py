@@ -116,9 +116,12 @@ class _Locomotion:
             ``(LocomotionState, observation (observation_size,))``.
         """
         task = self._task(task)
-        data = mjx.make_data(self.model)
-        data = data.replace(qpos=jnp.asarray(qpos, self.dtype), qvel=jnp.asarray(qvel, self.dtype))
+        qpos = jnp.asarray(qpos, self.dtype)
+        data = mjx.make_data(self.model).replace(qpos=qpos, qvel=jnp.asarray(qvel, self.dtype))
         data = mjx.forward(self.model, data)
+        # MJX's forward writes back unit quaternions; C leaves qpos as set (gymnasium's reset noise makes the
+        # Ant's root quaternion non-unit) and normalises in the first step's integration, as MJX's step does.
+        data = data.replace(qpos=qpos)
         return LocomotionState(data, task), self._observation(data)
 
     def step(self, state: LocomotionState, action: jax.Array):
