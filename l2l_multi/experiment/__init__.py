@@ -13,11 +13,11 @@
   ``examples/vision/*.py``.
 """
 
+from ._cli import command_line as command_line
 from ._errors import RunFolderError as RunFolderError
 from ._plot import Curves as Curves
 from ._plot import plot_curves as plot_curves
 from ._plot import save_figure as save_figure
 from ._protocol import evaluate_tasks as evaluate_tasks
 from ._run import RunFolder as RunFolder
-from ._run import command_line as command_line
 from ._stats import mean_confidence_interval as mean_confidence_interval

@@ -1,11 +1,14 @@
 """Command-line helpers the examples share: which flags were given, settings restored on resume,
-and flag checks that run before any work starts."""
+flag checks that run before any work starts, and the command line that results files record."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .._backend import startup_backend as startup_backend  # the examples' --backend default
@@ -94,3 +97,10 @@ def check_float(args: argparse.Namespace, name: str, minimum: float = 0.0, stric
     if value < minimum or (strict and value == minimum):
         relation = ">" if strict else ">="
         raise SystemExit(f"{flag(name)} must be {relation} {minimum:g}, got {value!r}")
+
+
+def command_line(argv=None) -> str:
+    """The command that ran this script, shell-quoted: ``python script.py ARGS`` (``argv``: the
+    arguments given to the script's ``main``, default ``sys.argv[1:]``), for results files."""
+    words = [Path(sys.executable).name, sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    return " ".join(shlex.quote(str(word)) for word in words)

@@ -11,11 +11,12 @@ import platform
 import time
 from typing import Any
 
+from ._cli import command_line
 from ._fewshot_options import adaptation_phrase, learning_curves, setting_title
 from ._fewshot_training import Training
 from ._processes import Processes
 from ._protocol import evaluate_tasks
-from ._run import RunFolder, command_line
+from ._run import RunFolder
 
 
 def device_name(args: argparse.Namespace) -> str:

@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import os
-import shlex
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -394,10 +392,3 @@ class RunFolder:
         results.json, metrics.csv, curve.png, checkpoint.npz"``; the examples print it last."""
         names = [name for name in (RESULTS, METRICS, CURVE, CHECKPOINT) if (self.path / name).exists()]
         return f"Results in {self.path}: {', '.join(names)}"
-
-
-def command_line(argv=None) -> str:
-    """The command that ran this script, shell-quoted: ``python script.py ARGS`` (``argv``: the
-    arguments given to the script's ``main``, default ``sys.argv[1:]``), for results files."""
-    words = [Path(sys.executable).name, sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
-    return " ".join(shlex.quote(str(word)) for word in words)
