@@ -56,3 +56,20 @@ def area_names(area: str) -> list[str]:
     except ImportError:  # framework missing, or the backend has no such area yet
         return []
     return sorted(getattr(module, "__all__", [n for n in dir(module) if not n.startswith("_")]))
+
+
+def area_module_hooks(area: str):
+    """The module-level ``__getattr__`` and ``__dir__`` (PEP 562) of ``l2l_multi.<area>``: each
+    attribute access resolves the name in the current backend's ``area``; dunder names are not
+    looked up (so ``copy``, ``pickle`` and ``inspect`` probes get a plain ``AttributeError``)."""
+    prefix = f"l2l.{area}."
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return resolve(area, name, prefix)
+
+    def __dir__() -> list[str]:
+        return area_names(area)
+
+    return __getattr__, __dir__

@@ -8,17 +8,9 @@ backend current when the import runs. Type checkers read ``algorithms/__init__.p
 
 from __future__ import annotations
 
-from .._dispatch import area_names, resolve
+from .._dispatch import area_module_hooks
 from . import base_learner as base_learner  # learn2learn's module paths
 from . import maml as maml
 from . import meta_sgd as meta_sgd
 
-
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return resolve("algorithms", name, "l2l.algorithms.")
-
-
-def __dir__() -> list[str]:
-    return area_names("algorithms")
+__getattr__, __dir__ = area_module_hooks("algorithms")

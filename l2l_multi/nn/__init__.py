@@ -8,15 +8,7 @@ backend current when the import runs. Type checkers read ``nn/__init__.pyi``.
 
 from __future__ import annotations
 
-from .._dispatch import area_names, resolve
+from .._dispatch import area_module_hooks
 from . import metalayers as metalayers  # learn2learn's module path
 
-
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return resolve("nn", name, "l2l.nn.")
-
-
-def __dir__() -> list[str]:
-    return area_names("nn")
+__getattr__, __dir__ = area_module_hooks("nn")

@@ -8,16 +8,8 @@ backend current when the import runs. Type checkers read ``optim/__init__.pyi``.
 
 from __future__ import annotations
 
-from .._dispatch import area_names, resolve
+from .._dispatch import area_module_hooks
 from . import transforms as transforms  # learn2learn's module paths
 from . import update_rules as update_rules
 
-
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return resolve("optim", name, "l2l.optim.")
-
-
-def __dir__() -> list[str]:
-    return area_names("optim")
+__getattr__, __dir__ = area_module_hooks("optim")

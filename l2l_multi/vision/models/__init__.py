@@ -9,15 +9,7 @@ Type checkers read ``models/__init__.pyi``.
 
 from __future__ import annotations
 
-from ..._dispatch import area_names, resolve
+from ..._dispatch import area_module_hooks
 from . import cnn4 as cnn4  # learn2learn's module path
 
-
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return resolve("vision.models", name, "l2l.vision.models.")
-
-
-def __dir__() -> list[str]:
-    return area_names("vision.models")
+__getattr__, __dir__ = area_module_hooks("vision.models")
