@@ -79,7 +79,7 @@ def test_halfcheetah_step_matches_mujoco_c_float32():
     assert forward_rewards[:2] != pytest.approx(forward_rewards[2:], abs=1e-3)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_halfcheetah_step_vmaps_over_tasks_and_episodes_and_matches_mujoco_c():
     # tasks x episodes: 2 directions x 2 start states in one nested-vmap compile (about 25-35 s here)
     env = mjx_envs.HalfCheetahForwardBackward()
@@ -138,7 +138,7 @@ def test_bad_tasks_and_counts_are_refused():
         mjx_envs.AntDirection().reset_to({"goal": jnp.ones(2)}, np.zeros(15), np.zeros(14))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_reset_to_and_step_match_mujoco_c_float64(name):
     mjx_class, gym_class = PAIRS[name]
@@ -168,7 +168,7 @@ def test_reset_to_and_step_match_mujoco_c_float64(name):
             assert not bool(done)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_reset_noise_matches_gymnasium_ranges_and_vmaps_over_episodes():
     env = mjx_envs.HalfCheetahForwardBackward()
     keys = jax.random.split(jax.random.key(0), 64)

@@ -51,7 +51,8 @@ def rollout_episodes(env, policy, task, key: jax.Array, episodes: int, horizon: 
             (e.g. :class:`DiagNormalPolicy`); the sampled actions carry no gradient (they are data).
         task: one task (a pytree without the leading task axis).
         key: PRNG key for the resets and the action noise.
-        episodes, horizon: ``N`` episodes of ``T`` steps (static ints >= 1).
+        episodes: ``N``, the number of episodes (static int >= 1).
+        horizon: ``T``, the steps per episode (static int >= 1).
 
     Returns:
         :class:`Episodes` ``[T, N, ...]``; steps after an episode reported ``done`` are masked.

@@ -19,10 +19,15 @@ def collect_task_batch(env, policy, baseline, tasks, key, lr, episodes, horizon,
 
     Args:
         env: functional meta-environment (``sample_tasks``/``reset``/``step``).
-        policy: :class:`DiagNormalPolicy`; baseline: :class:`LinearValue` (refitted on every episode batch).
-        tasks: pytree of ``B`` tasks; key: PRNG key.
-        lr: adaptation step size; episodes, horizon: ``N`` episodes of ``T`` steps per task and phase.
-        gamma, tau: discount and GAE lambda.
+        policy: :class:`DiagNormalPolicy`.
+        baseline: :class:`LinearValue` (refitted on every episode batch).
+        tasks: pytree of ``B`` tasks.
+        key: PRNG key.
+        lr: adaptation step size.
+        episodes: ``N`` episodes per task and phase.
+        horizon: ``T`` steps per episode.
+        gamma: discount factor.
+        tau: GAE lambda.
 
     Returns:
         ``(TaskBatch [B, ...], pre_return, post_return)``: the batch and the mean undiscounted returns (0-d)
@@ -80,9 +85,18 @@ def make_maml_trpo_step(
 
     Args:
         env: functional meta-environment; its observations and actions are flat vectors.
-        meta_batch, episodes, horizon: positive ints (static).
-        lr, gamma, tau, max_kl, cg_iterations, cg_damping, backtrack_factor, line_search_steps: as in
-            :func:`collect_task_batch` and :func:`trpo_meta_update`; reg: the baseline's ridge.
+        meta_batch: tasks per iteration (static positive int).
+        episodes: episodes per task and phase (static positive int).
+        horizon: steps per episode (static positive int).
+        lr: adaptation step size, as in :func:`collect_task_batch`.
+        gamma: discount factor, as in :func:`collect_task_batch`.
+        tau: GAE lambda, as in :func:`collect_task_batch`.
+        max_kl: trust-region radius, as in :func:`trpo_meta_update`.
+        cg_iterations: conjugate-gradient iterations, as in :func:`trpo_meta_update`.
+        cg_damping: damping added to the KL Hessian, as in :func:`trpo_meta_update`.
+        backtrack_factor: line-search shrink factor, as in :func:`trpo_meta_update`.
+        line_search_steps: line-search tries, as in :func:`trpo_meta_update`.
+        reg: the baseline's ridge.
         on_trace: called each time the collection is traced (lets tests check it compiles once).
 
     The returned ``step`` also has ``step.collect(policy, key) -> (TaskBatch, pre_return, post_return)`` and

@@ -230,8 +230,11 @@ def generalized_advantages(rewards, values, masks, gamma: float, tau: float) -> 
     """Generalized advantage estimation (Schulman et al. 2016) with a zero value after the last step.
 
     Args:
-        rewards, values, masks: ``[T, N]`` float arrays (masks as in :func:`discounted_returns`).
-        gamma: discount factor; tau: GAE lambda, both in [0, 1].
+        rewards: ``[T, N]`` float array.
+        values: ``[T, N]`` float array, the baseline's values.
+        masks: ``[T, N]`` float array (as in :func:`discounted_returns`).
+        gamma: discount factor in [0, 1].
+        tau: GAE lambda in [0, 1].
 
     Returns:
         ``[T, N]`` advantages, zero where ``masks`` is zero.
