@@ -13,9 +13,8 @@ from typing import Any
 
 from ._cli import command_line
 from ._fewshot_options import adaptation_phrase, learning_curves, setting_title
-from ._fewshot_training import Training
+from ._fewshot_training import Training, evaluate_protocol
 from ._processes import Processes
-from ._protocol import evaluate_tasks
 from ._run import RunFolder
 
 
@@ -49,16 +48,7 @@ def test_and_report(
     train_seconds = time.perf_counter() - began
     test = {}
     for ways, tasks in test_sets.items():
-        result = evaluate_tasks(
-            learner,
-            tasks,
-            shots=args.test_shots,
-            num_tasks=args.test_tasks,
-            batch_size=args.eval_batch,
-            adaptation_steps=args.test_adaptation_steps,
-            ways=ways,
-            progress=args.progress,
-        )
+        result = evaluate_protocol(learner, args, tasks, args.test_tasks, ways, progress=args.progress)
         test[f"{ways}w{args.test_shots}s"] = result
     results = {
         "method": args.method,

@@ -21,6 +21,23 @@ from ._run import RunFolder
 from ._tensorboard import ScalarLog
 
 
+def evaluate_protocol(
+    learner, args: argparse.Namespace, tasks, num_tasks: int, ways: int, progress: bool = False
+) -> dict[str, Any]:
+    """``evaluate_tasks`` on the first ``num_tasks`` of ``tasks`` (``ways`` classes) with the run's
+    test shots, adaptation steps and evaluation batch: validation and test score alike."""
+    return evaluate_tasks(
+        learner,
+        tasks,
+        shots=args.test_shots,
+        num_tasks=num_tasks,
+        batch_size=args.eval_batch,
+        adaptation_steps=args.test_adaptation_steps,
+        ways=ways,
+        progress=progress,
+    )
+
+
 class Training(NamedTuple):
     """How training ended: ``iterations`` done, why it ``stopped_early`` (``None``: it did not),
     and ``began``, the ``time.perf_counter()`` origin that counts a resumed run's earlier time."""
@@ -107,15 +124,7 @@ def train_learner(
         if done % args.eval_every == 0 or done == args.iterations:
             record(*pending)
             pending = None
-            valid = evaluate_tasks(
-                learner,
-                validation,
-                shots=args.test_shots,
-                num_tasks=args.eval_tasks,
-                batch_size=args.eval_batch,
-                adaptation_steps=args.test_adaptation_steps,
-                ways=args.test_ways[0],
-            )
+            valid = evaluate_protocol(learner, args, validation, args.eval_tasks, args.test_ways[0])
             train_loss, train_accuracy = np.mean(window, axis=0)
             row = {
                 "iteration": done,
