@@ -1,7 +1,9 @@
 """Helpers shared by the tests (importable because pytest adds tests/ to sys.path)."""
 
+import csv
 import os
 import pathlib
+import runpy
 import subprocess
 import sys
 
@@ -32,6 +34,23 @@ FRAMEWORKS = [
     pytest.param("torch", marks=pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")),
     pytest.param("jax", marks=pytest.mark.skipif(not HAVE_JAX, reason="jax not installed")),
 ]
+
+
+def run_script(script: pathlib.Path, *arguments) -> None:
+    """Runs the example ``script`` in this process, as ``python script arguments`` would (the
+    frameworks it imports stay imported for the next run)."""
+    saved = sys.argv
+    sys.argv = [str(script), *map(str, arguments)]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
+
+
+def metrics_rows(folder: pathlib.Path) -> list[dict]:
+    """The rows of ``folder/metrics.csv`` without ``elapsed_s`` (which differs between runs)."""
+    with open(folder / "metrics.csv", newline="") as stream:
+        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(stream)]
 
 
 def run_python(code: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import HAVE_TORCH, REPO_ROOT, SHARED_DATA
+from _helpers import HAVE_TORCH, REPO_ROOT, SHARED_DATA, metrics_rows, run_script
 
 from l2l_multi.experiment import RunFolder, fewshot
 from l2l_multi.experiment._fewshot_options import adaptation_phrase, learning_curves, setting_title
@@ -194,21 +194,6 @@ def test_without_matplotlib_results_are_written_and_the_plot_skipped(tmp_path):
     assert f"Results in {out}: results.json, metrics.csv, checkpoint.npz" in result.stdout
 
 
-def _run_in_process(name, *arguments):
-    script = VISION / f"{name}.py"
-    saved = sys.argv
-    sys.argv = [str(script), *map(str, arguments)]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = saved
-
-
-def _rows(folder):
-    with open(folder / "metrics.csv", newline="") as stream:
-        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(stream)]
-
-
 QUICK_MAML = ["--quick", "--root", OMNIGLOT, "--no-progress", "--iterations", "6"]
 
 
@@ -216,7 +201,7 @@ QUICK_MAML = ["--quick", "--root", OMNIGLOT, "--no-progress", "--iterations", "6
 def uninterrupted(tmp_path_factory):
     """A quick MAML run of 6 iterations (evaluations at 2, 4, 6), with a TensorBoard log."""
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    _run_in_process("maml_omniglot", *QUICK_MAML, "--out", out, "--tensorboard")
+    run_script(VISION / "maml_omniglot.py", *QUICK_MAML, "--out", out, "--tensorboard")
     return out
 
 
@@ -239,11 +224,11 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_equals_an_uninterrupted_run(tmp_pa
         f"{os.path.basename(sys.executable)} {script} --resume --out {out}"
     ]
     assert "Traceback" not in result.stderr
-    assert [row["iteration"] for row in _rows(out)] == ["2"] and not (out / "results.json").exists()
+    assert [row["iteration"] for row in metrics_rows(out)] == ["2"] and not (out / "results.json").exists()
     capsys.readouterr()
-    _run_in_process("maml_omniglot", "--resume", "--out", out, "--no-progress")
+    run_script(VISION / "maml_omniglot.py", "--resume", "--out", out, "--no-progress")
     assert "Results in" in capsys.readouterr().out
-    assert _rows(out) == _rows(uninterrupted)
+    assert metrics_rows(out) == metrics_rows(uninterrupted)
     resumed, straight = (json.loads((folder / "results.json").read_text()) for folder in (out, uninterrupted))
     assert resumed["test"] == straight["test"] and resumed["iterations"] == 6
 

@@ -2,14 +2,11 @@
 results folder, exact resume, and seeded repeatability. Scripts run in-process (runpy) so the
 frameworks are imported once."""
 
-import csv
 import json
-import runpy
-import sys
 
 import numpy as np
 import pytest
-from _helpers import FRAMEWORKS, HAVE_JAX, HAVE_TORCH, OMNIGLOT_ROOT, REPO_ROOT
+from _helpers import FRAMEWORKS, HAVE_JAX, HAVE_TORCH, OMNIGLOT_ROOT, REPO_ROOT, metrics_rows, run_script
 
 pytest.importorskip("matplotlib")
 # jax runs here repeat the same shapes (quick runs, resumes): the session's persistent
@@ -25,20 +22,9 @@ needs_omniglot = pytest.mark.skipif(
 
 def run_example(name, *arguments):
     """Runs ``examples/vision/<name>.py`` with ``arguments``; returns its results.json."""
-    script = EXAMPLES / f"{name}.py"
-    saved = sys.argv
-    sys.argv = [str(script), *map(str, arguments)]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = saved
+    run_script(EXAMPLES / f"{name}.py", *arguments)
     out = arguments[list(arguments).index("--out") + 1]
     return json.loads((out / "results.json").read_text())
-
-
-def metrics_rows(folder):
-    with open(folder / "metrics.csv", newline="") as stream:
-        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(stream)]
 
 
 OMNIGLOT_CASES = [
