@@ -501,7 +501,6 @@ SIGNATURE_DIFFERENCES = {
     ".vision.datasets.FGVCFungi": "mode='train' by default (learn2learn: 'all')",
     ".vision.datasets.Quickdraw": "mode='train' by default (learn2learn: 'all')",
     ".vision.datasets.VGGFlower102": "mode='train' by default (learn2learn: 'all')",
-    ".algorithms.base_learner.BaseLearner": "module is required (learn2learn defaults it to None)",
     ".nn.SVClassifier": "max_iterations=50 with a tolerance (learn2learn: max_iters=15, no tolerance)",
 }
 
@@ -886,6 +885,51 @@ def test_utilities_match_learn2learn(tmp_path):
     assert set(theirs) == set(ours)
     for key in theirs:
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-12, atol=0, err_msg=key)
+
+
+def test_base_learner_subclass_in_learn2learns_form_reads_the_models_attributes():
+    # learn2learn's MAML++ example: BaseLearner subclass calling super().__init__() and setting
+    # self.module itself, then maml.backup_stats() (a method of the model) through the learner.
+    class Model(torch.nn.Linear):
+        def backup_stats(self):
+            return "backed up"
+
+    class Learner(l2l.algorithms.BaseLearner):
+        def __init__(self, model):
+            super().__init__()
+            self.module = model
+
+    model = Model(3, 2)
+    learner = Learner(model)
+    assert learner.backup_stats() == "backed up" and learner.in_features == 3
+    assert torch.equal(learner(torch.ones(1, 3)), model(torch.ones(1, 3)))
+    model.features = torch.nn.Identity()  # names our code probes on learners are not forwarded
+    assert not hasattr(learner, "features") and not hasattr(learner, "missing_everywhere")
+    with pytest.raises(TypeError, match="must be a torch.nn.Module"):
+        l2l.algorithms.BaseLearner("not a module")
+
+
+def test_lightning_package_follows_the_one_a_script_imported():
+    # learn2learn's Lightning example imports pytorch_lightning; its Trainer fits only its own
+    # LightningModule class, so the modules must subclass that package's then.
+    pytest.importorskip("lightning")
+    from l2l_multi.backends.torch.lightning._import import preferred_package
+
+    assert preferred_package({"pytorch_lightning": None}) == "pytorch_lightning"
+    assert preferred_package({"pytorch_lightning": None, "lightning.pytorch": None}) == "lightning.pytorch"
+    assert preferred_package({}) == "lightning.pytorch"
+
+
+def test_get_tasksets_takes_learn2learns_normalize_as_no_augmentation(monkeypatch):
+    from l2l_multi.vision import benchmarks
+
+    seen = []
+    monkeypatch.setattr(benchmarks, "image_splits", lambda name, root, **kwargs: seen.append(name) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # past the argument checks, into the data loading
+        benchmarks.get_tasksets("cifarfs", root="unused", data_augmentation="normalize")
+    with pytest.raises(ValueError, match="data_augmentation='normalise' is not one of"):
+        benchmarks.get_tasksets("cifarfs", root="unused", data_augmentation="normalise")
+    assert seen == ["cifarfs"]
 
 
 def test_mini_imagenet_download_flag_is_ignored_when_the_files_are_there(tmp_path):

@@ -36,10 +36,16 @@ class BaseLearner(torch.nn.Module):
     """
 
     def __init__(
-        self, module: torch.nn.Module, first_order: bool, allow_unused: bool | None, allow_nograd: bool
+        self,
+        module: torch.nn.Module | None = None,
+        first_order: bool = False,
+        allow_unused: bool | None = None,
+        allow_nograd: bool = False,
     ):
         super().__init__()
-        if not isinstance(module, torch.nn.Module):
+        # module=None is learn2learn's BaseLearner() form: a subclass (its MAML++ example's
+        # MAMLpp) calls super().__init__() and assigns self.module itself.
+        if module is not None and not isinstance(module, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(module).__name__}")
         self.module = module
         self.first_order = bool(first_order)
@@ -74,6 +80,24 @@ class BaseLearner(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
+
+    # Names this library probes on a learner with getattr(learner, name, default): a wrapped
+    # model's own `features` or `adaptation_steps` must not pass for the learner's.
+    _NOT_FORWARDED = frozenset(
+        {"features", "head", "adaptation_steps", "flax_layout", "functional_task_loss", "plain_type"}
+    )
+
+    def __getattr__(self, name: str):
+        """learn2learn's fallback: an attribute the learner lacks is read from the wrapped module
+        (its MAML++ example calls ``maml.backup_stats()``, a method of the model). Private names
+        and ``_NOT_FORWARDED`` are never forwarded."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            module = self.__dict__.get("_modules", {}).get("module")
+            if module is None or name.startswith("_") or name in self._NOT_FORWARDED:
+                raise
+            return getattr(module, name)
 
     # -- the functional contract (l2l_multi._contract.GradientBasedLearner) ------------------
     functional = False  # learners whose inner loop _functional reproduces (vmap, functional adapt)

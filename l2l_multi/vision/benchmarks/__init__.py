@@ -75,7 +75,8 @@ def get_tasksets(
         num_tasks: tasks per split (-1: an endless stream).
         root: folder holding the dataset's files (``~`` is expanded).
         device: where the task arrays are placed (a torch or jax device).
-        data_augmentation: None, "normal" or "lee2019" (training tasks only; not for Omniglot).
+        data_augmentation: None, "normal" or "lee2019" (training tasks only; not for Omniglot);
+            "normalize" (learn2learn's name for no augmentation) is None.
         seed: seeds the three task streams (seed, seed + 1, seed + 2), an int in
             ``[0, 2**64 - 3]``; None draws fresh seeds.
         train_splits: the splits whose classes the training stream draws from: ``("train",)``
@@ -108,6 +109,8 @@ def get_tasksets(
         _check_positive(argument, value)
     if seed is not None:
         seed = check_seed(seed, span=len(SPLITS))  # before any data is read
+    if data_augmentation == "normalize":  # learn2learn's "scale only, no augmentation"; inputs
+        data_augmentation = None  # here are always standardised, so it is None
     if data_augmentation not in AUGMENTATIONS:
         raise ValueError(f"data_augmentation={data_augmentation!r} is not one of {AUGMENTATIONS}")
     train_splits = _check_train_splits(train_splits)
