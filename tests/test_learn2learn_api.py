@@ -920,6 +920,32 @@ def test_lightning_package_follows_the_one_a_script_imported():
     assert preferred_package({}) == "lightning.pytorch"
 
 
+def test_track_test_accuracy_callback_leaves_fit_able_to_checkpoint(tmp_path):
+    # learn2learn's Lightning example: fit with the callback, then trainer.test(ckpt_path="best").
+    pytest.importorskip("lightning")
+    import lightning.pytorch as pl
+
+    from l2l_multi.utils.lightning import EpisodicBatcher, TrackTestAccuracyCallback
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(24, 4, generator=generator), torch.arange(3).repeat_interleave(8)
+    dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(x, y))
+    tasks = l2l.data.TaskDataset(dataset, [
+        l2l.data.transforms.NWays(dataset, 3), l2l.data.transforms.KShots(dataset, 2),
+        l2l.data.transforms.LoadData(dataset), l2l.data.transforms.RemapLabels(dataset),
+    ])
+    episode = dict(train_ways=3, train_shots=1, train_queries=1, test_ways=3, test_shots=1, test_queries=1)
+    module = l2l.algorithms.LightningPrototypicalNetworks(torch.nn.Linear(4, 8), **episode)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, default_root_dir=tmp_path,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         limit_val_batches=1, limit_test_batches=1, callbacks=[TrackTestAccuracyCallback()])
+    batcher = EpisodicBatcher(tasks, epoch_length=2)
+    trainer.fit(module, datamodule=batcher)
+    assert trainer.checkpoint_callback.best_model_path  # empty when fit had stopped checkpointing
+    (result,) = trainer.test(datamodule=batcher, ckpt_path="best", verbose=False)
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+
+
 def test_get_tasksets_takes_learn2learns_normalize_as_no_augmentation(monkeypatch):
     from l2l_multi.vision import benchmarks
 
