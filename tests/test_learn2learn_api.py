@@ -946,6 +946,24 @@ def test_track_test_accuracy_callback_leaves_fit_able_to_checkpoint(tmp_path):
     assert 0.0 <= result["test_accuracy"] <= 1.0
 
 
+@pytest.mark.parametrize("name", ["maml", "anil"])
+def test_lightning_gradient_learners_adapt_under_inference_mode(name):
+    # Lightning 2 runs trainer.test under torch.inference_mode: adaptation must still work there
+    # and give what it gives outside.
+    pytest.importorskip("lightning")
+    torch.manual_seed(0)
+    episode = dict(train_ways=2, test_ways=2, adaptation_lr=0.5)
+    module = (l2l.algorithms.LightningMAML(torch.nn.Linear(3, 2), **episode) if name == "maml" else
+              l2l.algorithms.LightningANIL(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2), **episode))
+    x, y = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
+    expected = module.meta_learn((x, y), 0, 2, 1, 1)
+    with torch.inference_mode():
+        batch = (x.clone(), y.clone())  # inference tensors, as Lightning's test loop collates them
+        loss, accuracy = module.meta_learn(batch, 0, 2, 1, 1)
+    torch.testing.assert_close(loss, expected[0].detach())
+    assert accuracy.item() == expected[1].item()
+
+
 def test_get_tasksets_takes_learn2learns_normalize_as_no_augmentation(monkeypatch):
     from l2l_multi.vision import benchmarks
 

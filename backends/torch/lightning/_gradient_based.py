@@ -3,6 +3,7 @@ ANIL, on this library's ``MAML`` (second order, plain SGD inner loop)."""
 
 from __future__ import annotations
 
+import functools
 from argparse import ArgumentParser
 
 import torch
@@ -28,6 +29,20 @@ def _add_adaptation_args(parent_parser: ArgumentParser) -> ArgumentParser:
     parser.add_argument("--data_parallel", action="store_true",
                         help="accepted for learn2learn's scripts; use Lightning's strategies instead")
     return parser
+
+
+def with_autograd(meta_learn):
+    """Run ``meta_learn(self, batch, ...)`` with autograd on: Lightning 2 tests under
+    ``torch.inference_mode`` (its default), where ``enable_grad`` alone cannot adapt; the batch's
+    inference tensors are copied into ordinary ones."""
+
+    @functools.wraps(meta_learn)
+    def run(self, batch, *args, **kwargs):
+        with torch.inference_mode(False), torch.enable_grad():
+            batch = tuple(t.clone() if isinstance(t, torch.Tensor) and t.is_inference() else t for t in batch)
+            return meta_learn(self, batch, *args, **kwargs)
+
+    return run
 
 
 def _adapt_and_evaluate(learner, loss, support, support_labels, query, query_labels, steps):
@@ -78,7 +93,7 @@ class LightningMAML(LightningEpisodicModule):
         """learn2learn's flags: the episodic ones plus ``--adaptation_steps``, ``--adaptation_lr``."""
         return _add_adaptation_args(parent_parser)
 
-    @torch.enable_grad()  # validation and testing adapt too
+    @with_autograd  # validation and testing adapt too
     def meta_learn(self, batch, batch_idx, ways, shots, queries):
         """``(query loss, query accuracy)`` of one task after adaptation (0-d tensors)."""
         learner = self.model.clone()
@@ -122,7 +137,7 @@ class LightningANIL(LightningEpisodicModule):
         """learn2learn's flags: the episodic ones plus ``--adaptation_steps``, ``--adaptation_lr``."""
         return _add_adaptation_args(parent_parser)
 
-    @torch.enable_grad()
+    @with_autograd
     def meta_learn(self, batch, batch_idx, ways, shots, queries):
         """``(query loss, query accuracy)`` of one task after adapting the head (0-d tensors)."""
         self.features.train()
