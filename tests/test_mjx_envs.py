@@ -1,7 +1,7 @@
 """MJX meta-envs against MuJoCo's C library through the gymnasium environments: the same qpos/qvel and
 action give the same next observation and reward. MJX compiles are slow on CPU (about 15-25 s per step
-function on the loaded 2-core machine), so the default suite compiles one vmapped HalfCheetah step; the
-float64, reset and Ant comparisons are marked slow."""
+function on the loaded 2-core machine), so the default suite compiles one HalfCheetah step; the vmapped,
+float64 (HalfCheetah and Ant) and reset-noise comparisons are marked long (run them with: pytest -m long)."""
 
 import numpy as np
 import pytest
