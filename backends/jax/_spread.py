@@ -1,7 +1,7 @@
 """``MetaLearner`` on several jax devices (a ``jax.distributed`` job of several processes, or one
-process with several GPUs): one global mesh over every process's devices, the meta-parameters and optimizer state
-replicated on it, each task batch sharded over it along the task axis, so the one compiled step
-computes each device's tasks where they are and all-reduces the meta-gradient.
+process with several GPUs): one global mesh over every process's devices, the meta-parameters and
+optimizer state replicated on it, each task batch sharded over it along the task axis, so the one
+compiled step computes each device's tasks where they are and all-reduces the meta-gradient.
 
 Every process passes the same whole batch (the same seeded sampler on every process); each one
 places only the tasks of its own devices. Results are read back on every process.
