@@ -15,7 +15,6 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # the data skip when it is absent.
 TEST_DATA = pathlib.Path(os.environ.get("L2L_MULTI_TEST_DATA") or REPO_ROOT.parent / "shared" / "data")
 OMNIGLOT_ROOT = TEST_DATA / "omniglot"
-SHARED_DATA = TEST_DATA  # the old name, still imported by some test files
 
 try:
     import torch  # noqa: F401

@@ -13,14 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from _helpers import REPO_ROOT
-
-try:  # the data root the other tests use (L2L_MULTI_TEST_DATA, default: the sibling shared/data)
-    from _helpers import OMNIGLOT_ROOT
-except ImportError:
-    from _helpers import SHARED_DATA
-
-    OMNIGLOT_ROOT = os.path.join(os.environ.get("L2L_MULTI_TEST_DATA", str(SHARED_DATA)), "omniglot")
+from _helpers import OMNIGLOT_ROOT, REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 PLACEHOLDER = "path/to/omniglot"

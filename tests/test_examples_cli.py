@@ -10,13 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import HAVE_TORCH, REPO_ROOT, SHARED_DATA, metrics_rows, run_script
+from _helpers import HAVE_TORCH, OMNIGLOT_ROOT, REPO_ROOT, metrics_rows, run_script
 
 from l2l_multi.experiment import RunFolder, fewshot
 from l2l_multi.experiment._fewshot_options import adaptation_phrase, learning_curves, setting_title
 
 VISION = REPO_ROOT / "examples" / "vision"
-OMNIGLOT = SHARED_DATA / "omniglot"
+OMNIGLOT = OMNIGLOT_ROOT
 needs_omniglot = pytest.mark.skipif(
     not (OMNIGLOT / "images_background.zip").exists(), reason="the Omniglot archives are not there"
 )

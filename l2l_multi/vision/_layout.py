@@ -13,6 +13,17 @@ LAYOUTS = ("maml", "learn2learn")
 BATCH_NORM_SETTINGS = {"maml": (1e-3, 0.999), "learn2learn": (1e-5, 0.1)}  # layout -> (eps, momentum)
 
 
+def pool_window(max_pool_factor: float) -> int:
+    """The pooling window (or the conv stride), ``int(2 * max_pool_factor)``, as learn2learn derives it."""
+    window = int(2 * max_pool_factor)
+    if window < 1:
+        raise ValueError(
+            f"max_pool_factor={max_pool_factor!r} gives a pooling window of {window}; "
+            "it must be at least 0.5 (for layers > 4 pass max_pool_factor explicitly)"
+        )
+    return window
+
+
 def resolve_layout(layout: str, track_running_stats: bool | None) -> bool:
     """Check ``layout`` ("maml" or "learn2learn") and return the effective ``track_running_stats``
     (a bool): None means False for "maml" and True for "learn2learn", which refuses False."""

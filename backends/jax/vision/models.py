@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ....vision._layout import BATCH_NORM_SETTINGS, LAYOUTS, resolve_layout  # noqa: F401 (re-exported)
+from ....vision._layout import BATCH_NORM_SETTINGS, LAYOUTS, pool_window, resolve_layout  # noqa: F401 (re-exported)
 from ._layers import BatchNorm as BatchNorm
 from ._layers import Conv2d as Conv2d
 from ._layers import conv2d as conv2d
@@ -60,17 +60,6 @@ class _ConvModel(nn.Module):
     def __post_init__(self):
         resolve_layout(self.layout, self.track_running_stats)
         super().__post_init__()
-
-
-def _pool_window(max_pool_factor: float) -> int:
-    # learn2learn derives the pooling window (or the conv stride) as int(2 * max_pool_factor).
-    window = int(2 * max_pool_factor)
-    if window < 1:
-        raise ValueError(
-            f"max_pool_factor={max_pool_factor!r} gives a pooling window of {window}; "
-            "it must be at least 0.5 (for layers > 4 pass max_pool_factor explicitly)"
-        )
-    return window
 
 
 class _LinearBlock(nn.Module):
@@ -131,7 +120,7 @@ def _conv_blocks(x, train, *, hidden, channels, max_pool, layers, max_pool_facto
         raise ValueError(f"layers={layers!r} must be at least 1")
     if x.ndim != 4 or x.shape[1] != channels:
         raise ValueError(f"expected x of shape [N, {channels}, H, W] (NCHW), got {tuple(x.shape)}")
-    window = _pool_window(max_pool_factor)
+    window = pool_window(max_pool_factor)
     track_running_stats = resolve_layout(layout, track_running_stats)
     x = jnp.transpose(x, (0, 2, 3, 1))
     for i in range(layers):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ....vision._layout import BATCH_NORM_SETTINGS, LAYOUTS, resolve_layout  # noqa: F401 (re-exported)
+from ....vision._layout import BATCH_NORM_SETTINGS, LAYOUTS, pool_window, resolve_layout  # noqa: F401 (re-exported)
 
 BATCH_NORM_EPS, BATCH_NORM_MOMENTUM = BATCH_NORM_SETTINGS["maml"]
 
@@ -70,17 +70,6 @@ def maml_init_(module: torch.nn.Module) -> torch.nn.Module:
     torch.nn.init.xavier_uniform_(module.weight, gain=1.0)
     torch.nn.init.zeros_(module.bias)
     return module
-
-
-def pool_window(max_pool_factor: float) -> int:
-    """The pooling window (or the conv stride), ``int(2 * max_pool_factor)``, as learn2learn derives it."""
-    window = int(2 * max_pool_factor)
-    if window < 1:
-        raise ValueError(
-            f"max_pool_factor={max_pool_factor!r} gives a pooling window of {window}; "
-            "it must be at least 0.5 (for layers > 4 pass max_pool_factor explicitly)"
-        )
-    return window
 
 
 class LinearBlock(torch.nn.Module):

@@ -1,15 +1,7 @@
 """``l2l.gym.envs.particles``: learn2learn's path to the 2-D particle navigation environment."""
 
+from ._forward import forwarding_hooks
+
 _NAMES = ("Particles2DEnv",)
 
-
-def __getattr__(name: str):
-    if name not in _NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}; it has {', '.join(_NAMES)}")
-    from ... import gym  # resolves lazily, so importing this path stays cheap
-
-    return getattr(gym, name)
-
-
-def __dir__() -> list[str]:
-    return list(_NAMES)
+__getattr__, __dir__ = forwarding_hooks(__name__, _NAMES)
