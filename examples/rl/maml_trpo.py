@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import platform
 import re
 import time
@@ -63,16 +64,19 @@ def env_id(name: str) -> str:
     return name if ":" in name else f"l2l_multi.gym:{name}"
 
 
-def make_env(name: str, horizon: int | None):
+def make_env(name: str, horizon: int | None, env_kwargs: dict | None = None):
     """One environment: the registered meta-environment with actions clipped to its action space.
 
+    ``env_kwargs`` go to the environment's constructor (``gymnasium.make``), e.g. ``ctrl_cost_weight``.
     Module level (and wrapped in ``functools.partial``) so that spawned worker processes can unpickle it.
     """
     import gymnasium
 
     from l2l_multi.gym import Particles2DEnv
 
-    options = {} if horizon is None else {"max_episode_steps": horizon}
+    options = dict(env_kwargs or {})
+    if horizon is not None:
+        options["max_episode_steps"] = horizon
     env = gymnasium.make(env_id(name), **options)
     if isinstance(env.action_space, gymnasium.spaces.Box) and not isinstance(env.unwrapped, Particles2DEnv):
         # collect_episodes sends the sampled actions unclipped; Particles2D clips them itself (skipping
@@ -81,14 +85,14 @@ def make_env(name: str, horizon: int | None):
     return env
 
 
-def make_vector_env(name: str, horizon: int | None, episodes: int, workers: int):
+def make_vector_env(name: str, horizon: int | None, episodes: int, workers: int, env_kwargs=None):
     """``workers <= 1``: a ``SyncVectorEnv`` with one environment per episode of a task, in this process;
     otherwise ``l2l_multi.gym.AsyncVectorEnv`` with ``workers`` processes, run in rounds."""
     import gymnasium
 
     import l2l_multi.gym as l2l_gym
 
-    factory = functools.partial(make_env, name, horizon)
+    factory = functools.partial(make_env, name, horizon, env_kwargs)
     if workers <= 1:
         return gymnasium.vector.SyncVectorEnv([factory] * episodes)
     return l2l_gym.AsyncVectorEnv([factory] * workers)
@@ -208,6 +212,12 @@ def argument_parser(
     add("--meta-batch", type=int, help="tasks per meta-update")
     add("--episodes", type=int, help="episodes per task, before and after adaptation each")
     add("--horizon", type=int, default=None, help="episode length (default: the environment's)")
+    add(
+        "--env-kwargs",
+        type=json_object,
+        default={},
+        help="JSON object of environment constructor arguments, e.g. '{\"ctrl_cost_weight\": 0.05}'",
+    )
     add("--hiddens", type=int, nargs="+", help="hidden layer widths of the policy (ReLU)")
     add("--inner-lr", type=float, help="adaptation step size")
     add("--gamma", type=float, help="discount")
@@ -221,6 +231,17 @@ def argument_parser(
     parser.set_defaults(**{k: v for k, v in defaults.items() if k not in ("name", "method", "paper_source")})
     parser.set_defaults(iterations=None)
     return parser
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """``--env-kwargs`` parser: a JSON object (``argparse`` reports the ``ValueError`` naming the flag)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"a\": 1}}', got {text!r}")
+    return value
 
 
 # what --resume may change: the length of the run, and the worker count (episode i resets with
@@ -330,7 +351,11 @@ def main(
     parser = argument_parser(defaults, description, add_method_arguments)
     args = parse_arguments(parser, defaults, argv)
     config = _config(args, defaults)
-    template = make_env(args.env, args.horizon)  # draws the tasks; the vector env's workers run them
+    try:  # draws the tasks; the vector env's workers run them
+        template = make_env(args.env, args.horizon, args.env_kwargs)
+    except TypeError as error:  # an argument the environment's constructor does not take
+        given = json.dumps(args.env_kwargs)
+        raise SystemExit(f"--env-kwargs {given} does not suit --env {args.env}: {error}") from None
     try:
         if not isinstance(template.unwrapped, l2l_gym.MetaEnv):
             raise SystemExit(f"--env {args.env} is not a l2l_multi.gym.MetaEnv (it has no task distribution)")
@@ -373,7 +398,7 @@ def _train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
         np.random.set_state(checkpoint["numpy_rng"])
         start, elapsed, env_steps = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["env_steps"]
 
-    env = make_vector_env(args.env, args.horizon, args.episodes, args.workers)
+    env = make_vector_env(args.env, args.horizon, args.episodes, args.workers, args.env_kwargs)
     began = time.perf_counter() - elapsed
     bar = tqdm(
         range(start, args.iterations),
