@@ -1,16 +1,20 @@
 """Writes benchmarks/REPRODUCTIONS.md from results folders (each holding a results.json).
 
 Usage: python benchmarks/reproductions.py [FOLDER ...] [--output benchmarks/REPRODUCTIONS.md]
-Default folders: every benchmarks/results/*/ with a results.json. Quick (CI-sized) runs are
-left out unless --include-quick is given. Nothing in the table is typed by hand: the paper's
-number and its source come from the example's defaults (saved in results.json), ours from the run.
+Default folders: every benchmarks/results/*/ with a results.json, and every meta-RL run folder
+(config.json and metrics.csv; results.json appears when it ends), in progress or not. Quick
+(CI-sized) runs are left out unless --include-quick is given. Nothing in the table is typed by
+hand: the paper's number and its source come from the example's defaults (saved in
+results.json), learn2learn's meta-RL numbers from benchmarks/rl_reproductions.py, ours from the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -128,17 +132,82 @@ def missing_rows(covered: set[tuple[str, str, str]]) -> list[str]:
     return rows
 
 
+def _sibling(name: str):
+    """``benchmarks/<name>.py`` as a module (the benchmarks folder is no package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _rl_defaults(script: str) -> dict | None:
+    """The RL example's DEFAULTS (commands leave out default settings), None when it does not load."""
+    import runpy
+
+    try:
+        return runpy.run_path(str(HERE.parent / script))["DEFAULTS"]
+    except Exception:  # a script being edited: the command then states every setting
+        return None
+
+
+META_RL_NOTES = [
+    "Ours: the mean undiscounted return per episode over each seed's last 10 meta-iterations (fewer, as",
+    "stated, while a run has fewer), on the episodes sampled before (pre) and after (post) adaptation;",
+    "then the mean over seeds ± the half-width of a 95% Student t interval over seeds (n - 1 degrees of",
+    "freedom: 4.30 standard errors for 3 seeds). Iterations: done / planned per seed (`in progress`",
+    "until results.json is written). Wall time: each seed's training time so far (`elapsed_s`, counted",
+    "across resumes) on a machine whose 2 cores the runs share. Commands are rebuilt from config.json;",
+    "`python benchmarks/rl_reproductions.py` starts or resumes every tracked run. learn2learn's",
+    "numbers are read off the figures of its `examples/rl/README.md` (its band there is the standard",
+    "deviation over 3 seeds; its script logs only the post-adaptation return).",
+    "",
+    "Settings that differ from learn2learn's `examples/rl/maml_trpo.py` (gym, mujoco-py, cherry):",
+    "",
+    "- Environments: gymnasium v5 MuJoCo. HalfCheetah observes 17 numbers (learn2learn's 20 add the",
+    "  torso's centre of mass, whose x grows without bound); control cost 0.05 |a|^2 is set with",
+    "  `--env-kwargs` to match learn2learn's. Ant observes 105 numbers (learn2learn's 111 include the",
+    "  world body's contact forces) and ends its episode outside z in [0, 1] as learn2learn's does",
+    "  (`healthy_z_range`; v5's default is [0.2, 1]). Actions are clipped to [-1, 1] in both.",
+    "- Inner loss: DiCE (`magic_box`), so the meta-gradient has the score-function term that",
+    "  learn2learn's second-order A2C inner loss lacks; learn2learn adapts with the first-order loss",
+    "  while sampling and re-adapts second order in the meta-loss, as we do.",
+    "- Log-probabilities: ours sum over action dimensions; learn2learn's policy averages them (its",
+    "  `log_prob(...).mean(dim=1)`), so at the same adaptation lr 0.1 its inner step is 1/6 of ours on",
+    "  HalfCheetah (1/8 on Ant), and its importance ratio is the per-dimension geometric mean.",
+    "- Trust region: ours bounds KL(old || new) summed over action dimensions, averaged over steps and",
+    "  tasks, at 0.01; learn2learn bounds KL(new || old) averaged over dimensions too, about 6x (8x)",
+    "  looser at the same 0.01.",
+    "- Baseline and advantages: ours fits the linear baseline once per episode batch, with a zero value",
+    "  after the last step; learn2learn refits it at every advantage computation (inside the line",
+    "  search too) and uses the next state's value at episode ends.",
+    "- Initialisation: torch's default for the linear layers (random biases) here; Xavier-uniform",
+    "  weights and zero biases in learn2learn. Both start with standard deviation 1.",
+    "- Sampling: one process (SyncVectorEnv) and seeds 0, 1, 2 here; learn2learn ran 10 workers, seed 42.",
+]
+
+
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", type=Path)
     parser.add_argument("--output", type=Path, default=HERE / "REPRODUCTIONS.md")
     parser.add_argument("--include-quick", action="store_true")
-    parser.add_argument("--no-missing", action="store_true",
-                        help="leave out the tracked settings that have no results folder")
+    parser.add_argument(
+        "--no-missing", action="store_true", help="leave out the tracked settings that have no results folder"
+    )
     args = parser.parse_args(argv)
-    folders = args.folders or sorted(p.parent for p in (HERE / "results").glob("*/results.json"))
-    fewshot, other, covered = [], [], set()
+    summary, tracked = _sibling("meta_rl_summary"), _sibling("rl_reproductions")
+    results_dir = HERE / "results"
+    finished = {p.parent for p in results_dir.glob("*/results.json")}
+    folders = args.folders or sorted(finished | {p.parent for p in results_dir.glob("*/metrics.csv")})
+    fewshot, other, covered, meta_rl = [], [], set(), []
     for folder in folders:
+        run = summary.read_run(folder)
+        if run is not None:  # meta-RL, finished or in progress
+            if not (run.config.get("quick") or (run.results or {}).get("quick")) or args.include_quick:
+                meta_rl.append(run)
+            continue
         file = Path(folder) / "results.json"
         if not file.exists():
             raise SystemExit(f"{file} does not exist")
@@ -170,6 +239,10 @@ def main(argv=None) -> str:
         *fewshot,
         *([] if args.no_missing else missing_rows(covered)),
     ]
+    reproductions = [] if args.no_missing else tracked.TRACKED
+    if meta_rl or reproductions:
+        table = summary.section(meta_rl, reproductions, args.output.parent, HERE.parent, _rl_defaults)
+        lines += ["", "## Meta-RL", "", *table, "", *META_RL_NOTES]
     if other:
         lines += [
             "",

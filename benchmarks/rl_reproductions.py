@@ -1,0 +1,215 @@
+"""Starts or resumes every meta-RL reproduction run (issue 17): learn2learn's MAML-TRPO curves.
+
+Each reproduction is a setting run with several seeds, one results folder per seed:
+``benchmarks/results/<name>_seed<S>/``. For each folder this script decides: ``done`` (results.json
+written for the planned iterations), ``running`` (another process holds the folder's lock), ``resume``
+(a checkpoint or metrics exist: ``--resume --out DIR``, with ``--iterations`` when more are planned) or
+``start`` (the full command). Runs go one after the other, or ``--parallel N`` at a time, niced, each
+logging to ``<folder>/log.txt``; a run needing an option its script lacks is skipped with a message.
+
+    python benchmarks/rl_reproductions.py --dry-run          # what would run, and why
+    python benchmarks/rl_reproductions.py --only maml_trpo_halfcheetah_fb_1step --parallel 3
+    python benchmarks/reproductions.py                       # then regenerate REPRODUCTIONS.md
+
+learn2learn's numbers are read off the two figures of its ``examples/rl/README.md`` (August 2019: mean
+and standard deviation over 3 seeds of the post-adaptation return of ``examples/rl/maml_trpo.py``),
+as issue 17 reads them; its text says both environments ran for 300 updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+
+# learn2learn's examples/rl/maml_trpo.py settings that differ from our maml_trpo.py defaults; the others
+# (meta-batch 20, 20 episodes per task, adaptation lr 0.1, max KL 0.01, GAE tau 1, 2x100 ReLU policy,
+# 15 line-search halvings) are the same. HalfCheetah's control cost is learn2learn's 0.5 * 1e-1 * |a|^2.
+LEARN2LEARN = {"horizon": 100, "gamma": 0.95}
+FIGURE = "learn2learn examples/rl/README.md figure"
+
+
+class Reproduction(NamedTuple):
+    """One tracked setting: folders ``<results>/<name>_seed<S>`` for ``seeds``.
+
+    ``settings`` are config.json keys -> values (the run's flags, ``--iterations``/``--seed`` aside);
+    ``reference`` is learn2learn's number as text, ``reference_value`` the value drawn on the curve."""
+
+    name: str
+    method: str
+    script: str
+    settings: dict[str, Any]
+    iterations: int
+    seeds: tuple[int, ...]
+    reference: str
+    reference_value: float
+
+    def folder(self, seed: int, results: Path = RESULTS) -> Path:
+        return Path(results) / f"{self.name}_seed{seed}"
+
+    def command(self, seed, results: Path = RESULTS) -> str:
+        """The command that starts seed ``seed`` (an int, or a placeholder string) from scratch."""
+        words = ["python", self.script]
+        for key, value in self.settings.items():
+            if key == "adapt_steps" and value == 1:
+                continue  # the default: the command also works with drivers older than the option
+            text = json.dumps(value) if isinstance(value, dict) else str(value)
+            words += [f"--{key.replace('_', '-')}", shlex.quote(text)]
+        words += ["--iterations", str(self.iterations), "--seed", str(seed)]
+        out = self.folder(seed, results)
+        out = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+        return " ".join(words + ["--out", shlex.quote(str(out)), "--no-progress"])
+
+
+HALFCHEETAH = {
+    "env": "HalfCheetahForwardBackward-v1",
+    **LEARN2LEARN,
+    "env_kwargs": {"ctrl_cost_weight": 0.05},
+}
+# gymnasium v5 Ant's weights are learn2learn's (control 0.5, contact 5e-4, survive 1); its episode ends
+# when the torso leaves z in [0, 1], v5's default range is [0.2, 1].
+ANT = {"env": "AntForwardBackward-v1", **LEARN2LEARN, "env_kwargs": {"healthy_z_range": [0.0, 1.0]}}
+TRACKED = (
+    Reproduction(
+        "maml_trpo_halfcheetah_fb_1step",
+        "MAML-TRPO",
+        "examples/rl/maml_trpo.py",
+        {**HALFCHEETAH, "adapt_steps": 1},
+        300,
+        (0, 1, 2),
+        f"about 250-270 at update 300 ({FIGURE})",
+        260.0,
+    ),
+    Reproduction(
+        "maml_trpo_halfcheetah_fb_3step",
+        "MAML-TRPO",
+        "examples/rl/maml_trpo.py",
+        {**HALFCHEETAH, "adapt_steps": 3},
+        300,
+        (0, 1, 2),
+        f"about 400 at update 300 ({FIGURE})",
+        400.0,
+    ),
+    Reproduction(
+        "maml_trpo_ant_fb_3step",
+        "MAML-TRPO",
+        "examples/rl/maml_trpo.py",
+        {**ANT, "adapt_steps": 3},
+        600,
+        (0, 1, 2),
+        f"about 185 at about update 600 ({FIGURE}; its text says 300 updates)",
+        185.0,
+    ),
+)
+
+
+def _locked(folder: Path) -> bool:
+    """Whether a process holds ``folder``'s RunFolder lock (tried read-only; released at once)."""
+    lock = folder / ".lock"
+    if not lock.exists():
+        return False
+    import fcntl
+
+    descriptor = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # also releases the lock if this call took it
+    return False
+
+
+def plan(reproduction: Reproduction, seed: int, results: Path = RESULTS) -> tuple[str, list[str] | None]:
+    """``(state, argv)`` for one seed: state ``done``/``running``/``resume``/``start``; argv (after
+    ``python``) is None when nothing is to run."""
+    folder = reproduction.folder(seed, results)
+    resume = [reproduction.script, "--resume", "--out", str(folder), "--no-progress"]
+    if (folder / "results.json").exists():
+        config = json.loads((folder / "config.json").read_text())
+        if config["iterations"] >= reproduction.iterations:
+            return "done", None
+        return "resume", [*resume, "--iterations", str(reproduction.iterations)]
+    if _locked(folder):
+        return "running", None
+    if (folder / "checkpoint.npz").exists() or (folder / "metrics.csv").exists():
+        return "resume", [*resume, "--iterations", str(reproduction.iterations)]
+    return "start", shlex.split(reproduction.command(seed, results))[1:]
+
+
+def missing_options(script: str, argv: list[str]) -> list[str]:
+    """The ``--options`` of ``argv`` that ``script --help`` does not list (e.g. ``--adapt-steps`` on a
+    driver from before that option)."""
+    text = subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    return [word for word in argv if word.startswith("--") and word not in text]
+
+
+def main(argv=None) -> list[tuple[str, int, str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=[r.name for r in TRACKED], help="these reproductions")
+    parser.add_argument("--seeds", type=int, nargs="+", help="these seeds (default: each one's own)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at a time (>= 1)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and start nothing")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder holding the run folders")
+    args = parser.parse_args(argv)
+    if args.parallel < 1:
+        parser.error(f"--parallel must be >= 1, got {args.parallel}")
+    chosen = [r for r in TRACKED if not args.only or r.name in args.only]
+    queue, report = [], []
+    for reproduction in chosen:
+        for seed in args.seeds or reproduction.seeds:
+            state, run_argv = plan(reproduction, seed, args.results)
+            report.append((reproduction.name, seed, state))
+            print(
+                f"{reproduction.name} seed {seed}: {state}"
+                + (f": python {shlex.join(run_argv)}" if run_argv else "")
+            )
+            if run_argv is not None:
+                queue.append((reproduction.folder(seed, args.results), run_argv))
+    if args.dry_run or not queue:
+        return report
+    checked: dict[tuple, list[str]] = {}
+    running: list[subprocess.Popen] = []
+    for folder, run_argv in queue:
+        script = run_argv[0]
+        options = tuple(word for word in run_argv if word.startswith("--"))
+        if (script, options) not in checked:
+            checked[(script, options)] = missing_options(script, run_argv)
+        missing = checked[(script, options)]
+        if missing:
+            print(f"skipped {folder.name}: {script} does not take {' '.join(missing)} yet")
+            continue
+        while len(running) >= args.parallel:
+            running = [process for process in running if process.poll() is None]
+            time.sleep(5)
+        folder.mkdir(parents=True, exist_ok=True)
+        log = folder / "log.txt"
+        with log.open("a") as stream:
+            process = subprocess.Popen(
+                ["nice", "-n", "10", sys.executable, *run_argv],
+                cwd=ROOT,
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+        print(f"started {folder.name} (pid {process.pid}), log {log}")
+        running.append(process)
+    for process in running:
+        process.wait()
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""The Meta-RL rows of REPRODUCTIONS.md (benchmarks/meta_rl_summary.py, benchmarks/rl_reproductions.py)
+on small run folders written here in the RL driver's format: interval math against hand computations,
+in-progress rows, missing seeds, and the start/resume plan."""
+
+import csv
+import fcntl
+import importlib.util
+import json
+import math
+import os
+import sys
+
+import pytest
+from _helpers import REPO_ROOT
+
+
+def _load(name):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+summary = _load("meta_rl_summary")
+rl_reproductions = _load("rl_reproductions")
+reproductions = _load("reproductions")
+
+COLUMNS = (
+    "iteration,pre_return,post_return,adaptation_gain,loss_before,loss_after,kl,accepted,env_steps,elapsed_s"
+)
+# learn2learn's HalfCheetah settings as examples/rl/maml_trpo.py records them (no adapt_steps/backend keys:
+# the format of runs started before those options existed)
+CONFIG = {
+    "cg_damping": 1e-05,
+    "cg_iterations": 10,
+    "env": "HalfCheetahForwardBackward-v1",
+    "env_kwargs": {"ctrl_cost_weight": 0.05},
+    "episodes": 20,
+    "gamma": 0.95,
+    "hiddens": [100, 100],
+    "horizon": 100,
+    "inner_lr": 0.1,
+    "iterations": 12,
+    "line_search_steps": 15,
+    "max_kl": 0.01,
+    "meta_batch": 20,
+    "quick": False,
+    "seed": 0,
+    "tau": 1.0,
+    "workers": 1,
+    "environment": {"device": "torch 2.13.0+cpu cpu: x86_64, 1 threads", "cpu_count": 2},
+}
+
+
+def _returns(seed, iteration):
+    """Made-up returns with a different trend per seed: (pre, post)."""
+    return -20.0 + 3.0 * iteration + seed, -10.0 + (5.0 + seed) * iteration
+
+
+def _write_run(folder, seed, done, planned=12, finished=False, cut_short=False, **config):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({**CONFIG, "seed": seed, "iterations": planned, **config}))
+    lines = [COLUMNS]
+    for iteration in range(1, done + 1):
+        pre, post = _returns(seed, iteration)
+        lines.append(
+            f"{iteration},{pre},{post},{post - pre},0.0,-0.01,0.008,1,{80000 * iteration},{60.0 * iteration}"
+        )
+    if cut_short:
+        lines.append(f"{done + 1},1.0,2.0")  # what a reader could see of a row being written
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    if finished:
+        (folder / "results.json").write_text(json.dumps({"wall_seconds": 1500.0, "quick": False}))
+    return folder
+
+
+def test_t_quantile_against_closed_forms_and_the_density():
+    # P(|T| <= t) = 0.95: 1 dof is the Cauchy, t = tan(0.475 pi); 2 dof has F(t) = 1/2 + t / (2 sqrt(2 + t^2))
+    assert summary.t_quantile_95(1) == pytest.approx(math.tan(0.475 * math.pi), rel=1e-10)
+    p = 0.975
+    assert summary.t_quantile_95(2) == pytest.approx(
+        (2 * p - 1) * math.sqrt(2 / (4 * p * (1 - p))), rel=1e-10
+    )
+    for dof in (3, 4, 5, 9, 30):  # the density integrated from 0 to t (Simpson's rule) holds 0.475
+        t = summary.t_quantile_95(dof)
+        log_norm = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
+        density = lambda x, n=dof, c=log_norm: math.exp(c - (n + 1) / 2 * math.log1p(x * x / n))  # noqa: E731
+        steps = 2000
+        h = t / steps
+        weights = [1 if i in (0, steps) else 4 if i % 2 else 2 for i in range(steps + 1)]
+        mass = h / 3 * sum(w * density(i * h) for i, w in enumerate(weights))
+        assert mass == pytest.approx(0.475, abs=1e-10), dof
+    with pytest.raises(ValueError, match="dof must be an int >= 1"):
+        summary.t_quantile_95(0)
+
+
+def test_interval_over_three_seeds_by_hand():
+    mean, half = summary.mean_interval([250.0, 260.0, 280.0])
+    deviations = [250 - 790 / 3, 260 - 790 / 3, 280 - 790 / 3]
+    standard_error = math.sqrt(sum(d * d for d in deviations) / 2) / math.sqrt(3)
+    assert mean == pytest.approx(790 / 3)
+    assert half == pytest.approx(4.302652729911275 * standard_error, rel=1e-9)  # t(0.975, 2 dof)
+    assert summary.mean_interval([5.0]) == (5.0, None)
+
+
+def test_rows_in_progress_missing_seeds_and_curves(tmp_path):
+    results = tmp_path / "results"
+    name = "maml_trpo_halfcheetah_fb_1step"
+    finished = _write_run(results / f"{name}_seed0", 0, done=12, finished=True)
+    running = _write_run(results / f"{name}_seed1", 1, done=5, cut_short=True)  # seed 2 never started
+    other = _write_run(results / "maml_trpo_halfcheetah_gamma90_seed0", 0, done=3, gamma=0.9)
+    runs = [summary.read_run(folder) for folder in (finished, running, other)]
+    defaults = reproductions._rl_defaults("examples/rl/maml_trpo.py")
+    table = summary.section(runs, rl_reproductions.TRACKED, tmp_path, REPO_ROOT, lambda script: defaults)
+    rows = [line for line in table if line.startswith("| HalfCheetahForwardBackward-v1")]
+    # the two 1-step seeds are one group: pre/post over their windows (10 rows and the 5 complete rows)
+    grouped = next(row for row in rows if "in progress: 5/12" in row)
+    post = [
+        sum(_returns(0, i)[1] for i in range(3, 13)) / 10,
+        sum(_returns(1, i)[1] for i in range(1, 6)) / 5,
+    ]
+    pre = [sum(_returns(0, i)[0] for i in range(3, 13)) / 10, sum(_returns(1, i)[0] for i in range(1, 6)) / 5]
+    # two seeds: 1 dof, t = tan(0.475 pi), standard error |a - b| / 2
+    t1 = math.tan(0.475 * math.pi)
+    expected_post = f"{sum(post) / 2:.1f} ± {t1 * abs(post[0] - post[1]) / 2:.1f} (last 5 it.)"
+    expected_pre = f"{sum(pre) / 2:.1f} ± {t1 * abs(pre[0] - pre[1]) / 2:.1f} (last 5 it.)"
+    assert f"| {expected_post} | {expected_pre} | 2 | 0: 12/12; 1: in progress: 5/12 |" in grouped
+    assert "| 0: 25 min; 1: 5 min |" in grouped  # results.json's wall time; the last elapsed_s
+    assert "about 250-270 at update 300" in grouped  # learn2learn's settings: its reference
+    assert "torch 2.13.0+cpu cpu: x86_64, 1 threads" in grouped
+    assert "`for S in 0 1; do python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1" in grouped
+    assert f"--iterations 12 --seed $S --out {results}/{name}_seed$S --no-progress; done`" in grouped
+    # other settings are their own group, without learn2learn's number; the quick run is left out
+    gamma = next(row for row in rows if "in progress: 3/12" in row)
+    assert "| 1 | n/a |" in gamma and "--gamma 0.9 " in gamma and "(last 3 it.)" in gamma
+    # tracked settings without folders: "not run" rows with their commands
+    assert any("| 3 | about 400 at update 300" in row and "not run" in row for row in rows)
+    assert any("--adapt-steps 3 --iterations 600 --seed $S" in row for row in table)  # the Ant row
+    assert len(table) == 2 + 2 + 2  # header, separator, two groups, the two tracked 3-step settings
+    # one curve per group, beside the runs, linked relative to the output file
+    assert f"[png](results/{name}.png)" in grouped
+    assert (results / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_quick_runs_are_left_out(tmp_path):
+    quick = _write_run(tmp_path / "quick_seed0", 0, done=3, quick=True)
+    text = reproductions.main([str(quick), "--output", str(tmp_path / "R.md"), "--no-missing"])
+    assert "## Meta-RL" not in text and "quick_seed0" not in text
+    text = reproductions.main(
+        [str(quick), "--output", str(tmp_path / "R.md"), "--no-missing", "--include-quick"]
+    )
+    assert "## Meta-RL" in text and "Student t interval" in text
+
+
+def test_group_command_restarts_the_run_it_describes(tmp_path):
+    """The rebuilt command is the one rl_reproductions.py starts (the same settings, same order)."""
+    folder = _write_run(tmp_path / "maml_trpo_halfcheetah_fb_1step_seed2", 2, done=1, planned=300)
+    run = summary.read_run(folder)
+    defaults = reproductions._rl_defaults("examples/rl/maml_trpo.py")
+    line = summary._seed_command([run], tmp_path, defaults)
+    tracked = rl_reproductions.TRACKED[0]
+    assert line == tracked.command(2, tmp_path).replace(f"{tmp_path}/", "")
+    assert line == (
+        "python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1 --horizon 100 --gamma 0.95 "
+        "--env-kwargs '{\"ctrl_cost_weight\": 0.05}' --iterations 300 --seed 2 "
+        "--out maml_trpo_halfcheetah_fb_1step_seed2 --no-progress"
+    )
+    assert summary.settings_key(run.config) == summary.settings_key({**run.config, "adapt_steps": 1})
+    assert summary.settings_key(run.config) != summary.settings_key({**run.config, "adapt_steps": 3})
+
+
+def test_plan_starts_resumes_skips_running_and_done(tmp_path):
+    tracked = rl_reproductions.TRACKED[0]
+    assert rl_reproductions.plan(tracked, 0, tmp_path)[0] == "start"
+    _write_run(tracked.folder(1, tmp_path), 1, done=4, planned=300)
+    state, argv = rl_reproductions.plan(tracked, 1, tmp_path)
+    assert state == "resume" and argv[1:3] == ["--resume", "--out"] and argv[-2:] == ["--iterations", "300"]
+    _write_run(tracked.folder(2, tmp_path), 2, done=300, planned=300, finished=True)
+    assert rl_reproductions.plan(tracked, 2, tmp_path) == ("done", None)
+    descriptor = os.open(tracked.folder(1, tmp_path) / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as RunFolder does while a run writes
+        assert rl_reproductions.plan(tracked, 1, tmp_path) == ("running", None)
+    finally:
+        os.close(descriptor)
+    assert rl_reproductions.plan(tracked, 1, tmp_path)[0] == "resume"
+    report = rl_reproductions.main(["--dry-run", "--results", str(tmp_path), "--only", tracked.name])
+    assert report == [(tracked.name, 0, "start"), (tracked.name, 1, "resume"), (tracked.name, 2, "done")]
+
+
+def test_missing_options_reads_the_scripts_help(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('--env')\np.parse_args()\n"
+    )
+    argv = [str(script), "--env", "X", "--adapt-steps", "3"]
+    assert rl_reproductions.missing_options(str(script), argv) == ["--adapt-steps"]
+
+
+def test_metrics_reader_keeps_complete_rows(tmp_path):
+    folder = _write_run(tmp_path / "run_seed0", 0, done=2, cut_short=True)
+    with (folder / "metrics.csv").open() as stream:
+        assert len(list(csv.DictReader(stream))) == 3
+    assert [row["iteration"] for row in summary.read_run(folder).rows] == [1.0, 2.0]
+    assert summary.read_run(tmp_path) is None  # no config.json: not a run folder
