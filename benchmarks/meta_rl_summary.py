@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 # The same window as examples/rl/maml_trpo.py's results.json ("averaged_over_last_iterations").
 AVERAGE_LAST = 10
+# The metrics.csv columns read (floats); the drivers log more.
+COLUMNS = ("iteration", "pre_return", "post_return", "elapsed_s")
 # Settings that may differ between the seeds of one group: they change neither the method nor the task.
 PER_SEED = ("seed", "workers", "iterations", "environment", "quick")
 # Script of each method: the option only that method's driver records (ProMP also records meta_lr).
@@ -33,7 +35,7 @@ FLAG_ORDER = ("backend", "env", "horizon", "gamma", "env_kwargs", "adapt_steps",
 
 
 class Run(NamedTuple):
-    """One seed's results folder: ``rows`` are metrics.csv's rows as floats (complete rows only),
+    """One seed's results folder: ``rows`` are metrics.csv's complete rows (:data:`COLUMNS` as floats),
     ``results`` is results.json's dict, or None while the run is in progress."""
 
     folder: Path
@@ -108,8 +110,8 @@ def read_run(folder: Path) -> Run | None:
     with metrics_file.open(newline="") as stream:
         for row in csv.DictReader(stream):
             try:
-                rows.append({key: float(value) for key, value in row.items()})
-            except (TypeError, ValueError):  # a row cut short: the last one of a file being written
+                rows.append({key: float(row[key]) for key in COLUMNS})
+            except (KeyError, TypeError, ValueError):  # cut short: the last row of a file being written
                 break
     results_file = folder / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None

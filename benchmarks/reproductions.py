@@ -160,8 +160,10 @@ META_RL_NOTES = [
     "until results.json is written). Wall time: each seed's training time so far (`elapsed_s`, counted",
     "across resumes) on a machine whose 2 cores the runs share. Commands are rebuilt from config.json;",
     "`python benchmarks/rl_reproductions.py` starts or resumes every tracked run. learn2learn's",
-    "numbers are read off the figures of its `examples/rl/README.md` (its band there is the standard",
-    "deviation over 3 seeds; its script logs only the post-adaptation return).",
+    "numbers are read off the figures of its `examples/rl/README.md` (August 2019; its band there is",
+    "the standard deviation over 3 seeds). That README calls the plotted value the expected sum of",
+    "rewards over all tasks; its script logs one number per iteration, the post-adaptation return per",
+    "episode averaged over the 20 tasks, which is what our post column holds.",
     "",
     "Settings that differ from learn2learn's `examples/rl/maml_trpo.py` (gym, mujoco-py, cherry):",
     "",
@@ -188,6 +190,15 @@ META_RL_NOTES = [
 ]
 
 
+def default_folders(results_dir: Path) -> list[Path]:
+    """The folders of ``results_dir`` the table is made from: those holding a results.json, and the
+    meta-RL runs in progress (config.json and metrics.csv); other runs in progress are left out."""
+    summary = _sibling("meta_rl_summary")
+    finished = {p.parent for p in Path(results_dir).glob("*/results.json")}
+    running = {p.parent for p in Path(results_dir).glob("*/metrics.csv") if summary.read_run(p.parent)}
+    return sorted(finished | running)
+
+
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", type=Path)
@@ -198,9 +209,7 @@ def main(argv=None) -> str:
     )
     args = parser.parse_args(argv)
     summary, tracked = _sibling("meta_rl_summary"), _sibling("rl_reproductions")
-    results_dir = HERE / "results"
-    finished = {p.parent for p in results_dir.glob("*/results.json")}
-    folders = args.folders or sorted(finished | {p.parent for p in results_dir.glob("*/metrics.csv")})
+    folders = args.folders or default_folders(HERE / "results")
     fewshot, other, covered, meta_rl = [], [], set(), []
     for folder in folders:
         run = summary.read_run(folder)

@@ -205,3 +205,43 @@ def test_metrics_reader_keeps_complete_rows(tmp_path):
         assert len(list(csv.DictReader(stream))) == 3
     assert [row["iteration"] for row in summary.read_run(folder).rows] == [1.0, 2.0]
     assert summary.read_run(tmp_path) is None  # no config.json: not a run folder
+
+
+def test_default_folders_take_meta_rl_runs_in_progress_only(tmp_path):
+    rl = _write_run(tmp_path / "rl_seed0", 0, done=2)
+    vision = tmp_path / "vision"  # a few-shot run in progress: no results.json yet, not listed
+    vision.mkdir()
+    (vision / "config.json").write_text(json.dumps({"ways": 5, "shots": 1}))
+    (vision / "metrics.csv").write_text("iteration,valid_accuracy\n1,0.5\n")
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "results.json").write_text("{}")
+    assert reproductions.default_folders(tmp_path) == [finished, rl]
+
+
+def test_main_starts_runs_and_skips_options_a_script_lacks(tmp_path, monkeypatch):
+    driver = tmp_path / "driver.py"  # stands in for examples/rl/maml_trpo.py: records its arguments
+    driver.write_text(
+        "import argparse, json, os, pathlib\n"
+        "p = argparse.ArgumentParser()\n"
+        "for flag in ('--env', '--horizon', '--iterations', '--seed', '--out'):\n"
+        "    p.add_argument(flag)\n"
+        "p.add_argument('--no-progress', action='store_true')\n"
+        "a = p.parse_args()\n"
+        "pathlib.Path(a.out, 'args.json').write_text(json.dumps([vars(a), os.environ['OMP_NUM_THREADS']]))\n"
+    )
+    make = lambda name, settings: rl_reproductions.Reproduction(  # noqa: E731
+        name, "MAML-TRPO", str(driver), settings, 7, (0, 1), "", 0.0
+    )
+    tracked = (make("plain", {"env": "E-v1", "horizon": 5}), make("steps", {"env": "E-v1", "adapt_steps": 3}))
+    monkeypatch.setattr(rl_reproductions, "TRACKED", tracked)
+    rl_reproductions.main(["--results", str(tmp_path / "results"), "--parallel", "2"])
+    for seed in (0, 1):
+        arguments, threads = json.loads(
+            (tmp_path / "results" / f"plain_seed{seed}" / "args.json").read_text()
+        )
+        assert (
+            arguments["seed"] == str(seed) and arguments["iterations"] == "7" and arguments["horizon"] == "5"
+        )
+        assert threads == "1"
+    assert not (tmp_path / "results" / "steps_seed0").exists()  # the driver has no --adapt-steps
