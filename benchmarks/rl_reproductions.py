@@ -33,9 +33,19 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 
 # learn2learn's examples/rl/maml_trpo.py settings that differ from our maml_trpo.py defaults; the others
-# (meta-batch 20, 20 episodes per task, adaptation lr 0.1, max KL 0.01, GAE tau 1, 2x100 ReLU policy,
-# 15 line-search halvings) are the same. HalfCheetah's control cost is learn2learn's 0.5 * 1e-1 * |a|^2.
+# (meta-batch 20, 20 episodes per task, GAE tau 1, 2x100 ReLU policy, 15 line-search halvings) are the
+# same. HalfCheetah's control cost is learn2learn's 0.5 * 1e-1 * |a|^2.
 LEARN2LEARN = {"horizon": 100, "gamma": 0.95}
+
+
+def learn2learn_step_sizes(action_size: int) -> dict[str, float]:
+    """learn2learn's adaptation lr 0.1 and max KL 0.01 in our convention.
+
+    learn2learn's policy averages log-probabilities over the action dimensions and its trust region
+    averages the KL over them; ours sum both (the Gaussian's log-density and KL). The same inner step is
+    lr 0.1 / action_size here, and the same trust region (direction, step length, KL test) max KL
+    0.01 * action_size."""
+    return {"inner_lr": 0.1 / action_size, "max_kl": 0.01 * action_size}
 FIGURE = "learn2learn examples/rl/README.md figure"
 
 
@@ -74,11 +84,17 @@ class Reproduction(NamedTuple):
 HALFCHEETAH = {
     "env": "HalfCheetahForwardBackward-v1",
     **LEARN2LEARN,
+    **learn2learn_step_sizes(6),
     "env_kwargs": {"ctrl_cost_weight": 0.05},
 }
 # gymnasium v5 Ant's weights are learn2learn's (control 0.5, contact 5e-4, survive 1); its episode ends
 # when the torso leaves z in [0, 1], v5's default range is [0.2, 1].
-ANT = {"env": "AntForwardBackward-v1", **LEARN2LEARN, "env_kwargs": {"healthy_z_range": [0.0, 1.0]}}
+ANT = {
+    "env": "AntForwardBackward-v1",
+    **LEARN2LEARN,
+    **learn2learn_step_sizes(8),
+    "env_kwargs": {"healthy_z_range": [0.0, 1.0]},
+}
 TRACKED = (
     Reproduction(
         "maml_trpo_halfcheetah_fb_1step",
