@@ -132,3 +132,102 @@ def test_metaworld_ml1_passes_gymnasium_check_env():
             check_env(env, skip_render_check=True)
     finally:
         env.close()
+
+
+# -- the shared driver on the jax backend (examples/rl/_jax_driver.py) ------------------------------
+TORCH_COLUMNS = ["iteration", "pre_return", "post_return", "adaptation_gain", "loss_before", "loss_after"]
+TORCH_COLUMNS += ["kl", "accepted", "env_steps", "elapsed_s"]
+
+
+def _run_here(monkeypatch, script: str, out, *arguments) -> None:
+    """``python examples/rl/<script> --quick --no-progress --out <out> <arguments>`` in this process (the
+    compiled programs stay in memory for the next run; ``use_jax_cache`` serves the ones traced anew)."""
+    from _helpers import run_script
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the script's folder, as `python script.py` puts first
+    run_script(EXAMPLES / script, "--quick", "--no-progress", "--out", out, *arguments)
+
+
+def _final_state(out) -> list:
+    from l2l_multi.experiment import _checkpoint
+
+    return _checkpoint.loads((out / "checkpoint.npz").read_bytes())["state"]["state"]
+
+
+@pytest.mark.slow
+def test_maml_trpo_on_jax_writes_the_folder_and_resumes_exactly(tmp_path, monkeypatch, use_jax_cache):
+    """--backend jax --quick on Particles2D: the torch path's folder and columns; stopped after 2 of 4
+    iterations and resumed, every metric and the final weights equal the uninterrupted run's."""
+    _skip_without("maml_pg_jax.py")
+    total = 4
+    # the shapes of test_jax_rl's meta-iteration and trpo_meta_update's doctest: one compiled TRPO update
+    sizes = ["--backend", "jax", "--meta-batch", "2", "--episodes", "2", "--horizon", "4", "--hiddens", "8"]
+    _run_here(monkeypatch, "maml_trpo.py", tmp_path / "a", *sizes, "--iterations", str(total))
+    results = _check_folder(tmp_path / "a", total)
+    assert results["backend"] == "jax" and results["device"].startswith("jax ")
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["backend"] == "jax" and config["environment"]["device"] == results["device"]
+    rows = _metrics(tmp_path / "a")
+    assert list(rows[0]) == TORCH_COLUMNS
+    # 2 tasks x 2 episodes x 2 phases x 4 steps (no goal is reached in 4 steps from these starts)
+    assert [int(row["env_steps"]) for row in rows] == [32 * i for i in range(1, total + 1)]
+
+    _run_here(monkeypatch, "maml_trpo.py", tmp_path / "b", *sizes, "--iterations", str(total // 2))
+    assert len(_metrics(tmp_path / "b")) == total // 2
+    _run_here(monkeypatch, "maml_trpo.py", tmp_path / "b", "--resume", "--iterations", str(total))
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "elapsed_s"} for row in rows]  # noqa: E731
+    assert strip(_metrics(tmp_path / "b")) == strip(rows)  # bit for bit, as csv text
+    uninterrupted, resumed = _final_state(tmp_path / "a"), _final_state(tmp_path / "b")
+    assert len(uninterrupted) == len(resumed) == 2 * 2 + 1  # two layers' weights and biases, log_std
+    for one, other in zip(uninterrupted, resumed):
+        assert one.dtype == other.dtype and (one == other).all()
+
+
+def test_jax_backend_refuses_envs_and_env_kwargs_it_cannot_run(tmp_path, monkeypatch):
+    pytest.importorskip("jax")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="--env Humanoid.*no jax twin.*Particles2D-v1, HalfCheetah"):
+        _run_here(monkeypatch, "maml_trpo.py", out, "--backend", "jax", "--env", "HumanoidDirection-v1")
+    with pytest.raises(SystemExit, match="--env-kwargs .*size.* does not suit --env Particles2D-v1"):
+        _run_here(monkeypatch, "maml_trpo.py", out, "--backend", "jax", "--env-kwargs", '{"size": 3}')
+    assert not out.exists()  # refused before the results folder is made
+
+
+def test_run_folders_without_a_backend_resume_on_torch(tmp_path, monkeypatch):
+    """A config.json written before --backend existed resumes as torch (even with L2L_BACKEND=jax), and
+    the settings compared on resume still equal the saved ones; asking it for jax is refused."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import maml_trpo
+
+    monkeypatch.setenv("L2L_BACKEND", "jax")
+    parse = lambda argv: maml_trpo.parse_arguments(  # noqa: E731
+        maml_trpo.argument_parser(maml_trpo.DEFAULTS, "", maml_trpo.add_arguments), maml_trpo.DEFAULTS, argv
+    )
+    out = tmp_path / "old"
+    args = parse(["--quick", "--out", str(out)])
+    assert args.backend == "jax"  # the environment variable chooses for new runs
+    old = maml_trpo._config(args, maml_trpo.DEFAULTS)
+    del old["backend"]
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({**old, "environment": {"device": "torch cpu"}}))
+
+    resumed = parse(["--resume", "--out", str(out)])
+    assert resumed.backend == "torch"
+    assert maml_trpo._config(resumed, maml_trpo.DEFAULTS) == old
+    assert parse(["--resume", "--out", str(out), "--backend", "torch"]).backend == "torch"
+    with pytest.raises(SystemExit, match="made before --backend existed and ran with --backend torch"):
+        parse(["--resume", "--out", str(out), "--backend", "jax"])
+
+
+@pytest.mark.long
+def test_maml_trpo_on_jax_runs_the_mjx_half_cheetah(tmp_path, jax_cache_env):
+    """The MJX twin of HalfCheetahForwardBackward-v1 through the example (tiny sizes: minutes to compile)."""
+    pytest.importorskip("mujoco.mjx")
+    _skip_without("maml_pg_jax.py")
+    arguments = ["--env", "HalfCheetahForwardBackward-v1", "--horizon", "5", "--meta-batch", "2"]
+    arguments += ["--episodes", "2", "--hiddens", "8", "--iterations", "2"]
+    _run("maml_trpo.py", tmp_path / "run", "--backend", "jax", *arguments, cache=jax_cache_env)
+    results = _check_folder(tmp_path / "run", 2)
+    assert results["backend"] == "jax" and results["env"] == "HalfCheetahForwardBackward-v1"
+    rows = _metrics(tmp_path / "run")
+    assert [int(row["env_steps"]) for row in rows] == [40, 80]  # 2 tasks x 2 episodes x 2 phases x 5 steps

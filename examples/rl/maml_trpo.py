@@ -1,4 +1,4 @@
-"""MAML-TRPO meta-reinforcement learning (Finn, Abbeel and Levine, ICML 2017) on the torch backend.
+"""MAML-TRPO meta-reinforcement learning (Finn, Abbeel and Levine, ICML 2017), torch or jax backend.
 
 Defaults are the paper's 2D-navigation settings (Sec. 5.3 and Appendix A.2): a Gaussian policy with two
 hidden layers of 100 ReLU units, one vanilla policy-gradient adaptation step with step size 0.1 on 20
@@ -18,9 +18,15 @@ policy after one adaptation step on the task's pre-adaptation episodes.
     python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1 --meta-batch 40 --workers 8
     python examples/rl/maml_trpo.py --quick                           # seconds
     python examples/rl/maml_trpo.py --out results/run --resume --iterations 800
+    python examples/rl/maml_trpo.py --backend jax --env HalfCheetahForwardBackward-v1   # MJX, compiled
+
+``--backend jax`` runs the environment's functional twin (``_jax_driver.JAX_ENVS``: the pure-jax
+Particles2D, the MJX HalfCheetah and Ant meta-envs) and
+``l2l_multi.backends.jax.rl.make_maml_trpo_step``: rollouts of every task, adaptation and the TRPO
+step as compiled programs, vmapped over tasks; the same flags, columns and results folder.
 
 The driver below (:func:`main`) is shared with ``promp.py`` and ``metasgd_a2c.py``, which only state
-their method's published settings and meta-update.
+their method's published settings and meta-update (and, for ``--backend jax``, a ``make_jax_update``).
 """
 
 from __future__ import annotations
@@ -198,14 +204,59 @@ def meta_update(learner, batches, optimizer, args) -> dict[str, Any]:
     }
 
 
+def make_jax_update(env, args):
+    """MAML-TRPO on the jax backend: ``l2l_multi.backends.jax.rl.make_maml_trpo_step`` with this run's
+    settings (collection and TRPO update, two compiled programs); the state is the policy itself."""
+    from _jax_driver import JaxMethod
+    from l2l_multi.backends.jax import rl
+
+    if getattr(args, "adapt_steps", 1) != 1:
+        raise SystemExit(
+            f"--adapt-steps {args.adapt_steps}: the jax MAML-TRPO adapts once; use --backend torch"
+        )
+
+    maml_trpo_step = rl.make_maml_trpo_step(
+        env,
+        meta_batch=args.meta_batch,
+        episodes=args.episodes,
+        horizon=args.horizon,
+        lr=args.inner_lr,
+        gamma=args.gamma,
+        tau=args.tau,
+        max_kl=args.max_kl,
+        cg_iterations=args.cg_iterations,
+        cg_damping=args.cg_damping,
+        line_search_steps=args.line_search_steps,
+    )
+
+    def step(policy, key):
+        policy, metrics = maml_trpo_step(policy, key)
+        return policy, metrics._asdict()  # loss_before, loss_after, kl, accepted: the torch columns' order
+
+    return JaxMethod(init=lambda policy: policy, step=step)
+
+
 # -- the shared driver -----------------------------------------------------------------------------
 def argument_parser(
-    defaults: dict[str, Any], description: str, add_method_arguments
+    defaults: dict[str, Any], description: str, add_method_arguments, backends=("torch", "jax")
 ) -> argparse.ArgumentParser:
+    """The shared flags, the method's (``add_method_arguments(parser)``) and ``--backend`` with the
+    choices ``backends`` (those the method script supplies an update for)."""
+    from l2l_multi.experiment._cli import startup_backend
+
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add = parser.add_argument
+    backend = startup_backend()  # L2L_BACKEND, as in the other examples
+    add(
+        "--backend",
+        choices=backends,
+        default=backend if backend in backends else backends[0],
+        help="framework: torch (gymnasium environments, --workers processes) or jax (the environment's "
+        "functional twin; rollouts, adaptation and update compiled)"
+        + ("" if "jax" in backends else "; this method has no jax update yet"),
+    )
     add("--env", default="Particles2D-v1", help="gymnasium id of a l2l_multi.gym meta-environment")
     add("--seed", type=int, default=0)
     add("--iterations", type=int, default=None, help=f"meta-updates (default: {defaults['iterations']})")
@@ -244,13 +295,16 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+# Settings added after runs were made: a folder whose config.json lacks one resumes with the value it ran
+# with, and the key stays out of its config (so the folder still matches).
+ADDED_SETTINGS = {"backend": "torch", "adapt_steps": 1}
 # what --resume may change: the length of the run, and the worker count (episode i resets with
 # seed + i whatever the number of workers, so the numbers do not depend on it)
 MAY_CHANGE = ("iterations", "workers")
 # positive ints, non-negative ints, positive floats, non-negative floats, fractions in [0, 1]
 # (method options included; those a method does not have are skipped)
 POSITIVE_INTS = ("iterations", "meta_batch", "episodes", "workers", "horizon", "hiddens", "cg_iterations")
-POSITIVE_INTS += ("line_search_steps", "promp_steps")
+POSITIVE_INTS += ("line_search_steps", "promp_steps", "adapt_steps")
 POSITIVE_FLOATS = ("max_kl", "clip")
 NON_NEGATIVE_FLOATS = ("inner_lr", "cg_damping", "meta_lr", "inner_kl_coef")
 FRACTIONS = ("gamma", "tau")
@@ -266,7 +320,34 @@ def parse_arguments(
     def default_out(args: argparse.Namespace) -> str:
         return f"results/{defaults['name']}_{env_slug(args.env)}"
 
-    return parse_run_arguments(parser, argv, quick, default_out)
+    args = parse_run_arguments(parser, argv, quick, default_out)
+    missing = _settings_missing_from_folder(args)
+    if missing:
+        from l2l_multi.experiment._cli import explicit_options, flag
+
+        given = explicit_options(parser, argv)
+        for key in missing:
+            old = ADDED_SETTINGS[key]
+            if key in given and getattr(args, key) != old:
+                raise SystemExit(
+                    f"resume: {args.out} was made before {flag(key)} existed and ran with {flag(key)} {old}; "
+                    f"got {flag(key)} {getattr(args, key)}"
+                )
+            setattr(args, key, old)
+    return args
+
+
+def _settings_missing_from_folder(args: argparse.Namespace) -> list[str]:
+    """On ``--resume``: the :data:`ADDED_SETTINGS` this script has that the folder's config.json lacks."""
+    from l2l_multi.experiment import RunFolder
+
+    if not args.resume:
+        return []
+    try:
+        saved = RunFolder.saved_config(args.out)
+    except FileNotFoundError:
+        return []
+    return [key for key in ADDED_SETTINGS if hasattr(args, key) and key not in saved]
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -300,7 +381,8 @@ def _config(args: argparse.Namespace, defaults: dict[str, Any]) -> dict[str, Any
         importlib.import_module(module)  # registers the id
         args.horizon = gymnasium.spec(name).max_episode_steps or 100
     args.hiddens = list(args.hiddens)
-    return {k: v for k, v in vars(args).items() if k not in ("resume", "out", "progress")}
+    unrecorded = ("resume", "out", "progress", *_settings_missing_from_folder(args))
+    return {k: v for k, v in vars(args).items() if k not in unrecorded}
 
 
 def env_slug(name: str) -> str:
@@ -333,6 +415,7 @@ def main(
     method_update: Callable = meta_update,
     make_optimizer: Callable | None = None,
     argv: list[str] | None = None,
+    make_jax_update: Callable | None = None,
 ) -> dict[str, Any]:
     """Parses ``argv``, meta-trains, writes the results folder; returns ``results.json``'s dict.
 
@@ -343,13 +426,42 @@ def main(
         make_method_learner: ``(policy, args) -> MAML or MetaSGD`` learner.
         method_update: ``(learner, batches, optimizer, args) -> dict`` of numbers logged per iteration.
         make_optimizer: ``(learner, args) -> torch optimizer`` (its state is checkpointed), or ``None``.
+        make_jax_update: ``(functional env, args) -> _jax_driver.JaxMethod``, the method on the jax
+            backend; ``None``: the script takes ``--backend torch`` only.
     """
+    backends = ("torch", "jax") if make_jax_update is not None else ("torch",)
+    parser = argument_parser(defaults, description, add_method_arguments, backends)
+    args = parse_arguments(parser, defaults, argv)
+    if args.backend not in backends:  # restored from a folder on --resume
+        raise SystemExit(f"--backend {args.backend}: {defaults['method']} runs on {', '.join(backends)} only")
+    if args.backend == "jax":
+        return _jax_main(args, defaults, make_jax_update, argv)
+    return _torch_main(args, defaults, (make_method_learner, method_update, make_optimizer), argv)
+
+
+def _jax_main(args: argparse.Namespace, defaults: dict[str, Any], make_jax_update, argv) -> dict[str, Any]:
+    """:func:`main` on the jax backend: the functional twin of ``--env``, compiled iterations."""
+    import _jax_driver
+
+    from l2l_multi.experiment import RunFolder
+    from l2l_multi.experiment._interrupt import run_interruptible
+
+    _jax_driver.functional_env_name(args.env)  # refuses an id without a jax twin before any work
+    config = _config(args, defaults)
+    env = _jax_driver.make_functional_env(args.env, args.env_kwargs)
+    method = make_jax_update(env, args)
+    with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
+        # Ctrl-C: stop before the next iteration (each one saves a checkpoint), exit 130
+        train = lambda stop: _jax_driver.train(args, defaults, run, env, method, argv, stop)  # noqa: E731
+        return run_interruptible(args.out, train)
+
+
+def _torch_main(args: argparse.Namespace, defaults: dict[str, Any], method, argv) -> dict[str, Any]:
+    """:func:`main` on the torch backend: gymnasium environments, ``--workers`` processes."""
     import l2l_multi.gym as l2l_gym
     from l2l_multi.experiment import RunFolder
     from l2l_multi.experiment._interrupt import run_interruptible
 
-    parser = argument_parser(defaults, description, add_method_arguments)
-    args = parse_arguments(parser, defaults, argv)
     config = _config(args, defaults)
     try:  # draws the tasks; the vector env's workers run them
         template = make_env(args.env, args.horizon, args.env_kwargs)
@@ -361,7 +473,6 @@ def main(
             raise SystemExit(f"--env {args.env} is not a l2l_multi.gym.MetaEnv (it has no task distribution)")
         with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
             run.record_environment(device=torch_device_name())
-            method = (make_method_learner, method_update, make_optimizer)
             # Ctrl-C: stop before the next iteration (each one saves a checkpoint), exit 130
             train = lambda stop: _train(args, defaults, run, template.unwrapped, method, argv, stop)  # noqa: E731
             return run_interruptible(args.out, train)
@@ -484,4 +595,4 @@ def _train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(DEFAULTS, __doc__.splitlines()[0])
+    main(DEFAULTS, __doc__.splitlines()[0], make_jax_update=make_jax_update)
