@@ -48,7 +48,7 @@ def _library_modules() -> list[str]:
             continue
         if ".lightning" in info.name and importlib.util.find_spec("lightning") is None:
             continue  # the optional lightning extra
-        if info.name.endswith((".mjx_envs", "._mjx_rk4")) and not _have_mjx():
+        if info.name.endswith((".mjx_envs", "._mjx_rk4", "._mjx_forward")) and not _have_mjx():
             continue  # the optional mjx extra
         if info.name in NEEDS_BOTH_FRAMEWORKS and not (HAVE_TORCH and HAVE_JAX):
             continue

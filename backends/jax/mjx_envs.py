@@ -2,22 +2,27 @@
 
 They are the pure-jax twins of ``l2l_multi.gym``'s gymnasium environments: the same gymnasium v5 robot
 models (``half_cheetah.xml``, ``ant.xml`` from gymnasium's assets, solver options included), frame skip 5,
-reset noise (``qpos0 + U(-0.1, 0.1)``, velocities ``0.1 * N(0, 1)``), observation layout, reward terms and
-task distributions; only the random streams differ (jax keys instead of numpy generators). Every method is
-``jit``- and ``vmap``-compatible: a batch of tasks x episodes is two nested ``jax.vmap`` calls.
+reset noise (``qpos0 + U(-s, s)``, velocities ``s * N(0, 1)``, ``s = reset_noise_scale``), observation
+layout, reward terms, keyword arguments (gymnasium v5's names and defaults for the reward, termination and
+reset terms) and task distributions; only the random streams differ (jax keys instead of numpy generators).
+Actions are clipped to the action space, as gymnasium's ``ClipAction`` wrapper does around the C
+environments in the RL examples. Every method is ``jit``- and ``vmap``-compatible: a batch of tasks x
+episodes is two nested ``jax.vmap`` calls.
 
 Precision: float32 unless ``jax_enable_x64`` is on when the environment is made (then float64, like MuJoCo's
 C library). tests/test_mjx_envs.py steps both from the same ``qpos``/``qvel`` and action. Measured on the
-next observation: HalfCheetah up to 5e-5 absolute on joint velocities of order 10 (float32) and 2e-15
-(float64); the Ant 1e-14 (float64) while no contact is active. When a foot touches the floor, MJX's
-contact dynamics and C's part (velocities about 0.04 apart after one contact onset, in float64): the Ant's
-trajectories are then MJX's own, with the same reward and observation definitions.
+next observation: HalfCheetah up to 5e-5 absolute on joint velocities of order 10 (float32) and 2e-10
+(float64, 120 steps of 3 walks); the Ant (float64, 109 steps of 3 walks) 1.4e-12 without contact, 6e-13 at
+the steps where a leg first touches the floor, 2e-12 while touching. That needs C's contact frames for a
+capsule on a plane, which MJX 3.3.0 builds differently for a steep leg (``_mjx_forward``); with MJX's own
+frames the Ant's velocities parted by about 0.04 at contact onsets.
 
 Needs the ``mujoco-mjx`` package, released in lockstep with ``mujoco`` (``pip install "l2l_multi[mjx]"``).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import NamedTuple
 
@@ -33,10 +38,14 @@ except ModuleNotFoundError as _error:  # pragma: no cover - depends on the insta
         'l2l_multi.backends.jax.mjx_envs needs mujoco-mjx; install it with: pip install "l2l_multi[mjx]"'
     ) from _error
 
+from ._mjx_forward import euler_step_like_c, forward_like_c
 from ._mjx_rk4 import rk4_step_like_c
 
 FRAME_SKIP = 5
-RESET_NOISE_SCALE = 0.1
+_PHYSICS_STEPS = {
+    mujoco.mjtIntegrator.mjINT_EULER: euler_step_like_c,
+    mujoco.mjtIntegrator.mjINT_RK4: rk4_step_like_c,
+}
 
 
 class LocomotionState(NamedTuple):
@@ -61,25 +70,57 @@ def _check_num_tasks(num_tasks) -> int:
     return num_tasks
 
 
+def _keywords(cls) -> list[str]:
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return [parameter.name for parameter in parameters if parameter.kind is parameter.KEYWORD_ONLY]
+
+
+def _weight(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _interval(name: str, value) -> tuple[float, float]:
+    if isinstance(value, (str, bytes)) or np.shape(value) != (2,):
+        raise ValueError(f"{name} must be a pair (low, high) of real numbers with low <= high, got {value!r}")
+    low, high = (_weight(name, bound) for bound in value)
+    if low > high:
+        raise ValueError(f"{name} must be a pair (low, high) of real numbers with low <= high, got {value!r}")
+    return low, high
+
+
 class _Locomotion:
-    """Shared machinery: model, reset noise, frame-skipped stepping. Subclasses add observation and reward."""
+    """Shared machinery: model, reset noise, action clipping, frame-skipped stepping. Subclasses add the
+    observation, the reward and their keyword arguments (gymnasium v5's names and defaults)."""
 
     xml_file: str
-    ctrl_cost_weight: float
     task_shape: tuple
     task_allowed: str
 
-    def __init__(self):
+    def __init__(self, forward_reward_weight, ctrl_cost_weight, reset_noise_scale, unknown: dict):
+        if unknown:
+            allowed = ", ".join(sorted(_keywords(type(self))))
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword argument(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {allowed}"
+            )
+        self.forward_reward_weight = _weight("forward_reward_weight", forward_reward_weight)
+        self.ctrl_cost_weight = _weight("ctrl_cost_weight", ctrl_cost_weight)
+        self.reset_noise_scale = _weight("reset_noise_scale", reset_noise_scale)
         self.mj_model = _gymnasium_model(self.xml_file)
         self.model = mjx.put_model(self.mj_model)
         self.dtype = self.model.qpos0.dtype
         self.dt = float(self.mj_model.opt.timestep) * FRAME_SKIP
         self.action_size = int(self.mj_model.nu)
+        # gymnasium's action space: the actuators' control range, as float32
+        self.action_low, self.action_high = self.mj_model.actuator_ctrlrange.astype(np.float32).T
         # Shapes only (nothing runs): the observation length follows from the model.
         shape = jax.eval_shape(lambda: self._observation(mjx.make_data(self.model))).shape
         self.observation_size = int(shape[0])
-        rk4 = self.mj_model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
-        self._physics_step = rk4_step_like_c if rk4 else mjx.step
+        self._physics_step = _PHYSICS_STEPS[self.mj_model.opt.integrator]
 
     def _task(self, task) -> dict:
         # A structural check only: values cannot be inspected under jit.
@@ -103,7 +144,7 @@ class _Locomotion:
         """
         qpos_key, qvel_key = jax.random.split(key)
         shape_q, shape_v = self.model.qpos0.shape, (self.mj_model.nv,)
-        noise = RESET_NOISE_SCALE
+        noise = self.reset_noise_scale
         qpos = self.model.qpos0 + jax.random.uniform(qpos_key, shape_q, self.dtype, -noise, noise)
         qvel = noise * jax.random.normal(qvel_key, shape_v, self.dtype)
         return self.reset_to(task, qpos, qvel)
@@ -118,14 +159,19 @@ class _Locomotion:
         task = self._task(task)
         qpos = jnp.asarray(qpos, self.dtype)
         data = mjx.make_data(self.model).replace(qpos=qpos, qvel=jnp.asarray(qvel, self.dtype))
-        data = mjx.forward(self.model, data)
+        data = forward_like_c(self.model, data)
         # MJX's forward writes back unit quaternions; C leaves qpos as set (gymnasium's reset noise makes the
         # Ant's root quaternion non-unit) and normalises in the first step's integration, as MJX's step does.
         data = data.replace(qpos=qpos)
         return LocomotionState(data, task), self._observation(data)
 
     def step(self, state: LocomotionState, action: jax.Array):
-        """Applies ``action (action_size,)`` for 5 physics steps (gymnasium's frame skip).
+        """Applies ``action (action_size,)``, clipped to ``[action_low, action_high]``, for 5 physics steps
+        (gymnasium's frame skip).
+
+        The clipping is gymnasium's ``ClipAction`` wrapper (which the RL examples put around the C
+        environments): the physics and the control cost both see the clipped action. A policy's
+        log-probabilities should use the action it sampled, before clipping, as ``collect_episodes`` does.
 
         Returns:
             ``(LocomotionState, observation (observation_size,), reward scalar, done bool scalar)``; the
@@ -133,6 +179,7 @@ class _Locomotion:
         """
         before = state.data
         action = jnp.asarray(action).reshape(self.action_size)
+        action = jnp.clip(action, self.action_low, self.action_high)
         data = before.replace(ctrl=action.astype(self.dtype))
         # A loop, not five unrolled steps: the compiled program (and the compile time) stays one step's size.
         data = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, data: self._physics_step(self.model, data), data)
@@ -170,24 +217,39 @@ class _DirectionTasks:
 
 class _HalfCheetah(_Locomotion):
     xml_file = "half_cheetah.xml"
-    ctrl_cost_weight = 0.1
+
+    def __init__(
+        self,
+        *,
+        forward_reward_weight: float = 1.0,
+        ctrl_cost_weight: float = 0.1,
+        reset_noise_scale: float = 0.1,
+        **unknown,
+    ):
+        super().__init__(forward_reward_weight, ctrl_cost_weight, reset_noise_scale, unknown)
 
     def _observation(self, data):
         return jnp.concatenate([data.qpos[1:], data.qvel])  # gymnasium v5: the x position is left out
 
     def _reward(self, before, after, action, task):
         x_velocity = (after.qpos[0] - before.qpos[0]) / self.dt
-        reward = task["direction"] * x_velocity - self._control_cost(action)
+        forward = self.forward_reward_weight * task["direction"] * x_velocity
+        reward = forward - self._control_cost(action)
         return reward, jnp.zeros((), bool)  # HalfCheetah never terminates
 
 
 class HalfCheetahForwardBackward(_ForwardBackwardTasks, _HalfCheetah):
     """HalfCheetah running forward or backward on MJX; ``l2l_multi.gym.HalfCheetahForwardBackwardEnv``'s twin.
 
-    Task ``{"direction": -1.0 | 1.0}``; reward ``d * v_x - 0.1 * ||a||^2`` with ``v_x`` the root's x
-    displacement over the 0.05 s control step; never terminates. Observation ``(17,)``: ``qpos[1:]`` then
-    ``qvel``. Action ``(6,)`` in ``[-1, 1]`` (MuJoCo clamps it to the actuators' range; the cost uses it as
-    given, as gymnasium does).
+    Task ``{"direction": -1.0 | 1.0}``; reward ``forward_reward_weight * d * v_x - ctrl_cost_weight *
+    ||a||^2`` with ``v_x`` the root's x displacement over the 0.05 s control step; never terminates.
+    Observation ``(17,)``: ``qpos[1:]`` then ``qvel``. Action ``(6,)``, clipped to ``[-1, 1]`` before the
+    physics and the cost (gymnasium's ``ClipAction``, see :meth:`step`).
+
+    Keyword arguments, gymnasium v5's names and defaults (as ``gymnasium.make(...)`` takes them):
+    ``forward_reward_weight=1.0``, ``ctrl_cost_weight=0.1``, ``reset_noise_scale=0.1``. The control cost
+    0.1 is gymnasium v5's; the MAML paper's code and learn2learn use ``0.5 * 0.1 = 0.05``
+    (``ctrl_cost_weight=0.05``). Any other name raises a ``TypeError`` listing these.
 
     Example:
         >>> import jax
@@ -201,11 +263,29 @@ class HalfCheetahForwardBackward(_ForwardBackwardTasks, _HalfCheetah):
 
 class _Ant(_Locomotion):
     xml_file = "ant.xml"
-    ctrl_cost_weight = 0.5
-    contact_cost_weight = 5e-4
-    healthy_z_range = (0.2, 1.0)
-    contact_force_range = (-1.0, 1.0)
     torso = 1  # gymnasium v5's main_body: the body whose x-y displacement is the velocity
+
+    def __init__(
+        self,
+        *,
+        forward_reward_weight: float = 1.0,
+        ctrl_cost_weight: float = 0.5,
+        contact_cost_weight: float = 5e-4,
+        healthy_reward: float = 1.0,
+        terminate_when_unhealthy: bool = True,
+        healthy_z_range: tuple[float, float] = (0.2, 1.0),
+        contact_force_range: tuple[float, float] = (-1.0, 1.0),
+        reset_noise_scale: float = 0.1,
+        **unknown,
+    ):
+        self.contact_cost_weight = _weight("contact_cost_weight", contact_cost_weight)
+        self.healthy_reward = _weight("healthy_reward", healthy_reward)
+        if not isinstance(terminate_when_unhealthy, (bool, np.bool_)):
+            raise TypeError(f"terminate_when_unhealthy must be a bool, got {terminate_when_unhealthy!r}")
+        self.terminate_when_unhealthy = bool(terminate_when_unhealthy)
+        self.healthy_z_range = _interval("healthy_z_range", healthy_z_range)
+        self.contact_force_range = _interval("contact_force_range", contact_force_range)  # the observation's
+        super().__init__(forward_reward_weight, ctrl_cost_weight, reset_noise_scale, unknown)
 
     def _after_physics(self, data):
         # gymnasium calls mj_rnePostConstraint after stepping so that cfrc_ext (external contact forces) is
@@ -231,21 +311,27 @@ class _Ant(_Locomotion):
         healthy = self._healthy(after)
         contact_cost = self.contact_cost_weight * jnp.sum(jnp.square(self._contact_forces(after)))
         reward = (
-            self._forward_reward(velocity, task)
-            + healthy.astype(self.dtype)
+            self.forward_reward_weight * self._forward_reward(velocity, task)
+            + self.healthy_reward * healthy.astype(self.dtype)  # v5: paid while healthy, whatever the flag
             - self._control_cost(action)
             - contact_cost
         )
-        return reward, ~healthy  # gymnasium v5 terminates when unhealthy
+        return reward, ~healthy & self.terminate_when_unhealthy
 
 
 class AntForwardBackward(_ForwardBackwardTasks, _Ant):
     """Ant walking forward or backward on MJX; the twin of ``l2l_multi.gym.AntForwardBackwardEnv``.
 
-    Reward ``d * v_x + healthy - 0.5 * ||a||^2 - 5e-4 * ||clip(cfrc_ext, -1, 1)||^2`` with gymnasium v5's
-    defaults: healthy is 1 while the torso height is in ``[0.2, 1.0]`` and the state is finite, and ``done``
-    is true once it is not. Observation ``(105,)``: ``qpos[2:]`` (13), ``qvel`` (14), the clipped contact
-    forces of the 13 non-world bodies (78). Action ``(8,)``.
+    Reward ``forward_reward_weight * d * v_x + healthy_reward * healthy - ctrl_cost_weight * ||a||^2 -
+    contact_cost_weight * ||clip(cfrc_ext, *contact_force_range)||^2``: healthy while the torso height is in
+    ``healthy_z_range`` and the state is finite; ``done`` once it is not (if ``terminate_when_unhealthy``).
+    Observation ``(105,)``: ``qpos[2:]`` (13), ``qvel`` (14), the clipped contact forces of the 13 non-world
+    bodies (78). Action ``(8,)``, clipped to ``[-1, 1]`` (see :meth:`step`).
+
+    Keyword arguments, gymnasium v5's names and defaults: ``forward_reward_weight=1.0``,
+    ``ctrl_cost_weight=0.5``, ``contact_cost_weight=5e-4``, ``healthy_reward=1.0``,
+    ``terminate_when_unhealthy=True``, ``healthy_z_range=(0.2, 1.0)``, ``contact_force_range=(-1.0, 1.0)``,
+    ``reset_noise_scale=0.1``; any other name raises a ``TypeError`` listing these.
 
     Example:
         >>> env = AntForwardBackward()
@@ -260,8 +346,9 @@ class AntForwardBackward(_ForwardBackwardTasks, _Ant):
 class AntDirection(_DirectionTasks, _Ant):
     """Ant walking in a 2-D direction on MJX; the twin of ``l2l_multi.gym.AntDirectionEnv``.
 
-    Task ``{"direction": unit vector (2,)}`` uniform on the circle; reward ``<d, v_xy> + healthy - costs``
-    (the costs and termination of :class:`AntForwardBackward`). Observation ``(105,)``, action ``(8,)``.
+    Task ``{"direction": unit vector (2,)}`` uniform on the circle; reward ``forward_reward_weight *
+    <d, v_xy> + healthy_reward * healthy - costs`` (the costs, termination and keyword arguments of
+    :class:`AntForwardBackward`). Observation ``(105,)``, action ``(8,)``.
 
     Example:
         >>> import jax

@@ -59,8 +59,10 @@ class _DirectionMixin(MetaEnv):
 
 
 class HalfCheetahForwardBackwardEnv(_ForwardBackwardMixin, HalfCheetahEnv):
-    """HalfCheetah-v5 running forward or backward (MAML paper's reward: ``d * v_x - 0.1 * ||a||^2``).
+    """HalfCheetah-v5 running forward or backward: reward ``d * v_x - ctrl_cost_weight * ||a||^2``.
 
+    ``ctrl_cost_weight`` defaults to gymnasium v5's 0.1; the MAML paper's code and learn2learn use
+    ``0.5 * 0.1 = 0.05`` (pass ``ctrl_cost_weight=0.05`` for theirs).
     Task: ``{"direction": -1.0 | 1.0}`` (default +1). Observation float64 ``(17,)``, action float32 ``(6,)``.
     Keyword arguments go to gymnasium's ``HalfCheetahEnv``. ``HalfCheetahForwardBackward-v1`` adds the
     MAML horizon of 200 steps.
