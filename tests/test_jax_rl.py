@@ -146,8 +146,16 @@ def test_rollouts_mask_the_steps_after_done(x64):
 
 @pytest.mark.parametrize(
     "argument, value",
-    [("meta_batch", 0), ("episodes", 1.5), ("gamma", 1.5), ("max_kl", 0.0), ("backtrack_factor", 1.0),
-     ("line_search_steps", 0), ("cg_iterations", True)],
+    [
+        ("meta_batch", 0),
+        ("episodes", 1.5),
+        ("gamma", 1.5),
+        ("max_kl", 0.0),
+        ("backtrack_factor", 1.0),
+        ("line_search_steps", 0),
+        ("cg_iterations", True),
+        ("adapt_steps", 0),
+    ],
 )
 def test_bad_settings_are_refused_by_name(argument, value):
     from l2l_multi.backends.jax.gym import Particles2D
@@ -176,3 +184,43 @@ def test_meta_iteration_compiles_once_and_takes_trust_region_steps():
         assert max(jax.tree_util.tree_leaves(moved)) > 0
         policy = new_policy
     assert len(traces) == 1
+
+
+@pytest.mark.long
+def test_collect_task_batch_takes_adapt_steps():
+    """Two adaptation steps: each task's second episode batch is a rollout of the policy adapted once on
+    its first (replayed by hand from the same keys), and the batch holds both steps. (``long``: compiling
+    the collection takes 8-12 s here; tests/test_rl_crosscheck.py checks two-step adaptation by default.)"""
+    from l2l_multi.backends.jax.gym import Particles2D
+
+    env, lr = Particles2D(), 0.1
+    policy = rl.DiagNormalPolicy(2, 2, hiddens=(8,), key=jax.random.key(0))
+    tasks, key = env.sample_tasks(jax.random.key(1), 2), jax.random.key(2)
+    collect = jax.jit(
+        lambda policy, key: rl.collect_task_batch(
+            env, policy, rl.LinearValue(2), tasks, key, lr, 2, 4, adapt_steps=2
+        )
+    )
+    batch, pre, post = collect(policy, key)
+    assert batch.adapt_steps == 2 and batch.train[1].masks.shape == (2, 4, 2)
+    for index, task_key in enumerate(jax.random.split(key, 2)):
+        task, first = jax.tree_util.tree_map(lambda leaf, i=index: leaf[i], (tasks, batch.train[0]))
+        adapted = rl.adapted_policy(policy, first, batch.train_advantages[0][index], lr, first_order=True)
+        second = rl.rollout_episodes(env, adapted, task, jax.random.split(task_key, 3)[1], 2, 4)
+        for got, expected in zip(second, batch.train[1]):
+            np.testing.assert_allclose(expected[index], got, rtol=1e-5, atol=1e-6)
+    task_returns = lambda episodes: (episodes.rewards * episodes.masks).sum(1).mean(-1)  # noqa: E731  [B]
+    np.testing.assert_allclose(pre, task_returns(batch.train[0]).mean(), rtol=1e-6)
+    np.testing.assert_allclose(post, task_returns(batch.valid).mean(), rtol=1e-6)
+
+
+@pytest.mark.long
+def test_meta_iteration_with_two_adaptation_steps():
+    from l2l_multi.backends.jax.gym import Particles2D
+
+    step = rl.make_maml_trpo_step(Particles2D(), meta_batch=2, episodes=2, horizon=4, adapt_steps=2)
+    policy = rl.DiagNormalPolicy(2, 2, hiddens=(8,), key=jax.random.key(0))
+    _, metrics = step(policy, jax.random.key(0))
+    assert bool(metrics.accepted) and float(metrics.kl) <= 0.01
+    assert float(metrics.loss_after) < float(metrics.loss_before)
+    assert 0 < float(metrics.env_steps) <= 2 * 3 * 2 * 4  # tasks x (2 steps + valid) x episodes x horizon

@@ -116,6 +116,88 @@ def test_maml_dice_meta_gradient_matches_finite_differences():
     torch.testing.assert_close(meta_gradient.reshape(-1), expected, rtol=1e-6, atol=1e-9)
 
 
+class _BanditPolicy(torch.nn.Module):
+    """The bandit's softmax policy with DiagNormalPolicy's interface (observations -> distribution)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 3, bias=False).double()
+
+    def forward(self, observations):
+        return torch.distributions.Categorical(logits=self.linear(observations))
+
+
+def _bandit_episodes(weight, rewards):
+    """Every action once (``T = 3`` steps of ``N = 1`` episode), weighted by its probability under
+    ``weight``: the DiCE loss on it is the exact expected loss at ``weight`` up to second order."""
+    masks = torch.softmax(weight.detach() @ _X, dim=-1)[:, None]
+    return rl.Episodes(_X.expand(3, 1, 2), torch.arange(3)[:, None], rewards[:, None], masks)
+
+
+def _inner_step(weight, rewards, lr):
+    weight = weight.detach().requires_grad_(True)
+    return weight - lr * torch.autograd.grad(_expected_loss(weight, rewards), weight)[0]
+
+
+def test_two_step_adaptation_meta_gradient_matches_finite_differences():
+    """learn2learn's ``adapt_steps=2`` on the exact bandit: ``adapt_policy`` on a list of two episode
+    batches (the second weighted by the once-adapted policy, as if it had collected them) gives the
+    meta-gradient of the expected loss after two exact gradient steps, which differs from one step's."""
+    torch.manual_seed(2)
+    policy, lr, second_reward = _BanditPolicy(), 0.5, torch.tensor([0.4, -0.9, 0.6], dtype=torch.float64)
+    maml = MAML(policy, lr=lr)
+    weight = policy.linear.weight
+    steps = [
+        _bandit_episodes(weight, _TRAIN_REWARD),
+        _bandit_episodes(_inner_step(weight, _TRAIN_REWARD, lr), second_reward),
+    ]
+    learner = rl.adapt_policy(maml, steps, [episodes.rewards for episodes in steps])
+    (meta_gradient,) = torch.autograd.grad(
+        _expected_loss(learner.module.linear.weight, _VALID_REWARD), weight
+    )
+
+    def after_two_steps(start):
+        return _expected_loss(
+            _inner_step(_inner_step(start, _TRAIN_REWARD, lr), second_reward, lr), _VALID_REWARD
+        )
+
+    expected = _central_differences(after_two_steps, weight.detach())
+    torch.testing.assert_close(meta_gradient.reshape(-1), expected, rtol=1e-6, atol=1e-9)
+    one_step = rl.adapt_policy(maml, steps[0], steps[0].rewards)
+    (one_step_gradient,) = torch.autograd.grad(
+        _expected_loss(one_step.module.linear.weight, _VALID_REWARD), weight
+    )
+    assert float((one_step_gradient - meta_gradient).abs().max()) > 1e-2
+    with pytest.raises(ValueError, match="train advantages"):
+        rl.adapt_policy(maml, steps, steps[0].rewards)
+
+
+def test_sample_meta_batch_takes_adapt_steps():
+    """Two steps: the second episode batch is collected by the once-adapted policy, replayed by hand with
+    the same noise stream; a bad ``adapt_steps`` is refused by name."""
+    env = gymnasium.vector.SyncVectorEnv([_particles_env] * 2)
+    torch.manual_seed(0)
+    maml = MAML(rl.DiagNormalPolicy(2, 2, hiddens=(8,)), lr=0.1)
+    tasks = _particles_env().unwrapped.sample_tasks(1, seed=0)
+    noise = torch.Generator().manual_seed(3)
+    batches, pre, post = rl.sample_meta_batch(
+        maml, env, tasks, rl.LinearValue(2), 5, generator=noise, seed=7, adapt_steps=2
+    )
+    (batch,) = batches
+    assert (
+        batch.adapt_steps == 2 and pre == batch.train[0].mean_return() and post == batch.valid.mean_return()
+    )
+    generator = torch.Generator().manual_seed(3)
+    first = rl.collect_episodes(env, maml, 5, seed=7, generator=generator)
+    adapted = rl.adapt_policy(maml, first, batch.train_advantages[0], first_order=True)
+    second = rl.collect_episodes(env, adapted, 5, seed=7, generator=generator)
+    for got, expected in zip((*batch.train[0], *batch.train[1]), (*first, *second)):
+        torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="adapt_steps"):
+        rl.sample_meta_batch(maml, env, tasks, rl.LinearValue(2), 5, adapt_steps=0)
+    env.close()
+
+
 @pytest.mark.slow
 def test_maml_trpo_improves_post_adaptation_return_on_particles():
     pytest.importorskip("l2l_multi.gym")

@@ -1,5 +1,6 @@
 """MAML-TRPO, torch vs jax: from the same weights and the same recorded Particles2D episodes, in float64, the
-advantages, the meta-gradient, the natural-gradient step and the accepted TRPO update agree to 1e-10.
+advantages, the meta-gradient, the natural-gradient step and the accepted TRPO update agree to 1e-10, with one
+adaptation step and (the update marked ``long``) with two.
 
 The step is compared with a conjugate-gradient damping of 0.1. At the default 1e-5 the KL Hessian (rank
 deficient: most of its eigenvalues are 0 up to rounding) is so ill-conditioned that 10 CG iterations amplify
@@ -142,5 +143,105 @@ def test_trpo_step_agrees(both):
     for name in ("loss_before", "loss_after", "kl"):
         assert abs(torch_stats[name] - float(jax_stats[name])) < TOLERANCE, name
     torch_step, jax_step = both["step"]
+    assert max(float(t.abs().max()) for t in torch_step) > 1e-3
+    assert _max_difference(torch_step, jax_step) < TOLERANCE
+
+
+# -- two adaptation steps (learn2learn's adapt_steps=2) ------------------------------------------------------
+def test_two_step_adaptation_agrees_and_differs_from_one_step():
+    """The adapted policies (forward only: one small compile) agree across backends; the default-suite
+    part of the two-step check. The meta-gradient and the TRPO step are compared below (``long``: compiling
+    the second-order update through two steps takes about 40 s here)."""
+    with jax.enable_x64(True):
+        torch.manual_seed(0)
+        torch_policy = torch_rl.DiagNormalPolicy(2, 2, hiddens=HIDDENS).double()
+        policy = _jax_policy(torch_policy)
+        first, second = (_task(_recorded_episodes(torch_policy, seed), 0, np.asarray) for seed in (1, 3))
+        advantages = [np.sin(np.arange(HORIZON * EPISODES)).reshape(HORIZON, EPISODES) * k for k in (1, -2)]
+        maml = MAML(torch_policy, lr=LR)
+        as_torch = lambda e: type(e)(*map(_to_torch, e))  # noqa: E731
+        torch_two = torch_rl.adapt_policy(
+            maml, [as_torch(first), as_torch(second)], [_to_torch(a) for a in advantages]
+        )
+        jax_two = jax_rl.adapted_policy(policy, (first, second), tuple(advantages), LR)
+        two = [p.detach() for p in torch_two.module.parameters()]
+        assert _max_difference(two, jax_two) < TOLERANCE
+        one = torch_rl.adapt_policy(maml, as_torch(first), _to_torch(advantages[0])).module.parameters()
+        assert max(float((a - b.detach()).abs().max()) for a, b in zip(two, one)) > 1e-3
+
+
+@pytest.fixture(scope="module")
+def two_steps():
+    """The torch and jax MAML-TRPO updates from the same weights on batches of two adaptation steps: step 1
+    on one recording, step 2 on a second one, the surrogate on a third (the same recordings for both)."""
+    with jax.enable_x64(True):
+        torch.manual_seed(0)
+        torch_policy = torch_rl.DiagNormalPolicy(2, 2, hiddens=HIDDENS).double()
+        policy = _jax_policy(torch_policy)
+        recordings = [_recorded_episodes(torch_policy, seed) for seed in (1, 3, 2)]  # step 1, step 2, valid
+        fit = jax.jit(jax.vmap(lambda e: jax_rl.episode_advantages(jax_rl.LinearValue(2), e, 0.99, 1.0)))
+        advantages = [fit(episodes) for episodes in recordings]
+        jax_batches = jax_rl.TaskBatch.from_steps(
+            recordings[:2], advantages[:2], recordings[2], advantages[2]
+        )
+        torch_batches = []
+        for index in range(TASKS):
+            episodes = [_task(recording, index, _to_torch) for recording in recordings]
+            fitted = [_to_torch(phase[index]) for phase in advantages]  # compared in test_advantages_agree
+            torch_batches.append(
+                torch_rl.TaskBatch.from_steps(episodes[:2], fitted[:2], episodes[2], fitted[2])
+            )
+
+        maml = MAML(torch_policy, lr=LR)
+        params = list(torch_policy.parameters())
+        loss, _, _ = _surrogate_and_kl(maml, torch_batches)
+        torch_gradient = torch.autograd.grad(loss, params)
+        one_step = [
+            batch._replace(train=batch.train[0], train_advantages=batch.train_advantages[0])
+            for batch in torch_batches
+        ]
+        one_step_gradient = torch.autograd.grad(_surrogate_and_kl(maml, one_step)[0], params)
+        start = [p.detach().clone() for p in params]
+        torch_stats = torch_rl.maml_trpo_step(maml, torch_batches, cg_damping=CG_DAMPING)
+        torch_step = [p.detach() - s for p, s in zip(params, start)]
+
+        new_policy, jax_stats = jax_rl.trpo_meta_update(policy, jax_batches, LR, cg_damping=CG_DAMPING)
+        _, unravel = jax.flatten_util.ravel_pytree(policy)
+        jax_step = jax.tree_util.tree_map(lambda a, b: np.asarray(a - b), new_policy, policy)
+        yield {
+            "batches": (torch_batches, jax_batches),
+            "loss": (loss.item(), float(jax_stats["loss_before"])),
+            "gradient": (torch_gradient, unravel(jax_stats["gradient"])),
+            "one_step_gradient": one_step_gradient,
+            "step": (torch_step, jax_step),
+            "stats": (torch_stats, jax.tree_util.tree_map(np.asarray, jax_stats)),
+        }
+
+
+@pytest.mark.long
+def test_two_step_batches_hold_both_steps(two_steps):
+    torch_batches, jax_batches = two_steps["batches"]
+    assert jax_batches.adapt_steps == 2 and all(batch.adapt_steps == 2 for batch in torch_batches)
+
+
+@pytest.mark.long
+def test_two_step_meta_gradient_agrees_and_differs_from_one_step(two_steps):
+    torch_loss, jax_loss = two_steps["loss"]
+    assert abs(torch_loss - jax_loss) < TOLERANCE
+    torch_gradient, jax_gradient = two_steps["gradient"]
+    assert max(float(t.abs().max()) for t in torch_gradient) > 1e-3
+    assert _max_difference(torch_gradient, jax_gradient) < TOLERANCE
+    # the second step changes the meta-gradient far beyond the tolerance (ignoring it could not pass)
+    pairs = zip(torch_gradient, two_steps["one_step_gradient"])
+    assert max(float((a - b).abs().max()) for a, b in pairs) > 1e-3
+
+
+@pytest.mark.long
+def test_two_step_trpo_step_agrees(two_steps):
+    torch_stats, jax_stats = two_steps["stats"]
+    assert torch_stats["accepted"] and bool(jax_stats["accepted"])
+    for name in ("loss_before", "loss_after", "kl"):
+        assert abs(torch_stats[name] - float(jax_stats[name])) < TOLERANCE, name
+    torch_step, jax_step = two_steps["step"]
     assert max(float(t.abs().max()) for t in torch_step) > 1e-3
     assert _max_difference(torch_step, jax_step) < TOLERANCE

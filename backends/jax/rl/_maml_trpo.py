@@ -136,20 +136,73 @@ def _natural_direction(fisher_vector, vector, iterations, tol=1e-10):
 
 
 class TaskBatch(NamedTuple):
-    """Tasks' data for the outer loop: pre-adaptation (``train``) and post-adaptation (``valid``) episodes
-    with their fixed advantages (``[T, N]`` each); on jax every field carries a leading task axis
-    ``[B, ...]``."""
+    """Tasks' data for the outer loop: the episodes the adaptation steps were taken on (``train``) and the
+    episodes of the adapted policies (``valid``), with their fixed advantages (``[T, N]`` each); on jax every
+    array carries a leading task axis ``[B, ...]``.
 
-    train: Episodes
-    train_advantages: jax.Array
+    With one adaptation step, ``train`` is an :class:`Episodes` and ``train_advantages`` an array. With ``S``
+    steps (learn2learn's ``adapt_steps``) both are tuples of length ``S`` in the order of the steps: step
+    ``k``'s episodes were collected by the policy after ``k`` steps (see :func:`collect_task_batch`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> e = Episodes(jnp.zeros((3, 2, 2)), jnp.zeros((3, 2, 2)), jnp.zeros((3, 2)), jnp.ones((3, 2)))
+        >>> a = jnp.zeros((3, 2))
+        >>> TaskBatch(e, a, e, a).adapt_steps, TaskBatch((e, e), (a, a), e, a).adapt_steps
+        (1, 2)
+    """
+
+    train: Episodes | tuple[Episodes, ...]
+    train_advantages: jax.Array | tuple[jax.Array, ...]
     valid: Episodes
     valid_advantages: jax.Array
 
+    @property
+    def adapt_steps(self) -> int:
+        """The number of adaptation steps ``S`` (int >= 1; static under ``jit``)."""
+        return len(_adaptation_steps(self.train, self.train_advantages))
+
+    @classmethod
+    def from_steps(cls, train, train_advantages, valid, valid_advantages) -> TaskBatch:
+        """A batch from per-step lists ``train``/``train_advantages`` (length ``S`` each); one step keeps
+        the one-step layout (an :class:`Episodes`, not a tuple of one)."""
+        if len(train) == 1 and len(train_advantages) == 1:
+            return cls(train[0], train_advantages[0], valid, valid_advantages)
+        return cls(tuple(train), tuple(train_advantages), valid, valid_advantages)
+
+
+def _adaptation_steps(episodes, advantages) -> tuple[tuple[Episodes, jax.Array], ...]:
+    """``(episodes, advantages)`` pairs, one per adaptation step: a single :class:`Episodes` with its
+    advantages is one step; equally long lists/tuples of them are one step per item, in order."""
+    # duck-typed: any record with Episodes' fields is one batch (a tuple of them has no ``observations``)
+    if hasattr(episodes, "observations"):
+        return ((episodes, advantages),)
+    if not isinstance(episodes, (list, tuple)) or not all(hasattr(e, "observations") for e in episodes):
+        raise TypeError(
+            f"train episodes must be an Episodes or a list/tuple of them (one per adaptation step), "
+            f"got {type(episodes).__name__}"
+        )
+    if not isinstance(advantages, (list, tuple)) or len(advantages) != len(episodes) or not episodes:
+        count = len(advantages) if isinstance(advantages, (list, tuple)) else type(advantages).__name__
+        raise ValueError(
+            f"train advantages must be a list/tuple with one array per episode batch: got {len(episodes)} "
+            f"episode batches and advantages {count}"
+        )
+    return tuple(zip(episodes, advantages))
+
+
+def _check_adapt_steps(adapt_steps) -> None:
+    """Refuses an ``adapt_steps`` that is not an int >= 1, naming the argument."""
+    if isinstance(adapt_steps, bool) or not isinstance(adapt_steps, int) or adapt_steps < 1:
+        raise ValueError(f"adapt_steps must be an int >= 1, got {adapt_steps!r}")
+
 
 @functools.partial(jax.jit, static_argnames="first_order")
-def adapted_policy(policy, episodes: Episodes, advantages: jax.Array, lr: float, first_order: bool = False):
-    """``policy`` after one gradient step of size ``lr`` on :func:`dice_policy_loss` of one task's
-    ``episodes`` (``[T, N, ...]``); ``first_order`` stops gradients through the inner gradient.
+def adapted_policy(policy, episodes, advantages, lr: float, first_order: bool = False):
+    """``policy`` after one gradient step of size ``lr`` on :func:`dice_policy_loss` per episode batch of
+    one task: ``episodes`` is one :class:`Episodes` ``[T, N, ...]`` with ``advantages [T, N]``, or a
+    list/tuple of them (one step on each, in order, each under the policy the steps before produced);
+    ``first_order`` stops gradients through the inner gradients.
 
     (The torch twin, ``adapt_policy(maml, ...)``, adapts a ``MAML`` clone; here the step size is an argument.)
 
@@ -164,15 +217,17 @@ def adapted_policy(policy, episodes: Episodes, advantages: jax.Array, lr: float,
         >>> bool((new.log_std != policy.log_std).any())
         True
     """
+    for step_episodes, step_advantages in _adaptation_steps(episodes, advantages):
 
-    def inner_loss(params):
-        log_probs = params(episodes.observations).log_prob(episodes.actions)
-        return dice_policy_loss(log_probs, advantages, episodes.masks)
+        def inner_loss(params, step_episodes=step_episodes, step_advantages=step_advantages):
+            log_probs = params(step_episodes.observations).log_prob(step_episodes.actions)
+            return dice_policy_loss(log_probs, step_advantages, step_episodes.masks)
 
-    grads = jax.grad(inner_loss)(policy)
-    if first_order:
-        grads = jax.lax.stop_gradient(grads)
-    return jax.tree_util.tree_map(lambda p, g: p - lr * g, policy, grads)
+        grads = jax.grad(inner_loss)(policy)
+        if first_order:
+            grads = jax.lax.stop_gradient(grads)
+        policy = jax.tree_util.tree_map(lambda p, g: p - lr * g, policy, grads)
+    return policy
 
 
 def _task_surrogate(policy, batch: TaskBatch, old, lr: float, first_order: bool):
@@ -220,13 +275,15 @@ def trpo_meta_update(
     """One MAML-TRPO meta-update (pure; jit it or call it inside a jitted step).
 
     The objective is the surrogate on every task's post-adaptation episodes, differentiated through the inner
-    DiCE step; the direction is the natural gradient (conjugate gradient on the Hessian-vector product of the
-    mean KL, second order through the adaptation, plus ``cg_damping``), scaled to the trust region ``max_kl``
-    and shrunk by ``backtrack_factor`` until the surrogate improves with the KL within ``max_kl``.
+    DiCE adaptation (through every step, re-taken on the stored ``train`` episodes, when ``batches`` holds
+    several: ``TaskBatch.adapt_steps``, a static property of its structure); the direction is the natural
+    gradient (conjugate gradient on the Hessian-vector product of the mean KL, second order through the
+    adaptation, plus ``cg_damping``), scaled to the trust region ``max_kl`` and shrunk by
+    ``backtrack_factor`` until the surrogate improves with the KL within ``max_kl``.
 
     Args:
         policy: meta-policy (:class:`DiagNormalPolicy`) that collected ``batches``.
-        batches: :class:`TaskBatch` with a leading task axis ``B``.
+        batches: :class:`TaskBatch` with a leading task axis ``B`` (one or several adaptation steps).
         lr: the adaptation step size the episodes were collected with.
         max_kl: trust-region radius (> 0); cg_iterations, cg_damping: conjugate-gradient settings;
         backtrack_factor: shrink factor in (0, 1); line_search_steps: shrinks tried (static int >= 1).

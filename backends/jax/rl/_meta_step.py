@@ -10,12 +10,23 @@ from typing import NamedTuple
 import jax
 
 from ._episodes import check_environment, rollout_episodes
-from ._maml_trpo import TaskBatch, _check_trpo_settings, adapted_policy, episode_advantages, trpo_meta_update
+from ._maml_trpo import (
+    TaskBatch,
+    _adaptation_steps,
+    _check_adapt_steps,
+    _check_trpo_settings,
+    adapted_policy,
+    episode_advantages,
+    trpo_meta_update,
+)
 
 
-def collect_task_batch(env, policy, baseline, tasks, key, lr, episodes, horizon, gamma=0.99, tau=1.0):
-    """For each task (leading axis ``B`` of ``tasks``, vmapped): episodes with ``policy``, their advantages,
-    a first-order adaptation step of size ``lr``, and episodes with the adapted policy.
+def collect_task_batch(
+    env, policy, baseline, tasks, key, lr, episodes, horizon, gamma=0.99, tau=1.0, adapt_steps=1
+):
+    """For each task (leading axis ``B`` of ``tasks``, vmapped): ``adapt_steps`` rounds of episodes, each
+    with the policy after the first-order adaptation steps (size ``lr``) on the rounds before it (the first
+    with ``policy`` itself), their advantages, then episodes with the fully adapted policy.
 
     Args:
         env: functional meta-environment (``sample_tasks``/``reset``/``step``).
@@ -28,21 +39,29 @@ def collect_task_batch(env, policy, baseline, tasks, key, lr, episodes, horizon,
         horizon: ``T`` steps per episode.
         gamma: discount factor.
         tau: GAE lambda.
+        adapt_steps: adaptation steps per task (static int >= 1, learn2learn's ``adapt_steps``); with
+            more than one, the batch's ``train`` fields are tuples (see :class:`TaskBatch`).
 
     Returns:
         ``(TaskBatch [B, ...], pre_return, post_return)``: the batch and the mean undiscounted returns (0-d)
-        before and after adaptation.
+        before adaptation (of ``policy``'s episodes) and after it.
     """
+    _check_adapt_steps(adapt_steps)
 
     def one_task(task, task_key):
-        train_key, valid_key = jax.random.split(task_key)
-        train = rollout_episodes(env, policy, task, train_key, episodes, horizon)
-        train_advantages = episode_advantages(baseline, train, gamma, tau)
-        learner = adapted_policy(policy, train, train_advantages, lr, first_order=True)
+        *step_keys, valid_key = jax.random.split(task_key, adapt_steps + 1)
+        learner, train, train_advantages = policy, [], []
+        for step_key in step_keys:
+            step_episodes = rollout_episodes(env, learner, task, step_key, episodes, horizon)
+            step_advantages = episode_advantages(baseline, step_episodes, gamma, tau)
+            # the data only: trpo_meta_update re-adapts through these steps with second-order terms
+            learner = adapted_policy(learner, step_episodes, step_advantages, lr, first_order=True)
+            train.append(step_episodes)
+            train_advantages.append(step_advantages)
         valid = rollout_episodes(env, learner, task, valid_key, episodes, horizon)
         valid_advantages = episode_advantages(baseline, valid, gamma, tau)
-        batch = TaskBatch(train, train_advantages, valid, valid_advantages)
-        return batch, train.mean_return(), valid.mean_return()
+        batch = TaskBatch.from_steps(train, train_advantages, valid, valid_advantages)
+        return batch, train[0].mean_return(), valid.mean_return()
 
     count = jax.tree_util.tree_leaves(tasks)[0].shape[0]
     batch, pre, post = jax.vmap(one_task)(tasks, jax.random.split(key, count))
@@ -68,6 +87,7 @@ def make_maml_trpo_step(
     episodes: int = 20,
     horizon: int = 100,
     lr: float = 0.1,
+    adapt_steps: int = 1,
     gamma: float = 0.99,
     tau: float = 1.0,
     max_kl: float = 0.01,
@@ -80,8 +100,9 @@ def make_maml_trpo_step(
 ):
     """Builds ``step(policy, key) -> (policy, MamlTrpoMetrics)``: a whole MAML-TRPO iteration in two
     compiled programs, collection then update. It is the torch example's iteration: ``meta_batch`` tasks
-    from ``env.sample_tasks``, ``episodes`` episodes of ``horizon`` steps per task before and after one DiCE
-    adaptation step of size ``lr``, the linear baseline, GAE, and :func:`trpo_meta_update`.
+    from ``env.sample_tasks``, ``episodes`` episodes of ``horizon`` steps per task before each of
+    ``adapt_steps`` DiCE adaptation steps of size ``lr`` and after the last, the linear baseline, GAE, and
+    :func:`trpo_meta_update` (second order through every step).
 
     Args:
         env: functional meta-environment; its observations and actions are flat vectors.
@@ -89,6 +110,7 @@ def make_maml_trpo_step(
         episodes: episodes per task and phase (static positive int).
         horizon: steps per episode (static positive int).
         lr: adaptation step size, as in :func:`collect_task_batch`.
+        adapt_steps: adaptation steps per task (static int >= 1), as in :func:`collect_task_batch`.
         gamma: discount factor, as in :func:`collect_task_batch`.
         tau: GAE lambda, as in :func:`collect_task_batch`.
         max_kl: trust-region radius, as in :func:`trpo_meta_update`.
@@ -121,6 +143,7 @@ def make_maml_trpo_step(
             raise ValueError(f"{name}={value!r} must be in [0, 1]")
     if not lr >= 0:
         raise ValueError(f"lr={lr!r} must be >= 0")
+    _check_adapt_steps(adapt_steps)
     from ._policy import LinearValue
 
     @jax.jit
@@ -131,11 +154,16 @@ def make_maml_trpo_step(
         tasks = env.sample_tasks(task_key, meta_batch)
         baseline = LinearValue(policy.layers[0][0].shape[0], reg)
         return collect_task_batch(
-            env, policy, baseline, tasks, rollout_key, lr, episodes, horizon, gamma, tau
+            env, policy, baseline, tasks, rollout_key, lr, episodes, horizon, gamma, tau, adapt_steps
         )
 
-    settings = {"max_kl": max_kl, "cg_iterations": cg_iterations, "cg_damping": cg_damping,
-                "backtrack_factor": backtrack_factor, "line_search_steps": line_search_steps}
+    settings = {
+        "max_kl": max_kl,
+        "cg_iterations": cg_iterations,
+        "cg_damping": cg_damping,
+        "backtrack_factor": backtrack_factor,
+        "line_search_steps": line_search_steps,
+    }
     _check_trpo_settings(max_kl, backtrack_factor, cg_iterations, line_search_steps)
     # Two compiled programs per iteration (collection, update): the update's is cached per shape and shared
     # with every other caller of trpo_meta_update; the episodes never leave the device in between.
@@ -144,7 +172,8 @@ def make_maml_trpo_step(
     def step(policy, key):
         batches, pre, post = collect(policy, key)
         policy, stats = update(policy, batches)
-        env_steps = batches.train.masks.sum() + batches.valid.masks.sum()
+        steps = _adaptation_steps(batches.train, batches.train_advantages)
+        env_steps = sum(episodes.masks.sum() for episodes, _ in steps) + batches.valid.masks.sum()
         names = ("loss_before", "loss_after", "kl", "accepted")
         return policy, MamlTrpoMetrics(pre, post, *(stats[name] for name in names), env_steps)
 

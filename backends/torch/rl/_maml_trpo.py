@@ -96,17 +96,72 @@ def conjugate_gradient(matrix_vector, vector: torch.Tensor, iterations: int = 10
 
 
 class TaskBatch(NamedTuple):
-    """One task's data for the outer loop: pre-adaptation (``train``) and post-adaptation (``valid``)
-    episodes with their fixed advantages (``[T, N]`` each)."""
+    """One task's data for the outer loop: the episodes the adaptation steps were taken on (``train``) and
+    the episodes of the adapted policy (``valid``), with their fixed advantages (``[T, N]`` each).
 
-    train: Episodes
-    train_advantages: torch.Tensor
+    With one adaptation step, ``train`` is an :class:`Episodes` and ``train_advantages`` a tensor. With
+    ``S`` steps (learn2learn's ``adapt_steps``) both are tuples of length ``S`` in the order of the steps:
+    step ``k``'s episodes were collected by the policy after ``k`` steps (see :func:`sample_meta_batch`).
+
+    Example:
+        >>> import torch
+        >>> e = Episodes(torch.randn(3, 2, 2), torch.randn(3, 2, 2), torch.randn(3, 2), torch.ones(3, 2))
+        >>> a = torch.randn(3, 2)
+        >>> TaskBatch(e, a, e, a).adapt_steps, TaskBatch((e, e), (a, a), e, a).adapt_steps
+        (1, 2)
+    """
+
+    train: Episodes | tuple[Episodes, ...]
+    train_advantages: torch.Tensor | tuple[torch.Tensor, ...]
     valid: Episodes
     valid_advantages: torch.Tensor
 
+    @property
+    def adapt_steps(self) -> int:
+        """The number of adaptation steps ``S`` (int >= 1)."""
+        return len(_adaptation_steps(self.train, self.train_advantages))
 
-def adapt_policy(maml, episodes: Episodes, advantages: torch.Tensor, first_order=None):
-    """A ``maml.clone()`` adapted by one policy-gradient step on :func:`dice_policy_loss`.
+    @classmethod
+    def from_steps(cls, train, train_advantages, valid, valid_advantages) -> TaskBatch:
+        """A batch from per-step lists ``train``/``train_advantages`` (length ``S`` each); one step keeps
+        the one-step layout (an :class:`Episodes`, not a tuple of one)."""
+        if len(train) == 1 and len(train_advantages) == 1:
+            return cls(train[0], train_advantages[0], valid, valid_advantages)
+        return cls(tuple(train), tuple(train_advantages), valid, valid_advantages)
+
+
+def _adaptation_steps(episodes, advantages) -> tuple[tuple[Episodes, torch.Tensor], ...]:
+    """``(episodes, advantages)`` pairs, one per adaptation step: a single :class:`Episodes` with its
+    ``[T, N]`` advantages is one step; equally long lists/tuples of them are one step per item, in order."""
+    # duck-typed: any record with Episodes' fields is one batch (a tuple of them has no ``observations``)
+    if hasattr(episodes, "observations"):
+        return ((episodes, advantages),)
+    if not isinstance(episodes, (list, tuple)) or not all(hasattr(e, "observations") for e in episodes):
+        raise TypeError(
+            f"train episodes must be an Episodes or a list/tuple of them (one per adaptation step), "
+            f"got {type(episodes).__name__}"
+        )
+    if not isinstance(advantages, (list, tuple)) or len(advantages) != len(episodes) or not episodes:
+        count = len(advantages) if isinstance(advantages, (list, tuple)) else type(advantages).__name__
+        raise ValueError(
+            f"train advantages must be a list/tuple with one tensor per episode batch: got {len(episodes)} "
+            f"episode batches and advantages {count}"
+        )
+    return tuple(zip(episodes, advantages))
+
+
+def adapt_policy(maml, episodes, advantages, first_order=None):
+    """A ``maml.clone()`` adapted by one policy-gradient step on :func:`dice_policy_loss` per episode batch.
+
+    Args:
+        maml: a ``MAML`` (or ``MetaSGD``) wrapping a Gaussian policy, or a clone of one.
+        episodes: one :class:`Episodes` ``[T, N, ...]``, or a list/tuple of them: one step on each, in
+            order (each step's loss under the policy the previous steps produced).
+        advantages: ``[T, N]`` tensor, or a list/tuple of them matching ``episodes``.
+        first_order: passed to ``clone`` and ``adapt``.
+
+    Returns:
+        The adapted clone.
 
     Example:
         >>> import torch
@@ -119,16 +174,24 @@ def adapt_policy(maml, episodes: Episodes, advantages: torch.Tensor, first_order
         True
     """
     learner = maml.clone(first_order=first_order)
-    log_probs = learner(episodes.observations).log_prob(episodes.actions)
-    learner.adapt(dice_policy_loss(log_probs, advantages, episodes.masks), first_order=first_order)
+    for step_episodes, step_advantages in _adaptation_steps(episodes, advantages):
+        log_probs = learner(step_episodes.observations).log_prob(step_episodes.actions)
+        loss = dice_policy_loss(log_probs, step_advantages, step_episodes.masks)
+        learner.adapt(loss, first_order=first_order)
     return learner
 
 
+def _check_adapt_steps(adapt_steps) -> None:
+    """Refuses an ``adapt_steps`` that is not an int >= 1, naming the argument."""
+    if isinstance(adapt_steps, bool) or not isinstance(adapt_steps, int) or adapt_steps < 1:
+        raise ValueError(f"adapt_steps must be an int >= 1, got {adapt_steps!r}")
+
+
 def sample_meta_batch(
-    maml, env, tasks, baseline, max_steps: int, gamma=0.99, tau=1.0, generator=None, seed=None
+    maml, env, tasks, baseline, max_steps: int, gamma=0.99, tau=1.0, generator=None, seed=None, adapt_steps=1
 ):
-    """Collects, for each task, episodes with the policy, adapts a clone on them, and collects episodes with
-    the adapted clone.
+    """Collects, for each task, ``adapt_steps`` rounds of episodes, each with the policy adapted on the
+    rounds before it (the first with the meta-policy itself), then the episodes of the fully adapted policy.
 
     Args:
         maml: a ``MAML`` wrapping a policy such as :class:`DiagNormalPolicy`.
@@ -138,20 +201,28 @@ def sample_meta_batch(
         max_steps: episode length cap.
         gamma, tau: discount and GAE lambda.
         generator: torch generator for action noise; seed: passed to each ``env.reset``.
+        adapt_steps: adaptation steps per task (int >= 1, learn2learn's ``adapt_steps``).
 
     Returns:
-        ``(list of TaskBatch, pre-adaptation mean return, post-adaptation mean return)``.
+        ``(list of TaskBatch, pre-adaptation mean return, post-adaptation mean return)``; the pre-adaptation
+        return is that of the meta-policy's (first) episodes.
     """
+    _check_adapt_steps(adapt_steps)
     batches, pre, post = [], [], []
     for task in tasks:
         set_task(env, task)
-        train = collect_episodes(env, maml, max_steps, seed=seed, generator=generator)
-        train_advantages = episode_advantages(baseline, train, gamma, tau)
-        learner = adapt_policy(maml, train, train_advantages, first_order=True)
+        learner, train, train_advantages = maml, [], []
+        for _ in range(adapt_steps):
+            episodes = collect_episodes(env, learner, max_steps, seed=seed, generator=generator)
+            advantages = episode_advantages(baseline, episodes, gamma, tau)
+            # the data only: the meta-gradient re-adapts through these steps in maml_trpo_step
+            learner = adapt_policy(learner, episodes, advantages, first_order=True)
+            train.append(episodes)
+            train_advantages.append(advantages)
         valid = collect_episodes(env, learner, max_steps, seed=seed, generator=generator)
         valid_advantages = episode_advantages(baseline, valid, gamma, tau)
-        batches.append(TaskBatch(train, train_advantages, valid, valid_advantages))
-        pre.append(train.mean_return())
+        batches.append(TaskBatch.from_steps(train, train_advantages, valid, valid_advantages))
+        pre.append(train[0].mean_return())
         post.append(valid.mean_return())
     return batches, sum(pre) / len(pre), sum(post) / len(post)
 
@@ -190,14 +261,16 @@ def maml_trpo_step(
     """One MAML-TRPO meta-update of ``maml.module``'s parameters, in place.
 
     The objective is the surrogate on the post-adaptation episodes of every task, differentiated through the
-    inner DiCE adaptation; the step is the natural gradient (conjugate gradient on the Hessian-vector product
-    of the mean KL, second order through the adaptation), scaled to the trust region ``max_kl`` and shrunk by
-    a backtracking line search until the surrogate improves and the KL stays below ``max_kl``.
+    inner DiCE adaptation (through every step, re-taken on each batch's stored ``train`` episodes, when the
+    batches hold several: ``TaskBatch.adapt_steps``, learn2learn's ``adapt_steps``); the step is the natural
+    gradient (conjugate gradient on the Hessian-vector product of the mean KL, second order through the
+    adaptation), scaled to the trust region ``max_kl`` and shrunk by a backtracking line search until the
+    surrogate improves and the KL stays below ``max_kl``.
 
     Args:
         maml: ``MAML`` wrapping a Gaussian policy (``first_order=False`` for the full meta-gradient).
         batches: list of :class:`TaskBatch` from :func:`sample_meta_batch`, collected with the current
-            parameters.
+            parameters (one or several adaptation steps each).
         max_kl: trust-region radius (float > 0).
         cg_iterations, cg_damping: conjugate-gradient settings (damping is added to the KL Hessian).
         backtrack_factor: step shrink factor in (0, 1); line_search_steps: how many shrinks to try.
