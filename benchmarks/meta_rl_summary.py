@@ -31,7 +31,8 @@ METHODS = (
     ("meta_lr", "Meta-SGD-A2C", "examples/rl/metasgd_a2c.py"),
 )
 # The order in which the reconstructed command states the settings; all other keys follow sorted.
-FLAG_ORDER = ("backend", "env", "horizon", "gamma", "env_kwargs", "adapt_steps", "iterations", "seed")
+FLAG_ORDER = ("backend", "env", "horizon", "gamma", "inner_lr", "max_kl", "env_kwargs", "adapt_steps")
+FLAG_ORDER += ("iterations", "seed")
 
 
 class Run(NamedTuple):

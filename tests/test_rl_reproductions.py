@@ -41,10 +41,10 @@ CONFIG = {
     "gamma": 0.95,
     "hiddens": [100, 100],
     "horizon": 100,
-    "inner_lr": 0.1,
+    "inner_lr": 0.1 / 6,  # learn2learn's lr 0.1 and max KL 0.01 in our convention (rl_reproductions.py)
     "iterations": 12,
     "line_search_steps": 15,
-    "max_kl": 0.01,
+    "max_kl": 0.06,
     "meta_batch": 20,
     "quick": False,
     "seed": 0,
@@ -131,7 +131,9 @@ def test_rows_in_progress_missing_seeds_and_curves(tmp_path):
     assert "about 250-270 at update 300" in grouped  # learn2learn's settings: its reference
     assert "torch 2.13.0+cpu cpu: x86_64, 1 threads" in grouped
     assert "`for S in 0 1; do python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1" in grouped
-    assert f"--iterations 12 --seed $S --out {results}/{name}_seed$S --no-progress; done`" in grouped
+    assert "--iterations 12 --seed $S" in grouped
+    assert "--inner-lr 0.016666666666666666 --max-kl 0.06" in grouped
+    assert f"--out {results}/{name}_seed$S --no-progress; done`" in grouped
     # other settings are their own group, without learn2learn's number; the quick run is left out
     gamma = next(row for row in rows if "in progress: 3/12" in row)
     assert "| 1 | n/a |" in gamma and "--gamma 0.9 " in gamma and "(last 3 it.)" in gamma
@@ -164,6 +166,7 @@ def test_group_command_restarts_the_run_it_describes(tmp_path):
     assert line == tracked.command(2, tmp_path).replace(f"{tmp_path}/", "")
     assert line == (
         "python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1 --horizon 100 --gamma 0.95 "
+        "--inner-lr 0.016666666666666666 --max-kl 0.06 "
         "--env-kwargs '{\"ctrl_cost_weight\": 0.05}' --iterations 300 --seed 2 "
         "--out maml_trpo_halfcheetah_fb_1step_seed2 --no-progress"
     )
