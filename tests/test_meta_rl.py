@@ -195,6 +195,8 @@ def test_sample_meta_batch_takes_adapt_steps():
         torch.testing.assert_close(got, expected)
     with pytest.raises(ValueError, match="adapt_steps"):
         rl.sample_meta_batch(maml, env, tasks, rl.LinearValue(2), 5, adapt_steps=0)
+    with pytest.raises(ValueError, match="one adaptation step"):  # ProMP's inner loss is for one step
+        rl.promp_step(maml, batches, torch.optim.SGD(maml.parameters(), lr=0.1))
     env.close()
 
 

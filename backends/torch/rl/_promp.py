@@ -83,6 +83,9 @@ def promp_step(
         raise ValueError(f"clip={clip!r} must be > 0")
     if not inner_kl_coef >= 0:
         raise ValueError(f"inner_kl_coef={inner_kl_coef!r} must be >= 0")
+    steps = sorted({batch.adapt_steps for batch in batches})
+    if steps != [1]:
+        raise ValueError(f"promp_step takes batches of one adaptation step, got adapt_steps {steps}")
     # Constants of the sampling policies: pre-adaptation on train episodes, adapted on valid episodes.
     with torch.no_grad():
         old_pre = [_detached(maml(batch.train.observations)) for batch in batches]
