@@ -18,7 +18,8 @@ NEEDS = {
     "maml_trpo.py": ("torch", "gymnasium"),
     "promp.py": ("torch", "gymnasium"),
     "metasgd_a2c.py": ("torch", "gymnasium"),
-    "maml_pg_jax.py": ("jax", "optax"),
+    "maml_pg.py": ("torch", "gymnasium"),
+    "--backend jax": ("jax", "optax"),  # any script's jax path
 }
 
 
@@ -67,17 +68,16 @@ def _metrics(out) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["maml_trpo.py", "maml_pg_jax.py"])
-def test_quick_run_and_exact_resume(script, tmp_path, jax_cache_env):
+@pytest.mark.parametrize("script", ["maml_trpo.py"])  # the jax path's resume: test_maml_trpo_on_jax_...
+def test_quick_run_and_exact_resume(script, tmp_path):
     _skip_without(script)
-    cache = jax_cache_env if script == "maml_pg_jax.py" else None
     total = 4
-    _run(script, tmp_path / "a", "--iterations", str(total), cache=cache)
+    _run(script, tmp_path / "a", "--iterations", str(total))
     _check_folder(tmp_path / "a", total)
 
-    _run(script, tmp_path / "b", "--iterations", str(total // 2), cache=cache)
+    _run(script, tmp_path / "b", "--iterations", str(total // 2))
     assert len(_metrics(tmp_path / "b")) == total // 2
-    _run(script, tmp_path / "b", "--iterations", str(total), "--resume", cache=cache)
+    _run(script, tmp_path / "b", "--iterations", str(total), "--resume")
     _check_folder(tmp_path / "b", total)
 
     uninterrupted, resumed = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
@@ -91,7 +91,7 @@ def test_quick_run_and_exact_resume(script, tmp_path, jax_cache_env):
 
     # Resuming with a different configuration (other than --iterations) is refused, not mixed in.
     with pytest.raises(AssertionError, match="seed"):
-        _run(script, tmp_path / "b", "--iterations", str(total + 1), "--resume", "--seed", "1", cache=cache)
+        _run(script, tmp_path / "b", "--iterations", str(total + 1), "--resume", "--seed", "1")
     assert len(_metrics(tmp_path / "b")) == total
 
 
@@ -158,7 +158,7 @@ def _final_state(out) -> list:
 def test_maml_trpo_on_jax_writes_the_folder_and_resumes_exactly(tmp_path, monkeypatch, use_jax_cache):
     """--backend jax --quick on Particles2D: the torch path's folder and columns; stopped after 2 of 4
     iterations and resumed, every metric and the final weights equal the uninterrupted run's."""
-    _skip_without("maml_pg_jax.py")
+    _skip_without("--backend jax")
     total = 4
     # the shapes of test_jax_rl's meta-iteration and trpo_meta_update's doctest: one compiled TRPO update
     sizes = ["--backend", "jax", "--meta-batch", "2", "--episodes", "2", "--horizon", "4", "--hiddens", "8"]
@@ -219,11 +219,46 @@ def test_run_folders_without_a_backend_resume_on_torch(tmp_path, monkeypatch):
         parse(["--resume", "--out", str(out), "--backend", "jax"])
 
 
+# the columns each method script's torch path logs between adaptation_gain and env_steps
+METHOD_COLUMNS = {
+    "maml_pg.py": ["loss"],
+    "promp.py": ["loss_before", "loss_after", "inner_kl"],
+    "metasgd_a2c.py": ["loss", "mean_abs_inner_lr"],
+}
+
+
+@pytest.mark.slow
+# metasgd_a2c.py's jax path is maml_pg.py's with Meta-SGD's meta-parameters (compared with torch in the
+# default suite); its run, a compile of seconds more, is in pytest -m long
+@pytest.mark.parametrize(
+    "script", ["maml_pg.py", "promp.py", pytest.param("metasgd_a2c.py", marks=pytest.mark.long)]
+)
+def test_method_scripts_run_on_jax(script, tmp_path, monkeypatch, use_jax_cache):
+    """--backend jax --quick of the scripts whose jax update is l2l_multi.backends.jax.rl's
+    promp_meta_update / a2c_meta_update (compared with torch in tests/test_rl_crosscheck_methods.py): the
+    torch path's columns, the env steps of the sizes run, and Meta-SGD's rates learned; maml_pg.py (new)
+    on torch too."""
+    _skip_without("--backend jax")
+    sizes = ["--backend", "jax", "--meta-batch", "2", "--episodes", "2", "--horizon", "4", "--hiddens", "8"]
+    _run_here(monkeypatch, script, tmp_path / "run", *sizes)
+    results = _check_folder(tmp_path / "run", 3)
+    assert results["backend"] == "jax" and results["env"] == "Particles2D-v1"
+    rows = _metrics(tmp_path / "run")
+    head, tail = ["iteration", "pre_return", "post_return", "adaptation_gain"], ["env_steps", "elapsed_s"]
+    assert list(rows[0]) == head + METHOD_COLUMNS[script] + tail
+    assert [int(row["env_steps"]) for row in rows] == [32, 64, 96]  # 2 tasks x 2 episodes x 2 phases x 4
+    if script == "metasgd_a2c.py":  # 3 Adam steps of 3e-3 moved the rates from 0.1
+        assert abs(float(rows[-1]["mean_abs_inner_lr"]) - 0.1) > 1e-3
+    if script == "maml_pg.py":  # its torch path (no other test runs it): the same columns
+        _run_here(monkeypatch, script, tmp_path / "torch", *sizes[2:], "--backend", "torch")
+        assert list(_metrics(tmp_path / "torch")[0]) == list(rows[0])
+
+
 @pytest.mark.long
 def test_maml_trpo_on_jax_runs_the_mjx_half_cheetah(tmp_path, jax_cache_env):
     """The MJX twin of HalfCheetahForwardBackward-v1 through the example (tiny sizes: minutes to compile)."""
     pytest.importorskip("mujoco.mjx")
-    _skip_without("maml_pg_jax.py")
+    _skip_without("--backend jax")
     arguments = ["--env", "HalfCheetahForwardBackward-v1", "--horizon", "5", "--meta-batch", "2"]
     arguments += ["--episodes", "2", "--hiddens", "8", "--iterations", "2"]
     _run("maml_trpo.py", tmp_path / "run", "--backend", "jax", *arguments, cache=jax_cache_env)
@@ -231,3 +266,42 @@ def test_maml_trpo_on_jax_runs_the_mjx_half_cheetah(tmp_path, jax_cache_env):
     assert results["backend"] == "jax" and results["env"] == "HalfCheetahForwardBackward-v1"
     rows = _metrics(tmp_path / "run")
     assert [int(row["env_steps"]) for row in rows] == [40, 80]  # 2 tasks x 2 episodes x 2 phases x 5 steps
+
+
+# -- --adapt-steps (learn2learn's adapt_steps) on both backends --------------------------------------------
+SMALL = ["--meta-batch", "2", "--episodes", "2", "--horizon", "4", "--hiddens", "8", "--iterations", "2"]
+
+
+def test_maml_trpo_takes_adapt_steps_and_old_folders_resume_with_one(tmp_path, monkeypatch):
+    """--adapt-steps 2 on torch collects three phases per task and records the setting; a config.json
+    written before the flag existed resumes with one step, and asking it for two is refused."""
+    _skip_without("maml_trpo.py")
+    _run_here(monkeypatch, "maml_trpo.py", tmp_path / "two", "--backend", "torch", *SMALL, "--adapt-steps=2")
+    # 2 tasks x 2 episodes x (2 adaptation phases + 1 evaluation) x 4 steps
+    assert [int(row["env_steps"]) for row in _metrics(tmp_path / "two")] == [48, 96]
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["adapt_steps"] == 2
+
+    import maml_trpo
+
+    parse = lambda argv: maml_trpo.parse_arguments(  # noqa: E731
+        maml_trpo.argument_parser(maml_trpo.DEFAULTS, "", maml_trpo.add_arguments), maml_trpo.DEFAULTS, argv
+    )
+    out = tmp_path / "old"
+    old = maml_trpo._config(parse(["--quick", "--backend", "torch", "--out", str(out)]), maml_trpo.DEFAULTS)
+    del old["adapt_steps"]
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({**old, "environment": {"device": "torch cpu"}}))
+    resumed = parse(["--resume", "--out", str(out)])
+    assert resumed.adapt_steps == 1 and maml_trpo._config(resumed, maml_trpo.DEFAULTS) == old
+    with pytest.raises(SystemExit, match="made before --adapt-steps existed and ran with --adapt-steps 1"):
+        parse(["--resume", "--out", str(out), "--adapt-steps", "2"])
+
+
+@pytest.mark.long
+def test_maml_trpo_on_jax_takes_adapt_steps(tmp_path, monkeypatch, use_jax_cache):
+    """--backend jax --adapt-steps 2 (the second-order update through two steps compiles for ~40 s here)."""
+    _skip_without("--backend jax")
+    _run_here(monkeypatch, "maml_trpo.py", tmp_path / "two", "--backend", "jax", *SMALL, "--adapt-steps", "2")
+    results = _check_folder(tmp_path / "two", 2)
+    assert results["backend"] == "jax"
+    assert [int(row["env_steps"]) for row in _metrics(tmp_path / "two")] == [48, 96]

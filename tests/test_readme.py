@@ -166,7 +166,8 @@ def _examples_section() -> str:
 
 def _one_backend_scripts() -> list[str]:
     claim = re.search(r"run on one backend each: (.*?)\.\s+Each", _examples_section(), re.S)
-    assert claim, "the examples section no longer says which scripts run on one backend"
+    if claim is None:  # no sentence naming exceptions: every example must then take --backend jax
+        return []
     return re.findall(r"\w+\.py", claim.group(1))
 
 

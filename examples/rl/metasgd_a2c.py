@@ -1,4 +1,4 @@
-"""Meta-SGD (Li, Zhou, Chen and Li, 2017) with an advantage actor-critic objective, torch backend.
+"""Meta-SGD (Li, Zhou, Chen and Li, 2017) with an advantage actor-critic objective, torch or jax.
 
 Meta-SGD meta-learns, with the initial parameters, one inner learning rate per parameter element. Its
 reinforcement-learning experiment (Sec. 4.3) reuses MAML's 2D-navigation setup, which gives this
@@ -15,6 +15,11 @@ with the linear baseline as the critic; discount 0.99 and GAE lambda 1 as in the
     python examples/rl/metasgd_a2c.py                                  # Particles2D-v1
     python examples/rl/metasgd_a2c.py --env AntDirection-v1 --workers 8
     python examples/rl/metasgd_a2c.py --quick                          # seconds
+    python examples/rl/metasgd_a2c.py --backend jax --quick            # compiled, the jax Particles2D
+
+On ``--backend jax`` the same iteration runs as compiled programs on the environment's functional twin:
+``l2l_multi.backends.jax.rl.collect_adapted_batch`` (adapting with the learned rates), then
+``a2c_meta_update`` on ``metasgd_parameters`` (the policy and its rates) with ``optax.adam``.
 
 Command line, metrics and results folder: see ``maml_trpo.py``, whose driver this script uses.
 """
@@ -63,6 +68,12 @@ def meta_update(learner, batches, optimizer, args) -> dict:
     return {"loss": stats["loss"], "mean_abs_inner_lr": total / count}
 
 
+def make_jax_update(env, args):
+    from maml_pg import make_a2c_jax_update
+
+    return make_a2c_jax_update(env, args, metasgd=True)
+
+
 if __name__ == "__main__":
     maml_trpo.main(
         DEFAULTS,
@@ -71,4 +82,5 @@ if __name__ == "__main__":
         make_method_learner=make_learner,
         method_update=meta_update,
         make_optimizer=make_optimizer,
+        make_jax_update=make_jax_update,
     )

@@ -1,4 +1,4 @@
-"""ProMP, Proximal Meta-Policy Search (Rothfuss, Lee, Clavera, Asfour and Abbeel, ICLR 2019), torch backend.
+"""ProMP, Proximal Meta-Policy Search (Rothfuss, Lee, Clavera, Asfour and Abbeel, ICLR 2019), torch or jax.
 
 Defaults are the default configuration of the authors' released ProMP code (identical in its
 ``run_scripts/pro-mp_run_mujoco.py`` and ``pro-mp_run_point_mass.py``): 40 tasks per
@@ -13,6 +13,11 @@ horizon is 100 as in ProMP; the MuJoCo ids use 200 unless ``--horizon 100`` is g
     python examples/rl/promp.py                                        # Particles2D-v1
     python examples/rl/promp.py --env HalfCheetahForwardBackward-v1 --horizon 100 --workers 8
     python examples/rl/promp.py --quick                                # seconds
+    python examples/rl/promp.py --backend jax --quick                  # compiled, the jax Particles2D
+
+On ``--backend jax`` the same iteration runs as compiled programs on the environment's functional twin:
+``l2l_multi.backends.jax.rl.collect_adapted_batch`` for the rollouts, then ``promp_meta_update`` (the
+torch ``promp_step``'s objective and optimizer steps, with ``optax.adam``).
 
 Command line, metrics and results folder: see ``maml_trpo.py``, whose driver this script uses.
 """
@@ -67,6 +72,50 @@ def meta_update(learner, batches, optimizer, args) -> dict:
     )
 
 
+def make_jax_update(env, args):
+    """ProMP on the jax backend: compiled collection, then :func:`promp_meta_update` with ``optax.adam``;
+    the state is ``(policy, Adam state)``."""
+    import jax
+    import optax
+    from _jax_driver import JaxMethod
+    from l2l_multi.backends.jax import rl
+
+    if getattr(args, "adapt_steps", 1) != 1:
+        raise SystemExit(f"--adapt-steps {args.adapt_steps}: ProMP adapts once; use --adapt-steps 1")
+    optimizer = optax.adam(args.meta_lr)
+
+    @jax.jit
+    def collect(policy, key):
+        task_key, rollout_key = jax.random.split(key)
+        tasks = env.sample_tasks(task_key, args.meta_batch)
+        baseline = rl.LinearValue(env.observation_size)
+        return rl.collect_adapted_batch(
+            env, policy, baseline, tasks, rollout_key, args.inner_lr, args.episodes, args.horizon,
+            args.gamma, args.tau,
+        )  # fmt: skip
+
+    def step(state, key):
+        policy, opt_state = state
+        batches, pre, post = collect(policy, key)
+        policy, opt_state, stats = rl.promp_meta_update(
+            policy,
+            batches,
+            optimizer,
+            opt_state,
+            args.inner_lr,
+            args.promp_steps,
+            args.clip,
+            args.inner_kl_coef,
+        )
+        env_steps = batches.train.masks.sum() + batches.valid.masks.sum()
+        # the torch path's column order (a dict out of jit comes back with its keys sorted)
+        columns = {name: stats[name] for name in ("loss_before", "loss_after", "inner_kl")}
+        row = {"pre_return": pre, "post_return": post, **columns, "env_steps": env_steps}
+        return (policy, opt_state), row
+
+    return JaxMethod(init=lambda policy: (policy, optimizer.init(policy)), step=step)
+
+
 if __name__ == "__main__":
     maml_trpo.main(
         DEFAULTS,
@@ -75,4 +124,5 @@ if __name__ == "__main__":
         make_method_learner=make_learner,
         method_update=meta_update,
         make_optimizer=make_optimizer,
+        make_jax_update=make_jax_update,
     )

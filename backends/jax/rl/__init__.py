@@ -13,6 +13,7 @@ meta-parameters and an optax optimizer state and return the new ones).
 
 from ._a2c import a2c_meta_loss as a2c_meta_loss
 from ._a2c import a2c_meta_update as a2c_meta_update
+from ._a2c import collect_adapted_batch as collect_adapted_batch
 from ._a2c import metasgd_parameters as metasgd_parameters
 from ._episodes import Episodes as Episodes
 from ._episodes import rollout_episodes as rollout_episodes
@@ -46,6 +47,7 @@ __all__ = [
     "a2c_meta_loss",
     "a2c_meta_update",
     "adapted_policy",
+    "collect_adapted_batch",
     "collect_task_batch",
     "conjugate_gradient",
     "dice_policy_loss",

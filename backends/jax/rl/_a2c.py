@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._episodes import Episodes
-from ._maml_trpo import TaskBatch, dice_policy_loss
+from ._episodes import Episodes, rollout_episodes
+from ._maml_trpo import TaskBatch, dice_policy_loss, episode_advantages
 
 
 def metasgd_parameters(policy, lr: float = 0.1) -> dict:
@@ -83,6 +83,52 @@ def _adapt_step(policy, inner_loss, rates, first_order: bool = False):
     if isinstance(rates, (int, float)) or (hasattr(rates, "ndim") and rates.ndim == 0):
         return jax.tree_util.tree_map(lambda p, g: p - rates * g, policy, grads)
     return jax.tree_util.tree_map(lambda p, rate, g: p - rate * g, policy, rates, grads)
+
+
+def collect_adapted_batch(
+    env, meta_params, baseline, tasks, key, lr, episodes: int, horizon: int, gamma=0.99, tau=1.0
+):
+    """:func:`collect_task_batch` for either form of meta-parameters: per task (vmapped), episodes with the
+    policy, their advantages, one first-order DiCE step with MAML's ``lr`` or Meta-SGD's learned rates
+    (``meta_params["lrs"]``), and episodes with the adapted policy (the torch driver's collection with a
+    ``MetaSGD`` learner).
+
+    Args:
+        env: functional meta-environment (``sample_tasks``/``reset``/``step``).
+        meta_params: a policy (MAML) or :func:`metasgd_parameters`' dict (Meta-SGD).
+        baseline: :class:`LinearValue` (refitted on every episode batch).
+        tasks: pytree of ``B`` tasks (leading axis ``B``).
+        key: PRNG key.
+        lr: MAML's inner step size (float), ``None`` with Meta-SGD meta-parameters.
+        episodes: ``N`` episodes per task and phase (static int).
+        horizon: ``T`` steps per episode (static int).
+        gamma: discount factor.
+        tau: GAE lambda.
+
+    Returns:
+        ``(TaskBatch [B, ...], pre_return, post_return)``: the batch and the mean undiscounted returns (0-d)
+        before and after adaptation.
+    """
+    policy, rates = _split_meta_parameters(meta_params, lr)
+
+    def one_task(task, task_key):
+        train_key, valid_key = jax.random.split(task_key)
+        train = rollout_episodes(env, policy, task, train_key, episodes, horizon)
+        train_advantages = episode_advantages(baseline, train, gamma, tau)
+
+        def inner_loss(params):
+            log_probs = params(train.observations).log_prob(train.actions)
+            return dice_policy_loss(log_probs, train_advantages, train.masks)
+
+        learner = _adapt_step(policy, inner_loss, rates, first_order=True)
+        valid = rollout_episodes(env, learner, task, valid_key, episodes, horizon)
+        valid_advantages = episode_advantages(baseline, valid, gamma, tau)
+        batch = TaskBatch(train, train_advantages, valid, valid_advantages)
+        return batch, train.mean_return(), valid.mean_return()
+
+    count = jax.tree_util.tree_leaves(tasks)[0].shape[0]
+    batch, pre, post = jax.vmap(one_task)(tasks, jax.random.split(key, count))
+    return batch, pre.mean(), post.mean()
 
 
 def a2c_meta_loss(meta_params, batches: TaskBatch, lr=None, first_order: bool = False) -> jax.Array:
