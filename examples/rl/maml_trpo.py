@@ -131,29 +131,39 @@ def collect(env, policy, episodes: int, horizon: int, seed: int, generator):
 
 
 def sample_meta_batch(learner, env, tasks, baseline, args, seed: int, generator):
-    """Per task: episodes of the meta-policy, one adaptation step on them, episodes of the adapted policy.
+    """Per task: ``args.adapt_steps`` rounds of episodes (1 when the method has no such flag), each of the
+    policy adapted on the rounds before it (the first of the meta-policy), then episodes of the adapted
+    policy.
 
     The same as ``l2l_multi.backends.torch.rl.sample_meta_batch`` except that episodes are collected in
-    rounds (more episodes than workers) with a distinct reset seed per task and phase.
+    rounds (more episodes than workers) with a distinct reset seed per task and phase (for one adaptation
+    step the seeds of the runs made before ``--adapt-steps`` existed).
 
     Returns:
         ``(list of TaskBatch, pre-adaptation mean return, post-adaptation mean return, env steps)``.
     """
     from l2l_multi.backends.torch import rl
 
+    adapt_steps = getattr(args, "adapt_steps", 1)
     batches, pre, post, steps = [], [], [], 0
     for index, task in enumerate(tasks):
         rl.set_task(env, task)
-        offset = seed + 2 * index * args.episodes
-        train = collect(env, learner, args.episodes, args.horizon, offset, generator)
-        train_advantages = rl.episode_advantages(baseline, train, args.gamma, args.tau)
-        adapted = rl.adapt_policy(learner, train, train_advantages, first_order=True)
-        valid = collect(env, adapted, args.episodes, args.horizon, offset + args.episodes, generator)
+        offset = seed + (adapt_steps + 1) * index * args.episodes  # phase k resets from offset + k * episodes
+        adapted, train, train_advantages = learner, [], []
+        for phase in range(adapt_steps):
+            phase_seed = offset + phase * args.episodes
+            episodes = collect(env, adapted, args.episodes, args.horizon, phase_seed, generator)
+            advantages = rl.episode_advantages(baseline, episodes, args.gamma, args.tau)
+            adapted = rl.adapt_policy(adapted, episodes, advantages, first_order=True)
+            train.append(episodes)
+            train_advantages.append(advantages)
+        valid_seed = offset + adapt_steps * args.episodes
+        valid = collect(env, adapted, args.episodes, args.horizon, valid_seed, generator)
         valid_advantages = rl.episode_advantages(baseline, valid, args.gamma, args.tau)
-        batches.append(rl.TaskBatch(train, train_advantages, valid, valid_advantages))
-        pre.append(train.mean_return())
+        batches.append(rl.TaskBatch.from_steps(train, train_advantages, valid, valid_advantages))
+        pre.append(train[0].mean_return())
         post.append(valid.mean_return())
-        steps += int(train.masks.sum() + valid.masks.sum())
+        steps += int(sum(episodes.masks.sum() for episodes in train) + valid.masks.sum())
     return batches, float(np.mean(pre)), float(np.mean(post)), steps
 
 
@@ -177,6 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--cg-iterations", type=int, help="conjugate-gradient iterations for the natural gradient")
     add("--cg-damping", type=float, help="damping added to the KL Hessian")
     add("--line-search-steps", type=int, help="backtracking halvings tried before rejecting the step")
+    add("--adapt-steps", type=int, default=1, help="adaptation steps per task (learn2learn's adapt_steps)")
 
 
 def make_learner(policy, args):
@@ -210,17 +221,13 @@ def make_jax_update(env, args):
     from _jax_driver import JaxMethod
     from l2l_multi.backends.jax import rl
 
-    if getattr(args, "adapt_steps", 1) != 1:
-        raise SystemExit(
-            f"--adapt-steps {args.adapt_steps}: the jax MAML-TRPO adapts once; use --backend torch"
-        )
-
     maml_trpo_step = rl.make_maml_trpo_step(
         env,
         meta_batch=args.meta_batch,
         episodes=args.episodes,
         horizon=args.horizon,
         lr=args.inner_lr,
+        adapt_steps=getattr(args, "adapt_steps", 1),
         gamma=args.gamma,
         tau=args.tau,
         max_kl=args.max_kl,
