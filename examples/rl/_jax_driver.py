@@ -65,7 +65,8 @@ def functional_env_name(env: str) -> str:
 
 def make_functional_env(env: str, env_kwargs: dict[str, Any]):
     """The functional meta-environment for ``--env``, made with ``--env-kwargs``; ``SystemExit`` naming
-    the flag for an argument its constructor does not take, or naming the extra when MJX is missing."""
+    the flag for an argument its constructor does not take or refuses, or naming the extra when MJX is
+    missing."""
     module_name, class_name = JAX_ENVS[functional_env_name(env)]
     try:
         module = importlib.import_module(module_name)
@@ -73,7 +74,7 @@ def make_functional_env(env: str, env_kwargs: dict[str, Any]):
         raise SystemExit(f"--env {env} with --backend jax: {error}") from None
     try:
         return getattr(module, class_name)(**env_kwargs)
-    except TypeError as error:  # an argument the constructor does not take
+    except (TypeError, ValueError) as error:  # an argument the constructor does not take, or a bad value
         raise SystemExit(
             f"--env-kwargs {json.dumps(env_kwargs)} does not suit --env {env} on jax: {error}"
         ) from None
