@@ -25,8 +25,8 @@ Particles2D, the MJX HalfCheetah and Ant meta-envs) and
 ``l2l_multi.backends.jax.rl.make_maml_trpo_step``: rollouts of every task, adaptation and the TRPO
 step as compiled programs, vmapped over tasks; the same flags, columns and results folder.
 
-The driver below (:func:`main`) is shared with ``promp.py`` and ``metasgd_a2c.py``, which only state
-their method's published settings and meta-update (and, for ``--backend jax``, a ``make_jax_update``).
+The driver below (:func:`main`) is shared with ``promp.py``, ``metasgd_a2c.py`` and ``maml_pg.py``, which
+only state their method's settings and meta-update on each backend (``method_update``, ``make_jax_update``).
 """
 
 from __future__ import annotations
