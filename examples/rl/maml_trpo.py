@@ -12,7 +12,8 @@ paper's code dropped.
 
 Metrics are measured on the batch each iteration samples before its update, on freshly drawn tasks:
 ``pre_return`` is the mean undiscounted return of the meta-policy, ``post_return`` that of the
-policy after one adaptation step on the task's pre-adaptation episodes.
+policy after its adaptation steps (``--adapt-steps``, learn2learn's ``adapt_steps``; 1 by default), each
+on episodes of the policy adapted by the steps before it.
 
     python examples/rl/maml_trpo.py                                   # Particles2D-v1, paper settings
     python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1 --meta-batch 40 --workers 8
