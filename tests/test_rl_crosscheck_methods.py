@@ -185,3 +185,36 @@ def test_meta_a2c_step_agrees(recorded, method):
     if method == "MetaSGD":  # the rates are meta-learned: they moved, alike on both backends
         assert max(float((rate.detach() - INNER_LR).abs().max()) for rate in learner.lrs) > 1e-3
     assert max(differences.values()) < TOLERANCE, differences
+
+
+def test_bad_arguments_are_refused_before_compiling(recorded):
+    """Each refusal names the argument (raised in Python, before any tracing)."""
+    policy = _jax_policy(_torch_policy(recorded))
+    batches, optimizer = recorded["jax"], optax.adam(META_LR)
+    promp = lambda **kw: jax_rl.promp_meta_update(policy, batches, optimizer, None, **{"lr": 0.1, **kw})  # noqa: E731
+    for settings, message in (
+        ({"epochs": 0}, "epochs must be a positive int"),
+        ({"epochs": 2.0}, "epochs must be a positive int"),
+        ({"clip": 0.0}, "clip=0.0 must be > 0"),
+        ({"inner_kl_coef": -1.0}, "inner_kl_coef=-1.0 must be >= 0"),
+        ({"lr": -0.1}, "lr=-0.1 must be >= 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            promp(**settings)
+    with pytest.raises(TypeError, match="optimizer must be an optax GradientTransformation"):
+        jax_rl.promp_meta_update(policy, batches, "adam", None, 0.1)
+    two_steps = batches._replace(train=(batches.train, batches.train))
+    with pytest.raises(ValueError, match="batches.train must be one Episodes"):
+        jax_rl.promp_meta_update(policy, two_steps, optimizer, None, 0.1)
+
+    meta = {"policy": policy, "lrs": policy}
+    with pytest.raises(ValueError, match="lr=0.1 must be None with Meta-SGD meta_params"):
+        jax_rl.a2c_meta_update(meta, batches, optimizer, None, 0.1)
+    with pytest.raises(ValueError, match="must have exactly the keys 'policy' and 'lrs'"):
+        jax_rl.a2c_meta_update({"model": policy}, batches, optimizer, None)
+    with pytest.raises(ValueError, match="lr=None must be a float >= 0 with a policy"):
+        jax_rl.a2c_meta_update(policy, batches, optimizer, None)
+    with pytest.raises(ValueError, match="batches.train must be one Episodes"):
+        jax_rl.a2c_meta_update(policy, two_steps, optimizer, None, 0.1)
+    with pytest.raises(ValueError, match="lr=-1 must be >= 0"):
+        jax_rl.metasgd_parameters(policy, -1)
