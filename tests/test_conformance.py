@@ -135,14 +135,16 @@ def run(script, *arguments):
 out, roots = pathlib.Path(sys.argv[1]), sys.argv[2:]
 run("examples/maml_sine.py", "--backend", "jax", "--quick", "--no-progress", "--out", str(out / "sine"))
 if roots:
-    run("examples/vision/protonet_omniglot.py", "--backend", "jax", "--quick", "--no-progress", "--root",
-        roots[0], "--out", str(out / "protonet"))
+    run("examples/vision/protonet_omniglot.py", "--backend", "jax", "--quick", "--no-progress",
+        "--ways", "10", "--root", roots[0], "--out", str(out / "protonet"))
 assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules), "torch was imported"
 print("done without torch")
 """
 
 
-def test_jax_backend_and_examples_run_where_torch_cannot_be_imported(tmp_path):
+def test_jax_backend_and_examples_run_where_torch_cannot_be_imported(tmp_path, jax_cache_env):
+    """The session's jax compilation cache: the same quick runs as test_examples_misc (maml_sine)
+    and test_examples_vision (protonet_omniglot, 10 ways) compile once between them."""
     from _helpers import REPO_ROOT
 
     arguments = [str(tmp_path)]
@@ -150,7 +152,7 @@ def test_jax_backend_and_examples_run_where_torch_cannot_be_imported(tmp_path):
     if (omniglot / "images_background.zip").exists():
         arguments.append(str(omniglot))
     code = f"import sys; sys.argv = ['-c', *{arguments!r}]\n" + NO_TORCH
-    result = run_python(code, cwd=REPO_ROOT, env={"OMP_NUM_THREADS": "1"})
+    result = run_python(code, cwd=REPO_ROOT, env={"OMP_NUM_THREADS": "1", **jax_cache_env})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "done without torch" in result.stdout
     assert (tmp_path / "sine" / "results.json").exists()
