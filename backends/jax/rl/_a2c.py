@@ -108,6 +108,18 @@ def collect_adapted_batch(
     Returns:
         ``(TaskBatch [B, ...], pre_return, post_return)``: the batch and the mean undiscounted returns (0-d)
         before and after adaptation.
+
+    Example:
+        >>> import jax
+        >>> from l2l_multi.backends.jax.gym import Particles2D
+        >>> from l2l_multi.backends.jax.rl import DiagNormalPolicy, LinearValue
+        >>> env = Particles2D()
+        >>> meta = metasgd_parameters(DiagNormalPolicy(2, 2, hiddens=(4,), key=jax.random.key(0)), 0.1)
+        >>> tasks = env.sample_tasks(jax.random.key(1), 2)
+        >>> batch, pre, post = collect_adapted_batch(env, meta, LinearValue(2), tasks, jax.random.key(2),
+        ...                                          None, episodes=3, horizon=5)
+        >>> batch.valid.rewards.shape  # [tasks, steps, episodes]
+        (2, 5, 3)
     """
     policy, rates = _split_meta_parameters(meta_params, lr)
 
