@@ -13,8 +13,10 @@ def test_maml_step_quick(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "L2L_BACKEND"}
     env["OMP_NUM_THREADS"] = "1"
     result = subprocess.run(
+        # XLA's convolutions: the jax rows compile several times faster than with the CPU default
+        # (matmul); both implementations are checked against torch in test_models
         [sys.executable, str(REPO_ROOT / "benchmarks" / "maml_step.py"), "--quick", "--device", "cpu",
-         "--json", str(tmp_path / "maml_step.json")],
+         "--jax-conv", "xla", "--json", str(tmp_path / "maml_step.json")],
         capture_output=True, text=True, timeout=240, env=env, cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
