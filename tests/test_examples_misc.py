@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from _helpers import REPO_ROOT
+from _helpers import REPO_ROOT, run_script
 
 EXAMPLES = {
     "maml_sine": ("examples/maml_sine.py", ()),
@@ -103,12 +103,16 @@ def test_quick_run_writes_finite_results(quick_run, example, backend):
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_maml_sine_resume_equals_uninterrupted(quick_run, tmp_path, backend):
+def test_maml_sine_resume_equals_uninterrupted(quick_run, tmp_path, backend, use_jax_cache, capsys):
+    """The cut and resumed runs go in this process (the frameworks are imported once; the quick
+    run they are compared with went through the command line in a subprocess)."""
     straight = quick_run("maml_sine", backend)  # --quick: 6 iterations, evaluations every 3
-    script = EXAMPLES["maml_sine"][0]
-    _run(script, tmp_path / "b", "--quick", "--backend", backend, "--iterations", "3")
+    script = REPO_ROOT / EXAMPLES["maml_sine"][0]
+    common = ("--no-progress", "--out", tmp_path / "b", "--quick", "--backend", backend)
+    run_script(script, *common, "--iterations", "3")
     assert [row["iteration"] for row in _metrics(tmp_path / "b")] == ["3"]
-    _run(script, tmp_path / "b", "--quick", "--backend", backend, "--iterations", "6", "--resume")
+    run_script(script, *common, "--iterations", "6", "--resume")
+    assert "Results in" in capsys.readouterr().out
     drop = lambda rows: [{k: v for k, v in row.items() if not k.startswith("elapsed")} for row in rows]
     assert drop(_metrics(tmp_path / "b")) == drop(_metrics(straight))
     results = [json.loads((folder / "results.json").read_text()) for folder in (tmp_path / "b", straight)]
