@@ -146,10 +146,14 @@ def _rl_defaults(script: str) -> dict | None:
     """The RL example's DEFAULTS (commands leave out default settings), None when it does not load."""
     import runpy
 
+    path = HERE.parent / script
+    sys.path.insert(0, str(path.parent))  # as `python script` does: it imports the driver beside it
     try:
-        return runpy.run_path(str(HERE.parent / script))["DEFAULTS"]
+        return runpy.run_path(str(path))["DEFAULTS"]
     except Exception:  # a script being edited: the command then states every setting
         return None
+    finally:
+        sys.path.remove(str(path.parent))
 
 
 META_RL_NOTES = [

@@ -193,30 +193,59 @@ def test_jax_backend_refuses_envs_and_env_kwargs_it_cannot_run(tmp_path, monkeyp
     assert not out.exists()  # refused before the results folder is made
 
 
+def _maml_trpo_parse_and_config():
+    """maml_trpo.py's ``(parse(argv) -> args, config(args) -> config.json's settings)`` through the shared
+    driver (examples/rl on sys.path)."""
+    import _driver
+    import maml_trpo
+
+    defaults = maml_trpo.DEFAULTS
+    parser = lambda: _driver.argument_parser(defaults, "", maml_trpo.add_arguments)  # noqa: E731
+    parse = lambda argv: _driver.parse_arguments(parser(), defaults, argv)  # noqa: E731
+    return parse, lambda args: _driver._config(args, defaults)
+
+
 def test_run_folders_without_a_backend_resume_on_torch(tmp_path, monkeypatch):
     """A config.json written before --backend existed resumes as torch (even with L2L_BACKEND=jax), and
     the settings compared on resume still equal the saved ones; asking it for jax is refused."""
     monkeypatch.syspath_prepend(str(EXAMPLES))
-    import maml_trpo
-
     monkeypatch.setenv("L2L_BACKEND", "jax")
-    parse = lambda argv: maml_trpo.parse_arguments(  # noqa: E731
-        maml_trpo.argument_parser(maml_trpo.DEFAULTS, "", maml_trpo.add_arguments), maml_trpo.DEFAULTS, argv
-    )
+    parse, config = _maml_trpo_parse_and_config()
     out = tmp_path / "old"
     args = parse(["--quick", "--out", str(out)])
     assert args.backend == "jax"  # the environment variable chooses for new runs
-    old = maml_trpo._config(args, maml_trpo.DEFAULTS)
+    old = config(args)
     del old["backend"]
     out.mkdir()
     (out / "config.json").write_text(json.dumps({**old, "environment": {"device": "torch cpu"}}))
 
     resumed = parse(["--resume", "--out", str(out)])
     assert resumed.backend == "torch"
-    assert maml_trpo._config(resumed, maml_trpo.DEFAULTS) == old
+    assert config(resumed) == old
     assert parse(["--resume", "--out", str(out), "--backend", "torch"]).backend == "torch"
     with pytest.raises(SystemExit, match="made before --backend existed and ran with --backend torch"):
         parse(["--resume", "--out", str(out), "--backend", "jax"])
+
+
+def test_config_records_the_script_and_folders_from_before_resume_without_it(tmp_path, monkeypatch):
+    """config.json names the method script (maml_pg.py and metasgd_a2c.py record the same settings); a
+    folder written before that resumes with its config unchanged, and another script's folder is refused."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from l2l_multi.experiment import RunFolder
+
+    parse, config = _maml_trpo_parse_and_config()
+    out = tmp_path / "old"
+    new = config(parse(["--quick", "--backend", "torch", "--out", str(out)]))
+    assert new["script"] == "maml_trpo.py"
+    old = {key: value for key, value in new.items() if key != "script"}
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({**old, "environment": {"device": "torch cpu"}}))
+    assert config(parse(["--resume", "--out", str(out)])) == old
+
+    (out / "config.json").write_text(json.dumps({**new, "script": "maml_pg.py"}))
+    resumed = config(parse(["--resume", "--out", str(out)]))
+    with pytest.raises(ValueError, match="script: saved 'maml_pg.py', given 'maml_trpo.py'"):
+        RunFolder(out, resumed, resume=True)  # checked on opening, before any file is written
 
 
 # the columns each method script's torch path logs between adaptation_gain and env_steps
@@ -281,18 +310,14 @@ def test_maml_trpo_takes_adapt_steps_and_old_folders_resume_with_one(tmp_path, m
     assert [int(row["env_steps"]) for row in _metrics(tmp_path / "two")] == [48, 96]
     assert json.loads((tmp_path / "two" / "config.json").read_text())["adapt_steps"] == 2
 
-    import maml_trpo
-
-    parse = lambda argv: maml_trpo.parse_arguments(  # noqa: E731
-        maml_trpo.argument_parser(maml_trpo.DEFAULTS, "", maml_trpo.add_arguments), maml_trpo.DEFAULTS, argv
-    )
+    parse, config = _maml_trpo_parse_and_config()
     out = tmp_path / "old"
-    old = maml_trpo._config(parse(["--quick", "--backend", "torch", "--out", str(out)]), maml_trpo.DEFAULTS)
+    old = config(parse(["--quick", "--backend", "torch", "--out", str(out)]))
     del old["adapt_steps"]
     out.mkdir()
     (out / "config.json").write_text(json.dumps({**old, "environment": {"device": "torch cpu"}}))
     resumed = parse(["--resume", "--out", str(out)])
-    assert resumed.adapt_steps == 1 and maml_trpo._config(resumed, maml_trpo.DEFAULTS) == old
+    assert resumed.adapt_steps == 1 and config(resumed) == old
     with pytest.raises(SystemExit, match="made before --adapt-steps existed and ran with --adapt-steps 1"):
         parse(["--resume", "--out", str(out), "--adapt-steps", "2"])
 

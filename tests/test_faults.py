@@ -542,13 +542,14 @@ def test_example_flags_refused_and_quick_keeps_explicit_values(tmp_path):
         trpo = runpy.run_path(str(REPO_ROOT / "examples" / "rl" / "maml_trpo.py"))
     finally:
         sys.path.remove(str(REPO_ROOT / "examples" / "rl"))
-    parser = trpo["argument_parser"](trpo["DEFAULTS"], "trpo", trpo["add_arguments"])
-    args = trpo["parse_arguments"](parser, trpo["DEFAULTS"], ["--quick", "--meta-batch", "5", "--out", "x"])
+    driver = trpo["_driver"]  # the meta-RL driver maml_trpo.py imports
+    parser = driver.argument_parser(trpo["DEFAULTS"], "trpo", trpo["add_arguments"])
+    args = driver.parse_arguments(parser, trpo["DEFAULTS"], ["--quick", "--meta-batch", "5", "--out", "x"])
     assert args.meta_batch == 5 and args.iterations == 3  # --quick no longer overrides a given flag
     for flags, match in (
         (["--gamma", "2"], r"--gamma must be in \[0, 1\]"),
         (["--max-kl", "0"], "--max-kl must be > 0"),
     ):
-        parser = trpo["argument_parser"](trpo["DEFAULTS"], "trpo", trpo["add_arguments"])
+        parser = driver.argument_parser(trpo["DEFAULTS"], "trpo", trpo["add_arguments"])
         with pytest.raises(SystemExit, match=match):
-            trpo["check_arguments"](trpo["parse_arguments"](parser, trpo["DEFAULTS"], flags))
+            driver.check_arguments(driver.parse_arguments(parser, trpo["DEFAULTS"], flags))

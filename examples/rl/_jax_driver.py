@@ -1,5 +1,5 @@
 """The jax path of the meta-RL driver: ``maml_trpo.py --backend jax`` (and any method script that gives
-:func:`maml_trpo.main` a ``make_jax_update``).
+:func:`_driver.main` a ``make_jax_update``).
 
 The environment is the functional twin of the gymnasium id given with ``--env`` (:data:`JAX_ENVS`), so
 rollouts, adaptation and the meta-update all run as compiled jax programs, on the accelerator when jax
@@ -113,8 +113,8 @@ def train(
     """The jax training loop of ``method`` on the functional meta-environment ``env`` in an open results
     folder ``run``; returns ``results.json``'s dict."""
     import jax
+    from _driver import summarize
     from l2l_multi.backends.jax import rl
-    from maml_trpo import summarize
     from tqdm.auto import tqdm
 
     from l2l_multi.experiment import Curves, command_line

@@ -18,12 +18,12 @@ tests/test_rl_crosscheck_methods.py). The pure-jax single-program variant of thi
 normalised rewards-to-go instead of the baseline, is the library's
 ``l2l_multi.backends.jax.gym.make_maml_pg_step``.
 
-Command line, metrics and results folder: see ``maml_trpo.py``, whose driver this script uses.
+Command line, metrics and results folder: as ``maml_trpo.py``'s; the driver they share is ``_driver.py``.
 """
 
 from __future__ import annotations
 
-import maml_trpo
+import _driver
 
 DEFAULTS = {
     "name": "maml_pg",
@@ -109,7 +109,7 @@ def make_jax_update(env, args):
 
 
 if __name__ == "__main__":
-    maml_trpo.main(
+    _driver.main(
         DEFAULTS,
         __doc__.splitlines()[0],
         add_method_arguments=add_arguments,

@@ -21,12 +21,12 @@ On ``--backend jax`` the same iteration runs as compiled programs on the environ
 ``l2l_multi.backends.jax.rl.collect_adapted_batch`` (adapting with the learned rates), then
 ``a2c_meta_update`` on ``metasgd_parameters`` (the policy and its rates) with ``optax.adam``.
 
-Command line, metrics and results folder: see ``maml_trpo.py``, whose driver this script uses.
+Command line, metrics and results folder: as ``maml_trpo.py``'s; the driver they share is ``_driver.py``.
 """
 
 from __future__ import annotations
 
-import maml_trpo
+import _driver
 
 DEFAULTS = {
     "name": "metasgd_a2c",
@@ -75,7 +75,7 @@ def make_jax_update(env, args):
 
 
 if __name__ == "__main__":
-    maml_trpo.main(
+    _driver.main(
         DEFAULTS,
         __doc__.splitlines()[0],
         add_method_arguments=add_arguments,

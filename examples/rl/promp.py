@@ -19,12 +19,12 @@ On ``--backend jax`` the same iteration runs as compiled programs on the environ
 ``l2l_multi.backends.jax.rl.collect_adapted_batch`` for the rollouts, then ``promp_meta_update`` (the
 torch ``promp_step``'s objective and optimizer steps, with ``optax.adam``).
 
-Command line, metrics and results folder: see ``maml_trpo.py``, whose driver this script uses.
+Command line, metrics and results folder: as ``maml_trpo.py``'s; the driver they share is ``_driver.py``.
 """
 
 from __future__ import annotations
 
-import maml_trpo
+import _driver
 
 DEFAULTS = {
     "name": "promp",
@@ -117,7 +117,7 @@ def make_jax_update(env, args):
 
 
 if __name__ == "__main__":
-    maml_trpo.main(
+    _driver.main(
         DEFAULTS,
         __doc__.splitlines()[0],
         add_method_arguments=add_arguments,
