@@ -18,13 +18,22 @@ import shlex
 from pathlib import Path
 from typing import Any, NamedTuple
 
-# The same window as examples/rl/maml_trpo.py's results.json ("averaged_over_last_iterations").
+# The same window as the RL examples' results.json ("averaged_over_last_iterations", examples/rl/_driver.py).
 AVERAGE_LAST = 10
 # The metrics.csv columns read (floats); the drivers log more.
 COLUMNS = ("iteration", "pre_return", "post_return", "elapsed_s")
 # Settings that may differ between the seeds of one group: they change neither the method nor the task.
 PER_SEED = ("seed", "workers", "iterations", "environment", "quick")
-# Script of each method: the option only that method's driver records (ProMP also records meta_lr).
+# Method of each script, by config.json's "script" (the script's file name, recorded by the driver since
+# examples/rl/_driver.py).
+SCRIPT_METHODS = {
+    "maml_trpo.py": "MAML-TRPO",
+    "promp.py": "ProMP",
+    "metasgd_a2c.py": "Meta-SGD-A2C",
+    "maml_pg.py": "MAML-PG",
+}
+# Folders without "script": the option only that method's driver records (ProMP also records meta_lr;
+# maml_pg.py records the same keys as metasgd_a2c.py, so its folders from before read as Meta-SGD-A2C).
 METHODS = (
     ("promp_steps", "ProMP", "examples/rl/promp.py"),
     ("max_kl", "MAML-TRPO", "examples/rl/maml_trpo.py"),
@@ -120,7 +129,12 @@ def read_run(folder: Path) -> Run | None:
 
 
 def method_and_script(config: dict[str, Any]) -> tuple[str, str]:
-    """``(method name, example script)`` of the RL driver that wrote ``config``."""
+    """``(method name, example script)`` of the RL driver that wrote ``config``: its ``script`` entry, else
+    (folders from before it) the method's own option (:data:`METHODS`)."""
+    if "script" in config:
+        if config["script"] not in SCRIPT_METHODS:
+            raise ValueError(f"config.json's script {config['script']!r} is none of {sorted(SCRIPT_METHODS)}")
+        return SCRIPT_METHODS[config["script"]], f"examples/rl/{config['script']}"
     for key, method, script in METHODS:
         if key in config:
             return method, script
@@ -129,10 +143,12 @@ def method_and_script(config: dict[str, Any]) -> tuple[str, str]:
 
 def settings_key(config: dict[str, Any]) -> str:
     """What the seeds of one group share: ``config`` without :data:`PER_SEED`, with the defaults of
-    options added later filled in (1 adaptation step, the torch backend), as canonical JSON."""
+    options added later filled in (1 adaptation step, the torch backend, the script its keys name), as
+    canonical JSON."""
     shared = {key: value for key, value in config.items() if key not in PER_SEED}
     shared.setdefault("adapt_steps", 1)
     shared.setdefault("backend", "torch")
+    shared["script"] = method_and_script(config)[1]
     return json.dumps(shared, sort_keys=True)
 
 
@@ -167,7 +183,7 @@ def command(config: dict[str, Any], out: str, defaults: dict[str, Any] | None = 
     own recorded command is ``--resume --out DIR`` when it was resumed."""
     _, script = method_and_script(config)
     always = {"env", "horizon", "iterations", "seed"}
-    skip = {"environment", "quick", "workers"}
+    skip = {"environment", "quick", "workers", "script"}
     keys = [k for k in FLAG_ORDER if k in config] + sorted(set(config) - set(FLAG_ORDER))
     words = ["python", script]
     for key in keys:

@@ -174,6 +174,22 @@ def test_group_command_restarts_the_run_it_describes(tmp_path):
     assert summary.settings_key(run.config) != summary.settings_key({**run.config, "adapt_steps": 3})
 
 
+def test_recorded_script_names_the_method_and_groups_with_folders_from_before_it(tmp_path):
+    """config.json's "script" (written since examples/rl/_driver.py) tells maml_pg.py's runs from
+    metasgd_a2c.py's (the same keys); without it the keys decide, and both forms of one run group together."""
+    a2c = {key: value for key, value in CONFIG.items() if key not in ("max_kl", "cg_damping")}
+    a2c["meta_lr"] = 1e-3
+    assert summary.method_and_script(a2c) == ("Meta-SGD-A2C", "examples/rl/metasgd_a2c.py")  # before
+    pg = {**a2c, "script": "maml_pg.py"}
+    assert summary.method_and_script(pg) == ("MAML-PG", "examples/rl/maml_pg.py")
+    assert summary.command(pg, "out").startswith("python examples/rl/maml_pg.py --env ")
+    assert "--script" not in summary.command(pg, "out")  # a record, not a flag
+    assert summary.settings_key(pg) != summary.settings_key(a2c)
+    assert summary.settings_key({**CONFIG, "script": "maml_trpo.py"}) == summary.settings_key(CONFIG)
+    with pytest.raises(ValueError, match="script 'other.py' is none of"):
+        summary.method_and_script({**CONFIG, "script": "other.py"})
+
+
 def test_plan_starts_resumes_skips_running_and_done(tmp_path):
     tracked = rl_reproductions.TRACKED[0]
     assert rl_reproductions.plan(tracked, 0, tmp_path)[0] == "start"
