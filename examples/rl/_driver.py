@@ -271,7 +271,7 @@ def _torch_main(args: argparse.Namespace, defaults: dict[str, Any], method, argv
         with RunFolder(args.out, config, resume=args.resume, may_change=MAY_CHANGE) as run:
             run.record_environment(device=_torch_driver.torch_device_name())
             # Ctrl-C: stop before the next iteration (each one saves a checkpoint), exit 130
-            sampler = template.unwrapped  # draws the tasks; the vector env's workers run them
+            sampler = template.unwrapped
             train = functools.partial(_torch_driver.train, args, defaults, run, sampler, method, argv)
             return run_interruptible(args.out, train)  # calls train(stop)
     finally:

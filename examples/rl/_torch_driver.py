@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 
-# -- environments ----------------------------------------------------------------------------------
+# -- environments ---------------------------------------------------------------------------------
 def env_id(name: str) -> str:
     """``Particles2D-v1`` -> ``l2l_multi.gym:Particles2D-v1`` (gymnasium imports the module first)."""
     return name if ":" in name else f"l2l_multi.gym:{name}"
@@ -135,13 +135,14 @@ def iteration_seeds(seed: int, iteration: int) -> dict[str, Any]:
 
 
 def torch_device_name() -> str:
+    """``torch <version> cpu: <processor>, <threads> threads``: results.json's ``device``."""
     import torch
 
     cpu = platform.processor() or platform.machine()
     return f"torch {torch.__version__} cpu: {cpu}, {torch.get_num_threads()} threads"
 
 
-# -- the training loop ---------------------------------------------------------------------------
+# -- the training loop -----------------------------------------------------------------------------
 def train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
     """The torch training loop of ``method`` (``(make_learner, meta_update, make_optimizer)``, see
     :func:`_driver.main`) on the meta-environment ``sampler`` (it draws the tasks; the vector env's
