@@ -2,7 +2,10 @@
 results folder, exact resume, and seeded repeatability. Scripts run in-process (runpy) so the
 frameworks are imported once."""
 
+import contextlib
+import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -27,6 +30,32 @@ def run_example(name, *arguments):
     return json.loads((out / "results.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def maml_run(tmp_path_factory):
+    """``maml_run(backend, iterations)``: ``(folder, results, printed lines)`` of one
+    maml_omniglot --quick run to ``iterations`` (4 is --quick's own count), run once per module:
+    several tests start from the same run. A test that writes to the folder copies it first."""
+    runs = {}
+
+    def get(backend, iterations):
+        if (backend, iterations) not in runs:
+            out = tmp_path_factory.mktemp(f"maml_{backend}_{iterations}") / "run"
+            printed = io.StringIO()
+            arguments = ["--quick", "--backend", backend, "--root", OMNIGLOT, "--iterations", str(iterations)]
+            with contextlib.redirect_stdout(printed):
+                results = run_example("maml_omniglot", *arguments, "--out", out, "--no-progress")
+            runs[backend, iterations] = out, results, printed.getvalue().splitlines()
+        return runs[backend, iterations]
+
+    return get
+
+
+def copied(folder, to):
+    """A copy of the run ``folder`` at ``to`` (resumed there: the shared run stays as it was)."""
+    shutil.copytree(folder, to)
+    return to
+
+
 OMNIGLOT_CASES = [
     ("maml_omniglot", []),
     ("metasgd_omniglot", []),
@@ -40,12 +69,15 @@ OMNIGLOT_CASES = [
 @needs_omniglot
 @pytest.mark.parametrize("backend", FRAMEWORKS)
 @pytest.mark.parametrize("name,extra", OMNIGLOT_CASES, ids=[c[0] for c in OMNIGLOT_CASES])
-def test_omniglot_example_quick(tmp_path, backend, name, extra, capsys):
-    out = tmp_path / "run"
-    results = run_example(
-        name, "--quick", "--backend", backend, "--root", OMNIGLOT, "--out", out, "--no-progress", *extra
-    )
-    printed = capsys.readouterr().out.splitlines()
+def test_omniglot_example_quick(tmp_path, backend, name, extra, capsys, maml_run):
+    if name == "maml_omniglot":  # the same run as the resume tests start from
+        out, results, printed = maml_run(backend, 4)
+    else:
+        out = tmp_path / "run"
+        results = run_example(
+            name, "--quick", "--backend", backend, "--root", OMNIGLOT, "--out", out, "--no-progress", *extra
+        )
+        printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == f"Results in {out}: results.json, metrics.csv, curve.png, checkpoint.npz"
     for file in ("config.json", "metrics.csv", "results.json", "curve.png", "checkpoint.npz"):
         assert (out / file).stat().st_size > 0, file
@@ -78,28 +110,28 @@ def test_metaoptnet_svm_head_quick(tmp_path):
 
 @needs_omniglot
 @pytest.mark.parametrize("backend", FRAMEWORKS)
-def test_resume_equals_uninterrupted(tmp_path, backend):
+def test_resume_equals_uninterrupted(tmp_path, backend, maml_run):
     common = ["--quick", "--backend", backend, "--root", OMNIGLOT, "--no-progress", "--iterations", "6"]
-    straight = run_example("maml_omniglot", *common, "--out", tmp_path / "straight")
+    straight_folder, straight, _ = maml_run(backend, 6)
     # an interrupted run restarts from its last checkpoint (written at every evaluation)
-    run_example("maml_omniglot", *common[:-1], "4", "--out", tmp_path / "cut")
-    resumed = run_example("maml_omniglot", *common, "--out", tmp_path / "cut", "--resume")
-    assert metrics_rows(tmp_path / "straight") == metrics_rows(tmp_path / "cut")
+    cut = copied(maml_run(backend, 4)[0], tmp_path / "cut")
+    resumed = run_example("maml_omniglot", *common, "--out", cut, "--resume")
+    assert metrics_rows(straight_folder) == metrics_rows(tmp_path / "cut")
     assert len(metrics_rows(tmp_path / "cut")) == 3  # iterations 2, 4, 6: nothing logged twice
     assert straight["test"] == resumed["test"]
     if backend == "jax":
         return  # the same check on jax costs another compile; the resumed run above already repeats
     # and a seeded run repeats exactly
     again = run_example("maml_omniglot", *common, "--out", tmp_path / "again")
-    assert metrics_rows(tmp_path / "again") == metrics_rows(tmp_path / "straight")
+    assert metrics_rows(tmp_path / "again") == metrics_rows(straight_folder)
     assert again["test"] == straight["test"]
 
 
 @needs_omniglot
-def test_time_budget_stops_at_an_evaluation_and_resumes_exactly(tmp_path):
+def test_time_budget_stops_at_an_evaluation_and_resumes_exactly(tmp_path, maml_run):
     pytest.importorskip("torch")
-    common = ["--quick", "--root", OMNIGLOT, "--no-progress", "--iterations", "6"]
-    straight = run_example("maml_omniglot", *common, "--out", tmp_path / "straight")
+    common = ["--quick", "--backend", "torch", "--root", OMNIGLOT, "--no-progress", "--iterations", "6"]
+    straight_folder, straight, _ = maml_run("torch", 6)
     assert straight["iterations"] == 6 and straight["stopped_early"] is None
     # a budget already spent at the first evaluation (iteration 2): stop there, then test
     cut = run_example("maml_omniglot", *common, "--max-train-seconds", "1e-9", "--out", tmp_path / "cut")
@@ -110,7 +142,7 @@ def test_time_budget_stops_at_an_evaluation_and_resumes_exactly(tmp_path):
     # folder); the run then continues as if never stopped
     budget = ["--max-train-seconds", "0"]
     resumed = run_example("maml_omniglot", *common, *budget, "--out", tmp_path / "cut", "--resume")
-    assert metrics_rows(tmp_path / "cut") == metrics_rows(tmp_path / "straight")
+    assert metrics_rows(tmp_path / "cut") == metrics_rows(straight_folder)
     assert resumed["test"] == straight["test"] and resumed["iterations"] == 6
 
 
@@ -130,10 +162,10 @@ def test_train_step_without_waiting_gives_the_same_metrics(backend):
 
 
 @needs_omniglot
-def test_resume_refuses_a_different_configuration(tmp_path):
+def test_resume_refuses_a_different_configuration(tmp_path, maml_run):
     pytest.importorskip("torch")
     common = ["--quick", "--root", OMNIGLOT, "--no-progress", "--out", tmp_path / "run"]
-    run_example("maml_omniglot", *common)
+    copied(maml_run("torch", 4)[0], tmp_path / "run")
     with pytest.raises(ValueError, match=r"differs .* in \['lr'\]"):
         run_example("maml_omniglot", *common, "--resume", "--lr", "0.1")
     with pytest.raises(FileExistsError, match="already holds a run"):
@@ -188,7 +220,7 @@ def test_image_dataset_example_quick(tmp_path, backend, name, dataset, write, ex
 
 
 @needs_omniglot
-def test_readme_resume_command_works_as_printed(tmp_path):
+def test_readme_resume_command_works_as_printed(tmp_path, maml_run):
     """The README's resume line, with only its folder and iteration count replaced: every other
     setting (--root, --quick, the seed, ...) comes back from the folder's config.json. Then the
     data root moves and the test-task count changes, both allowed on resume."""
@@ -203,7 +235,10 @@ def test_readme_resume_command_works_as_printed(tmp_path):
     replaced = {"--out": out, "--iterations": "6"}
     printed = [replaced.get(words[i - 1], word) if i > 2 else word for i, word in enumerate(words)][2:]
     assert set(printed[::2]) >= {"--out", "--resume"}, printed
-    run_example(name, "--quick", "--root", OMNIGLOT, "--no-progress", "--iterations", "4", "--out", out)
+    if name == "maml_omniglot":  # the module's run of 4 iterations
+        copied(maml_run("torch", 4)[0], out)
+    else:
+        run_example(name, "--quick", "--root", OMNIGLOT, "--no-progress", "--iterations", "4", "--out", out)
     resumed = run_example(name, *printed)
     assert [row["iteration"] for row in metrics_rows(out)] == ["2", "4", "6"]
     assert resumed["iterations"] == 6 and resumed["quick"] is True
