@@ -192,8 +192,27 @@ IMAGE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("backend", FRAMEWORKS)
-@pytest.mark.parametrize("name,dataset,write,extra", IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
+# left to `pytest -m long`: jax runs whose paths the default suite already takes: the same
+# algorithms on jax (test_omniglot_example_quick), three-channel images and cnn4-32 on jax
+# (anil_miniimagenet on cifarfs), fc100 on torch
+LONG_ON_JAX = ("protonet_miniimagenet", "metaoptnet_miniimagenet")
+IMAGE_RUNS = [
+    pytest.param(
+        backend,
+        *case,
+        id=f"{case[0]}-{backend}",
+        marks=[
+            *framework.marks,
+            *([pytest.mark.long] if backend == "jax" and case[0] in LONG_ON_JAX else []),
+        ],
+    )
+    for case in IMAGE_CASES
+    for framework in FRAMEWORKS
+    for backend in framework.values
+]
+
+
+@pytest.mark.parametrize("backend,name,dataset,write,extra", IMAGE_RUNS)
 def test_image_dataset_example_quick(tmp_path, backend, name, dataset, write, extra):
     if backend == "jax" and name == "maml_miniimagenet" and not HAVE_JAX:
         pytest.skip("jax not installed")
