@@ -201,6 +201,85 @@ def summarize(rows: list[dict[str, str]], keys=("pre_return", "post_return")) ->
     return summary
 
 
+# -- pieces of the two training loops (torch: _torch_driver.train, jax: _jax_driver.train) ---------------
+def progress_bar(args: argparse.Namespace, defaults: dict[str, Any], start: int):
+    """tqdm over the iterations still to run, from ``start`` (0, or the checkpoint's iteration)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        range(start, args.iterations),
+        initial=start,
+        total=args.iterations,
+        desc=defaults["method"],
+        disable=not args.progress,
+        dynamic_ncols=True,
+    )
+
+
+def check_returns(iteration: int, pre: float, post: float) -> None:
+    """``FloatingPointError`` naming the iteration when a mean return is not finite, raised before anything
+    of the iteration is logged or checkpointed."""
+    if not (np.isfinite(pre) and np.isfinite(post)):
+        raise FloatingPointError(f"the returns became {pre}, {post} at iteration {iteration}")
+
+
+def metrics_row(iteration: int, pre: float, post: float, stats: dict, env_steps: int, elapsed: float) -> dict:
+    """One ``metrics.csv`` row (non-finite returns refused by :func:`check_returns`)."""
+    check_returns(iteration, pre, post)
+    return {
+        "iteration": iteration,
+        "pre_return": pre,
+        "post_return": post,
+        "adaptation_gain": post - pre,
+        **stats,
+        "env_steps": env_steps,
+        "elapsed_s": round(elapsed, 3),
+    }
+
+
+def finish(
+    run,
+    args: argparse.Namespace,
+    defaults: dict[str, Any],
+    backend: str,
+    device: str,
+    env_steps: int,
+    wall_seconds: float,
+    argv,
+) -> dict[str, Any]:
+    """Writes ``results.json`` and ``curve.png`` of a finished run and prints its summary; returns the
+    results."""
+    from l2l_multi.experiment import Curves, command_line
+
+    results = {
+        "method": defaults["method"],
+        "paper_source": defaults["paper_source"],
+        "env": args.env,
+        "backend": backend,
+        "device": device,
+        "iterations": args.iterations,
+        "quick": args.quick,
+        "seed": args.seed,
+        "env_steps": env_steps,
+        **summarize(run.read_metrics()),
+        "wall_seconds": round(wall_seconds, 1),
+        "command": command_line(argv),
+    }
+    run.write_results(results)
+    returns = Curves(
+        "return per episode", {"pre_return": "before adaptation", "post_return": "after adaptation"}
+    )
+    title = f"{defaults['method']}, {args.env}, {backend}"
+    run.plot("iteration", [returns], title=title, xlabel="iteration (meta-updates)")
+    print(
+        f"{defaults['method']} {args.env} ({backend}): return {results['final_pre_return']:.2f} before and "
+        f"{results['final_post_return']:.2f} after adaptation (gain {results['final_adaptation_gain']:+.2f}; "
+        f"mean of the last {results['averaged_over_last_iterations']} iterations)"
+    )
+    print(run.describe_files())
+    return results
+
+
 def main(
     defaults: dict[str, Any],
     description: str,

@@ -113,11 +113,9 @@ def train(
     """The jax training loop of ``method`` on the functional meta-environment ``env`` in an open results
     folder ``run``; returns ``results.json``'s dict."""
     import jax
-    from _driver import summarize
+    from _driver import finish, metrics_row, progress_bar
     from l2l_multi.backends.jax import rl
-    from tqdm.auto import tqdm
 
-    from l2l_multi.experiment import Curves, command_line
     from l2l_multi.experiment._faults import fault_point
     from l2l_multi.experiment._interrupt import stop_if_requested
 
@@ -135,14 +133,7 @@ def train(
         start, elapsed, env_steps = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["env_steps"]
 
     began = time.perf_counter() - elapsed
-    bar = tqdm(
-        range(start, args.iterations),
-        initial=start,
-        total=args.iterations,
-        desc=defaults["method"],
-        disable=not args.progress,
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(args, defaults, start)
     stop.active = True
     try:
         for index in bar:
@@ -157,19 +148,8 @@ def train(
                     f"the jax method's step returned no {missing}; it must report {REQUIRED_STATS}"
                 )
             pre, post = stats.pop("pre_return"), stats.pop("post_return")
-            if not (np.isfinite(pre) and np.isfinite(post)):
-                raise FloatingPointError(f"the returns became {pre}, {post} at iteration {iteration}")
             env_steps += int(round(stats.pop("env_steps")))
-            row = {
-                "iteration": iteration,
-                "pre_return": pre,
-                "post_return": post,
-                "adaptation_gain": post - pre,
-                **stats,
-                "env_steps": env_steps,
-                "elapsed_s": round(time.perf_counter() - began, 3),
-            }
-            run.log_metrics(row)
+            run.log_metrics(metrics_row(iteration, pre, post, stats, env_steps, time.perf_counter() - began))
             run.save_checkpoint(
                 {
                     "iteration": iteration,
@@ -183,30 +163,4 @@ def train(
         bar.close()
     stop.active = False
 
-    results = {
-        "method": defaults["method"],
-        "paper_source": defaults["paper_source"],
-        "env": args.env,
-        "backend": "jax",
-        "device": device_name(),
-        "iterations": args.iterations,
-        "quick": args.quick,
-        "seed": args.seed,
-        "env_steps": env_steps,
-        **summarize(run.read_metrics()),
-        "wall_seconds": round(time.perf_counter() - began, 1),
-        "command": command_line(argv),
-    }
-    run.write_results(results)
-    returns = Curves(
-        "return per episode", {"pre_return": "before adaptation", "post_return": "after adaptation"}
-    )
-    title = f"{defaults['method']}, {args.env}, jax"
-    run.plot("iteration", [returns], title=title, xlabel="iteration (meta-updates)")
-    print(
-        f"{defaults['method']} {args.env} (jax): return {results['final_pre_return']:.2f} before and "
-        f"{results['final_post_return']:.2f} after adaptation (gain {results['final_adaptation_gain']:+.2f}; "
-        f"mean of the last {results['averaged_over_last_iterations']} iterations)"
-    )
-    print(run.describe_files())
-    return results
+    return finish(run, args, defaults, "jax", device_name(), env_steps, time.perf_counter() - began, argv)

@@ -148,11 +148,9 @@ def train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
     :func:`_driver.main`) on the meta-environment ``sampler`` (it draws the tasks; the vector env's
     workers run them) in an open results folder ``run``; returns ``results.json``'s dict."""
     import torch
-    from _driver import summarize
+    from _driver import check_returns, finish, metrics_row, progress_bar
     from l2l_multi.backends.torch import rl
-    from tqdm.auto import tqdm
 
-    from l2l_multi.experiment import command_line
     from l2l_multi.experiment._faults import fault_point
     from l2l_multi.experiment._interrupt import stop_if_requested
 
@@ -177,14 +175,7 @@ def train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
 
     env = make_vector_env(args.env, args.horizon, args.episodes, args.workers, args.env_kwargs)
     began = time.perf_counter() - elapsed
-    bar = tqdm(
-        range(start, args.iterations),
-        initial=start,
-        total=args.iterations,
-        desc=defaults["method"],
-        disable=not args.progress,
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(args, defaults, start)
     stop.active = True
     try:
         for index in bar:
@@ -197,20 +188,10 @@ def train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
             batches, pre, post, steps = sample_meta_batch(
                 learner, env, tasks, baseline, args, seeds["reset"], generator
             )
-            if not (np.isfinite(pre) and np.isfinite(post)):
-                raise FloatingPointError(f"the returns became {pre}, {post} at iteration {iteration}")
+            check_returns(iteration, pre, post)  # before the update changes the policy
             stats = method_update(learner, batches, optimizer, args)
             env_steps += steps
-            row = {
-                "iteration": iteration,
-                "pre_return": pre,
-                "post_return": post,
-                "adaptation_gain": post - pre,
-                **stats,
-                "env_steps": env_steps,
-                "elapsed_s": round(time.perf_counter() - began, 3),
-            }
-            run.log_metrics(row)
+            run.log_metrics(metrics_row(iteration, pre, post, stats, env_steps, time.perf_counter() - began))
             run.save_checkpoint(
                 {
                     "iteration": iteration,
@@ -229,32 +210,6 @@ def train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
         env.close()
     stop.active = False
 
-    rows = run.read_metrics()
-    results = {
-        "method": defaults["method"],
-        "paper_source": defaults["paper_source"],
-        "env": args.env,
-        "backend": "torch",
-        "device": torch_device_name(),
-        "iterations": args.iterations,
-        "quick": args.quick,
-        "seed": args.seed,
-        "env_steps": env_steps,
-        **summarize(rows),
-        "wall_seconds": round(time.perf_counter() - began, 1),
-        "command": command_line(argv),
-    }
-    run.write_results(results)
-    from l2l_multi.experiment import Curves
-
-    columns = {"pre_return": "before adaptation", "post_return": "after adaptation"}
-    returns = Curves("return per episode", columns)
-    title = f"{defaults['method']}, {args.env}, torch"
-    run.plot("iteration", [returns], title=title, xlabel="iteration (meta-updates)")
-    print(
-        f"{defaults['method']} {args.env}: return {results['final_pre_return']:.2f} before and "
-        f"{results['final_post_return']:.2f} after adaptation (gain {results['final_adaptation_gain']:+.2f}; "
-        f"mean of the last {results['averaged_over_last_iterations']} iterations)"
+    return finish(
+        run, args, defaults, "torch", torch_device_name(), env_steps, time.perf_counter() - began, argv
     )
-    print(run.describe_files())
-    return results
