@@ -68,9 +68,9 @@ def _temporaries(folder, name):
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{name}."))
 
 
-def _kill_chain(backend, base):
+def _kill_chain(backend, base, cache):
     """The uninterrupted run and the killed-and-resumed one; returns what each step left."""
-    cache = base / "jax-cache" if backend == "jax" else None
+    cache = cache if backend == "jax" else None
     straight = _sine(base / "straight", "--quick", "--backend", backend, cache=cache)
     assert straight.returncode == 0, straight.stderr[-3000:]
     steps = []
@@ -94,13 +94,16 @@ def _kill_chain(backend, base):
 
 
 @pytest.fixture(scope="module")
-def kill_chains(tmp_path_factory):
-    """Both backends' chains, run side by side (each is a sequence of short subprocesses)."""
+def kill_chains(tmp_path_factory, jax_cache_env):
+    """Both backends' chains, run side by side (each is a sequence of short subprocesses); the
+    jax chain uses the session's compilation cache (the same maml_sine --quick program as
+    test_examples_misc and test_conformance run)."""
     pytest.importorskip("matplotlib")
     pytest.importorskip("tqdm")
     base = tmp_path_factory.mktemp("kills")
+    cache = jax_cache_env["JAX_COMPILATION_CACHE_DIR"]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {b: pool.submit(_kill_chain, b, base / b) for b in BACKENDS}
+        futures = {b: pool.submit(_kill_chain, b, base / b, cache) for b in BACKENDS}
         return {backend: future.result() for backend, future in futures.items()}
 
 
