@@ -1,6 +1,8 @@
-"""examples/maml_sine.py and examples/optimization/*.py: each --quick run in a subprocess on both
-backends, MAML's exact resume, and each example's agreement across backends (same tasks or
-minibatches, same initial weights)."""
+"""examples/maml_sine.py and examples/optimization/*.py: each --quick run on both backends (torch
+in a subprocess, through the command line end to end; jax in this process, where the frameworks
+are already imported), MAML's exact resume, and each example's agreement across backends (same
+tasks or minibatches, same initial weights). maml_sine's jax command line runs end to end in
+subprocesses in test_conformance and test_faults."""
 
 import csv
 import json
@@ -51,7 +53,7 @@ def _run(script: str, out, *options, timeout: int = 240) -> subprocess.Completed
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(tmp_path_factory, use_jax_cache):
     """``quick_run(example, backend)``: the folder of that example's --quick run (run once)."""
     folders = {}
 
@@ -60,7 +62,10 @@ def quick_run(tmp_path_factory):
         _require(backend, extra)
         if (example, backend) not in folders:
             out = tmp_path_factory.mktemp(f"{example}_{backend}") / "run"
-            _run(script, out, "--quick", "--backend", backend)
+            if backend == "torch":
+                _run(script, out, "--quick", "--backend", backend)
+            else:
+                run_script(REPO_ROOT / script, "--no-progress", "--out", out, "--quick", "--backend", backend)
             folders[example, backend] = out
         return folders[example, backend]
 
