@@ -1,6 +1,7 @@
-"""The few-shot examples (examples/vision): every script's --quick run on both backends, the
-results folder, exact resume, and seeded repeatability. Scripts run in-process (runpy) so the
-frameworks are imported once."""
+"""The few-shot examples (examples/vision): every script's --quick run on both backends (the jax
+runs of protonet_miniimagenet and metaoptnet_miniimagenet under -m long), the results folder,
+exact resume, and seeded repeatability. Scripts run in-process (runpy) so the frameworks are
+imported once."""
 
 import contextlib
 import io
