@@ -59,12 +59,29 @@ class Processes:
         return bool(np.asarray(multihost_utils.process_allgather(np.int32(bool(flag)))).any())
 
     def close(self) -> None:
-        """Leaves the job (torch: destroys the process group this module started)."""
+        """Leaves the job (torch: waits for the other processes, then destroys the process group this
+        module started)."""
         if self.size > 1 and self.backend == "torch":
             import torch.distributed as dist
 
             if dist.is_initialized():
+                _wait_for_peers(dist)
                 dist.destroy_process_group()
+
+
+def _wait_for_peers(dist, seconds: float = 60.0) -> None:
+    """A barrier before the process group is torn down: gloo's connection threads of a process that tears
+    down while a peer is still talking to it can end in ``std::terminate`` ("terminate called without an
+    active exception", seen once in CI). gloo's monitored barrier gives up after ``seconds`` (a peer that
+    failed or left), so a failing run still ends; NCCL's group is left to its own teardown."""
+    if dist.get_backend() != "gloo":
+        return
+    from datetime import timedelta
+
+    try:
+        dist.monitored_barrier(timeout=timedelta(seconds=seconds))
+    except RuntimeError:
+        pass  # a peer is gone: nothing left to wait for
 
 
 def _int_variable(name: str, minimum: int) -> int:
