@@ -3,12 +3,7 @@
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# LLVM's optimisation level 0: the suite's jax programs are small and compile-bound (measured: docstring
-# examples of the jax RL/vision modules 52 -> 36 s, the cross-check files 243 -> 224 s of CPU)
-os.environ.setdefault(
-    "XLA_FLAGS",
-    "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 --xla_backend_optimization_level=0",
-)
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 
 import pytest  # noqa: E402
