@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from ...._adaptation_steps import adaptation_steps as _adaptation_steps
+from ...._adaptation_steps import task_batch_from_steps, task_batch_steps
 from ..utils import magic_box
 from ._episodes import Episodes
 from ._policy import discounted_returns, generalized_advantages
@@ -157,38 +159,9 @@ class TaskBatch(NamedTuple):
     valid: Episodes
     valid_advantages: jax.Array
 
-    @property
-    def adapt_steps(self) -> int:
-        """The number of adaptation steps ``S`` (int >= 1; static under ``jit``)."""
-        return len(_adaptation_steps(self.train, self.train_advantages))
-
-    @classmethod
-    def from_steps(cls, train, train_advantages, valid, valid_advantages) -> TaskBatch:
-        """A batch from per-step lists ``train``/``train_advantages`` (length ``S`` each); one step keeps
-        the one-step layout (an :class:`Episodes`, not a tuple of one)."""
-        if len(train) == 1 and len(train_advantages) == 1:
-            return cls(train[0], train_advantages[0], valid, valid_advantages)
-        return cls(tuple(train), tuple(train_advantages), valid, valid_advantages)
-
-
-def _adaptation_steps(episodes, advantages) -> tuple[tuple[Episodes, jax.Array], ...]:
-    """``(episodes, advantages)`` pairs, one per adaptation step: a single :class:`Episodes` with its
-    advantages is one step; equally long lists/tuples of them are one step per item, in order."""
-    # duck-typed: any record with Episodes' fields is one batch (a tuple of them has no ``observations``)
-    if hasattr(episodes, "observations"):
-        return ((episodes, advantages),)
-    if not isinstance(episodes, (list, tuple)) or not all(hasattr(e, "observations") for e in episodes):
-        raise TypeError(
-            f"train episodes must be an Episodes or a list/tuple of them (one per adaptation step), "
-            f"got {type(episodes).__name__}"
-        )
-    if not isinstance(advantages, (list, tuple)) or len(advantages) != len(episodes) or not episodes:
-        count = len(advantages) if isinstance(advantages, (list, tuple)) else type(advantages).__name__
-        raise ValueError(
-            f"train advantages must be a list/tuple with one array per episode batch: got {len(episodes)} "
-            f"episode batches and advantages {count}"
-        )
-    return tuple(zip(episodes, advantages))
+    # the container logic is backend-neutral (l2l_multi._adaptation_steps)
+    adapt_steps = property(task_batch_steps, doc="The number of adaptation steps ``S`` (int >= 1).")
+    from_steps = classmethod(task_batch_from_steps)
 
 
 def _check_adapt_steps(adapt_steps) -> None:
