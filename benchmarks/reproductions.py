@@ -87,48 +87,51 @@ def other_rows(name: str, results: dict) -> list[str]:
     ]
 
 
-# The settings the project tracks (issue 7): script, extra arguments, and which test setting of
-# the example's paper table they reproduce. Paper numbers are read from the scripts' DEFAULTS.
-OMNIGLOT = "--root path/to/omniglot"
-MAML_20WAY = "--ways 20 --lr 0.1 --adaptation-steps 5 --test-adaptation-steps 5 --meta-batch 16"
-TRACKED = [
-    ("maml_omniglot", "", "5w1s"),
-    ("maml_omniglot", "--shots 5", "5w5s"),
-    ("maml_omniglot", MAML_20WAY, "20w1s"),
-    ("maml_omniglot", f"{MAML_20WAY} --shots 5", "20w5s"),
-    ("maml_omniglot", "--first-order", "5w1s"),
-    ("maml_omniglot", "--first-order --shots 5", "5w5s"),
-    ("maml_omniglot", f"--first-order {MAML_20WAY}", "20w1s"),
-    ("maml_omniglot", f"--first-order {MAML_20WAY} --shots 5", "20w5s"),
-    ("protonet_omniglot", "", "5w1s"),
-    ("protonet_omniglot", "", "20w1s"),
-    ("protonet_omniglot", "--shots 5", "5w5s"),
-    ("protonet_omniglot", "--shots 5", "20w5s"),
-    ("metasgd_omniglot", "", "5w1s"),
-]
-
-
 def _example_defaults(script: str) -> dict:
     import runpy
 
     return runpy.run_path(str(HERE.parent / "examples" / "vision" / f"{script}.py"))["DEFAULTS"]
 
 
-def missing_rows(covered: set[tuple[str, str, str]]) -> list[str]:
-    """Rows for tracked settings that no results folder covers: the paper's number and the command."""
-    rows = []
-    for script, extra, setting in TRACKED:
-        defaults = _example_defaults(script)
-        method, paper = defaults["method"], defaults.get("paper", {})
-        if "--first-order" in extra:
-            method, paper = defaults["first_order"]["method"], defaults["first_order"]["paper"]
-        if (method, defaults["dataset"], setting) in covered:
-            continue
-        command = f"python examples/vision/{script}.py {extra} {OMNIGLOT}".replace("  ", " ")
-        rows.append(
-            f"| {method} | {defaults['dataset']} | {setting} | {_percent(paper[setting])} | not run "
-            f"| | | | | | `{command}` |"
+def _cost(run, costs: dict) -> str:
+    """What ``run`` takes: its planned updates and, when timed (``fewshot_reproductions.py
+    --measure``), the hours at the measured seconds per update on the stated device."""
+    updates = run.iterations()
+    text = f"{updates} it"
+    timing = costs.get(run.name)
+    if timing:
+        hours = updates * timing["seconds_per_update"] / 3600
+        text += (
+            f"; about {hours:.1f} h of training at {timing['seconds_per_update']:.3g} s/it on "
+            f"{timing['device']} ({timing['cpu_count']} cores)"
         )
+    return text
+
+
+def missing_rows(folders: list[Path]) -> list[str]:
+    """Rows for the planned few-shot runs (``fewshot_reproductions.PLANNED``) whose folder holds no
+    results.json: the paper's number, the run's state (not run / updates done), what it takes, the
+    command. Finished runs appear through their own results instead."""
+    planned = _sibling("fewshot_reproductions")
+    finished = {Path(folder).resolve() for folder in folders if (Path(folder) / "results.json").exists()}
+    costs = planned.read_costs()
+    rows = []
+    for run in planned.PLANNED:
+        if run.folder.resolve() in finished or (run.folder / "results.json").exists():
+            continue
+        defaults = _example_defaults(run.script)
+        method, paper = defaults["method"], defaults.get("paper", {})
+        if "--first-order" in run.arguments:
+            method, paper = defaults["first_order"]["method"], defaults["first_order"]["paper"]
+        done = planned.progress(run)
+        state = f"in progress: {done}/{run.iterations()} it" if done else "not run"
+        backend = "jax" if "--backend jax" in run.arguments else "torch"
+        for setting in run.settings:
+            number = _percent(paper[setting]) if setting in paper else "n/a"
+            rows.append(
+                f"| {method} | {defaults['dataset']} | {setting} | {number} | {state} | {run.why} | "
+                f"| {backend} | | {_cost(run, costs)} | `{run.command()}` |"
+            )
     return rows
 
 
@@ -214,7 +217,7 @@ def main(argv=None) -> str:
     args = parser.parse_args(argv)
     summary, tracked = _sibling("meta_rl_summary"), _sibling("rl_reproductions")
     folders = args.folders or default_folders(HERE / "results")
-    fewshot, other, covered, meta_rl = [], [], set(), []
+    fewshot, other, meta_rl = [], [], []
     for folder in folders:
         run = summary.read_run(folder)
         if run is not None:  # meta-RL, finished or in progress
@@ -231,7 +234,6 @@ def main(argv=None) -> str:
         config = json.loads(config_file.read_text()) if config_file.exists() else {}
         rows = classification_rows(results, config)
         if rows:
-            covered |= {(results["method"], results["dataset"], setting) for setting in results["test"]}
             fewshot += rows
         else:
             other += other_rows(Path(folder).name, results)
@@ -250,7 +252,7 @@ def main(argv=None) -> str:
         "| command |",
         "|---|---|---|---:|---:|---|---:|---|---|---|---|",
         *fewshot,
-        *([] if args.no_missing else missing_rows(covered)),
+        *([] if args.no_missing else missing_rows(folders)),
     ]
     reproductions = [] if args.no_missing else tracked.TRACKED
     if meta_rl or reproductions:

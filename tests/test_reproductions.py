@@ -56,7 +56,8 @@ def test_table_from_results_folders(tmp_path):
     assert output.read_text() == text
     rows = [line for line in text.splitlines() if line.startswith("| ProtoNets") and "not run" not in line]
     assert len(rows) == 2  # the quick run is left out
-    assert sum(line.startswith("| ProtoNets") for line in text.splitlines()) == 4  # + 5w5s, 20w5s to run
+    # + the planned ProtoNets runs without results: the full 5-shot schedule and the jax 1-shot run
+    assert sum(line.startswith("| ProtoNets") for line in text.splitlines()) == 6
     five_way = next(row for row in rows if "5w1s (trained 60w1s, omniglot-cnn-pool)" in row)
     assert "| 98.80 | 98.50 ± 0.40 | reached (within interval) |" in five_way
     twenty_way = next(row for row in rows if "20w1s" in row)
@@ -80,3 +81,40 @@ def test_rows_pin_training_splits_and_mark_time_budgets(tmp_path):
     new = next(row for row in rows if "(trained 60w1s on train+validation, omniglot-cnn-pool)" in row)
     assert old.count("--train-splits") == 1 and "--train-splits train`" in old
     assert new.count("--train-splits") == 1 and "(time budget)" in new and "(time budget)" not in old
+
+
+def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
+    planned = reproductions._sibling("fewshot_reproductions")
+    monkeypatch.setattr(planned, "RESULTS", tmp_path)
+    monkeypatch.setattr(planned, "COSTS", tmp_path / "fewshot_costs.json")
+    jax_protonet = next(run for run in planned.PLANNED if run.name == "protonet_omniglot_60w1s_pool_jax")
+    reptile = next(run for run in planned.PLANNED if run.name == "reptile_omniglot_5w1s_jax")
+    assert planned.plan(jax_protonet, "data")[0] == "start"
+    assert (
+        jax_protonet.iterations() == 4000 and reptile.iterations() == 100000
+    )  # given / the script's default
+    folder = tmp_path / jax_protonet.name
+    folder.mkdir()
+    (folder / "checkpoint.npz").write_bytes(b"")
+    (folder / "metrics.csv").write_text("iteration,train_loss,elapsed_s\n500,0.5,60.0\n1000,0.4,120.0\n")
+    state, argv = planned.plan(jax_protonet, "data")
+    assert state == "resume" and argv[:4] == [
+        "examples/vision/protonet_omniglot.py",
+        "--resume",
+        "--out",
+        str(folder),
+    ]
+    assert planned.progress(jax_protonet) == 1000
+    (tmp_path / "fewshot_costs.json").write_text(
+        json.dumps({jax_protonet.name: {"seconds_per_update": 0.9, "device": "jax cpu: cpu", "cpu_count": 2}})
+    )
+    text = reproductions.main(["--output", str(tmp_path / "R.md")])
+    rows = [line for line in text.splitlines() if jax_protonet.name in line]
+    assert len(rows) == 2 and all("in progress: 1000/4000 it" in row for row in rows)
+    assert "about 1.0 h of training at 0.9 s/it on jax cpu: cpu (2 cores)" in rows[0]  # 4000 * 0.9 s
+    assert "| ProtoNets | omniglot | 5w1s | 98.80 | in progress" in "\n".join(rows)
+    reptile_rows = [line for line in text.splitlines() if reptile.name in line]
+    assert [row.split(" | ")[2] for row in reptile_rows] == ["5w1s", "5w1s non-transductive"]
+    assert "| MetaOptNet | omniglot | 5w1s | n/a | not run | no published number |" in text
+    (folder / "results.json").write_text("{}")
+    assert planned.plan(jax_protonet, "data") == ("done", None)

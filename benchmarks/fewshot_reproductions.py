@@ -1,0 +1,266 @@
+"""Starts, resumes or times the planned Omniglot reproductions (issue 19): one results folder per run.
+
+Each planned run is an example script with the paper's settings, written to
+``benchmarks/results/<name>/``. For each folder this script decides, as ``rl_reproductions.py`` does:
+``done`` (results.json written), ``running`` (another process holds the folder's lock), ``resume``
+(a checkpoint exists: ``--resume --out DIR``) or ``start`` (the full command). Runs are niced and log
+to ``<folder>/log.txt``; the examples checkpoint at every validation, so a run stopped anywhere
+loses at most ``--eval-every`` updates and continues where it stopped.
+
+    python benchmarks/fewshot_reproductions.py --root path/to/omniglot --dry-run
+    python benchmarks/fewshot_reproductions.py --root path/to/omniglot --only protonet_omniglot_60w1s_pool_jax
+    python benchmarks/fewshot_reproductions.py --root path/to/omniglot --measure 20   # seconds per update
+    python benchmarks/reproductions.py             # then regenerate REPRODUCTIONS.md
+
+``--measure N`` trains each chosen run for N updates in a temporary folder (validating every N/2 on
+2 tasks) and records the seconds per update between the two validations, compilation excluded, in
+``benchmarks/results/fewshot_costs.json``; REPRODUCTIONS.md turns them into the time each planned run
+would take on that device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+COSTS = RESULTS / "fewshot_costs.json"
+ROOT_PLACEHOLDER = "path/to/omniglot"
+
+MAML_20WAY = "--ways 20 --lr 0.1 --adaptation-steps 5 --test-adaptation-steps 5 --meta-batch 16"
+
+
+class PlannedRun(NamedTuple):
+    """One planned reproduction: ``script`` (under examples/vision/) with ``arguments`` (the paper's
+    settings, ``--root``/``--out`` aside), reproducing the test ``settings`` of the script's paper
+    table; ``why`` says what the row shows."""
+
+    name: str
+    script: str
+    arguments: str
+    settings: tuple[str, ...]
+    why: str
+
+    @property
+    def folder(self) -> Path:
+        return RESULTS / self.name
+
+    def iterations(self) -> int:
+        """Planned meta-updates: ``--iterations`` when given, else the script's default."""
+        words = shlex.split(self.arguments)
+        if "--iterations" in words:
+            return int(words[words.index("--iterations") + 1])
+        return int(script_defaults(self.script)["iterations"])
+
+    def command(self, root: str = ROOT_PLACEHOLDER) -> str:
+        """The command that starts the run from scratch (with ``root`` as the Omniglot folder)."""
+        out = self.folder.relative_to(ROOT) if self.folder.is_relative_to(ROOT) else self.folder
+        return (
+            f"python examples/vision/{self.script}.py {self.arguments} --root {shlex.quote(str(root))} "
+            f"--out {out} --no-progress"
+        ).replace("  ", " ")
+
+
+def _paper(name: str, script: str, arguments: str, *settings: str) -> PlannedRun:
+    """A run of the paper's settings for ``settings``."""
+    return PlannedRun(name, script, arguments, settings, "paper")
+
+
+JAX = "--backend jax"
+NON_TRANSDUCTIVE = " non-transductive"  # the results key of the other test protocol (Nichol et al.)
+PLANNED = (
+    _paper("maml_omniglot_5w5s_jax", "maml_omniglot", f"{JAX} --shots 5", "5w5s"),
+    _paper("maml_omniglot_20w1s_jax", "maml_omniglot", f"{JAX} {MAML_20WAY}", "20w1s"),
+    _paper("maml_omniglot_20w5s_jax", "maml_omniglot", f"{JAX} {MAML_20WAY} --shots 5", "20w5s"),
+    _paper("fomaml_omniglot_5w1s_jax", "maml_omniglot", f"{JAX} --first-order", "5w1s"),
+    _paper("fomaml_omniglot_5w5s_jax", "maml_omniglot", f"{JAX} --first-order --shots 5", "5w5s"),
+    _paper("fomaml_omniglot_20w1s_jax", "maml_omniglot", f"{JAX} --first-order {MAML_20WAY}", "20w1s"),
+    _paper(
+        "fomaml_omniglot_20w5s_jax", "maml_omniglot", f"{JAX} --first-order {MAML_20WAY} --shots 5", "20w5s"
+    ),
+    PlannedRun(
+        "maml_omniglot_5w1s_torch",
+        "maml_omniglot",
+        "--backend torch --iterations 16000 --eval-every 500 --eval-tasks 200 --eval-batch 100",
+        ("5w1s",),
+        "the other backend: the 16,000 updates of the jax H100 row",
+    ),
+    _paper("metasgd_omniglot_5w1s_jax", "metasgd_omniglot", JAX, "5w1s"),
+    # Li et al. follow MAML's protocol; the 20-way meta-batch is MAML's (16)
+    _paper("metasgd_omniglot_20w1s_jax", "metasgd_omniglot", f"{JAX} --ways 20 --meta-batch 16", "20w1s"),
+    _paper("anil_omniglot_20w1s_jax", "anil_omniglot", JAX, "20w1s"),  # Raghu et al. report 20-way only
+    _paper("reptile_omniglot_5w1s_jax", "reptile_omniglot", JAX, "5w1s", "5w1s" + NON_TRANSDUCTIVE),
+    _paper(
+        "reptile_omniglot_5w5s_jax", "reptile_omniglot", f"{JAX} --shots 5", "5w5s", "5w5s" + NON_TRANSDUCTIVE
+    ),
+    PlannedRun(
+        "metaoptnet_omniglot_5w1s_jax",
+        "metaoptnet_omniglot",
+        f"{JAX} --head svm",
+        ("5w1s", "20w1s"),
+        "no published number",
+    ),
+    PlannedRun(
+        "protonet_omniglot_60w5s_full_torch",
+        "protonet_omniglot",
+        "--shots 5",
+        ("20w5s", "5w5s"),
+        "the paper's full schedule (20,000 episodes, lr halved every 2,000)",
+    ),
+    PlannedRun(
+        "protonet_omniglot_60w1s_pool_jax",
+        "protonet_omniglot",
+        f"{JAX} --model omniglot-cnn-pool --iterations 4000 --meta-lr-halve-every 1000 --eval-every 500 "
+        "--train-splits train",
+        ("5w1s", "20w1s"),
+        "the other backend: the settings of the torch row that reached 98.74",
+    ),
+)
+
+
+def script_defaults(script: str) -> dict:
+    """The example's ``DEFAULTS`` dict (paper numbers, default iterations)."""
+    import runpy
+
+    return runpy.run_path(str(ROOT / "examples" / "vision" / f"{script}.py"))["DEFAULTS"]
+
+
+def _locked(folder: Path) -> bool:
+    """Whether a process holds ``folder``'s RunFolder lock (tried without blocking, released at once)."""
+    lock = folder / ".lock"
+    if not lock.exists():
+        return False
+    import fcntl
+
+    descriptor = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
+
+
+def progress(run: PlannedRun) -> int:
+    """The last validated (checkpointed) update of ``run``'s folder, 0 when none."""
+    metrics = run.folder / "metrics.csv"
+    if not metrics.exists():
+        return 0
+    rows = list(csv.DictReader(metrics.open()))
+    return int(float(rows[-1]["iteration"])) if rows else 0
+
+
+def plan(run: PlannedRun, root: str) -> tuple[str, list[str] | None]:
+    """``(state, argv)``: state ``done``/``running``/``resume``/``start``; argv (after ``python``) is
+    None when nothing is to run."""
+    folder = run.folder
+    if (folder / "results.json").exists():
+        return "done", None
+    if _locked(folder):
+        return "running", None
+    if (folder / "checkpoint.npz").exists():
+        script = f"examples/vision/{run.script}.py"
+        return "resume", [script, "--resume", "--out", str(folder), "--root", root, "--no-progress"]
+    return "start", shlex.split(run.command(root))[1:]
+
+
+def measure(run: PlannedRun, root: str, updates: int) -> dict:
+    """Seconds per meta-update of ``run``'s settings here: ``updates`` updates in a temporary folder,
+    the time between the validations at ``updates // 2`` and ``updates`` (2 tasks each) divided by
+    ``updates - updates // 2``; compilation and data loading fall before the first validation."""
+    half = max(1, updates // 2)
+    with tempfile.TemporaryDirectory() as scratch:
+        argv = shlex.split(run.command(root))[1:]
+        argv[argv.index("--out") + 1] = scratch
+        argv = [word for word in argv if word != "--no-progress"]
+        argv += ["--iterations", str(2 * half), "--eval-every", str(half), "--eval-tasks", "2"]
+        argv += ["--test-tasks", "2", "--no-progress"]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{run.name}: the timing run failed:\n{done.stderr[-2000:]}")
+        rows = list(csv.DictReader((Path(scratch) / "metrics.csv").open()))
+        config = json.loads((Path(scratch) / "config.json").read_text())
+    seconds = (float(rows[-1]["elapsed_s"]) - float(rows[-2]["elapsed_s"])) / half
+    device = config.get("environment", {}).get("device") or platform.machine()
+    return {
+        "seconds_per_update": round(seconds, 4),
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "updates_timed": half,
+        "measured": time.strftime("%Y-%m-%d"),
+    }
+
+
+def read_costs(path: Path | None = None) -> dict:
+    """``{run name: measure()'s dict}`` from ``path`` (default ``COSTS``; {} when absent)."""
+    path = COSTS if path is None else path
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def main(argv=None) -> list[tuple[str, str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--root", default=ROOT_PLACEHOLDER, help="the Omniglot folder (as the examples' --root)"
+    )
+    parser.add_argument("--only", nargs="+", choices=[r.name for r in PLANNED], help="these runs")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at a time (>= 1)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and start nothing")
+    parser.add_argument("--measure", type=int, default=0, help="time N updates of each chosen run instead")
+    args = parser.parse_args(argv)
+    if args.parallel < 1:
+        parser.error(f"--parallel must be >= 1, got {args.parallel}")
+    if args.measure and args.measure < 2:
+        parser.error(f"--measure must be >= 2 updates, got {args.measure}")
+    chosen = [run for run in PLANNED if not args.only or run.name in args.only]
+    if args.measure:
+        costs = read_costs()
+        for run in chosen:
+            costs[run.name] = measure(run, args.root, args.measure)
+            print(f"{run.name}: {costs[run.name]['seconds_per_update']} s per update", flush=True)
+            COSTS.write_text(json.dumps(costs, indent=2, sort_keys=True) + "\n")
+        return [(run.name, "measured") for run in chosen]
+    report, queue = [], []
+    for run in chosen:
+        state, run_argv = plan(run, args.root)
+        report.append((run.name, state))
+        print(f"{run.name}: {state}" + (f": python {shlex.join(run_argv)}" if run_argv else ""))
+        if run_argv is not None:
+            queue.append((run.folder, run_argv))
+    if args.dry_run:
+        return report
+    running: list[subprocess.Popen] = []
+    for folder, run_argv in queue:
+        while len(running) >= args.parallel:
+            running = [process for process in running if process.poll() is None]
+            time.sleep(5)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "log.txt").open("a") as log:
+            process = subprocess.Popen(
+                ["nice", "-n", "10", sys.executable, *run_argv],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        print(f"started {folder.name} (pid {process.pid}), log {folder / 'log.txt'}")
+        running.append(process)
+    for process in running:
+        process.wait()
+    return report
+
+
+if __name__ == "__main__":
+    main()
