@@ -190,6 +190,8 @@ def test_jax_backend_refuses_envs_and_env_kwargs_it_cannot_run(tmp_path, monkeyp
         _run_here(monkeypatch, "maml_trpo.py", out, "--backend", "jax", "--env", "HumanoidDirection-v1")
     with pytest.raises(SystemExit, match="--env-kwargs .*size.* does not suit --env Particles2D-v1"):
         _run_here(monkeypatch, "maml_trpo.py", out, "--backend", "jax", "--env-kwargs", '{"size": 3}')
+    with pytest.raises(SystemExit, match="--workers 4: environment processes are the torch backend's"):
+        _run_here(monkeypatch, "maml_trpo.py", out, "--backend", "jax", "--workers", "4")
     assert not out.exists()  # refused before the results folder is made
 
 

@@ -61,7 +61,7 @@ def argument_parser(
     add("--gamma", type=float, help="discount")
     add("--tau", type=float, help="GAE lambda")
     add_method_arguments(parser)
-    add("--workers", type=int, default=1, help="environment processes (l2l_multi.gym.AsyncVectorEnv if > 1)")
+    add("--workers", type=int, default=1, help="torch: environment processes (AsyncVectorEnv if > 1)")
     add("--quick", action="store_true", help="a CI-sized run (seconds) through every code path")
     add("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add("--out", default=None, help=f"results folder (default: results/{defaults['name']}_<env>)")
@@ -321,6 +321,11 @@ def _jax_main(args: argparse.Namespace, defaults: dict[str, Any], make_jax_updat
     from l2l_multi.experiment._interrupt import run_interruptible
 
     _jax_driver.functional_env_name(args.env)  # refuses an id without a jax twin before any work
+    if args.workers is not None and args.workers > 1:  # silently running one program would mislead
+        raise SystemExit(
+            f"--workers {args.workers}: environment processes are the torch backend's; with --backend jax "
+            "every task's episodes run vmapped in one compiled program: leave --workers out"
+        )
     config = _config(args, defaults)
     env = _jax_driver.make_functional_env(args.env, args.env_kwargs)
     method = make_jax_update(env, args)
