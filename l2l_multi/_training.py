@@ -133,7 +133,8 @@ class MetaLearner:
             for metasgd, whose learned rates scale it), or a transform of the backend; default:
             the algorithm's SGD step).
 
-    ``train_step(sx, sy, qx, qy)`` and ``evaluate(sx, sy, qx, qy, adaptation_steps=None)`` take
+    ``train_step(sx, sy, qx, qy)`` and ``evaluate(sx, sy, qx, qy, adaptation_steps=None,
+    transductive=True)`` take
     ``[B, s, ...]``/``[B, s]``/``[B, q, ...]``/``[B, q]`` batches (numpy or the backend's arrays)
     and return dicts of floats (``loss``, ``accuracy``; ``train_step(..., wait=False)`` returns
     0-d arrays instead, without waiting for an accelerator).
@@ -284,13 +285,45 @@ class MetaLearner:
         return metrics
 
     def evaluate(
-        self, support_x, support_y, query_x, query_y, adaptation_steps=None, ways=None
+        self,
+        support_x,
+        support_y,
+        query_x,
+        query_y,
+        adaptation_steps=None,
+        ways=None,
+        transductive: bool = True,
     ) -> dict[str, Any]:
         """Adapt on each support set (``adaptation_steps``, default the training value), score the
         queries; returns ``loss`` (float), ``task_losses`` (numpy ``[B]``) and, for
         cross-entropy, ``accuracy`` and ``task_accuracies`` (numpy ``[B]``).
 
-        ``ways``: classes per task when it differs from training (metric learners only)."""
+        Inputs: ``support_x [B, s, ...]``, ``support_y [B, s]``, ``query_x [B, q, ...]``,
+        ``query_y [B, q]`` (float inputs; int labels for cross-entropy, float targets for mse),
+        numpy or the backend's arrays. ``ways``: classes per task when it differs from training
+        (metric learners only).
+
+        ``transductive`` (bool): the protocol for models that normalise with batch statistics
+        (Nichol, Achiam and Schulman 2018, Sec. 5). True (default, MAML's published protocol):
+        a task's queries go through the model as one batch, so one query's prediction depends
+        on the others. False: each query ``j`` is scored by a forward pass over ``[support ;
+        query j]`` (its own row kept), so batch statistics come from the support set and that
+        query only; adaptation is unchanged (support set only) and metric learners embed the
+        support set alone for their head. Costs one forward pass of ``s + 1`` inputs per query
+        (vectorised over the queries on both backends).
+
+        Example:
+            >>> import numpy as np
+            >>> import l2l_multi as l2l
+            >>> learner = l2l.MetaLearner("maml", "omniglot-fc", ways=3, backend="torch")
+            >>> x = np.random.default_rng(0).random((2, 6, 784), dtype=np.float32)
+            >>> y = np.tile(np.arange(3), (2, 2))
+            >>> result = learner.evaluate(x[:, :3], y[:, :3], x[:, 3:], y[:, 3:], transductive=False)
+            >>> result["task_losses"].shape, result["task_losses"].dtype
+            ((2,), dtype('float32'))
+        """
+        if not isinstance(transductive, bool):
+            raise TypeError(f"transductive={transductive!r} must be a bool (True or False)")
         steps = self.adaptation_steps if adaptation_steps is None else _check_steps(adaptation_steps)
         ways = self.ways if ways is None else ways
         if ways != self.ways and not self.spec.flexible_ways:
@@ -302,7 +335,7 @@ class MetaLearner:
         self.check_finite()
         self._check_labels(support_y, query_y, ways)
         batch = self._impl.convert(support_x, support_y, query_x, query_y)
-        task_losses, accuracies = self._impl.evaluate(batch, steps, ways)
+        task_losses, accuracies = self._impl.evaluate(batch, steps, ways, transductive)
         result: dict[str, Any] = {"loss": float(task_losses.mean()), "task_losses": task_losses}
         if accuracies is not None:
             result.update(accuracy=float(accuracies.mean()), task_accuracies=accuracies)

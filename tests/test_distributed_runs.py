@@ -85,8 +85,14 @@ def run(backend, dtype, checkpoint_file):
     X, y = _tasks(2, backend).sample_batch(EVAL_TASKS)
     (sx, sy), (qx, qy) = partition_task_batch(X, y, shots=SHOTS)
     evaluation = meta.evaluate(sx, sy, qx, qy, adaptation_steps=2)
+    # torch (batch norm): each rank scores its share, each query on a batch of its support set and
+    # itself (jax's MLP has no batch norm; its sharded non-transductive path passed once, 4 s more)
+    each_query = {}
+    if backend == "torch":
+        each_query = meta.evaluate(sx, sy, qx, qy, adaptation_steps=2, transductive=False)
     names = [n for n, _ in meta.algorithm.named_parameters()] if backend == "torch" else []
-    return {"metrics": metrics, "evaluation": evaluation, "state": meta.state_dict(), "names": names}
+    return {"metrics": metrics, "evaluation": evaluation, "non-transductive": each_query,
+            "state": meta.state_dict(), "names": names}
 
 
 def _flat(tree, prefix=""):
@@ -102,6 +108,7 @@ def _summary(result):
     for i, row in enumerate(result["metrics"]):
         flat.update({f"step{i}/{k}": np.asarray(v) for k, v in row.items()})
     flat.update({f"evaluation/{k}": np.asarray(v) for k, v in result["evaluation"].items()})
+    flat.update({f"non-transductive/{k}": np.asarray(v) for k, v in result["non-transductive"].items()})
     flat["names"] = np.asarray(result["names"], dtype=str)  # torch: Adam's state is by position
     return flat
 
@@ -162,6 +169,7 @@ def test_two_processes_equal_one(tmp_path, backend):
         double = dict(np.load(tmp_path / f"{dtype}.npz"))
         assert sorted(single) == sorted(double)
         assert len([k for k in single if k.startswith("state/")]) > 6 and "evaluation/task_losses" in single
+        assert backend != "torch" or "non-transductive/task_losses" in single
         skipped = _zero_gradient_keys(backend, single) if dtype == "float32" else []
         assert len(skipped) <= 4, skipped  # the bias and its Adam moments, nothing else
         for key, value in single.items():

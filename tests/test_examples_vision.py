@@ -90,6 +90,16 @@ def test_omniglot_example_quick(tmp_path, backend, name, extra, capsys, maml_run
     assert len(metrics_rows(out)) == 2  # one row per evaluation (iterations 2 and 4)
     config = json.loads((out / "config.json").read_text())
     assert config["backend"] == backend and config["quick"] is True
+    # Reptile tests with both protocols by default (--test-protocol both), each with its own paper number
+    both = name == "reptile_omniglot"
+    assert config["test_protocol"] == ("both" if both else "transductive")
+    transductive = {key: value["transductive"] for key, value in results["test"].items()}
+    expected = {"5w1s": True, "5w1s non-transductive": False} if both else {"5w1s": True}
+    if name in ("maml_omniglot", "reptile_omniglot", "metasgd_omniglot", "anil_omniglot"):
+        assert transductive == expected
+    if both:  # the same learner and tasks: the protocols differ only in how queries meet batch norm
+        assert set(results["paper"]) == set(expected)
+        assert results["test"]["5w1s"]["loss"] != results["test"]["5w1s non-transductive"]["loss"]
 
 
 @needs_omniglot
@@ -171,6 +181,14 @@ def test_resume_refuses_a_different_configuration(tmp_path, maml_run):
         run_example("maml_omniglot", *common, "--resume", "--lr", "0.1")
     with pytest.raises(FileExistsError, match="already holds a run"):
         run_example("maml_omniglot", *common)
+    # a folder saved before --test-protocol existed resumes (its test phase only: 4 of 4 updates
+    # done), with the script's default protocol
+    config_file = tmp_path / "run" / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["test_protocol"]
+    config_file.write_text(json.dumps(config))
+    resumed = run_example("maml_omniglot", *common, "--resume")
+    assert set(resumed["test"]) == {"5w1s"} and resumed["test"]["5w1s"]["transductive"] is True
 
 
 def _write_mini_imagenet(root):

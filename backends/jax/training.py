@@ -18,7 +18,7 @@ import optax
 
 from ..._registry import AlgorithmSpec, ModelSpec, model_spec
 from ..._training import inner_optimizer
-from . import algorithms
+from . import _non_transductive, algorithms
 from ._spread import GlobalMesh, joined_job
 from .vision import models
 
@@ -265,23 +265,32 @@ class JaxStep:
             algorithm.ways = ways
         return algorithm
 
-    def evaluate(self, batch, steps: int, ways: int):
-        if (steps, ways) not in self._evaluators:
+    def evaluate(self, batch, steps: int, ways: int, transductive: bool = True):
+        """``(task losses [B], task accuracies [B] or None)`` as numpy; ``transductive=False``
+        scores each query on the batch ``[support ; query]`` (``_non_transductive``). One
+        compiled evaluator per ``(steps, ways, transductive)``."""
+        key = (steps, ways, transductive)
+        if key not in self._evaluators:
             algorithm = self._evaluation_algorithm(ways)
 
             def evaluate(meta_params, sx, sy, qx, qy):
-                _, task_losses, logits = _meta_batch_loss(
-                    algorithm, meta_params, (sx, sy, qx, qy), self.loss_fn, steps, self.task_map
-                )
+                if transductive:
+                    _, task_losses, logits = _meta_batch_loss(
+                        algorithm, meta_params, (sx, sy, qx, qy), self.loss_fn, steps, self.task_map
+                    )
+                else:
+                    task_losses, logits = _non_transductive.evaluate_tasks(
+                        algorithm, meta_params, (sx, sy, qx, qy), self.loss_fn, steps
+                    )
                 if logits.ndim != qy.ndim + 1:  # regression
                     return task_losses, None
                 return task_losses, (logits.argmax(-1) == qy).mean(-1)
 
-            self._evaluators[steps, ways] = jax.jit(evaluate)
+            self._evaluators[key] = jax.jit(evaluate)
         count = len(batch[0])
         if self.spread is not None:  # padded to the devices; the copies of the last task are cut
             batch, count = self.spread.shard(batch, pad=True)
-        task_losses, accuracies = _numpy(self._evaluators[steps, ways](self.meta_params, *batch))
+        task_losses, accuracies = _numpy(self._evaluators[key](self.meta_params, *batch))
         return task_losses[:count], None if accuracies is None else accuracies[:count]
 
     # -- public trees ----------------------------------------------------------------

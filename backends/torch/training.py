@@ -15,7 +15,7 @@ from ... import transforms
 from ..._registry import AlgorithmSpec, ModelSpec, model_spec
 from ..._training import inner_optimizer
 from .. import torch as _backend
-from . import algorithms
+from . import _non_transductive, algorithms
 from ._rank_share import RankShare, joined_group
 from ._trees import flax_tree, torch_tree
 from .vision import models
@@ -269,19 +269,24 @@ class TorchStep:
                         value.copy_(torch.where(finite, value, old_state[key]))
         return saved
 
-    def evaluate(self, batch, steps: int, ways: int):
+    def evaluate(self, batch, steps: int, ways: int, transductive: bool = True):
         """``(task losses [B], task accuracies [B] or None)`` as numpy (the torch heads read
-        ``ways`` from the labels); in a process group each rank scores its share, then they
-        gather every task's values in order."""
+        ``ways`` from the labels); ``transductive=False`` scores each query on the batch
+        ``[support ; query]`` (``_non_transductive``). In a process group each rank scores its
+        share, then they gather every task's values in order."""
         if self.share is None:
-            return self._evaluate_tasks(batch, steps)
+            return self._evaluate_tasks(batch, steps, transductive)
         empty = np.zeros(0, dtype=np.dtype(str(self.dtype).removeprefix("torch.")))
         nothing = (empty, empty.astype(np.float32) if self.loss_fn is F.cross_entropy else None)
-        return self.share.evaluate(batch, lambda share: self._evaluate_tasks(share, steps), nothing)
+        return self.share.evaluate(
+            batch, lambda share: self._evaluate_tasks(share, steps, transductive), nothing
+        )
 
-    def _evaluate_tasks(self, batch, steps: int):
+    def _evaluate_tasks(self, batch, steps: int, transductive: bool = True):
         sx, sy, qx, qy = batch
-        if self.spec.kind == "reptile":
+        if not transductive:
+            task_losses, logits = _non_transductive.evaluate_tasks(self, batch, steps)
+        elif self.spec.kind == "reptile":
             logits = []
             for task in range(len(sx)):
                 learner = self._adapt(sx[task], sy[task], steps)

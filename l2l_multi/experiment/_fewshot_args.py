@@ -15,6 +15,7 @@ from typing import Any
 from ._cli import check_float, check_int, explicit_options, restore_arguments, startup_backend
 from ._fewshot_options import (
     HIDDEN_DEFAULTS,
+    TEST_PROTOCOLS,
     name_the_variant,
     offered_options,
     quick_settings,
@@ -122,6 +123,15 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     add("--eval-tasks", type=int, default=200, help="validation tasks per evaluation")
     add("--eval-batch", type=int, default=50, help="tasks per evaluation call")
     add("--test-tasks", type=int, default=600, help="test tasks (the protocol: 600)")
+    add(
+        "--test-protocol",
+        choices=("transductive", "non-transductive", "both"),
+        default="transductive",
+        help="how test queries are scored with batch-norm statistics (Nichol et al. 2018, Sec. 5): "
+        "transductive: a task's queries as one batch (MAML's protocol); non-transductive: each query "
+        "on a batch of the support set and itself (results keyed '5w1s non-transductive'); both. "
+        "Validation is always transductive",
+    )
     add("--device", default=None, help="torch device (default: cpu)")
     add(
         "--tasks-on-device",
@@ -168,7 +178,10 @@ OUTPUT_OPTIONS = (
     *("resume", "out", "progress", "paper", "paper_source", "processes", "download", "tensorboard"),
 )
 # settings that may differ on --resume: they do not change what was trained so far
-MAY_CHANGE = ("iterations", "root", "max_train_seconds", "test_tasks", "device", "tasks_on_device")
+# (test_protocol: a folder saved before the option existed resumes with the script's default)
+MAY_CHANGE = (
+    *("iterations", "root", "max_train_seconds", "test_tasks", "device", "tasks_on_device", "test_protocol"),
+)
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
 
 
@@ -248,6 +261,10 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(
             f"--test-ways {args.test_ways}: {args.algorithm} has a {args.ways}-way output layer, so it tests "
             f"with --ways {args.ways} only; {' and '.join(METRIC_ALGORITHMS)} test with other ways"
+        )
+    if args.test_protocol not in TEST_PROTOCOLS:  # argparse checked the flag; this checks a restored value
+        raise SystemExit(
+            f"--test-protocol {args.test_protocol!r} is not one of {', '.join(map(repr, TEST_PROTOCOLS))}"
         )
     if args.tensorboard:
         summary_writer_class()  # SystemExit naming what to install, before any work

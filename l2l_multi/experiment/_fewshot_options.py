@@ -34,6 +34,23 @@ DATASET_TITLES = {
     "fc100": "FC100",
 }
 HEAD_NAMES = {"svm": "MetaOptNet-SVM", "ridge": "MetaOptNet-RR"}  # Lee et al.'s names for the two heads
+# --test-protocol -> the protocols run, as MetaLearner.evaluate's ``transductive`` flags
+TEST_PROTOCOLS = {
+    "transductive": (True,),
+    "non-transductive": (False,),
+    "both": (True, False),
+}
+NON_TRANSDUCTIVE_SUFFIX = " non-transductive"  # results.json "test"/"paper" key: "5w1s non-transductive"
+
+
+def setting_key(ways: int, shots: int, transductive: bool) -> str:
+    """The ``results.json`` key of a test setting.
+
+    Example:
+        >>> setting_key(5, 1, True), setting_key(20, 5, False)
+        ('5w1s', '20w5s non-transductive')
+    """
+    return f"{ways}w{shots}s" + ("" if transductive else NON_TRANSDUCTIVE_SUFFIX)
 
 
 def script_datasets(defaults: dict[str, Any]) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ._cli import command_line
-from ._fewshot_options import adaptation_phrase, learning_curves, setting_title
+from ._fewshot_options import TEST_PROTOCOLS, adaptation_phrase, learning_curves, setting_key, setting_title
 from ._fewshot_training import Training, evaluate_protocol
 from ._processes import Processes
 from ._run import RunFolder
@@ -42,14 +42,20 @@ def test_and_report(
     processes: Processes,
     argv: list[str] | None,
 ) -> dict[str, Any]:
-    """Tests ``learner`` on ``test_sets`` (ways -> test tasks), writes ``results.json`` and the
-    learning curve to ``run`` and, on the main process, prints the accuracies; returns the results."""
+    """Tests ``learner`` on ``test_sets`` (ways -> test tasks) with each protocol of
+    ``args.test_protocol`` (transductive results under keys such as ``"5w1s"``, non-transductive
+    ones under ``"5w1s non-transductive"``), writes ``results.json`` and the learning curve to
+    ``run`` and, on the main process, prints the accuracies; returns the results."""
     done, stopped_early, began = training
     train_seconds = time.perf_counter() - began
     test = {}
+    protocols = TEST_PROTOCOLS[getattr(args, "test_protocol", "transductive")]
     for ways, tasks in test_sets.items():
-        result = evaluate_protocol(learner, args, tasks, args.test_tasks, ways, progress=args.progress)
-        test[f"{ways}w{args.test_shots}s"] = result
+        for transductive in protocols:
+            result = evaluate_protocol(
+                learner, args, tasks, args.test_tasks, ways, progress=args.progress, transductive=transductive
+            )
+            test[setting_key(ways, args.test_shots, transductive)] = result
     results = {
         "method": args.method,
         "algorithm": args.algorithm,

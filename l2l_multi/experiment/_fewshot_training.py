@@ -22,10 +22,17 @@ from ._tensorboard import ScalarLog
 
 
 def evaluate_protocol(
-    learner, args: argparse.Namespace, tasks, num_tasks: int, ways: int, progress: bool = False
+    learner,
+    args: argparse.Namespace,
+    tasks,
+    num_tasks: int,
+    ways: int,
+    progress: bool = False,
+    transductive: bool = True,
 ) -> dict[str, Any]:
     """``evaluate_tasks`` on the first ``num_tasks`` of ``tasks`` (``ways`` classes) with the run's
-    test shots, adaptation steps and evaluation batch: validation and test score alike."""
+    test shots, adaptation steps and evaluation batch: validation and test score alike
+    (validation always transductively; the test with each protocol of ``--test-protocol``)."""
     return evaluate_tasks(
         learner,
         tasks,
@@ -35,6 +42,7 @@ def evaluate_protocol(
         adaptation_steps=args.test_adaptation_steps,
         ways=ways,
         progress=progress,
+        transductive=transductive,
     )
 
 

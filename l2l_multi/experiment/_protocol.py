@@ -20,12 +20,14 @@ def evaluate_tasks(
     adaptation_steps: int | None = None,
     ways: int | None = None,
     progress: bool = False,
+    transductive: bool = True,
 ) -> dict[str, Any]:
     """Scores ``learner`` on the first ``num_tasks`` tasks of ``tasks``, always the same ones.
 
     Args:
         learner: an ``l2l.MetaLearner`` (anything with ``evaluate(sx, sy, qx, qy,
-            adaptation_steps=, ways=)`` returning ``task_accuracies``).
+            adaptation_steps=, ways=)`` returning ``task_accuracies``, and ``transductive=`` for
+            ``transductive=False``).
         tasks: a ``TaskDataset`` of ``(X [m, ...], y [m])`` tasks; rewound to its first task first
             and left where it was afterwards.
         shots: support samples per class (the rest of each class is the query set).
@@ -33,11 +35,18 @@ def evaluate_tasks(
         adaptation_steps: inner steps at test time (None: the learner's training value).
         ways: classes per task when it differs from training (metric-based learners).
         progress: show a tqdm bar.
+        transductive: the protocol (``MetaLearner.evaluate``'s): True scores a task's queries as
+            one batch (batch-norm statistics shared by the queries, MAML's protocol); False scores
+            each query on a batch of the support set and that query only (Nichol et al. 2018's
+            non-transductive setting).
 
     Returns:
-        ``{"accuracy", "ci95", "loss", "num_tasks", "adaptation_steps"}``: mean query accuracy and
-        its 95% interval half-width over tasks, the mean query loss.
+        ``{"accuracy", "ci95", "loss", "num_tasks", "adaptation_steps", "transductive"}``: mean
+        query accuracy and its 95% interval half-width over tasks (floats), the mean query loss,
+        the number of tasks and of adaptation steps (ints) and the protocol (bool).
     """
+    if not isinstance(transductive, bool):
+        raise TypeError(f"transductive={transductive!r} must be a bool (True or False)")
     if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 2:
         raise ValueError(f"num_tasks must be an int >= 2, got {num_tasks!r}")
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:  # partition_task allows 0
@@ -48,6 +57,8 @@ def evaluate_tasks(
             f"num_tasks={num_tasks} is more than the {available} fixed tasks of this TaskDataset; "
             "repeated tasks would narrow the interval falsely"
         )
+    # asked for only when it differs from the default, so a learner without the option still works
+    protocol = {} if transductive else {"transductive": False}
     saved = tasks.state_dict()
     tasks.restart()
     accuracies, losses = [], []
@@ -59,7 +70,9 @@ def evaluate_tasks(
                 count = min(batch_size, num_tasks - len(accuracies))
                 X, y = tasks.sample_batch(count)
                 (sx, sy), (qx, qy) = partition_task_batch(X, y, shots=shots)
-                out = learner.evaluate(sx, sy, qx, qy, adaptation_steps=adaptation_steps, ways=ways)
+                out = learner.evaluate(
+                    sx, sy, qx, qy, adaptation_steps=adaptation_steps, ways=ways, **protocol
+                )
                 accuracies.extend(np.asarray(out["task_accuracies"], dtype=np.float64).tolist())
                 losses.append(out["loss"] * count)
                 bar.update(count)
@@ -73,4 +86,5 @@ def evaluate_tasks(
         "loss": float(sum(losses) / num_tasks),
         "num_tasks": num_tasks,
         "adaptation_steps": steps,
+        "transductive": transductive,
     }

@@ -6,7 +6,11 @@ exact resume) is shared here, so a method's script is a page of cited numbers.
 
 Protocol: validation on the same ``--eval-tasks`` validation tasks at every evaluation; at the end,
 ``--test-tasks`` (600) test tasks for each of ``--test-ways``, mean accuracy with a 95% interval,
-with ``--test-adaptation-steps`` inner steps stated in ``results.json``.
+with ``--test-adaptation-steps`` inner steps stated in ``results.json``. ``--test-protocol``
+(``transductive``, ``non-transductive`` or ``both``; a script's ``defaults["test_protocol"]``,
+else transductive) says how the test queries meet batch norm (``MetaLearner.evaluate``'s
+``transductive``): non-transductive results are keyed ``"5w1s non-transductive"`` beside the
+transductive ``"5w1s"``; validation is always transductive.
 
 A script offers only the options of its algorithm (``_fewshot_options``: no ``--head`` on MAML,
 no inner-loop options on ProtoNets, no ``--algorithm``). ``--download`` fetches missing dataset

@@ -189,9 +189,21 @@ class ProtoNet(_Metric):
     ):
         """``(query loss, logits [q, ways])``."""
         support, query = self._embed(meta_params, support_x, query_x, train)
-        logits = prototype_logits(support, support_y, query, self.ways, self.distance, self.normalize)
+        logits = self.head_logits(meta_params, support, support_y, query)
         loss = cross_entropy if loss is None else loss  # the contract's default, as for MAML
         return loss(logits, query_y), logits
+
+    def head_logits(self, meta_params, support, support_y, query):
+        """Logits ``[q, ways]`` of embedded ``query [q, d]`` against the prototypes of the
+        embedded ``support [s, d]`` with int labels ``support_y [s]`` (``meta_params`` unused).
+
+        Example:
+            >>> import jax.numpy as jnp, flax.linen as nn
+            >>> support, labels = jnp.array([[0.0, 0.0], [2.0, 0.0]]), jnp.array([0, 1])
+            >>> ProtoNet(nn.Dense(2), ways=2).head_logits({}, support, labels, jnp.ones((1, 2))).tolist()
+            [[-2.0, -2.0]]
+        """
+        return prototype_logits(support, support_y, query, self.ways, self.distance, self.normalize)
 
 
 class MetaOptNet(_Metric):
@@ -278,6 +290,21 @@ class MetaOptNet(_Metric):
     ):
         """``(query loss, logits [q, ways])`` for one task (``steps`` is ignored: no inner loop)."""
         support, query = self._embed(meta_params, support_x, query_x, train)
+        logits = self.head_logits(meta_params, support, support_y, query)
+        loss = cross_entropy if loss is None else loss  # the contract's default, as for MAML
+        return loss(logits, query_y), logits
+
+    def head_logits(self, meta_params, support, support_y, query):
+        """Logits ``[q, ways]`` of embedded ``query [q, d]`` from the head fitted on the embedded
+        ``support [s, d]`` with int labels ``support_y [s]`` (its scalars in ``meta_params``).
+
+        Example:
+            >>> import jax.numpy as jnp, flax.linen as nn
+            >>> ridge = MetaOptNet(nn.Dense(2), ways=2, head="ridge", reg=1.0)
+            >>> meta = {"head": {"scale": 1.0, "bias": 0.0}}
+            >>> jnp.round(ridge.head_logits(meta, jnp.eye(2), jnp.array([0, 1]), jnp.eye(2)), 4).tolist()
+            [[0.5, 0.0], [0.0, 0.5]]
+        """
         head = meta_params.get("head", {})
         if not self.learn_scale:
             head = jax.lax.stop_gradient(head)
@@ -290,5 +317,4 @@ class MetaOptNet(_Metric):
             logits = ridge_logits(
                 support, support_y, query, self.ways, self.reg, head["scale"], head["bias"], self.normalize
             )
-        loss = cross_entropy if loss is None else loss  # the contract's default, as for MAML
-        return loss(logits, query_y), logits
+        return logits
