@@ -75,7 +75,7 @@ class PlannedRun(NamedTuple):
 
 def _paper(name: str, script: str, arguments: str, *settings: str) -> PlannedRun:
     """A run of the paper's settings for ``settings``."""
-    return PlannedRun(name, script, arguments, settings, "paper")
+    return PlannedRun(name, script, arguments, settings, "the paper's settings")
 
 
 JAX = "--backend jax"
