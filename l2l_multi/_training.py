@@ -47,6 +47,31 @@ INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 INNER_ALGORITHMS = tuple(name for name, spec in ALGORITHM_SPECS.items() if "inner" in spec.options)
 INNER_MOMENTUM = 0.9
 BATCH_NAMES = ("support_x", "support_y", "query_x", "query_y")
+# the ``batch_norm=`` option: "batch" normalises with the statistics of the batch scored, in
+# training and evaluation (the models' "maml" layout); "running" keeps torch's running statistics
+BATCH_NORMS = ("batch", "running")
+# the model families whose conv blocks take ``layout="learn2learn"``: torch's default BatchNorm2d
+RUNNING_STATISTICS_FAMILIES = ("OmniglotCNN", "CNN4")
+
+
+def running_statistics_model(algorithm: str, spec: ModelSpec) -> ModelSpec:
+    """``spec`` with running batch-norm statistics (``MetaLearner(..., batch_norm="running")``):
+    its conv blocks get torch's default ``BatchNorm2d`` (eps 1e-5, momentum 0.1, running mean and
+    unbiased variance tracked; the conv4 models' ``layout="learn2learn"``). Refuses algorithms that
+    are not metric learners and models without such blocks, naming ``batch_norm``."""
+    metric = [name for name, other in ALGORITHM_SPECS.items() if other.kind == "metric"]
+    if algorithm not in metric:
+        raise ValueError(
+            f"batch_norm='running' applies to the metric learners ({', '.join(metric)}); "
+            f"algorithm={algorithm!r} adapts with batch statistics, use batch_norm='batch'"
+        )
+    if spec.family not in RUNNING_STATISTICS_FAMILIES:
+        models = [name for name, other in MODEL_SPECS.items() if other.family in RUNNING_STATISTICS_FAMILIES]
+        raise ValueError(
+            f"batch_norm='running' needs a conv4 model ({', '.join(models)}); model={spec.name!r} "
+            f"(family {spec.family!r}) has no such batch norm"
+        )
+    return spec._replace(arguments={**spec.arguments, "layout": "learn2learn"})
 
 
 def check_inner_option(algorithm: str, inner: Any) -> None:
@@ -128,7 +153,14 @@ class MetaLearner:
         options: backend options, e.g. ``device=`` (torch), ``head=`` (MetaOptNet),
             ``dtype="float64"``, ``task_map=`` (both: "auto", "vmap", "sequential"; the old
             spellings torch ``path="loop"``/``path="vmap"`` and jax ``task_map="map"`` are accepted),
-            ``conv=`` (jax), ``inner=`` (maml,
+            ``batch_norm=`` (both: "batch", the default, normalises every batch with its own
+            statistics in training and evaluation; "running", for protonet and metaoptnet on the
+            conv4 models, keeps running statistics as Snell et al.'s and Lee et al.'s code do:
+            the conv blocks get torch's default BatchNorm2d (eps 1e-5, momentum 0.1),
+            ``train_step`` normalises with batch statistics and updates the running mean and
+            variance (each task's support set in order, then each task's query set), and
+            ``evaluate`` normalises with the running ones, so each input's embedding depends on
+            that input only; they are part of ``state_dict``), ``conv=`` (jax), ``inner=`` (maml,
             metasgd, anil: the inner optimizer, "sgd", "momentum" or "adam" at rate ``lr`` (1.0
             for metasgd, whose learned rates scale it), or a transform of the backend; default:
             the algorithm's SGD step).
@@ -191,6 +223,9 @@ class MetaLearner:
             value = TASK_MAP_ALIASES.get(value, value) if isinstance(value, str) else value
             options["task_map"] = check_choice("task_map", value, TASK_MAPS)
         check_inner_option(algorithm, options.get("inner"))
+        batch_norm = check_choice("batch_norm", options.get("batch_norm", "batch"), BATCH_NORMS)
+        if batch_norm == "running":
+            model_spec_ = running_statistics_model(algorithm, model_spec_)
         for option in ("head",):  # options that belong to some algorithms only
             if option in options and option not in spec.options:
                 raise ValueError(f"{option}={options[option]!r} does not apply to algorithm={algorithm!r}")
@@ -205,6 +240,7 @@ class MetaLearner:
         training = importlib.import_module(f"{load_backend(self.backend).__name__}.training")
         self.spec, self.model_spec = spec, model_spec_
         self.name, self.ways, self.adaptation_steps, self.loss = algorithm, ways, adaptation_steps, loss
+        self.batch_norm = batch_norm
         self._impl = training.make_backend_step(
             spec, model_spec_, ways, lr=lr, meta_lr=meta_lr, adaptation_steps=adaptation_steps,
             first_order=first_order, seed=seed, loss=loss, **options,
@@ -310,7 +346,11 @@ class MetaLearner:
         query j]`` (its own row kept), so batch statistics come from the support set and that
         query only; adaptation is unchanged (support set only) and metric learners embed the
         support set alone for their head. Costs one forward pass of ``s + 1`` inputs per query
-        (vectorised over the queries on both backends).
+        (vectorised over the queries on both backends). A learner built with
+        ``batch_norm="running"`` always normalises with its running statistics here (Snell et
+        al.'s protocol): every input's embedding depends on that input only, so the flag changes
+        nothing and is ignored (it must still be a bool); evaluation leaves the statistics as
+        they are.
 
         Example:
             >>> import numpy as np

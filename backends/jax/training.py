@@ -18,7 +18,7 @@ import optax
 
 from ..._registry import AlgorithmSpec, ModelSpec, model_spec
 from ..._training import inner_optimizer
-from . import _non_transductive, algorithms
+from . import _non_transductive, _running_statistics, algorithms
 from ._spread import GlobalMesh, joined_job
 from .vision import models
 
@@ -209,7 +209,7 @@ class JaxStep:
 
     def __init__(self, spec: AlgorithmSpec, model: ModelSpec, ways: int, *, lr, meta_lr, adaptation_steps,
                  first_order, seed, loss, dtype="float32", task_map="auto", head=None, conv="auto",
-                 inner=None):
+                 inner=None, batch_norm="batch"):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no jax builder (ALGORITHM_BUILDERS)")
         self.spec, self.ways, self.task_map, self.lr = spec, ways, task_map, lr
@@ -221,16 +221,33 @@ class JaxStep:
         self.algorithm, self.meta_params = ALGORITHM_BUILDERS[spec.name](
             self.model, variables, ways, lr=lr, first_order=first_order, inner=inner, head=head, **sized
         )
+        # batch_norm="running" (the core built the model with torch's default BatchNorm2d): the
+        # running statistics are kept beside the meta-parameters (``_running_statistics``)
+        self.running, self.batch_stats = batch_norm == "running", None
+        if self.running:
+            features = dict(self.meta_params["features"])
+            self.batch_stats = features.pop("batch_stats")
+            self.meta_params = {**self.meta_params, "features": features}
         # the learning rate lives in the optimizer state, so schedules and checkpoints carry it
         self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=meta_lr)
         self.opt_state = self.optimizer.init(self.meta_params)
-        self._step = algorithms.make_meta_train_step(
-            self.algorithm, self.optimizer, loss=self.loss_fn, adaptation_steps=adaptation_steps,
-            task_map=task_map, skip_nonfinite=True,
-        )
+        if self.running:
+            self._step = _running_statistics.make_train_step(
+                self.algorithm, self.model, self.optimizer, self.loss_fn
+            )
+        else:
+            self._step = algorithms.make_meta_train_step(
+                self.algorithm, self.optimizer, loss=self.loss_fn, adaptation_steps=adaptation_steps,
+                task_map=task_map, skip_nonfinite=True,
+            )
         self._evaluators: dict[tuple, Any] = {}
         # several devices (processes or GPUs): the state replicated, batches sharded, on one mesh
         self.spread = GlobalMesh() if joined_job() else None
+        if self.running and self.spread is not None:
+            raise ValueError(
+                "batch_norm='running' runs on one device and process: the running statistics are "
+                "updated task after task"
+            )
         if self.spread is not None:
             self.meta_params, self.opt_state = self.spread.replicate((self.meta_params, self.opt_state))
 
@@ -244,6 +261,11 @@ class JaxStep:
     def step(self, batch, wait: bool) -> _Outcome:
         """One compiled meta-update (traced once per batch shape)."""
         step = self._step
+        if self.running:
+            self.meta_params, self.opt_state, self.batch_stats, metrics = step(
+                self.meta_params, self.opt_state, self.batch_stats, *batch
+            )
+            return _Outcome(metrics)
         if self.spread is not None:  # MetaLearner checked the host batch; the compiled step gets it sharded
             batch, _ = self.spread.shard(batch)
             step = step.jitted
@@ -269,12 +291,19 @@ class JaxStep:
         """``(task losses [B], task accuracies [B] or None)`` as numpy; ``transductive=False``
         scores each query on the batch ``[support ; query]`` (``_non_transductive``). One
         compiled evaluator per ``(steps, ways, transductive)``."""
+        if self.running:  # every input normalised alone: the flag changes nothing
+            transductive = True
         key = (steps, ways, transductive)
         if key not in self._evaluators:
             algorithm = self._evaluation_algorithm(ways)
 
-            def evaluate(meta_params, sx, sy, qx, qy):
-                if transductive:
+            def evaluate(meta_params, batch_stats, sx, sy, qx, qy):
+                if self.running:
+                    task_losses, logits = _running_statistics.evaluate_tasks(
+                        algorithm, self.model, meta_params, batch_stats, (sx, sy, qx, qy), self.loss_fn,
+                        self.task_map,
+                    )
+                elif transductive:
                     _, task_losses, logits = _meta_batch_loss(
                         algorithm, meta_params, (sx, sy, qx, qy), self.loss_fn, steps, self.task_map
                     )
@@ -290,7 +319,7 @@ class JaxStep:
         count = len(batch[0])
         if self.spread is not None:  # padded to the devices; the copies of the last task are cut
             batch, count = self.spread.shard(batch, pad=True)
-        task_losses, accuracies = _numpy(self._evaluators[key](self.meta_params, *batch))
+        task_losses, accuracies = _numpy(self._evaluators[key](self.meta_params, self.batch_stats, *batch))
         return task_losses[:count], None if accuracies is None else accuracies[:count]
 
     # -- public trees ----------------------------------------------------------------
@@ -311,7 +340,11 @@ class JaxStep:
         if self.spread is not None:
             batch, _ = self.spread.shard(batch)
 
+        stats = self.batch_stats
+
         def loss_of(meta):
+            if stats is not None:  # train mode reads no running statistic and this updates none
+                meta = _running_statistics.with_statistics(meta, stats)
             return _meta_batch_loss(algorithm, meta, batch, self.loss_fn, steps, self.task_map)[0]
 
         if self.spec.kind == "reptile":
@@ -339,16 +372,26 @@ class JaxStep:
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"meta_params": _numpy(self.meta_params), "optimizer": _numpy(self.opt_state)}
+        state = {"meta_params": _numpy(self.meta_params), "optimizer": _numpy(self.opt_state)}
+        if self.running:
+            state["batch_stats"] = _numpy(self.batch_stats)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """The tree structures (flax dicts, optax NamedTuples) come from this learner's live
         state; the arrays must match in number, shape and dtype."""
         if not isinstance(state, dict) or not {"meta_params", "optimizer"} <= set(state):
             raise ValueError("state must be a dict from MetaLearner.state_dict() (meta_params, optimizer)")
+        if self.running and "batch_stats" not in state:
+            raise ValueError(
+                "state has no 'batch_stats': it comes from a learner with batch_norm='batch', this "
+                "one keeps running statistics (batch_norm='running')"
+            )
         meta_params = _restore_like(self.meta_params, state["meta_params"], "meta_params")
-        self.opt_state = _restore_like(self.opt_state, state["optimizer"], "optimizer")
-        self.meta_params = meta_params
+        opt_state = _restore_like(self.opt_state, state["optimizer"], "optimizer")
+        if self.running:
+            self.batch_stats = _restore_like(self.batch_stats, state["batch_stats"], "batch_stats")
+        self.meta_params, self.opt_state = meta_params, opt_state
         if self.spread is not None:
             self.meta_params, self.opt_state = self.spread.replicate((self.meta_params, self.opt_state))
 
@@ -358,5 +401,6 @@ def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **option
     ("float32"/"float64", the latter needs ``jax_enable_x64``), ``task_map`` ("auto", "vmap",
     "sequential"), ``head`` ("ridge"), ``conv`` ("auto", "xla", "matmul": how the model's convolutions
     run; "xla" compiles several times faster on CPU, "matmul" runs faster there), ``inner``
-    (names build optax's transforms)."""
+    (names build optax's transforms), ``batch_norm`` ("batch"/"running"; with "running" the core
+    has given a model spec with running statistics, kept in ``batch_stats`` and the state dict)."""
     return JaxStep(spec, model, ways, **options)

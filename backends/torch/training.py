@@ -150,7 +150,7 @@ class TorchStep:
 
     def __init__(self, spec: AlgorithmSpec, model: ModelSpec, ways: int, *, lr, meta_lr, adaptation_steps,
                  first_order, seed, loss, device=None, dtype="float32", task_map="auto", head=None,
-                 inner=None):
+                 inner=None, batch_norm="batch"):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no torch builder (ALGORITHM_BUILDERS)")
         self.spec, self.ways, self.task_map, self.lr = spec, ways, task_map, lr
@@ -168,6 +168,18 @@ class TorchStep:
         self.adaptation_steps = adaptation_steps
         # a process group joined before the learner: each rank computes its share of every batch
         self.share = RankShare(self.algorithm, self.device) if joined_group() else None
+        # batch_norm="running" (the core built the model with torch's default BatchNorm2d): train
+        # steps update the running statistics, evaluation normalises with them
+        self.running = batch_norm == "running"
+        if self.running and self.share is not None:
+            raise ValueError(
+                "batch_norm='running' runs in one process: each rank would update its own running "
+                "statistics from its share of the tasks"
+            )
+
+    def _buffers(self) -> list[torch.Tensor]:
+        """The running statistics (every buffer of the algorithm; none with batch_norm="batch")."""
+        return list(self.algorithm.buffers()) if self.running else []
 
     # -- data ------------------------------------------------------------------------
     def convert(self, *arrays) -> tuple:
@@ -223,6 +235,7 @@ class TorchStep:
         """One meta-update (applied unless found non-finite; ``wait=False`` after the first step:
         applied and undone on the device by a select, see ``_guarded_step``)."""
         self.algorithm.train()
+        statistics = [buffer.clone() for buffer in self._buffers()]  # kept if the step is refused
         loss, logits, accuracy = self._shared_backward(batch, self.adaptation_steps)
         # one flag per gradient and one for the loss, reduced on the device: reading it is one sync
         named = [(name, p.grad) for name, p in self.algorithm.named_parameters() if p.grad is not None]
@@ -234,9 +247,18 @@ class TorchStep:
                 self.optimizer.step()
             else:
                 self.optimizer.zero_grad()
+                self._restore_buffers(statistics)
         else:
             outcome.saved = self._guarded_step(flags.all())
+            self._restore_buffers(statistics, keep_new=flags.all())
         return outcome
+
+    def _restore_buffers(self, saved: list[torch.Tensor], keep_new: torch.Tensor | None = None) -> None:
+        """Put back the running statistics ``saved`` before a step; with ``keep_new`` (a 0-d bool
+        tensor) only where it is false, selected on the device without reading it."""
+        with torch.no_grad():
+            for buffer, old in zip(self._buffers(), saved):
+                buffer.copy_(old if keep_new is None else torch.where(keep_new, buffer, old))
 
     def _shared_backward(self, batch, steps):
         """``(loss, logits or None, accuracy or None)`` with the meta-gradients in ``.grad``; in a
@@ -284,7 +306,13 @@ class TorchStep:
 
     def _evaluate_tasks(self, batch, steps: int, transductive: bool = True):
         sx, sy, qx, qy = batch
-        if not transductive:
+        if self.running:  # running statistics: each input alone; nothing to choose, nothing updated
+            self.algorithm.eval()
+            try:
+                _, task_losses, logits = self._losses(batch, steps)
+            finally:
+                self.algorithm.train()
+        elif not transductive:
             task_losses, logits = _non_transductive.evaluate_tasks(self, batch, steps)
         elif self.spec.kind == "reptile":
             logits = []
@@ -318,9 +346,11 @@ class TorchStep:
 
     def meta_gradients(self, batch, layout: str | None):
         self.algorithm.train()
+        statistics = [buffer.clone() for buffer in self._buffers()]
         loss, _, _ = self._shared_backward(batch, self.adaptation_steps)  # all ranks' tasks
         named = {n: p.grad.clone() for n, p in self.algorithm.named_parameters() if p.grad is not None}
         self.optimizer.zero_grad()
+        self._restore_buffers(statistics)  # a gradient, not a step: the statistics stay
         return loss.item(), self._layout(self._tree(named), layout)
 
     def adapted_parameters(self, support_x, support_y, steps: int, layout: str | None) -> list:
@@ -348,5 +378,7 @@ def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **option
     """The torch backend step of ``l2l_multi.MetaLearner``. Options besides the core's:
     ``device``, ``dtype`` ("float32"/"float64"), ``task_map`` ("auto", "vmap", "sequential"; the
     core maps the old ``path=`` to it), ``head``
-    ("svm"/"ridge" for MetaOptNet), ``inner`` (names build ``l2l_multi.transforms``)."""
+    ("svm"/"ridge" for MetaOptNet), ``inner`` (names build ``l2l_multi.transforms``),
+    ``batch_norm`` ("batch"/"running"; with "running" the core has given a model spec with
+    running statistics: train steps update them, evaluation uses them)."""
     return TorchStep(spec, model, ways, **options)
