@@ -288,3 +288,33 @@ def test_readme_resume_command_works_as_printed(tmp_path, maml_run):
     assert {result["num_tasks"] for result in tested["test"].values()} == {8}
     config = json.loads((out / "config.json").read_text())
     assert config["root"] == str(moved) and config["test_tasks"] == 8 and config["iterations"] == 6
+
+
+@needs_omniglot
+@pytest.mark.skipif(not HAVE_TORCH, reason="the jax path is tested in test_running_statistics.py")
+def test_protonet_running_statistics_quick_and_resume(tmp_path):
+    """``--batch-norm running``: one test per setting, keyed '5w1s running-statistics' with the
+    paper's number; config.json records it and a resumed run continues from the checkpoint (the
+    running statistics included); --test-protocol is refused with it. A default run's config has
+    no batch_norm key, as folders saved before the option have."""
+    common = ["--quick", "--backend", "torch", "--root", OMNIGLOT, "--no-progress", "--ways", "10"]
+    out = tmp_path / "running"
+    results = run_example("protonet_omniglot", *common, "--batch-norm", "running", "--out", out)
+    assert set(results["test"]) == {"5w1s running-statistics", "20w1s running-statistics"}
+    assert results["paper"] == {"5w1s running-statistics": 0.988, "20w1s running-statistics": 0.960}
+    assert json.loads((out / "config.json").read_text())["batch_norm"] == "running"
+    with np.load(out / "checkpoint.npz") as checkpoint:  # the tree's names are in its structure
+        assert b"running_mean" in checkpoint["structure.json"]
+    resumed = run_example("protonet_omniglot", *common, "--iterations", "6", "--out", out, "--resume")
+    assert resumed["iterations"] == 6 and set(resumed["test"]) == set(results["test"])
+    with pytest.raises(SystemExit, match="--test-protocol both: with --batch-norm running"):
+        run_example(
+            "protonet_omniglot",
+            *common,
+            "--batch-norm",
+            "running",
+            "--test-protocol",
+            "both",
+            "--out",
+            tmp_path / "x",
+        )

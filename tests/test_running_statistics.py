@@ -225,3 +225,22 @@ def test_bad_values_are_refused_naming_batch_norm(backend):
         _learner(backend, algorithm="maml")
     with pytest.raises(ValueError, match=r"batch_norm='running' needs a conv4 model .*'omniglot-fc'"):
         l2l.MetaLearner("protonet", "omniglot-fc", 3, backend=backend, batch_norm="running")
+
+
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+@pytest.mark.parametrize("wait", [True, False], ids=["wait", "no-wait"])
+def test_a_refused_step_leaves_the_statistics(backend, wait, trained):
+    """A non-finite query image makes the step non-finite: it is refused and the running
+    statistics stay as they were (not NaN), as the meta-parameters do."""
+    pytest.importorskip(backend)
+    learner = trained(backend)
+    read = _torch_statistics if backend == "torch" else _jax_statistics
+    before = {name: value.copy() for name, value in read(learner).items()}
+    support_x, support_y, query_x, query_y = _batch(0)
+    query_x = query_x.copy()
+    query_x[0, 0, 0, 0, 0] = np.nan
+    with pytest.raises(FloatingPointError):
+        learner.train_step(support_x, support_y, query_x, query_y, wait=wait)
+        learner.check_finite()
+    for name, value in read(learner).items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)

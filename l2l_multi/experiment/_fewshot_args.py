@@ -112,6 +112,16 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
         add("--first-order", action="store_true", help="drop the second-order terms of the meta-gradient")
     if "head" in offered:
         add("--head", choices=("svm", "ridge"), default="ridge", help="MetaOptNet's head")
+    if "batch_norm" in offered:
+        add(
+            "--batch-norm",
+            choices=("batch", "running"),
+            default="batch",
+            help="batch: every batch normalised with its own statistics, in training and test; running: "
+            "torch's default BatchNorm2d keeps running statistics in training and the test uses them "
+            "(Snell et al.'s and Lee et al.'s code: model.eval()), so each image's embedding depends on "
+            "that image only (results keyed '5w1s running-statistics'; --test-protocol does not apply)",
+        )
     add("--eval-every", type=int, default=1000, help="validate and checkpoint every N updates")
     add(
         "--max-train-seconds",
@@ -183,6 +193,7 @@ MAY_CHANGE = (
     *("iterations", "root", "max_train_seconds", "test_tasks", "device", "tasks_on_device", "test_protocol"),
 )
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
+BATCH_NORMS = ("batch", "running")  # --batch-norm (MetaLearner's batch_norm=), metric algorithms only
 
 
 def default_out(args: argparse.Namespace) -> str:
@@ -266,6 +277,15 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(
             f"--test-protocol {args.test_protocol!r} is not one of {', '.join(map(repr, TEST_PROTOCOLS))}"
         )
+    if args.batch_norm not in BATCH_NORMS:  # a restored value
+        raise SystemExit(
+            f"--batch-norm {args.batch_norm!r} is not one of {', '.join(map(repr, BATCH_NORMS))}"
+        )
+    if args.batch_norm == "running" and args.test_protocol != "transductive":
+        raise SystemExit(
+            f"--test-protocol {args.test_protocol}: with --batch-norm running every test image is "
+            "normalised with the running statistics, on its own; leave --test-protocol out"
+        )
     if args.tensorboard:
         summary_writer_class()  # SystemExit naming what to install, before any work
     if args.backend == "jax" and args.device is not None:
@@ -273,4 +293,6 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
             f"--device {args.device}: only the torch backend takes a device (jax uses its default)"
         )
     config = {k: v for k, v in vars(args).items() if k not in OUTPUT_OPTIONS}
+    if config["batch_norm"] == "batch":  # recorded only when chosen: older folders resume unchanged
+        del config["batch_norm"]
     return config

@@ -23,6 +23,7 @@ HIDDEN_DEFAULTS = {
     "first_order": False,
     "head": "ridge",
     "test_ways": None,
+    "batch_norm": "batch",
 }
 # settings --quick changes only where an inner loop exists
 INNER_LOOP_SETTINGS = ("adaptation_steps", "test_adaptation_steps")
@@ -41,15 +42,21 @@ TEST_PROTOCOLS = {
     "both": (True, False),
 }
 NON_TRANSDUCTIVE_SUFFIX = " non-transductive"  # results.json "test"/"paper" key: "5w1s non-transductive"
+# --batch-norm running (metric learners): tested with running statistics, "5w1s running-statistics"
+RUNNING_STATISTICS_SUFFIX = " running-statistics"
 
 
-def setting_key(ways: int, shots: int, transductive: bool) -> str:
-    """The ``results.json`` key of a test setting.
+def setting_key(ways: int, shots: int, transductive: bool, running_statistics: bool = False) -> str:
+    """The ``results.json`` key of a test setting: ``transductive`` (bool) is the protocol of a
+    model normalising with batch statistics; ``running_statistics`` (bool) marks a model
+    evaluated with running statistics (``--batch-norm running``), where the protocol is moot.
 
     Example:
-        >>> setting_key(5, 1, True), setting_key(20, 5, False)
-        ('5w1s', '20w5s non-transductive')
+        >>> setting_key(5, 1, True), setting_key(20, 5, False), setting_key(5, 1, True, True)
+        ('5w1s', '20w5s non-transductive', '5w1s running-statistics')
     """
+    if running_statistics:
+        return f"{ways}w{shots}s{RUNNING_STATISTICS_SUFFIX}"
     return f"{ways}w{shots}s" + ("" if transductive else NON_TRANSDUCTIVE_SUFFIX)
 
 
@@ -64,7 +71,7 @@ def offered_options(defaults: dict[str, Any]) -> set[str]:
 
     Example:
         >>> sorted(offered_options({"algorithm": "protonet", "dataset": "omniglot"}))
-        ['test_ways']
+        ['batch_norm', 'test_ways']
         >>> sorted(offered_options({"algorithm": "maml", "dataset": "omniglot"}))
         ['adaptation_steps', 'first_order', 'lr', 'test_adaptation_steps']
     """
@@ -78,6 +85,8 @@ def offered_options(defaults: dict[str, Any]) -> set[str]:
         offered.add("test_ways")
     if "head" in spec.options:
         offered.add("head")
+    if spec.kind == "metric":
+        offered.add("batch_norm")
     if len(script_datasets(defaults)) > 1:
         offered.add("dataset")
     return offered

@@ -44,18 +44,20 @@ def test_and_report(
 ) -> dict[str, Any]:
     """Tests ``learner`` on ``test_sets`` (ways -> test tasks) with each protocol of
     ``args.test_protocol`` (transductive results under keys such as ``"5w1s"``, non-transductive
-    ones under ``"5w1s non-transductive"``), writes ``results.json`` and the learning curve to
+    ones under ``"5w1s non-transductive"``; with ``--batch-norm running`` one test per setting,
+    under ``"5w1s running-statistics"``), writes ``results.json`` and the learning curve to
     ``run`` and, on the main process, prints the accuracies; returns the results."""
     done, stopped_early, began = training
     train_seconds = time.perf_counter() - began
     test = {}
     protocols = TEST_PROTOCOLS[getattr(args, "test_protocol", "transductive")]
+    running = getattr(args, "batch_norm", "batch") == "running"
     for ways, tasks in test_sets.items():
         for transductive in protocols:
             result = evaluate_protocol(
                 learner, args, tasks, args.test_tasks, ways, progress=args.progress, transductive=transductive
             )
-            test[setting_key(ways, args.test_shots, transductive)] = result
+            test[setting_key(ways, args.test_shots, transductive, running)] = result
     results = {
         "method": args.method,
         "algorithm": args.algorithm,

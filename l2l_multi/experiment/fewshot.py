@@ -10,7 +10,12 @@ with ``--test-adaptation-steps`` inner steps stated in ``results.json``. ``--tes
 (``transductive``, ``non-transductive`` or ``both``; a script's ``defaults["test_protocol"]``,
 else transductive) says how the test queries meet batch norm (``MetaLearner.evaluate``'s
 ``transductive``): non-transductive results are keyed ``"5w1s non-transductive"`` beside the
-transductive ``"5w1s"``; validation is always transductive.
+transductive ``"5w1s"``; validation is always transductive. The metric learners' scripts also
+take ``--batch-norm running`` (``MetaLearner``'s ``batch_norm="running"``): the model keeps
+running batch-norm statistics in training and is validated and tested with them, as Snell et
+al.'s and Lee et al.'s code do; its results are keyed ``"5w1s running-statistics"`` and
+``--test-protocol`` does not apply (``config.json`` records ``batch_norm`` only when it is
+``running``, so folders saved before the option resume).
 
 A script offers only the options of its algorithm (``_fewshot_options``: no ``--head`` on MAML,
 no inner-loop options on ProtoNets, no ``--algorithm``). ``--download`` fetches missing dataset
@@ -111,6 +116,8 @@ def _train_and_test(
         options["conv"] = args.conv
     if args.algorithm == "metaoptnet":
         options["head"] = args.head
+    if args.batch_norm != "batch":  # metric learners only (the option is offered to them alone)
+        options["batch_norm"] = args.batch_norm
     learner = l2l.MetaLearner(
         args.algorithm,
         args.model,
