@@ -79,7 +79,8 @@ def _paper(name: str, script: str, arguments: str, *settings: str) -> PlannedRun
 
 
 JAX = "--backend jax"
-NON_TRANSDUCTIVE = " non-transductive"  # the results key of the other test protocol (Nichol et al.)
+NON_TRANSDUCTIVE = " non-transductive"  # results keys of the other test protocols (Nichol et al.;
+RUNNING = " running-statistics"  # Snell et al.'s model.eval())
 PLANNED = (
     _paper("maml_omniglot_5w5s_jax", "maml_omniglot", f"{JAX} --shots 5", "5w5s"),
     _paper("maml_omniglot_20w1s_jax", "maml_omniglot", f"{JAX} {MAML_20WAY}", "20w1s"),
@@ -112,12 +113,20 @@ PLANNED = (
         ("5w1s", "20w1s"),
         "no published number",
     ),
+    # Snell et al.'s protocol: running batch-norm statistics, each test image on its own
     PlannedRun(
-        "protonet_omniglot_60w5s_full_torch",
+        "protonet_omniglot_60w1s_running_torch",
         "protonet_omniglot",
-        "--shots 5",
-        ("20w5s", "5w5s"),
-        "the paper's full schedule (20,000 episodes, lr halved every 2,000)",
+        "--batch-norm running",
+        ("5w1s" + RUNNING, "20w1s" + RUNNING),
+        "the paper's protocol and full schedule (20,000 episodes, lr halved every 2,000)",
+    ),
+    PlannedRun(
+        "protonet_omniglot_60w5s_running_torch",
+        "protonet_omniglot",
+        "--shots 5 --batch-norm running",
+        ("5w5s" + RUNNING, "20w5s" + RUNNING),
+        "the paper's protocol and full schedule (20,000 episodes, lr halved every 2,000)",
     ),
     PlannedRun(
         "protonet_omniglot_60w1s_pool_jax",

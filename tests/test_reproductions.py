@@ -56,8 +56,9 @@ def test_table_from_results_folders(tmp_path):
     assert output.read_text() == text
     rows = [line for line in text.splitlines() if line.startswith("| ProtoNets") and "not run" not in line]
     assert len(rows) == 2  # the quick run is left out
-    # + the planned ProtoNets runs without results: the full 5-shot schedule and the jax 1-shot run
-    assert sum(line.startswith("| ProtoNets") for line in text.splitlines()) == 6
+    # + the planned ProtoNets runs without results: the paper's protocol (1- and 5-shot), the jax 1-shot run
+    assert sum(line.startswith("| ProtoNets") for line in text.splitlines()) == 8
+    assert "| ProtoNets | omniglot | 20w5s running-statistics | 98.90 | not run |" in text
     five_way = next(row for row in rows if "5w1s (trained 60w1s, omniglot-cnn-pool)" in row)
     assert "| 98.80 | 98.50 ± 0.40 | reached (within interval) |" in five_way
     twenty_way = next(row for row in rows if "20w1s" in row)
