@@ -182,7 +182,8 @@ def plan(run: PlannedRun, root: str) -> tuple[str, list[str] | None]:
         return "running", None
     if (folder / "checkpoint.npz").exists():
         script = f"examples/vision/{run.script}.py"
-        return "resume", [script, "--resume", "--out", str(folder), "--root", root, "--no-progress"]
+        out = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder  # runs start in ROOT
+        return "resume", [script, "--resume", "--out", str(out), "--root", root, "--no-progress"]
     return "start", shlex.split(run.command(root))[1:]
 
 

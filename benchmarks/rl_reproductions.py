@@ -46,6 +46,8 @@ def learn2learn_step_sizes(action_size: int) -> dict[str, float]:
     lr 0.1 / action_size here, and the same trust region (direction, step length, KL test) max KL
     0.01 * action_size."""
     return {"inner_lr": 0.1 / action_size, "max_kl": 0.01 * action_size}
+
+
 FIGURE = "learn2learn examples/rl/README.md figure"
 
 
@@ -150,7 +152,8 @@ def plan(reproduction: Reproduction, seed: int, results: Path = RESULTS) -> tupl
     """``(state, argv)`` for one seed: state ``done``/``running``/``resume``/``start``; argv (after
     ``python``) is None when nothing is to run."""
     folder = reproduction.folder(seed, results)
-    resume = [reproduction.script, "--resume", "--out", str(folder), "--no-progress"]
+    out = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder  # runs start in ROOT
+    resume = [reproduction.script, "--resume", "--out", str(out), "--no-progress"]
     if (folder / "results.json").exists():
         config = json.loads((folder / "config.json").read_text())
         if config["iterations"] >= reproduction.iterations:

@@ -44,7 +44,7 @@ def argument_parser(
         "functional twin; rollouts, adaptation and update compiled)"
         + ("" if "jax" in backends else "; this method has no jax update yet"),
     )
-    add("--env", default="Particles2D-v1", help="gymnasium id of a l2l_multi.gym meta-environment")
+    add("--env", default=DEFAULT_ENV, help="gymnasium id of a l2l_multi.gym meta-environment")
     add("--seed", type=int, default=0)
     add("--iterations", type=int, default=None, help=f"meta-updates (default: {defaults['iterations']})")
     add("--meta-batch", type=int, help="tasks per meta-update")
@@ -91,6 +91,7 @@ ADDED_SETTINGS = {"backend": "torch", "adapt_steps": 1}
 ADDED_RECORDS = ("script",)
 # what --resume may change: the length of the run, and the worker count (episode i resets with
 # seed + i whatever the number of workers, so the numbers do not depend on it)
+DEFAULT_ENV = "Particles2D-v1"  # the setting the scripts' DEFAULTS and paper_source describe
 MAY_CHANGE = ("iterations", "workers")
 # positive ints, non-negative ints, positive floats, non-negative floats, fractions in [0, 1]
 # (method options included; those a method does not have are skipped)
@@ -253,7 +254,8 @@ def finish(
 
     results = {
         "method": defaults["method"],
-        "paper_source": defaults["paper_source"],
+        # the defaults' source describes their environment only
+        **({"paper_source": defaults["paper_source"]} if args.env == DEFAULT_ENV else {}),
         "env": args.env,
         "backend": backend,
         "device": device,
