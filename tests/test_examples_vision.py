@@ -67,9 +67,28 @@ OMNIGLOT_CASES = [
 ]
 
 
+# left to `pytest -m long` on jax: algorithms whose jax programs the default suite runs elsewhere
+# (test_conformance, test_crosscheck's conv4 checks) and whose example path maml_omniglot shares
+LONG_OMNIGLOT_ON_JAX = ("metasgd_omniglot", "metaoptnet_omniglot")
+OMNIGLOT_RUNS = [
+    pytest.param(
+        backend,
+        name,
+        extra,
+        id=f"{name}-{backend}",
+        marks=[
+            *framework.marks,
+            *([pytest.mark.long] if backend == "jax" and name in LONG_OMNIGLOT_ON_JAX else []),
+        ],
+    )
+    for name, extra in OMNIGLOT_CASES
+    for framework in FRAMEWORKS
+    for backend in framework.values
+]
+
+
 @needs_omniglot
-@pytest.mark.parametrize("backend", FRAMEWORKS)
-@pytest.mark.parametrize("name,extra", OMNIGLOT_CASES, ids=[c[0] for c in OMNIGLOT_CASES])
+@pytest.mark.parametrize("backend,name,extra", OMNIGLOT_RUNS)
 def test_omniglot_example_quick(tmp_path, backend, name, extra, capsys, maml_run):
     if name == "maml_omniglot":  # the same run as the resume tests start from
         out, results, printed = maml_run(backend, 4)
@@ -213,8 +232,9 @@ IMAGE_CASES = [
 
 # left to `pytest -m long`: jax runs whose paths the default suite already takes: the same
 # algorithms on jax (test_omniglot_example_quick), three-channel images and cnn4-32 on jax
-# (anil_miniimagenet on cifarfs), fc100 on torch
-LONG_ON_JAX = ("protonet_miniimagenet", "metaoptnet_miniimagenet")
+# (anil_miniimagenet on cifarfs), 84-pixel conv4 models on jax (test_models), fc100 and
+# mini-ImageNet on torch
+LONG_ON_JAX = ("protonet_miniimagenet", "metaoptnet_miniimagenet", "maml_miniimagenet")
 IMAGE_RUNS = [
     pytest.param(
         backend,
