@@ -8,6 +8,8 @@ import pytest
 from _helpers import HAVE_JAX, HAVE_TORCH, REPO_ROOT
 
 
+# under `pytest -m long` (21 s): the benchmark behind the README's speed rows, not a library path
+@pytest.mark.long
 @pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
 def test_maml_step_quick(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "L2L_BACKEND"}
