@@ -147,20 +147,13 @@ def script_defaults(script: str) -> dict:
 
 
 def _locked(folder: Path) -> bool:
-    """Whether a process holds ``folder``'s RunFolder lock (tried without blocking, released at once)."""
-    lock = folder / ".lock"
-    if not lock.exists():
-        return False
-    import fcntl
+    """Whether a process holds ``folder``'s RunFolder lock: ``rl_reproductions._locked``."""
+    import importlib.util
 
-    descriptor = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(descriptor)
-    return False
+    spec = importlib.util.spec_from_file_location("rl_reproductions", HERE / "rl_reproductions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._locked(folder)
 
 
 def progress(run: PlannedRun) -> int:
