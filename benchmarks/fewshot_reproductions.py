@@ -35,6 +35,10 @@ from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:  # benchmarks/ is no package; its runners share _runner.py
+    sys.path.insert(0, str(HERE))
+from _runner import locked, start_all  # noqa: E402
+
 RESULTS = HERE / "results"
 COSTS = RESULTS / "fewshot_costs.json"
 ROOT_PLACEHOLDER = "path/to/omniglot"
@@ -146,16 +150,6 @@ def script_defaults(script: str) -> dict:
     return runpy.run_path(str(ROOT / "examples" / "vision" / f"{script}.py"))["DEFAULTS"]
 
 
-def _locked(folder: Path) -> bool:
-    """Whether a process holds ``folder``'s RunFolder lock: ``rl_reproductions._locked``."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("rl_reproductions", HERE / "rl_reproductions.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module._locked(folder)
-
-
 def progress(run: PlannedRun) -> int:
     """The last validated (checkpointed) update of ``run``'s folder, 0 when none."""
     metrics = run.folder / "metrics.csv"
@@ -171,7 +165,7 @@ def plan(run: PlannedRun, root: str) -> tuple[str, list[str] | None]:
     folder = run.folder
     if (folder / "results.json").exists():
         return "done", None
-    if _locked(folder):
+    if locked(folder):
         return "running", None
     if (folder / "checkpoint.npz").exists():
         script = f"examples/vision/{run.script}.py"
@@ -245,23 +239,7 @@ def main(argv=None) -> list[tuple[str, str]]:
             queue.append((run.folder, run_argv))
     if args.dry_run:
         return report
-    running: list[subprocess.Popen] = []
-    for folder, run_argv in queue:
-        while len(running) >= args.parallel:
-            running = [process for process in running if process.poll() is None]
-            time.sleep(5)
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / "log.txt").open("a") as log:
-            process = subprocess.Popen(
-                ["nice", "-n", "10", sys.executable, *run_argv],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        print(f"started {folder.name} (pid {process.pid}), log {folder / 'log.txt'}")
-        running.append(process)
-    for process in running:
-        process.wait()
+    start_all(queue, args.parallel, cwd=ROOT)
     return report
 
 

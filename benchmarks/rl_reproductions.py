@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:  # benchmarks/ is no package; its runners share _runner.py
+    sys.path.insert(0, str(HERE))
+from _runner import locked, start_all  # noqa: E402
+
 RESULTS = HERE / "results"
 
 # learn2learn's examples/rl/maml_trpo.py settings that differ from our maml_trpo.py defaults; the others
@@ -131,23 +133,6 @@ TRACKED = (
 )
 
 
-def _locked(folder: Path) -> bool:
-    """Whether a process holds ``folder``'s RunFolder lock (tried read-only; released at once)."""
-    lock = folder / ".lock"
-    if not lock.exists():
-        return False
-    import fcntl
-
-    descriptor = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(descriptor)  # also releases the lock if this call took it
-    return False
-
-
 def plan(reproduction: Reproduction, seed: int, results: Path = RESULTS) -> tuple[str, list[str] | None]:
     """``(state, argv)`` for one seed: state ``done``/``running``/``resume``/``start``; argv (after
     ``python``) is None when nothing is to run."""
@@ -159,7 +144,7 @@ def plan(reproduction: Reproduction, seed: int, results: Path = RESULTS) -> tupl
         if config["iterations"] >= reproduction.iterations:
             return "done", None
         return "resume", [*resume, "--iterations", str(reproduction.iterations)]
-    if _locked(folder):
+    if locked(folder):
         return "running", None
     if (folder / "checkpoint.npz").exists() or (folder / "metrics.csv").exists():
         return "resume", [*resume, "--iterations", str(reproduction.iterations)]
@@ -200,7 +185,7 @@ def main(argv=None) -> list[tuple[str, int, str]]:
     if args.dry_run or not queue:
         return report
     checked: dict[tuple, list[str]] = {}
-    running: list[subprocess.Popen] = []
+    runnable = []
     for folder, run_argv in queue:
         script = run_argv[0]
         options = tuple(word for word in run_argv if word.startswith("--"))
@@ -209,24 +194,9 @@ def main(argv=None) -> list[tuple[str, int, str]]:
         missing = checked[(script, options)]
         if missing:
             print(f"skipped {folder.name}: {script} does not take {' '.join(missing)} yet")
-            continue
-        while len(running) >= args.parallel:
-            running = [process for process in running if process.poll() is None]
-            time.sleep(5)
-        folder.mkdir(parents=True, exist_ok=True)
-        log = folder / "log.txt"
-        with log.open("a") as stream:
-            process = subprocess.Popen(
-                ["nice", "-n", "10", sys.executable, *run_argv],
-                cwd=ROOT,
-                stdout=stream,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
-            )
-        print(f"started {folder.name} (pid {process.pid}), log {log}")
-        running.append(process)
-    for process in running:
-        process.wait()
+        else:
+            runnable.append((folder, run_argv))
+    start_all(runnable, args.parallel, cwd=ROOT)
     return report
 
 
