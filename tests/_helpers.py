@@ -57,6 +57,43 @@ def run_python(code: str, env: dict | None = None, cwd=None) -> subprocess.Compl
     full_env = {k: v for k, v in os.environ.items() if k != "L2L_BACKEND"}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd=cwd,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
         timeout=300,
     )
+
+
+def tiny_conv_spec(size: int):
+    """A ``ModelSpec`` of two blocks of 3x3 conv (8 channels) -> batch norm -> ReLU -> max-pool
+    over ``[1, size, size]`` images, then a Linear head: small enough for batch-norm protocol tests."""
+    from l2l_multi._registry import ModelSpec
+
+    options = {"channels": 1, "hidden_size": 8, "layers": 2, "embedding_size": 8}
+    return ModelSpec("tiny-conv", "CNN4", options, (1, size, size), True, "tests")
+
+
+def blocky_images(rng, count: int, size: int):
+    """``[count, 1, size, size]`` float32 images of 4x4 blocks at random levels (``size`` a multiple
+    of 4): unlike pixel noise, their features differ from image to image, so batch statistics
+    visibly move a network's outputs."""
+    import numpy as np
+
+    coarse = rng.normal(size=(count, 1, 4, 4)) * rng.uniform(0.5, 3.0, size=(count, 1, 1, 1))
+    return np.kron(coarse, np.ones((size // 4, size // 4))).astype(np.float32)
+
+
+def task_batch(seed: int, tasks: int, ways: int, shots: int, queries: int, size: int):
+    """``(support_x [tasks, ways*shots, 1, size, size] float32, support_y [tasks, ways*shots] int,
+    query_x [tasks, queries, ...], query_y [tasks, queries])`` of ``blocky_images``, labels cycling
+    through the ways."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    per_task = ways * shots + queries
+    x = blocky_images(rng, tasks * per_task, size).reshape(tasks, per_task, 1, size, size)
+    y = np.tile(np.arange(per_task) % ways, (tasks, 1))
+    cut = ways * shots
+    return x[:, :cut], y[:, :cut], x[:, cut:], y[:, cut:]

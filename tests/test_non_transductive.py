@@ -7,38 +7,23 @@ and the other backend with the same weights. A tiny conv net with batch norm kee
 
 import numpy as np
 import pytest
-from _helpers import FRAMEWORKS
+from _helpers import FRAMEWORKS, blocky_images, task_batch, tiny_conv_spec
 
 import l2l_multi as l2l
-from l2l_multi._registry import ModelSpec
 
 # two blocks of 3x3 conv (8 channels) -> batch norm -> ReLU -> max-pool (28 -> 7 -> 1), a Linear head
-TINY = ModelSpec(
-    "tiny-conv",
-    "CNN4",
-    {"channels": 1, "hidden_size": 8, "layers": 2, "embedding_size": 8},
-    (1, 28, 28),
-    True,
-    "tests",
-)
+TINY = tiny_conv_spec(28)
 WAYS, SHOTS, QUERIES = 3, 1, 4  # QUERIES: per task
 
 
 def _images(rng, count: int) -> np.ndarray:
-    """``[count, 1, 28, 28]`` float32 images of 7x7 blocks at random levels: unlike pixel noise,
-    their features differ from image to image, so batch statistics visibly move the outputs."""
-    coarse = rng.normal(size=(count, 1, 4, 4)) * rng.uniform(0.5, 3.0, size=(count, 1, 1, 1))
-    return np.kron(coarse, np.ones((7, 7))).astype(np.float32)
+    """``[count, 1, 28, 28]`` float32 images whose features differ from image to image."""
+    return blocky_images(rng, count, 28)
 
 
 def _batch(seed: int):
-    """``(sx [4, 3, 1, 28, 28] float32, sy [4, 3] int, qx [4, 4, ...], qy [4, 4])``: 4 tasks of 3
-    ways, 1 shot, 4 queries (the shapes of every test here, so jax compiles each evaluator once)."""
-    rng = np.random.default_rng(seed)
-    x = _images(rng, 4 * (WAYS * SHOTS + QUERIES)).reshape(4, WAYS * SHOTS + QUERIES, 1, 28, 28)
-    y = np.tile(np.arange(WAYS * SHOTS + QUERIES) % WAYS, (4, 1))
-    cut = WAYS * SHOTS
-    return x[:, :cut], y[:, :cut], x[:, cut:], y[:, cut:]
+    """``(sx [4, 3, 1, 28, 28] float32, sy [.., 3] int, qx [.., 4, ...], qy [.., 4])``."""
+    return task_batch(seed, 4, WAYS, SHOTS, QUERIES, 28)
 
 
 def _learner(algorithm: str, backend: str, **options):

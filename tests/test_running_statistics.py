@@ -10,37 +10,23 @@ statistics), a state_dict round trip, and the refusals."""
 
 import numpy as np
 import pytest
-from _helpers import FRAMEWORKS
+from _helpers import FRAMEWORKS, blocky_images, task_batch, tiny_conv_spec
 
 import l2l_multi as l2l
-from l2l_multi._registry import ModelSpec
 
 # two blocks of 3x3 conv (8 channels) -> batch norm -> ReLU -> 4x4 max-pool (16 -> 4 -> 1)
-TINY = ModelSpec(
-    "tiny-conv",
-    "CNN4",
-    {"channels": 1, "hidden_size": 8, "layers": 2, "embedding_size": 8},
-    (1, 16, 16),
-    True,
-    "tests",
-)
+TINY = tiny_conv_spec(16)
 WAYS, SHOTS, QUERIES, TASKS = 3, 1, 4, 4
 
 
 def _images(rng, count: int) -> np.ndarray:
-    """``[count, 1, 16, 16]`` float32 images of 4x4 blocks at random levels (their features
-    differ from image to image, so batch statistics visibly move the outputs)."""
-    coarse = rng.normal(size=(count, 1, 4, 4)) * rng.uniform(0.5, 3.0, size=(count, 1, 1, 1))
-    return np.kron(coarse, np.ones((4, 4))).astype(np.float32)
+    """``[count, 1, 16, 16]`` float32 images whose features differ from image to image."""
+    return blocky_images(rng, count, 16)
 
 
 def _batch(seed: int):
-    """``(sx [4, 3, 1, 16, 16] float32, sy [4, 3] int, qx [4, 4, ...], qy [4, 4])``."""
-    rng = np.random.default_rng(seed)
-    x = _images(rng, TASKS * (WAYS * SHOTS + QUERIES)).reshape(TASKS, WAYS * SHOTS + QUERIES, 1, 16, 16)
-    y = np.tile(np.arange(WAYS * SHOTS + QUERIES) % WAYS, (TASKS, 1))
-    cut = WAYS * SHOTS
-    return x[:, :cut], y[:, :cut], x[:, cut:], y[:, cut:]
+    """``(sx [TASKS, 3, 1, 16, 16] float32, sy [.., 3] int, qx [.., 4, ...], qy [.., 4])``."""
+    return task_batch(seed, TASKS, WAYS, SHOTS, QUERIES, 16)
 
 
 def _learner(backend: str, algorithm: str = "protonet", batch_norm: str = "running", seed: int = 0):
