@@ -51,8 +51,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._backend import installed
+from ._learner_options import INNER_ALGORITHMS, INNER_OPTIMIZERS, MODELS, check_choice
 from ._registry import ALGORITHM_SPECS, algorithm_spec, model_spec
-from ._training import INNER_ALGORITHMS, INNER_OPTIMIZERS, MODELS, MetaLearner, check_choice
+from ._training import MetaLearner
 
 TOLERANCES = {"float32": 1e-5, "float64": 1e-9}
 # Adam's eps per dtype: the gain lr / eps that the dtype can resolve (see the module docstring)

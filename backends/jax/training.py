@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..._learner_options import inner_optimizer
 from ..._registry import AlgorithmSpec, ModelSpec, model_spec
-from ..._training import inner_optimizer
 from . import _non_transductive, _running_statistics, algorithms
 from ._spread import GlobalMesh, joined_job
 from .vision import models

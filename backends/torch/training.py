@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ... import transforms
+from ..._learner_options import inner_optimizer
 from ..._registry import AlgorithmSpec, ModelSpec, model_spec
-from ..._training import inner_optimizer
 from .. import torch as _backend
 from . import _non_transductive, algorithms
 from ._rank_share import RankShare, joined_group
