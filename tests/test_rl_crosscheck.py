@@ -245,3 +245,34 @@ def test_two_step_trpo_step_agrees(two_steps):
     torch_step, jax_step = two_steps["step"]
     assert max(float(t.abs().max()) for t in torch_step) > 1e-3
     assert _max_difference(torch_step, jax_step) < TOLERANCE
+
+
+@pytest.mark.parametrize("init", ["torch", "xavier"])
+def test_policy_inits_draw_the_same_distribution_on_both_backends(init):
+    """``DiagNormalPolicy(..., init=)``: each layer's weights fill the scheme's uniform range (bound
+    1/sqrt(fan_in) for "torch", sqrt(6/(fan_in + fan_out)) for "xavier") with its variance bound^2/3, biases
+    likewise ("torch") or exactly zero ("xavier"), on both backends; other values are refused by name."""
+    torch.manual_seed(0)
+    policies = {
+        "torch": torch_rl.DiagNormalPolicy(300, 6, hiddens=(200,), init=init),
+        "jax": jax_rl.DiagNormalPolicy(300, 6, hiddens=(200,), init=init, key=jax.random.key(0)),
+    }
+    as_numpy = {"torch": _jax_policy(policies["torch"]).layers, "jax": policies["jax"].layers}
+    for backend, layers in as_numpy.items():
+        for weight, bias in layers:
+            weight, bias = np.asarray(weight), np.asarray(bias)
+            fan_in, fan_out = weight.shape
+            bound = np.sqrt(6 / (fan_in + fan_out)) if init == "xavier" else 1 / np.sqrt(fan_in)
+            assert np.abs(weight).max() <= bound and np.abs(weight).max() > 0.99 * bound, backend
+            assert abs(weight.var() / (bound**2 / 3) - 1) < 0.05, (backend, weight.shape)
+            if init == "xavier":
+                assert not bias.any(), backend
+            else:
+                assert np.abs(bias).max() <= bound, backend
+                assert bias.size < 100 or abs(bias.var() / (bound**2 / 3) - 1) < 0.2, backend
+    for make in (
+        lambda: torch_rl.DiagNormalPolicy(3, 2, init="glorot"),
+        lambda: jax_rl.DiagNormalPolicy(3, 2, init="glorot", key=jax.random.key(0)),
+    ):
+        with pytest.raises(ValueError, match="init='glorot' is not one of 'torch', 'xavier'"):
+            make()

@@ -57,6 +57,13 @@ def argument_parser(
         help="JSON object of environment constructor arguments, e.g. '{\"ctrl_cost_weight\": 0.05}'",
     )
     add("--hiddens", type=int, nargs="+", help="hidden layer widths of the policy (ReLU)")
+    add(
+        "--policy-init",
+        choices=("torch", "xavier"),
+        default="torch",
+        help="the policy's initial weights: torch.nn.Linear's uniform(+-1/sqrt(fan_in)) weights and biases, "
+        "or Glorot-uniform weights and zero biases (learn2learn's examples/rl/policies.py)",
+    )
     add("--inner-lr", type=float, help="adaptation step size")
     add("--gamma", type=float, help="discount")
     add("--tau", type=float, help="GAE lambda")
@@ -84,7 +91,7 @@ def json_object(text: str) -> dict[str, Any]:
 
 # Settings added after runs were made: a folder whose config.json lacks one resumes with the value it ran
 # with, and the key stays out of its config (so the folder still matches).
-ADDED_SETTINGS = {"backend": "torch", "adapt_steps": 1}
+ADDED_SETTINGS = {"backend": "torch", "adapt_steps": 1, "policy_init": "torch"}
 # Entries of config.json that are no flag, added after runs were made: a folder lacking one resumes, and
 # its config stays without it. "script": the method script's file name (maml_pg.py and metasgd_a2c.py
 # record the same settings).

@@ -123,7 +123,11 @@ def train(
     root = jax.random.key(args.seed)
     # iteration i draws from fold_in(root, i), i >= 1; the initial weights from fold_in(root, 0)
     policy = rl.DiagNormalPolicy(
-        env.observation_size, env.action_size, hiddens=tuple(args.hiddens), key=jax.random.fold_in(root, 0)
+        env.observation_size,
+        env.action_size,
+        hiddens=tuple(args.hiddens),
+        init=args.policy_init,
+        key=jax.random.fold_in(root, 0),
     )
     state = method.init(policy)
     start, elapsed, env_steps = 0, 0.0, 0

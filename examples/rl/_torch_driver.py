@@ -158,7 +158,8 @@ def train(args, defaults, run, sampler, method, argv, stop) -> dict[str, Any]:
     obs_size = int(np.prod(sampler.observation_space.shape))
     act_size = int(np.prod(sampler.action_space.shape))
     torch.manual_seed(args.seed)
-    learner = make_method_learner(rl.DiagNormalPolicy(obs_size, act_size, hiddens=args.hiddens), args)
+    policy = rl.DiagNormalPolicy(obs_size, act_size, hiddens=args.hiddens, init=args.policy_init)
+    learner = make_method_learner(policy, args)
     baseline = rl.LinearValue(obs_size)
     optimizer = make_optimizer(learner, args) if make_optimizer is not None else None
 

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ...._policy_init import check_policy_init
+
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -46,15 +48,19 @@ class DiagNormal(NamedTuple):
         return jnp.sum(0.5 * (variance_ratio + mean_term - 1 - jnp.log(variance_ratio)), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _init_layers(key, sizes, dtype):
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _init_layers(key, sizes, dtype, init="torch"):
     # one compiled program per architecture (eagerly, every random draw would compile on its own)
     layers = []
     for layer_key, fan_in, fan_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
-        bound = 1.0 / math.sqrt(fan_in)
         weight_key, bias_key = jax.random.split(layer_key)
-        weight = jax.random.uniform(weight_key, (fan_in, fan_out), dtype, -bound, bound)
-        layers.append((weight, jax.random.uniform(bias_key, (fan_out,), dtype, -bound, bound)))
+        if init == "xavier":  # Glorot-uniform weights, zero biases
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            bias = jnp.zeros((fan_out,), dtype)
+        else:  # torch.nn.Linear's
+            bound = 1.0 / math.sqrt(fan_in)
+            bias = jax.random.uniform(bias_key, (fan_out,), dtype, -bound, bound)
+        layers.append((jax.random.uniform(weight_key, (fan_in, fan_out), dtype, -bound, bound), bias))
     return tuple(layers)
 
 
@@ -67,8 +73,11 @@ class DiagNormalPolicy:
         output_size: action size (int).
         hiddens: hidden layer widths (tuple of ints); ReLU between layers.
         init_std: initial standard deviation of every action coordinate (float > 0).
-        key: PRNG key for the weights (keyword; torch's twin draws from torch's global generator). Weights are
-            uniform in ``+-1/sqrt(fan_in)`` like ``torch.nn.Linear``'s.
+        init: the layers' initial weights (``l2l_multi._policy_init.POLICY_INITS``): "torch" (weights and
+            biases uniform in ``+-1/sqrt(fan_in)``, like ``torch.nn.Linear``'s) or "xavier" (Glorot-uniform
+            weights in ``+-sqrt(6 / (fan_in + fan_out))``, zero biases: learn2learn's
+            ``examples/rl/policies.py``).
+        key: PRNG key for the weights (keyword; torch's twin draws from torch's global generator).
         dtype: parameter dtype (float32 by default).
 
     A pytree: its leaves are ``layers`` (a tuple of ``(weight [in, out], bias [out])``) and ``log_std``
@@ -84,13 +93,24 @@ class DiagNormalPolicy:
         ((5, 2), (5,))
     """
 
-    def __init__(self, input_size, output_size, hiddens=(100, 100), init_std=1.0, *, key, dtype=jnp.float32):
+    def __init__(
+        self,
+        input_size,
+        output_size,
+        hiddens=(100, 100),
+        init_std=1.0,
+        init="torch",
+        *,
+        key,
+        dtype=jnp.float32,
+    ):
         if not init_std > 0:
             raise ValueError(f"init_std={init_std!r} must be > 0")
+        check_policy_init(init)
         sizes = (int(input_size), *map(int, hiddens), int(output_size))
         if min(sizes) < 1:
             raise ValueError(f"input_size, hiddens and output_size must be positive ints, got sizes {sizes}")
-        self.layers = _init_layers(key, sizes, jnp.dtype(dtype))
+        self.layers = _init_layers(key, sizes, jnp.dtype(dtype), init)
         self.log_std = jnp.full((int(output_size),), math.log(init_std), dtype)
 
     @classmethod

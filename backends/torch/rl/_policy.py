@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from ...._policy_init import check_policy_init
+
 
 class DiagNormalPolicy(torch.nn.Module):
     """Gaussian policy with a diagonal covariance: an MLP gives the mean, a learned vector the log-std.
@@ -15,6 +17,10 @@ class DiagNormalPolicy(torch.nn.Module):
         output_size: action size (int).
         hiddens: hidden layer widths (tuple of ints); ReLU between layers, as in the MAML-RL code.
         init_std: initial standard deviation of every action coordinate (float > 0).
+        init: the layers' initial weights (``l2l_multi._policy_init.POLICY_INITS``): "torch"
+            (``torch.nn.Linear``'s: weights and biases uniform in ``+-1/sqrt(fan_in)``) or "xavier"
+            (Glorot-uniform weights in ``+-sqrt(6 / (fan_in + fan_out))``, zero biases: learn2learn's
+            ``examples/rl/policies.py`` and the MAML-RL code). The jax twin takes the same values.
 
     Calling the policy on a float tensor ``[..., input_size]`` returns a
     ``torch.distributions.Independent(Normal)`` whose ``log_prob(actions [..., output_size])`` is ``[...]``.
@@ -27,14 +33,25 @@ class DiagNormalPolicy(torch.nn.Module):
         (torch.Size([5, 2]), torch.Size([5]))
     """
 
-    def __init__(self, input_size: int, output_size: int, hiddens=(100, 100), init_std: float = 1.0):
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        hiddens=(100, 100),
+        init_std: float = 1.0,
+        init: str = "torch",
+    ):
         super().__init__()
         if not init_std > 0:
             raise ValueError(f"init_std={init_std!r} must be > 0")
+        check_policy_init(init)
         sizes = (int(input_size), *map(int, hiddens), int(output_size))
         layers = []
         for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(torch.nn.Linear(fan_in, fan_out))
+            if init == "xavier":
+                torch.nn.init.xavier_uniform_(layers[-1].weight)
+                torch.nn.init.zeros_(layers[-1].bias)
             if index < len(sizes) - 2:
                 layers.append(torch.nn.ReLU())
         self.mean = torch.nn.Sequential(*layers)
