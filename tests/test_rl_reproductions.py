@@ -140,7 +140,9 @@ def test_rows_in_progress_missing_seeds_and_curves(tmp_path):
     # tracked settings without folders: "not run" rows with their commands
     assert any("| 3 | about 400 at update 300" in row and "not run" in row for row in rows)
     assert any("--adapt-steps 3 --iterations 600 --seed $S" in row for row in table)  # the Ant row
-    assert len(table) == 2 + 2 + 2  # header, separator, two groups, the two tracked 3-step settings
+    assert any("--policy-init xavier --iterations 300" in row and "not run" in row for row in rows)
+    # header, separator, two groups, the tracked settings not run: 1 step with xavier init, the two 3-step
+    assert len(table) == 2 + 2 + 3
     # one curve per group, beside the runs, linked relative to the output file
     assert f"[png](results/{name}.png)" in grouped
     assert (results / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
