@@ -122,6 +122,22 @@ TRACKED = (
         f"about 250-270 at update 300 ({FIGURE})",
         260.0,
     ),
+    # the same with the torso's x position in the observation (gymnasium's rootx: 18 numbers), as
+    # learn2learn's environment observes it (its 20 numbers append the torso's centre of mass)
+    Reproduction(
+        "maml_trpo_halfcheetah_fb_1step_rootx",
+        "MAML-TRPO",
+        "examples/rl/maml_trpo.py",
+        {
+            **HALFCHEETAH,
+            "adapt_steps": 1,
+            "env_kwargs": {**HALFCHEETAH["env_kwargs"], "exclude_current_positions_from_observation": False},
+        },
+        300,
+        (0, 1, 2),
+        f"about 250-270 at update 300 ({FIGURE})",
+        260.0,
+    ),
     Reproduction(
         "maml_trpo_halfcheetah_fb_3step",
         "MAML-TRPO",
