@@ -122,7 +122,10 @@ def _build_protonet(model, variables, ways, *, lr, first_order, inner, head):
 
 def _build_metaoptnet(model, variables, ways, *, lr, first_order, inner, head):
     features, feature_variables, _ = _split(model, variables)
-    algorithm = algorithms.MetaOptNet(features, ways, head="ridge" if head is None else head)
+    # both heads meta-learn their logit scale, as the papers train them (R2D2's scale and bias; the
+    # SVM's scale: MetaOptNet's ClassificationHead(enable_scale=True))
+    head = "ridge" if head is None else head
+    algorithm = algorithms.MetaOptNet(features, ways, head=head, learn_scale=True)
     return algorithm, algorithm.from_variables(feature_variables)
 
 

@@ -84,7 +84,10 @@ def _build_protonet(model, *, lr, first_order, inner, head):
 
 
 def _build_metaoptnet(model, *, lr, first_order, inner, head):
-    return algorithms.MetaOptNet(_features_and_head(model)[0], head="ridge" if head is None else head)
+    head = "ridge" if head is None else head
+    # both heads meta-learn their logit scale, as the papers train them (R2D2's scale and bias; the
+    # SVM's scale: MetaOptNet's ClassificationHead(enable_scale=True))
+    return algorithms.MetaOptNet(_features_and_head(model)[0], head=head, learn_scale=True)
 
 
 def _build_reptile(model, *, lr, first_order, inner, head):
