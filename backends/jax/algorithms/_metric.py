@@ -227,7 +227,7 @@ class MetaOptNet(_Metric):
         normalize: L2-normalise embeddings first.
         C_reg: the SVM's box constraint ``C`` (positive float; MetaOptNet uses 0.1).
         max_iterations: the SVM's ``solve_qp`` iteration limit.
-        tolerance: the SVM's ``solve_qp`` tolerance (``None``: 1e-10 in float64, 1e-6 in
+        tolerance: the SVM's ``solve_qp`` tolerance (``None``: 1e-10 in float64, 1e-5 in
             float32); a task whose QP does not converge gets NaN logits.
 
     Example:
