@@ -184,3 +184,24 @@ def test_metaoptnet_svm_meta_parameters_and_errors():
         jnn.solve_qp(np.eye(1), torch.zeros(1), np.ones((1, 1)), np.ones(1))
     with pytest.raises(ValueError, match=r"G must have shape \[B, 1, 2\] for n=2 variables"):
         jnn.solve_qp(np.eye(2), np.zeros(2), np.ones((1, 3)), np.ones(1))
+
+
+def test_a_degenerate_constraint_gets_the_inactive_one_sided_gradient_on_both_backends():
+    """min 1/2 (z - 1)^2 s.t. z <= h at h = 1: the constraint is active with a zero multiplier
+    (s = lam = 0), where the adjoint KKT system of OptNet is singular (it assumes strict
+    complementarity). Both backends take the constraint as inactive: dz/dp = -1, dz/dh = 0, the
+    derivatives of z = -p / Q for p above -1 and h above 1 (one-sided central differences agree)."""
+    Q, p, G, h = np.ones((1, 1)), -np.ones(1), np.ones((1, 1)), np.ones(1)
+    with jax.enable_x64(True):
+        gradients = jax.grad(lambda p, h: jnn.solve_qp(Q, p, G, h)[0], argnums=(0, 1))(p, h)
+    tensors = [torch.tensor(array, requires_grad=True) for array in (p, h)]
+    torch_solve_qp(torch.tensor(Q), tensors[0], torch.tensor(G), tensors[1])[0].backward()
+    torch_gradients = (tensors[0].grad.numpy(), tensors[1].grad.numpy())
+    for grad_p, grad_h in (tuple(map(np.asarray, gradients)), torch_gradients):
+        np.testing.assert_allclose(grad_p, [-1.0], atol=1e-9)
+        np.testing.assert_allclose(grad_h, [0.0], atol=1e-9)
+    with jax.enable_x64(True):
+        eps = 1e-4
+        z = lambda p, h: float(jnn.solve_qp(Q, np.array([p], float), G, np.array([h], float))[0])  # noqa: E731
+        assert abs((z(-1 + 2 * eps, 1) - z(-1 + eps, 1)) / eps + 1) < 1e-6  # p above -1
+        assert abs(z(-1, 1 + 2 * eps) - z(-1, 1 + eps)) < 1e-9  # h above 1

@@ -188,11 +188,15 @@ def _solve_backward(max_iterations, tolerance, saved, cotangents):
     # the torch backward, with each complementarity row divided by s_j + lam_j: near the solution
     # one of the two is tiny, and the scaled rows are [~G_j, ~0] (active) or [~0, ~-1] (inactive),
     # all of size one, which float32 solves as well as float64 does.
-    scale = s + lam
-    scale = jnp.where(scale > 0, scale, 1)  # a constraint with s = lam = 0 exactly (degenerate)
+    # A degenerate constraint (s = lam = 0 exactly: active with a zero multiplier, as polishing may
+    # leave it) would make an empty row and a singular system: it is taken as inactive (dlam_j = 0),
+    # one of the one-sided derivatives there (OptNet assumes strict complementarity).
+    degenerate = s + lam <= 0
+    scale = jnp.where(degenerate, 1, s + lam)
+    diagonal = jnp.where(degenerate, -1, -s / scale)
     kkt = jnp.zeros((n + m + k, n + m + k), Q.dtype)
     kkt = kkt.at[:n, :n].set(Q).at[:n, n:n + m].set(G.T).at[:n, n + m:].set(A.T)
-    kkt = kkt.at[n:n + m, :n].set((lam / scale)[:, None] * G).at[n:n + m, n:n + m].set(jnp.diag(-s / scale))
+    kkt = kkt.at[n:n + m, :n].set((lam / scale)[:, None] * G).at[n:n + m, n:n + m].set(jnp.diag(diagonal))
     kkt = kkt.at[n + m:, :n].set(A)
     rhs = jnp.concatenate([-grad_z, jnp.zeros(m + k, Q.dtype)])
     solution = jnp.linalg.solve(kkt, rhs)

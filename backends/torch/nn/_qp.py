@@ -178,10 +178,15 @@ class _QPFunction(torch.autograd.Function):
         kkt[:, :n, n + m :] = A.transpose(1, 2)
         # Each complementarity row divided by s_j + lam_j (the same equations): one of the two
         # is zero after polishing, and the rows stay of size one.
-        scale = s + lam
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        # A degenerate constraint (s = lam = 0 exactly: active with a zero multiplier, as polishing
+        # may leave it) would make an empty row and a singular system: it is taken as inactive
+        # (dlam_j = 0), one of the one-sided derivatives there (OptNet assumes strict complementarity).
+        degenerate = s + lam <= 0
+        scale = torch.where(degenerate, torch.ones_like(s), s + lam)
         kkt[:, n : n + m, :n] = (lam / scale).unsqueeze(2) * G
-        kkt[:, n : n + m, n : n + m] = torch.diag_embed(-s / scale)
+        kkt[:, n : n + m, n : n + m] = torch.diag_embed(
+            torch.where(degenerate, -torch.ones_like(s), -s / scale)
+        )
         kkt[:, n + m :, :n] = A
         rhs = torch.cat([-grad_z.to(torch.float64), Q.new_zeros(batch, m + k)], dim=1)
         solution = torch.linalg.solve(kkt, rhs)
