@@ -28,7 +28,14 @@ code we add lives in ``benchmarks/_learn2learn_shims.py``, imported by the patch
 learn2learn's source folder: ``--learn2learn-src DIR``, else ``$LEARN2LEARN_SRC``, else
 ``../l2l-src/learn2learn-0.2.0`` beside this repository (the unpacked sdist). Its interpreter:
 ``--python PATH``, else ``$L2L_REFERENCE_PYTHON`` (as tests/test_learn2learn_api.py names it), else
-``../l2l-venv/bin/python``. Run from anywhere (seed 42 is learn2learn's default):
+``../l2l-venv/bin/python``. That interpreter needs learn2learn 0.2.0 (``learn2learn-venv.sh`` of the
+project's tools builds it) plus what the example and our environment import:
+
+    ../l2l-venv/bin/pip install --no-deps cherry-rl==0.1.4
+    ../l2l-venv/bin/pip install gymnasium==1.4.0 mujoco==3.3.0 six imageio array-api-compat
+
+(cherry 0.2 moved ``ch.envs`` and breaks the example). Run from anywhere (seed 42 is learn2learn's
+default):
 
     python benchmarks/learn2learn_maml_trpo.py --seed 42                # 300 iterations, 10 workers
     python benchmarks/learn2learn_maml_trpo.py --seed 42 --resume       # continue from checkpoint.pt
