@@ -46,6 +46,8 @@ def classification_rows(results: dict, config: dict | None = None) -> list[str]:
         if "accuracy" not in test:
             continue
         paper = results.get("paper", {}).get(setting)
+        source = results.get("paper_source")
+        unpublished = "no published number" + (f" ({source})" if source else "")
         budget = f"{results.get('iterations')} it, {results.get('wall_seconds', math.nan) / 60:.0f} min"
         if results.get("stopped_early"):
             budget += " (time budget)"
@@ -61,7 +63,7 @@ def classification_rows(results: dict, config: dict | None = None) -> list[str]:
                 paper=_percent(paper) if paper is not None else "n/a",
                 ours=_percent(test["accuracy"]),
                 ci=_percent(test["ci95"]),
-                verdict=verdict(paper, test["accuracy"], test["ci95"]) if paper is not None else "",
+                verdict=verdict(paper, test["accuracy"], test["ci95"]) if paper is not None else unpublished,
                 steps=test.get("adaptation_steps"),
                 backend=results["backend"],
                 device=results.get("device", "?"),
@@ -234,6 +236,7 @@ def main(argv=None) -> str:
     summary, tracked = _sibling("meta_rl_summary"), _sibling("rl_reproductions")
     folders = args.folders or default_folders(HERE / "results")
     fewshot, other, meta_rl = [], [], []
+    planned = {run.folder.resolve(): run for run in _sibling("fewshot_reproductions").PLANNED}
     for folder in folders:
         run = summary.read_run(folder)
         if run is not None:  # meta-RL, finished or in progress
@@ -248,6 +251,9 @@ def main(argv=None) -> str:
             continue
         config_file = Path(folder) / "config.json"
         config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        if "--resume" in results.get("command", "") and Path(folder).resolve() in planned:
+            # results.json names the last invocation; a planned run's start command reproduces it
+            results = {**results, "command": planned[Path(folder).resolve()].command()}
         rows = classification_rows(results, config)
         if rows:
             fewshot += rows
