@@ -122,10 +122,8 @@ def _build_protonet(model, variables, ways, *, lr, first_order, inner, head):
 
 def _build_metaoptnet(model, variables, ways, *, lr, first_order, inner, head):
     features, feature_variables, _ = _split(model, variables)
-    # both heads meta-learn their logit scale, as the papers train them (R2D2's scale and bias; the
-    # SVM's scale: MetaOptNet's ClassificationHead(enable_scale=True))
-    head = "ridge" if head is None else head
-    algorithm = algorithms.MetaOptNet(features, ways, head=head, learn_scale=True)
+    # learn_scale: both heads meta-learn their logit scale, as the papers train them (torch's builder)
+    algorithm = algorithms.MetaOptNet(features, ways, head=head or "ridge", learn_scale=True)
     return algorithm, algorithm.from_variables(feature_variables)
 
 
