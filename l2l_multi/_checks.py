@@ -160,13 +160,25 @@ def nonfinite_loss_error(where: str, value: Any) -> FloatingPointError:
     )
 
 
+class NonFiniteUpdate(FloatingPointError):
+    """A refused meta-update: ``iteration`` (int) is the 1-based number of the step that was not
+    committed; a ``FloatingPointError``, so code that catches that still does."""
+
+    def __init__(self, message: str, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
+
+    def __reduce__(self):  # pickles (a worker process's error) with its iteration
+        return type(self), (str(self), self.iteration)
+
+
 def nonfinite_update_error(
     iteration: int,
     loss: float,
     bad_gradients: Sequence[str],
     bad_inputs: Sequence[str],
     reason: str | None = None,
-) -> FloatingPointError:
+) -> NonFiniteUpdate:
     """The error ``MetaLearner.train_step`` raises for a refused update (both backends).
 
     Args:
@@ -190,13 +202,15 @@ def nonfinite_update_error(
         what += f"; {' and '.join(bad_inputs)} contain{'s' if len(bad_inputs) == 1 else ''} NaN/inf"
     else:
         what += "; the inputs are finite, so the learning rates may be too large"
-    return FloatingPointError(
+    return NonFiniteUpdate(
         f"non-finite meta-update at iteration {iteration}: {what}. The update was skipped: the "
-        f"meta-parameters and optimizer state are still those after iteration {iteration - 1}"
+        f"meta-parameters and optimizer state are still those after iteration {iteration - 1}",
+        iteration,
     )
 
 
 __all__ = [
+    "NonFiniteUpdate",
     "check_labels",
     "check_learning_rate",
     "nonfinite_inputs",

@@ -513,6 +513,7 @@ FEWSHOT_FLAGS = [
     (["--eval-every", "0"], r"--eval-every must be an integer >= 1"),  # (--test-ways: metric scripts only)
     (["--lr", "nan"], r"--lr must be a finite number, got nan"),
     (["--max-train-seconds", "-5"], r"--max-train-seconds must be >= 0"),
+    (["--skip-nonfinite", "-1"], r"--skip-nonfinite must be an integer >= 0 \(0: the first refused"),
 ]
 
 

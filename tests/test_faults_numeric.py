@@ -9,6 +9,7 @@ configuration compiles once.
 """
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -413,3 +414,96 @@ def test_jax_eager_and_compiled_calls_refuse_bad_labels():
     with pytest.raises(ValueError, match=r"support_y holds the label -2"):
         step(meta, optimizer.init(meta), x, negative, x, y)
     assert step.jitted._cache_size() == 0  # refused on the host, before any compile
+
+
+# ------------------------------------------------------------------------------------------------
+# the few-shot driver's --skip-nonfinite
+
+
+class _PoisonedBatches:
+    """``TrainTasks`` stand-in: batch ``i`` (1-based) is ``_batch(i)``, with a NaN query where
+    ``poisoned`` (a set of ``i``) holds ``i``, and NaN supports where ``nan_support`` does."""
+
+    def __init__(self, poisoned, nan_support=()):
+        self.drawn, self.poisoned, self.nan_support = 0, set(poisoned), set(nan_support)
+
+    def next(self, n, shots):
+        self.drawn += 1
+        sx, sy, qx, qy = _batch(self.drawn)
+        if self.drawn in self.poisoned:
+            qx[0, 0, 0] = np.nan
+        if self.drawn in self.nan_support:
+            sx = sx.copy()
+            sx[1, 0, 0] = np.inf
+        return (sx, sy), (qx, qy)
+
+    def state_dict(self):
+        return {"drawn": self.drawn}
+
+    def load_state_dict(self, state):
+        self.drawn = state["drawn"]
+
+    def close(self):
+        pass
+
+
+def _drive(tmp_path, learner, poisoned, allowed, monkeypatch, nan_support=()):
+    """Six updates of the few-shot driver (validation every 3) on ``_PoisonedBatches`` with
+    ``learner``; returns ``(Training or the raised error, the run folder's path)``."""
+    import argparse
+
+    from l2l_multi.experiment import RunFolder, _fewshot_training
+    from l2l_multi.experiment._processes import Processes
+
+    def validate(learner, args, tasks, num_tasks, ways, **_):  # a clean batch: no error may leak here
+        return {**learner.evaluate(*_batch(99)), "ci95": 0.0}
+
+    monkeypatch.setattr(_fewshot_training, "evaluate_protocol", validate)
+    args = argparse.Namespace(
+        iterations=6, eval_every=3, meta_batch=2, shots=1, meta_lr=1e-3, meta_lr_halve_every=0,
+        algorithm="maml", progress=False, tensorboard=False, max_train_seconds=0, eval_tasks=2,
+        test_ways=[WAYS], skip_nonfinite=allowed,
+    )  # fmt: skip
+    path = tmp_path / f"allowed-{allowed}"
+    with RunFolder(path, {"allowed": allowed}) as run:
+        try:
+            outcome = _fewshot_training.train_learner(
+                args, run, learner, _PoisonedBatches(poisoned, nan_support), None, Processes()
+            )
+        except FloatingPointError as error:
+            outcome = error
+    return outcome, path
+
+
+def test_skip_nonfinite_steps_over_refused_updates_exactly(tmp_path, learner, monkeypatch):
+    from l2l_multi.experiment import RunFolder
+
+    initial = copy.deepcopy(learner.state_dict())  # (the module's learner: compiled once on jax)
+    # 1 (NaN support): refused when queued (torch checks a fresh Adam's first step at once) or at
+    # the next queue; 3: refused where validation settles it; 5: refused when update 6 is queued
+    training, path = _drive(tmp_path, learner, {3, 5}, 3, monkeypatch, nan_support={1})
+    assert training.iterations == 6 and training.skipped == [1, 3, 5]
+    assert learner.iterations == initial_iterations(initial) + 3
+    driven = copy.deepcopy(learner.state_dict())
+    learner.load_state_dict(copy.deepcopy(initial))
+    for index in (2, 4, 6):
+        learner.train_step(*_batch(index))
+    _assert_same_state(driven, learner.state_dict())  # as if the bad batches never came
+    with RunFolder(path, {"allowed": 3}, resume=True) as run:
+        assert run.checkpoint["skipped"] == [1, 3, 5] and run.checkpoint["iteration"] == 6
+        rows = run.read_metrics()
+    assert [row["iteration"] for row in rows] == [3, 6] and all(np.isfinite(r["train_loss"]) for r in rows)
+
+    # past the allowance, the next refusal stops the run with the learner's error
+    learner.load_state_dict(copy.deepcopy(initial))
+    error, _ = _drive(tmp_path, learner, {1, 3, 5}, 2, monkeypatch)
+    assert isinstance(error, FloatingPointError) and error.iteration == initial_iterations(initial) + 3
+    assert re.search(r"non-finite meta-update at iteration \d+: .*query_x contains NaN", str(error))
+    learner.load_state_dict(copy.deepcopy(initial))
+    error, _ = _drive(tmp_path, learner, {1}, 0, monkeypatch)  # the default: the first one stops
+    assert error.iteration == initial_iterations(initial) + 1
+
+
+def initial_iterations(state):
+    """The committed-update count a learner's ``state_dict`` holds."""
+    return int(state["iterations"])

@@ -130,6 +130,13 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
         help="stop at the first evaluation after this many seconds of training and validation, "
         "then test (0: no limit)",
     )
+    add(
+        "--skip-nonfinite",
+        type=int,
+        default=0,
+        help="step over up to N refused (non-finite) meta-updates, each reported and listed in "
+        "results.json, the meta-parameters kept as they were (0: the first one stops the run)",
+    )
     add("--eval-tasks", type=int, default=200, help="validation tasks per evaluation")
     add("--eval-batch", type=int, default=50, help="tasks per evaluation call")
     add("--test-tasks", type=int, default=600, help="test tasks (the protocol: 600)")
@@ -191,6 +198,7 @@ OUTPUT_OPTIONS = (
 # (test_protocol: a folder saved before the option existed resumes with the script's default)
 MAY_CHANGE = (
     *("iterations", "root", "max_train_seconds", "test_tasks", "device", "tasks_on_device", "test_protocol"),
+    "skip_nonfinite",
 )
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
 BATCH_NORMS = ("batch", "running")  # --batch-norm (MetaLearner's batch_norm=), metric algorithms only
@@ -263,6 +271,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         ("test_adaptation_steps", 0, ""),
         ("meta_lr_halve_every", 0, "0: never"),
         ("seed", 0, ""),
+        ("skip_nonfinite", 0, "0: the first refused update stops the run"),
     ):
         check_int(args, name, minimum, why)
     check_float(args, "lr")

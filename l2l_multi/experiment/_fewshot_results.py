@@ -47,7 +47,7 @@ def test_and_report(
     ones under ``"5w1s non-transductive"``; with ``--batch-norm running`` one test per setting,
     under ``"5w1s running-statistics"``), writes ``results.json`` and the learning curve to
     ``run`` and, on the main process, prints the accuracies; returns the results."""
-    done, stopped_early, began = training
+    done, stopped_early, began, skipped = training
     train_seconds = time.perf_counter() - began
     test = {}
     protocols = TEST_PROTOCOLS[getattr(args, "test_protocol", "transductive")]
@@ -69,6 +69,7 @@ def test_and_report(
         "train_splits": list(args.train_splits),
         "iterations": done,
         "stopped_early": stopped_early,
+        "skipped_iterations": skipped,  # their updates refused as non-finite (--skip-nonfinite)
         "quick": args.quick,
         "tasks_on_device": tasks_on_device,
         "test": test,

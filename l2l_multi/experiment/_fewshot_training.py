@@ -2,7 +2,9 @@
 
 :func:`train_learner` continues from the run folder's checkpoint (if any), validates and saves a
 checkpoint every ``--eval-every`` updates, and stops early at ``--max-train-seconds`` or, between
-two steps, on Ctrl-C (``TrainingStopped`` after the checkpoint is saved).
+two steps, on Ctrl-C (``TrainingStopped`` after the checkpoint is saved). A refused (non-finite)
+meta-update stops the run unless ``--skip-nonfinite N`` lets it step over up to N of them: each is
+reported and listed, the batch consumed and the meta-parameters left as they were.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._checks import NonFiniteUpdate
 from ._faults import fault_point
 from ._interrupt import StopRequest, TrainingStopped
 from ._processes import Processes
@@ -47,12 +50,14 @@ def evaluate_protocol(
 
 
 class Training(NamedTuple):
-    """How training ended: ``iterations`` done, why it ``stopped_early`` (``None``: it did not),
-    and ``began``, the ``time.perf_counter()`` origin that counts a resumed run's earlier time."""
+    """How training ended: ``iterations`` done (skipped ones included), why it ``stopped_early``
+    (``None``: it did not), ``began``, the ``time.perf_counter()`` origin that counts a resumed
+    run's earlier time, and the ``skipped`` iterations (a list of ints, ``--skip-nonfinite``)."""
 
     iterations: int
     stopped_early: str | None
     began: float
+    skipped: list[int]
 
 
 def train_learner(
@@ -67,12 +72,14 @@ def train_learner(
     """Trains ``learner`` (an ``l2l_multi.MetaLearner``) on the meta-batches of ``train`` (a
     ``TrainTasks``) up to ``args.iterations`` updates, validating on ``validation`` tasks; the
     metrics rows and checkpoints go to ``run``. Closes ``train`` when it returns."""
-    start, elapsed, window = 0, 0.0, []
+    start, elapsed, window, skipped = 0, 0.0, [], []
     if run.checkpoint is not None:
         checkpoint = run.checkpoint
         learner.load_state_dict(checkpoint["learner"])
         train.load_state_dict(checkpoint["train_tasks"])
         start, elapsed, window = checkpoint["iteration"], checkpoint["elapsed"], checkpoint["window"]
+        skipped = list(checkpoint.get("skipped", []))  # (folders saved before the option: none)
+    allowed = getattr(args, "skip_nonfinite", 0)
 
     from tqdm.auto import tqdm
 
@@ -90,11 +97,47 @@ def train_learner(
         dynamic_ncols=True,
     )
 
+    def refuse(step: int, error: FloatingPointError) -> None:
+        """Steps over the refused update ``step`` while ``--skip-nonfinite`` allows; else raises."""
+        if len(skipped) >= allowed:
+            raise error
+        skipped.append(step)
+        if processes.is_main:
+            # (the learner's message counts committed updates; ``step`` counts this run's iterations)
+            bar.write(f"iteration {step} skipped ({len(skipped)} of {allowed} allowed): {error}")
+
+    def queue(batch, step: int) -> dict | None:
+        """Queues update ``step``; its metrics, or ``None`` when it was refused and skipped."""
+        nonlocal pending
+        while True:
+            queued = learner.iterations  # counts the pending update: a refusal of it names this
+            try:
+                return learner.train_step(*batch, wait=False)
+            except NonFiniteUpdate as error:
+                if pending is None or error.iteration != queued:
+                    refuse(step, error)
+                    return None
+                refuse(pending[0], error)  # the previous update: drop it and queue this one again
+                pending = None
+
     def record(step: int, metrics: dict) -> None:
         loss, accuracy = float(metrics["loss"]), float(metrics["accuracy"])
         if not np.isfinite(loss):
             raise FloatingPointError(f"the meta-loss became {loss} at iteration {step}")
         window.append([loss, accuracy])
+
+    def settle() -> None:
+        """Records the pending update once the learner has checked it (before evaluating, stopping)."""
+        nonlocal pending
+        if pending is None:
+            return
+        (step, metrics), pending = pending, None
+        try:
+            learner.check_finite()
+        except NonFiniteUpdate as error:
+            refuse(step, error)
+            return
+        record(step, metrics)
 
     def checkpoint_state(iteration: int) -> dict[str, Any]:
         return {
@@ -103,13 +146,13 @@ def train_learner(
             "train_tasks": train.state_dict(),
             "window": window,
             "elapsed": time.perf_counter() - began,
+            "skipped": skipped,
         }
 
     def stop_training() -> None:
         bar.close()
         train.close()
-        if pending is not None:
-            record(*pending)
+        settle()
         run.save_checkpoint(checkpoint_state(done))
         raise TrainingStopped(done)
 
@@ -124,16 +167,16 @@ def train_learner(
         (sx, sy), (qx, qy) = train.next(args.meta_batch, args.shots)
         # Read the previous step's metrics only after queueing this one: the host samples the
         # next batch while an accelerator still computes.
-        metrics = learner.train_step(sx, sy, qx, qy, wait=False)
+        metrics = queue((sx, sy, qx, qy), iteration + 1)
         if pending is not None:
             record(*pending)
         done = iteration + 1
-        pending = (done, metrics)
+        pending = None if metrics is None else (done, metrics)
         if done % args.eval_every == 0 or done == args.iterations:
-            record(*pending)
-            pending = None
+            settle()
             valid = evaluate_protocol(learner, args, validation, args.eval_tasks, args.test_ways[0])
-            train_loss, train_accuracy = np.mean(window, axis=0)
+            # (every update of the window skipped: no training figures)
+            train_loss, train_accuracy = np.mean(window, axis=0) if window else (float("nan"),) * 2
             row = {
                 "iteration": done,
                 "train_loss": float(train_loss),
@@ -160,4 +203,4 @@ def train_learner(
     stop.active = False  # testing: Ctrl-C interrupts at once (the last checkpoint stands)
     if log is not None:
         log.close()
-    return Training(done, stopped_early, began)
+    return Training(done, stopped_early, began, skipped)
