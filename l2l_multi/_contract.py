@@ -155,6 +155,63 @@ def _is_floating(value: Any) -> bool:
     return np.issubdtype(np.dtype(value.dtype), np.floating)
 
 
+def not_a_learner(algorithm: Any) -> TypeError:
+    """The error for an ``algorithm`` argument that is not a learner (both backends' wording)."""
+    return TypeError(
+        f"algorithm must be an l2l learner (MAML, MetaSGD, ANIL, ...), got {type(algorithm).__name__}"
+    )
+
+
+def check_task(
+    meta_params: Any,
+    x: Any,
+    y: Any,
+    backend: str,
+    x_name: str = "x",
+    y_name: str = "y",
+    cross_entropy: bool = True,
+) -> None:
+    """Checks one task's arguments of the functional ``adapt``/``task_loss`` (both backends):
+    shapes only, so it also runs on traced arrays (jit, vmap, ``torch.func``).
+
+    Args:
+        meta_params: the tree from ``algorithm.init``/``from_variables``/``meta_parameters()``
+            (a dict with a ``"model"`` entry).
+        x: ``[n, ...]`` samples; y: ``[n]`` (or ``[n, ...]`` targets), arrays of the backend or
+            numpy; the other framework's arrays are refused, naming the conversion.
+        backend: ``"torch"`` or ``"jax"``; x_name/y_name: the names used in messages.
+        cross_entropy: the loss is cross-entropy, so floating-point ``y`` is refused.
+
+    Raises:
+        ValueError: ``meta_params`` without a ``"model"`` entry, or a label count that differs
+            from the sample count. TypeError: the other framework's array, float labels.
+    """
+    if not isinstance(meta_params, Mapping) or "model" not in meta_params:
+        found = sorted(meta_params) if isinstance(meta_params, Mapping) else type(meta_params).__name__
+        raise ValueError(
+            f"meta_params must be the dict from algorithm.init / from_variables (with a 'model' entry), "
+            f"got {found}"
+        )
+    native, foreign, conversion = _BACKENDS[backend]
+    for name, value in ((x_name, x), (y_name, y)):
+        if (is_torch_tensor if foreign == "torch" else is_jax_array)(value):
+            raise TypeError(
+                f"{name} is a {_KINDS[foreign]}; the {backend} backend takes {native} or numpy arrays: "
+                f"convert it with {conversion}"
+            )
+    x_rows, y_rows = getattr(x, "shape", (None,))[:1], getattr(y, "shape", (None,))[:1]
+    if x_rows and y_rows and None not in (x_rows[0], y_rows[0]) and tuple(x_rows) != tuple(y_rows):
+        raise ValueError(
+            f"{y_name} must hold one label per sample of {x_name}: {x_name} has shape {tuple(x.shape)}, "
+            f"{y_name} {tuple(y.shape)}"
+        )
+    if cross_entropy and hasattr(y, "dtype") and _is_floating(y):
+        conversion = "y.long()" if backend == "torch" else "y.astype(int)"
+        raise TypeError(
+            f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels (e.g. {conversion})"
+        )
+
+
 def check_task_batch(
     support_x: Any,
     support_y: Any,
@@ -233,7 +290,9 @@ __all__ = [
     "MetricLearner",
     "TASK_MAPS",
     "check_meta_params",
+    "check_task",
     "check_task_batch",
+    "not_a_learner",
     "resolve_steps",
     "resolve_task_map",
 ]

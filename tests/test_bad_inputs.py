@@ -305,7 +305,6 @@ METALEARNER_BACKEND_CASES = [
     "backend, call, exception, match",
     over_backends(
         METALEARNER_BACKEND_CASES,
-        gaps={("feature-count", "torch"): "the torch MetaLearner lets torch's matmul error through"},
         # compiling the jax meta-step costs ~10 s here; its guard is tested in test_faults_numeric.py
         covered={("nan-inputs", "jax"): "tests/test_faults_numeric.py"},
     ),
@@ -940,7 +939,6 @@ META_BATCH_CASES = [
     "backend, call, exception, match",
     over_backends(
         META_BATCH_CASES,
-        gaps={("not-a-learner", "jax"): "jax meta_batch_loss lets the AttributeError of .task_loss through"},
         # jax checks the task losses after mapping, whatever task_map: one NaN row covers both (the
         # vmap one, whose compilation test_known_gaps_jax reuses)
         covered={("nan-sequential", "jax"): "nan-vmap"},
@@ -999,17 +997,6 @@ ADAPT_CASES = [
         id="nan-support-loss",
     ),
 ]
-# the torch functional adapt does not check its task yet (framework errors come through)
-_TORCH_ADAPT_GAPS = {
-    (row, "torch"): "torch's functional adapt does not check x/y/meta_params yet"
-    for row in (
-        "foreign-x",
-        "foreign-y",
-        "label-count-mismatch",
-        "float-labels",
-        "variables-instead-of-meta-params",
-    )
-}
 
 
 def _learner(be, algorithm):
@@ -1026,7 +1013,7 @@ def _learner(be, algorithm):
     return getattr(be.algorithms, algorithm)(be.model(), lr=0.5)
 
 
-@pytest.mark.parametrize("backend, call, exception, match", over_backends(ADAPT_CASES, _TORCH_ADAPT_GAPS))
+@pytest.mark.parametrize("backend, call, exception, match", over_backends(ADAPT_CASES))
 @pytest.mark.parametrize("algorithm", ["MAML", "MetaSGD", "ANIL", "GBML", "Reptile"])
 def test_adapt(learner_batch, algorithm, backend, call, exception, match):
     be, maml, meta, batch = learner_batch
@@ -1061,13 +1048,7 @@ TASK_LOSS_CASES = [
 
 @pytest.mark.parametrize(
     "backend, call, exception, match",
-    over_backends(
-        TASK_LOSS_CASES,
-        {
-            (row, "torch"): "torch's functional task_loss does not name support/query yet"
-            for row in ("query-label-count", "float-support-labels")
-        },
-    ),
+    over_backends(TASK_LOSS_CASES),
 )
 def test_task_loss_names_support_and_query(learner_batch, backend, call, exception, match):
     be, maml, meta, batch = learner_batch

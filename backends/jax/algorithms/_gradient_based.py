@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import copy
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
 
-from ...._arrays import is_torch_tensor
 from ...._checks import check_learning_rate, nonfinite_loss_error
+from ...._contract import check_task as shared_task_check
 from ....transforms import GradientTransformation, is_learnable, sgd
 from ....transforms._base import is_transform
 from ....transforms._inner import UNSET, check_inner, resolve_inner
@@ -31,32 +31,11 @@ from ._model import as_apply, cross_entropy, init_variables, with_params
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def check_task(meta_params: Any, x: Any, y: Any, steps: Any = 0, x_name: str = "x", y_name: str = "y",
-               loss: Any = None) -> None:
+def check_task(
+    meta_params: Any, x: Any, y: Any, steps: Any = 0, x_name: str = "x", y_name: str = "y", loss: Any = None
+) -> None:
     """Python-level checks of one task's arguments (free under jit: they run while tracing)."""
-    if not isinstance(meta_params, Mapping) or "model" not in meta_params:
-        found = sorted(meta_params) if isinstance(meta_params, Mapping) else type(meta_params).__name__
-        raise ValueError(
-            f"meta_params must be the dict from algorithm.init / from_variables (with a 'model' entry), "
-            f"got {found}"
-        )
-    for name, value in ((x_name, x), (y_name, y)):
-        if is_torch_tensor(value):
-            raise TypeError(
-                f"{name} is a torch.Tensor; the jax backend takes jax or numpy arrays: convert it with "
-                "l2l_multi.interop.to_jax"
-            )
-    x_rows, y_rows = getattr(x, "shape", (None,))[:1], getattr(y, "shape", (None,))[:1]
-    if x_rows and y_rows and None not in (x_rows[0], y_rows[0]) and x_rows != y_rows:
-        raise ValueError(
-            f"{y_name} must hold one label per sample of {x_name}: {x_name} has shape {tuple(x.shape)}, "
-            f"{y_name} {tuple(y.shape)}"
-        )
-    if loss is cross_entropy and hasattr(y, "dtype") and jax.numpy.issubdtype(y.dtype, jax.numpy.floating):
-        raise TypeError(
-            f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels "
-            "(e.g. y.astype(int))"
-        )
+    shared_task_check(meta_params, x, y, "jax", x_name, y_name, cross_entropy=loss is cross_entropy)
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"steps={steps!r} must be a non-negative int (inner steps, static under jit)")
 

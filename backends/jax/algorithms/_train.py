@@ -126,6 +126,8 @@ def _meta_batch_loss(
         ((8,), (8, 6, 3))
     """
     _contract.check_meta_params(meta_params, "jax")
+    if not callable(getattr(algorithm, "task_loss", None)):
+        raise _contract.not_a_learner(algorithm)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ...._checks import check_learning_rate, nonfinite_loss_error
+from ...._contract import check_task
 from ....transforms import sgd
 from ....transforms._inner import check_inner, resolve_inner
 from .._module_utils import clone_module, update_module
@@ -216,6 +217,7 @@ class BaseLearner(torch.nn.Module):
         from . import _functional
 
         loss, steps, inner = self._functional_options(loss, steps, inner)
+        check_task(meta_params, x, y, "torch", cross_entropy=loss is F.cross_entropy)
         x, y = _functional.task_tensors(self, x=x, y=y)
         features = getattr(self, "features", None)
         with _functional.functional_mode(self.module, features, train=train):
@@ -233,6 +235,11 @@ class BaseLearner(torch.nn.Module):
         from . import _functional
 
         loss, steps, _ = self._functional_options(loss, steps, None)
+        for x_name, x, y_name, y in (
+            ("support_x", support_x, "support_y", support_y),
+            ("query_x", query_x, "query_y", query_y),
+        ):
+            check_task(meta_params, x, y, "torch", x_name, y_name, cross_entropy=loss is F.cross_entropy)
         support_x, support_y, query_x, query_y = _functional.task_tensors(
             self, support_x=support_x, support_y=support_y, query_x=query_x, query_y=query_y
         )

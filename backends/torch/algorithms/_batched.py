@@ -24,7 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...._contract import MetaBatchLoss, check_meta_params, check_task_batch, resolve_steps, resolve_task_map
+from ...._contract import (
+    MetaBatchLoss,
+    check_meta_params,
+    check_task_batch,
+    not_a_learner,
+    resolve_steps,
+    resolve_task_map,
+)
 from . import _functional
 from ._anil import ANIL
 from ._base import BaseLearner, check_loss
@@ -197,9 +204,7 @@ def _meta_batch_loss(
     """
     check_meta_params(meta_params, "torch")
     if not isinstance(algorithm, BaseLearner):
-        raise TypeError(
-            f"algorithm must be an l2l learner (MAML, MetaSGD, ANIL, ...), got {type(algorithm).__name__}"
-        )
+        raise not_a_learner(algorithm)
     steps, task_map, chunk_size = _options(options, steps, task_map)
     loss = F.cross_entropy if loss is None else loss
     batch = check_batch(algorithm, support_x, support_y, query_x, query_y, loss)

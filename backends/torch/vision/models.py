@@ -45,6 +45,24 @@ __all__ = [
     "get_pretrained_backbone", "maml_init_", "truncated_normal_",
 ]
 
+class _FlattenChecked(Flatten):
+    """``Flatten`` that refuses samples without ``input_size`` elements, with the flax twin's words
+    (torch's own matmul message names neither the model nor the expected size)."""
+
+    def __init__(self, input_size: int):
+        super().__init__()
+        self.input_size = input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        if x.shape[1] != self.input_size:
+            raise ValueError(
+                f"expected {self.input_size} features per sample (input_size), "
+                f"got x of shape {tuple(x.shape)}"
+            )
+        return x
+
+
 class OmniglotFC(torch.nn.Module):
     """The fully connected Omniglot network: [Linear -> BatchNorm1d -> ReLU] blocks, then a Linear.
 
@@ -80,7 +98,7 @@ class OmniglotFC(torch.nn.Module):
         widths = [input_size, *sizes]
         blocks = [LinearBlock(i, o, track_running_stats=track_running_stats)
                   for i, o in zip(widths[:-1], widths[1:])]
-        self.features = torch.nn.Sequential(Flatten(), torch.nn.Sequential(*blocks))
+        self.features = torch.nn.Sequential(_FlattenChecked(input_size), torch.nn.Sequential(*blocks))
         self.classifier = fc_init_(torch.nn.Linear(sizes[-1], output_size))
         self.input_size, self.output_size, self.sizes = input_size, output_size, sizes
         self.track_running_stats = track_running_stats
