@@ -79,9 +79,15 @@ def learn2learn_rows(ways, shots):
     x, y = omniglot_sized_tensors()
     dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(x, y))
     t = l2l.data.transforms
-    tasks = l2l.data.TaskDataset(dataset, [t.FusedNWaysKShots(dataset, ways, shots),
-                                           t.LoadData(dataset), t.RemapLabels(dataset),
-                                           t.ConsecutiveLabels(dataset)])
+    tasks = l2l.data.TaskDataset(
+        dataset,
+        [
+            t.FusedNWaysKShots(dataset, ways, shots),
+            t.LoadData(dataset),
+            t.RemapLabels(dataset),
+            t.ConsecutiveLabels(dataset),
+        ],
+    )
     return {LEARN2LEARN: lambda: (tasks.sample(), 1)[1]}
 
 
@@ -96,20 +102,31 @@ def l2l_multi_rows(ways, shots, label=None):
     def taskset(data, **options):
         dataset = l2l.data.MetaDataset(data)
         t = l2l.data.transforms
-        return l2l.data.TaskDataset(dataset, [t.FusedNWaysKShots(dataset, ways, shots),
-                                              t.LoadData(dataset), t.RemapLabels(dataset),
-                                              t.ConsecutiveLabels(dataset)],
-                                    backend="torch", seed=0, **options)
+        return l2l.data.TaskDataset(
+            dataset,
+            [
+                t.FusedNWaysKShots(dataset, ways, shots),
+                t.LoadData(dataset),
+                t.RemapLabels(dataset),
+                t.ConsecutiveLabels(dataset),
+            ],
+            backend="torch",
+            seed=0,
+            **options,
+        )
 
     tensors = taskset(torch.utils.data.TensorDataset(x, y))
     arrays = taskset(l2l.data.ArrayDataset(x.numpy(), y.numpy()))
     name = "l2l_multi" if label is None else f"l2l_multi {label}"
-    rows = {f"{name}, TensorDataset": lambda: (tensors.sample(), 1)[1],
-            f"{name}, numpy arrays": lambda: (arrays.sample(), 1)[1]}
+    rows = {
+        f"{name}, TensorDataset": lambda: (tensors.sample(), 1)[1],
+        f"{name}, numpy arrays": lambda: (arrays.sample(), 1)[1],
+    }
     if label is None:
         batched = taskset(torch.utils.data.TensorDataset(x, y))
-        rows[f"{name}, TensorDataset, sample_batch({BATCH})"] = lambda: (
-            batched.sample_batch(BATCH), BATCH)[1]
+        rows[f"{name}, TensorDataset, sample_batch({BATCH})"] = lambda: (batched.sample_batch(BATCH), BATCH)[
+            1
+        ]
     return rows
 
 
@@ -157,8 +174,14 @@ class Worker:
         env = dict(os.environ)
         if path:
             env["PYTHONPATH"] = os.pathsep.join([path, env.get("PYTHONPATH", "")])
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env=env, cwd=path or os.getcwd())
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=path or os.getcwd(),
+        )
 
     def ask(self, request: dict) -> dict:
         self.process.stdin.write(json.dumps(request) + "\n")
@@ -186,8 +209,14 @@ def run(workers: list, repeats: int, seconds: float) -> dict:
         for _ in range(repeats):  # round-robin: every row sees the same load
             for process, name, tasks in rows:
                 rates[name].append(process.ask({"time": name, "tasks": tasks})["rate"])
-        results[setting] = {name: {"tasks_per_s": statistics.median(rates[name]), "tasks_per_repeat": tasks,
-                                   "repeat_rates": rates[name]} for _, name, tasks in rows}
+        results[setting] = {
+            name: {
+                "tasks_per_s": statistics.median(rates[name]),
+                "tasks_per_repeat": tasks,
+                "repeat_rates": rates[name],
+            }
+            for _, name, tasks in rows
+        }
     return results
 
 
@@ -218,15 +247,26 @@ def markdown_table(results: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--learn2learn-python", metavar="PATH",
-                        help="a Python that imports learn2learn 0.2.0 (without it, its row is left out)")
-    parser.add_argument("--previous-checkout", metavar="DIR",
-                        help="also time l2l_multi imported from DIR (another checkout, extension built)")
+    parser.add_argument(
+        "--learn2learn-python",
+        metavar="PATH",
+        help="a Python that imports learn2learn 0.2.0 (without it, its row is left out)",
+    )
+    parser.add_argument(
+        "--previous-checkout",
+        metavar="DIR",
+        help="also time l2l_multi imported from DIR (another checkout, extension built)",
+    )
     parser.add_argument("--previous-label", default="previous", help="its row's label (default: previous)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed runs per row (default 7, 2 with --quick)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="length of one timed run (default 0.5 s, 0.05 s with --quick)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per row (default 7, 2 with --quick)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="length of one timed run (default 0.5 s, 0.05 s with --quick)",
+    )
     parser.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
     parser.add_argument("--markdown", metavar="PATH", help="also write the table to PATH")
@@ -242,8 +282,9 @@ def main(argv=None) -> None:
 
     workers = [Worker(sys.executable, "l2l_multi")]
     if args.previous_checkout:
-        workers.append(Worker(sys.executable, "l2l_multi", args.previous_label,
-                              os.path.abspath(args.previous_checkout)))
+        workers.append(
+            Worker(sys.executable, "l2l_multi", args.previous_label, os.path.abspath(args.previous_checkout))
+        )
     if args.learn2learn_python:
         workers.append(Worker(args.learn2learn_python, "learn2learn"))
     else:
@@ -256,11 +297,13 @@ def main(argv=None) -> None:
     import numpy as np
     import torch
 
-    description = (f"Omniglot-sized TensorDataset (1623 classes x 20, 1x28x28 float32), FusedNWaysKShots, "
-                   f"LoadData, RemapLabels, ConsecutiveLabels, sample(); medians of {repeats} round-robin "
-                   f"runs of about {seconds} s; Python {platform.python_version()}, torch "
-                   f"{torch.__version__}, numpy {np.__version__}, {platform.machine()}, "
-                   f"{os.cpu_count()} CPUs, 1 thread each")
+    description = (
+        f"Omniglot-sized TensorDataset (1623 classes x 20, 1x28x28 float32), FusedNWaysKShots, "
+        f"LoadData, RemapLabels, ConsecutiveLabels, sample(); medians of {repeats} round-robin "
+        f"runs of about {seconds} s; Python {platform.python_version()}, torch "
+        f"{torch.__version__}, numpy {np.__version__}, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, 1 thread each"
+    )
     table = markdown_table(results)
     print(description + "\n\n" + table)
     if args.markdown:
@@ -268,10 +311,22 @@ def main(argv=None) -> None:
             file.write(description + "\n\n" + table + "\n")
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"description": description, "python": platform.python_version(),
-                       "torch": torch.__version__, "numpy": np.__version__, "machine": platform.machine(),
-                       "cpus": os.cpu_count(), "repeats": repeats, "seconds": seconds, "quick": args.quick,
-                       "results": results}, file, indent=2)
+            json.dump(
+                {
+                    "description": description,
+                    "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "numpy": np.__version__,
+                    "machine": platform.machine(),
+                    "cpus": os.cpu_count(),
+                    "repeats": repeats,
+                    "seconds": seconds,
+                    "quick": args.quick,
+                    "results": results,
+                },
+                file,
+                indent=2,
+            )
         print(f"\nwrote {args.json}")
 
 

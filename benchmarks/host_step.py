@@ -75,8 +75,15 @@ def main(argv=None) -> dict:
     from l2l_multi.vision.benchmarks import get_tasksets
 
     def tasksets():
-        return get_tasksets("omniglot", train_ways=5, train_samples=1 + args.queries, test_ways=5,
-                            test_samples=1 + args.queries, root=args.root, seed=0)
+        return get_tasksets(
+            "omniglot",
+            train_ways=5,
+            train_samples=1 + args.queries,
+            test_ways=5,
+            test_samples=1 + args.queries,
+            root=args.root,
+            seed=0,
+        )
 
     host_tasks = tasksets().train
     device_tasks = DeviceTasks(tasksets().train, args.backend, device=args.device)
@@ -116,9 +123,11 @@ def main(argv=None) -> dict:
                 record("step (train_step)", t7 - t6)
     medians = {name: round(statistics.median(values), 3) for name, values in times.items()}
     medians["host path: sampling + transfer"] = round(
-        medians["host path: sampling"] + medians["host path: transfer"], 3)
+        medians["host path: sampling"] + medians["host path: transfer"], 3
+    )
     medians["device path: sampling + transfer"] = round(
-        medians["device path: sampling (index plan)"] + medians["device path: split, transfer and gather"], 3)
+        medians["device path: sampling (index plan)"] + medians["device path: split, transfer and gather"], 3
+    )
     report = {
         "backend": args.backend,
         "device": args.device or "default",

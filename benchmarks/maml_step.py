@@ -233,9 +233,7 @@ def check_agreement(model, args, tasks, tolerance):
     ):
         differences[name] = {
             "loss": abs(loss - reference_loss) / abs(reference_loss),
-            "grads": max_relative_difference(
-                [_host(g) for g in grads], [_host(e) for e in expected]
-            ),
+            "grads": max_relative_difference([_host(g) for g in grads], [_host(e) for e in expected]),
         }
         print(
             f"check (float64) vs l2l loop: {name}: meta-loss rel. diff {differences[name]['loss']:.1e}, "
@@ -271,9 +269,9 @@ def jax_float64_checks(model64, args, tasks64, reference_grads):
             flax_model = jmodels.OmniglotCNN(WAYS, implementation=args.jax_conv)
             maml = jalg.MAML(flax_model, lr=INNER_LR, first_order=args.first_order)
             meta = maml.from_variables(interop.torch_to_flax(copy.deepcopy(model64).cpu(), flax_model))
-            value = lambda m, maml=maml, task_map=task_map: jalg.meta_batch_loss(
-                maml, m, *arrays, steps=args.steps, task_map=task_map
-            ).loss
+            value = lambda m, maml=maml, task_map=task_map: (
+                jalg.meta_batch_loss(maml, m, *arrays, steps=args.steps, task_map=task_map).loss
+            )
             loss, grads = jax.jit(jax.value_and_grad(value))(meta)
             leaves = [np.asarray(a) for a in jax.tree_util.tree_leaves(grads["model"]["params"])]
             out[f"l2l jax (jit, {task_map}, conv {args.jax_conv})"] = (float(loss), leaves, expected)

@@ -58,8 +58,12 @@ def argument_parser() -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add = parser.add_argument
-    add("--backend", choices=("torch", "jax"), default=startup_backend(),
-        help="default: L2L_BACKEND if set, else torch where installed, else jax")
+    add(
+        "--backend",
+        choices=("torch", "jax"),
+        default=startup_backend(),
+        help="default: L2L_BACKEND if set, else torch where installed, else jax",
+    )
     add("--iterations", type=int, default=70000, help="meta-updates (paper: 70,000)")
     add("--meta-batch", type=int, default=25, help="tasks per meta-update (paper: 25)")
     add("--shots", type=int, default=10, help="support points K (paper: 5, 10 or 20; 10 here)")
@@ -147,8 +151,16 @@ class SineRunner:
         spec = model_spec("sine-mlp")
         spec = spec._replace(arguments={**spec.arguments, "sizes": tuple(args.hidden)})
         self.learner = l2l.MetaLearner(
-            "maml", spec, 1, lr=args.lr, meta_lr=args.meta_lr, adaptation_steps=args.adaptation_steps,
-            first_order=args.first_order, seed=args.seed, loss="mse", backend=args.backend,
+            "maml",
+            spec,
+            1,
+            lr=args.lr,
+            meta_lr=args.meta_lr,
+            adaptation_steps=args.adaptation_steps,
+            first_order=args.first_order,
+            seed=args.seed,
+            loss="mse",
+            backend=args.backend,
         )
 
     def train_step(self, support, query) -> float:

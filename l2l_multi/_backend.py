@@ -64,8 +64,11 @@ def missing_framework_hint(name: str) -> str:
     hint = f"install it with: pip install 'l2l_multi[{_REGISTRY[name][2]}]'"
     for other, (_, framework, extra) in _REGISTRY.items():
         if other != name:
-            hint += (f', or use the installed one: l2l.set_backend("{other}")' if installed(framework)
-                     else f", or pip install 'l2l_multi[{extra}]' and l2l.set_backend(\"{other}\")")
+            hint += (
+                f', or use the installed one: l2l.set_backend("{other}")'
+                if installed(framework)
+                else f", or pip install 'l2l_multi[{extra}]' and l2l.set_backend(\"{other}\")"
+            )
     return hint
 
 

@@ -68,13 +68,32 @@ class GradientBasedLearner(Protocol):
     def from_variables(self, variables: Any) -> dict:
         """Meta-parameters around existing model variables (e.g. converted by ``interop``)."""
 
-    def adapt(self, meta_params: dict, x: Any, y: Any, *, loss: Callable | None = None, steps: int = 1,
-              inner: Any = None, train: bool = True) -> Any:
+    def adapt(
+        self,
+        meta_params: dict,
+        x: Any,
+        y: Any,
+        *,
+        loss: Callable | None = None,
+        steps: int = 1,
+        inner: Any = None,
+        train: bool = True,
+    ) -> Any:
         """The adapted model's parameters after ``steps`` inner steps on ``(x [s, ...], y [s])``
         (``loss=None``: cross-entropy; ``inner``: an inner optimizer for this call)."""
 
-    def task_loss(self, meta_params: dict, support_x: Any, support_y: Any, query_x: Any, query_y: Any, *,
-                  loss: Callable | None = None, steps: int = 1, train: bool = True) -> tuple[Any, Any]:
+    def task_loss(
+        self,
+        meta_params: dict,
+        support_x: Any,
+        support_y: Any,
+        query_x: Any,
+        query_y: Any,
+        *,
+        loss: Callable | None = None,
+        steps: int = 1,
+        train: bool = True,
+    ) -> tuple[Any, Any]:
         """``(query loss 0-d, query outputs [q, ...])`` after adapting on the support set."""
 
 
@@ -88,8 +107,18 @@ class MetricLearner(Protocol):
     def from_variables(self, variables: Any) -> dict:
         """Meta-parameters around the feature extractor's variables."""
 
-    def task_loss(self, meta_params: dict, support_x: Any, support_y: Any, query_x: Any, query_y: Any, *,
-                  loss: Callable | None = None, steps: int = 1, train: bool = True) -> tuple[Any, Any]:
+    def task_loss(
+        self,
+        meta_params: dict,
+        support_x: Any,
+        support_y: Any,
+        query_x: Any,
+        query_y: Any,
+        *,
+        loss: Callable | None = None,
+        steps: int = 1,
+        train: bool = True,
+    ) -> tuple[Any, Any]:
         """``(query loss 0-d, query logits [q, ways])`` (``steps`` is ignored)."""
 
 

@@ -19,8 +19,13 @@ _COLLECTIONS = ("params", "batch_stats")
 _TORCH_NAMES = {
     "conv": {"kernel": "weight", "bias": "bias"},
     "linear": {"kernel": "weight", "bias": "bias"},
-    "batch_norm": {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var",
-                   "num_batches_tracked": "num_batches_tracked"},
+    "batch_norm": {
+        "scale": "weight",
+        "bias": "bias",
+        "mean": "running_mean",
+        "var": "running_var",
+        "num_batches_tracked": "num_batches_tracked",
+    },
 }
 _OPTIONAL = {"num_batches_tracked"}  # flax's nn.BatchNorm has no counter; torch's is kept then
 
@@ -260,15 +265,20 @@ def _flax_layers(flax_module, input_shape: tuple) -> list[_FlaxLayer]:
     for path in called:
         template = {}
         for collection in _COLLECTIONS:
-            direct = {k: v for k, v in _subtree(shapes.get(collection, {}), path).items()
-                      if not isinstance(v, Mapping)}
+            direct = {
+                k: v
+                for k, v in _subtree(shapes.get(collection, {}), path).items()
+                if not isinstance(v, Mapping)
+            }
             if direct:
                 template[collection] = direct
                 covered.update((collection, *path, k) for k in direct)
         if template:
             layers.append(_FlaxLayer(path, _flax_kind(path, template), template))
-    leaves = {tuple(str(getattr(k, "key", k)) for k in key_path)
-              for key_path, _ in jax.tree_util.tree_flatten_with_path(dict(shapes))[0]}
+    leaves = {
+        tuple(str(getattr(k, "key", k)) for k in key_path)
+        for key_path, _ in jax.tree_util.tree_flatten_with_path(dict(shapes))[0]
+    }
     if leaves - covered:
         raise ValueError(f"flax variables {sorted(leaves - covered)} belong to no called layer")
     return layers
@@ -279,8 +289,12 @@ def _flax_layers(flax_module, input_shape: tuple) -> list[_FlaxLayer]:
 
 
 def _describe(layers: list, torch_side: bool) -> str:
-    names = [f"{layer.name or '(root)'} ({layer.kind})" if torch_side else
-             f"{'/'.join(layer.path) or '(root)'} ({layer.kind})" for layer in layers]
+    names = [
+        f"{layer.name or '(root)'} ({layer.kind})"
+        if torch_side
+        else f"{'/'.join(layer.path) or '(root)'} ({layer.kind})"
+        for layer in layers
+    ]
     return ", ".join(names)
 
 
@@ -304,8 +318,11 @@ def _plan(torch_module, flax_module, input_shape) -> tuple[list, bool]:
     # after convolutions flattens; otherwise registration order and torch's names suffice.
     run = flax_module is not None or (has_conv and has_linear)
     if run and input_shape is None:
-        why = ("to initialise flax_module and pair its layers with torch's" if flax_module is not None
-               else "to find the feature-map shape a linear layer flattens")
+        why = (
+            "to initialise flax_module and pair its layers with torch's"
+            if flax_module is not None
+            else "to find the feature-map shape a linear layer flattens"
+        )
         raise ValueError(
             f"input_shape=None: the input shape of {type(torch_module).__name__} is needed {why}; pass "
             "input_shape, e.g. (2, 3, 32, 32) (torch layout, batch of 2 or more)"
@@ -313,8 +330,9 @@ def _plan(torch_module, flax_module, input_shape) -> tuple[list, bool]:
     torch_layers = _torch_layers(torch_module, input_shape if run else None)
     ours = flax_module is not None and _is_our_flax(flax_module)
     if flax_module is None:  # a tree named after torch's modules
-        return [(t, _FlaxLayer(tuple(t.name.split(".")) if t.name else (), t.kind, None))
-                for t in torch_layers], True
+        return [
+            (t, _FlaxLayer(tuple(t.name.split(".")) if t.name else (), t.kind, None)) for t in torch_layers
+        ], True
     flax_shape = tuple(input_shape)
     if len(flax_shape) == 4 and not ours:  # flax convolutions are NHWC; this library's models take NCHW
         flax_shape = (flax_shape[0], flax_shape[2], flax_shape[3], flax_shape[1])

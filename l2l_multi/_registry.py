@@ -135,19 +135,59 @@ def algorithm_spec(algorithm: str) -> AlgorithmSpec:
 
 
 # -- the models ---------------------------------------------------------------------------------
-register_model(ModelSpec("omniglot-cnn", "OmniglotCNN", {}, (1, 28, 28), True,
-                         "MAML's Omniglot conv4: strided 3x3 convolutions, 64 filters, spatial mean"))
+register_model(
+    ModelSpec(
+        "omniglot-cnn",
+        "OmniglotCNN",
+        {},
+        (1, 28, 28),
+        True,
+        "MAML's Omniglot conv4: strided 3x3 convolutions, 64 filters, spatial mean",
+    )
+)
 # 28 -> 14 -> 7 -> 3 -> 1: a 64-d embedding
-register_model(ModelSpec("omniglot-cnn-pool", "CNN4", {"channels": 1, "embedding_size": 64}, (1, 28, 28),
-                         True, "ProtoNets' Omniglot conv4: 3x3 convolutions and 2x2 max-pooling"))
-register_model(ModelSpec("omniglot-fc", "OmniglotFC", {"input_size": 784}, (784,), False,
-                         "the fully connected Omniglot network (784-256-128-64-64)"))
+register_model(
+    ModelSpec(
+        "omniglot-cnn-pool",
+        "CNN4",
+        {"channels": 1, "embedding_size": 64},
+        (1, 28, 28),
+        True,
+        "ProtoNets' Omniglot conv4: 3x3 convolutions and 2x2 max-pooling",
+    )
+)
+register_model(
+    ModelSpec(
+        "omniglot-fc",
+        "OmniglotFC",
+        {"input_size": 784},
+        (784,),
+        False,
+        "the fully connected Omniglot network (784-256-128-64-64)",
+    )
+)
 register_model(ModelSpec("cnn4", "CNN4", {}, (3, 84, 84), True, "conv4 for mini-ImageNet (84x84)"))
 # 32x32 inputs leave 2x2 maps after four poolings
-register_model(ModelSpec("cnn4-32", "CNN4", {"embedding_size": 4 * 64}, (3, 32, 32), True,
-                         "conv4 for CIFAR-FS and FC100 (32x32)"))
-register_model(ModelSpec("sine-mlp", "MLP", {"input_size": 1, "sizes": (40, 40)}, (1,), False,
-                         "MAML's sinusoid regression MLP (1-40-40-1, ReLU)"))
+register_model(
+    ModelSpec(
+        "cnn4-32",
+        "CNN4",
+        {"embedding_size": 4 * 64},
+        (3, 32, 32),
+        True,
+        "conv4 for CIFAR-FS and FC100 (32x32)",
+    )
+)
+register_model(
+    ModelSpec(
+        "sine-mlp",
+        "MLP",
+        {"input_size": 1, "sizes": (40, 40)},
+        (1,),
+        False,
+        "MAML's sinusoid regression MLP (1-40-40-1, ReLU)",
+    )
+)
 
 # -- the algorithms -----------------------------------------------------------------------------
 _ONE = ({},)
@@ -155,9 +195,23 @@ register_algorithm(AlgorithmSpec("maml", "gradient", ("inner",), _ONE, "MAML (Fi
 register_algorithm(AlgorithmSpec("metasgd", "gradient", ("inner",), _ONE, "Meta-SGD (Li et al. 2017)"))
 register_algorithm(AlgorithmSpec("anil", "head", ("inner",), _ONE, "ANIL (Raghu et al. 2020)"))
 register_algorithm(AlgorithmSpec("protonet", "metric", (), _ONE, "ProtoNets (Snell et al. 2017)"))
-register_algorithm(AlgorithmSpec("metaoptnet", "metric", ("head",), ({"head": "ridge"}, {"head": "svm"}),
-                                 "MetaOptNet (Lee et al. 2019)"))
+register_algorithm(
+    AlgorithmSpec(
+        "metaoptnet",
+        "metric",
+        ("head",),
+        ({"head": "ridge"}, {"head": "svm"}),
+        "MetaOptNet (Lee et al. 2019)",
+    )
+)
 register_algorithm(AlgorithmSpec("reptile", "reptile", (), _ONE, "Reptile (Nichol et al. 2018)"))
 # "adaptation_steps" in options: the builders receive it (per-step rates and batch-norm rows)
-register_algorithm(AlgorithmSpec("mamlpp", "gradient", ("adaptation_steps",), _ONE,
-                                 "MAML++ (Antoniou et al. 2019): per-step rates and batch norm"))
+register_algorithm(
+    AlgorithmSpec(
+        "mamlpp",
+        "gradient",
+        ("adaptation_steps",),
+        _ONE,
+        "MAML++ (Antoniou et al. 2019): per-step rates and batch norm",
+    )
+)

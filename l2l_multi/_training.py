@@ -161,8 +161,16 @@ class MetaLearner:
         self.name, self.ways, self.adaptation_steps, self.loss = algorithm, ways, adaptation_steps, loss
         self.batch_norm = batch_norm
         self._impl = training.make_backend_step(
-            spec, model_spec_, ways, lr=lr, meta_lr=meta_lr, adaptation_steps=adaptation_steps,
-            first_order=first_order, seed=seed, loss=loss, **options,
+            spec,
+            model_spec_,
+            ways,
+            lr=lr,
+            meta_lr=meta_lr,
+            adaptation_steps=adaptation_steps,
+            first_order=first_order,
+            seed=seed,
+            loss=loss,
+            **options,
         )
         self.iterations = 0  # committed meta-updates (a plain int, part of state_dict)
         self._pending: _Pending | None = None  # the last train_step(wait=False)'s check

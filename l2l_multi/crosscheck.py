@@ -189,8 +189,15 @@ def crosscheck(
         lr = 1e-3 if inner == "adam" else 0.4
     inners = _inner_optimizers(inner, algorithm, lr, ADAM_EPS[dtype] if adam_eps is None else adam_eps)
     batch = _task_batch(shape, ways, shots, queries, meta_batch, seed)
-    settings = dict(lr=lr, meta_lr=1e-3, adaptation_steps=adaptation_steps, first_order=first_order,
-                    seed=seed, dtype=dtype, **options)
+    settings = dict(
+        lr=lr,
+        meta_lr=1e-3,
+        adaptation_steps=adaptation_steps,
+        first_order=first_order,
+        seed=seed,
+        dtype=dtype,
+        **options,
+    )
     x64 = jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
     with x64:
         torch_learner, jax_learner = (
@@ -253,8 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m l2l_multi.crosscheck", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--algorithm", default="maml", choices=(*crosscheck_algorithms(), "all"),
-                        help="a registered algorithm, or all of them with their registered options")
+    parser.add_argument(
+        "--algorithm",
+        default="maml",
+        choices=(*crosscheck_algorithms(), "all"),
+        help="a registered algorithm, or all of them with their registered options",
+    )
     parser.add_argument("--model", default="omniglot-cnn", choices=MODELS)
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)
@@ -268,11 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-order", action="store_true")
     parser.add_argument("--dtype", default="float32", choices=tuple(TOLERANCES))
     parser.add_argument(
-        "--inner", default=None, choices=INNER_OPTIMIZERS,
+        "--inner",
+        default=None,
+        choices=INNER_OPTIMIZERS,
         help="inner optimizer (maml, metasgd, anil): torch runs l2l_multi.transforms, jax optax",
     )
     parser.add_argument(
-        "--adam-eps", type=float, default=None,
+        "--adam-eps",
+        type=float,
+        default=None,
         help="Adam's eps with --inner adam (default 1e-4 in float64, 1e-1 in float32; see above)",
     )
     parser.add_argument("--head", default=None, help="MetaOptNet's head (ridge, svm)")
@@ -289,8 +304,20 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for algorithm, options in rows:
         report = crosscheck(
-            algorithm, args.model, args.ways, args.shots, args.queries, args.meta_batch, args.seed,
-            args.first_order, args.dtype, args.steps, args.lr, args.inner, args.adam_eps, **options,
+            algorithm,
+            args.model,
+            args.ways,
+            args.shots,
+            args.queries,
+            args.meta_batch,
+            args.seed,
+            args.first_order,
+            args.dtype,
+            args.steps,
+            args.lr,
+            args.inner,
+            args.adam_eps,
+            **options,
         )
         _print_report(args, algorithm, options, report)
         failed += not report.passed

@@ -330,8 +330,12 @@ def flax_to_torch(variables: Mapping, torch_module, flax_module=None, *, input_s
                 )
             writes.append((target, tensor))
             consumed.add((collection, *flax_layer.path, flax_name))
-    extra = sorted("/".join(map(str, (c, *p))) for c in _COLLECTIONS
-                   for p in _leaf_paths(variables.get(c, {})) if p and (c, *p) not in consumed)
+    extra = sorted(
+        "/".join(map(str, (c, *p)))
+        for c in _COLLECTIONS
+        for p in _leaf_paths(variables.get(c, {}))
+        if p and (c, *p) not in consumed
+    )
     if extra:
         raise ValueError(f"variables {extra} have no counterpart in {type(torch_module).__name__}")
     import torch

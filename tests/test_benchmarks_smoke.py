@@ -17,9 +17,22 @@ def test_maml_step_quick(tmp_path):
     result = subprocess.run(
         # XLA's convolutions: the jax rows compile several times faster than with the CPU default
         # (matmul); both implementations are checked against torch in test_models
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "maml_step.py"), "--quick", "--device", "cpu",
-         "--jax-conv", "xla", "--json", str(tmp_path / "maml_step.json")],
-        capture_output=True, text=True, timeout=240, env=env, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "maml_step.py"),
+            "--quick",
+            "--device",
+            "cpu",
+            "--jax-conv",
+            "xla",
+            "--json",
+            str(tmp_path / "maml_step.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| implementation" in result.stdout and "median s/step" in result.stdout

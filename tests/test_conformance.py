@@ -19,10 +19,19 @@ from l2l_multi.experiment import _checkpoint as codec  # noqa: E402
 
 WAYS, SHOTS, QUERIES, TASKS, FEATURES = 3, 2, 2, 2, 12
 # small enough that each jax compile takes a fraction of a second
-TINY = ModelSpec("tiny-fc", "OmniglotFC", {"input_size": FEATURES, "sizes": (8, 8)}, (FEATURES,), False,
-                 "a small OmniglotFC for the conformance test")
-ROWS = [pytest.param(name, dict(options), id="-".join([name, *map(str, options.values())]))
-        for name, spec in ALGORITHM_SPECS.items() for options in spec.crosscheck]
+TINY = ModelSpec(
+    "tiny-fc",
+    "OmniglotFC",
+    {"input_size": FEATURES, "sizes": (8, 8)},
+    (FEATURES,),
+    False,
+    "a small OmniglotFC for the conformance test",
+)
+ROWS = [
+    pytest.param(name, dict(options), id="-".join([name, *map(str, options.values())]))
+    for name, spec in ALGORITHM_SPECS.items()
+    for options in spec.crosscheck
+]
 
 
 def _batch(seed=0):
@@ -52,11 +61,16 @@ def _state_leaves(state):
 def test_every_algorithm_conforms_on_both_backends(algorithm, options):
     batch = _batch()
     with jax.enable_x64(True):
-        learners = {name: l2l.MetaLearner(algorithm, TINY, WAYS, lr=0.1, dtype="float64", seed=3,
-                                          backend=name, **options) for name in ("torch", "jax")}
+        learners = {
+            name: l2l.MetaLearner(
+                algorithm, TINY, WAYS, lr=0.1, dtype="float64", seed=3, backend=name, **options
+            )
+            for name in ("torch", "jax")
+        }
         # the same converted weights: the meta-loss and meta-gradients agree between backends
         (torch_loss, torch_grads), (jax_loss, jax_grads) = (
-            learners[name].meta_gradients(*batch, layout="flax") for name in ("torch", "jax"))
+            learners[name].meta_gradients(*batch, layout="flax") for name in ("torch", "jax")
+        )
         assert abs(torch_loss - jax_loss) <= 1e-10 * abs(torch_loss)
         assert compare_trees(torch_grads, jax_grads) < 1e-9
         flax_trees = [learners[name].meta_parameters("flax") for name in ("torch", "jax")]
@@ -73,15 +87,15 @@ def test_every_algorithm_conforms_on_both_backends(algorithm, options):
             assert result["task_losses"].shape == result["task_accuracies"].shape == (TASKS,), name
             # the checkpoint codec round trip restores every array of another seed's learner
             state = learner.state_dict()
-            other = l2l.MetaLearner(algorithm, TINY, WAYS, lr=0.1, dtype="float64", seed=4, backend=name,
-                                    **options)
+            other = l2l.MetaLearner(
+                algorithm, TINY, WAYS, lr=0.1, dtype="float64", seed=4, backend=name, **options
+            )
             other.load_state_dict(codec.loads(codec.dumps(state)))
             assert other.iterations == 1
             restored = _state_leaves(other.state_dict())
             assert len(restored) == len(_state_leaves(state)) > 0
             for a, b in zip(_state_leaves(state), restored):
                 np.testing.assert_array_equal(a, b)
-
 
 
 def test_regression_learner_agrees_between_backends():
@@ -92,10 +106,15 @@ def test_regression_learner_agrees_between_backends():
     y = np.sin(x)
     batch = (x[:, :5], y[:, :5], x[:, 5:], y[:, 5:])
     with jax.enable_x64(True):
-        learners = [l2l.MetaLearner("maml", "sine-mlp", 1, lr=0.01, loss="mse", dtype="float64",
-                                    adaptation_steps=2, backend=name) for name in ("torch", "jax")]
+        learners = [
+            l2l.MetaLearner(
+                "maml", "sine-mlp", 1, lr=0.01, loss="mse", dtype="float64", adaptation_steps=2, backend=name
+            )
+            for name in ("torch", "jax")
+        ]
         (torch_loss, torch_grads), (jax_loss, jax_grads) = (
-            learner.meta_gradients(*batch, layout="flax") for learner in learners)
+            learner.meta_gradients(*batch, layout="flax") for learner in learners
+        )
         assert abs(torch_loss - jax_loss) <= 1e-12 * torch_loss
         assert compare_trees(torch_grads, jax_grads) < 1e-10
         adapted = [learner.adapted_parameters(*batch[:2], layout="flax") for learner in learners]
@@ -115,7 +134,9 @@ class _NoTorch:
 sys.meta_path.insert(0, _NoTorch())
 """
 
-NO_TORCH = BLOCK_TORCH + """
+NO_TORCH = (
+    BLOCK_TORCH
+    + """
 import runpy, pathlib
 import numpy as np
 import l2l_multi as l2l
@@ -140,6 +161,7 @@ if roots:
 assert not any(name == "torch" or name.startswith("torch.") for name in sys.modules), "torch was imported"
 print("done without torch")
 """
+)
 
 
 def test_jax_backend_and_examples_run_where_torch_cannot_be_imported(tmp_path, jax_cache_env):

@@ -58,8 +58,9 @@ LEARNER_FACTORIES = {
     "maml-momentum": lambda: talg.MAML(_mlp(), inner=transforms.sgd(0.2, momentum=0.9)),
     "metasgd": lambda: talg.MetaSGD(_perturbed(_mlp()), lr=0.3),
     "anil": lambda: talg.ANIL(torch.nn.Linear(5, 8).to(DOUBLE), torch.nn.Linear(8, 3).to(DOUBLE), lr=0.3),
-    "gbml-kronecker": lambda: _perturbed(talg.GBML(_mlp(), toptim.KroneckerTransform(tnn.KroneckerLinear),
-                                                    lr=0.3)),
+    "gbml-kronecker": lambda: _perturbed(
+        talg.GBML(_mlp(), toptim.KroneckerTransform(tnn.KroneckerLinear), lr=0.3)
+    ),
     "gbml-core-pair": lambda: _perturbed(talg.GBML(_mlp(), transforms.meta_curvature(), lr=0.3)),
     "reptile": lambda: talg.Reptile(_mlp(), lr=0.3),
 }
@@ -172,9 +173,12 @@ def test_torch_func_grad_equals_backward(name):
     batch = _batch()
     algorithm.zero_grad()
     talg.meta_batch_loss(algorithm, algorithm.meta_parameters(), *batch, steps=2).loss.backward()
-    detached = {key: {n: t.detach().clone() for n, t in tree.items()}
-                for key, tree in algorithm.meta_parameters().items()}
+    detached = {
+        key: {n: t.detach().clone() for n, t in tree.items()}
+        for key, tree in algorithm.meta_parameters().items()
+    }
     for task_map in ("sequential", "vmap"):
+
         def loss(meta, task_map=task_map):
             return talg.meta_batch_loss(algorithm, meta, *batch, steps=2, task_map=task_map).loss
 
@@ -215,6 +219,7 @@ def test_task_loss_init_from_variables():
     batch = talg.meta_batch_loss(anil, anil.meta_parameters(), sx[:1], sy[:1], qx[:1], qy[:1], steps=2)
     torch.testing.assert_close(loss, batch.loss, rtol=0, atol=1e-14)
     torch.testing.assert_close(outputs, batch.query_logits[0], rtol=0, atol=1e-14)
+
     def copy(tree):  # init returns the live tensors, which the next init overwrites
         return {k: {n: t.detach().clone() for n, t in v.items()} for k, v in tree.items()}
 

@@ -87,7 +87,13 @@ def test_inner_optimizers_agree_across_backends(algorithm, inner):
     # Adam at optax's own eps=1e-8: this model has no elements whose gradient is rounding noise
     extra = {"adam_eps": 1e-8} if inner == "adam" else {}
     report = crosscheck(
-        algorithm, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", inner=inner, adaptation_steps=3,
+        algorithm,
+        "omniglot-fc",
+        ways=3,
+        meta_batch=2,
+        dtype="float64",
+        inner=inner,
+        adaptation_steps=3,
         **extra,
     )
     assert report.passed, report
@@ -153,13 +159,15 @@ def test_a_newly_registered_algorithm_is_cross_checked_without_crosscheck_change
     jax_training.ALGORITHM_BUILDERS[name] = jax_builder
     try:
         assert (name, {}) in module.crosscheck_rows()
-        report = crosscheck(name, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", lr=1e-3,
-                            adaptation_steps=2)
+        report = crosscheck(
+            name, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", lr=1e-3, adaptation_steps=2
+        )
         assert report.passed and report.adapted_parameters is not None, report
         # and a wrong builder on one side is caught: plain SGD on jax against Adam on torch
         jax_training.ALGORITHM_BUILDERS[name] = sgd_builder
-        assert not crosscheck(name, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", lr=1e-3,
-                              adaptation_steps=2).passed
+        assert not crosscheck(
+            name, "omniglot-fc", ways=3, meta_batch=2, dtype="float64", lr=1e-3, adaptation_steps=2
+        ).passed
     finally:
         _registry._ALGORITHMS.pop(name)
         torch_training.ALGORITHM_BUILDERS.pop(name)

@@ -35,8 +35,17 @@ def _arrays():
 
 def _tasks(source, seed=7):
     data = MetaDataset(source)
-    return TaskDataset(data, [FusedNWaysKShots(data, 3, 2), LoadData(data), RemapLabels(data, shuffle=True),
-                              ConsecutiveLabels(data)], seed=seed, backend="numpy")
+    return TaskDataset(
+        data,
+        [
+            FusedNWaysKShots(data, 3, 2),
+            LoadData(data),
+            RemapLabels(data, shuffle=True),
+            ConsecutiveLabels(data),
+        ],
+        seed=seed,
+        backend="numpy",
+    )
 
 
 def _host(array):
@@ -72,8 +81,10 @@ def test_refuses_a_pipeline_off_the_fast_path():
         DeviceTasks(_tasks(_arrays()), "numpy")
 
 
-needs_omniglot = pytest.mark.skipif(not (OMNIGLOT_ROOT / "images_background.zip").exists(),
-                                    reason=f"the Omniglot archives are not in {OMNIGLOT_ROOT}")
+needs_omniglot = pytest.mark.skipif(
+    not (OMNIGLOT_ROOT / "images_background.zip").exists(),
+    reason=f"the Omniglot archives are not in {OMNIGLOT_ROOT}",
+)
 
 
 def _maml_omniglot(out, *options):
@@ -81,8 +92,16 @@ def _maml_omniglot(out, *options):
     times, results.json)."""
     script = REPO_ROOT / "examples" / "vision" / "maml_omniglot.py"
     saved = sys.argv
-    sys.argv = [str(script), "--quick", "--root", str(OMNIGLOT_ROOT), "--no-progress", "--out", str(out),
-                *options]
+    sys.argv = [
+        str(script),
+        "--quick",
+        "--root",
+        str(OMNIGLOT_ROOT),
+        "--no-progress",
+        "--out",
+        str(out),
+        *options,
+    ]
     try:
         runpy.run_path(str(script), run_name="__main__")
     finally:

@@ -33,12 +33,24 @@ def _model(backend):
     from l2l_multi._registry import ModelSpec
 
     if backend == "jax":
-        return ModelSpec("tiny-omniglot-mlp", "MLP", {"input_size": 64, "sizes": (16,)}, (64,), False,
-                         "an MLP on flattened 8x8 images")
+        return ModelSpec(
+            "tiny-omniglot-mlp",
+            "MLP",
+            {"input_size": 64, "sizes": (16,)},
+            (64,),
+            False,
+            "an MLP on flattened 8x8 images",
+        )
 
     arguments = {"channels": 1, "hidden_size": 6, "layers": 1, "embedding_size": 6}  # 8x8 -> 1x1
-    return ModelSpec("tiny-omniglot-cnn", "CNN4", arguments, (1, 8, 8), True,
-                     "Omniglot's conv4 (batch norm, max-pooling), 1 block of 6 channels, on 8x8 images")
+    return ModelSpec(
+        "tiny-omniglot-cnn",
+        "CNN4",
+        arguments,
+        (1, 8, 8),
+        True,
+        "Omniglot's conv4 (batch norm, max-pooling), 1 block of 6 channels, on 8x8 images",
+    )
 
 
 def _tasks(seed, backend):
@@ -47,8 +59,12 @@ def _tasks(seed, backend):
 
     data = synthetic_classification(num_classes=12, samples_per_class=4, shape=SHAPE[backend], seed=3)
     data = MetaDataset(data)
-    transforms = [FusedNWaysKShots(data, WAYS, SHOTS + QUERIES), LoadData(data), RemapLabels(data),
-                  ConsecutiveLabels(data)]
+    transforms = [
+        FusedNWaysKShots(data, WAYS, SHOTS + QUERIES),
+        LoadData(data),
+        RemapLabels(data),
+        ConsecutiveLabels(data),
+    ]
     return TaskDataset(data, transforms, seed=seed, backend="numpy")
 
 
@@ -61,8 +77,17 @@ def run(backend, dtype, checkpoint_file):
     from l2l_multi.data import partition_task_batch
     from l2l_multi.experiment import _checkpoint
 
-    meta = l2l.MetaLearner("maml", _model(backend), WAYS, lr=0.4, adaptation_steps=1, seed=0,
-                           backend=backend, dtype=dtype, task_map=TASK_MAP[backend])
+    meta = l2l.MetaLearner(
+        "maml",
+        _model(backend),
+        WAYS,
+        lr=0.4,
+        adaptation_steps=1,
+        seed=0,
+        backend=backend,
+        dtype=dtype,
+        task_map=TASK_MAP[backend],
+    )
     tasks, metrics = _tasks(1, backend), []
 
     def step():
@@ -91,8 +116,13 @@ def run(backend, dtype, checkpoint_file):
     if backend == "torch":
         each_query = meta.evaluate(sx, sy, qx, qy, adaptation_steps=2, transductive=False)
     names = [n for n, _ in meta.algorithm.named_parameters()] if backend == "torch" else []
-    return {"metrics": metrics, "evaluation": evaluation, "non-transductive": each_query,
-            "state": meta.state_dict(), "names": names}
+    return {
+        "metrics": metrics,
+        "evaluation": evaluation,
+        "non-transductive": each_query,
+        "state": meta.state_dict(),
+        "names": names,
+    }
 
 
 def _flat(tree, prefix=""):
@@ -194,8 +224,10 @@ def test_launcher_stops_the_others_when_one_fails():
 
     from l2l_multi.experiment._processes import launch_local
 
-    code = ("import os, sys, time\nif os.environ['RANK'] == '1':\n"
-            "    sys.exit('x' * 9000 + ' rank 1 gives up: no data')\ntime.sleep(60)")
+    code = (
+        "import os, sys, time\nif os.environ['RANK'] == '1':\n"
+        "    sys.exit('x' * 9000 + ' rank 1 gives up: no data')\ntime.sleep(60)"
+    )
     began = time.monotonic()
     with pytest.raises(SystemExit) as raised:
         launch_local(2, [sys.executable, "-c", code])
@@ -244,12 +276,17 @@ def test_free_port_lies_below_the_ephemeral_range():
         probe.bind(("127.0.0.1", port))
 
 
-@pytest.mark.parametrize("variables,match", [
-    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' must be an int >= 1"),
-    ({"WORLD_SIZE": "2"}, "lacks RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT"),
-    ({"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
-     "RANK=2 must be below WORLD_SIZE=2"),
-])
+@pytest.mark.parametrize(
+    "variables,match",
+    [
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' must be an int >= 1"),
+        ({"WORLD_SIZE": "2"}, "lacks RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+            "RANK=2 must be below WORLD_SIZE=2",
+        ),
+    ],
+)
 def test_join_refuses_bad_variables(monkeypatch, variables, match):
     from l2l_multi.experiment._processes import TORCHRUN_VARIABLES, join
 

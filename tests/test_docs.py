@@ -64,8 +64,13 @@ def _run_blocks(blocks):
     env = {k: v for k, v in os.environ.items() if k != "L2L_BACKEND"}
     env["OMP_NUM_THREADS"] = "1"
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER], input=json.dumps(blocks), capture_output=True, text=True,
-        env=env, cwd=DOCS, timeout=600,
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps(blocks),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=DOCS,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 
@@ -76,8 +81,9 @@ def test_docs_build_strict(tmp_path):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed (it comes with the test extra: pip install -e '.[test]')")
     site = tmp_path / "site"
-    result = subprocess.run([sys.executable, "-c", BUILD, str(site)], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", BUILD, str(site)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     assert result.stdout.split() == ["frameworks", "imported:"], result.stdout  # static analysis only
     # the griffe extensions did their work: backends under their installed name, wrapped functions

@@ -90,8 +90,9 @@ def test_good_download_is_cached_and_not_fetched_again(server, tmp_path):
     payload = os.urandom(3 << 20)  # several 1 MiB chunks
     server.files["a.bin"] = payload
     target = tmp_path / "a.bin"
-    assert datasets.download_file(server.url("a.bin"), target, _sha256(payload), size=len(payload),
-                                  progress=False) == str(target)
+    assert datasets.download_file(
+        server.url("a.bin"), target, _sha256(payload), size=len(payload), progress=False
+    ) == str(target)
     assert target.read_bytes() == payload
     datasets.download_file(server.url("a.bin"), target, _sha256(payload), progress=False)
     assert server.requests == ["a.bin"] and _leftovers(tmp_path) == []
@@ -102,9 +103,11 @@ def test_checksum_mismatch_is_refused_and_leaves_nothing(server, tmp_path, diges
     server.files["a.bin"] = b"tampered bytes"
     published = b"published bytes"
     target = tmp_path / "a.bin"
-    expected = {"sha256": {"sha256": _sha256(published)},
-                "md5": {"md5": hashlib.md5(published).hexdigest()},
-                "size": {"sha256": _sha256(b"tampered bytes"), "size": 99}}[digest]
+    expected = {
+        "sha256": {"sha256": _sha256(published)},
+        "md5": {"md5": hashlib.md5(published).hexdigest()},
+        "size": {"sha256": _sha256(b"tampered bytes"), "size": 99},
+    }[digest]
     with pytest.raises(datasets.ChecksumError) as info:
         datasets.download_file(server.url("a.bin"), target, progress=False, **expected)
     message = str(info.value)
@@ -138,8 +141,10 @@ def test_killed_download_is_cleaned_up_and_never_trusted(server, tmp_path):
     server.files["a.bin"] = payload
     server.stall.add("a.bin")
     target = tmp_path / "a.bin"
-    code = ("import sys; from l2l_multi.vision.datasets import download_file\n"
-            "download_file(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)\n")
+    code = (
+        "import sys; from l2l_multi.vision.datasets import download_file\n"
+        "download_file(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)\n"
+    )
     child = subprocess.Popen([sys.executable, "-c", code, server.url("a.bin"), str(target), _sha256(payload)])
     try:
         deadline = time.monotonic() + 60
@@ -178,14 +183,19 @@ def _jpeg(value: int) -> bytes:
 def test_fungi_download_end_to_end(server, tmp_path, monkeypatch):
     species = ["Amanita muscaria", "Boletus edulis", "Cantharellus cibarius"]
     images = {f"images/{name}/{index}.jpg": _jpeg(40 * index) for index, name in enumerate(species)}
-    listing = {"images": [{"id": index, "file_name": path} for index, path in enumerate(images)],
-               "annotations": [{"image_id": index, "category_id": 10 + index} for index in range(3)],
-               "categories": [{"id": 10 + index, "name": name} for index, name in enumerate(species)]}
+    listing = {
+        "images": [{"id": index, "file_name": path} for index, path in enumerate(images)],
+        "annotations": [{"image_id": index, "category_id": 10 + index} for index in range(3)],
+        "categories": [{"id": 10 + index, "name": name} for index, name in enumerate(species)],
+    }
     half = {key: value[:2] if key != "categories" else value for key, value in listing.items()}
     rest = {key: value[2:] if key != "categories" else value for key, value in listing.items()}
-    archives = {"fungi_train_val.tgz": _tgz(images),
-                "train_val_annotations.tgz": _tgz({"train.json": json.dumps(half).encode(),
-                                                   "val.json": json.dumps(rest).encode()})}
+    archives = {
+        "fungi_train_val.tgz": _tgz(images),
+        "train_val_annotations.tgz": _tgz(
+            {"train.json": json.dumps(half).encode(), "val.json": json.dumps(rest).encode()}
+        ),
+    }
     server.files.update(archives)
     monkeypatch.setattr(_fungi, "_DATA_URL", server.url("fungi_train_val.tgz"))
     monkeypatch.setattr(_fungi, "_ANNOTATIONS_URL", server.url("train_val_annotations.tgz"))
@@ -195,13 +205,17 @@ def test_fungi_download_end_to_end(server, tmp_path, monkeypatch):
     with pytest.raises(datasets.ChecksumError, match="train_val_annotations.tgz has md5"):
         datasets.FGVCFungi(root, mode="all", download=True, image_size=8, cache_dir=tmp_path / "cache")
     assert sorted(os.listdir(root)) == ["fungi_train_val.tgz", "images"]  # the verified one only
-    monkeypatch.setattr(_fungi, "_ANNOTATIONS_MD5",
-                        hashlib.md5(archives["train_val_annotations.tgz"]).hexdigest())
+    monkeypatch.setattr(
+        _fungi, "_ANNOTATIONS_MD5", hashlib.md5(archives["train_val_annotations.tgz"]).hexdigest()
+    )
     data = datasets.FGVCFungi(root, mode="all", download=True, image_size=8, cache_dir=tmp_path / "cache")
     assert data.class_names == [f"{10 + index:04d}.{name}" for index, name in enumerate(species)]
     assert data.inputs.shape == (3, 8, 8, 3) and data.targets.tolist() == [0, 1, 2]
-    assert server.requests == ["fungi_train_val.tgz", "train_val_annotations.tgz",
-                               "train_val_annotations.tgz"]
+    assert server.requests == [
+        "fungi_train_val.tgz",
+        "train_val_annotations.tgz",
+        "train_val_annotations.tgz",
+    ]
 
 
 def test_quickdraw_download_checks_the_manifest(server, tmp_path, monkeypatch):
@@ -216,9 +230,13 @@ def test_quickdraw_download_checks_the_manifest(server, tmp_path, monkeypatch):
         files[name] = buffer.getvalue()
         server.files[f"{name}.npy"] = files[name]
     manifest = tmp_path / "manifest.tsv"
-    manifest.write_text("# test manifest\n" + "".join(
-        f"{name}\t{len(data)}\t{_sha256(data if name != 'cat' else b'other')}\n"
-        for name, data in files.items()))
+    manifest.write_text(
+        "# test manifest\n"
+        + "".join(
+            f"{name}\t{len(data)}\t{_sha256(data if name != 'cat' else b'other')}\n"
+            for name, data in files.items()
+        )
+    )
     monkeypatch.setattr(_quickdraw, "_MANIFEST", str(manifest))
     monkeypatch.setattr(_quickdraw, "_BITMAP_URL", server.url("{}.npy"))
     root = tmp_path / "quickdraw"

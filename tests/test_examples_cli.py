@@ -140,10 +140,22 @@ def test_curve_has_labels_band_and_title(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_plot, "save_figure", keep)
     rows = [
-        {"iteration": 2, "train_loss": 1.5, "train_accuracy": 0.4, "valid_loss": 1.4, "valid_accuracy": 0.5,
-         "valid_ci95": 0.1},
-        {"iteration": 4, "train_loss": 1.0, "train_accuracy": 0.6, "valid_loss": 1.1, "valid_accuracy": 0.7,
-         "valid_ci95": 0.05},
+        {
+            "iteration": 2,
+            "train_loss": 1.5,
+            "train_accuracy": 0.4,
+            "valid_loss": 1.4,
+            "valid_accuracy": 0.5,
+            "valid_ci95": 0.1,
+        },
+        {
+            "iteration": 4,
+            "train_loss": 1.0,
+            "train_accuracy": 0.6,
+            "valid_loss": 1.1,
+            "valid_accuracy": 0.7,
+            "valid_ci95": 0.05,
+        },
     ]
     with RunFolder(tmp_path / "run", {"seed": 0}) as run:
         for row in rows:
@@ -183,9 +195,23 @@ def test_without_matplotlib_results_are_written_and_the_plot_skipped(tmp_path):
     script = REPO_ROOT / "examples" / "maml_sine.py"
     env = {k: v for k, v in os.environ.items() if k != "L2L_BACKEND"}
     result = subprocess.run(
-        [sys.executable, "-c", BLOCK_MATPLOTLIB, str(script), "--quick", "--no-progress", "--out", str(out),
-         "--iterations", "3"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            BLOCK_MATPLOTLIB,
+            str(script),
+            "--quick",
+            "--no-progress",
+            "--out",
+            str(out),
+            "--iterations",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "results.json").is_file() and (out / "metrics.csv").is_file()
@@ -216,7 +242,10 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_equals_an_uninterrupted_run(tmp_pa
     script = VISION / "maml_omniglot.py"
     result = subprocess.run(
         [sys.executable, str(script), *map(str, QUICK_MAML), "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert result.returncode == 130, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.strip().splitlines() == [

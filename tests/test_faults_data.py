@@ -63,6 +63,7 @@ def _finalize(z):
 def _reference_task(seed, task, data, ways, shots):
     """Dataset indices of task ``task`` of [NWays, KShots, LoadData], written from the documented
     algorithm (SplitMix64 task streams, partial Fisher-Yates draws), not from the library."""
+
     def mix(value):
         return _finalize((value + GOLDEN) & MASK)
 
@@ -94,8 +95,11 @@ def _reference_task(seed, task, data, ways, shots):
     return indices
 
 
-@pytest.mark.parametrize("seed", [0, 7, 2**63 + 5, 2**64 - 1, np.uint64(2**64 - 1), np.int64(7)],
-                         ids=["0", "7", "2**63+5", "2**64-1", "np.uint64-max", "np.int64"])
+@pytest.mark.parametrize(
+    "seed",
+    [0, 7, 2**63 + 5, 2**64 - 1, np.uint64(2**64 - 1), np.int64(7)],
+    ids=["0", "7", "2**63+5", "2**64-1", "np.uint64-max", "np.int64"],
+)
 def test_in_range_seeds_keep_their_stream(seed, kernel_mode):
     data = small()
     tasks = TaskDataset(data, chain(data), seed=seed, backend="numpy")
@@ -103,15 +107,19 @@ def test_in_range_seeds_keep_their_stream(seed, kernel_mode):
         assert tasks.build(index).indices.tolist() == _reference_task(int(seed), index, data, 3, 2)
 
 
-@pytest.mark.parametrize("seed, message", [
-    (2**64, r"seed must be an int in \[0, 2\*\*64\), got 18446744073709551616"),
-    (2**70, r"seed must be an int in \[0, 2\*\*64\)"),
-    (-1, r"seed must be an int in \[0, 2\*\*64\), got -1"),
-    (True, r"seed must be an int or None, got True"),
-    (np.True_, r"seed must be an int or None, got np.True_"),
-    (1.0, r"seed must be an int or None, got 1.0"),
-    ("3", r"seed must be an int or None, got '3'"),
-], ids=["2**64", "2**70", "negative", "bool", "numpy-bool", "float", "str"])
+@pytest.mark.parametrize(
+    "seed, message",
+    [
+        (2**64, r"seed must be an int in \[0, 2\*\*64\), got 18446744073709551616"),
+        (2**70, r"seed must be an int in \[0, 2\*\*64\)"),
+        (-1, r"seed must be an int in \[0, 2\*\*64\), got -1"),
+        (True, r"seed must be an int or None, got True"),
+        (np.True_, r"seed must be an int or None, got np.True_"),
+        (1.0, r"seed must be an int or None, got 1.0"),
+        ("3", r"seed must be an int or None, got '3'"),
+    ],
+    ids=["2**64", "2**70", "negative", "bool", "numpy-bool", "float", "str"],
+)
 def test_task_dataset_refuses_seeds_that_would_alias(seed, message):
     data = small()
     with pytest.raises(ValueError, match=message):
@@ -144,8 +152,9 @@ def test_kernels_refuse_seeds_outside_64_bits_in_both_modes(module, seed):
         "choose": lambda: kernels.choose(10, 3, seed),
         "sample_shots": lambda: kernels.sample_shots(offsets, members, classes, 2, False, seed),
         "fused_ways_shots": lambda: kernels.fused_ways_shots(offsets, members, classes, 2, 2, False, seed),
-        "plan_tasks": lambda: kernels.plan_tasks(offsets, members, classes, 2, 2, False, False, 0, False,
-                                                 seed, np.arange(2)),
+        "plan_tasks": lambda: kernels.plan_tasks(
+            offsets, members, classes, 2, 2, False, False, 0, False, seed, np.arange(2)
+        ),
         "mix64": lambda: kernels.mix64(seed),
     }
     for name, call in calls.items():
@@ -158,6 +167,7 @@ def test_numpy_seeded_datasets_refuse_negative_and_bool_seeds():
     for bad in (-1, True, 2.0):
         with pytest.raises(ValueError, match=f"seed must be a non-negative int, got {bad!r}"):
             synthetic_classification(num_classes=2, seed=bad)
+
     # numpy's SeedSequence takes every bit of a large seed: 2**64 is not seed 0 there
     def inputs(seed):
         return synthetic_classification(num_classes=2, samples_per_class=1, seed=seed).inputs
@@ -179,9 +189,11 @@ def test_transforms_on_another_meta_dataset_are_refused():
 @pytest.mark.parametrize("wrap", ["union", "filtered", "second-wrapper"])
 def test_a_view_of_the_same_data_is_another_dataset(wrap):
     data = small()
-    view = {"union": lambda: UnionMetaDataset([data]),
-            "filtered": lambda: FilteredMetaDataset(data, list(range(8))),
-            "second-wrapper": lambda: MetaDataset(data.dataset)}[wrap]()
+    view = {
+        "union": lambda: UnionMetaDataset([data]),
+        "filtered": lambda: FilteredMetaDataset(data, list(range(8))),
+        "second-wrapper": lambda: MetaDataset(data.dataset),
+    }[wrap]()
     with pytest.raises(ValueError, match=r"task_transforms\[0\] \(NWays\(n=3\)\) was built on"):
         TaskDataset(view, chain(data), backend="numpy")
 
@@ -199,8 +211,12 @@ def test_raw_dataset_adopts_the_transforms_wrapper_and_keeps_the_fast_path(kerne
 
 # -- 3. state fingerprints ------------------------------------------------------------------------
 def fused(data, ways=3, shots=2, shuffle=True):
-    return [FusedNWaysKShots(data, ways, shots), LoadData(data), RemapLabels(data, shuffle),
-            ConsecutiveLabels(data)]
+    return [
+        FusedNWaysKShots(data, ways, shots),
+        LoadData(data),
+        RemapLabels(data, shuffle),
+        ConsecutiveLabels(data),
+    ]
 
 
 def test_state_is_json_and_resumes_a_rebuilt_pipeline(kernel_mode):
@@ -218,17 +234,30 @@ def test_state_is_json_and_resumes_a_rebuilt_pipeline(kernel_mode):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(seed=5), r"seed: saved 4, this one 5"),
-    (dict(num_tasks=60), r"num_tasks: saved 50, this one 60"),
-    (dict(ways=4), r"task_transforms\[0\]: saved 'FusedNWaysKShots\(n=3, k=2, .*"
-                   r"this one 'FusedNWaysKShots\(n=4"),
-    (dict(shuffle=False), r"task_transforms\[2\]: saved 'RemapLabels\(shuffle=True\)', this one "
-                          r"'RemapLabels\(shuffle=False\)'"),
-    (dict(labels=(np.arange(40) + 1) % 8), r"dataset: saved '40 samples, 8 labels, labels sha256 \w+', "
-                                           r"this one '40 samples, 8 labels, labels sha256 \w+'"),
-    (dict(extra=True), r"task_transforms: saved .* this one .*<lambda>"),
-], ids=["seed", "num-tasks", "ways", "remap-shuffle", "same-size-other-labels", "added-transform"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(seed=5), r"seed: saved 4, this one 5"),
+        (dict(num_tasks=60), r"num_tasks: saved 50, this one 60"),
+        (
+            dict(ways=4),
+            r"task_transforms\[0\]: saved 'FusedNWaysKShots\(n=3, k=2, .*"
+            r"this one 'FusedNWaysKShots\(n=4",
+        ),
+        (
+            dict(shuffle=False),
+            r"task_transforms\[2\]: saved 'RemapLabels\(shuffle=True\)', this one "
+            r"'RemapLabels\(shuffle=False\)'",
+        ),
+        (
+            dict(labels=(np.arange(40) + 1) % 8),
+            r"dataset: saved '40 samples, 8 labels, labels sha256 \w+', "
+            r"this one '40 samples, 8 labels, labels sha256 \w+'",
+        ),
+        (dict(extra=True), r"task_transforms: saved .* this one .*<lambda>"),
+    ],
+    ids=["seed", "num-tasks", "ways", "remap-shuffle", "same-size-other-labels", "added-transform"],
+)
 def test_state_of_another_pipeline_is_refused(change, message):
     data = small()
     tasks = TaskDataset(data, fused(data), num_tasks=50, seed=4, backend="numpy")
@@ -238,8 +267,13 @@ def test_state_of_another_pipeline_is_refused(change, message):
     transforms = fused(other_data, ways=change.get("ways", 3), shuffle=change.get("shuffle", True))
     if change.get("extra"):
         transforms.append(lambda task: task)
-    other = TaskDataset(other_data, transforms, num_tasks=change.get("num_tasks", 50),
-                        seed=change.get("seed", 4), backend="numpy")
+    other = TaskDataset(
+        other_data,
+        transforms,
+        num_tasks=change.get("num_tasks", 50),
+        seed=change.get("seed", 4),
+        backend="numpy",
+    )
     position = other.state_dict()
     with pytest.raises(ValueError, match="saved from another task pipeline; it differs in " + message):
         other.load_state_dict(state)
@@ -260,13 +294,17 @@ def test_legacy_state_loads_with_a_warning_and_a_seed_check():
         TaskDataset(data, chain(data), num_tasks=20, seed=10, backend="numpy").load_state_dict(legacy)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda s: s.pop("dataset"), r"state must be a dict from TaskDataset.state_dict\(\) with the keys"),
-    (lambda s: s.update(next_task="3"), r"state\['next_task'\] must be an int, got '3'"),
-    (lambda s: s.update(seed=True), r"state\['seed'\] must be an int, got True"),
-    (lambda s: s.update(sampler=2**64), r"impossible position: .*sampler=18446744073709551616"),
-    (lambda s: s.update(next_task=-1), r"impossible position: next_task=-1"),
-], ids=["missing-key", "str-position", "bool-seed", "sampler-out-of-range", "negative-next-task"])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda s: s.pop("dataset"), r"state must be a dict from TaskDataset.state_dict\(\) with the keys"),
+        (lambda s: s.update(next_task="3"), r"state\['next_task'\] must be an int, got '3'"),
+        (lambda s: s.update(seed=True), r"state\['seed'\] must be an int, got True"),
+        (lambda s: s.update(sampler=2**64), r"impossible position: .*sampler=18446744073709551616"),
+        (lambda s: s.update(next_task=-1), r"impossible position: next_task=-1"),
+    ],
+    ids=["missing-key", "str-position", "bool-seed", "sampler-out-of-range", "negative-next-task"],
+)
 def test_malformed_states_are_refused(damage, message):
     data = small()
     tasks = TaskDataset(data, chain(data), seed=1, backend="numpy")
@@ -361,12 +399,16 @@ def _only_cache(cache: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("damage, warning", [
-    ("same-shape-other-pixels", "does not match its digest"),
-    ("truncated", "unreadable cache file"),
-    ("digest-missing", "has no digest file"),
-    ("digest-garbled", "unreadable digest file"),
-], ids=["same-shape-other-pixels", "truncated", "digest-missing", "digest-garbled"])
+@pytest.mark.parametrize(
+    "damage, warning",
+    [
+        ("same-shape-other-pixels", "does not match its digest"),
+        ("truncated", "unreadable cache file"),
+        ("digest-missing", "has no digest file"),
+        ("digest-garbled", "unreadable digest file"),
+    ],
+    ids=["same-shape-other-pixels", "truncated", "digest-missing", "digest-garbled"],
+)
 def test_a_damaged_cache_is_rebuilt_never_used(omniglot_root, damage, warning):
     root, cache, decoded = omniglot_root
     expected = _build(root, cache).inputs
@@ -397,8 +439,11 @@ def test_digest_file_records_the_cache_contents(omniglot_root):
     root, cache, _ = omniglot_root
     data = _build(root, cache)
     record = json.loads(Path(str(_only_cache(cache)) + ".digest.json").read_text())
-    assert record == {"sha256": hashlib.sha256(data.inputs.tobytes()).hexdigest(),
-                      "shape": list(data.inputs.shape), "dtype": "|u1"}
+    assert record == {
+        "sha256": hashlib.sha256(data.inputs.tobytes()).hexdigest(),
+        "shape": list(data.inputs.shape),
+        "dtype": "|u1",
+    }
 
 
 def test_an_unverified_cache_is_skipped_for_a_verified_copy_in_a_later_folder(tmp_path):
@@ -458,8 +503,9 @@ def test_cache_files_get_the_umask_mode(omniglot_root, umask_027, tmp_path):
     assert stat.S_IMODE((tmp_path / "b.npz").stat().st_mode) == umask_027
     source = tmp_path / "source.bin"
     source.write_bytes(b"abc")
-    target = datasets.download_file(source.as_uri(), tmp_path / "copy.bin",
-                                    md5="900150983cd24fb0d6963f7d28e17f72", progress=False)
+    target = datasets.download_file(
+        source.as_uri(), tmp_path / "copy.bin", md5="900150983cd24fb0d6963f7d28e17f72", progress=False
+    )
     assert stat.S_IMODE(os.stat(target).st_mode) == umask_027
 
 
@@ -497,8 +543,9 @@ _common.save_cached([sys.argv[1]], "omniglot-28px-k.npy", np.zeros(3, np.uint8))
 
 
 def test_a_killed_cache_write_is_cleaned_up_but_a_live_one_is_not(tmp_path):
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE,
-                              text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert writer.stdout.readline().strip() == "writing"
         (temporary,) = tmp_path.glob(".omniglot-28px-k.npy.*.part")

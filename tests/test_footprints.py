@@ -62,7 +62,10 @@ BARE = ("torch", *WITHOUT_JAX)
 def _run(absent: tuple[str, ...], *arguments: str, code: str = SESSION, cwd=None, env=None):
     result = subprocess.run(
         [sys.executable, "-c", BLOCKER + code, ",".join(absent), *arguments],
-        capture_output=True, text=True, timeout=600, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
         env={**os.environ, "OMP_NUM_THREADS": "1", "L2L_BACKEND": "", **(env or {})},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -81,19 +84,32 @@ def test_jax_only_install(tmp_path, jax_cache_env):
     script = (REPO_ROOT / "examples" / "maml_sine.py").as_posix()
     example = "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')\n"
     # no --backend: the examples' default follows the installed framework
-    result = _run(WITHOUT_TORCH, script, "--quick", "--no-progress", "--out", str(out),
-                  code=SESSION + example, cwd=tmp_path, env=jax_cache_env)
+    result = _run(
+        WITHOUT_TORCH,
+        script,
+        "--quick",
+        "--no-progress",
+        "--out",
+        str(out),
+        code=SESSION + example,
+        cwd=tmp_path,
+        env=jax_cache_env,
+    )
     lines = _lines(result)
     assert lines["backend"] == "jax" and lines["numpy task"].startswith("ndarray (2, 2)")
     assert lines["default task ok"] == "jaxlib"
     assert lines["set_backend torch ImportError"] == (
         "the 'torch' backend needs 'torch', which is not installed; install it with: "
-        """pip install 'l2l_multi[torch]', or use the installed one: l2l.set_backend("jax")""")
+        """pip install 'l2l_multi[torch]', or use the installed one: l2l.set_backend("jax")"""
+    )
     assert lines["set_backend jax ok"] == "builtins"  # returned None
-    assert lines["gym ImportError"] == ('l2l_multi.gym needs gymnasium, which is not installed; install it '
-                                        'with: pip install "l2l_multi[rl]"')
-    assert "'torch' is not installed; install with: pip install 'l2l_multi[torch]'" in lines[
-        "crosscheck ImportError"]
+    assert lines["gym ImportError"] == (
+        'l2l_multi.gym needs gymnasium, which is not installed; install it with: pip install "l2l_multi[rl]"'
+    )
+    assert (
+        "'torch' is not installed; install with: pip install 'l2l_multi[torch]'"
+        in lines["crosscheck ImportError"]
+    )
     assert lines["crosscheck main exit"] == "2"
     assert lines["imported"] == "['jax']"
     assert (out / "results.json").is_file() and not (out / "curve.png").exists()
@@ -107,10 +123,12 @@ def test_torch_only_install():
     assert lines["backend"] == "torch" and lines["default task ok"] == "torch"
     assert lines["set_backend jax ImportError"] == (
         "the 'jax' backend needs 'jax', which is not installed; install it with: "
-        """pip install 'l2l_multi[jax]', or use the installed one: l2l.set_backend("torch")""")
+        """pip install 'l2l_multi[jax]', or use the installed one: l2l.set_backend("torch")"""
+    )
     assert lines["crosscheck ImportError"] == (
         "the cross-check runs both the torch and the jax backend; 'jax', 'flax', 'optax' are not "
-        "installed; install with: pip install 'l2l_multi[jax]'")
+        "installed; install with: pip install 'l2l_multi[jax]'"
+    )
     assert lines["crosscheck main exit"] == "2" and "pip install 'l2l_multi[jax]'" in result.stderr
     assert lines["gym ImportError"].endswith('pip install "l2l_multi[rl]"')
     assert lines["imported"] == "['torch']"
@@ -123,10 +141,11 @@ def test_bare_install():
     for what in ("default task", "set_backend torch"):
         assert lines[f"{what} ImportError"] == (
             "the 'torch' backend needs 'torch', which is not installed; install it with: pip install "
-            """'l2l_multi[torch]', or pip install 'l2l_multi[jax]' and l2l.set_backend("jax")""")
+            """'l2l_multi[torch]', or pip install 'l2l_multi[jax]' and l2l.set_backend("jax")"""
+        )
     assert lines["set_backend jax ImportError"].startswith(
-        "the 'jax' backend needs 'jax', which is not installed; install it with: pip install "
-        "'l2l_multi[jax]'")
+        "the 'jax' backend needs 'jax', which is not installed; install it with: pip install 'l2l_multi[jax]'"
+    )
     assert "install with: pip install 'l2l_multi[jax,torch]'" in lines["crosscheck ImportError"]
     assert lines["gym ImportError"].endswith('pip install "l2l_multi[rl]"')
     assert lines["imported"] == "[]"

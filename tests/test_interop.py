@@ -95,8 +95,13 @@ def test_flax_torch_flax_is_the_identity(name, track_running_stats):
     shapes = jax.eval_shape(lambda: torch_to_flax(_torch_model(name, track_running_stats, seed=0)))
     keys = iter(jax.random.split(jax.random.key(0), len(jax.tree_util.tree_leaves(shapes))))
     variables = jax.tree_util.tree_map(  # random values of the right shapes and dtypes
-        lambda s: (jax.random.uniform(next(keys), s.shape, s.dtype) if jnp.issubdtype(s.dtype, jnp.floating)
-                   else jnp.full(s.shape, 7, s.dtype)), shapes)
+        lambda s: (
+            jax.random.uniform(next(keys), s.shape, s.dtype)
+            if jnp.issubdtype(s.dtype, jnp.floating)
+            else jnp.full(s.shape, 7, s.dtype)
+        ),
+        shapes,
+    )
     torch_model = flax_to_torch(variables, _torch_model(name, track_running_stats, seed=1), flax_model)
     assert _tree_equal(torch_to_flax(torch_model, flax_model), variables)
 
@@ -110,8 +115,9 @@ def test_learn2learn_layout_round_trips_through_its_own_twin():
         source.train()(torch.randn(4, 3, 16, 16) * 3.0 + 1.0)  # statistics and counters move
     variables = torch_to_flax(source)
     assert int(variables["batch_stats"]["0"]["normalize"]["num_batches_tracked"]) == 1
-    target = flax_to_torch(variables, T.ConvBase(hidden=8, channels=3, max_pool=True, layers=2,
-                                                 layout="learn2learn"))
+    target = flax_to_torch(
+        variables, T.ConvBase(hidden=8, channels=3, max_pool=True, layers=2, layout="learn2learn")
+    )
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
 
@@ -133,8 +139,12 @@ def test_converted_weights_share_no_memory_with_torch():
 def _torch_sequential():
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 6, 3, stride=2, padding=1, bias=False), torch.nn.Flatten(),
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 6, 3, stride=2, padding=1, bias=False),
+        torch.nn.Flatten(),
         torch.nn.Linear(6 * 2 * 2, 5),
     )
     with torch.no_grad():
@@ -176,8 +186,12 @@ def test_generic_sequential_without_a_flax_model_is_named_after_torch():
     variables = torch_to_flax(torch_model, input_shape=(2, 3, 8, 8))
     shapes = jax.tree_util.tree_map(lambda a: a.shape, variables)
     assert shapes == {
-        "params": {"0": {"kernel": (3, 3, 3, 8), "bias": (8,)}, "1": {"scale": (8,), "bias": (8,)},
-                   "4": {"kernel": (3, 3, 8, 6)}, "6": {"kernel": (24, 5), "bias": (5,)}},
+        "params": {
+            "0": {"kernel": (3, 3, 3, 8), "bias": (8,)},
+            "1": {"scale": (8,), "bias": (8,)},
+            "4": {"kernel": (3, 3, 8, 6)},
+            "6": {"kernel": (24, 5), "bias": (5,)},
+        },
         "batch_stats": {"1": {"mean": (8,), "var": (8,)}},
     }
     target = _torch_sequential()
@@ -215,10 +229,13 @@ def test_input_shape_is_required_to_see_what_a_linear_layer_flattens():
 
 
 def test_shape_mismatch_names_both_parameters():
-    with pytest.raises(ValueError, match=(
-        r"torch 'features\.1\.0\.conv\.weight' has shape \(3, 3, 1, 8\) in flax layout, but flax "
-        r"params/features/0/conv/kernel has shape \(3, 3, 1, 16\)"
-    )):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"torch 'features\.1\.0\.conv\.weight' has shape \(3, 3, 1, 8\) in flax layout, but flax "
+            r"params/features/0/conv/kernel has shape \(3, 3, 1, 16\)"
+        ),
+    ):
         torch_to_flax(T.OmniglotCNN(5, hidden_size=8), J.OmniglotCNN(5, hidden_size=16))
 
 
@@ -237,11 +254,17 @@ def test_flax_to_torch_checks_everything_before_writing():
     extra["params"]["classifier"]["scale"] = jnp.zeros(5)
     missing = {"params": good["params"]}  # no batch_stats for a model with running statistics
     cases = [
-        (bad_shape, r"variables params/classifier/bias gives shape \(6,\) in torch layout, but torch "
-                    r"'classifier\.bias' has shape \(5,\)"),
+        (
+            bad_shape,
+            r"variables params/classifier/bias gives shape \(6,\) in torch layout, but torch "
+            r"'classifier\.bias' has shape \(5,\)",
+        ),
         (extra, r"variables \['params/classifier/scale'\] have no counterpart in OmniglotCNN"),
-        (missing, r"variables have no batch_stats/features/0/normalize/mean for torch "
-                  r"'features\.1\.0\.normalize\.running_mean'"),
+        (
+            missing,
+            r"variables have no batch_stats/features/0/normalize/mean for torch "
+            r"'features\.1\.0\.normalize\.running_mean'",
+        ),
         ({"params": {}, "cache": {}}, r"variables has collections \['cache'\]"),
     ]
     for variables, message in cases:
@@ -347,6 +370,7 @@ def test_converted_model_matches_torch_outputs_and_gradients(implementation):
         def objective(params):
             logits = flax_model.apply({"params": params}, jnp.asarray(x))
             return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y)).mean()
+
         return jax.value_and_grad(objective)(params)
 
     value, grads = value_and_grad(variables["params"])

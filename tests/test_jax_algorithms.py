@@ -71,7 +71,10 @@ def batch(tasks=4, seed=1):
 def torch_meta_step(algorithm, data, steps):
     algorithm.zero_grad()
     result = l2l.algorithms.meta_batch_loss(
-        algorithm, algorithm.meta_parameters(), *(torch.as_tensor(a) for a in data), steps=steps,
+        algorithm,
+        algorithm.meta_parameters(),
+        *(torch.as_tensor(a) for a in data),
+        steps=steps,
         task_map="sequential",
     )
     result.loss.backward()

@@ -48,9 +48,14 @@ def batch_of_known_qps(seed, size, n=6, m=8, k=2):
 def slsqp(Q, p, G, h, A, b):
     """``min 1/2 z^T Q z + p^T z  s.t.  G z <= h, A z = b`` by scipy's SLSQP (numpy, one problem)."""
     result = optimize.minimize(
-        lambda z: 0.5 * z @ Q @ z + p @ z, np.zeros(len(p)), jac=lambda z: Q @ z + p, method="SLSQP",
-        constraints=[{"type": "ineq", "fun": lambda z: h - G @ z, "jac": lambda z: -G},
-                     {"type": "eq", "fun": lambda z: A @ z - b, "jac": lambda z: A}],
+        lambda z: 0.5 * z @ Q @ z + p @ z,
+        np.zeros(len(p)),
+        jac=lambda z: Q @ z + p,
+        method="SLSQP",
+        constraints=[
+            {"type": "ineq", "fun": lambda z: h - G @ z, "jac": lambda z: -G},
+            {"type": "eq", "fun": lambda z: A @ z - b, "jac": lambda z: A},
+        ],
         options={"ftol": 1e-15, "maxiter": 1000},
     )
     assert result.status in (0, 8), result.message  # 8: the line search met round-off at the optimum
@@ -130,7 +135,8 @@ def test_svm_head_equals_torch_and_central_differences():
 
         def loss(support, query, scale):
             logits = jax.vmap(lambda x, y, q: jnn.svm_logits(x, y, q, 5, C_reg=0.1, scale=scale))(
-                support, labels, query)
+                support, labels, query
+            )
             return (logits * weights).sum(), logits
 
         value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
@@ -150,8 +156,12 @@ def test_svm_head_equals_torch_and_central_differences():
             assert np.abs(np.asarray(grad) - expected).max() < 1e-8 * max(1.0, np.abs(expected).max())
         # central differences of the support embeddings, through the QP's solution
         direction, eps = np.random.default_rng(5).standard_normal(support.shape), 1e-6
-        plus, minus = (value_and_grad(jnp.asarray(support + sign * eps * direction), jnp.asarray(query),
-                                      jnp.asarray(1.5))[0][0] for sign in (1, -1))
+        plus, minus = (
+            value_and_grad(
+                jnp.asarray(support + sign * eps * direction), jnp.asarray(query), jnp.asarray(1.5)
+            )[0][0]
+            for sign in (1, -1)
+        )
         numeric = (float(plus) - float(minus)) / (2 * eps)
         analytic = float((np.asarray(grads[0]) * direction).sum())
         assert abs(numeric - analytic) <= 1e-7 * max(1.0, abs(analytic))

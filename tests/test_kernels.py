@@ -83,9 +83,11 @@ def test_choose_rejects_bad_sizes():
 
 
 @needs_compiled
-@pytest.mark.parametrize("replacement, fused, remap, consecutive",
-                         [(False, True, 2, True), (True, False, 1, False), (False, False, 0, True)],
-                         ids=["fused-shuffled-consecutive", "replacement-ordered", "no-remap"])
+@pytest.mark.parametrize(
+    "replacement, fused, remap, consecutive",
+    [(False, True, 2, True), (True, False, 1, False), (False, False, 0, True)],
+    ids=["fused-shuffled-consecutive", "replacement-ordered", "no-remap"],
+)
 def test_plan_sampler_matches_plan_tasks_in_both_modes(replacement, fused, remap, consecutive):
     """The bound sampler (scratch kept and restored between tasks) against the one-call kernel
     and the pure-Python twin, one task at a time and in batches, after a pickle round trip."""

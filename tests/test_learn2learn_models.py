@@ -44,7 +44,9 @@ class _Learn2learnOmniglotCNN(torch.nn.Module):
         self.base = torch.nn.Sequential(*[_Block(1 if i == 0 else hidden, hidden, False) for i in range(4)])
         # learn2learn registers the same conv stack twice: as `base` and as `features.1`
         self.features = torch.nn.Sequential(
-            _Reshape(lambda x: x.view(-1, 1, 28, 28)), self.base, _Reshape(lambda x: x.mean(dim=[2, 3])),
+            _Reshape(lambda x: x.view(-1, 1, 28, 28)),
+            self.base,
+            _Reshape(lambda x: x.mean(dim=[2, 3])),
             torch.nn.Flatten(),
         )
         self.classifier = torch.nn.Linear(hidden, out)
@@ -75,10 +77,16 @@ def _randomise_batch_norm(model, generator):
 
 
 CONV4_CASES = {
-    "OmniglotCNN": (lambda: _Learn2learnOmniglotCNN(5, 8),
-                    lambda: models.OmniglotCNN(5, 8, layout="learn2learn"), (6, 1, 28, 28)),
-    "CNN4": (lambda: _Learn2learnCNN4(5, 8), lambda: models.CNN4(5, hidden_size=8, layout="learn2learn"),
-             (2, 3, 84, 84)),
+    "OmniglotCNN": (
+        lambda: _Learn2learnOmniglotCNN(5, 8),
+        lambda: models.OmniglotCNN(5, 8, layout="learn2learn"),
+        (6, 1, 28, 28),
+    ),
+    "CNN4": (
+        lambda: _Learn2learnCNN4(5, 8),
+        lambda: models.CNN4(5, hidden_size=8, layout="learn2learn"),
+        (2, 3, 84, 84),
+    ),
 }
 
 
@@ -106,7 +114,8 @@ def test_learn2learn_conv4_checkpoints_load_strictly_and_agree(name, tmp_path):
     # the default layout (the MAML code's batch norm, no running statistics) does not load it strictly
     with pytest.raises(RuntimeError, match="Unexpected key"):
         type(ours)(**{**ours.get_config(), "layout": "maml", "track_running_stats": False}).load_state_dict(
-            torch.load(path))
+            torch.load(path)
+        )
 
 
 def test_layout_errors_name_the_argument():
@@ -184,8 +193,12 @@ def test_meta_curvature_multiplies_the_kernel_mode_from_the_left():
 
 def test_transform_dictionary_takes_module_keys():
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
-    factory = toptim.TransformDictionary({model[1]: toptim.ModuleTransform(tnn.Scale),
-                                          model[1].bias: toptim.KroneckerTransform(tnn.KroneckerLinear)})
+    factory = toptim.TransformDictionary(
+        {
+            model[1]: toptim.ModuleTransform(tnn.Scale),
+            model[1].bias: toptim.KroneckerTransform(tnn.KroneckerLinear),
+        }
+    )
     built = [factory(p) for p in model.parameters()]
     assert built[:2] == [None, None]
     assert isinstance(built[2], tnn.Scale) and isinstance(built[3], toptim.ReshapedTransform)
@@ -198,8 +211,14 @@ def test_meta_module_with_learn2learn_substitutions_leaves_the_original_alone():
     inner = torch.nn.Sequential(torch.nn.Linear(3, 2))
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), inner)
     reference = [p.detach().clone() for p in net.parameters()]
-    doubled = tnn.MetaModule(net, {torch.nn.Linear: lambda linear: torch.nn.Sequential(
-        linear, torch.nn.Linear(linear.out_features, linear.out_features))})
+    doubled = tnn.MetaModule(
+        net,
+        {
+            torch.nn.Linear: lambda linear: torch.nn.Sequential(
+                linear, torch.nn.Linear(linear.out_features, linear.out_features)
+            )
+        },
+    )
     assert isinstance(doubled.wrapped_module[0], torch.nn.Sequential)
     assert isinstance(net[0], torch.nn.Linear) and doubled.module() is net
     x = torch.randn(5, 4)
@@ -234,7 +253,8 @@ def test_pretrained_backbone_refuses_wrong_files_and_names(tmp_path, monkeypatch
     from l2l_multi.backends.torch.vision import _pretrained
 
     assert _pretrained.BACKBONE_URLS["mini-imagenet"]["resnet12"]["default"] == (
-        "https://zenodo.org/record/5651278/files/25u1gtp5.pth")
+        "https://zenodo.org/record/5651278/files/25u1gtp5.pth"
+    )
     with pytest.raises(FileNotFoundError, match="pass download=True"):
         models.get_pretrained_backbone("cnn4", "fc100", root=str(tmp_path))
     with pytest.raises(ValueError, match="model='resnet12' has no pretrained weights for 'fc100'"):
@@ -282,19 +302,23 @@ def test_kronecker_cells_have_learn2learns_maps_and_formulas():
     torch.testing.assert_close(c_new, cell)
     torch.testing.assert_close(out, torch.sigmoid(gate["o"]) * torch.tanh(cell))
     assert sorted(k.split(".")[0] for k in lstm.state_dict() if k.endswith("left")) == sorted(
-        f"W_{a}{g}" for a in "ih" for g in "ifgo")
+        f"W_{a}{g}" for a in "ih" for g in "ifgo"
+    )
 
 
 def test_meta_curvature_reads_learn2learns_parameter_names():
     generator = torch.Generator().manual_seed(7)
-    theirs = {name: torch.randn(size, size, generator=generator, dtype=torch.float64)
-              for name, size in (("mc_in", 4), ("mc_out", 3), ("mc_f", 4))}  # out, in and kernel modes
+    theirs = {
+        name: torch.randn(size, size, generator=generator, dtype=torch.float64)
+        for name, size in (("mc_in", 4), ("mc_out", 3), ("mc_f", 4))
+    }  # out, in and kernel modes
     weight = torch.nn.Parameter(torch.zeros(4, 3, 2, 2, dtype=torch.float64))
     transform = toptim.MetaCurvatureTransform(weight)
     transform.load_state_dict(theirs, strict=True)
     grad = torch.randn(4, 3, 2, 2, generator=generator, dtype=torch.float64)
-    expected = torch.einsum("ao,oik,ib,ck->abc", theirs["mc_in"], grad.reshape(4, 3, 4), theirs["mc_out"],
-                            theirs["mc_f"]).reshape(grad.shape)
+    expected = torch.einsum(
+        "ao,oik,ib,ck->abc", theirs["mc_in"], grad.reshape(4, 3, 4), theirs["mc_out"], theirs["mc_f"]
+    ).reshape(grad.shape)
     torch.testing.assert_close(transform(grad), expected)
     vector = toptim.MetaCurvatureTransform(torch.nn.Parameter(torch.zeros(5, dtype=torch.float64)))
     vector.load_state_dict({"mc": torch.full((5,), 2.0, dtype=torch.float64)}, strict=True)
@@ -315,8 +339,9 @@ def test_learn2learn_omniglot_fc_checkpoint_loads_strictly_and_agrees(tmp_path):
     torch.manual_seed(8)
     sizes = [784, 32, 16]
     theirs = torch.nn.Module()
-    theirs.features = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Sequential(
-        *[LinearBlock(a, b) for a, b in zip(sizes[:-1], sizes[1:])]))
+    theirs.features = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Sequential(*[LinearBlock(a, b) for a, b in zip(sizes[:-1], sizes[1:])])
+    )
     theirs.classifier = torch.nn.Linear(16, 5)
     with torch.no_grad():
         for block in theirs.features[1]:

@@ -35,13 +35,26 @@ class _FixedTask:
 
 
 def _trainer(max_steps, validate=False):
-    return pl.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False,
-                      limit_val_batches=1 if validate else 0, num_sanity_val_steps=0)
+    return pl.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=1 if validate else 0,
+        num_sanity_val_steps=0,
+    )
 
 
-EPISODE = dict(train_ways=WAYS, train_shots=SHOTS, train_queries=QUERIES, test_ways=WAYS, test_shots=SHOTS,
-               test_queries=QUERIES)
+EPISODE = dict(
+    train_ways=WAYS,
+    train_shots=SHOTS,
+    train_queries=QUERIES,
+    test_ways=WAYS,
+    test_shots=SHOTS,
+    test_queries=QUERIES,
+)
 
 
 def test_lightning_maml_step_is_the_hand_written_maml_step():
@@ -81,8 +94,9 @@ def test_lightning_modules_lower_the_query_loss_in_three_steps(name):
     torch.manual_seed(1)
     features = torch.nn.Sequential(torch.nn.Linear(FEATURES, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8))
     module = {
-        "anil": lambda: LightningANIL(features, torch.nn.Linear(8, WAYS), lr=0.02, adaptation_lr=0.5,
-                                      **EPISODE),
+        "anil": lambda: LightningANIL(
+            features, torch.nn.Linear(8, WAYS), lr=0.02, adaptation_lr=0.5, **EPISODE
+        ),
         "protonet": lambda: LightningPrototypicalNetworks(features, lr=0.02, **EPISODE),
         "metaoptnet": lambda: LightningMetaOptNet(features, lr=0.02, svm_max_iters=50, **EPISODE),
     }[name]()
@@ -101,8 +115,10 @@ def test_episodic_batcher_serves_a_task_dataset_and_tests():
     x, y = torch.randn(60, FEATURES, generator=generator), torch.arange(6).repeat_interleave(10)
     dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(x, y))
     transforms = [
-        l2l.data.transforms.NWays(dataset, WAYS), l2l.data.transforms.KShots(dataset, SHOTS + QUERIES),
-        l2l.data.transforms.LoadData(dataset), l2l.data.transforms.RemapLabels(dataset),
+        l2l.data.transforms.NWays(dataset, WAYS),
+        l2l.data.transforms.KShots(dataset, SHOTS + QUERIES),
+        l2l.data.transforms.LoadData(dataset),
+        l2l.data.transforms.RemapLabels(dataset),
     ]
     tasks = l2l.data.TaskDataset(dataset, transforms)
     module = LightningPrototypicalNetworks(torch.nn.Linear(FEATURES, 8), **EPISODE)
@@ -147,9 +163,18 @@ def test_track_test_accuracy_callback_tests_after_each_validation():
             return super().test_step(batch, batch_idx)
 
     module = Counting(torch.nn.Linear(FEATURES, 8), **EPISODE)
-    trainer = pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, val_check_interval=2,
-                         limit_val_batches=1, num_sanity_val_steps=0, callbacks=[TrackTestAccuracyCallback()])
+    trainer = pl.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        val_check_interval=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[TrackTestAccuracyCallback()],
+    )
     trainer.fit(module, EpisodicBatcher(_FixedTask(), epoch_length=4))
     assert trainer.global_step == 4
     assert tested == [2, 2, 2, 2, 4, 4, 4, 4]  # after each of the 2 validations, the 4 test tasks

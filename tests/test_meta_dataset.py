@@ -194,8 +194,12 @@ def standard_tasks(dataset, seed=4, backend="numpy"):
     from l2l_multi.data import TaskDataset
     from l2l_multi.data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
 
-    chain = [FusedNWaysKShots(dataset, 4, 2), LoadData(dataset), RemapLabels(dataset),
-             ConsecutiveLabels(dataset)]
+    chain = [
+        FusedNWaysKShots(dataset, 4, 2),
+        LoadData(dataset),
+        RemapLabels(dataset),
+        ConsecutiveLabels(dataset),
+    ]
     return TaskDataset(dataset, chain, seed=seed, backend=backend)
 
 

@@ -36,7 +36,9 @@ MODELS = {
     "OmniglotCNN-28x28": (dict(output_size=5, hidden_size=16, layers=3), (6, 28, 28), (6, 5)),
     "ConvBase": (dict(hidden=16, channels=1), (4, 1, 28, 28), (4, 16, 2, 2)),
     "ConvBase-max_pool": (
-        dict(hidden=16, channels=3, max_pool=True, layers=3), (4, 3, 32, 32), (4, 16, 4, 4)
+        dict(hidden=16, channels=3, max_pool=True, layers=3),
+        (4, 3, 32, 32),
+        (4, 16, 4, 4),
     ),
     "CNN4Backbone": (dict(hidden_size=32), (3, 3, 84, 84), (3, 800)),
     "CNN4Backbone-strided": (dict(hidden_size=8, max_pool=False, layers=2), (3, 3, 84, 84), (3, 8 * 6 * 6)),
@@ -234,15 +236,28 @@ def test_conv_implementations_agree_with_torch_and_each_other(case):
     kernel = _input((kernel_size, kernel_size, shape[-1], 6), seed=2)
     bias = _input((6,), seed=3)
     outputs = {
-        impl: J.conv2d(jnp.asarray(x), jnp.asarray(kernel), jnp.asarray(bias), stride=stride, padding=padding,
-                       implementation=impl)
+        impl: J.conv2d(
+            jnp.asarray(x),
+            jnp.asarray(kernel),
+            jnp.asarray(bias),
+            stride=stride,
+            padding=padding,
+            implementation=impl,
+        )
         for impl in ("xla", "matmul")
     }
     with torch.no_grad():
-        expected = torch.nn.functional.conv2d(
-            torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(kernel.transpose(3, 2, 0, 1)),
-            torch.from_numpy(bias), stride=stride, padding=padding,
-        ).numpy().transpose(0, 2, 3, 1)
+        expected = (
+            torch.nn.functional.conv2d(
+                torch.from_numpy(x.transpose(0, 3, 1, 2)),
+                torch.from_numpy(kernel.transpose(3, 2, 0, 1)),
+                torch.from_numpy(bias),
+                stride=stride,
+                padding=padding,
+            )
+            .numpy()
+            .transpose(0, 2, 3, 1)
+        )
     assert outputs["xla"].shape == outputs["matmul"].shape == expected.shape
     scale = float(np.abs(expected).max())  # float32 rounding of sums of up to 50 products
     assert _max_difference(outputs["xla"], outputs["matmul"]) < 1e-6 * scale
@@ -253,14 +268,16 @@ def _conv_loss(implementation, stride):
     def loss(x, kernel):
         y = J.conv2d(x, kernel, stride=stride, implementation=implementation)
         return jnp.sum(jnp.tanh(y) * jnp.cos(jnp.arange(y.size).reshape(y.shape)))
+
     return loss
 
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv_implementations_have_the_same_gradients(stride):
     x, kernel = jnp.asarray(_input((3, 10, 10, 4))), jnp.asarray(0.3 * _input((3, 3, 4, 5), seed=2))
-    grads = {impl: jax.grad(_conv_loss(impl, stride), argnums=(0, 1))(x, kernel)
-             for impl in ("xla", "matmul")}
+    grads = {
+        impl: jax.grad(_conv_loss(impl, stride), argnums=(0, 1))(x, kernel) for impl in ("xla", "matmul")
+    }
     for a, b in zip(grads["xla"], grads["matmul"]):
         assert _max_difference(a, b) < 1e-5 * max(1.0, float(jnp.abs(a).max()))
 
@@ -316,13 +333,15 @@ def test_omniglot_cnn_initialisation():
     conv = params["features"]["1"]["conv"]
     for weights in _torch_and_flax(torch_model.base[1].conv.weight, conv["kernel"]):
         assert np.abs(weights).max() <= bound and abs(weights.std() - bound / math.sqrt(3)) < 0.03 * bound
-    for scale in _torch_and_flax(torch_model.base[0].normalize.weight,
-                                 params["features"]["0"]["normalize"]["scale"]):
+    for scale in _torch_and_flax(
+        torch_model.base[0].normalize.weight, params["features"]["0"]["normalize"]["scale"]
+    ):
         assert scale.min() >= 0 and scale.max() < 1 and abs(scale.mean() - 0.5) < 0.15  # U[0, 1), 64 draws
-    for biases in (_torch_and_flax(torch_model.classifier.bias, params["classifier"]["bias"])
-                   + _torch_and_flax(torch_model.base[0].conv.bias, params["features"]["0"]["conv"]["bias"])
-                   + _torch_and_flax(torch_model.base[0].normalize.bias,
-                                     params["features"]["0"]["normalize"]["bias"])):
+    for biases in (
+        _torch_and_flax(torch_model.classifier.bias, params["classifier"]["bias"])
+        + _torch_and_flax(torch_model.base[0].conv.bias, params["features"]["0"]["conv"]["bias"])
+        + _torch_and_flax(torch_model.base[0].normalize.bias, params["features"]["0"]["normalize"]["bias"])
+    ):
         assert not biases.any()
 
 
@@ -331,8 +350,9 @@ def test_omniglot_fc_initialisation():
     params = _flax_params(flax_model, (2, 784))
     # normal(0, 0.01) truncated at 2 std: |w| <= 0.02 and std 0.01 * 0.8796
     truncated_std = 0.01 * math.sqrt(1 - 4 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(math.sqrt(2)))
-    for weights in _torch_and_flax(torch_model.features[1][0].linear.weight,
-                                   params["features"]["0"]["linear"]["kernel"]):
+    for weights in _torch_and_flax(
+        torch_model.features[1][0].linear.weight, params["features"]["0"]["linear"]["kernel"]
+    ):
         assert np.abs(weights).max() <= 0.02 and abs(weights.std() / truncated_std - 1) < 0.02
     for biases in _torch_and_flax(torch_model.classifier.bias, params["classifier"]["bias"]):
         assert not biases.any()
@@ -355,8 +375,9 @@ def test_omniglot_cnn_reads_learn2learn_checkpoints_and_survives_functional_call
     model = T.OmniglotCNN(hidden_size=8)
     state = {k: v + 1 for k, v in model.state_dict().items()}
     # learn2learn saves the ConvBase twice, as base.* and as features.1.*; base.* alone loads too
-    base_only = {("base." + k[len("features.1."):] if k.startswith("features.1.") else k): v
-                 for k, v in state.items()}
+    base_only = {
+        ("base." + k[len("features.1.") :] if k.startswith("features.1.") else k): v for k, v in state.items()
+    }
     for checkpoint in ({**state, **base_only}, base_only):
         fresh = T.OmniglotCNN(hidden_size=8)
         fresh.load_state_dict(checkpoint)  # strict: every key is used
@@ -364,8 +385,9 @@ def test_omniglot_cnn_reads_learn2learn_checkpoints_and_survives_functional_call
         assert torch.equal(fresh.classifier.weight, model.classifier.weight + 1)
     assert fresh.base is fresh.features[1]
     original = fresh.base[0].conv.weight
-    torch.func.functional_call(fresh, {n: p.clone() for n, p in fresh.named_parameters()},
-                               (torch.zeros(2, 784),))
+    torch.func.functional_call(
+        fresh, {n: p.clone() for n, p in fresh.named_parameters()}, (torch.zeros(2, 784),)
+    )
     assert fresh.base[0].conv.weight is original
 
 

@@ -35,7 +35,8 @@ MODELS = {
     "ResNet12": (dict(output_size=5, hidden_size=512, wider=False, **NO_DROPOUT), (2, 3, 32, 32), (2, 5)),
     "ResNet12-flat": (
         dict(output_size=3, hidden_size=512 * 2 * 2, avg_pool=False, wider=False, channels=1, **NO_DROPOUT),
-        (2, 1, 32, 32), (2, 3),
+        (2, 1, 32, 32),
+        (2, 3),
     ),
     "ResNet12Backbone": (dict(wider=True, **NO_DROPOUT), (2, 3, 32, 32), (2, 640)),
     "WRN28": (dict(output_size=5), (2, 3, 16, 16), (2, 5)),
@@ -116,12 +117,24 @@ def test_shapes_and_parameter_counts_agree(model_id):
 
 
 FULL_SIZE = {  # name -> (arguments, input shape, output shape, parameters from the closed forms)
-    "ResNet12": (dict(output_size=5), (2, 3, 84, 84), (2, 5),
-                 _resnet12_parameters(3, (64, 160, 320, 640), 640, 5)),
-    "ResNet12Backbone-16000": (dict(avg_pool=False), (2, 3, 84, 84), (2, 16000),
-                               _resnet12_parameters(3, (64, 160, 320, 640))),
-    "ResNet12Backbone-narrow-80": (dict(wider=False), (2, 3, 80, 80), (2, 512),
-                                   _resnet12_parameters(3, (64, 128, 256, 512))),
+    "ResNet12": (
+        dict(output_size=5),
+        (2, 3, 84, 84),
+        (2, 5),
+        _resnet12_parameters(3, (64, 160, 320, 640), 640, 5),
+    ),
+    "ResNet12Backbone-16000": (
+        dict(avg_pool=False),
+        (2, 3, 84, 84),
+        (2, 16000),
+        _resnet12_parameters(3, (64, 160, 320, 640)),
+    ),
+    "ResNet12Backbone-narrow-80": (
+        dict(wider=False),
+        (2, 3, 80, 80),
+        (2, 512),
+        _resnet12_parameters(3, (64, 128, 256, 512)),
+    ),
     "WRN28": (dict(output_size=5), (2, 3, 84, 84), (2, 5), _wrn28_parameters(5)),
     "WRN28Backbone-80": (dict(), (2, 3, 80, 80), (2, 640), _wrn28_parameters()),
 }
@@ -181,9 +194,11 @@ def test_torch_and_flax_agree_in_train_and_eval_mode(model_id):
         return evaluated, trained, updates["batch_stats"], embedded
 
     evaluated, trained, statistics, embedded = run(variables, jnp.asarray(x))
-    differences = {"eval": _relative_difference(evaluated, expected_eval),
-                   "train": _relative_difference(trained, expected_train),
-                   "statistics": _tree_max_difference(statistics, torch_to_flax(torch_model)["batch_stats"])}
+    differences = {
+        "eval": _relative_difference(evaluated, expected_eval),
+        "train": _relative_difference(trained, expected_train),
+        "statistics": _tree_max_difference(statistics, torch_to_flax(torch_model)["batch_stats"]),
+    }
     if embedding is not None:
         differences["embed"] = _relative_difference(embedded, embedding)
     assert max(differences.values()) < 1e-5, differences
@@ -269,8 +284,8 @@ def _dropped_fraction_and_blocks(output):
     full = np.zeros_like(padded)
     for dy in range(padded.shape[2] - 2):
         for dx in range(padded.shape[3] - 2):
-            square = padded[:, :, dy:dy + 3, dx:dx + 3].all(axis=(2, 3))
-            full[:, :, dy:dy + 3, dx:dx + 3] |= square[:, :, None, None]
+            square = padded[:, :, dy : dy + 3, dx : dx + 3].all(axis=(2, 3))
+            full[:, :, dy : dy + 3, dx : dx + 3] |= square[:, :, None, None]
     return zeros.mean(), bool((full[:, :, 2:-2, 2:-2] >= zeros).all())
 
 
@@ -322,13 +337,19 @@ def test_initialisation_matches_torch():
     torch_model, flax_model, shape = _make("ResNet12")
     params = jax.jit(flax_model.init)(_key(0), jnp.zeros(shape))["params"]
     expected_std = np.sqrt(2.0 / (9 * 512))  # kaiming-normal, fan_out of a 512 -> 512 3x3 convolution
-    for weights in (torch_model.features.layer4[0].conv2.weight.detach().numpy(),
-                    np.asarray(params["features"]["layer4"]["0"]["conv2"]["kernel"])):
+    for weights in (
+        torch_model.features.layer4[0].conv2.weight.detach().numpy(),
+        np.asarray(params["features"]["layer4"]["0"]["conv2"]["kernel"]),
+    ):
         assert abs(weights.std() / expected_std - 1) < 0.02 and abs(weights.mean()) < 0.02 * expected_std
     bound = 1 / np.sqrt(512)  # torch's default Linear initialisation
     classifier = params["classifier"]
-    for weights in (torch_model.classifier.bias.detach().numpy(), np.asarray(classifier["bias"]),
-                    torch_model.classifier.weight.detach().numpy(), np.asarray(classifier["kernel"])):
+    for weights in (
+        torch_model.classifier.bias.detach().numpy(),
+        np.asarray(classifier["bias"]),
+        torch_model.classifier.weight.detach().numpy(),
+        np.asarray(classifier["kernel"]),
+    ):
         assert np.abs(weights).max() <= bound and weights.std() > 0.3 * bound
     scale = params["features"]["layer1"]["0"]["bn1"]["scale"]
     assert np.all(np.asarray(scale) == 1.0) and torch.all(torch_model.features.layer1[0].bn1.weight == 1)

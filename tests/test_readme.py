@@ -88,8 +88,11 @@ def block_results(tmp_path_factory):
         return dict(zip(runnable, pool.map(run, runnable)))
 
 
-@pytest.mark.parametrize("line, code", [(line, code) for line, _, code in PYTHON_BLOCKS],
-                         ids=[f"line{line}" for line, _, _ in PYTHON_BLOCKS])
+@pytest.mark.parametrize(
+    "line, code",
+    [(line, code) for line, _, code in PYTHON_BLOCKS],
+    ids=[f"line{line}" for line, _, _ in PYTHON_BLOCKS],
+)
 def test_python_block_runs_as_printed(line, code, block_results):
     reason = _skip_reason(code)
     if reason:
@@ -154,8 +157,11 @@ print(json.dumps(report))
 
 
 def _parse(argvs: list[list[str]]) -> list[tuple[bool, str]]:
-    result = run_python(_PARSE_DRIVER.replace("sys.argv[1]", repr(json.dumps(argvs))),
-                        env={"OMP_NUM_THREADS": "1"}, cwd=REPO_ROOT)
+    result = run_python(
+        _PARSE_DRIVER.replace("sys.argv[1]", repr(json.dumps(argvs))),
+        env={"OMP_NUM_THREADS": "1"},
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -182,8 +188,9 @@ def test_bash_commands_parse_and_backend_claim_holds():
             continue
         if program == "torchrun":  # its own options, then the script and the script's flags
             words = ["python", *itertools.dropwhile(lambda word: not word.endswith(".py"), words)]
-        assert program in ("python", "torchrun"), \
+        assert program in ("python", "torchrun"), (
             f"README.md:{line}: add {program!r} to OTHER_COMMANDS with its check"
+        )
         if "--resume" in words:
             out = words[words.index("--out") + 1]
             assert out in outs, f"README.md:{line} resumes {out}, which no command above writes"
@@ -194,26 +201,40 @@ def test_bash_commands_parse_and_backend_claim_holds():
         assert words[1] == "-m" or (REPO_ROOT / words[1]).is_file(), where[-1]
     # the --backend claim: one-backend scripts refuse the flag, the other examples take it
     one_backend = _one_backend_scripts()
-    scripts = sorted(p for p in (REPO_ROOT / "examples").rglob("*.py")
-                     if not p.name.startswith("_") and p.name != "main_job.py")
+    scripts = sorted(
+        p
+        for p in (REPO_ROOT / "examples").rglob("*.py")
+        if not p.name.startswith("_") and p.name != "main_job.py"
+    )
     assert set(one_backend) <= {p.name for p in scripts}, one_backend
     expected = [True] * len(argvs)
     for script in scripts:
         argvs.append([str(script.relative_to(REPO_ROOT)), "--quick", "--backend", "jax"])
-        where.append(f"{script.name} --backend jax (README: "
-                     f"{'one backend' if script.name in one_backend else 'takes --backend'})")
+        where.append(
+            f"{script.name} --backend jax (README: "
+            f"{'one backend' if script.name in one_backend else 'takes --backend'})"
+        )
         expected.append(script.name not in one_backend)
     report = _parse(argvs)
-    wrong = [f"{place}: {message or 'accepted'}"
-             for place, (ok, message), want in zip(where, report, expected) if ok != want]
+    wrong = [
+        f"{place}: {message or 'accepted'}"
+        for place, (ok, message), want in zip(where, report, expected)
+        if ok != want
+    ]
     assert not wrong, "\n".join(wrong)
 
 
 # -- the capability table -------------------------------------------------------------------------
 BACKENDS = ["torch", "jax"]
 # classes the backends export from l2l.algorithms that are not algorithms
-NOT_ALGORITHMS = {"AdaptationError", "BaseLearner", "MetaBatchResult", "PerStepBatchNorm",
-                  "CheckedStepMetrics", "MetaStepMetrics"}
+NOT_ALGORITHMS = {
+    "AdaptationError",
+    "BaseLearner",
+    "MetaBatchResult",
+    "PerStepBatchNorm",
+    "CheckedStepMetrics",
+    "MetaStepMetrics",
+}
 _NAME = re.compile(r"^([\w.]+)(?:\((.*)\))?$")
 
 
@@ -271,14 +292,23 @@ def test_capability_table_matches_the_backend(backend):
             missing = [k for k in keywords if k not in parameters]
             assert not missing, f"{row['method']}: {dotted} on {backend} takes no {missing}"
     module = importlib.import_module(f"l2l_multi.backends.{backend}.algorithms")
-    algorithms = {name for name in module.__all__
-                  if inspect.isclass(getattr(module, name)) and name not in NOT_ALGORITHMS}
+    algorithms = {
+        name
+        for name in module.__all__
+        if inspect.isclass(getattr(module, name)) and name not in NOT_ALGORITHMS
+    }
     assert algorithms <= listed, f"algorithms of {backend} missing from the table: {algorithms - listed}"
     # meta-RL steps: every *_step function of the torch rl package and make_*_step of jax's gym
-    rl = (importlib.import_module("l2l_multi.backends.torch.rl") if backend == "torch"
-          else importlib.import_module("l2l_multi.backends.jax.gym"))
-    steps = {name for name, value in vars(rl).items()
-             if inspect.isfunction(value) and re.fullmatch(r"(make_)?\w+_step", name)}
+    rl = (
+        importlib.import_module("l2l_multi.backends.torch.rl")
+        if backend == "torch"
+        else importlib.import_module("l2l_multi.backends.jax.gym")
+    )
+    steps = {
+        name
+        for name, value in vars(rl).items()
+        if inspect.isfunction(value) and re.fullmatch(r"(make_)?\w+_step", name)
+    }
     assert steps <= listed, f"meta-RL steps of {backend} missing from the table: {steps - listed}"
 
 
@@ -327,9 +357,18 @@ def test_citation_file_is_valid_cff():
         assert all(set(author) & {"family-names", "name"} for author in reference["authors"]), reference
         assert isinstance(reference.get("year"), int), reference["title"]
     titles = " ".join(reference["title"] for reference in citation["references"])
-    for paper in ("learn2learn", "Model-Agnostic Meta-Learning", "Prototypical Networks", "Meta-SGD",
-                  "Feature Reuse", "First-Order Meta-Learning", "Differentiable Convex Optimization",
-                  "How to train your MAML", "ProMP", "Trust Region Policy Optimization"):
+    for paper in (
+        "learn2learn",
+        "Model-Agnostic Meta-Learning",
+        "Prototypical Networks",
+        "Meta-SGD",
+        "Feature Reuse",
+        "First-Order Meta-Learning",
+        "Differentiable Convex Optimization",
+        "How to train your MAML",
+        "ProMP",
+        "Trust Region Policy Optimization",
+    ):
         assert paper in titles, paper
 
 
@@ -338,8 +377,11 @@ def test_python_versions_agree():
     assert project["requires-python"] == ">=3.11"
     install = README.split("## Install", 1)[1].split("\n## ", 1)[0]
     assert "Python 3.11 or newer" in install
-    versions = [c.rsplit(" ", 1)[-1] for c in project["classifiers"]
-                if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    versions = [
+        c.rsplit(" ", 1)[-1]
+        for c in project["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
     assert versions == ["3.11", "3.12", "3.13"], versions
 
 

@@ -26,8 +26,13 @@ def omniglot_sized(classes=200, per_class=20):
 
 
 def pipeline(data, ways=5, shots=2):
-    return [NWays(data, ways), KShots(data, shots), LoadData(data), RemapLabels(data),
-            ConsecutiveLabels(data)]
+    return [
+        NWays(data, ways),
+        KShots(data, shots),
+        LoadData(data),
+        RemapLabels(data),
+        ConsecutiveLabels(data),
+    ]
 
 
 def stream_digest(tasks, count=25):
@@ -252,10 +257,13 @@ PLAN_CASES = {
     "nways-kshots-load": lambda d: [NWays(d, 5), KShots(d, 3), LoadData(d)],
     "remap-ordered": lambda d: [NWays(d, 4), KShots(d, 2), LoadData(d), RemapLabels(d, False)],
     "remap-shuffled-consecutive": lambda d: pipeline(d, 20, 5),
-    "replacement": lambda d: [NWays(d, 3), KShots(d, 25, replacement=True), LoadData(d),
-                              RemapLabels(d)],
-    "fused-filtered": lambda d: [FusedNWaysKShots(d, 5, 2, filter_labels=range(50, 90)),
-                                 LoadData(d), RemapLabels(d), ConsecutiveLabels(d)],
+    "replacement": lambda d: [NWays(d, 3), KShots(d, 25, replacement=True), LoadData(d), RemapLabels(d)],
+    "fused-filtered": lambda d: [
+        FusedNWaysKShots(d, 5, 2, filter_labels=range(50, 90)),
+        LoadData(d),
+        RemapLabels(d),
+        ConsecutiveLabels(d),
+    ],
 }
 
 
@@ -281,8 +289,9 @@ def test_fast_path_builds_the_same_tasks_as_the_transforms(case, kernel_mode):
 def test_fast_path_is_not_used_for_other_pipelines():
     data = omniglot_sized()
     custom = TaskDataset(data, pipeline(data) + [lambda task: task], backend="numpy")
-    consecutive_only = TaskDataset(data, [NWays(data, 2), KShots(data, 1), LoadData(data),
-                                          ConsecutiveLabels(data)], backend="numpy")
+    consecutive_only = TaskDataset(
+        data, [NWays(data, 2), KShots(data, 1), LoadData(data), ConsecutiveLabels(data)], backend="numpy"
+    )
     assert custom._plan is None and consecutive_only._plan is None
 
 
@@ -290,8 +299,12 @@ def test_small_classes_disable_the_fast_path_but_not_sampling():
     # class 0 has 2 samples, the others 6: 3 shots work only when class 0 is not drawn
     labels = np.array([0, 0] + [c for c in range(1, 6) for _ in range(6)])
     data = MetaDataset(ArrayDataset(np.arange(len(labels), dtype=np.float32), labels))
-    tasks = TaskDataset(data, [FilterLabels(data, [1, 2, 3, 4, 5]), NWays(data, 2), KShots(data, 3),
-                               LoadData(data)], seed=0, backend="numpy")
+    tasks = TaskDataset(
+        data,
+        [FilterLabels(data, [1, 2, 3, 4, 5]), NWays(data, 2), KShots(data, 3), LoadData(data)],
+        seed=0,
+        backend="numpy",
+    )
     assert tasks.sample()[0].shape == (6,)
     plain = TaskDataset(data, [NWays(data, 6), KShots(data, 3), LoadData(data)], backend="numpy")
     assert plain._plan is None
@@ -301,11 +314,16 @@ def test_small_classes_disable_the_fast_path_but_not_sampling():
 
 def test_transforms_built_on_a_raw_dataset_share_one_wrapper():
     raw = omniglot_sized(30, 4).dataset
-    tasks = TaskDataset(raw, [NWays(raw, 3), KShots(raw, 2), LoadData(raw), RemapLabels(raw)],
-                        seed=5, backend="numpy")
+    tasks = TaskDataset(
+        raw, [NWays(raw, 3), KShots(raw, 2), LoadData(raw), RemapLabels(raw)], seed=5, backend="numpy"
+    )
     wrapped = MetaDataset(raw)
-    reference = TaskDataset(wrapped, [NWays(wrapped, 3), KShots(wrapped, 2), LoadData(wrapped),
-                                      RemapLabels(wrapped)], seed=5, backend="numpy")
+    reference = TaskDataset(
+        wrapped,
+        [NWays(wrapped, 3), KShots(wrapped, 2), LoadData(wrapped), RemapLabels(wrapped)],
+        seed=5,
+        backend="numpy",
+    )
     assert tasks.dataset is NWays(raw, 2).dataset and tasks._plan is not None
     for index in range(4):
         np.testing.assert_array_equal(tasks[index][0], reference[index][0])
@@ -349,11 +367,17 @@ def test_dataloader_worker_started_by_spawn_builds_the_same_tasks():
     import torch
 
     raw = torch.utils.data.TensorDataset(torch.randn(48, 3), torch.arange(48) % 12)
-    tasks = TaskDataset(raw, [FusedNWaysKShots(raw, 3, 2), LoadData(raw), RemapLabels(raw),
-                              ConsecutiveLabels(raw)], num_tasks=4, seed=1, backend="torch")
+    tasks = TaskDataset(
+        raw,
+        [FusedNWaysKShots(raw, 3, 2), LoadData(raw), RemapLabels(raw), ConsecutiveLabels(raw)],
+        num_tasks=4,
+        seed=1,
+        backend="torch",
+    )
     assert len(tasks) == 4 and isinstance(tasks.as_iterable(), torch.utils.data.IterableDataset)
-    loader = torch.utils.data.DataLoader(tasks, batch_size=None, num_workers=1,
-                                         multiprocessing_context="spawn")
+    loader = torch.utils.data.DataLoader(
+        tasks, batch_size=None, num_workers=1, multiprocessing_context="spawn"
+    )
     loaded = list(loader)
     assert len(loaded) == 4
     for index, (x, y) in enumerate(loaded):

@@ -17,8 +17,11 @@ def conv4(channels=4, ways=5, seed=0):
     torch.manual_seed(seed)
     layers, in_channels = [], 1
     for _ in range(4):
-        layers += [torch.nn.Conv2d(in_channels, channels, 3, stride=2, padding=1),
-                   torch.nn.BatchNorm2d(channels), torch.nn.ReLU()]
+        layers += [
+            torch.nn.Conv2d(in_channels, channels, 3, stride=2, padding=1),
+            torch.nn.BatchNorm2d(channels),
+            torch.nn.ReLU(),
+        ]
         in_channels = channels
     return torch.nn.Sequential(*layers, torch.nn.Flatten(), torch.nn.Linear(channels * 4, ways)).to(DOUBLE)
 
@@ -112,11 +115,15 @@ def test_frozen_parameters_stay_fixed_on_both_paths():
 def test_with_a_task_dataset_batch():
     data = l2l.data.synthetic_classification(num_classes=10, samples_per_class=4, shape=(1, 28, 28), seed=0)
     dataset = l2l.data.MetaDataset(data)
-    taskset = l2l.data.TaskDataset(dataset, [
-        l2l.data.transforms.FusedNWaysKShots(dataset, n=5, k=3),
-        l2l.data.transforms.LoadData(dataset),
-        l2l.data.transforms.RemapLabels(dataset),
-    ], seed=0)
+    taskset = l2l.data.TaskDataset(
+        dataset,
+        [
+            l2l.data.transforms.FusedNWaysKShots(dataset, n=5, k=3),
+            l2l.data.transforms.LoadData(dataset),
+            l2l.data.transforms.RemapLabels(dataset),
+        ],
+        seed=0,
+    )
     x, y = taskset.sample_batch(4)
     (sx, sy), (qx, qy) = l2l.data.partition_task_batch(x.to(DOUBLE), y, shots=1)
     assert sx.shape == (4, 5, 1, 28, 28) and qx.shape == (4, 10, 1, 28, 28)

@@ -51,7 +51,9 @@ def _make_model(seed):
     torch.manual_seed(seed)
     return torch.nn.Sequential(
         # no bias before batch norm: its gradient would be rounding noise, which Adam then amplifies
-        torch.nn.Linear(FEATURES, 16, bias=False), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+        torch.nn.Linear(FEATURES, 16, bias=False),
+        torch.nn.BatchNorm1d(16),
+        torch.nn.ReLU(),
         torch.nn.Linear(16, WAYS),
     ).double()
 
@@ -130,7 +132,10 @@ def _edge_cases(rank):
         num_tasks = (3, 1)[rank] if weighted else None
         total = average_gradients([only_rank0, both, frozen, never], num_tasks=num_tasks, check=check)
         out[weighted, check] = {
-            "total": total, "only_rank0": only_rank0.grad, "both": both.grad, "frozen": frozen.grad,
+            "total": total,
+            "only_rank0": only_rank0.grad,
+            "both": both.grad,
+            "frozen": frozen.grad,
             "never": never.grad,
         }
     layer = torch.nn.Linear(2, 1)
@@ -186,7 +191,10 @@ def _worker(rank, world_size, init_file, out_dir):
     torch.set_num_threads(1)
     try:
         dist.init_process_group(
-            "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
+            "gloo",
+            init_method=f"file://{init_file}",
+            rank=rank,
+            world_size=world_size,
             timeout=timedelta(seconds=60),
         )
         results = {}
@@ -235,8 +243,11 @@ def _run_processes(jobs, timeout_s, out_dir):
             if proc.is_alive():
                 proc.kill()
             proc.join(10)
-    errors = "".join(f"\n--- rank {r} ---\n{e.read_text()}" for r in range(len(procs))
-                     if (e := out_dir / f"rank{r}.err").exists())
+    errors = "".join(
+        f"\n--- rank {r} ---\n{e.read_text()}"
+        for r in range(len(procs))
+        if (e := out_dir / f"rank{r}.err").exists()
+    )
     if failed:
         pytest.fail(f"worker ranks failed (rank, exit code): {failed}; killed the others{errors}")
     if hung:
@@ -269,8 +280,9 @@ def _assert_close(actual, expected, what):
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_distributed_maml_matches_single_process(distributed_results, scenario):
     _, _, weighted = SCENARIOS[scenario]
-    reference = _meta_train(_make_model(seed=123), _scenario_batches(scenario), distributed=False,
-                            weighted=weighted)
+    reference = _meta_train(
+        _make_model(seed=123), _scenario_batches(scenario), distributed=False, weighted=weighted
+    )
     for rank, results in enumerate(distributed_results):
         got = results[scenario]
         for step, (grads, ref_grads) in enumerate(zip(got["grads"], reference["grads"])):

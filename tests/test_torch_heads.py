@@ -46,8 +46,12 @@ def scipy_qp(Q, p, G, h, A=None, b=None):
     if A is not None and len(A):
         constraints.append({"type": "eq", "fun": lambda z: A @ z - b, "jac": lambda z: A})
     result = optimize.minimize(
-        lambda z: 0.5 * z @ Q @ z + p @ z, np.zeros(len(p)), jac=lambda z: Q @ z + p,
-        method="SLSQP", constraints=constraints, options={"ftol": 1e-14, "maxiter": 1000},
+        lambda z: 0.5 * z @ Q @ z + p @ z,
+        np.zeros(len(p)),
+        jac=lambda z: Q @ z + p,
+        method="SLSQP",
+        constraints=constraints,
+        options={"ftol": 1e-14, "maxiter": 1000},
     )
     # Status 8 ("positive directional derivative for linesearch") is SLSQP meeting round-off at
     # the optimum when ftol is this tight; feasibility is checked instead.
@@ -115,15 +119,18 @@ QP_SIZES = [
 @pytest.mark.parametrize(("n", "m", "k"), QP_SIZES)
 def test_qp_matches_scipy_and_the_known_solution(n, m, k):
     problems = [known_qp(seed, n, m, k) for seed in range(3)]
-    batch = {name: torch.stack([torch.tensor(arrays[name]) for arrays, _ in problems])
-             for name in problems[0][0]}
+    batch = {
+        name: torch.stack([torch.tensor(arrays[name]) for arrays, _ in problems]) for name in problems[0][0]
+    }
     if k == 0:
         batch["A"] = batch["b"] = None
     z = solve_qp(**batch)
     assert z.shape == (3, n) and z.dtype == F64
     for (arrays, z_known), z_solved in zip(problems, z.numpy()):
-        reference = scipy_qp(**{name: arrays[name] for name in ("Q", "p", "G", "h")},
-                             **({"A": arrays["A"], "b": arrays["b"]} if k else {}))
+        reference = scipy_qp(
+            **{name: arrays[name] for name in ("Q", "p", "G", "h")},
+            **({"A": arrays["A"], "b": arrays["b"]} if k else {}),
+        )
         np.testing.assert_allclose(z_solved, reference, atol=1e-6)
         np.testing.assert_allclose(z_solved, z_known, atol=1e-8)
         assert (arrays["G"] @ z_solved - arrays["h"]).max() < 1e-9
@@ -150,8 +157,10 @@ def test_qp_gradients_match_finite_differences(name):
 
 def test_qp_batched_gradcheck():
     problems = [known_qp(seed, 4, 6, 1)[0] for seed in (11, 12)]
-    args = [torch.tensor(np.stack([arrays[name] for arrays in problems])).requires_grad_()
-            for name in ("Q", "p", "G", "h", "A", "b")]
+    args = [
+        torch.tensor(np.stack([arrays[name] for arrays in problems])).requires_grad_()
+        for name in ("Q", "p", "G", "h", "A", "b")
+    ]
     assert torch.autograd.gradcheck(lambda *a: solve_qp(*a), args, fast_mode=True, atol=1e-6, rtol=1e-5)
 
 
@@ -179,8 +188,9 @@ def test_qp_equality_only_and_float32():
     expected = np.linalg.solve(kkt, np.concatenate([-p, b]))[:6]
     args = tensors(arrays)
     np.testing.assert_allclose(solve_qp(**args).numpy(), expected, atol=1e-10)
-    single = {name: value.float().requires_grad_()
-              for name, value in tensors(known_qp(5, 6, 4, 2)[0]).items()}
+    single = {
+        name: value.float().requires_grad_() for name, value in tensors(known_qp(5, 6, 4, 2)[0]).items()
+    }
     z = solve_qp(**single)
     z.sum().backward()
     assert z.dtype == torch.float32 and single["Q"].grad.dtype == torch.float32
@@ -258,8 +268,9 @@ def test_svm_logits_and_gradients_match_finite_differences():
         return (batched(query.expand(len(supports), -1, -1)) * weights).sum(dim=(1, 2))
 
     def loss_of_query(queries):
-        return (head(queries.reshape(-1, queries.shape[-1])).reshape(len(queries), *weights.shape)
-                * weights).sum(dim=(1, 2))
+        return (
+            head(queries.reshape(-1, queries.shape[-1])).reshape(len(queries), *weights.shape) * weights
+        ).sum(dim=(1, 2))
 
     # eps = 1e-5: the truncation error (~1e-10) and the QP solver's error over eps (alpha is
     # within ~1e-12 at tolerance 1e-13, so ~1e-7) stay below the 1e-6 tolerance.
@@ -315,8 +326,11 @@ def test_svm_scale_ways_and_errors():
 
 @pytest.mark.parametrize(
     ("ways", "shots", "dim", "reg"),
-    [pytest.param(3, 2, 10, 1.0, id="n<d-reg1"), pytest.param(2, 6, 4, 0.1, id="n>d-reg0.1"),
-     pytest.param(5, 1, 8, 10.0, id="1shot-reg10")],
+    [
+        pytest.param(3, 2, 10, 1.0, id="n<d-reg1"),
+        pytest.param(2, 6, 4, 0.1, id="n>d-reg0.1"),
+        pytest.param(5, 1, 8, 10.0, id="1shot-reg10"),
+    ],
 )
 def test_ridge_weights_match_the_primal_closed_form(ways, shots, dim, reg):
     support, labels, query, _ = few_shot_task(5, ways, shots, dim)
@@ -353,8 +367,10 @@ def test_ridge_gradients_match_finite_differences():
     learnt.fit_(support, labels)
     learnt(query).sum().backward()
     eps = 1e-6
-    fits = [RidgeClassifier(support, labels, reg=0.7 * np.exp(sign * eps)).double()(query).sum()
-            for sign in (1, -1)]
+    fits = [
+        RidgeClassifier(support, labels, reg=0.7 * np.exp(sign * eps)).double()(query).sum()
+        for sign in (1, -1)
+    ]
     numerical = ((fits[0] - fits[1]) / (2 * eps)).item()
     np.testing.assert_allclose(learnt.log_reg.grad.item(), numerical, rtol=1e-6)
 
@@ -456,12 +472,19 @@ def image_features(seed):
 
 WRAPPERS = [
     pytest.param(lambda f: ProtoNet(f), lambda: PrototypicalClassifier(), id="protonet"),
-    pytest.param(lambda f: ProtoNet(f, distance="cosine", normalize=True),
-                 lambda: PrototypicalClassifier(distance="cosine", normalize=True), id="protonet-cosine"),
-    pytest.param(lambda f: MetaOptNet(f, head="svm", C_reg=0.2),
-                 lambda: SVClassifier(C_reg=0.2), id="metaoptnet-svm"),
-    pytest.param(lambda f: MetaOptNet(f, head="ridge", reg=0.3, learn_scale=False),
-                 lambda: RidgeClassifier(reg=0.3, learn_scale=False), id="metaoptnet-ridge"),
+    pytest.param(
+        lambda f: ProtoNet(f, distance="cosine", normalize=True),
+        lambda: PrototypicalClassifier(distance="cosine", normalize=True),
+        id="protonet-cosine",
+    ),
+    pytest.param(
+        lambda f: MetaOptNet(f, head="svm", C_reg=0.2), lambda: SVClassifier(C_reg=0.2), id="metaoptnet-svm"
+    ),
+    pytest.param(
+        lambda f: MetaOptNet(f, head="ridge", reg=0.3, learn_scale=False),
+        lambda: RidgeClassifier(reg=0.3, learn_scale=False),
+        id="metaoptnet-ridge",
+    ),
 ]
 
 
@@ -489,7 +512,11 @@ def test_wrappers_equal_the_head_by_hand_and_train_the_features(make_model, make
 def test_wrapper_errors_and_head_parameters():
     model = MetaOptNet(torch.nn.Linear(3, 2), head="ridge")
     assert sorted(name for name, _ in model.named_parameters()) == [
-        "features.bias", "features.weight", "head.bias", "head.scale"]
+        "features.bias",
+        "features.weight",
+        "head.bias",
+        "head.scale",
+    ]
     with pytest.raises(ValueError, match=r"head must be one of 'svm', 'ridge', got 'lasso'"):
         MetaOptNet(torch.nn.Linear(3, 2), head="lasso")
     with pytest.raises(TypeError, match="features must be a torch.nn.Module, got function"):

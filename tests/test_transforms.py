@@ -67,8 +67,10 @@ def test_nways_errors_name_the_limit(data):
 def test_transforms_on_explicit_descriptions(data, kernel_mode):
     """NWays and KShots after a step that materialised indices (ConsecutiveLabels)."""
     keep = ["c03", "c05", "c07", "c09", "c11"]
-    task = build(data, [FilterLabels(data, keep), KShots(data, 3), ConsecutiveLabels(data),
-                        NWays(data, 2), KShots(data, 2)])
+    task = build(
+        data,
+        [FilterLabels(data, keep), KShots(data, 3), ConsecutiveLabels(data), NWays(data, 2), KShots(data, 2)],
+    )
     labels = labels_of(data, task.indices)
     assert len(labels) == 4 and len(set(labels)) == 2 and set(labels) <= set(keep)
 
@@ -87,8 +89,7 @@ def test_fused_matches_constraints_and_filter(data, kernel_mode):
 
 
 def test_load_remap_consecutive(data, kernel_mode):
-    transforms = [NWays(data, 5), KShots(data, 2), LoadData(data), RemapLabels(data),
-                  ConsecutiveLabels(data)]
+    transforms = [NWays(data, 5), KShots(data, 2), LoadData(data), RemapLabels(data), ConsecutiveLabels(data)]
     task = build(data, transforms)
     assert isinstance(task, TaskBatch)
     assert task.targets.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
@@ -100,10 +101,8 @@ def test_load_remap_consecutive(data, kernel_mode):
 
 
 def test_remap_before_load_equals_remap_after(data):
-    before = build(data, [NWays(data, 3), KShots(data, 2), RemapLabels(data, shuffle=False),
-                          LoadData(data)])
-    after = build(data, [NWays(data, 3), KShots(data, 2), LoadData(data),
-                         RemapLabels(data, shuffle=False)])
+    before = build(data, [NWays(data, 3), KShots(data, 2), RemapLabels(data, shuffle=False), LoadData(data)])
+    after = build(data, [NWays(data, 3), KShots(data, 2), LoadData(data), RemapLabels(data, shuffle=False)])
     np.testing.assert_array_equal(before.targets, after.targets)
     np.testing.assert_array_equal(before.inputs, after.inputs)
     assert before.targets.tolist() == [0, 0, 1, 1, 2, 2]
@@ -125,9 +124,19 @@ def test_plain_callables_after_load_receive_pairs(data):
         received.append(list(task))
         return [(2 * x, y) for x, y in task]
 
-    tasks = TaskDataset(data, [NWays(data, 2), KShots(data, 1), LoadData(data), double,
-                               RemapLabels(data, shuffle=False), ConsecutiveLabels(data)],
-                        seed=4, backend="numpy")
+    tasks = TaskDataset(
+        data,
+        [
+            NWays(data, 2),
+            KShots(data, 1),
+            LoadData(data),
+            double,
+            RemapLabels(data, shuffle=False),
+            ConsecutiveLabels(data),
+        ],
+        seed=4,
+        backend="numpy",
+    )
     inputs, targets = tasks[0]
     assert len(received[0]) == 2 and all(len(pair) == 2 for pair in received[0])
     assert sorted(inputs.tolist()) == sorted(2 * x for x, _ in received[0])
@@ -144,8 +153,16 @@ def test_fused_on_a_narrowed_task_filters_then_samples(data, kernel_mode):
     keep = ["c06", "c07", "c08", "c09"]
     fused = FusedNWaysKShots(data, n=2, k=3, filter_labels=keep)
     for index in range(10):
-        task = build(data, [FilterLabels(data, ["c05", "c06", "c07", "c08"]), KShots(data, 5),
-                            ConsecutiveLabels(data), fused], index)
+        task = build(
+            data,
+            [
+                FilterLabels(data, ["c05", "c06", "c07", "c08"]),
+                KShots(data, 5),
+                ConsecutiveLabels(data),
+                fused,
+            ],
+            index,
+        )
         labels = labels_of(data, task.indices)
         assert len(labels) == 6 and len(set(labels)) == 2
         assert set(labels) <= {"c06", "c07", "c08"}

@@ -55,8 +55,7 @@ def test_on_device_dataset_gives_the_same_tasks(framework):
     assert tuple(on_device.inputs.shape) == (24, 2, 2)
     host = MetaDataset(ArrayDataset(np.stack([x + 1 for x, _ in pairs]), np.arange(24) % 4))
     device = MetaDataset(on_device)
-    make = lambda d: TaskDataset(d, [NWays(d, 3), KShots(d, 2), LoadData(d)], seed=1,
-                                 backend=framework)
+    make = lambda d: TaskDataset(d, [NWays(d, 3), KShots(d, 2), LoadData(d)], seed=1, backend=framework)
     host_tasks, device_tasks = make(host), make(device)
     for _ in range(3):
         (xh, yh), (xd, yd) = host_tasks.sample(), device_tasks.sample()

@@ -97,8 +97,13 @@ def test_get_tasksets_omniglot(framework, omniglot_cache):
 def test_train_splits_adds_the_validation_classes_to_training(framework, omniglot_cache):
     l2l.set_backend(framework)
     both = benchmarks.get_tasksets(
-        "omniglot", train_ways=60, train_samples=2, root=str(OMNIGLOT), cache_dir=omniglot_cache,
-        seed=0, train_splits=("train", "validation"),
+        "omniglot",
+        train_ways=60,
+        train_samples=2,
+        root=str(OMNIGLOT),
+        cache_dir=omniglot_cache,
+        seed=0,
+        train_splits=("train", "validation"),
     )
     plain = benchmarks.get_tasksets(
         "omniglot", train_ways=60, train_samples=2, root=str(OMNIGLOT), cache_dir=omniglot_cache, seed=0

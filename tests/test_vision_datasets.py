@@ -132,8 +132,11 @@ def test_extract_archive(tmp_path, kind):
         datasets.extract_archive(archive, tmp_path / "out", progress=False)
 
 
-@pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "top/../../evil.txt"],
-                         ids=["dotdot", "absolute", "nested-dotdot"])
+@pytest.mark.parametrize(
+    "member",
+    ["../evil.txt", "/abs/evil.txt", "top/../../evil.txt"],
+    ids=["dotdot", "absolute", "nested-dotdot"],
+)
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
 def test_extract_refuses_escaping_paths(tmp_path, kind, member):
     archive = tmp_path / f"bad.{kind}"
@@ -146,10 +149,15 @@ def test_extract_refuses_escaping_paths(tmp_path, kind, member):
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "dest" / "evil.txt").exists()
 
 
-@pytest.mark.parametrize("link", [("top/link", "../../outside", tarfile.SYMTYPE),
-                                  ("top/link", "/etc/passwd", tarfile.SYMTYPE),
-                                  ("top/hard", "../outside", tarfile.LNKTYPE)],
-                         ids=["symlink-dotdot", "symlink-absolute", "hardlink-dotdot"])
+@pytest.mark.parametrize(
+    "link",
+    [
+        ("top/link", "../../outside", tarfile.SYMTYPE),
+        ("top/link", "/etc/passwd", tarfile.SYMTYPE),
+        ("top/hard", "../outside", tarfile.LNKTYPE),
+    ],
+    ids=["symlink-dotdot", "symlink-absolute", "hardlink-dotdot"],
+)
 def test_extract_refuses_escaping_links(tmp_path, link):
     archive = tmp_path / "bad.tar.gz"
     _write_tar(archive, {"top/ok.txt": b"ok"}, links=[link])
@@ -202,8 +210,9 @@ def _tiny_omniglot(root: Path, native: bool = False) -> list[np.ndarray]:
                         paper = rng.random((105, 105)) > 0.1
                         buffer = io.BytesIO()
                         Image.fromarray(paper).convert("1").save(buffer, "PNG")
-                        archive.writestr(f"{top}/{alphabet}/{character}/0001_{drawing:02d}.png",
-                                         buffer.getvalue())
+                        archive.writestr(
+                            f"{top}/{alphabet}/{character}/0001_{drawing:02d}.png", buffer.getvalue()
+                        )
                         drawn.append((f"{alphabet}/{character}", drawing, paper))
     order = sorted(drawn[:12], key=lambda x: x[:2]) + sorted(drawn[12:], key=lambda x: x[:2])
     return [paper for _, _, paper in order]
@@ -212,10 +221,16 @@ def _tiny_omniglot(root: Path, native: bool = False) -> list[np.ndarray]:
 def test_omniglot_native_size_fixture(tmp_path):
     papers = _tiny_omniglot(tmp_path)
     data = datasets.FullOmniglot(tmp_path, cache_dir=tmp_path / "cache")
-    assert data.class_names == ["background_A/character01", "background_A/character02",
-                                "background_B/character01", "background_B/character02",
-                                "evaluation_A/character01", "evaluation_A/character02",
-                                "evaluation_B/character01", "evaluation_B/character02"]
+    assert data.class_names == [
+        "background_A/character01",
+        "background_A/character02",
+        "background_B/character01",
+        "background_B/character02",
+        "evaluation_A/character01",
+        "evaluation_A/character02",
+        "evaluation_B/character01",
+        "evaluation_B/character02",
+    ]
     assert data.targets.tolist() == np.repeat(np.arange(8), 3).tolist() and data.background_classes == 4
     expected = np.where(np.stack(papers), 0, 255).astype(np.uint8)  # ink (False = black) becomes 255
     np.testing.assert_array_equal(data.inputs, expected)
@@ -238,8 +253,9 @@ def test_omniglot_errors(tmp_path):
 
 def test_omniglot_transforms_and_meta_dataset(tmp_path):
     _tiny_omniglot(tmp_path)
-    data = datasets.FullOmniglot(tmp_path, image_size=28, transform=lambda image: image.sum(),
-                                 target_transform=str)
+    data = datasets.FullOmniglot(
+        tmp_path, image_size=28, transform=lambda image: image.sum(), target_transform=str
+    )
     assert not data.supports_batches and data[5][1] == "1"
     plain = datasets.FullOmniglot(tmp_path, image_size=28)
     assert plain.supports_batches and plain.get_batch(np.array([0, 3]))[1].tolist() == [0, 1]
@@ -311,14 +327,25 @@ def test_real_omniglot_download(omniglot28, tmp_path, monkeypatch):
     """download=True fetches missing zips (md5-checked) and accepts a repackaged present zip."""
     _, cache, _ = omniglot28
     md5s = {name: hashlib.md5((OMNIGLOT / name).read_bytes()).hexdigest() for name in OMNIGLOT_DIGESTS}
-    monkeypatch.setattr(_omniglot, "_SHA256", {**_omniglot._SHA256, "images_evaluation": _sha256(
-        (OMNIGLOT / "images_evaluation.zip").read_bytes())})
+    monkeypatch.setattr(
+        _omniglot,
+        "_SHA256",
+        {
+            **_omniglot._SHA256,
+            "images_evaluation": _sha256((OMNIGLOT / "images_evaluation.zip").read_bytes()),
+        },
+    )
     # Serve the evaluation zip "remotely"; the background zip is already in root (a repackaged copy
     # whose md5 differs from Lake's: accepted through its content digest).
     monkeypatch.setattr(_omniglot, "_URL", OMNIGLOT.as_uri() + "/{}.zip")
-    monkeypatch.setattr(_omniglot, "_ARCHIVES", tuple(
-        (stem, md5s[f"{stem}.zip"] if stem == "images_evaluation" else original_md5, digest)
-        for stem, original_md5, digest in _omniglot._ARCHIVES))
+    monkeypatch.setattr(
+        _omniglot,
+        "_ARCHIVES",
+        tuple(
+            (stem, md5s[f"{stem}.zip"] if stem == "images_evaluation" else original_md5, digest)
+            for stem, original_md5, digest in _omniglot._ARCHIVES
+        ),
+    )
     (tmp_path / "images_background.zip").write_bytes((OMNIGLOT / "images_background.zip").read_bytes())
     data = datasets.FullOmniglot(tmp_path, image_size=28, download=True, cache_dir=cache)
     fetched = (tmp_path / "images_evaluation.zip").read_bytes()
@@ -385,8 +412,12 @@ def test_tiered_imagenet(tmp_path, monkeypatch):
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, "PNG")
         encoded.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))  # as the release stores them
-    labels = {"label_specific": np.array([2, 0, 1, 2, 0]), "label_general": np.array([1, 0, 0, 1, 0]),
-              "label_specific_str": ["n01", "n02", "n03"], "label_general_str": ["animal", "object"]}
+    labels = {
+        "label_specific": np.array([2, 0, 1, 2, 0]),
+        "label_general": np.array([1, 0, 0, 1, 0]),
+        "label_specific_str": ["n01", "n02", "n03"],
+        "label_general_str": ["animal", "object"],
+    }
     for name, value in (("val_images_png.pkl", encoded), ("val_labels.pkl", labels)):
         with open(tmp_path / name, "wb") as file:
             pickle.dump(value, file, protocol=2)
@@ -423,8 +454,16 @@ def _write_cifar100(root: Path, train_per_class: int = 2, test_per_class: int = 
                 fine.append(label)
                 coarse.append(coarse_of[name])
         with open(folder / part, "wb") as file:
-            pickle.dump({"data": np.stack(data), "fine_labels": fine, "coarse_labels": coarse,
-                         "filenames": [f"{i}.png" for i in range(len(fine))]}, file, protocol=2)
+            pickle.dump(
+                {
+                    "data": np.stack(data),
+                    "fine_labels": fine,
+                    "coarse_labels": coarse,
+                    "filenames": [f"{i}.png" for i in range(len(fine))],
+                },
+                file,
+                protocol=2,
+            )
     with open(folder / "meta", "wb") as file:
         pickle.dump({"fine_label_names": fine_names, "coarse_label_names": coarse_names}, file, protocol=2)
     return fine_names
@@ -440,10 +479,15 @@ def test_cifar_fs(tmp_path, mode, classes):
     assert data.targets.tolist() == np.repeat(np.arange(classes), 3).tolist()
     # HWC pixel (0, 0) encodes (CIFAR label, train/test, copy): class-major, train rows before test.
     corner = data.inputs[:3, 0, 0]
-    assert corner.tolist() == [[fine_names.index(expected[0]), 0, 0], [fine_names.index(expected[0]), 0, 1],
-                               [fine_names.index(expected[0]), 1, 0]]
-    assert all(fine_names[pixel[0]] == data.class_names[label]
-               for pixel, label in zip(data.inputs[:, 0, 0], data.targets))
+    assert corner.tolist() == [
+        [fine_names.index(expected[0]), 0, 0],
+        [fine_names.index(expected[0]), 0, 1],
+        [fine_names.index(expected[0]), 1, 0],
+    ]
+    assert all(
+        fine_names[pixel[0]] == data.class_names[label]
+        for pixel, label in zip(data.inputs[:, 0, 0], data.targets)
+    )
 
 
 def test_cifar_splits_are_disjoint_and_complete():
@@ -462,8 +506,10 @@ def test_fc100(tmp_path, mode, classes):
     expected = sorted(name for coarse, name in _all_cifar_classes() if coarse in supers)
     assert len(expected) == classes and data.class_names == expected and len(data) == classes * 2
     assert sorted(data.coarse_class_names) == sorted(supers)
-    assert all(fine_names[pixel[0]] == data.class_names[label]
-               for pixel, label in zip(data.inputs[:, 0, 0], data.targets))
+    assert all(
+        fine_names[pixel[0]] == data.class_names[label]
+        for pixel, label in zip(data.inputs[:, 0, 0], data.targets)
+    )
 
 
 def test_cifar_download(tmp_path, monkeypatch):

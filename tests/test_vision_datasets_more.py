@@ -73,9 +73,13 @@ def _write_aircraft(root):
 def _write_fungi(root):
     image_id = 0
     for part, shots in (("train.json", range(PER_CLASS - 1)), ("val.json", range(PER_CLASS - 1, PER_CLASS))):
-        content = {"images": [], "annotations": [],
-                   "categories": [{"id": c, "name": f"Fungus {c}", "supercategory": "Fungi"}
-                                  for c in range(CLASSES)]}
+        content = {
+            "images": [],
+            "annotations": [],
+            "categories": [
+                {"id": c, "name": f"Fungus {c}", "supercategory": "Fungi"} for c in range(CLASSES)
+            ],
+        }
         for category in range(CLASSES):
             for shot in shots:
                 name = f"images/{category:05d}_Fungus_{category}/F{category}_{shot}.JPG"
@@ -168,8 +172,23 @@ def test_meta_dataset_splits_match_published_lists():
     assert (cub["test"] + 1).tolist()[:10] == [8, 9, 15, 20, 28, 30, 35, 39, 45, 46]
     assert (cub["validation"] + 1).tolist()[-3:] == [198, 199, 200]
     flowers = meta_dataset_split(71, 15, 16)
-    assert (flowers["validation"] + 1).tolist() == [10, 16, 17, 23, 26, 47, 53, 56, 57, 62, 82, 83, 86, 97,
-                                                    102]
+    assert (flowers["validation"] + 1).tolist() == [
+        10,
+        16,
+        17,
+        23,
+        26,
+        47,
+        53,
+        56,
+        57,
+        62,
+        82,
+        83,
+        86,
+        97,
+        102,
+    ]
     assert meta_dataset_split(33, 7, 7)["test"].tolist() == [0, 4, 8, 20, 36, 38, 44]
     assert 225 in meta_dataset_split(994, 200, 200)["train"]  # learn2learn's '0226.Cortinarius malicorius'
     for counts in ((140, 30, 30), (70, 15, 15), (241, 52, 52), (994, 200, 200)):
@@ -220,11 +239,18 @@ def _write_news(root, categories=6, per_category=3):
     lines = []
     for category in range(categories):
         for index in range(per_category):
-            lines.append(json.dumps({"category": f"TOPIC {category}",
-                                     "headline": f"Headline {category}.{index}",
-                                     "authors": "", "link": "https://example.org",
-                                     "short_description": "" if index == 0 else f"About {category}",
-                                     "date": "2018-05-26"}))
+            lines.append(
+                json.dumps(
+                    {
+                        "category": f"TOPIC {category}",
+                        "headline": f"Headline {category}.{index}",
+                        "authors": "",
+                        "link": "https://example.org",
+                        "short_description": "" if index == 0 else f"About {category}",
+                        "date": "2018-05-26",
+                    }
+                )
+            )
     (root / "News_Category_Dataset_v2.json").write_text("\n".join(lines) + "\n")
 
 
@@ -238,8 +264,11 @@ def test_news_classification(tmp_path):
     assert isinstance(text, str) and text.startswith("Headline") and label.dtype == np.int64
     everything = NewsClassification(tmp_path, mode="all", transform=len)
     first = everything.class_names.index("TOPIC 0")
-    assert set(everything.data[everything.targets == first]) == {"Headline 0.0", "Headline 0.1 About 0",
-                                                                 "Headline 0.2 About 0"}
+    assert set(everything.data[everything.targets == first]) == {
+        "Headline 0.0",
+        "Headline 0.1 About 0",
+        "Headline 0.2 About 0",
+    }
     assert isinstance(everything[0][0], int) and not everything.supports_batches
 
 

@@ -61,7 +61,9 @@ def dists(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(REPO_ROOT)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     (sdist,) = out.glob("*.tar.gz")
@@ -101,8 +103,15 @@ def test_sdist_contents(dists):
     sdist, _ = dists
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    for required in ("README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "l2l_multi/data/_kernels.pyx",
-                     "l2l_multi/vision/splits/omniglot/vinyals/trainval.txt", "backends/torch/__init__.py"):
+    for required in (
+        "README.md",
+        "pyproject.toml",
+        "setup.py",
+        "MANIFEST.in",
+        "l2l_multi/data/_kernels.pyx",
+        "l2l_multi/vision/splits/omniglot/vinyals/trainval.txt",
+        "backends/torch/__init__.py",
+    ):
         assert required in names, required
     assert not [n for n in names if n.endswith((".so", ".pyd", ".pyc"))], "build products in the sdist"
     for document in ("LICENSE", "CHANGELOG.md", "CITATION.cff"):
@@ -116,15 +125,29 @@ def test_wheel_installs_and_samples_with_compiled_kernel(dists, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-         "--no-compile", "--quiet", str(wheel)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--no-compile",
+            "--quiet",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stdout + install.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("L2L_BACKEND", "L2L_PUREPYTHON", "PYTHONPATH")}
     env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]  # numpy & co. from this environment
-    run = subprocess.run([str(python), "-c", SAMPLE], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, timeout=300)
+    run = subprocess.run(
+        [str(python), "-c", SAMPLE], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     result = json.loads(run.stdout)
     assert result["package"].startswith(str(venv)), result["package"]

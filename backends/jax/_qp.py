@@ -131,7 +131,7 @@ def solve_qp(Q, p, G, h, A=None, b=None, max_iterations: int = 50, tolerance: fl
     expected = {"Q": (n, n), "G": (m, n), "h": (m,), "A": (k, n), "b": (k,)}
     for name, shape in expected.items():
         value = arrays[name]
-        if tuple(value.shape[value.ndim - len(shape):]) != shape:
+        if tuple(value.shape[value.ndim - len(shape) :]) != shape:
             raise ValueError(
                 f"{name} must have shape [B, {', '.join(map(str, shape))}] for n={n} variables, m={m} "
                 f"inequalities and k={k} equalities, got {tuple(value.shape)}"
@@ -195,12 +195,14 @@ def _solve_backward(max_iterations, tolerance, saved, cotangents):
     scale = jnp.where(degenerate, 1, s + lam)
     diagonal = jnp.where(degenerate, -1, -s / scale)
     kkt = jnp.zeros((n + m + k, n + m + k), Q.dtype)
-    kkt = kkt.at[:n, :n].set(Q).at[:n, n:n + m].set(G.T).at[:n, n + m:].set(A.T)
-    kkt = kkt.at[n:n + m, :n].set((lam / scale)[:, None] * G).at[n:n + m, n:n + m].set(jnp.diag(diagonal))
-    kkt = kkt.at[n + m:, :n].set(A)
+    kkt = kkt.at[:n, :n].set(Q).at[:n, n : n + m].set(G.T).at[:n, n + m :].set(A.T)
+    kkt = (
+        kkt.at[n : n + m, :n].set((lam / scale)[:, None] * G).at[n : n + m, n : n + m].set(jnp.diag(diagonal))
+    )
+    kkt = kkt.at[n + m :, :n].set(A)
     rhs = jnp.concatenate([-grad_z, jnp.zeros(m + k, Q.dtype)])
     solution = jnp.linalg.solve(kkt, rhs)
-    dz, dlam, dnu = solution[:n], solution[n:n + m], solution[n + m:]
+    dz, dlam, dnu = solution[:n], solution[n : n + m], solution[n + m :]
     grad_Q = (jnp.outer(dz, z) + jnp.outer(z, dz)) / 2
     grad_G = jnp.outer(lam, dz) + jnp.outer(dlam, z)
     grad_A = jnp.outer(nu, dz) + jnp.outer(dnu, z)
@@ -222,12 +224,14 @@ def _residuals(Q, p, G, h, A, b, z, s, lam, nu):
         # Terms of a residual cancel at the solution: scale by the largest of them, not the sum.
         return 1 + jnp.stack([norm(t) for t in terms]).max()
 
-    worst = jnp.stack([
-        norm(r_dual) / size(Qz, p, Gt_lam, At_nu),
-        norm(r_ineq) / size(Gz, s, h),
-        norm(r_eq) / size(Az, b),
-        (s * lam).mean() if s.size else jnp.zeros((), s.dtype),
-    ]).max()
+    worst = jnp.stack(
+        [
+            norm(r_dual) / size(Qz, p, Gt_lam, At_nu),
+            norm(r_ineq) / size(Gz, s, h),
+            norm(r_eq) / size(Az, b),
+            (s * lam).mean() if s.size else jnp.zeros((), s.dtype),
+        ]
+    ).max()
     return r_dual, r_ineq, r_eq, jnp.where(jnp.isfinite(worst), worst, jnp.inf)
 
 
@@ -316,16 +320,18 @@ def _polish(Q, p, G, h, A, b, z, s, lam, nu):
     n, m, k = Q.shape[0], G.shape[0], A.shape[0]
     active = (lam > s).astype(Q.dtype)
     # Rows of inactive constraints become dlam_j = 0; active ones G_j z = h_j.
-    matrix = jnp.block([
-        [Q, G.T * active, A.T],
-        [active[:, None] * G, jnp.diag(1 - active), jnp.zeros((m, k), Q.dtype)],
-        [A, jnp.zeros((k, m + k), Q.dtype)],
-    ])
+    matrix = jnp.block(
+        [
+            [Q, G.T * active, A.T],
+            [active[:, None] * G, jnp.diag(1 - active), jnp.zeros((m, k), Q.dtype)],
+            [A, jnp.zeros((k, m + k), Q.dtype)],
+        ]
+    )
     rhs = jnp.concatenate([-p, active * h, b])
     factors = lu_factor(matrix)
     solution = lu_solve(factors, rhs)
     solution = solution + lu_solve(factors, rhs - matrix @ solution)  # one refinement round
-    z, lam, nu = solution[:n], solution[n:n + m] * active, solution[n + m:]
+    z, lam, nu = solution[:n], solution[n : n + m] * active, solution[n + m :]
     return z, jnp.maximum(h - G @ z, 0) * (1 - active), jnp.maximum(lam, 0), nu
 
 

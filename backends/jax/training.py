@@ -136,10 +136,16 @@ def _build_mamlpp(model, variables, ways, *, lr, first_order, inner, head, adapt
 # an algorithm of the registry -> its jax builder ``(flax model, variables, ways, **options) ->
 # (algorithm, meta_params)`` (other helpers register theirs here)
 ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
-    "maml": _build_whole(lambda m, lr, first_order, inner, head: algorithms.MAML(
-        m, first_order=first_order, **_step(lr, inner))),
-    "metasgd": _build_whole(lambda m, lr, first_order, inner, head: algorithms.MetaSGD(
-        m, lr, first_order=first_order, inner=inner)),
+    "maml": _build_whole(
+        lambda m, lr, first_order, inner, head: algorithms.MAML(
+            m, first_order=first_order, **_step(lr, inner)
+        )
+    ),
+    "metasgd": _build_whole(
+        lambda m, lr, first_order, inner, head: algorithms.MetaSGD(
+            m, lr, first_order=first_order, inner=inner
+        )
+    ),
     "anil": _build_anil,
     "protonet": _build_protonet,
     "metaoptnet": _build_metaoptnet,
@@ -208,9 +214,25 @@ class _Outcome:
 class JaxStep:
     """The jax half of ``MetaLearner``: see ``make_backend_step``."""
 
-    def __init__(self, spec: AlgorithmSpec, model: ModelSpec, ways: int, *, lr, meta_lr, adaptation_steps,
-                 first_order, seed, loss, dtype="float32", task_map="auto", head=None, conv="auto",
-                 inner=None, batch_norm="batch"):
+    def __init__(
+        self,
+        spec: AlgorithmSpec,
+        model: ModelSpec,
+        ways: int,
+        *,
+        lr,
+        meta_lr,
+        adaptation_steps,
+        first_order,
+        seed,
+        loss,
+        dtype="float32",
+        task_map="auto",
+        head=None,
+        conv="auto",
+        inner=None,
+        batch_norm="batch",
+    ):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no jax builder (ALGORITHM_BUILDERS)")
         self.spec, self.ways, self.task_map, self.lr = spec, ways, task_map, lr
@@ -238,8 +260,12 @@ class JaxStep:
             )
         else:
             self._step = algorithms.make_meta_train_step(
-                self.algorithm, self.optimizer, loss=self.loss_fn, adaptation_steps=adaptation_steps,
-                task_map=task_map, skip_nonfinite=True,
+                self.algorithm,
+                self.optimizer,
+                loss=self.loss_fn,
+                adaptation_steps=adaptation_steps,
+                task_map=task_map,
+                skip_nonfinite=True,
             )
         self._evaluators: dict[tuple, Any] = {}
         # several devices (processes or GPUs): the state replicated, batches sharded, on one mesh
@@ -301,7 +327,12 @@ class JaxStep:
             def evaluate(meta_params, batch_stats, sx, sy, qx, qy):
                 if self.running:
                     task_losses, logits = _running_statistics.evaluate_tasks(
-                        algorithm, self.model, meta_params, batch_stats, (sx, sy, qx, qy), self.loss_fn,
+                        algorithm,
+                        self.model,
+                        meta_params,
+                        batch_stats,
+                        (sx, sy, qx, qy),
+                        self.loss_fn,
                         self.task_map,
                     )
                 elif transductive:

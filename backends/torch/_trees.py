@@ -31,7 +31,7 @@ def torch_tree(algorithm: torch.nn.Module, named: dict[str, torch.Tensor]) -> di
             continue
         for prefix, key in TREE_KEYS:
             if name.startswith(prefix):
-                tree.setdefault(key, {})[name[len(prefix):]] = value
+                tree.setdefault(key, {})[name[len(prefix) :]] = value
                 break
         else:
             tree.setdefault("other", {})[name] = value

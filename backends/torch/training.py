@@ -151,9 +151,25 @@ class _Outcome:
 class TorchStep:
     """The torch half of ``MetaLearner``: see ``make_backend_step``."""
 
-    def __init__(self, spec: AlgorithmSpec, model: ModelSpec, ways: int, *, lr, meta_lr, adaptation_steps,
-                 first_order, seed, loss, device=None, dtype="float32", task_map="auto", head=None,
-                 inner=None, batch_norm="batch"):
+    def __init__(
+        self,
+        spec: AlgorithmSpec,
+        model: ModelSpec,
+        ways: int,
+        *,
+        lr,
+        meta_lr,
+        adaptation_steps,
+        first_order,
+        seed,
+        loss,
+        device=None,
+        dtype="float32",
+        task_map="auto",
+        head=None,
+        inner=None,
+        batch_norm="batch",
+    ):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no torch builder (ALGORITHM_BUILDERS)")
         self.spec, self.ways, self.task_map, self.lr = spec, ways, task_map, lr
@@ -268,8 +284,13 @@ class TorchStep:
         process group, of this rank's share of the tasks, then averaged over all tasks."""
         classify = self.loss_fn is F.cross_entropy
         if self.share is not None:
-            return self.share.backward(batch, lambda share: self._backward(share, steps), self.optimizer,
-                                       classify, self.algorithm.parameters())
+            return self.share.backward(
+                batch,
+                lambda share: self._backward(share, steps),
+                self.optimizer,
+                classify,
+                self.algorithm.parameters(),
+            )
         loss, logits = self._backward(batch, steps)
         return loss, logits, (logits.detach().argmax(-1) == batch[3]).float().mean() if classify else None
 
@@ -289,7 +310,7 @@ class TorchStep:
         with torch.no_grad():
             for p, old, old_state in saved:
                 p.copy_(torch.where(finite, p, old))
-                for key, value in (state[p].items() if p in state and old_state else ()):
+                for key, value in state[p].items() if p in state and old_state else ():
                     if torch.is_tensor(value) and value.device == finite.device and key in old_state:
                         value.copy_(torch.where(finite, value, old_state[key]))
         return saved

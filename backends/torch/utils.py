@@ -11,6 +11,13 @@ from ._module_utils import detach_module as detach_module
 from ._module_utils import update_module as update_module
 
 __all__ = [
-    "accuracy", "clone_distribution", "clone_module", "clone_named_parameters", "clone_parameters",
-    "detach_distribution", "detach_module", "magic_box", "update_module",
+    "accuracy",
+    "clone_distribution",
+    "clone_module",
+    "clone_named_parameters",
+    "clone_parameters",
+    "detach_distribution",
+    "detach_module",
+    "magic_box",
+    "update_module",
 ]

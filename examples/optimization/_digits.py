@@ -34,8 +34,12 @@ def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add = parser.add_argument
-    add("--backend", choices=("torch", "jax"), default=startup_backend(),
-        help="default: L2L_BACKEND if set, else torch where installed, else jax")
+    add(
+        "--backend",
+        choices=("torch", "jax"),
+        default=startup_backend(),
+        help="default: L2L_BACKEND if set, else torch where installed, else jax",
+    )
     add("--hidden", type=int, nargs="*", default=[32], help="hidden widths (none: logistic regression)")
     add("--lr", type=float, default=0.01, help="initial learning rate (shared by the baseline SGD)")
     add("--batch", type=int, default=32, help="minibatch size")

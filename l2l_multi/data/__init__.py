@@ -21,9 +21,23 @@ from ._utils import partition_task as partition_task
 from ._utils import partition_task_batch as partition_task_batch
 
 __all__ = [
-    "ArrayDataset", "DeviceTasks", "FilteredMetaDataset", "InfiniteIterator", "MetaDataset",
+    "ArrayDataset",
+    "DeviceTasks",
+    "FilteredMetaDataset",
+    "InfiniteIterator",
+    "MetaDataset",
     "OnDeviceDataset",
-    "TaskBatch", "TaskDataset", "TaskDescription", "Taskset", "UnionMetaDataset",
-    "compiled_available", "kernel_mode", "partition_task", "partition_task_batch", "set_kernel_mode",
-    "synthetic_classification", "task_rng", "transforms",
+    "TaskBatch",
+    "TaskDataset",
+    "TaskDescription",
+    "Taskset",
+    "UnionMetaDataset",
+    "compiled_available",
+    "kernel_mode",
+    "partition_task",
+    "partition_task_batch",
+    "set_kernel_mode",
+    "synthetic_classification",
+    "task_rng",
+    "transforms",
 ]

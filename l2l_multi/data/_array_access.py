@@ -82,8 +82,10 @@ class ArraySource:
             return self.dataset.get_batch(indices)
         arrays = self.arrays()
         if arrays is None:
-            raise TypeError(f"{type(self.dataset).__name__} has a transform set: its samples are no "
-                            "longer rows of its arrays, so they cannot be gathered in a batch")
+            raise TypeError(
+                f"{type(self.dataset).__name__} has a transform set: its samples are no "
+                "longer rows of its arrays, so they cannot be gathered in a batch"
+            )
         return take(arrays[0], indices), take(arrays[1], indices)
 
     def numpy_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -110,8 +112,10 @@ def array_source(dataset: Any) -> ArraySource | None:
         return None  # the dataset refuses batched access
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(dataset, torch.utils.data.TensorDataset):
-        if (type(dataset).__getitem__ is torch.utils.data.TensorDataset.__getitem__
-                and len(dataset.tensors) == 2):
+        if (
+            type(dataset).__getitem__ is torch.utils.data.TensorDataset.__getitem__
+            and len(dataset.tensors) == 2
+        ):
             return ArraySource(dataset, "tensors")
         return None
     if _looks_like_rows(dataset):
@@ -144,8 +148,9 @@ def _looks_like_rows(dataset: Any) -> bool:
         size = len(dataset)
     except TypeError:
         return False
-    if not (size > 0 and data.ndim >= 1 and len(data) == size and targets.ndim == 1
-            and len(targets) == size) or _has_transform(dataset):
+    if not (
+        size > 0 and data.ndim >= 1 and len(data) == size and targets.ndim == 1 and len(targets) == size
+    ) or _has_transform(dataset):
         return False
     for index in sorted({int(i) for i in np.linspace(0, size - 1, _SPOT_CHECKS)}):
         try:

@@ -42,9 +42,7 @@ class ArrayDataset:
                 f"{self.inputs.shape} and {self.targets.shape}"
             )
         if len(self.inputs) != len(self.targets):
-            raise ValueError(
-                f"inputs has {len(self.inputs)} samples but targets has {len(self.targets)}"
-            )
+            raise ValueError(f"inputs has {len(self.inputs)} samples but targets has {len(self.targets)}")
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -75,8 +73,9 @@ class OnDeviceDataset:
 
     supports_batches = True
 
-    def __init__(self, dataset: Any, device: Any = None, transform: Callable | None = None,
-                 backend: str | None = None) -> None:
+    def __init__(
+        self, dataset: Any, device: Any = None, transform: Callable | None = None, backend: str | None = None
+    ) -> None:
         if len(dataset) == 0:
             raise ValueError("dataset is empty: OnDeviceDataset needs at least one sample")
         self.backend, arrays = resolve_output(backend)
@@ -85,8 +84,9 @@ class OnDeviceDataset:
             inputs, targets = dataset.get_batch(np.arange(len(dataset)))
         else:
             xs, ys = [], []
-            for i in tqdm(range(len(dataset)), desc="loading to device", unit="sample",
-                          disable=len(dataset) < 10_000):
+            for i in tqdm(
+                range(len(dataset)), desc="loading to device", unit="sample", disable=len(dataset) < 10_000
+            ):
                 x, y = dataset[i][:2]
                 xs.append(to_numpy(transform(x) if transform is not None else x))
                 ys.append(to_numpy(y))

@@ -92,8 +92,11 @@ class DeviceTasks:
             self.pixels = self.ops.put(rotation_pixels(*self.shape))
         # uint8 -> float32 through a table made by numpy, as the host converts: XLA's CPU division
         # differs from numpy's in the last bit
-        self.table = None if self.scale is None else self.ops.put(np.arange(256, dtype=np.float32)
-                                                                  / np.float32(self.scale))
+        self.table = (
+            None
+            if self.scale is None
+            else self.ops.put(np.arange(256, dtype=np.float32) / np.float32(self.scale))
+        )
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._request: tuple | None = None  # what the prefetch thread prepares
@@ -132,8 +135,10 @@ class DeviceTasks:
         reordered = {key: np.take_along_axis(value, order, axis=1) for key, value in plan.items()}
         inputs = self._inputs(reordered["rows"], reordered.get("turns"))
         stop, labels = order.shape[1], reordered["labels"]
-        return ((self.ops.part(inputs, 0, cut), self.ops.labels(np.ascontiguousarray(labels[:, :cut]))),
-                (self.ops.part(inputs, cut, stop), self.ops.labels(np.ascontiguousarray(labels[:, cut:]))))
+        return (
+            (self.ops.part(inputs, 0, cut), self.ops.labels(np.ascontiguousarray(labels[:, :cut]))),
+            (self.ops.part(inputs, cut, stop), self.ops.labels(np.ascontiguousarray(labels[:, cut:]))),
+        )
 
     # -- sampling --------------------------------------------------------------------------
     def sample_batch(self, n: int) -> tuple[Any, Any]:
@@ -224,8 +229,9 @@ def support_query_order(labels: np.ndarray, shots: int) -> tuple[np.ndarray, int
     if (per_task != shots * starts.sum(axis=1)).any():
         raise ValueError(f"shots={shots} but a class of a task has fewer samples")
     if (per_task != per_task[0]).any():
-        raise ValueError("tasks of the batch split into different support/query sizes; use fixed ways "
-                         "and shots")
+        raise ValueError(
+            "tasks of the batch split into different support/query sizes; use fixed ways and shots"
+        )
     key = np.where(support, 0, size * size) + first * size + occurrence
     order = np.take_along_axis(by_label, np.argsort(key, axis=1, kind="stable"), axis=1)
     return order.astype(np.int64), int(per_task[0])

@@ -37,8 +37,11 @@ def bind_dataset(dataset: Any, transforms: Sequence[Callable]) -> MetaDataset:
             or a second wrapper of the same data count as other objects: their label indices need
             not agree); the message names the transform and both datasets.
     """
-    bound = [(position, transform, transform.dataset) for position, transform in enumerate(transforms)
-             if isinstance(getattr(transform, "dataset", None), MetaDataset)]
+    bound = [
+        (position, transform, transform.dataset)
+        for position, transform in enumerate(transforms)
+        if isinstance(getattr(transform, "dataset", None), MetaDataset)
+    ]
     if isinstance(dataset, MetaDataset):
         meta = dataset
     else:
@@ -113,7 +116,8 @@ def pipeline_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
         if len(old) == len(new):
             differences.extend(
                 f"task_transforms[{position}]: saved {a!r}, this one {b!r}"
-                for position, (a, b) in enumerate(zip(old, new)) if a != b
+                for position, (a, b) in enumerate(zip(old, new))
+                if a != b
             )
         else:
             differences.append(

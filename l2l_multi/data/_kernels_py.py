@@ -141,8 +141,19 @@ class SeedStream:
         return mix64(self._state)
 
 
-def plan_tasks(offsets, members, candidates, n: int, k: int, replacement: bool, fused: bool,
-               remap: int, consecutive: bool, base_seed: int, task_indices):
+def plan_tasks(
+    offsets,
+    members,
+    candidates,
+    n: int,
+    k: int,
+    replacement: bool,
+    fused: bool,
+    remap: int,
+    consecutive: bool,
+    base_seed: int,
+    task_indices,
+):
     """Many tasks of the pipeline ``NWays, KShots`` (or ``FusedNWaysKShots``), ``LoadData``,
     optional ``RemapLabels`` and ``ConsecutiveLabels``, in one call.
 
@@ -176,8 +187,18 @@ class PlanSampler:
     returns; ``plan_one(base_seed, task_index)`` returns ``(indices int64[n*k], labels
     int64[n*k])`` of one task."""
 
-    def __init__(self, offsets, members, candidates, n: int, k: int, replacement: bool,
-                 fused: bool, remap: int, consecutive: bool) -> None:
+    def __init__(
+        self,
+        offsets,
+        members,
+        candidates,
+        n: int,
+        k: int,
+        replacement: bool,
+        fused: bool,
+        remap: int,
+        consecutive: bool,
+    ) -> None:
         self._offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         self._members = np.ascontiguousarray(members, dtype=np.int64)
         self._candidates = np.ascontiguousarray(candidates, dtype=np.int64)
@@ -193,9 +214,19 @@ class PlanSampler:
         self.remap, self.consecutive = int(remap), bool(consecutive)
 
     def plan(self, base_seed: int, task_indices):
-        return plan_tasks(self._offsets, self._members, self._candidates, self.n, self.k,
-                          self.replacement, self.fused, self.remap, self.consecutive, base_seed,
-                          task_indices)
+        return plan_tasks(
+            self._offsets,
+            self._members,
+            self._candidates,
+            self.n,
+            self.k,
+            self.replacement,
+            self.fused,
+            self.remap,
+            self.consecutive,
+            base_seed,
+            task_indices,
+        )
 
     def plan_one(self, base_seed: int, task_index: int):
         indices, labels = self.plan(base_seed, [task_index])

@@ -20,8 +20,7 @@ def canonical_labels(values: Any) -> tuple[list, np.ndarray]:
     for index, value in enumerate(values):
         if not isinstance(value, Hashable):
             raise ValueError(
-                f"labels must be hashable; the label of sample {index} is a "
-                f"{type(value).__name__}: {value!r}"
+                f"labels must be hashable; the label of sample {index} is a {type(value).__name__}: {value!r}"
             )
     unique = list(dict.fromkeys(values))
     try:
@@ -52,7 +51,9 @@ def read_targets(dataset: Any, size: int) -> Any:
     for i in iterator:
         sample = dataset[i]
         if not isinstance(sample, (tuple, list)) or len(sample) < 2:
-            raise TypeError(f"a MetaDataset's samples must be (x, y) pairs; dataset[{i}] is a "
-                            f"{type(sample).__name__}: {sample!r:.80}")
+            raise TypeError(
+                f"a MetaDataset's samples must be (x, y) pairs; dataset[{i}] is a "
+                f"{type(sample).__name__}: {sample!r:.80}"
+            )
         labels.append(sample[1])
     return labels

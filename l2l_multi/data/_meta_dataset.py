@@ -121,9 +121,7 @@ class MetaDataset:
                 raise ValueError(f"labels_to_indices has an unhashable label {label!r}")
             indices = np.asarray(table[label], dtype=np.int64)
             if indices.size and (indices.min() < 0 or indices.max() >= self._size):
-                raise ValueError(
-                    f"labels_to_indices[{label!r}] holds an index outside [0, {self._size})"
-                )
+                raise ValueError(f"labels_to_indices[{label!r}] holds an index outside [0, {self._size})")
             if np.any(label_ids[indices] != -1) or len(np.unique(indices)) != len(indices):
                 raise ValueError(f"labels_to_indices lists an index twice (label {label!r})")
             label_ids[indices] = position
@@ -143,12 +141,17 @@ class MetaDataset:
                 labels_json = str(stored["labels_json"])
                 digest = str(stored["digest"]) if "digest" in stored.files else None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-            warnings.warn(f"bookkeeping_path={self.bookkeeping_path!r} is unreadable ({error}); "
-                          "rebuilding it", stacklevel=3)
+            warnings.warn(
+                f"bookkeeping_path={self.bookkeeping_path!r} is unreadable ({error}); rebuilding it",
+                stacklevel=3,
+            )
             return False
         if digest != _bookkeeping_digest(label_ids, labels_json):
-            why = ("has no digest (written by an older version)" if digest is None
-                   else "fails its digest check (damaged)")
+            why = (
+                "has no digest (written by an older version)"
+                if digest is None
+                else "fails its digest check (damaged)"
+            )
             warnings.warn(f"bookkeeping_path={self.bookkeeping_path!r} {why}; rebuilding it", stacklevel=3)
             return False
         if len(label_ids) != self._size:
@@ -172,8 +175,12 @@ class MetaDataset:
         handle, temporary = temporary_file(directory, os.path.basename(self.bookkeeping_path))
         try:
             with os.fdopen(handle, "wb") as file:
-                np.savez(file, label_ids=self.label_ids, labels_json=np.array(labels_json),
-                         digest=np.array(_bookkeeping_digest(self.label_ids, labels_json)))
+                np.savez(
+                    file,
+                    label_ids=self.label_ids,
+                    labels_json=np.array(labels_json),
+                    digest=np.array(_bookkeeping_digest(self.label_ids, labels_json)),
+                )
             os.replace(temporary, self.bookkeeping_path)
         except BaseException:
             os.unlink(temporary)
@@ -226,8 +233,10 @@ class MetaDataset:
         """``(inputs[m, ...], targets[m])`` of the samples at int64 ``indices[m]``, in the wrapped
         dataset's array type (numpy or torch), when ``supports_batches``; else TypeError."""
         if self._source is None:
-            raise TypeError(f"{type(self.dataset).__name__} has no batched access: its samples are "
-                            "not provably rows of arrays (see supports_batches)")
+            raise TypeError(
+                f"{type(self.dataset).__name__} has no batched access: its samples are "
+                "not provably rows of arrays (see supports_batches)"
+            )
         return self._source.gather(indices)
 
     def numpy_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -265,9 +274,9 @@ class FilteredMetaDataset(MetaDataset):
         if len(labels) == 0:
             raise ValueError("labels is empty: FilteredMetaDataset needs at least one label")
         positions = np.unique(parent.label_positions(labels))
-        keep = np.sort(np.concatenate([
-            parent.members[parent.offsets[c] : parent.offsets[c + 1]] for c in positions
-        ]))
+        keep = np.sort(
+            np.concatenate([parent.members[parent.offsets[c] : parent.offsets[c + 1]] for c in positions])
+        )
         self.parent = parent
         self.dataset = parent
         self.original_indices = keep
@@ -352,10 +361,12 @@ class UnionMetaDataset(MetaDataset):
         order = np.argsort(part_of, kind="stable")  # gather part by part, then undo the sort
         parts, counts = np.unique(part_of[order], return_counts=True)
         local = indices[order] - self._starts[part_of[order]]
-        inputs = _concatenate([
-            self.datasets[part].get_batch(chunk)[0]
-            for part, chunk in zip(parts, np.split(local, np.cumsum(counts)[:-1]))
-        ])
+        inputs = _concatenate(
+            [
+                self.datasets[part].get_batch(chunk)[0]
+                for part, chunk in zip(parts, np.split(local, np.cumsum(counts)[:-1]))
+            ]
+        )
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return _take(inputs, inverse), self.label_ids[indices]

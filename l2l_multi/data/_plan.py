@@ -26,8 +26,17 @@ from ._transforms import ConsecutiveLabels, FusedNWaysKShots, KShots, LoadData, 
 class TaskPlan:
     """The fusable pipeline's parameters; ``build(base_seed, task_indices)`` makes the tasks."""
 
-    def __init__(self, dataset: MetaDataset, candidates: np.ndarray, n: int, k: int,
-                 replacement: bool, fused: bool, remap: int, consecutive: bool) -> None:
+    def __init__(
+        self,
+        dataset: MetaDataset,
+        candidates: np.ndarray,
+        n: int,
+        k: int,
+        replacement: bool,
+        fused: bool,
+        remap: int,
+        consecutive: bool,
+    ) -> None:
         self.dataset = dataset
         self.candidates = candidates
         self.n, self.k, self.replacement = n, k, replacement
@@ -44,12 +53,21 @@ class TaskPlan:
         if sampler is None:
             data = self.dataset
             sampler = self._samplers[mode] = kernels().PlanSampler(
-                data.offsets, data.members, self.candidates, self.n, self.k, self.replacement,
-                self.fused, self.remap, self.consecutive)
+                data.offsets,
+                data.members,
+                self.candidates,
+                self.n,
+                self.k,
+                self.replacement,
+                self.fused,
+                self.remap,
+                self.consecutive,
+            )
         return sampler
 
-    def build(self, base_seed: int, task_indices: np.ndarray,
-              prefer_numpy: bool = False) -> tuple[Any, Any, np.ndarray]:
+    def build(
+        self, base_seed: int, task_indices: np.ndarray, prefer_numpy: bool = False
+    ) -> tuple[Any, Any, np.ndarray]:
         """``(inputs [B, n*k, ...], targets [B, n*k], indices int64[B, n*k])`` for int64
         ``task_indices[B]``; inputs in the dataset's array type, or numpy when ``prefer_numpy``
         and the arrays have a numpy view."""
@@ -85,8 +103,7 @@ class TaskPlan:
 
 def compile_plan(dataset: MetaDataset, transforms: list) -> TaskPlan | None:
     """The TaskPlan equivalent to ``transforms``, or None when they are not the standard chain."""
-    if not dataset.supports_batches or any(getattr(t, "dataset", None) is not dataset
-                                           for t in transforms):
+    if not dataset.supports_batches or any(getattr(t, "dataset", None) is not dataset for t in transforms):
         return None
     kinds = [type(t) for t in transforms]
     if kinds[:1] == [FusedNWaysKShots]:
@@ -108,5 +125,6 @@ def compile_plan(dataset: MetaDataset, transforms: list) -> TaskPlan | None:
     remap = REMAP_NONE
     if RemapLabels in tail:
         remap = REMAP_SHUFFLED if rest[1].shuffle else REMAP_ORDERED
-    return TaskPlan(dataset, candidates, n, k, replacement, fused, remap,
-                    consecutive=ConsecutiveLabels in tail)
+    return TaskPlan(
+        dataset, candidates, n, k, replacement, fused, remap, consecutive=ConsecutiveLabels in tail
+    )

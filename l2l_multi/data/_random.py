@@ -83,9 +83,7 @@ class TaskRandom(SeedStream):
         return np.random.default_rng(self.next_seed())
 
 
-_current: contextvars.ContextVar[TaskRandom | None] = contextvars.ContextVar(
-    "l2l_task_random", default=None
-)
+_current: contextvars.ContextVar[TaskRandom | None] = contextvars.ContextVar("l2l_task_random", default=None)
 
 
 def current_task_random() -> TaskRandom:

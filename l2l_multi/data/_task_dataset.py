@@ -167,8 +167,9 @@ class TaskDataset:
             raise ValueError("sample_batch stacks (X, y) tasks; it cannot use a custom task_collate")
         indices = [self._next_index() for _ in range(n)]
         if self._plan is not None and self.dataset.supports_batches:
-            inputs, targets, _ = self._plan.build(self.seed, np.asarray(indices, dtype=np.int64),
-                                                  prefer_numpy=True)
+            inputs, targets, _ = self._plan.build(
+                self.seed, np.asarray(indices, dtype=np.int64), prefer_numpy=True
+            )
             return self._fresh(inputs), self._fresh(integer_labels(targets))
         tasks = [native_arrays(self.build(index), self._load) for index in indices]
         shapes = {(tuple(np.shape(x)), tuple(np.shape(y))) for x, y in tasks}
@@ -215,8 +216,12 @@ class TaskDataset:
     def _fingerprint(self) -> dict[str, int | str]:
         if self._dataset_description is None:
             self._dataset_description = describe_dataset(self.dataset)
-        return {"seed": self.seed, "num_tasks": self.num_tasks, "dataset": self._dataset_description,
-                "transforms": describe_transforms(self.task_transforms)}
+        return {
+            "seed": self.seed,
+            "num_tasks": self.num_tasks,
+            "dataset": self._dataset_description,
+            "transforms": describe_transforms(self.task_transforms),
+        }
 
     def load_state_dict(self, state: dict[str, int | str]) -> None:
         """Restores a position saved by ``state_dict`` of the same pipeline.
@@ -237,14 +242,14 @@ class TaskDataset:
                 )
             warnings.warn(
                 "this TaskDataset state was saved without a pipeline fingerprint (by an older "
-                "version): only its seed can be checked against this pipeline", stacklevel=2,
+                "version): only its seed can be checked against this pipeline",
+                stacklevel=2,
             )
         else:
             differences = pipeline_differences(state, self._fingerprint())
             if differences:
                 raise ValueError(
-                    "state was saved from another task pipeline; it differs in "
-                    + "; ".join(differences)
+                    "state was saved from another task pipeline; it differs in " + "; ".join(differences)
                 )
         self._next_task = int(state["next_task"])
         self._sampler._state = int(state["sampler"])
@@ -308,8 +313,14 @@ class TaskDataset:
 Taskset = TaskDataset
 
 _LEGACY_STATE_KEYS = {"seed", "next_task", "sampler"}
-_STATE_TYPES = {"seed": int, "next_task": int, "sampler": int, "num_tasks": int, "dataset": str,
-                "transforms": str}
+_STATE_TYPES = {
+    "seed": int,
+    "next_task": int,
+    "sampler": int,
+    "num_tasks": int,
+    "dataset": str,
+    "transforms": str,
+}
 
 
 def _check_state(state: Any) -> None:

@@ -110,8 +110,7 @@ class NWays(TaskTransform):
         self.n = _positive_int(n, "n")
         if self.n > len(self.dataset.labels):
             raise ValueError(
-                f"n={self.n} is larger than the number of classes in the dataset "
-                f"({len(self.dataset.labels)})"
+                f"n={self.n} is larger than the number of classes in the dataset ({len(self.dataset.labels)})"
             )
 
     def __call__(self, task: Any) -> TaskDescription:
@@ -170,8 +169,12 @@ class KShots(TaskTransform):
         if not self.replacement:
             _check_shots(data, classes, self.k, np.diff(offsets))
         picks = kernels().sample_shots(
-            offsets, present[members], np.arange(len(classes), dtype=np.int64), self.k,
-            self.replacement, seed,
+            offsets,
+            present[members],
+            np.arange(len(classes), dtype=np.int64),
+            self.k,
+            self.replacement,
+            seed,
         )
         return task.select(picks, classes=classes)
 
@@ -185,8 +188,9 @@ class FusedNWaysKShots(TaskTransform):
         filter_labels: optional label values to draw the classes from.
     """
 
-    def __init__(self, dataset, n: int = 2, k: int = 1, replacement: bool = False,
-                 filter_labels=None) -> None:
+    def __init__(
+        self, dataset, n: int = 2, k: int = 1, replacement: bool = False, filter_labels=None
+    ) -> None:
         super().__init__(dataset)
         self.n = _positive_int(n, "n")
         self.k = _positive_int(k, "k")
@@ -198,8 +202,7 @@ class FusedNWaysKShots(TaskTransform):
             self._candidates = self.dataset.label_positions(self.filter_labels, "filter_labels")
         if self.n > len(self._candidates):
             raise ValueError(
-                f"n={self.n} is larger than the number of classes available "
-                f"({len(self._candidates)})"
+                f"n={self.n} is larger than the number of classes available ({len(self._candidates)})"
             )
         if not self.replacement:
             data = self.dataset
@@ -218,7 +221,12 @@ class FusedNWaysKShots(TaskTransform):
             return self._shots(self._ways(task))
         data = self.dataset
         classes, indices = kernels().fused_ways_shots(
-            data.offsets, data.members, self._candidates, self.n, self.k, self.replacement,
+            data.offsets,
+            data.members,
+            self._candidates,
+            self.n,
+            self.k,
+            self.replacement,
             current_task_random().next_seed(),
         )
         return TaskDescription(data, classes=classes, indices=indices)

@@ -10,6 +10,12 @@ from ._transforms import RemapLabels as RemapLabels
 from ._transforms import TaskTransform as TaskTransform
 
 __all__ = [
-    "ConsecutiveLabels", "FilterLabels", "FusedNWaysKShots", "KShots", "LoadData", "NWays",
-    "RemapLabels", "TaskTransform",
+    "ConsecutiveLabels",
+    "FilterLabels",
+    "FusedNWaysKShots",
+    "KShots",
+    "LoadData",
+    "NWays",
+    "RemapLabels",
+    "TaskTransform",
 ]

@@ -216,13 +216,12 @@ def launch_local(count: int, command: list[str], timeout: float | None = None, e
         rank, status, tail = failure
         if attempt == 0 and port_taken(tail, port):
             taken = port
-            print(f"port {port} was taken before process {rank} could bind it; launching again",
-                  file=sys.stderr)
+            print(
+                f"port {port} was taken before process {rank} could bind it; launching again", file=sys.stderr
+            )
             continue
         break
-    raise SystemExit(
-        f"process {rank} of {count} exited with status {status}; the end of its stderr:\n{tail}"
-    )
+    raise SystemExit(f"process {rank} of {count} exited with status {status}; the end of its stderr:\n{tail}")
 
 
 class _ErrorTail:
@@ -253,8 +252,14 @@ def _launch_once(count, command, timeout, env, port) -> tuple[int, int, str] | N
     children, tails = [], []
     for rank in range(count):
         variables = dict(os.environ, **(env or {}))
-        variables.update(RANK=str(rank), WORLD_SIZE=str(count), LOCAL_RANK=str(rank),
-                         LOCAL_WORLD_SIZE=str(count), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        variables.update(
+            RANK=str(rank),
+            WORLD_SIZE=str(count),
+            LOCAL_RANK=str(rank),
+            LOCAL_WORLD_SIZE=str(count),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
         children.append(subprocess.Popen(command, env=variables, stderr=subprocess.PIPE))
         tails.append(_ErrorTail(children[-1].stderr))
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -7,7 +7,10 @@ The same objects as ``l2l.optim.KroneckerTransform`` etc. Not to be confused wit
 from .._paths import path_module
 
 _NAMES = (
-    "KroneckerTransform", "MetaCurvatureTransform", "ModuleTransform", "ReshapedTransform",
+    "KroneckerTransform",
+    "MetaCurvatureTransform",
+    "ModuleTransform",
+    "ReshapedTransform",
     "TransformDictionary",
 )
 __getattr__, __dir__ = path_module("optim", _NAMES, "l2l.optim.transforms.")

@@ -31,7 +31,9 @@ def resolve_layout(layout: str, track_running_stats: bool | None) -> bool:
         raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
     if layout == "learn2learn":
         if track_running_stats is False:
-            raise ValueError("layout='learn2learn' tracks running statistics; track_running_stats=False "
-                             "contradicts it (leave it None or pass True)")
+            raise ValueError(
+                "layout='learn2learn' tracks running statistics; track_running_stats=False "
+                "contradicts it (leave it None or pass True)"
+            )
         return True
     return bool(track_running_stats)

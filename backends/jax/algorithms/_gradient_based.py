@@ -121,8 +121,17 @@ class _GradientBased:
         other.inner = check_inner(inner)
         return other
 
-    def adapt(self, meta_params: dict, x: jax.Array, y: jax.Array, *, loss: Loss | None = None,
-              steps: int = 1, inner: Any = None, train: bool = True) -> dict:
+    def adapt(
+        self,
+        meta_params: dict,
+        x: jax.Array,
+        y: jax.Array,
+        *,
+        loss: Loss | None = None,
+        steps: int = 1,
+        inner: Any = None,
+        train: bool = True,
+    ) -> dict:
         """Model variables after ``steps`` inner steps on ``(x [s, ...], y [s])``; differentiable
         w.r.t. ``meta_params`` (second order unless ``first_order``). ``loss=None``:
         cross-entropy; ``inner``: an inner optimizer for this call instead of the learner's.
@@ -136,8 +145,18 @@ class _GradientBased:
         learner = self._with_inner(inner)
         return learner._inner_loop(meta_params, meta_params["model"], x, y, loss, steps, train)
 
-    def task_loss(self, meta_params: dict, support_x, support_y, query_x, query_y, *,
-                  loss: Loss | None = None, steps: int = 1, train: bool = True):
+    def task_loss(
+        self,
+        meta_params: dict,
+        support_x,
+        support_y,
+        query_x,
+        query_y,
+        *,
+        loss: Loss | None = None,
+        steps: int = 1,
+        train: bool = True,
+    ):
         """``(query loss 0-d, query outputs [q, ...])`` after adapting on the support set
         (``loss=None``: cross-entropy)."""
         loss = cross_entropy if loss is None else loss
@@ -249,7 +268,12 @@ class GBML(_GradientBased):
     """
 
     def __init__(
-        self, model, transform: GradientTransformation, lr=UNSET, adapt_transform=False, first_order=False,
+        self,
+        model,
+        transform: GradientTransformation,
+        lr=UNSET,
+        adapt_transform=False,
+        first_order=False,
         inner=None,
     ):
         if not is_transform(transform):
@@ -257,8 +281,11 @@ class GBML(_GradientBased):
         self.transform, self.adapt_transform = transform, bool(adapt_transform)
         self.learnable = is_learnable(transform)
         if not self.learnable:
-            refused = [f"{name}={value!r:.60}" for name, value in (("lr", lr), ("inner", inner))
-                       if value is not UNSET and value is not None]
+            refused = [
+                f"{name}={value!r:.60}"
+                for name, value in (("lr", lr), ("inner", inner))
+                if value is not UNSET and value is not None
+            ]
             refused += ["adapt_transform=True"] if self.adapt_transform else []
             if refused:
                 raise ValueError(
@@ -371,8 +398,9 @@ class ANIL(_GradientBased):
 
     adapt_head = _GradientBased.adapt  # the inner loop on precomputed embeddings
 
-    def task_loss(self, meta_params, support_x, support_y, query_x, query_y, *, loss=None, steps=1,
-                  train=True):
+    def task_loss(
+        self, meta_params, support_x, support_y, query_x, query_y, *, loss=None, steps=1, train=True
+    ):
         loss = cross_entropy if loss is None else loss
         check_task(meta_params, support_x, support_y, steps, "support_x", "support_y", loss)
         check_task(meta_params, query_x, query_y, steps, "query_x", "query_y", loss)

@@ -310,8 +310,15 @@ class MetaOptNet(_Metric):
             head = jax.lax.stop_gradient(head)
         if self.head == "svm":
             logits = svm_logits(
-                support, support_y, query, self.ways, self.C_reg, head.get("scale", 1.0), self.normalize,
-                self.max_iterations, self.tolerance,
+                support,
+                support_y,
+                query,
+                self.ways,
+                self.C_reg,
+                head.get("scale", 1.0),
+                self.normalize,
+                self.max_iterations,
+                self.tolerance,
             )
         else:
             logits = ridge_logits(

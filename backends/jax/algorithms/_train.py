@@ -68,7 +68,12 @@ def _check_batch(support_x, support_y, query_x, query_y, loss=None) -> tuple:
     numpy arrays become jax arrays (``jnp.asarray``), torch tensors are refused naming
     ``l2l_multi.interop.to_jax``."""
     return _contract.check_task_batch(
-        support_x, support_y, query_x, query_y, backend="jax", cross_entropy=loss is cross_entropy,
+        support_x,
+        support_y,
+        query_x,
+        query_y,
+        backend="jax",
+        cross_entropy=loss is cross_entropy,
         convert=lambda array, name: jnp.asarray(array),
     )
 
@@ -272,8 +277,16 @@ def make_meta_train_step(
 
         def value(meta_params):
             result = meta_batch_loss(
-                algorithm, meta_params, support_x, support_y, query_x, query_y, loss=loss,
-                steps=adaptation_steps, train=train, task_map=task_map,
+                algorithm,
+                meta_params,
+                support_x,
+                support_y,
+                query_x,
+                query_y,
+                loss=loss,
+                steps=adaptation_steps,
+                train=train,
+                task_map=task_map,
             )
             return result.loss, result
 
@@ -339,8 +352,16 @@ def make_evaluate(
     @jax.jit
     def evaluate(meta_params, support_x, support_y, query_x, query_y):
         value, task_losses, logits = meta_batch_loss(
-            algorithm, meta_params, support_x, support_y, query_x, query_y, loss=loss,
-            steps=adaptation_steps, train=train, task_map=task_map,
+            algorithm,
+            meta_params,
+            support_x,
+            support_y,
+            query_x,
+            query_y,
+            loss=loss,
+            steps=adaptation_steps,
+            train=train,
+            task_map=task_map,
         )
         return MetaStepMetrics(value, _accuracy(logits, query_y), task_losses)
 

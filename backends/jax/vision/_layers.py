@@ -44,8 +44,12 @@ def _resolve_implementation(implementation: str) -> str:
 
 def _conv_xla(x, kernel, stride, padding, precision):
     return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(stride, stride), padding=((padding, padding), (padding, padding)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
+        x,
+        kernel,
+        window_strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=precision,
     )
 
 
@@ -58,11 +62,13 @@ def _conv_matmul(x, kernel, stride, padding, precision):
     # Slice order (dy, dx) then channel matches the row-major flattening of an HWIO kernel.
     patches = [
         jax.lax.slice(
-            padded, (0, dy, dx, 0),
+            padded,
+            (0, dy, dx, 0),
             (batch, dy + stride * (out_h - 1) + 1, dx + stride * (out_w - 1) + 1, in_channels),
             (1, stride, stride, 1),
         )
-        for dy in range(kernel_h) for dx in range(kernel_w)
+        for dy in range(kernel_h)
+        for dx in range(kernel_w)
     ]
     columns = jnp.concatenate(patches, axis=-1)
     matrix = kernel.reshape(kernel_h * kernel_w * in_channels, out_channels)
@@ -70,8 +76,14 @@ def _conv_matmul(x, kernel, stride, padding, precision):
 
 
 def conv2d(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *, stride: int = 1, padding: int = 1,
-    implementation: str = "auto", precision: Any = None,
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    stride: int = 1,
+    padding: int = 1,
+    implementation: str = "auto",
+    precision: Any = None,
 ) -> jax.Array:
     """2-d cross-correlation (torch's ``F.conv2d`` in NHWC) with symmetric zero padding.
 
@@ -152,8 +164,15 @@ class Conv2d(nn.Module):
         shape = (self.kernel_size, self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
-        return conv2d(x, kernel, bias, stride=self.stride, padding=self.padding,
-                      implementation=self.implementation, precision=self.precision)
+        return conv2d(
+            x,
+            kernel,
+            bias,
+            stride=self.stride,
+            padding=self.padding,
+            implementation=self.implementation,
+            precision=self.precision,
+        )
 
 
 class BatchNorm(nn.Module):

@@ -83,8 +83,15 @@ class _Projection(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = Conv2d(self.out_channels, kernel_size=1, padding=0, use_bias=False, kernel_init=_kaiming_fan_out,
-                   implementation=self.implementation, name="0")(x)
+        x = Conv2d(
+            self.out_channels,
+            kernel_size=1,
+            padding=0,
+            use_bias=False,
+            kernel_init=_kaiming_fan_out,
+            implementation=self.implementation,
+            name="0",
+        )(x)
         return BatchNorm(momentum=0.1, epsilon=1e-5, name="1")(x, train)
 
 
@@ -102,8 +109,13 @@ class _ResNet12Block(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         out = x
         for i in (1, 2, 3):
-            out = Conv2d(self.out_channels, use_bias=False, kernel_init=_kaiming_fan_out,
-                         implementation=self.implementation, name=f"conv{i}")(out)
+            out = Conv2d(
+                self.out_channels,
+                use_bias=False,
+                kernel_init=_kaiming_fan_out,
+                implementation=self.implementation,
+                name=f"conv{i}",
+            )(out)
             out = BatchNorm(momentum=0.1, epsilon=1e-5, name=f"bn{i}")(out, train)
             if i < 3:
                 out = nn.leaky_relu(out, 0.1)
@@ -130,8 +142,14 @@ class _ResNet12Layer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        return _ResNet12Block(self.out_channels, self.drop_rate, self.use_drop_block, self.block_size,
-                              self.implementation, name="0")(x, train)
+        return _ResNet12Block(
+            self.out_channels,
+            self.drop_rate,
+            self.use_drop_block,
+            self.block_size,
+            self.implementation,
+            name="0",
+        )(x, train)
 
 
 class ResNet12Backbone(nn.Module):
@@ -177,8 +195,14 @@ class ResNet12Backbone(nn.Module):
             raise ValueError(f"expected x of shape [N, {self.channels}, H, W] (NCHW), got {tuple(x.shape)}")
         x = jnp.transpose(x, (0, 2, 3, 1))
         for i, width in enumerate(WIDER_CHANNELS if self.wider else NARROWER_CHANNELS):
-            x = _ResNet12Layer(width, self.dropblock_dropout, i >= 2, self.dropblock_size,
-                               self.implementation, name=f"layer{i + 1}")(x, train)
+            x = _ResNet12Layer(
+                width,
+                self.dropblock_dropout,
+                i >= 2,
+                self.dropblock_size,
+                self.implementation,
+                name=f"layer{i + 1}",
+            )(x, train)
         if self.avg_pool:  # learn2learn's AvgPool2d(5) on the 5x5 maps of 84x84 inputs; global on any size
             x = x.mean(axis=(1, 2))
         else:
@@ -222,12 +246,19 @@ class ResNet12(nn.Module):
 
     def setup(self):
         self.features = ResNet12Backbone(
-            avg_pool=self.avg_pool, wider=self.wider, embedding_dropout=self.embedding_dropout,
-            dropblock_dropout=self.dropblock_dropout, dropblock_size=self.dropblock_size,
-            channels=self.channels, implementation=self.implementation,
+            avg_pool=self.avg_pool,
+            wider=self.wider,
+            embedding_dropout=self.embedding_dropout,
+            dropblock_dropout=self.dropblock_dropout,
+            dropblock_size=self.dropblock_size,
+            channels=self.channels,
+            implementation=self.implementation,
         )
-        self.classifier = nn.Dense(self.output_size, kernel_init=torch_default_kernel_init,
-                                   bias_init=torch_default_bias_init(self.hidden_size))
+        self.classifier = nn.Dense(
+            self.output_size,
+            kernel_init=torch_default_kernel_init,
+            bias_init=torch_default_bias_init(self.hidden_size),
+        )
 
     def embed(self, x: jax.Array, train: bool = True) -> jax.Array:
         """The classifier's input ``[N, hidden_size]`` (torch's ``model.features(x)``)."""

@@ -30,9 +30,16 @@ FINAL_BATCH_NORM_MOMENTUM = 0.9  # learn2learn's (a TensorFlow-style value read 
 def _torch_conv(x, features, kernel_size, stride, implementation, name):
     """A convolution with torch's default initialisation (its bias bound needs the input channels)."""
     fan_in = x.shape[-1] * kernel_size**2
-    return Conv2d(features, kernel_size=kernel_size, stride=stride, padding=kernel_size // 2,
-                  kernel_init=torch_default_kernel_init, bias_init=torch_default_bias_init(fan_in),
-                  implementation=implementation, name=name)(x)
+    return Conv2d(
+        features,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=kernel_size // 2,
+        kernel_init=torch_default_kernel_init,
+        bias_init=torch_default_bias_init(fan_in),
+        implementation=implementation,
+        name=name,
+    )(x)
 
 
 class _Shortcut(nn.Module):
@@ -81,8 +88,13 @@ class _WideGroup(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         for i in range(BLOCKS_PER_GROUP):
-            x = _WideBasic(self.out_channels, self.dropout, self.stride if i == 0 else 1, self.implementation,
-                           name=str(i))(x, train)
+            x = _WideBasic(
+                self.out_channels,
+                self.dropout,
+                self.stride if i == 0 else 1,
+                self.implementation,
+                name=str(i),
+            )(x, train)
         return x
 
 
@@ -151,8 +163,11 @@ class WRN28(nn.Module):
 
     def setup(self):
         self.features = WRN28Backbone(dropout=self.dropout, implementation=self.implementation)
-        self.classifier = nn.Dense(self.output_size, kernel_init=torch_default_kernel_init,
-                                   bias_init=torch_default_bias_init(self.hidden_size))
+        self.classifier = nn.Dense(
+            self.output_size,
+            kernel_init=torch_default_kernel_init,
+            bias_init=torch_default_bias_init(self.hidden_size),
+        )
 
     def embed(self, x: jax.Array, train: bool = True) -> jax.Array:
         """The classifier's input ``[N, 640]`` (torch's ``model.features(x)``)."""

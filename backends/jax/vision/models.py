@@ -44,8 +44,19 @@ from ._wrn import WRN28 as WRN28
 from ._wrn import WRN28Backbone as WRN28Backbone
 
 __all__ = [
-    "CNN4", "CNN4Backbone", "BatchNorm", "Conv2d", "ConvBase", "MiniImagenetCNN", "OmniglotCNN",
-    "OmniglotFC", "ResNet12", "ResNet12Backbone", "WRN28", "WRN28Backbone", "conv2d",
+    "CNN4",
+    "CNN4Backbone",
+    "BatchNorm",
+    "Conv2d",
+    "ConvBase",
+    "MiniImagenetCNN",
+    "OmniglotCNN",
+    "OmniglotFC",
+    "ResNet12",
+    "ResNet12Backbone",
+    "WRN28",
+    "WRN28Backbone",
+    "conv2d",
 ]
 
 BATCH_NORM_EPS, BATCH_NORM_MOMENTUM = BATCH_NORM_SETTINGS["maml"]
@@ -71,8 +82,12 @@ class _LinearBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         x = nn.Dense(self.features, kernel_init=_fc_kernel_init, bias_init=_zeros, name="linear")(x)
-        x = BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPS,
-                      track_running_stats=self.track_running_stats, name="normalize")(x, train)
+        x = BatchNorm(
+            momentum=BATCH_NORM_MOMENTUM,
+            epsilon=BATCH_NORM_EPS,
+            track_running_stats=self.track_running_stats,
+            name="normalize",
+        )(x, train)
         return nn.relu(x)
 
 
@@ -104,8 +119,13 @@ class _ConvBlock(nn.Module):
         stride = 1 if self.max_pool else self.window  # without pooling the convolution downsamples
         x = Conv2d(self.out_channels, stride=stride, implementation=self.implementation, name="conv")(x)
         epsilon, momentum = BATCH_NORM_SETTINGS[self.layout]
-        x = BatchNorm(momentum=momentum, epsilon=epsilon, track_running_stats=self.track_running_stats,
-                      scale_init=nn.initializers.uniform(1.0), name="normalize")(x, train)
+        x = BatchNorm(
+            momentum=momentum,
+            epsilon=epsilon,
+            track_running_stats=self.track_running_stats,
+            scale_init=nn.initializers.uniform(1.0),
+            name="normalize",
+        )(x, train)
         x = nn.relu(x)
         if self.max_pool:  # VALID = torch's floor mode
             window = (self.window, self.window)
@@ -113,8 +133,19 @@ class _ConvBlock(nn.Module):
         return x
 
 
-def _conv_blocks(x, train, *, hidden, channels, max_pool, layers, max_pool_factor, track_running_stats,
-                 implementation, layout):
+def _conv_blocks(
+    x,
+    train,
+    *,
+    hidden,
+    channels,
+    max_pool,
+    layers,
+    max_pool_factor,
+    track_running_stats,
+    implementation,
+    layout,
+):
     """NCHW in, NCHW out; called inside a compact method, so the blocks belong to that module."""
     if layers < 1:
         raise ValueError(f"layers={layers!r} must be at least 1")
@@ -124,8 +155,9 @@ def _conv_blocks(x, train, *, hidden, channels, max_pool, layers, max_pool_facto
     track_running_stats = resolve_layout(layout, track_running_stats)
     x = jnp.transpose(x, (0, 2, 3, 1))
     for i in range(layers):
-        x = _ConvBlock(hidden, max_pool, window, track_running_stats, implementation, layout,
-                       name=str(i))(x, train)
+        x = _ConvBlock(hidden, max_pool, window, track_running_stats, implementation, layout, name=str(i))(
+            x, train
+        )
     return jnp.transpose(x, (0, 3, 1, 2))
 
 
@@ -209,9 +241,16 @@ class ConvBase(_ConvModel):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         return _conv_blocks(
-            x, train, hidden=self.hidden, channels=self.channels, max_pool=self.max_pool, layers=self.layers,
-            max_pool_factor=self.max_pool_factor, track_running_stats=self.track_running_stats,
-            implementation=self.implementation, layout=self.layout,
+            x,
+            train,
+            hidden=self.hidden,
+            channels=self.channels,
+            max_pool=self.max_pool,
+            layers=self.layers,
+            max_pool_factor=self.max_pool_factor,
+            track_running_stats=self.track_running_stats,
+            implementation=self.implementation,
+            layout=self.layout,
         )
 
 
@@ -245,12 +284,19 @@ class OmniglotCNN(_ConvModel):
     implementation: str = "auto"
 
     def setup(self):
-        self.features = ConvBase(hidden=self.hidden_size, channels=1, max_pool=False, layers=self.layers,
-                                 track_running_stats=self.track_running_stats, layout=self.layout,
-                                 implementation=self.implementation)
+        self.features = ConvBase(
+            hidden=self.hidden_size,
+            channels=1,
+            max_pool=False,
+            layers=self.layers,
+            track_running_stats=self.track_running_stats,
+            layout=self.layout,
+            implementation=self.implementation,
+        )
         # N(0, 1): the MAML code's output layer
-        self.classifier = nn.Dense(self.output_size, kernel_init=nn.initializers.normal(1.0),
-                                   bias_init=_zeros)
+        self.classifier = nn.Dense(
+            self.output_size, kernel_init=nn.initializers.normal(1.0), bias_init=_zeros
+        )
 
     def embed(self, x: jax.Array, train: bool = True) -> jax.Array:
         """The classifier's input ``[N, hidden_size]`` (torch's ``model.features(x)``)."""
@@ -291,9 +337,16 @@ class CNN4Backbone(_ConvModel):
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         factor = 4 // self.layers if self.max_pool_factor is None else self.max_pool_factor
         x = _conv_blocks(
-            x, train, hidden=self.hidden_size, channels=self.channels, max_pool=self.max_pool,
-            layers=self.layers, max_pool_factor=factor, track_running_stats=self.track_running_stats,
-            implementation=self.implementation, layout=self.layout,
+            x,
+            train,
+            hidden=self.hidden_size,
+            channels=self.channels,
+            max_pool=self.max_pool,
+            layers=self.layers,
+            max_pool_factor=factor,
+            track_running_stats=self.track_running_stats,
+            implementation=self.implementation,
+            layout=self.layout,
         )
         return x.reshape(x.shape[0], -1)
 
@@ -329,12 +382,19 @@ class CNN4(_ConvModel):
     implementation: str = "auto"
 
     def setup(self):
-        self.features = CNN4Backbone(hidden_size=self.hidden_size, layers=self.layers, channels=self.channels,
-                                     max_pool=self.max_pool, max_pool_factor=4 // self.layers,
-                                     track_running_stats=self.track_running_stats, layout=self.layout,
-                                     implementation=self.implementation)
-        self.classifier = nn.Dense(self.output_size, kernel_init=nn.initializers.xavier_uniform(),
-                                   bias_init=_zeros)
+        self.features = CNN4Backbone(
+            hidden_size=self.hidden_size,
+            layers=self.layers,
+            channels=self.channels,
+            max_pool=self.max_pool,
+            max_pool_factor=4 // self.layers,
+            track_running_stats=self.track_running_stats,
+            layout=self.layout,
+            implementation=self.implementation,
+        )
+        self.classifier = nn.Dense(
+            self.output_size, kernel_init=nn.initializers.xavier_uniform(), bias_init=_zeros
+        )
 
     def embed(self, x: jax.Array, train: bool = True) -> jax.Array:
         """The classifier's input ``[N, embedding_size]`` (torch's ``model.features(x)``)."""

@@ -45,10 +45,15 @@ __all__ = [
 
 # learn2learn's l2l.algorithms.Lightning* names; resolved on first use so that importing the
 # algorithms never imports Lightning (the optional ``lightning`` extra).
-_LIGHTNING_NAMES = frozenset({
-    "LightningANIL", "LightningEpisodicModule", "LightningMAML", "LightningMetaOptNet",
-    "LightningPrototypicalNetworks",
-})
+_LIGHTNING_NAMES = frozenset(
+    {
+        "LightningANIL",
+        "LightningEpisodicModule",
+        "LightningMAML",
+        "LightningMetaOptNet",
+        "LightningPrototypicalNetworks",
+    }
+)
 
 
 def __getattr__(name: str):

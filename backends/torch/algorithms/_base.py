@@ -222,8 +222,9 @@ class BaseLearner(torch.nn.Module):
         features = getattr(self, "features", None)
         with _functional.functional_mode(self.module, features, train=train):
             if features is not None:
-                x = _functional.call(features, _functional.check_tree(meta_params["features"], features,
-                                                                      "features"), x)
+                x = _functional.call(
+                    features, _functional.check_tree(meta_params["features"], features, "features"), x
+                )
             return _functional.inner_loop(self, meta_params, x, y, loss, steps, inner)
 
     def task_loss(

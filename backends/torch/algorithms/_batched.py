@@ -92,7 +92,12 @@ def check_batch(algorithm, support_x, support_y, query_x, query_y, loss) -> tupl
         return tensor.to(dtype) if tensor.is_floating_point() and dtype is not None else tensor
 
     batch = check_task_batch(
-        support_x, support_y, query_x, query_y, backend="torch", cross_entropy=loss is F.cross_entropy,
+        support_x,
+        support_y,
+        query_x,
+        query_y,
+        backend="torch",
+        cross_entropy=loss is F.cross_entropy,
         convert=convert,
     )
     if dtype is not None and not _autocast_enabled(batch[0].device.type):
@@ -264,8 +269,9 @@ def _loop(algorithm, support_x, support_y, query_x, query_y, loss, steps) -> Met
     return MetaBatchLoss(task_losses.mean(), task_losses, torch.stack(logits))
 
 
-def _vmapped(algorithm, meta_params, support_x, support_y, query_x, query_y, loss, steps, chunk_size,
-             vectorise) -> MetaBatchLoss:
+def _vmapped(
+    algorithm, meta_params, support_x, support_y, query_x, query_y, loss, steps, chunk_size, vectorise
+) -> MetaBatchLoss:
     own = getattr(algorithm, "functional_task_loss", None)  # a learner with its own inner loop (MAML++)
 
     def task(sx, sy, qx, qy):

@@ -51,8 +51,12 @@ def functional_mode(*modules: torch.nn.Module | None, train: bool | None = None)
     """Route every BatchNorm layer of ``modules`` through ``_batch_norm_affine_outside`` and, when
     ``train`` is given, put the modules in that mode; both are undone on exit."""
     modules = [m for m in modules if m is not None]
-    layers = [m for module in modules for m in module.modules()
-              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    layers = [
+        m
+        for module in modules
+        for m in module.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     modes = [[(m, m.training) for m in module.modules()] for module in modules]
     for layer in layers:
         layer.forward = lambda x, layer=layer: _batch_norm_affine_outside(layer, x)
@@ -127,7 +131,13 @@ def _check_finite(value: torch.Tensor, where: str) -> None:
 
 
 def inner_loop(
-    algorithm, meta_params: Mapping, x: torch.Tensor, y: torch.Tensor, loss: Callable, steps: int, inner=None,
+    algorithm,
+    meta_params: Mapping,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: Callable,
+    steps: int,
+    inner=None,
 ) -> dict:
     """The adapted module's parameters ``{name: tensor}`` after ``steps`` inner steps on
     ``(x [s, ...], y [s])``; ``x`` is already embedded for ANIL. Differentiable w.r.t.

@@ -70,16 +70,26 @@ class GBML(BaseLearner):
     """
 
     def __init__(
-        self, module, transform, lr=UNSET, adapt_transform=False, first_order=False, allow_unused=False,
-        allow_nograd=False, inner=None,
+        self,
+        module,
+        transform,
+        lr=UNSET,
+        adapt_transform=False,
+        first_order=False,
+        allow_unused=False,
+        allow_nograd=False,
+        inner=None,
     ):
         super().__init__(module, first_order, allow_unused, allow_nograd)
         self.adapt_transform = bool(adapt_transform)
         if is_learnable(transform):  # a core pair: held per parameter by LearnableTransformModule
             transform = PairTransform(transform)
         if is_transform(transform):
-            refused = [f"{name}={value!r:.60}" for name, value in (("lr", lr), ("inner", inner))
-                       if value is not UNSET and value is not None]
+            refused = [
+                f"{name}={value!r:.60}"
+                for name, value in (("lr", lr), ("inner", inner))
+                if value is not UNSET and value is not None
+            ]
             if refused or self.adapt_transform:
                 refused += ["adapt_transform=True"] if self.adapt_transform else []
                 raise ValueError(
@@ -120,7 +130,7 @@ class GBML(BaseLearner):
             index, module = next(modules)
             prefix = f"transforms_modules.{index}."
             if name in out:
-                params = {key[len(prefix):]: value for key, value in tree.items() if key.startswith(prefix)}
+                params = {key[len(prefix) :]: value for key, value in tree.items() if key.startswith(prefix)}
                 out[name] = call(module, params, out[name])
         return out
 
@@ -134,9 +144,13 @@ class GBML(BaseLearner):
             return
         transform_params = list(self.compute_update.parameters()) if self.adapt_transform else []
         grads = self._gradients(
-            loss, params + transform_params, first_order, True, allow_nograd or bool(transform_params),
+            loss,
+            params + transform_params,
+            first_order,
+            True,
+            allow_nograd or bool(transform_params),
         )
-        model_grads, transform_grads = grads[: len(params)], grads[len(params):]
+        model_grads, transform_grads = grads[: len(params)], grads[len(params) :]
         unused = [i for i, (p, g) in enumerate(zip(params, model_grads)) if g is None and p.requires_grad]
         if unused and not allow_unused:
             raise AdaptationError(

@@ -51,8 +51,10 @@ class _EmbedAndFit(torch.nn.Module):
         task_shape = inputs.shape[:task_dims]
         flat = inputs.reshape(-1, *inputs.shape[task_dims:])
         embeddings = self.features(flat)
-        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() < 1 or (
-            embeddings.shape[0] != flat.shape[0]
+        if (
+            not isinstance(embeddings, torch.Tensor)
+            or embeddings.dim() < 1
+            or (embeddings.shape[0] != flat.shape[0])
         ):
             shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings)
             raise ValueError(

@@ -16,7 +16,14 @@ from ._metric import LightningMetaOptNet as LightningMetaOptNet
 from ._metric import LightningPrototypicalNetworks as LightningPrototypicalNetworks
 
 __all__ = [
-    "EpisodicBatcher", "Epochifier", "LightningANIL", "LightningEpisodicModule", "LightningMAML",
-    "LightningMetaOptNet", "LightningPrototypicalNetworks", "NoLeaveProgressBar", "TrackTestAccuracyCallback",
+    "EpisodicBatcher",
+    "Epochifier",
+    "LightningANIL",
+    "LightningEpisodicModule",
+    "LightningMAML",
+    "LightningMetaOptNet",
+    "LightningPrototypicalNetworks",
+    "NoLeaveProgressBar",
+    "TrackTestAccuracyCallback",
     "split_episode",
 ]

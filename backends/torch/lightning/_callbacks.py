@@ -38,8 +38,10 @@ class TrackTestAccuracyCallback(pl.Callback):
         if trainer.sanity_checking:
             return
         if trainer.datamodule is None:
-            raise ValueError("TrackTestAccuracyCallback needs trainer.fit(module, datamodule=...) "
-                             "(an EpisodicBatcher) to find the test tasks")
+            raise ValueError(
+                "TrackTestAccuracyCallback needs trainer.fit(module, datamodule=...) "
+                "(an EpisodicBatcher) to find the test tasks"
+            )
         # trainer.test leaves the trainer in its testing state; restored so that fit carries on
         # as fit (Lightning 2 would otherwise skip saving checkpoints for the rest of the run).
         state = trainer.state.fn, trainer.state.stage, trainer.state.status

@@ -11,9 +11,15 @@ from ._import import pl
 
 # learn2learn's hyper-parameters common to every episodic module, with their defaults
 EPISODIC_DEFAULTS = {
-    "train_ways": 5, "train_shots": 1, "train_queries": 1,
-    "test_ways": 5, "test_shots": 1, "test_queries": 1,
-    "lr": 0.001, "scheduler_step": 20, "scheduler_decay": 1.0,
+    "train_ways": 5,
+    "train_shots": 1,
+    "train_queries": 1,
+    "test_ways": 5,
+    "test_shots": 1,
+    "test_queries": 1,
+    "lr": 0.001,
+    "scheduler_step": 20,
+    "scheduler_decay": 1.0,
 }
 
 
@@ -133,6 +139,7 @@ class LightningEpisodicModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
-        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.scheduler_step,
-                                                   gamma=self.scheduler_decay)
+        schedule = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=self.scheduler_step, gamma=self.scheduler_decay
+        )
         return [optimizer], [schedule]

@@ -26,8 +26,11 @@ def _add_adaptation_args(parent_parser: ArgumentParser) -> ArgumentParser:
     parser = LightningEpisodicModule.add_model_specific_args(parent_parser)
     parser.add_argument("--adaptation_steps", type=int, default=_ADAPTATION_DEFAULTS["adaptation_steps"])
     parser.add_argument("--adaptation_lr", type=float, default=_ADAPTATION_DEFAULTS["adaptation_lr"])
-    parser.add_argument("--data_parallel", action="store_true",
-                        help="accepted for learn2learn's scripts; use Lightning's strategies instead")
+    parser.add_argument(
+        "--data_parallel",
+        action="store_true",
+        help="accepted for learn2learn's scripts; use Lightning's strategies instead",
+    )
     return parser
 
 
@@ -99,8 +102,9 @@ class LightningMAML(LightningEpisodicModule):
         learner = self.model.clone()
         learner.train()
         support, support_labels, query, query_labels = split_episode(*batch, ways, shots, queries)
-        return _adapt_and_evaluate(learner, self.loss, support, support_labels, query, query_labels,
-                                   self.adaptation_steps)
+        return _adapt_and_evaluate(
+            learner, self.loss, support, support_labels, query, query_labels, self.adaptation_steps
+        )
 
 
 class LightningANIL(LightningEpisodicModule):
@@ -147,5 +151,6 @@ class LightningANIL(LightningEpisodicModule):
         support, support_labels, query, query_labels = split_episode(
             self.features(data), labels, ways, shots, queries
         )
-        return _adapt_and_evaluate(learner, self.loss, support, support_labels, query, query_labels,
-                                   self.adaptation_steps)
+        return _adapt_and_evaluate(
+            learner, self.loss, support, support_labels, query, query_labels, self.adaptation_steps
+        )

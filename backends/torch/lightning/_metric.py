@@ -51,8 +51,11 @@ class LightningPrototypicalNetworks(LightningEpisodicModule):
         parser = LightningEpisodicModule.add_model_specific_args(parent_parser)
         default = LightningPrototypicalNetworks.distance_metric
         parser.add_argument("--distance_metric", type=str, default=default)
-        parser.add_argument("--data_parallel", action="store_true",
-                            help="accepted for learn2learn's scripts; use Lightning's strategies instead")
+        parser.add_argument(
+            "--data_parallel",
+            action="store_true",
+            help="accepted for learn2learn's scripts; use Lightning's strategies instead",
+        )
         return parser
 
     def meta_learn(self, batch, batch_idx, ways, shots, queries):
@@ -90,8 +93,10 @@ class LightningMetaOptNet(LightningPrototypicalNetworks):
     svm_max_iters = 15
 
     def _extra_defaults(self) -> dict:
-        return {"svm_C_reg": LightningMetaOptNet.svm_C_reg,
-                "svm_max_iters": LightningMetaOptNet.svm_max_iters}
+        return {
+            "svm_C_reg": LightningMetaOptNet.svm_C_reg,
+            "svm_max_iters": LightningMetaOptNet.svm_max_iters,
+        }
 
     def _make_classifier(self) -> torch.nn.Module:
         return SVClassifier(C_reg=self.svm_C_reg, max_iterations=self.svm_max_iters, normalize=False)
@@ -102,6 +107,9 @@ class LightningMetaOptNet(LightningPrototypicalNetworks):
         parser = LightningEpisodicModule.add_model_specific_args(parent_parser)
         parser.add_argument("--svm_C_reg", type=float, default=LightningMetaOptNet.svm_C_reg)
         parser.add_argument("--svm_max_iters", type=int, default=LightningMetaOptNet.svm_max_iters)
-        parser.add_argument("--data_parallel", action="store_true",
-                            help="accepted for learn2learn's scripts; use Lightning's strategies instead")
+        parser.add_argument(
+            "--data_parallel",
+            action="store_true",
+            help="accepted for learn2learn's scripts; use Lightning's strategies instead",
+        )
         return parser

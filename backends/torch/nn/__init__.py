@@ -17,7 +17,19 @@ from ._scale import Scale as Scale
 from ._svm import SVClassifier as SVClassifier
 
 __all__ = [
-    "Flatten", "KroneckerLSTM", "KroneckerLinear", "KroneckerRNN", "Lambda", "MetaModule",
-    "ParameterTransform", "PrototypicalClassifier", "RidgeClassifier", "SVClassifier", "Scale", "freeze",
-    "kronecker_addmm", "solve_qp", "unfreeze",
+    "Flatten",
+    "KroneckerLSTM",
+    "KroneckerLinear",
+    "KroneckerRNN",
+    "Lambda",
+    "MetaModule",
+    "ParameterTransform",
+    "PrototypicalClassifier",
+    "RidgeClassifier",
+    "SVClassifier",
+    "Scale",
+    "freeze",
+    "kronecker_addmm",
+    "solve_qp",
+    "unfreeze",
 ]

@@ -135,8 +135,9 @@ class KroneckerRNN(torch.nn.Module):
         torch.Size([6])
     """
 
-    def __init__(self, n: int, m: int, bias: bool = True, sigma=None, *, psd: bool = False, dtype=None,
-                 device=None):
+    def __init__(
+        self, n: int, m: int, bias: bool = True, sigma=None, *, psd: bool = False, dtype=None, device=None
+    ):
         super().__init__()
         options = dict(bias=bias, psd=psd, dtype=dtype, device=device)
         self.W_h = KroneckerLinear(n, m, **options)
@@ -175,8 +176,9 @@ class KroneckerLSTM(torch.nn.Module):
         (torch.Size([2, 3]), torch.Size([2, 3]))
     """
 
-    def __init__(self, n: int, m: int, bias: bool = True, sigma=None, *, psd: bool = False, dtype=None,
-                 device=None):
+    def __init__(
+        self, n: int, m: int, bias: bool = True, sigma=None, *, psd: bool = False, dtype=None, device=None
+    ):
         super().__init__()
         options = dict(bias=bias, psd=psd, dtype=dtype, device=device)
         for gate in "ifgo":

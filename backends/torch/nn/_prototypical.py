@@ -197,8 +197,11 @@ class PrototypicalClassifier(torch.nn.Module):
         counts = members.sum(dim=-2)  # [..., C]
         if bool((counts == 0).any()):
             missing = (counts == 0).nonzero()[0].tolist()
-            where = f"task {missing[0]} has no example of class {missing[1]}" if batched else (
-                f"there is no example of class {missing[0]}")
+            where = (
+                f"task {missing[0]} has no example of class {missing[1]}"
+                if batched
+                else (f"there is no example of class {missing[0]}")
+            )
             raise ValueError(
                 f"labels must contain every class 0..{ways - 1} (C is the largest label plus one), "
                 f"but {where}"

@@ -145,5 +145,4 @@ class RidgeClassifier(torch.nn.Module):
 
     def extra_repr(self) -> str:
         reg = "learnt" if self.learn_reg else self._reg
-        return (f"ways={self.ways}, reg={reg}, learn_scale={self.learn_scale}, "
-                f"normalize={self.normalize}")
+        return f"ways={self.ways}, reg={reg}, learn_scale={self.learn_scale}, normalize={self.normalize}"

@@ -177,6 +177,8 @@ class SVClassifier(torch.nn.Module):
         return self.scale * ((query @ self.support.transpose(-1, -2)) @ self.alpha)
 
     def extra_repr(self) -> str:
-        return (f"ways={self.ways}, C_reg={self.C_reg}, normalize={self.normalize}, "
-                f"max_iterations={self.max_iterations}, tolerance={self.tolerance:g}, "
-                f"learn_scale={self.learn_scale}")
+        return (
+            f"ways={self.ways}, C_reg={self.C_reg}, normalize={self.normalize}, "
+            f"max_iterations={self.max_iterations}, tolerance={self.tolerance:g}, "
+            f"learn_scale={self.learn_scale}"
+        )

@@ -53,7 +53,10 @@ def differentiate(
     retain = create_graph if retain_graph is None else retain_graph
     try:
         grads = torch.autograd.grad(
-            loss, [parameters[i] for i in targets], create_graph=create_graph, retain_graph=retain,
+            loss,
+            [parameters[i] for i in targets],
+            create_graph=create_graph,
+            retain_graph=retain,
             allow_unused=True,
         )
     except RuntimeError as error:

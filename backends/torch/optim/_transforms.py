@@ -69,8 +69,10 @@ class LearnableTransformModule(torch.nn.Module):
             raise TypeError(f"transform must be a LearnableTransformation, got {transform!r:.80}")
         self.transform = transform
         state = transform.init({"parameter": parameter.detach()})["parameter"]
-        leaves = [torch.as_tensor(leaf).to(device=parameter.device, dtype=parameter.dtype) for _, leaf in
-                  _flatten(state)]
+        leaves = [
+            torch.as_tensor(leaf).to(device=parameter.device, dtype=parameter.dtype)
+            for _, leaf in _flatten(state)
+        ]
         self.structure = _unflatten(state, [None] * len(leaves))  # the tree's shape, no tensors
         self.factors = torch.nn.ParameterList([torch.nn.Parameter(leaf.clone()) for leaf in leaves])
 
@@ -263,8 +265,12 @@ class MetaCurvatureTransform(torch.nn.Module):
 
 # learn2learn's MetaCurvatureTransform names: mc (vectors); mc_in, mc_out, mc_f for the output,
 # input and kernel modes (its "in" is the weight's first axis).
-_LEARN2LEARN_CURVATURE = {"mc": "scale", "mc_in": "mode_matrices.0", "mc_out": "mode_matrices.1",
-                          "mc_f": "mode_matrices.2"}
+_LEARN2LEARN_CURVATURE = {
+    "mc": "scale",
+    "mc_in": "mode_matrices.0",
+    "mc_out": "mode_matrices.1",
+    "mc_f": "mode_matrices.2",
+}
 
 
 def _read_learn2learn_curvature(module, state_dict, prefix, *args) -> None:

@@ -93,7 +93,10 @@ class LinearBlock(torch.nn.Module):
         super().__init__()
         self.linear = fc_init_(torch.nn.Linear(input_size, output_size))
         self.normalize = torch.nn.BatchNorm1d(
-            output_size, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, affine=True,
+            output_size,
+            eps=BATCH_NORM_EPS,
+            momentum=BATCH_NORM_MOMENTUM,
+            affine=True,
             track_running_stats=track_running_stats,
         )
         self.relu = torch.nn.ReLU()
@@ -124,8 +127,15 @@ class ConvBlock(torch.nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size, max_pool: bool = True,
-        max_pool_factor: float = 1.0, *, track_running_stats: bool | None = None, layout: str = "maml",
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        max_pool: bool = True,
+        max_pool_factor: float = 1.0,
+        *,
+        track_running_stats: bool | None = None,
+        layout: str = "maml",
     ):
         super().__init__()
         track_running_stats = resolve_layout(layout, track_running_stats)
@@ -142,7 +152,10 @@ class ConvBlock(torch.nn.Module):
             self.normalize = torch.nn.BatchNorm2d(out_channels, affine=True, track_running_stats=True)
         else:
             self.normalize = torch.nn.BatchNorm2d(
-                out_channels, eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM, affine=True,
+                out_channels,
+                eps=BATCH_NORM_EPS,
+                momentum=BATCH_NORM_MOMENTUM,
+                affine=True,
                 track_running_stats=track_running_stats,
             )
         torch.nn.init.uniform_(self.normalize.weight)  # learn2learn: scale ~ U[0, 1)

@@ -80,8 +80,9 @@ def _load_strictly(backbone: torch.nn.Module, path: str, model: str) -> None:
         raise ValueError(f"{path} does not match learn2learn's {model} backbone: {error}") from None
 
 
-def get_pretrained_backbone(model: str, dataset: str, spec: str = "default", root: str = "~/data",
-                            download: bool = False) -> torch.nn.Module:
+def get_pretrained_backbone(
+    model: str, dataset: str, spec: str = "default", root: str = "~/data", download: bool = False
+) -> torch.nn.Module:
     """A backbone with learn2learn's pretrained weights (learn2learn 0.2.0's signature and files).
 
     Args:
@@ -114,16 +115,19 @@ def get_pretrained_backbone(model: str, dataset: str, spec: str = "default", roo
     if dataset not in BACKBONE_URLS:
         raise ValueError(f"dataset={dataset!r} is not one of {sorted(BACKBONE_URLS)}")
     if model not in BACKBONE_URLS[dataset]:
-        raise ValueError(f"model={model!r} has no pretrained weights for {dataset!r}; "
-                         f"available: {sorted(BACKBONE_URLS[dataset])}")
+        raise ValueError(
+            f"model={model!r} has no pretrained weights for {dataset!r}; "
+            f"available: {sorted(BACKBONE_URLS[dataset])}"
+        )
     if spec not in SPECS:
         raise ValueError(f"spec={spec!r} is not one of {SPECS}")
     path = os.path.join(os.path.expanduser(root), "pretrained_models", dataset, f"{model}.pth")
     backbone = _backbone(model)
     if not os.path.exists(path):
         if not download:
-            raise FileNotFoundError(f"{path} does not exist; pass download=True to fetch "
-                                    f"{BACKBONE_URLS[dataset][model][spec]}")
+            raise FileNotFoundError(
+                f"{path} does not exist; pass download=True to fetch {BACKBONE_URLS[dataset][model][spec]}"
+            )
         temporary = _download(BACKBONE_URLS[dataset][model][spec], path)
         try:
             _load_strictly(backbone, temporary, model)

@@ -67,8 +67,9 @@ class _DropBlock(torch.nn.Module):
         size = min(self.block_size, height, width)
         gamma = _dropblock_gamma(drop_rate, size, height, width)
         seeds = torch.bernoulli(
-            torch.full((batch, channels, height - size + 1, width - size + 1), gamma, dtype=x.dtype,
-                       device=x.device)
+            torch.full(
+                (batch, channels, height - size + 1, width - size + 1), gamma, dtype=x.dtype, device=x.device
+            )
         )
         # A seed at (i, j) drops rows i..i+size-1 and columns j..j+size-1: a max over the size x size
         # window ending at each position of the zero-padded seed map.
@@ -150,8 +151,13 @@ class ResNet12Backbone(torch.nn.Module):
     """
 
     def __init__(
-        self, avg_pool: bool = True, wider: bool = True, embedding_dropout: float = 0.0,
-        dropblock_dropout: float = 0.1, dropblock_size: int = 5, channels: int = 3,
+        self,
+        avg_pool: bool = True,
+        wider: bool = True,
+        embedding_dropout: float = 0.0,
+        dropblock_dropout: float = 0.1,
+        dropblock_size: int = 5,
+        channels: int = 3,
     ):
         super().__init__()
         _check_rate("embedding_dropout", embedding_dropout)
@@ -161,8 +167,9 @@ class ResNet12Backbone(torch.nn.Module):
         widths = WIDER_CHANNELS if wider else NARROWER_CHANNELS
         inputs = (channels, *widths[:-1])
         for i, (width_in, width_out) in enumerate(zip(inputs, widths)):
-            block = _ResNet12Block(width_in, width_out, dropblock_dropout, drop_block=i >= 2,
-                                   block_size=dropblock_size)
+            block = _ResNet12Block(
+                width_in, width_out, dropblock_dropout, drop_block=i >= 2, block_size=dropblock_size
+            )
             self.add_module(f"layer{i + 1}", torch.nn.Sequential(block))
         # learn2learn's AvgPool2d(5, stride=1) on the 5x5 maps of 84x84 inputs; global on any size
         self.avgpool = torch.nn.AdaptiveAvgPool2d(1) if avg_pool else torch.nn.Identity()
@@ -181,9 +188,14 @@ class ResNet12Backbone(torch.nn.Module):
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return dict(avg_pool=self.avg_pool, wider=self.wider, embedding_dropout=self.embedding_dropout,
-                    dropblock_dropout=self.dropblock_dropout, dropblock_size=self.dropblock_size,
-                    channels=self.channels)
+        return dict(
+            avg_pool=self.avg_pool,
+            wider=self.wider,
+            embedding_dropout=self.embedding_dropout,
+            dropblock_dropout=self.dropblock_dropout,
+            dropblock_size=self.dropblock_size,
+            channels=self.channels,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -219,14 +231,25 @@ class ResNet12(torch.nn.Module):
     """
 
     def __init__(
-        self, output_size: int, hidden_size: int = 640, avg_pool: bool = True, wider: bool = True,
-        embedding_dropout: float = 0.0, dropblock_dropout: float = 0.1, dropblock_size: int = 5,
+        self,
+        output_size: int,
+        hidden_size: int = 640,
+        avg_pool: bool = True,
+        wider: bool = True,
+        embedding_dropout: float = 0.0,
+        dropblock_dropout: float = 0.1,
+        dropblock_size: int = 5,
         channels: int = 3,
     ):
         super().__init__()
-        self.features = ResNet12Backbone(avg_pool=avg_pool, wider=wider, embedding_dropout=embedding_dropout,
-                                         dropblock_dropout=dropblock_dropout, dropblock_size=dropblock_size,
-                                         channels=channels)
+        self.features = ResNet12Backbone(
+            avg_pool=avg_pool,
+            wider=wider,
+            embedding_dropout=embedding_dropout,
+            dropblock_dropout=dropblock_dropout,
+            dropblock_size=dropblock_size,
+            channels=channels,
+        )
         self.classifier = torch.nn.Linear(hidden_size, output_size)
         self.output_size, self.hidden_size = output_size, hidden_size
 

@@ -40,10 +40,24 @@ from ._wrn import WRN28 as WRN28
 from ._wrn import WRN28Backbone as WRN28Backbone
 
 __all__ = [
-    "CNN4", "CNN4Backbone", "ConvBase", "ConvBlock", "LinearBlock", "MiniImagenetCNN", "OmniglotCNN",
-    "OmniglotFC", "ResNet12", "ResNet12Backbone", "WRN28", "WRN28Backbone", "fc_init_",
-    "get_pretrained_backbone", "maml_init_", "truncated_normal_",
+    "CNN4",
+    "CNN4Backbone",
+    "ConvBase",
+    "ConvBlock",
+    "LinearBlock",
+    "MiniImagenetCNN",
+    "OmniglotCNN",
+    "OmniglotFC",
+    "ResNet12",
+    "ResNet12Backbone",
+    "WRN28",
+    "WRN28Backbone",
+    "fc_init_",
+    "get_pretrained_backbone",
+    "maml_init_",
+    "truncated_normal_",
 ]
+
 
 class _FlattenChecked(Flatten):
     """``Flatten`` that refuses samples without ``input_size`` elements, with the flax twin's words
@@ -88,7 +102,11 @@ class OmniglotFC(torch.nn.Module):
     """
 
     def __init__(
-        self, input_size: int = 784, output_size: int = 5, sizes: Sequence[int] | None = None, *,
+        self,
+        input_size: int = 784,
+        output_size: int = 5,
+        sizes: Sequence[int] | None = None,
+        *,
         track_running_stats: bool = False,
     ):
         super().__init__()
@@ -96,8 +114,10 @@ class OmniglotFC(torch.nn.Module):
         if not sizes:
             raise ValueError(f"sizes={sizes!r} must name at least one hidden width")
         widths = [input_size, *sizes]
-        blocks = [LinearBlock(i, o, track_running_stats=track_running_stats)
-                  for i, o in zip(widths[:-1], widths[1:])]
+        blocks = [
+            LinearBlock(i, o, track_running_stats=track_running_stats)
+            for i, o in zip(widths[:-1], widths[1:])
+        ]
         self.features = torch.nn.Sequential(_FlattenChecked(input_size), torch.nn.Sequential(*blocks))
         self.classifier = fc_init_(torch.nn.Linear(sizes[-1], output_size))
         self.input_size, self.output_size, self.sizes = input_size, output_size, sizes
@@ -106,8 +126,12 @@ class OmniglotFC(torch.nn.Module):
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return dict(input_size=self.input_size, output_size=self.output_size, sizes=tuple(self.sizes),
-                    track_running_stats=self.track_running_stats)
+        return dict(
+            input_size=self.input_size,
+            output_size=self.output_size,
+            sizes=tuple(self.sizes),
+            track_running_stats=self.track_running_stats,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -139,15 +163,29 @@ class ConvBase(torch.nn.Sequential):
     """
 
     def __init__(
-        self, hidden: int = 64, channels: int = 1, max_pool: bool = False, layers: int = 4,
-        max_pool_factor: float = 1.0, *, track_running_stats: bool | None = None, layout: str = "maml",
+        self,
+        hidden: int = 64,
+        channels: int = 1,
+        max_pool: bool = False,
+        layers: int = 4,
+        max_pool_factor: float = 1.0,
+        *,
+        track_running_stats: bool | None = None,
+        layout: str = "maml",
     ):
         if layers < 1:
             raise ValueError(f"layers={layers!r} must be at least 1")
         track_running_stats = resolve_layout(layout, track_running_stats)
         blocks = [
-            ConvBlock(channels if i == 0 else hidden, hidden, 3, max_pool, max_pool_factor,
-                      track_running_stats=track_running_stats, layout=layout)
+            ConvBlock(
+                channels if i == 0 else hidden,
+                hidden,
+                3,
+                max_pool,
+                max_pool_factor,
+                track_running_stats=track_running_stats,
+                layout=layout,
+            )
             for i in range(layers)
         ]
         super().__init__(*blocks)
@@ -159,9 +197,16 @@ class ConvBase(torch.nn.Sequential):
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
         return _with_layout(
-            dict(hidden=self.hidden, channels=self.channels, max_pool=self.max_pool, layers=self.layers,
-                 max_pool_factor=self.max_pool_factor, track_running_stats=self.track_running_stats),
-            self.layout)
+            dict(
+                hidden=self.hidden,
+                channels=self.channels,
+                max_pool=self.max_pool,
+                layers=self.layers,
+                max_pool_factor=self.max_pool_factor,
+                track_running_stats=self.track_running_stats,
+            ),
+            self.layout,
+        )
 
 
 def _with_layout(config: dict, layout: str) -> dict:
@@ -209,13 +254,26 @@ class OmniglotCNN(torch.nn.Module):
         torch.Size([10, 5])
     """
 
-    def __init__(self, output_size: int = 5, hidden_size: int = 64, layers: int = 4, *,
-                 track_running_stats: bool | None = None, layout: str = "maml"):
+    def __init__(
+        self,
+        output_size: int = 5,
+        hidden_size: int = 64,
+        layers: int = 4,
+        *,
+        track_running_stats: bool | None = None,
+        layout: str = "maml",
+    ):
         super().__init__()
         self.hidden_size, self.output_size, self.layers = hidden_size, output_size, layers
         self.track_running_stats, self.layout = resolve_layout(layout, track_running_stats), layout
-        base = ConvBase(hidden=hidden_size, channels=1, max_pool=False, layers=layers,
-                        track_running_stats=self.track_running_stats, layout=layout)
+        base = ConvBase(
+            hidden=hidden_size,
+            channels=1,
+            max_pool=False,
+            layers=layers,
+            track_running_stats=self.track_running_stats,
+            layout=layout,
+        )
         self.features = torch.nn.Sequential(
             Lambda(_as_omniglot_images), base, Lambda(_spatial_mean), Flatten()
         )
@@ -227,9 +285,15 @@ class OmniglotCNN(torch.nn.Module):
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return _with_layout(dict(output_size=self.output_size, hidden_size=self.hidden_size,
-                                 layers=self.layers, track_running_stats=self.track_running_stats),
-                            self.layout)
+        return _with_layout(
+            dict(
+                output_size=self.output_size,
+                hidden_size=self.hidden_size,
+                layers=self.layers,
+                track_running_stats=self.track_running_stats,
+            ),
+            self.layout,
+        )
 
     @property
     def base(self) -> ConvBase:
@@ -244,7 +308,7 @@ def _read_learn2learn_base(module, state_dict, prefix, *args) -> None:
     # A learn2learn OmniglotCNN checkpoint holds each conv weight twice, as base.* and features.1.*.
     for key in [k for k in state_dict if k.startswith(prefix + "base.")]:
         value = state_dict.pop(key)
-        state_dict.setdefault(prefix + "features.1." + key[len(prefix + "base."):], value)
+        state_dict.setdefault(prefix + "features.1." + key[len(prefix + "base.") :], value)
 
 
 class CNN4Backbone(ConvBase):
@@ -269,23 +333,43 @@ class CNN4Backbone(ConvBase):
     """
 
     def __init__(
-        self, hidden_size: int = 64, layers: int = 4, channels: int = 3, max_pool: bool = True,
-        max_pool_factor: float | None = None, *, track_running_stats: bool | None = None,
+        self,
+        hidden_size: int = 64,
+        layers: int = 4,
+        channels: int = 3,
+        max_pool: bool = True,
+        max_pool_factor: float | None = None,
+        *,
+        track_running_stats: bool | None = None,
         layout: str = "maml",
     ):
         if max_pool_factor is None:
             max_pool_factor = 4 // layers
-        super().__init__(hidden=hidden_size, channels=channels, max_pool=max_pool, layers=layers,
-                         max_pool_factor=max_pool_factor, track_running_stats=track_running_stats,
-                         layout=layout)
+        super().__init__(
+            hidden=hidden_size,
+            channels=channels,
+            max_pool=max_pool,
+            layers=layers,
+            max_pool_factor=max_pool_factor,
+            track_running_stats=track_running_stats,
+            layout=layout,
+        )
         self.hidden_size = hidden_size
 
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return _with_layout(dict(hidden_size=self.hidden_size, layers=self.layers, channels=self.channels,
-                                 max_pool=self.max_pool, max_pool_factor=self.max_pool_factor,
-                                 track_running_stats=self.track_running_stats), self.layout)
+        return _with_layout(
+            dict(
+                hidden_size=self.hidden_size,
+                layers=self.layers,
+                channels=self.channels,
+                max_pool=self.max_pool,
+                max_pool_factor=self.max_pool_factor,
+                track_running_stats=self.track_running_stats,
+            ),
+            self.layout,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = super().forward(x)
@@ -318,16 +402,29 @@ class CNN4(torch.nn.Module):
     """
 
     def __init__(
-        self, output_size: int, hidden_size: int = 64, layers: int = 4, channels: int = 3,
-        max_pool: bool = True, embedding_size: int | None = None, *, track_running_stats: bool | None = None,
+        self,
+        output_size: int,
+        hidden_size: int = 64,
+        layers: int = 4,
+        channels: int = 3,
+        max_pool: bool = True,
+        embedding_size: int | None = None,
+        *,
+        track_running_stats: bool | None = None,
         layout: str = "maml",
     ):
         super().__init__()
         if embedding_size is None:
             embedding_size = 25 * hidden_size
-        self.features = CNN4Backbone(hidden_size=hidden_size, layers=layers, channels=channels,
-                                     max_pool=max_pool, max_pool_factor=4 // layers,
-                                     track_running_stats=track_running_stats, layout=layout)
+        self.features = CNN4Backbone(
+            hidden_size=hidden_size,
+            layers=layers,
+            channels=channels,
+            max_pool=max_pool,
+            max_pool_factor=4 // layers,
+            track_running_stats=track_running_stats,
+            layout=layout,
+        )
         self.classifier = maml_init_(torch.nn.Linear(embedding_size, output_size))
         self.output_size, self.hidden_size, self.layers = output_size, hidden_size, layers
         self.channels, self.max_pool, self.embedding_size = channels, max_pool, embedding_size
@@ -336,14 +433,21 @@ class CNN4(torch.nn.Module):
     def get_config(self) -> dict:
         """The constructor arguments: ``type(self)(**get_config())`` rebuilds the model, and the flax
         twin of the same class name takes them too (``l2l_multi.interop``)."""
-        return _with_layout(dict(output_size=self.output_size, hidden_size=self.hidden_size,
-                                 layers=self.layers, channels=self.channels, max_pool=self.max_pool,
-                                 embedding_size=self.embedding_size,
-                                 track_running_stats=self.track_running_stats), self.layout)
+        return _with_layout(
+            dict(
+                output_size=self.output_size,
+                hidden_size=self.hidden_size,
+                layers=self.layers,
+                channels=self.channels,
+                max_pool=self.max_pool,
+                embedding_size=self.embedding_size,
+                track_running_stats=self.track_running_stats,
+            ),
+            self.layout,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
 MiniImagenetCNN = CNN4
-

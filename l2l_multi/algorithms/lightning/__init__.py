@@ -12,6 +12,9 @@ from ...backends.torch.lightning import LightningMetaOptNet as LightningMetaOptN
 from ...backends.torch.lightning import LightningPrototypicalNetworks as LightningPrototypicalNetworks
 
 __all__ = [
-    "LightningANIL", "LightningEpisodicModule", "LightningMAML", "LightningMetaOptNet",
+    "LightningANIL",
+    "LightningEpisodicModule",
+    "LightningMAML",
+    "LightningMetaOptNet",
     "LightningPrototypicalNetworks",
 ]

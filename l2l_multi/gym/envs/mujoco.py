@@ -3,7 +3,10 @@
 from ._forward import forwarding_hooks
 
 _NAMES = (
-    "AntDirectionEnv", "AntForwardBackwardEnv", "HalfCheetahForwardBackwardEnv", "HumanoidDirectionEnv",
+    "AntDirectionEnv",
+    "AntForwardBackwardEnv",
+    "HalfCheetahForwardBackwardEnv",
+    "HumanoidDirectionEnv",
     "HumanoidForwardBackwardEnv",
 )
 

@@ -43,8 +43,11 @@ def split_categories(names: list[str]) -> dict[str, list[str]]:
     rng = np.random.RandomState(_SEED)  # the legacy generator keeps the split fixed across numpy versions
     trainval = rng.choice(len(names), counts[0] + counts[1], replace=False)
     train = np.sort(rng.choice(trainval, counts[0], replace=False))
-    parts = {"train": train, "validation": np.setdiff1d(trainval, train),
-             "test": np.setdiff1d(np.arange(len(names)), trainval)}
+    parts = {
+        "train": train,
+        "validation": np.setdiff1d(trainval, train),
+        "test": np.setdiff1d(np.arange(len(names)), trainval),
+    }
     return {mode: [names[int(index)] for index in indices] for mode, indices in parts.items()}
 
 
@@ -83,9 +86,16 @@ class NewsClassification(ImageArrayDataset):
         >>> text, label = data[0]  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str | bool = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False, *,
-                 train: bool | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str | bool = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        *,
+        train: bool | None = None,
+    ) -> None:
         if train is not None:
             if mode != "train":
                 raise ValueError(f"pass mode={mode!r} or train={train!r}, not both")
@@ -99,9 +109,12 @@ class NewsClassification(ImageArrayDataset):
         paths = [os.path.join(self.root, name) for name in _FILES]
         path = next((candidate for candidate in paths if os.path.isfile(candidate)), None)
         if path is None:
-            hint = ("download=True cannot fetch it: download News_Category_Dataset_v2.json from "
-                    "https://www.kaggle.com/datasets/rmisra/news-category-dataset (login required) into root"
-                    if download else "pass download=True for instructions, or put the file in root")
+            hint = (
+                "download=True cannot fetch it: download News_Category_Dataset_v2.json from "
+                "https://www.kaggle.com/datasets/rmisra/news-category-dataset (login required) into root"
+                if download
+                else "pass download=True for instructions, or put the file in root"
+            )
             raise FileNotFoundError(f"NewsClassification: {paths[0]} not found; {hint}")
         texts, categories = [], []
         with open(path, encoding="utf-8") as file:
@@ -112,8 +125,10 @@ class NewsClassification(ImageArrayDataset):
                     record = json.loads(line)
                     category, headline = record["category"], record["headline"]
                 except (ValueError, KeyError) as error:
-                    raise ValueError(f"{path}:{number}: expected a JSON object with 'category' and "
-                                     f"'headline', got {line[:80]!r} ({error})") from error
+                    raise ValueError(
+                        f"{path}:{number}: expected a JSON object with 'category' and "
+                        f"'headline', got {line[:80]!r} ({error})"
+                    ) from error
                 description = record.get("short_description") or ""
                 texts.append(f"{headline} {description}".strip() if description else headline)
                 categories.append(category)

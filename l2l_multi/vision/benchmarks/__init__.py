@@ -173,6 +173,12 @@ from ._learn2learn import omniglot_tasksets as omniglot_tasksets  # noqa: E402
 from ._learn2learn import tiered_imagenet_tasksets as tiered_imagenet_tasksets  # noqa: E402
 
 __all__ = [
-    "BenchmarkTasksets", "cifarfs_tasksets", "fc100_tasksets", "get_tasksets", "list_tasksets",
-    "mini_imagenet_tasksets", "omniglot_tasksets", "tiered_imagenet_tasksets",
+    "BenchmarkTasksets",
+    "cifarfs_tasksets",
+    "fc100_tasksets",
+    "get_tasksets",
+    "list_tasksets",
+    "mini_imagenet_tasksets",
+    "omniglot_tasksets",
+    "tiered_imagenet_tasksets",
 ]

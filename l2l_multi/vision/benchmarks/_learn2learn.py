@@ -17,13 +17,21 @@ from typing import Any
 def _parts(name: str, train_ways, train_samples, test_ways, test_samples, root, device, **kwargs) -> tuple:
     from . import get_tasksets  # the package imports this module
 
-    tasksets = get_tasksets(name, train_ways, train_samples, test_ways, test_samples, root=root,
-                            device=device, **kwargs)
+    tasksets = get_tasksets(
+        name, train_ways, train_samples, test_ways, test_samples, root=root, device=device, **kwargs
+    )
     return tuple(t.dataset for t in tasksets), tuple(list(t.task_transforms) for t in tasksets)
 
 
-def omniglot_tasksets(train_ways: int, train_samples: int, test_ways: int, test_samples: int, root: str,
-                      device: Any = None, **kwargs: Any) -> tuple:
+def omniglot_tasksets(
+    train_ways: int,
+    train_samples: int,
+    test_ways: int,
+    test_samples: int,
+    root: str,
+    device: Any = None,
+    **kwargs: Any,
+) -> tuple:
     """Omniglot's ``((train, validation, test) MetaDatasets, (three transform lists))``.
 
     Example (needs the Omniglot archives in ``root``):
@@ -32,33 +40,71 @@ def omniglot_tasksets(train_ways: int, train_samples: int, test_ways: int, test_
     return _parts("omniglot", train_ways, train_samples, test_ways, test_samples, root, device, **kwargs)
 
 
-def mini_imagenet_tasksets(train_ways: int = 5, train_samples: int = 10, test_ways: int = 5,
-                           test_samples: int = 10, root: str = "~/data", data_augmentation: str | None = None,
-                           device: Any = None, **kwargs: Any) -> tuple:
+def mini_imagenet_tasksets(
+    train_ways: int = 5,
+    train_samples: int = 10,
+    test_ways: int = 5,
+    test_samples: int = 10,
+    root: str = "~/data",
+    data_augmentation: str | None = None,
+    device: Any = None,
+    **kwargs: Any,
+) -> tuple:
     """mini-ImageNet's ``((train, validation, test) MetaDatasets, (three transform lists))``.
 
     ``data_augmentation`` (None, "normal", "lee2019") adds an augmenting transform to the training
     list. Example: ``datasets, transforms = mini_imagenet_tasksets(root="path/to/mini-imagenet")``.
     """
-    return _parts("mini-imagenet", train_ways, train_samples, test_ways, test_samples, root, device,
-                  data_augmentation=data_augmentation, **kwargs)
+    return _parts(
+        "mini-imagenet",
+        train_ways,
+        train_samples,
+        test_ways,
+        test_samples,
+        root,
+        device,
+        data_augmentation=data_augmentation,
+        **kwargs,
+    )
 
 
-def tiered_imagenet_tasksets(train_ways: int = 5, train_samples: int = 10, test_ways: int = 5,
-                             test_samples: int = 10, root: str = "~/data",
-                             data_augmentation: str | None = None, device: Any = None,
-                             **kwargs: Any) -> tuple:
+def tiered_imagenet_tasksets(
+    train_ways: int = 5,
+    train_samples: int = 10,
+    test_ways: int = 5,
+    test_samples: int = 10,
+    root: str = "~/data",
+    data_augmentation: str | None = None,
+    device: Any = None,
+    **kwargs: Any,
+) -> tuple:
     """tiered-ImageNet's ``((train, validation, test) MetaDatasets, (three transform lists))``.
 
     ``data_augmentation`` as for ``mini_imagenet_tasksets``. Example:
     ``datasets, transforms = tiered_imagenet_tasksets(root="path/to/tiered-imagenet")``.
     """
-    return _parts("tiered-imagenet", train_ways, train_samples, test_ways, test_samples, root, device,
-                  data_augmentation=data_augmentation, **kwargs)
+    return _parts(
+        "tiered-imagenet",
+        train_ways,
+        train_samples,
+        test_ways,
+        test_samples,
+        root,
+        device,
+        data_augmentation=data_augmentation,
+        **kwargs,
+    )
 
 
-def cifarfs_tasksets(train_ways: int = 5, train_samples: int = 10, test_ways: int = 5, test_samples: int = 10,
-                     root: str = "~/data", device: Any = None, **kwargs: Any) -> tuple:
+def cifarfs_tasksets(
+    train_ways: int = 5,
+    train_samples: int = 10,
+    test_ways: int = 5,
+    test_samples: int = 10,
+    root: str = "~/data",
+    device: Any = None,
+    **kwargs: Any,
+) -> tuple:
     """CIFAR-FS's ``((train, validation, test) MetaDatasets, (three transform lists))``.
 
     Example: ``datasets, transforms = cifarfs_tasksets(root="path/to/cifarfs")``.
@@ -66,8 +112,15 @@ def cifarfs_tasksets(train_ways: int = 5, train_samples: int = 10, test_ways: in
     return _parts("cifarfs", train_ways, train_samples, test_ways, test_samples, root, device, **kwargs)
 
 
-def fc100_tasksets(train_ways: int = 5, train_samples: int = 10, test_ways: int = 5, test_samples: int = 10,
-                   root: str = "~/data", device: Any = None, **kwargs: Any) -> tuple:
+def fc100_tasksets(
+    train_ways: int = 5,
+    train_samples: int = 10,
+    test_ways: int = 5,
+    test_samples: int = 10,
+    root: str = "~/data",
+    device: Any = None,
+    **kwargs: Any,
+) -> tuple:
     """FC100's ``((train, validation, test) MetaDatasets, (three transform lists))``.
 
     Example: ``datasets, transforms = fc100_tasksets(root="path/to/fc100")``.

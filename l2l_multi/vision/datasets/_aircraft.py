@@ -60,9 +60,16 @@ class FGVCAircraft(ImageArrayDataset):
         15
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False, image_size: int = 84,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        image_size: int = 84,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.mode = check_mode(mode, MODES)
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
@@ -79,8 +86,9 @@ class FGVCAircraft(ImageArrayDataset):
             for line in _read_lines(os.path.join(data, f"images_variant_{part}.txt")):
                 image, variant = line.split(" ", 1)
                 if variant not in index_of:
-                    raise ValueError(f"{data}/images_variant_{part}.txt: variant {variant!r} is not in "
-                                     "variants.txt")
+                    raise ValueError(
+                        f"{data}/images_variant_{part}.txt: variant {variant!r} is not in variants.txt"
+                    )
                 rows.append((image, index_of[variant]))
         rows.sort()
         paths = [os.path.join(data, "images", f"{image}.jpg") for image, _ in rows]
@@ -88,8 +96,15 @@ class FGVCAircraft(ImageArrayDataset):
             if not os.path.isfile(path):
                 raise missing_file_error("FGVCAircraft", path, "image")
         split = class_split(len(names), (70, 15, 15), "FGVCAircraft")
-        paths, targets, class_names = restrict(paths, [index for _, index in rows], names,
-                                               select_classes(split, self.mode))
-        inputs = decode_cached(f"fgvc-aircraft-{self.mode}", self.root, cache_dir, paths, self.image_size,
-                               crop_bottom=BANNER_HEIGHT)
+        paths, targets, class_names = restrict(
+            paths, [index for _, index in rows], names, select_classes(split, self.mode)
+        )
+        inputs = decode_cached(
+            f"fgvc-aircraft-{self.mode}",
+            self.root,
+            cache_dir,
+            paths,
+            self.image_size,
+            crop_bottom=BANNER_HEIGHT,
+        )
         super().__init__(inputs, targets, class_names, transform, target_transform)

@@ -71,8 +71,14 @@ def load_cifar100(root: str | os.PathLike, download: bool = False) -> dict:
 
 
 class _CIFARSplit(ImageArrayDataset):
-    def __init__(self, root: str | os.PathLike, mode: str, transform: Callable | None,
-                 target_transform: Callable | None, download: bool) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str,
+        transform: Callable | None,
+        target_transform: Callable | None,
+        download: bool,
+    ) -> None:
         self.root = os.path.expanduser(os.fspath(root))
         self.mode = check_mode(mode, _MODES)
         cifar = load_cifar100(self.root, download)
@@ -120,8 +126,14 @@ class CIFARFS(_CIFARSplit):
         ['aquatic_mammals', 'beaver']
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+    ) -> None:
         super().__init__(root, mode, transform, target_transform, download)
 
     def _classes(self, cifar: dict) -> list[str]:
@@ -152,8 +164,14 @@ class FC100(_CIFARSplit):
         ['large_carnivores', 'large_omnivores_and_herbivores', 'non-insect_invertebrates', 'small_mammals']
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+    ) -> None:
         super().__init__(root, mode, transform, target_transform, download)
 
     def _classes(self, cifar: dict) -> list[str]:
@@ -166,5 +184,6 @@ class FC100(_CIFARSplit):
         fine_of_coarse = {}
         for fine, coarse in zip(cifar["fine"].tolist(), cifar["coarse"].tolist()):
             fine_of_coarse[fine] = coarse
-        return [cifar["fine_names"][fine] for fine, coarse in sorted(fine_of_coarse.items())
-                if coarse in wanted]
+        return [
+            cifar["fine_names"][fine] for fine, coarse in sorted(fine_of_coarse.items()) if coarse in wanted
+        ]

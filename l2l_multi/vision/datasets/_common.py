@@ -37,8 +37,14 @@ class ImageArrayDataset(ArrayDataset):
         (((3, 3), np.int64(1)), False, True)
     """
 
-    def __init__(self, inputs: Any, targets: Any, class_names: Sequence[str],
-                 transform: Callable | None = None, target_transform: Callable | None = None) -> None:
+    def __init__(
+        self,
+        inputs: Any,
+        targets: Any,
+        class_names: Sequence[str],
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+    ) -> None:
         super().__init__(inputs, np.asarray(targets, dtype=np.int64))
         self.class_names = list(class_names)
         self.transform = transform
@@ -68,8 +74,10 @@ class ImageArrayDataset(ArrayDataset):
         return image, target
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({len(self)} images of shape {self.inputs.shape[1:]}, "
-                f"{self.num_classes} classes)")
+        return (
+            f"{type(self).__name__}({len(self)} images of shape {self.inputs.shape[1:]}, "
+            f"{self.num_classes} classes)"
+        )
 
 
 def check_mode(mode: str, aliases: dict[str, str]) -> str:
@@ -124,8 +132,10 @@ def _read_verified(path: str) -> tuple[np.ndarray | None, str]:
         if not isinstance(expected, dict) or set(expected) != {"sha256", "shape", "dtype"}:
             raise ValueError(f"expected the keys sha256, shape and dtype, got {expected!r}")
     except FileNotFoundError:
-        return None, (f"cache file {path} has no digest file {digest_path} (written by an older "
-                      "version, or its write was cut short)")
+        return None, (
+            f"cache file {path} has no digest file {digest_path} (written by an older "
+            "version, or its write was cut short)"
+        )
     except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
         return None, f"unreadable digest file {digest_path} ({error})"
     try:
@@ -196,8 +206,7 @@ def save_cached(folders: Iterable[str], filename: str, array: np.ndarray) -> str
             return path
         except OSError as error:
             errors.append(f"{folder}: {error}")
-    warnings.warn(f"could not cache {filename} (decoding again next time): {'; '.join(errors)}",
-                  stacklevel=3)
+    warnings.warn(f"could not cache {filename} (decoding again next time): {'; '.join(errors)}", stacklevel=3)
     return None
 
 
@@ -231,9 +240,10 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         # Pickles written by numpy < 2 (and Python 2) name numpy.core, which numpy 2 renamed.
         if module.startswith("numpy.core"):
-            module = "numpy._core" + module[len("numpy.core"):]
-        if (module, name) in _NUMPY_GLOBALS or (module in ("builtins", "__builtin__")
-                                                and name in _BUILTIN_GLOBALS):
+            module = "numpy._core" + module[len("numpy.core") :]
+        if (module, name) in _NUMPY_GLOBALS or (
+            module in ("builtins", "__builtin__") and name in _BUILTIN_GLOBALS
+        ):
             return super().find_class(module, name)
         raise _RefusedGlobal(
             f"refusing to load {module}.{name}: dataset pickles may only hold numpy arrays and "

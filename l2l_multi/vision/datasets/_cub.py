@@ -67,9 +67,16 @@ class CUBirds200(ImageArrayDataset):
         ((84, 84, 3), 140)
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False, image_size: int = 84,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        image_size: int = 84,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.mode = check_mode(mode, MODES)
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
@@ -83,8 +90,9 @@ class CUBirds200(ImageArrayDataset):
         images = _read_pairs(os.path.join(folder, "images.txt"))
         labels = _read_pairs(os.path.join(folder, "image_class_labels.txt"))
         if sorted(classes) != list(range(1, len(classes) + 1)):
-            raise ValueError(f"{folder}/classes.txt: class ids must be 1..{len(classes)}, "
-                             f"got {sorted(classes)[:5]}...")
+            raise ValueError(
+                f"{folder}/classes.txt: class ids must be 1..{len(classes)}, got {sorted(classes)[:5]}..."
+            )
         names = [classes[index] for index in range(1, len(classes) + 1)]
         paths = [os.path.join(folder, "images", images[key]) for key in sorted(images)]
         for path in paths:
@@ -95,4 +103,3 @@ class CUBirds200(ImageArrayDataset):
         paths, targets, class_names = restrict(paths, owners, names, select_classes(split, self.mode))
         inputs = decode_cached(f"cub200-{self.mode}", self.root, cache_dir, paths, self.image_size)
         super().__init__(inputs, targets, class_names, transform, target_transform)
-

@@ -74,8 +74,9 @@ def zip_members(archive: zipfile.ZipFile, path: str | os.PathLike) -> list[zipfi
         ['a.txt']
     """
     members = archive.infolist()
-    _refuse_duplicates([posixpath.normpath(info.filename.replace("\\", "/"))
-                        for info in members if not info.is_dir()], path)
+    _refuse_duplicates(
+        [posixpath.normpath(info.filename.replace("\\", "/")) for info in members if not info.is_dir()], path
+    )
     return members
 
 
@@ -119,8 +120,15 @@ def zip_content_digest(path: str | os.PathLike, suffix: str = "") -> str:
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
-def verify_file(path: str | os.PathLike, sha256: str | None = None, content_digest: str | None = None,
-                *, md5: str | None = None, content_suffix: str = "", size: int | None = None) -> bool:
+def verify_file(
+    path: str | os.PathLike,
+    sha256: str | None = None,
+    content_digest: str | None = None,
+    *,
+    md5: str | None = None,
+    content_suffix: str = "",
+    size: int | None = None,
+) -> bool:
     """Whether ``path`` exists and matches any one of the given digests.
 
     Args:
@@ -173,15 +181,23 @@ def _fetch(url: str, file, progress: bool) -> None:
     if parts.scheme in ("http", "https"):
         # 1 MiB chunks: pooch flushes after each, and its default 1 KiB is slow for GB archives.
         # Some hosts refuse requests' default user agent.
-        downloader = pooch.HTTPDownloader(progressbar=progress, chunk_size=_CHUNK,
-                                          headers={"User-Agent": "l2l_multi"})
+        downloader = pooch.HTTPDownloader(
+            progressbar=progress, chunk_size=_CHUNK, headers={"User-Agent": "l2l_multi"}
+        )
     else:
         downloader = pooch.downloaders.choose_downloader(url, progressbar=progress)
     downloader(url, file, None)
 
 
-def download_file(url: str, path: str | os.PathLike, sha256: str | None = None, *, md5: str | None = None,
-                  size: int | None = None, progress: bool = True) -> str:
+def download_file(
+    url: str,
+    path: str | os.PathLike,
+    sha256: str | None = None,
+    *,
+    md5: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+) -> str:
     """Download ``url`` to ``path`` unless ``path`` already holds the published file.
 
     The bytes stream into a locked temporary file in ``path``'s folder (pooch's downloader, with a
@@ -228,8 +244,10 @@ def download_file(url: str, path: str | os.PathLike, sha256: str | None = None, 
             file.flush()
             received = os.fstat(file.fileno()).st_size
             if size is not None and received != size:
-                raise ChecksumError(f"downloaded {url} for {path} has {received} bytes, expected {size} "
-                                    "(truncated?); the download was deleted (retry)")
+                raise ChecksumError(
+                    f"downloaded {url} for {path} has {received} bytes, expected {size} "
+                    "(truncated?); the download was deleted (retry)"
+                )
             actual = file_digest(temporary, algorithm)
             if actual != expected.lower():
                 raise ChecksumError(
@@ -281,8 +299,9 @@ def _extract_zip(archive: str, folder: str, progress: bool) -> None:
             if stat.S_ISLNK(info.external_attr >> 16):
                 # zipfile writes a link as a file holding its target; still refuse escaping ones.
                 _check_link(info.filename, source.read(info).decode("utf-8", "replace"), archive, False)
-        for info in tqdm(members, desc=f"extracting {os.path.basename(archive)}", unit="file",
-                         disable=not progress):
+        for info in tqdm(
+            members, desc=f"extracting {os.path.basename(archive)}", unit="file", disable=not progress
+        ):
             source.extract(info, folder)
 
 
@@ -290,8 +309,9 @@ def _extract_tar(archive: str, folder: str, progress: bool) -> None:
     with tarfile.open(archive) as source:
         members = source.getmembers()  # reads to the end, so truncation shows up before writing
         # tar lets a later member silently replace an earlier one of the same name
-        _refuse_duplicates([posixpath.normpath(member.name) for member in members if not member.isdir()],
-                           archive)
+        _refuse_duplicates(
+            [posixpath.normpath(member.name) for member in members if not member.isdir()], archive
+        )
         for member in members:
             _member_target(member.name, archive)
             if member.issym() or member.islnk():
@@ -301,13 +321,15 @@ def _extract_tar(archive: str, folder: str, progress: bool) -> None:
                     f"{archive}: member {member.name!r} is a device or fifo; refusing to extract"
                 )
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        for member in tqdm(members, desc=f"extracting {os.path.basename(archive)}", unit="file",
-                           disable=not progress):
+        for member in tqdm(
+            members, desc=f"extracting {os.path.basename(archive)}", unit="file", disable=not progress
+        ):
             source.extract(member, folder, **safe)
 
 
-def extract_archive(archive: str | os.PathLike, destination: str | os.PathLike,
-                    progress: bool = True) -> list[str]:
+def extract_archive(
+    archive: str | os.PathLike, destination: str | os.PathLike, progress: bool = True
+) -> list[str]:
     """Extract a zip or tar (optionally gzip/bz2/xz compressed) archive into ``destination``.
 
     Every member is checked before anything is written: absolute paths, ``..`` and links that

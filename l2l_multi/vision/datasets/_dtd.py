@@ -51,9 +51,16 @@ class DescribableTextures(ImageArrayDataset):
         ['banded', 'bumpy']
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False, image_size: int = 84,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        image_size: int = 84,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.mode = check_mode(mode, MODES)
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
@@ -69,8 +76,9 @@ class DescribableTextures(ImageArrayDataset):
         paths, owners = [], []
         for index, name in enumerate(names):
             # The archive holds stray files such as ".directory": keep images only.
-            files = sorted(file for file in os.listdir(os.path.join(images, name))
-                           if file.lower().endswith(_EXTENSIONS))
+            files = sorted(
+                file for file in os.listdir(os.path.join(images, name)) if file.lower().endswith(_EXTENSIONS)
+            )
             paths += [os.path.join(images, name, file) for file in files]
             owners += [index] * len(files)
         split = class_split(len(names), (33, 7, 7), "DescribableTextures")

@@ -10,14 +10,21 @@ from tqdm.auto import tqdm
 
 from ._common import cache_folders, fingerprint, load_cached, save_cached
 
-MODES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
-         "test": "test", "all": "all"}
+MODES = {
+    "train": "train",
+    "validation": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "test": "test",
+    "all": "all",
+}
 # Meta-Dataset's DatasetConverter default seed (dataset_conversion/dataset_to_records.py).
 META_DATASET_SEED = 22
 
 
-def meta_dataset_split(num_train: int, num_valid: int, num_test: int,
-                       seed: int = META_DATASET_SEED) -> dict[str, np.ndarray]:
+def meta_dataset_split(
+    num_train: int, num_valid: int, num_test: int, seed: int = META_DATASET_SEED
+) -> dict[str, np.ndarray]:
     """Meta-Dataset's class split (Triantafillou et al., 2020) over class indices ``0 .. n-1``.
 
     Reproduces ``gen_rand_split_inds`` seeded with 22: draw the train+validation classes without
@@ -37,9 +44,11 @@ def meta_dataset_split(num_train: int, num_valid: int, num_test: int,
     total = num_train + num_valid + num_test
     trainval = rng.choice(total, num_train + num_valid, replace=False)
     train = rng.choice(trainval, num_train, replace=False)
-    return {"train": np.sort(train).astype(np.int64),
-            "validation": np.setdiff1d(trainval, train).astype(np.int64),
-            "test": np.setdiff1d(np.arange(total), trainval).astype(np.int64)}
+    return {
+        "train": np.sort(train).astype(np.int64),
+        "validation": np.setdiff1d(trainval, train).astype(np.int64),
+        "test": np.setdiff1d(np.arange(total), trainval).astype(np.int64),
+    }
 
 
 def select_classes(split: dict[str, np.ndarray], mode: str) -> np.ndarray:
@@ -75,30 +84,39 @@ def _decode_image(path: str, image_size: int, crop_bottom: int) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8)
 
 
-def decode_cached(name: str, root: str, cache_dir: str | os.PathLike | None, paths: Sequence[str],
-                  image_size: int, crop_bottom: int = 0) -> np.ndarray:
+def decode_cached(
+    name: str,
+    root: str,
+    cache_dir: str | os.PathLike | None,
+    paths: Sequence[str],
+    image_size: int,
+    crop_bottom: int = 0,
+) -> np.ndarray:
     """The images at ``paths`` decoded to uint8 ``[N, S, S, 3]``, from the cache when it holds them.
 
     The cache file is named by dataset, size and a key over the relative paths and file sizes, so a
     changed file list decodes again; it is written atomically (see ``save_cached``).
     """
-    key = fingerprint(f"{os.path.relpath(path, root)} {os.path.getsize(path)} {crop_bottom}"
-                      for path in paths)
+    key = fingerprint(
+        f"{os.path.relpath(path, root)} {os.path.getsize(path)} {crop_bottom}" for path in paths
+    )
     filename = f"{name}-{image_size}px-{key}.npy"
     folders = cache_folders(root, cache_dir, name)
     cached = load_cached(folders, filename)
     if cached is not None and cached.shape == (len(paths), image_size, image_size, 3):
         return cached
     images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-    for index, path in enumerate(tqdm(paths, desc=f"decoding {name}", unit="image",
-                                      disable=len(paths) < 1000)):
+    for index, path in enumerate(
+        tqdm(paths, desc=f"decoding {name}", unit="image", disable=len(paths) < 1000)
+    ):
         images[index] = _decode_image(path, image_size, crop_bottom)
     save_cached(folders, filename, images)
     return images
 
 
-def restrict(paths: Sequence[str], classes: Sequence[int], class_names: Sequence[str],
-             chosen: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
+def restrict(
+    paths: Sequence[str], classes: Sequence[int], class_names: Sequence[str], chosen: np.ndarray
+) -> tuple[list[str], np.ndarray, list[str]]:
     """Keep the images whose class index is in ``chosen`` (sorted); labels become positions in it.
 
     Example:
@@ -122,7 +140,8 @@ def class_split(count: int, published: tuple[int, int, int], dataset: str) -> di
     if count == sum(published):
         return meta_dataset_split(*published)
     if count < 3:
-        raise ValueError(f"{dataset}: need at least 3 classes to split into train/validation/test, "
-                         f"found {count}")
+        raise ValueError(
+            f"{dataset}: need at least 3 classes to split into train/validation/test, found {count}"
+        )
     held_out = max(1, round(count * published[2] / sum(published)))
     return meta_dataset_split(count - 2 * held_out, held_out, held_out)

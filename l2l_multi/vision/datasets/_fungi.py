@@ -60,9 +60,16 @@ class FGVCFungi(ImageArrayDataset):
         200
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False, image_size: int = 84,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        image_size: int = 84,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.mode = check_mode(mode, MODES)
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
@@ -87,14 +94,18 @@ class FGVCFungi(ImageArrayDataset):
             if not os.path.isfile(path):
                 raise missing_file_error("FGVCFungi", path, "image")
         split = class_split(len(ids), (994, 200, 200), "FGVCFungi")
-        paths, targets, class_names = restrict(paths, [position[owners[key]] for key in keys], names,
-                                               select_classes(split, self.mode))
+        paths, targets, class_names = restrict(
+            paths, [position[owners[key]] for key in keys], names, select_classes(split, self.mode)
+        )
         inputs = decode_cached(f"fgvc-fungi-{self.mode}", self.root, cache_dir, paths, self.image_size)
         super().__init__(inputs, targets, class_names, transform, target_transform)
 
     def _download(self) -> None:
-        for url, md5, present in ((_DATA_URL, _DATA_MD5, "images"),
-                                  (_ANNOTATIONS_URL, _ANNOTATIONS_MD5, "train.json")):
+        for url, md5, present in (
+            (_DATA_URL, _DATA_MD5, "images"),
+            (_ANNOTATIONS_URL, _ANNOTATIONS_MD5, "train.json"),
+        ):
             if not os.path.exists(os.path.join(self.root, present)):
-                extract_archive(download_file(url, os.path.join(self.root, os.path.basename(url)), md5=md5),
-                                self.root)
+                extract_archive(
+                    download_file(url, os.path.join(self.root, os.path.basename(url)), md5=md5), self.root
+                )

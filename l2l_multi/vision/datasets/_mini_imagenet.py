@@ -114,9 +114,15 @@ class MiniImagenet(ImageArrayDataset):
         ((4, 84, 84, 3), [1, 1, 0, 0], ['n01', 'n02'])
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.root = os.path.expanduser(os.fspath(root))
         self.mode = check_mode(mode, _MODES)
         pickle_path = os.path.join(self.root, f"mini-imagenet-cache-{self.mode}.pkl")
@@ -176,15 +182,19 @@ class MiniImagenet(ImageArrayDataset):
                 f"{len(missing)} images of the {self.mode} split are missing, e.g. {missing[0]}"
             )
         # Names and sizes identify the files cheaply; a changed image (or list) gets a new cache.
-        key = fingerprint(f"{filename} {wnid} {os.path.getsize(path)}"
-                          for (filename, wnid), path in zip(rows, paths))
+        key = fingerprint(
+            f"{filename} {wnid} {os.path.getsize(path)}" for (filename, wnid), path in zip(rows, paths)
+        )
         filename = f"mini-imagenet-{self.mode}-{SIZE}px-{key}.npy"
         folders = cache_folders(self.root, cache_dir, "mini-imagenet")
         images = load_cached(folders, filename)
         if images is None or images.shape != (len(rows), SIZE, SIZE, 3):
             images = np.empty((len(rows), SIZE, SIZE, 3), dtype=np.uint8)
-            for index, path in enumerate(tqdm(paths, desc=f"decoding mini-ImageNet {self.mode}",
-                                              unit="image", disable=len(paths) < 1000)):
+            for index, path in enumerate(
+                tqdm(
+                    paths, desc=f"decoding mini-ImageNet {self.mode}", unit="image", disable=len(paths) < 1000
+                )
+            ):
                 images[index] = _decode_jpeg(path)
             save_cached(folders, filename, images)
         return images, [wnid for _, wnid in rows]

@@ -19,14 +19,22 @@ _URL = "https://github.com/brendenlake/omniglot/raw/master/python/{}.zip"
 # only; the content digests (see omniglot_content_digest) come from the repackaged copy described
 # in the project's data README and accept any zip holding the same PNG bytes.
 _ARCHIVES = (
-    ("images_background", "68d2efa1b9178cc56df9314c21c6e718",
-     "deaa02f758afda524b3a045c7af40311f2d9ded3e2a39f715ece8470d474bc6a"),
-    ("images_evaluation", "6b91aef0f799c5bb55b94e3f2daec811",
-     "3d5e035f27423c362bf9a181af649b43cda64c1008f842177ddc5203269c901e"),
+    (
+        "images_background",
+        "68d2efa1b9178cc56df9314c21c6e718",
+        "deaa02f758afda524b3a045c7af40311f2d9ded3e2a39f715ece8470d474bc6a",
+    ),
+    (
+        "images_evaluation",
+        "6b91aef0f799c5bb55b94e3f2daec811",
+        "3d5e035f27423c362bf9a181af649b43cda64c1008f842177ddc5203269c901e",
+    ),
 )
 # sha256 of Lake's zips as TensorFlow Datasets records them for the same URLs; a download must match it.
-_SHA256 = {"images_background": "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
-           "images_evaluation": "1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee"}
+_SHA256 = {
+    "images_background": "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
+    "images_evaluation": "1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee",
+}
 NATIVE_SIZE = 105
 
 
@@ -152,9 +160,15 @@ class FullOmniglot(ImageArrayDataset):
         ((4, 28, 28), [0, 0, 1, 1], ['background/character01', 'evaluation/character01'], 0)
     """
 
-    def __init__(self, root: str | os.PathLike, transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False,
-                 image_size: int | None = None, cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        image_size: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
             raise ValueError(f"image_size must be None or a positive int, got {image_size!r}")
         self.root = os.path.expanduser(os.fspath(root))
@@ -179,8 +193,10 @@ class FullOmniglot(ImageArrayDataset):
                     class_names.append(name)
                     members.extend(infos)
                     owners.extend([which] * len(infos))
-            targets = np.repeat(np.arange(len(class_names), dtype=np.int64),
-                                [len(infos) for listing in listings for infos in listing.values()])
+            targets = np.repeat(
+                np.arange(len(class_names), dtype=np.int64),
+                [len(infos) for listing in listings for infos in listing.values()],
+            )
             side = NATIVE_SIZE if image_size is None else image_size
             key = fingerprint(f"{info.filename} {info.CRC} {info.file_size}" for info in members)
             # The native images are binary: packing 8 pixels a byte makes their cache 45 MB, not 358.
@@ -196,9 +212,14 @@ class FullOmniglot(ImageArrayDataset):
                 np.multiply(cached, 255, out=cached)
             if cached is None or cached.shape != (count, side, side):
                 cached = np.empty((count, side, side), dtype=np.uint8)
-                for index, (info, which) in enumerate(tqdm(
-                        list(zip(members, owners)), desc="decoding Omniglot", unit="image",
-                        disable=len(members) < 1000)):
+                for index, (info, which) in enumerate(
+                    tqdm(
+                        list(zip(members, owners)),
+                        desc="decoding Omniglot",
+                        unit="image",
+                        disable=len(members) < 1000,
+                    )
+                ):
                     cached[index] = _read_image(archives[which], paths[which], info, image_size)
                 save_cached(folders, filename, np.packbits(cached > 127) if packed else cached)
         finally:

@@ -36,8 +36,9 @@ def _check_bitmaps(path: str) -> None:
     """Accept a ``.npy`` of uint8 ``[N, 784]`` rows (the published bitmap format)."""
     array = np.load(path, mmap_mode="r", allow_pickle=False)
     if array.dtype != np.uint8 or array.ndim != 2 or array.shape[1] != SIDE * SIDE:
-        raise ValueError(f"{path}: expected uint8 [N, {SIDE * SIDE}] bitmaps, "
-                         f"got {array.dtype} {array.shape}")
+        raise ValueError(
+            f"{path}: expected uint8 [N, {SIDE * SIDE}] bitmaps, got {array.dtype} {array.shape}"
+        )
 
 
 class Quickdraw:
@@ -75,12 +76,20 @@ class Quickdraw:
         (2, 28, 28)
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False,
-                 samples_per_class: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        samples_per_class: int | None = None,
+        seed: int = 0,
+    ) -> None:
         self.mode = check_mode(mode, MODES)
-        if samples_per_class is not None and (not isinstance(samples_per_class, int)
-                                              or samples_per_class < 1):
+        if samples_per_class is not None and (
+            not isinstance(samples_per_class, int) or samples_per_class < 1
+        ):
             raise ValueError(f"samples_per_class must be None or a positive int, got {samples_per_class!r}")
         seed = check_numpy_seed(seed)
         self.root = os.path.expanduser(os.fspath(root))
@@ -103,8 +112,9 @@ class Quickdraw:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
             if samples_per_class is not None:
                 if samples_per_class > len(array):
-                    raise ValueError(f"samples_per_class={samples_per_class} exceeds the {len(array)} "
-                                     f"drawings in {path}")
+                    raise ValueError(
+                        f"samples_per_class={samples_per_class} exceeds the {len(array)} drawings in {path}"
+                    )
                 array = np.asarray(array[np.sort(rng.choice(len(array), samples_per_class, replace=False))])
             self._arrays.append(array)
         counts = np.array([len(array) for array in self._arrays], dtype=np.int64)
@@ -151,8 +161,11 @@ class Quickdraw:
         indices = np.asarray(indices, dtype=np.int64)
         if self._inputs is not None:
             return self._inputs[indices], self.targets[indices]
-        images = np.stack([self._row(int(index)) for index in indices]) if len(indices) else \
-            np.empty((0, SIDE, SIDE), np.uint8)
+        images = (
+            np.stack([self._row(int(index)) for index in indices])
+            if len(indices)
+            else np.empty((0, SIDE, SIDE), np.uint8)
+        )
         return images, self.targets[indices]
 
     def __repr__(self) -> str:

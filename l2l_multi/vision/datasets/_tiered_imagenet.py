@@ -79,9 +79,15 @@ class TieredImagenet(ImageArrayDataset):
         ((2, 84, 84, 3), [255, 0, 0], [1, 0], ['n01', 'n02'])
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.root = os.path.expanduser(os.fspath(root))
         self.mode = check_mode(mode, _MODES)
         if download:
@@ -103,8 +109,9 @@ class TieredImagenet(ImageArrayDataset):
         self.coarse_targets = np.asarray(labels["label_general"], dtype=np.int64)
         count = int(targets.max()) + 1 if len(targets) else 0
         names = labels.get("label_specific_str")
-        class_names = ([as_text(name) for name in names] if names is not None
-                       else [str(label) for label in range(count)])
+        class_names = (
+            [as_text(name) for name in names] if names is not None else [str(label) for label in range(count)]
+        )
         coarse = labels.get("label_general_str")
         self.coarse_class_names = [as_text(name) for name in coarse] if coarse is not None else None
 
@@ -121,8 +128,14 @@ class TieredImagenet(ImageArrayDataset):
                 )
             first = _decode_png(encoded[0]) if len(encoded) else np.zeros((84, 84, 3), np.uint8)
             images = np.empty((len(encoded), *first.shape), dtype=np.uint8)
-            for index, item in enumerate(tqdm(encoded, desc=f"decoding tiered-ImageNet {self.mode}",
-                                              unit="image", disable=len(encoded) < 1000)):
+            for index, item in enumerate(
+                tqdm(
+                    encoded,
+                    desc=f"decoding tiered-ImageNet {self.mode}",
+                    unit="image",
+                    disable=len(encoded) < 1000,
+                )
+            ):
                 images[index] = _decode_png(item)
             save_cached(folders, filename, images)
         super().__init__(images, targets, class_names, transform, target_transform)

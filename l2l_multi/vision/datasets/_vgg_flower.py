@@ -54,9 +54,16 @@ class VGGFlower102(ImageArrayDataset):
         16
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", transform: Callable | None = None,
-                 target_transform: Callable | None = None, download: bool = False, image_size: int = 84,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        download: bool = False,
+        image_size: int = 84,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.mode = check_mode(mode, MODES)
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
@@ -75,8 +82,9 @@ class VGGFlower102(ImageArrayDataset):
 
         labels = np.asarray(loadmat(labels_path)["labels"]).reshape(-1).astype(np.int64)
         count = int(labels.max())
-        paths = [os.path.join(self.root, "jpg", f"image_{index:05d}.jpg")
-                 for index in range(1, len(labels) + 1)]
+        paths = [
+            os.path.join(self.root, "jpg", f"image_{index:05d}.jpg") for index in range(1, len(labels) + 1)
+        ]
         for path in paths:
             if not os.path.isfile(path):
                 raise missing_file_error("VGGFlower102", path, "image")
