@@ -184,6 +184,11 @@ def _git_commit():
     return result.stdout.strip() or None
 
 
+def _from_repository(path) -> str:
+    """``path`` relative to the repository (config.json names no machine's folders)."""
+    return os.path.relpath(os.path.abspath(path), REPO_ROOT)  # (abspath: a venv's python is a symlink)
+
+
 def main(argv=None):
     """Patches learn2learn's script into the run folder, writes config.json and runs it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -228,7 +233,7 @@ def main(argv=None):
     config = {
         "issue": 17,
         "script": f"learn2learn 0.2.0 {SCRIPT}",
-        "source": str(source.resolve()),
+        "source": _from_repository(source),
         "source_sha256": hashlib.sha256(original.encode()).hexdigest(),
         "settings": {
             "seed": args.seed,
@@ -244,7 +249,7 @@ def main(argv=None):
         },
         "versions": _versions(args.python),
         "repository_commit": _git_commit(),
-        "command": command,
+        "command": [_from_repository(part) if os.path.isabs(part) else part for part in command],
         "changes": [{"name": name, "why": why} for name, why, _, _ in CHANGES],
     }
     if args.resume and (out / "config.json").exists():  # keep the start's record; log each resume
