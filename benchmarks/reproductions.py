@@ -209,9 +209,9 @@ META_RL_NOTES = [
     "`exclude_current_positions_from_observation=false`, 18 numbers) stayed within the seeds' spread",
     "(56.5 / 77.5 / 94.5 over updates 31-60 / 61-90 / 91-120, seeds 33-61 / 54-86 / 68-106). A run of",
     "learn2learn's own `examples/rl/maml_trpo.py` (cherry 0.1.4) on this environment with learn2learn's",
-    "20 observations (`benchmarks/learn2learn_maml_trpo.py`, run folder",
-    "`results/learn2learn_maml_trpo_halfcheetah_fb_1step_seed42`) tells the algorithm code from the",
-    "physics; it is in progress (about 50 s per update here).",
+    "20 observations (`benchmarks/learn2learn_maml_trpo.py`) tells the algorithm code from the physics:",
+    "if its code learns as ours does here, the gap to its figure lies in the simulation (mujoco-py's",
+    "HalfCheetah-v2 then, gymnasium's v5 on MuJoCo 3 now), not in the algorithm. Its progress:",
 ]
 
 
@@ -289,6 +289,8 @@ def main(argv=None) -> str:
     if meta_rl or reproductions:
         table = summary.section(meta_rl, reproductions, args.output.parent, HERE.parent, _rl_defaults)
         lines += ["", "## Meta-RL", "", *table, "", *META_RL_NOTES]
+        peer = _sibling("_peer_table").peer_lines(HERE / "results")
+        lines += ["", *peer] if peer else ["", "(not started)"]
     if other:
         lines += [
             "",

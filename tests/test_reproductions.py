@@ -121,3 +121,27 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     assert "| MetaOptNet | omniglot | 5w1s | n/a | not run | no published number |" in text
     (folder / "results.json").write_text("{}")
     assert planned.plan(jax_protonet, "data") == ("done", None)
+
+
+def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):
+    peer_table = reproductions._sibling("_peer_table")
+    peer = tmp_path / peer_table.PEER
+    peer.mkdir()
+    # learn2learn counts from iteration 0: its rows 0..4 are updates 1..5
+    rows = "".join(f"{i},{10.0 * i},50.0\n" for i in range(5))
+    (peer / "metrics.csv").write_text("iteration,adaptation_reward,wall_seconds\n" + rows)
+    for seed, name in enumerate(peer_table.OURS[:2]):  # seed 2's folder missing: an empty cell
+        (tmp_path / name).mkdir()
+        ours = "".join(f"{i},0,{i + 100.0 * seed}\n" for i in range(1, 9))
+        (tmp_path / name / "metrics.csv").write_text("iteration,pre_return,post_return\n" + ours)
+
+    lines = peer_table.peer_lines(tmp_path, window=3)
+    assert "5 of its 300 updates so far" in " ".join(lines)
+    table = [line for line in lines if line.startswith("| 1-") or line.startswith("| 4-")]
+    # updates 1-3: learn2learn 0, 10, 20; ours 1, 2, 3 (+100 for seed 1). Updates 4-5 only, as far
+    # as learn2learn has come: 30, 40; ours 4, 5
+    assert table == [
+        "| 1-3 | 10.0 | 2.0 | 102.0 |  |",
+        "| 4-6 | 35.0 (2 updates) | 4.5 (2 updates) | 104.5 (2 updates) |  |",
+    ]
+    assert peer_table.peer_lines(tmp_path / "nothing") == []
