@@ -184,6 +184,16 @@ def _git_commit():
     return result.stdout.strip() or None
 
 
+def _nice_autogroup(pid: int, nice: int) -> None:
+    """Gives the session of ``pid`` (int) the ``nice`` (int) of Linux's autogroup scheduling, where
+    sessions share the CPU fairly whatever their processes' nice values; no-op elsewhere."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as stream:
+            stream.write(str(nice))
+    except OSError:
+        pass  # no autogroup (another OS, a kernel without it, no permission): plain nice only
+
+
 def _from_repository(path) -> str:
     """``path`` relative to the repository (config.json names no machine's folders)."""
     return os.path.relpath(os.path.abspath(path), REPO_ROOT)  # (abspath: a venv's python is a symlink)
@@ -266,6 +276,8 @@ def main(argv=None):
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=out,
             start_new_session=args.detach,
         )  # fmt: skip
+    if args.detach:  # its own session: nice ranks it only inside that session unless its autogroup is niced
+        _nice_autogroup(child.pid, args.nice)
     (out / "pid").write_text(f"{child.pid}\n")
     print(f"started PID {child.pid}: {' '.join(command)}\nlog: {out / 'train.log'}", flush=True)
     if args.detach:
