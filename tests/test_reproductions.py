@@ -145,3 +145,19 @@ def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):
         "| 4-6 | 35.0 (2 updates) | 4.5 (2 updates) | 104.5 (2 updates) |  |",
     ]
     assert peer_table.peer_lines(tmp_path / "nothing") == []
+
+
+def test_every_accuracy_the_documentation_quotes_is_in_the_generated_table():
+    # README and docs quote results; REPRODUCTIONS.md is generated from the run folders, so a quoted
+    # "mean ± interval" that it does not hold was typed by hand or has gone stale
+    import re
+
+    table = (REPO_ROOT / "benchmarks" / "REPRODUCTIONS.md").read_text()
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    quoted = {
+        (page.name, figure)
+        for page in pages
+        for figure in re.findall(r"\d+\.\d+ ± \d+\.\d+", page.read_text())
+    }
+    assert quoted, "the README quotes no reproduced accuracy: this test has lost its subject"
+    assert sorted(q for q in quoted if q[1] not in table) == []
