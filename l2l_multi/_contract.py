@@ -191,6 +191,34 @@ def not_a_learner(algorithm: Any) -> TypeError:
     )
 
 
+def _refuse_foreign(name: str, value: Any, backend: str) -> None:
+    """The other framework's array, refused naming the conversion function."""
+    native, foreign, conversion = _BACKENDS[backend]
+    if (is_torch_tensor if foreign == "torch" else is_jax_array)(value):
+        raise TypeError(
+            f"{name} is a {_KINDS[foreign]}; the {backend} backend takes {native} or numpy arrays: "
+            f"convert it with {conversion}"
+        )
+
+
+def _check_label_count(x_name: str, x: Any, y_name: str, y: Any, axis: int) -> None:
+    """One label per sample: ``x.shape[axis] == y.shape[axis]`` (axis 1 in a stacked batch)."""
+    if x.shape[axis] != y.shape[axis]:
+        raise ValueError(
+            f"{y_name} must hold one label per sample of {x_name}: {x_name} has shape {tuple(x.shape)}, "
+            f"{y_name} {tuple(y.shape)}"
+        )
+
+
+def _refuse_float_labels(y_name: str, y: Any, backend: str) -> None:
+    """Floating-point labels with cross-entropy, refused naming the backend's conversion."""
+    if _is_floating(y):
+        conversion = f"{y_name}.long()" if backend == "torch" else f"{y_name}.astype(int)"
+        raise TypeError(
+            f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels (e.g. {conversion})"
+        )
+
+
 def check_task(
     meta_params: Any,
     x: Any,
@@ -221,24 +249,13 @@ def check_task(
             f"meta_params must be the dict from algorithm.init / from_variables (with a 'model' entry), "
             f"got {found}"
         )
-    native, foreign, conversion = _BACKENDS[backend]
     for name, value in ((x_name, x), (y_name, y)):
-        if (is_torch_tensor if foreign == "torch" else is_jax_array)(value):
-            raise TypeError(
-                f"{name} is a {_KINDS[foreign]}; the {backend} backend takes {native} or numpy arrays: "
-                f"convert it with {conversion}"
-            )
+        _refuse_foreign(name, value, backend)
     x_rows, y_rows = getattr(x, "shape", (None,))[:1], getattr(y, "shape", (None,))[:1]
-    if x_rows and y_rows and None not in (x_rows[0], y_rows[0]) and tuple(x_rows) != tuple(y_rows):
-        raise ValueError(
-            f"{y_name} must hold one label per sample of {x_name}: {x_name} has shape {tuple(x.shape)}, "
-            f"{y_name} {tuple(y.shape)}"
-        )
-    if cross_entropy and hasattr(y, "dtype") and _is_floating(y):
-        conversion = "y.long()" if backend == "torch" else "y.astype(int)"
-        raise TypeError(
-            f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels (e.g. {conversion})"
-        )
+    if x_rows and y_rows and None not in (x_rows[0], y_rows[0]):
+        _check_label_count(x_name, x, y_name, y, axis=0)
+    if cross_entropy and hasattr(y, "dtype"):
+        _refuse_float_labels(y_name, y, backend)
 
 
 def check_task_batch(
@@ -269,15 +286,11 @@ def check_task_batch(
     Returns:
         ``(support_x, support_y, query_x, query_y)``, numpy arrays converted.
     """
-    native, foreign, conversion = _BACKENDS[backend]
+    native = _BACKENDS[backend][0]
     values = dict(zip(BATCH_NAMES, (support_x, support_y, query_x, query_y)))
     for name, value in values.items():
+        _refuse_foreign(name, value, backend)
         framework = "torch" if is_torch_tensor(value) else "jax" if is_jax_array(value) else None
-        if framework == foreign:
-            raise TypeError(
-                f"{name} is a {_KINDS[foreign]}; the {backend} backend takes {native} or numpy arrays: "
-                f"convert it with {conversion}"
-            )
         if isinstance(value, np.ndarray):
             values[name] = convert(value, name)
         elif framework != backend:
@@ -291,22 +304,14 @@ def check_task_batch(
             )
     for x_name, y_name in (("support_x", "support_y"), ("query_x", "query_y")):
         x, y = values[x_name], values[y_name]
-        if x.shape[1] != y.shape[1]:
-            raise ValueError(
-                f"{y_name} must hold one label per sample of {x_name}: {x_name} has shape "
-                f"{tuple(x.shape)}, {y_name} {tuple(y.shape)}"
-            )
+        _check_label_count(x_name, x, y_name, y, axis=1)
         if x.shape[1] == 0:
             raise ValueError(
                 f"{x_name} has no samples (shape {tuple(x.shape)}); with partition_task_batch, keep shots "
                 "below the samples per class"
             )
         if cross_entropy:
-            if _is_floating(y):
-                raise TypeError(
-                    f"{y_name} has dtype {y.dtype}; loss=cross_entropy needs integer class labels "
-                    "(e.g. labels.long() or labels.astype(int))"
-                )
+            _refuse_float_labels(y_name, y, backend)
             if not _inside_torch_transform():  # torch.func.grad cannot read even plain tensors
                 check_labels(y, y_name)  # concrete values only: a negative label would index from the end
     return values["support_x"], values["support_y"], values["query_x"], values["query_y"]

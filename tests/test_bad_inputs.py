@@ -1390,7 +1390,7 @@ def test_jax_compiled_step_arguments_and_nan(learner_batch, backend):
     check(
         lambda: make_meta_train_step("maml", optimizer),
         TypeError,
-        r"algorithm must be a jax-backend algorithm .* got str",
+        r"algorithm must be an l2l learner \(MAML, MetaSGD, ANIL, ...\), got str",
     )
     check(lambda: make_evaluate(maml, adaptation_steps=-2), ValueError, r"adaptation_steps=-2 must be")
     step = make_meta_train_step(maml, optimizer)

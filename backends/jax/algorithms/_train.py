@@ -187,10 +187,7 @@ def _check_steps(adaptation_steps: Any) -> int:
 
 def _check_algorithm(algorithm: Any, optimizer: Any = None) -> None:
     if not callable(getattr(algorithm, "task_loss", None)):
-        raise TypeError(
-            f"algorithm must be a jax-backend algorithm (MAML, MetaSGD, GBML, ANIL, ProtoNet, MetaOptNet, "
-            f"Reptile), got {type(algorithm).__name__}"
-        )
+        raise _contract.not_a_learner(algorithm)
     if optimizer is not None and not (
         callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
     ):
