@@ -16,6 +16,7 @@ from pathlib import Path
 PEER = "learn2learn_maml_trpo_halfcheetah_fb_1step_seed42"
 OURS = tuple(f"maml_trpo_halfcheetah_fb_1step_seed{seed}" for seed in (0, 1, 2))
 WINDOW = 30
+TAIL = 10  # our rows in the table above average each seed's last 10 updates: the same span here
 
 
 def read_returns(folder: Path, column: str, first: int) -> dict[int, float]:
@@ -34,38 +35,51 @@ def window_mean(returns: dict[int, float], low: int, high: int) -> tuple[float, 
     return (sum(values) / len(values), len(values)) if values else None
 
 
-def peer_lines(results_dir: Path, window: int = WINDOW) -> list[str]:
+def _cells(runs: list[dict[int, float]], low: int, high: int, span: int) -> str:
+    # one cell per run: the mean over updates low..high, saying how many it holds when under span
+    cells = []
+    for returns in runs:
+        found = window_mean(returns, low, high)
+        if found is None:
+            cells.append("")
+            continue
+        mean, count = found
+        cells.append(f"{mean:.1f}" + (f" ({count} updates)" if count < span else ""))
+    return " | ".join(cells)
+
+
+def peer_lines(results_dir: Path, window: int = WINDOW, tail: int = TAIL) -> list[str]:
     """Markdown lines (a sentence and a table) comparing the runs; empty without learn2learn's run.
 
     Args:
         results_dir: the folder holding the run folders ``PEER`` and ``OURS``.
         window: updates per row (int >= 1).
+        tail: the last row averages learn2learn's last ``tail`` updates (int >= 1), and ours over
+            the same updates.
     """
-    if window < 1:
-        raise ValueError(f"window={window!r} must be a positive int")
+    for name, value in (("window", window), ("tail", tail)):
+        if value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive int")
     peer = read_returns(Path(results_dir) / PEER, "adaptation_reward", first=0)
     if not peer:
         return []
     ours = [read_returns(Path(results_dir) / name, "post_return", first=1) for name in OURS]
     last = max(peer)
+    progress = "all 300 of its updates" if last >= 300 else f"{last} of its 300 updates so far"
     lines = [
         "learn2learn's own `examples/rl/maml_trpo.py` (seed 42) beside ours (seeds 0, 1, 2) on this",
-        f"HalfCheetah, {last} of its 300 updates so far (`results/{PEER}`): post-adaptation return per",
+        f"HalfCheetah, {progress} (`results/{PEER}`): post-adaptation return per",
         f"episode averaged over each window of {window} updates (a window learn2learn has not finished",
-        "says how many of its updates it holds).",
+        f"says how many of its updates it holds); the last row, over its last {tail} updates, is the",
+        "span our rows above average.",
         "",
         "| updates | learn2learn's code | ours, seed 0 | ours, seed 1 | ours, seed 2 |",
         "|---|---:|---:|---:|---:|",
     ]
+    runs = [peer, *ours]
     for low in range(1, last + 1, window):
         high = low + window - 1
-        cells = []
-        for returns in [peer, *ours]:
-            found = window_mean(returns, low, min(high, last))
-            if found is None:
-                cells.append("")
-                continue
-            mean, count = found
-            cells.append(f"{mean:.1f}" + (f" ({count} updates)" if count < window else ""))
-        lines.append(f"| {low}-{high} | " + " | ".join(cells) + " |")
+        lines.append(f"| {low}-{high} | {_cells(runs, low, min(high, last), window)} |")
+    low = max(1, last - tail + 1)
+    lines.append(f"| {low}-{last} (its last {last - low + 1}) | {_cells(runs, low, last, last - low + 1)} |")
     return lines

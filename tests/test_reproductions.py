@@ -3,6 +3,7 @@
 import importlib.util
 import json
 
+import pytest
 from _helpers import REPO_ROOT
 
 spec = importlib.util.spec_from_file_location("reproductions", REPO_ROOT / "benchmarks" / "reproductions.py")
@@ -138,13 +139,25 @@ def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):
 
     lines = peer_table.peer_lines(tmp_path, window=3)
     assert "5 of its 300 updates so far" in " ".join(lines)
-    table = [line for line in lines if line.startswith("| 1-") or line.startswith("| 4-")]
+    table = [line for line in lines if line.startswith(("| 1-3 ", "| 4-6 "))]
     # updates 1-3: learn2learn 0, 10, 20; ours 1, 2, 3 (+100 for seed 1). Updates 4-5 only, as far
     # as learn2learn has come: 30, 40; ours 4, 5
     assert table == [
         "| 1-3 | 10.0 | 2.0 | 102.0 |  |",
         "| 4-6 | 35.0 (2 updates) | 4.5 (2 updates) | 104.5 (2 updates) |  |",
     ]
+    # the last row: learn2learn's last 3 updates (3-5: 20, 30, 40) and ours over the same updates
+    assert (
+        peer_table.peer_lines(tmp_path, window=3, tail=3)[-1]
+        == "| 3-5 (its last 3) | 30.0 | 4.0 | 104.0 |  |"
+    )
+    assert lines[-1] == "| 1-5 (its last 5) | 20.0 | 3.0 | 103.0 |  |"  # fewer updates than tail
+    for extra in range(5, 300):  # a finished run says so
+        rows += f"{extra},1.0,50.0\n"
+    (peer / "metrics.csv").write_text("iteration,adaptation_reward,wall_seconds\n" + rows)
+    assert "all 300 of its updates" in " ".join(peer_table.peer_lines(tmp_path))
+    with pytest.raises(ValueError, match="tail=0 must be a positive int"):
+        peer_table.peer_lines(tmp_path, tail=0)
     assert peer_table.peer_lines(tmp_path / "nothing") == []
 
 
