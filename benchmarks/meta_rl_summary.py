@@ -22,6 +22,9 @@ from typing import Any, NamedTuple
 AVERAGE_LAST = 10
 # The metrics.csv columns read (floats); the drivers log more.
 COLUMNS = ("iteration", "pre_return", "post_return", "elapsed_s")
+# A run given up before its planned length (an ablation that answered its question) holds this file,
+# whose first line says why; the table then reads "stopped at 57/300 (why)", not "in progress".
+STOPPED_FILE = "stopped.txt"
 # Settings that may differ between the seeds of one group: they change neither the method nor the task.
 PER_SEED = ("seed", "workers", "iterations", "environment", "quick")
 # Method of each script, by config.json's "script" (the script's file name, recorded by the driver since
@@ -46,12 +49,14 @@ FLAG_ORDER += ("iterations", "seed")
 
 class Run(NamedTuple):
     """One seed's results folder: ``rows`` are metrics.csv's complete rows (:data:`COLUMNS` as floats),
-    ``results`` is results.json's dict, or None while the run is in progress."""
+    ``results`` is results.json's dict, or None while the run is in progress; ``stopped`` is the
+    first line of :data:`STOPPED_FILE` for a run given up before its end, else None."""
 
     folder: Path
     config: dict[str, Any]
     rows: list[dict[str, float]]
     results: dict[str, Any] | None
+    stopped: str | None = None
 
 
 def t_quantile_95(dof: int) -> float:
@@ -125,7 +130,11 @@ def read_run(folder: Path) -> Run | None:
                 break
     results_file = folder / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None
-    return Run(folder, config, rows, results)
+    stopped_file = folder / STOPPED_FILE
+    stopped = None
+    if results is None and stopped_file.exists():
+        stopped = (stopped_file.read_text().strip().splitlines() or ["no reason given"])[0]
+    return Run(folder, config, rows, results, stopped)
 
 
 def method_and_script(config: dict[str, Any]) -> tuple[str, str]:
@@ -213,9 +222,12 @@ def summarize_seeds(group: list[Run], last: int = AVERAGE_LAST) -> dict[str, Any
 
 
 def progress(run: Run) -> str:
-    """``300/300`` for a finished run, ``in progress: 37/300`` while results.json is absent."""
+    """``300/300`` for a finished run, ``stopped at 57/300 (why)`` for one given up (its
+    :data:`STOPPED_FILE`), else ``in progress: 37/300`` while results.json is absent."""
     done = f"{len(run.rows)}/{run.config['iterations']}"
-    return done if run.results is not None else f"in progress: {done}"
+    if run.results is not None:
+        return done
+    return f"stopped at {done} ({run.stopped})" if run.stopped else f"in progress: {done}"
 
 
 def wall_minutes(run: Run) -> float:

@@ -2,7 +2,8 @@
 
 Each reproduction is a setting run with several seeds, one results folder per seed:
 ``benchmarks/results/<name>_seed<S>/``. For each folder this script decides: ``done`` (results.json
-written for the planned iterations), ``running`` (another process holds the folder's lock), ``resume``
+written for the planned iterations), ``stopped`` (given up: its ``stopped.txt`` says why; delete
+that file to resume it), ``running`` (another process holds the folder's lock), ``resume``
 (a checkpoint or metrics exist: ``--resume --out DIR``, with ``--iterations`` when more are planned) or
 ``start`` (the full command). Runs go one after the other, or ``--parallel N`` at a time, niced, each
 logging to ``<folder>/log.txt``; a run needing an option its script lacks is skipped with a message.
@@ -31,6 +32,7 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:  # benchmarks/ is no package; its runners share _runner.py
     sys.path.insert(0, str(HERE))
 from _runner import locked, start_all  # noqa: E402
+from meta_rl_summary import STOPPED_FILE  # noqa: E402
 
 RESULTS = HERE / "results"
 
@@ -118,7 +120,7 @@ TRACKED = (
         "examples/rl/maml_trpo.py",
         {**HALFCHEETAH, "adapt_steps": 1, "policy_init": "xavier"},
         300,
-        (0, 1, 2),
+        (0,),  # a one-seed ablation
         f"about 250-270 at update 300 ({FIGURE})",
         260.0,
     ),
@@ -134,7 +136,7 @@ TRACKED = (
             "env_kwargs": {**HALFCHEETAH["env_kwargs"], "exclude_current_positions_from_observation": False},
         },
         300,
-        (0, 1, 2),
+        (0,),  # a one-seed ablation
         f"about 250-270 at update 300 ({FIGURE})",
         260.0,
     ),
@@ -162,8 +164,8 @@ TRACKED = (
 
 
 def plan(reproduction: Reproduction, seed: int, results: Path = RESULTS) -> tuple[str, list[str] | None]:
-    """``(state, argv)`` for one seed: state ``done``/``running``/``resume``/``start``; argv (after
-    ``python``) is None when nothing is to run."""
+    """``(state, argv)`` for one seed: state ``done``/``stopped``/``running``/``resume``/``start``;
+    argv (after ``python``) is None when nothing is to run."""
     folder = reproduction.folder(seed, results)
     out = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder  # runs start in ROOT
     resume = [reproduction.script, "--resume", "--out", str(out), "--no-progress"]
@@ -172,6 +174,8 @@ def plan(reproduction: Reproduction, seed: int, results: Path = RESULTS) -> tupl
         if config["iterations"] >= reproduction.iterations:
             return "done", None
         return "resume", [*resume, "--iterations", str(reproduction.iterations)]
+    if (folder / STOPPED_FILE).exists():
+        return "stopped", None
     if locked(folder):
         return "running", None
     if (folder / "checkpoint.npz").exists() or (folder / "metrics.csv").exists():

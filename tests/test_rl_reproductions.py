@@ -134,6 +134,9 @@ def test_rows_in_progress_missing_seeds_and_curves(tmp_path):
     assert "--iterations 12 --seed $S" in grouped
     assert "--inner-lr 0.016666666666666666 --max-kl 0.06" in grouped
     assert f"--out {results}/{name}_seed$S --no-progress; done`" in grouped
+    # a run given up says so instead of "in progress"
+    (running / summary.STOPPED_FILE).write_text("ablation answered\n")
+    assert summary.progress(summary.read_run(running)) == "stopped at 5/12 (ablation answered)"
     # other settings are their own group, without learn2learn's number; the quick run is left out
     gamma = next(row for row in rows if "in progress: 3/12" in row)
     assert "| 1 | n/a |" in gamma and "--gamma 0.9 " in gamma and "(last 3 it.)" in gamma
@@ -210,6 +213,8 @@ def test_plan_starts_resumes_skips_running_and_done(tmp_path):
     assert rl_reproductions.plan(tracked, 1, tmp_path)[0] == "resume"
     report = rl_reproductions.main(["--dry-run", "--results", str(tmp_path), "--only", tracked.name])
     assert report == [(tracked.name, 0, "start"), (tracked.name, 1, "resume"), (tracked.name, 2, "done")]
+    (tracked.folder(1, tmp_path) / summary.STOPPED_FILE).write_text("given up\n")  # not resumed
+    assert rl_reproductions.plan(tracked, 1, tmp_path) == ("stopped", None)
 
 
 def test_missing_options_reads_the_scripts_help(tmp_path):
