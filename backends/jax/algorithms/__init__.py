@@ -5,8 +5,8 @@ Algorithms hold static configuration; their meta-parameters are pytrees from ``i
 ``make_meta_train_step`` compiles a whole meta-step.
 """
 
+from ._gbml import GBML as GBML
 from ._gradient_based import ANIL as ANIL
-from ._gradient_based import GBML as GBML
 from ._gradient_based import MAML as MAML
 from ._gradient_based import MetaSGD as MetaSGD
 from ._mamlpp import MAMLpp as MAMLpp
@@ -18,15 +18,15 @@ from ._metric import ridge_logits as ridge_logits
 from ._metric import svm_logits as svm_logits
 from ._model import cross_entropy as cross_entropy
 from ._reptile import Reptile as Reptile
+from ._sharding import replicate as replicate
+from ._sharding import shard_task_batch as shard_task_batch
+from ._sharding import task_mesh as task_mesh
 from ._train import CheckedStepMetrics as CheckedStepMetrics
 from ._train import MetaStepMetrics as MetaStepMetrics
 from ._train import make_evaluate as make_evaluate
 from ._train import make_meta_train_step as make_meta_train_step
 from ._train import map_tasks as map_tasks
 from ._train import meta_batch_loss as meta_batch_loss
-from ._train import replicate as replicate
-from ._train import shard_task_batch as shard_task_batch
-from ._train import task_mesh as task_mesh
 
 __all__ = [
     "ANIL",
