@@ -11,7 +11,13 @@ iteration's 20 tasks.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # benchmarks/ is no package
+    sys.path.insert(0, str(HERE))
+from meta_rl_summary import mean_interval  # noqa: E402
 
 PEER = "learn2learn_maml_trpo_halfcheetah_fb_1step_seed42"
 OURS = tuple(f"maml_trpo_halfcheetah_fb_1step_seed{seed}" for seed in (0, 1, 2))
@@ -82,4 +88,23 @@ def peer_lines(results_dir: Path, window: int = WINDOW, tail: int = TAIL) -> lis
         lines.append(f"| {low}-{high} | {_cells(runs, low, min(high, last), window)} |")
     low = max(1, last - tail + 1)
     lines.append(f"| {low}-{last} (its last {last - low + 1}) | {_cells(runs, low, last, last - low + 1)} |")
-    return lines
+    return lines + verdict_lines(peer, ours, low, last)
+
+
+def verdict_lines(peer: dict[int, float], ours: list[dict[int, float]], low: int, high: int) -> list[str]:
+    """A sentence placing learn2learn's mean over updates ``low..high`` against our seeds' mean and
+    95% t interval over the same updates; empty unless every run holds all of them."""
+    span = range(low, high + 1)
+    if not ours or any(i not in run for run in (peer, *ours) for i in span):
+        return []
+    theirs = sum(peer[i] for i in span) / len(span)
+    mean, half = mean_interval([sum(run[i] for i in span) / len(span) for run in ours])
+    if half is None:
+        return []
+    where = "inside" if abs(theirs - mean) <= half else "above" if theirs > mean else "below"
+    return [
+        "",
+        f"Over updates {low}-{high}, learn2learn's code averages {theirs:.1f}; ours {mean:.1f} ± {half:.1f} "
+        f"over the same updates ({len(ours)} seeds, 95% t interval): learn2learn's code is {where} our "
+        "interval.",
+    ]

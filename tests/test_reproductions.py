@@ -152,10 +152,24 @@ def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):
         == "| 3-5 (its last 3) | 30.0 | 4.0 | 104.0 |  |"
     )
     assert lines[-1] == "| 1-5 (its last 5) | 20.0 | 3.0 | 103.0 |  |"  # fewer updates than tail
+    # no verdict while a seed lacks the updates (seed 2's folder is missing)
     for extra in range(5, 300):  # a finished run says so
         rows += f"{extra},1.0,50.0\n"
     (peer / "metrics.csv").write_text("iteration,adaptation_reward,wall_seconds\n" + rows)
     assert "all 300 of its updates" in " ".join(peer_table.peer_lines(tmp_path))
+    # the verdict: learn2learn's mean over updates 1-5 (20) against ours (3, 103, 53: seed 2 added)
+    (tmp_path / peer_table.OURS[2]).mkdir()
+    ours = "".join(f"{i},0,{i + 50.0}\n" for i in range(1, 9))
+    (tmp_path / peer_table.OURS[2] / "metrics.csv").write_text("iteration,pre_return,post_return\n" + ours)
+    (peer / "metrics.csv").write_text("iteration,adaptation_reward,wall_seconds\n" + rows[: rows.index("5,")])
+    half = 4.302652729911275 * 50.0 / 3**0.5  # t(0.975, 2) * std(3, 103, 53) / sqrt(3)
+    assert peer_table.peer_lines(tmp_path, window=3)[-1] == (
+        f"Over updates 1-5, learn2learn's code averages 20.0; ours 53.0 ± {half:.1f} over the same "
+        "updates (3 seeds, 95% t interval): learn2learn's code is inside our interval."
+    )
+    assert peer_table.verdict_lines({1: 200.0}, [{1: 1.0}, {1: 3.0}], 1, 1)[-1].endswith(
+        "is above our interval."
+    )
     with pytest.raises(ValueError, match="tail=0 must be a positive int"):
         peer_table.peer_lines(tmp_path, tail=0)
     assert peer_table.peer_lines(tmp_path / "nothing") == []
