@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,29 +27,63 @@ def locked(folder: Path) -> bool:
     return False
 
 
-def start_all(queue: list[tuple[Path, list[str]]], parallel: int, cwd: Path, poll_s: float = 5.0) -> None:
-    """Runs each ``(folder, argv)`` of ``queue`` as ``nice python *argv`` in ``cwd``, ``parallel`` at
-    a time, appending its output to ``folder/log.txt``; returns when all have exited.
+def set_autogroup_nice(pid: int, nice: int) -> None:
+    """Gives the session of ``pid`` (int) the ``nice`` (int) of Linux's autogroup scheduling, where
+    sessions share the CPU fairly whatever their processes' nice values; no-op elsewhere."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as stream:
+            stream.write(str(nice))
+    except OSError:
+        pass  # no autogroup (another OS, a kernel without it, no permission): plain nice only
 
-    One BLAS/OpenMP thread per run unless ``OMP_NUM_THREADS`` is set: runs sharing a few cores
-    oversubscribe them otherwise."""
-    running: list[subprocess.Popen] = []
-    for folder, argv in queue:
-        while len(running) >= parallel:
-            running = [process for process in running if process.poll() is None]
-            if len(running) >= parallel:
+
+def start_all(
+    queue: list[tuple[Path, list[str]]], parallel: int, cwd: Path, poll_s: float = 5.0, nice: int = 10
+) -> list[int]:
+    """Runs each ``(folder, argv)`` of ``queue`` as ``nice python *argv`` in ``cwd``, ``parallel`` at
+    a time, appending its output to ``folder/log.txt``; returns the exit statuses (list of int, one
+    per run started) when all have exited.
+
+    Each run has a session of its own whose autogroup is niced too: Linux shares the CPU fairly
+    between sessions whatever ``nice`` says, so a niced run in the caller's session would still
+    take half the cores from an interactive shell. Ctrl-C or SIGTERM to this process is passed on
+    to the runs as SIGINT (each saves its checkpoint and exits with status 130), and no further run
+    starts. One BLAS/OpenMP thread per run unless ``OMP_NUM_THREADS`` is set: runs sharing a few
+    cores oversubscribe them otherwise."""
+    started: list[subprocess.Popen] = []
+    stopping = []
+
+    def stop(signum, frame) -> None:
+        stopping.append(signum)
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, stop) for number in handled}
+    try:
+        for folder, argv in queue:
+            while not stopping and sum(process.poll() is None for process in started) >= parallel:
                 time.sleep(poll_s)
-        folder.mkdir(parents=True, exist_ok=True)
-        log = folder / "log.txt"
-        with log.open("a") as stream:
-            process = subprocess.Popen(
-                ["nice", "-n", "10", sys.executable, *argv],
-                cwd=cwd,
-                stdout=stream,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
-            )
-        print(f"started {folder.name} (pid {process.pid}), log {log}", flush=True)
-        running.append(process)
-    for process in running:
-        process.wait()
+            if stopping:
+                print(f"stopping: {folder.name} and the runs after it not started", flush=True)
+                break
+            folder.mkdir(parents=True, exist_ok=True)
+            log = folder / "log.txt"
+            with log.open("a") as stream:
+                process = subprocess.Popen(
+                    ["nice", "-n", str(nice), sys.executable, *argv],
+                    cwd=cwd,
+                    stdout=stream,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+                    start_new_session=True,
+                )
+            set_autogroup_nice(process.pid, nice)
+            print(f"started {folder.name} (pid {process.pid}), log {log}", flush=True)
+            started.append(process)
+        return [process.wait() for process in started]
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

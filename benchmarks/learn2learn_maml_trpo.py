@@ -56,6 +56,10 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS.parent
+if str(BENCHMARKS) not in sys.path:  # benchmarks/ is no package; the runners share _runner.py
+    sys.path.insert(0, str(BENCHMARKS))
+from _runner import set_autogroup_nice  # noqa: E402
+
 SCRIPT = Path("examples") / "rl" / "maml_trpo.py"
 DEFAULT_SRC = REPO_ROOT.parent / "l2l-src" / "learn2learn-0.2.0"
 DEFAULT_PYTHON = REPO_ROOT.parent / "l2l-venv" / "bin" / "python"
@@ -184,16 +188,6 @@ def _git_commit():
     return result.stdout.strip() or None
 
 
-def _nice_autogroup(pid: int, nice: int) -> None:
-    """Gives the session of ``pid`` (int) the ``nice`` (int) of Linux's autogroup scheduling, where
-    sessions share the CPU fairly whatever their processes' nice values; no-op elsewhere."""
-    try:
-        with open(f"/proc/{pid}/autogroup", "w") as stream:
-            stream.write(str(nice))
-    except OSError:
-        pass  # no autogroup (another OS, a kernel without it, no permission): plain nice only
-
-
 def _from_repository(path) -> str:
     """``path`` relative to the repository (config.json names no machine's folders)."""
     return os.path.relpath(os.path.abspath(path), REPO_ROOT)  # (abspath: a venv's python is a symlink)
@@ -277,7 +271,7 @@ def main(argv=None):
             start_new_session=args.detach,
         )  # fmt: skip
     if args.detach:  # its own session: nice ranks it only inside that session unless its autogroup is niced
-        _nice_autogroup(child.pid, args.nice)
+        set_autogroup_nice(child.pid, args.nice)
     (out / "pid").write_text(f"{child.pid}\n")
     print(f"started PID {child.pid}: {' '.join(command)}\nlog: {out / 'train.log'}", flush=True)
     if args.detach:

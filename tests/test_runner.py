@@ -1,0 +1,70 @@
+"""benchmarks/_runner.py: the reproduction runners' start loop (sessions, statuses, stopping)."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from _helpers import REPO_ROOT
+
+BENCHMARKS = REPO_ROOT / "benchmarks"
+# A stand-in run: writes its session id, then waits; on SIGINT it "saves" and exits 130 as the
+# training scripts do (l2l_multi.experiment._interrupt)
+RUN = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    print("session", os.getsid(0), "pid", os.getpid(), flush=True)
+    def save(signum, frame):
+        print("saved", flush=True)
+        sys.exit(130)
+    signal.signal(signal.SIGINT, save)
+    time.sleep(float(sys.argv[1]))
+    print("finished", flush=True)
+    """
+)
+
+
+# The runner in a process of its own, so that the test can signal it
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[1])
+    from _runner import start_all
+    queue = [(Path(folder), argv) for folder, argv in json.loads(sys.argv[2])]
+    print("statuses", start_all(queue, parallel=1, cwd=Path(sys.argv[3]), poll_s=0.05), flush=True)
+    """
+)
+
+
+def _driver(tmp_path, seconds, runs):
+    (tmp_path / "run.py").write_text(RUN)
+    queue = [(str(tmp_path / f"run{i}"), [str(tmp_path / "run.py"), str(seconds)]) for i in range(runs)]
+    argv = [sys.executable, "-c", DRIVER, str(BENCHMARKS), json.dumps(queue), str(tmp_path)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_runs_get_their_own_sessions_and_report_their_statuses(tmp_path):
+    output, _ = _driver(tmp_path, 0.0, 2).communicate(timeout=60)
+    assert "statuses [0, 0]" in output
+    for i in range(2):
+        log = (tmp_path / f"run{i}" / "log.txt").read_text()
+        session, pid = (int(word) for word in log.split()[1:4:2])
+        assert session == pid  # a session of its own: its autogroup, not the caller's, is niced
+        assert log.rstrip().endswith("finished")
+
+
+def test_sigterm_stops_the_running_run_with_sigint_and_starts_no_more(tmp_path):
+    driver = _driver(tmp_path, 60.0, 3)
+    log = tmp_path / "run0" / "log.txt"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "session" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGTERM)
+    output, _ = driver.communicate(timeout=30)
+    assert "statuses [130]" in output  # the run saved and exited as on Ctrl-C; run1 and run2 never ran
+    assert "stopping: run1 and the runs after it not started" in output
+    assert log.read_text().rstrip().endswith("saved")
+    assert not (tmp_path / "run1").exists() and not (tmp_path / "run2").exists()
