@@ -1,11 +1,11 @@
 """learn2learn's own MAML-TRPO beside ours on the same HalfCheetah, update by update (issue 17).
 
-:func:`peer_lines` reads the learn2learn run folder written by ``benchmarks/learn2learn_maml_trpo.py``
-(``metrics.csv``: ``iteration`` from 0, ``adaptation_reward``) and our 1-step runs' ``metrics.csv``
-(``iteration`` from 1, ``post_return``), and returns markdown: the post-adaptation return per
-episode averaged over windows of updates, for every window learn2learn's run has begun. Both
-numbers are the same quantity: the return per episode after adaptation, averaged over the
-iteration's 20 tasks.
+:func:`peer_lines` reads the learn2learn run folder written by
+``benchmarks/learn2learn_maml_trpo.py`` (``metrics.csv``: ``iteration`` from 0,
+``adaptation_reward``) and our 1-step runs' ``metrics.csv`` (``iteration`` from 1, ``post_return``),
+with our one-seed ablations, and returns markdown: the post-adaptation return per episode averaged
+over windows of updates, for every window learn2learn's run has begun. Both numbers are the same
+quantity: the return per episode after adaptation, averaged over the iteration's 20 tasks.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ from meta_rl_summary import mean_interval  # noqa: E402
 
 PEER = "learn2learn_maml_trpo_halfcheetah_fb_1step_seed42"
 OURS = tuple(f"maml_trpo_halfcheetah_fb_1step_seed{seed}" for seed in (0, 1, 2))
+# our one-seed ablations of the same setting: (column title, run folder)
+ABLATIONS = (
+    ("ours + Xavier init, seed 0", "maml_trpo_halfcheetah_fb_1step_xavier_seed0"),
+    ("ours + torso x observed, seed 0", "maml_trpo_halfcheetah_fb_1step_rootx_seed0"),
+)
 WINDOW = 30
 TAIL = 10  # our rows in the table above average each seed's last 10 updates: the same span here
 
@@ -70,6 +75,7 @@ def peer_lines(results_dir: Path, window: int = WINDOW, tail: int = TAIL) -> lis
     if not peer:
         return []
     ours = [read_returns(Path(results_dir) / name, "post_return", first=1) for name in OURS]
+    ablations = [read_returns(Path(results_dir) / name, "post_return", first=1) for _, name in ABLATIONS]
     last = max(peer)
     progress = "all 300 of its updates" if last >= 300 else f"{last} of its 300 updates so far"
     lines = [
@@ -79,10 +85,12 @@ def peer_lines(results_dir: Path, window: int = WINDOW, tail: int = TAIL) -> lis
         f"says how many of its updates it holds); the last row, over its last {tail} updates, is the",
         "span our rows above average.",
         "",
-        "| updates | learn2learn's code | ours, seed 0 | ours, seed 1 | ours, seed 2 |",
-        "|---|---:|---:|---:|---:|",
+        "| updates | learn2learn's code | ours, seed 0 | ours, seed 1 | ours, seed 2 | "
+        + " | ".join(title for title, _ in ABLATIONS)
+        + " |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(ABLATIONS),
     ]
-    runs = [peer, *ours]
+    runs = [peer, *ours, *ablations]
     for low in range(1, last + 1, window):
         high = low + window - 1
         lines.append(f"| {low}-{high} | {_cells(runs, low, min(high, last), window)} |")
