@@ -21,10 +21,11 @@ from meta_rl_summary import mean_interval  # noqa: E402
 
 PEER = "learn2learn_maml_trpo_halfcheetah_fb_1step_seed42"
 OURS = tuple(f"maml_trpo_halfcheetah_fb_1step_seed{seed}" for seed in (0, 1, 2))
-# our one-seed ablations of the same setting: (column title, run folder)
+# our ablations of the same setting, one seed each here: (column title, run folder)
 ABLATIONS = (
     ("ours + Xavier init, seed 0", "maml_trpo_halfcheetah_fb_1step_xavier_seed0"),
     ("ours + torso x observed, seed 0", "maml_trpo_halfcheetah_fb_1step_rootx_seed0"),
+    ("ours + plain inner loss, seed 0", "maml_trpo_halfcheetah_fb_1step_plain_seed0"),
 )
 WINDOW = 30
 TAIL = 10  # our rows in the table above average each seed's last 10 updates: the same span here
@@ -55,7 +56,7 @@ def _cells(runs: list[dict[int, float]], low: int, high: int, span: int) -> str:
             cells.append("")
             continue
         mean, count = found
-        cells.append(f"{mean:.1f}" + (f" ({count} updates)" if count < span else ""))
+        cells.append(f"{mean:.1f}" + (f" ({count} update{'s' if count > 1 else ''})" if count < span else ""))
     return " | ".join(cells)
 
 

@@ -152,12 +152,14 @@ def method_and_script(config: dict[str, Any]) -> tuple[str, str]:
 
 def settings_key(config: dict[str, Any]) -> str:
     """What the seeds of one group share: ``config`` without :data:`PER_SEED`, with the defaults of
-    options added later filled in (1 adaptation step, the torch backend, the script its keys name), as
-    canonical JSON."""
+    options added later filled in (1 adaptation step, the torch backend, MAML-TRPO's DiCE inner loss,
+    the script its keys name), as canonical JSON."""
     shared = {key: value for key, value in config.items() if key not in PER_SEED}
     shared.setdefault("adapt_steps", 1)
     shared.setdefault("backend", "torch")
     shared["script"] = method_and_script(config)[1]
+    if shared["script"].endswith("maml_trpo.py"):  # its folders from before --inner-loss ran DiCE
+        shared.setdefault("inner_loss", "dice")
     return json.dumps(shared, sort_keys=True)
 
 

@@ -140,6 +140,19 @@ TRACKED = (
         f"about 250-270 at update 300 ({FIGURE})",
         260.0,
     ),
+    # the same with the original MAML code's (and learn2learn's) inner loss, whose meta-gradient drops
+    # DiCE's score-function term: learn2learn's own script, on this simulator, stood above all three DiCE
+    # seeds from update 151 on (REPRODUCTIONS.md), and this is the largest difference left between the two
+    Reproduction(
+        "maml_trpo_halfcheetah_fb_1step_plain",
+        "MAML-TRPO",
+        "examples/rl/maml_trpo.py",
+        {**HALFCHEETAH, "adapt_steps": 1, "inner_loss": "plain"},
+        300,
+        (0, 1, 2),
+        f"about 250-270 at update 300 ({FIGURE})",
+        260.0,
+    ),
     Reproduction(
         "maml_trpo_halfcheetah_fb_3step",
         "MAML-TRPO",

@@ -304,30 +304,41 @@ SMALL = ["--meta-batch", "2", "--episodes", "2", "--horizon", "4", "--hiddens", 
 
 
 def test_maml_trpo_takes_adapt_steps_and_old_folders_resume_with_one(tmp_path, monkeypatch):
-    """--adapt-steps 2 (and --policy-init xavier) on torch collects three phases per task and records the
-    settings; a config.json written before the flags existed resumes with one step and torch's init, and
-    asking it for others is refused."""
+    """--adapt-steps 2 (and --policy-init xavier, --inner-loss plain) on torch collects three phases per
+    task and records the settings; a config.json written before the flags existed resumes with one step,
+    torch's init and DiCE, and asking it for others is refused."""
     _skip_without("maml_trpo.py")
-    arguments = ("--backend", "torch", *SMALL, "--adapt-steps=2", "--policy-init=xavier")
+    arguments = (
+        "--backend",
+        "torch",
+        *SMALL,
+        "--adapt-steps=2",
+        "--policy-init=xavier",
+        "--inner-loss=plain",
+    )
     _run_here(monkeypatch, "maml_trpo.py", tmp_path / "two", *arguments)
     # 2 tasks x 2 episodes x (2 adaptation phases + 1 evaluation) x 4 steps
     assert [int(row["env_steps"]) for row in _metrics(tmp_path / "two")] == [48, 96]
     recorded = json.loads((tmp_path / "two" / "config.json").read_text())
     assert recorded["adapt_steps"] == 2 and recorded["policy_init"] == "xavier"
+    assert recorded["inner_loss"] == "plain"
 
     parse, config = _maml_trpo_parse_and_config()
     out = tmp_path / "old"
     old = config(parse(["--quick", "--backend", "torch", "--out", str(out)]))
-    del old["adapt_steps"], old["policy_init"]
+    del old["adapt_steps"], old["policy_init"], old["inner_loss"]
     out.mkdir()
     (out / "config.json").write_text(json.dumps({**old, "environment": {"device": "torch cpu"}}))
     resumed = parse(["--resume", "--out", str(out)])
-    assert resumed.adapt_steps == 1 and resumed.policy_init == "torch" and config(resumed) == old
+    assert resumed.adapt_steps == 1 and resumed.policy_init == "torch" and resumed.inner_loss == "dice"
+    assert config(resumed) == old
     with pytest.raises(SystemExit, match="made before --adapt-steps existed and ran with --adapt-steps 1"):
         parse(["--resume", "--out", str(out), "--adapt-steps", "2"])
     refusal = "made before --policy-init existed and ran with --policy-init torch"
     with pytest.raises(SystemExit, match=refusal):
         parse(["--resume", "--out", str(out), "--policy-init", "xavier"])
+    with pytest.raises(SystemExit, match="made before --inner-loss existed and ran with --inner-loss dice"):
+        parse(["--resume", "--out", str(out), "--inner-loss", "plain"])
 
 
 @pytest.mark.long

@@ -146,16 +146,16 @@ def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):
     # updates 1-3: learn2learn 0, 10, 20; ours 1, 2, 3 (+100 for seed 1). Updates 4-5 only, as far
     # as learn2learn has come: 30, 40; ours 4, 5
     assert table == [
-        "| 1-3 | 10.0 | 2.0 | 102.0 |  | 7.5 (2 updates) |  |",
-        "| 4-6 | 35.0 (2 updates) | 4.5 (2 updates) | 104.5 (2 updates) |  |  |  |",
+        "| 1-3 | 10.0 | 2.0 | 102.0 |  | 7.5 (2 updates) |  |  |",
+        "| 4-6 | 35.0 (2 updates) | 4.5 (2 updates) | 104.5 (2 updates) |  |  |  |  |",
     ]
     # the last row: learn2learn's last 3 updates (3-5: 20, 30, 40) and ours over the same updates
     assert (
         peer_table.peer_lines(tmp_path, window=3, tail=3)[-1]
-        == "| 3-5 (its last 3) | 30.0 | 4.0 | 104.0 |  |  |  |"
+        == "| 3-5 (its last 3) | 30.0 | 4.0 | 104.0 |  |  |  |  |"
     )
     # fewer updates than tail: the row says how many the ablation holds
-    assert lines[-1] == "| 1-5 (its last 5) | 20.0 | 3.0 | 103.0 |  | 7.5 (2 updates) |  |"
+    assert lines[-1] == "| 1-5 (its last 5) | 20.0 | 3.0 | 103.0 |  | 7.5 (2 updates) |  |  |"
     # no verdict while a seed lacks the updates (seed 2's folder is missing)
     for extra in range(5, 300):  # a finished run says so
         rows += f"{extra},1.0,50.0\n"

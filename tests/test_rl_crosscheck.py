@@ -1,6 +1,7 @@
 """MAML-TRPO, torch vs jax: from the same weights and the same recorded Particles2D episodes, in float64, the
 advantages, the meta-gradient, the natural-gradient step and the accepted TRPO update agree to 1e-10, with one
-adaptation step and (the update marked ``long``) with two.
+adaptation step (DiCE and the plain inner loss) and (the update marked ``long``) with two. The plain loss's
+meta-gradient differs from DiCE's by the closed-form score-function term.
 
 The step is compared with a conjugate-gradient damping of 0.1. At the default 1e-5 the KL Hessian (rank
 deficient: most of its eigenvalues are 0 up to rounding) is so ill-conditioned that 10 CG iterations amplify
@@ -62,9 +63,10 @@ def _task(episodes, index, to):
     return type(episodes)(*(to(field[index]) for field in episodes))
 
 
-@pytest.fixture(scope="module")
-def both():
-    """The torch and jax MAML-TRPO pieces on the same weights and episodes (computed once)."""
+@pytest.fixture(scope="module", params=["dice", "plain"])
+def both(request):
+    """The torch and jax MAML-TRPO pieces on the same weights and episodes (computed once per inner loss)."""
+    inner_loss = request.param
     with jax.enable_x64(True):
         torch.manual_seed(0)
         torch_policy = torch_rl.DiagNormalPolicy(2, 2, hiddens=HIDDENS).double()
@@ -89,14 +91,18 @@ def both():
 
         maml = MAML(torch_policy, lr=LR)
         params = [p for p in torch_policy.parameters()]
-        loss, kl, _ = _surrogate_and_kl(maml, torch_batches)
+        loss, kl, _ = _surrogate_and_kl(maml, torch_batches, inner_loss=inner_loss)
         torch_gradient = torch.autograd.grad(loss, params)
         start = [p.detach().clone() for p in params]
-        torch_stats = torch_rl.maml_trpo_step(maml, torch_batches, cg_damping=CG_DAMPING)
+        torch_stats = torch_rl.maml_trpo_step(
+            maml, torch_batches, cg_damping=CG_DAMPING, inner_loss=inner_loss
+        )
         torch_step = [p.detach() - s for p, s in zip(params, start)]
 
         # (trpo_meta_update compiles itself, once per shape: tests/test_jax_rl.py reuses these shapes)
-        new_policy, jax_stats = jax_rl.trpo_meta_update(policy, jax_batches, LR, cg_damping=CG_DAMPING)
+        new_policy, jax_stats = jax_rl.trpo_meta_update(
+            policy, jax_batches, LR, cg_damping=CG_DAMPING, inner_loss=inner_loss
+        )
         _, unravel = jax.flatten_util.ravel_pytree(policy)
         jax_step = jax.tree_util.tree_map(lambda a, b: np.asarray(a - b), new_policy, policy)
         yield {
@@ -145,6 +151,70 @@ def test_trpo_step_agrees(both):
     torch_step, jax_step = both["step"]
     assert max(float(t.abs().max()) for t in torch_step) > 1e-3
     assert _max_difference(torch_step, jax_step) < TOLERANCE
+
+
+def _flat(tensors):
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def test_plain_and_dice_meta_gradients_differ_by_the_score_function_term():
+    # One adaptation step theta' = theta - lr grad L_in(theta) with L_in = -sum_t w_t f(log p_t), w_t =
+    # A_t m_t / sum(m). DiCE's f (magic box) adds w_t g_t g_t^T to the Hessian of -L_in (g_t = grad log p_t
+    # at theta), the plain f does not; the meta-gradient (I - lr H_in) grad L_out(theta') therefore differs
+    # by lr sum_t w_t g_t (g_t . grad L_out(theta')), computed here step by step.
+    torch.manual_seed(3)
+    policy = torch_rl.DiagNormalPolicy(2, 2, hiddens=(4,)).double()
+    steps, episodes = 5, 3
+    masks = (torch.arange(steps)[:, None] < torch.tensor([5, 5, 3])[None, :]).double()  # one episode cut
+
+    def batch(seed):
+        g = torch.Generator().manual_seed(seed)
+        shape = (steps, episodes)
+        observations, actions = (torch.randn(*shape, 2, generator=g, dtype=torch.float64) for _ in range(2))
+        return torch_rl.Episodes(observations, actions, torch.zeros(shape, dtype=torch.float64), masks)
+
+    train, valid = batch(1), batch(2)
+    advantages = torch.randn(steps, episodes, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    params = list(policy.parameters())
+
+    def outer_loss(module):
+        log_probs = module(valid.observations).log_prob(valid.actions)
+        return torch_rl.plain_policy_loss(log_probs, advantages.flip(0), valid.masks)
+
+    results = {}
+    for inner_loss in ("dice", "plain"):
+        learner = torch_rl.adapt_policy(MAML(policy, lr=LR), train, advantages, inner_loss=inner_loss)
+        results[inner_loss] = (_flat(torch.autograd.grad(outer_loss(learner), params)), learner)
+    adapted = torch_rl.DiagNormalPolicy(2, 2, hiddens=(4,)).double()
+    with torch.no_grad():
+        for target, value in zip(adapted.parameters(), results["dice"][1].module.parameters()):
+            target.copy_(value)
+    for dice_value, plain_value in zip(results["dice"][1].parameters(), results["plain"][1].parameters()):
+        assert torch.equal(dice_value, plain_value)  # the same first derivative: the same adapted policy
+    outer_gradient = _flat(torch.autograd.grad(outer_loss(adapted), list(adapted.parameters())))
+    weights = advantages * masks / masks.sum()
+    expected = torch.zeros_like(outer_gradient)
+    for t in range(steps):
+        for n in range(episodes):
+            log_prob = policy(train.observations[t, n]).log_prob(train.actions[t, n])
+            score = _flat(torch.autograd.grad(log_prob, params))
+            expected += LR * weights[t, n] * score * (score @ outer_gradient)
+    difference = results["dice"][0] - results["plain"][0]
+    assert float(expected.abs().max()) > 1e-3  # a term worth comparing
+    torch.testing.assert_close(difference, expected, rtol=0, atol=1e-12)
+
+
+def test_inner_loss_is_checked_on_both_backends():
+    maml = MAML(torch_rl.DiagNormalPolicy(2, 2, hiddens=(4,)), lr=LR)
+    with pytest.raises(ValueError, match=r"inner_loss='e-maml' is not one of \('dice', 'plain'\)"):
+        torch_rl.maml_trpo_step(maml, [None], inner_loss="e-maml")
+    policy = jax_rl.DiagNormalPolicy(2, 2, hiddens=(4,), key=jax.random.key(0))
+    for call in (
+        lambda: jax_rl.trpo_meta_update(policy, None, LR, inner_loss="e-maml"),
+        lambda: jax_rl.adapted_policy(policy, None, None, LR, inner_loss="e-maml"),
+    ):
+        with pytest.raises(ValueError, match=r"inner_loss='e-maml' is not one of \('dice', 'plain'\)"):
+            call()
 
 
 # -- two adaptation steps (learn2learn's adapt_steps=2) ------------------------------------------------------

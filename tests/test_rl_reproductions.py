@@ -144,9 +144,10 @@ def test_rows_in_progress_missing_seeds_and_curves(tmp_path):
     assert any("| 3 | about 400 at update 300" in row and "not run" in row for row in rows)
     assert any("--adapt-steps 3 --iterations 600 --seed $S" in row for row in table)  # the Ant row
     assert any("--policy-init xavier --iterations 300" in row and "not run" in row for row in rows)
-    # header, separator, two groups, the tracked settings not run: 1 step with xavier init and with rootx
-    # observed, the two 3-step
-    assert len(table) == 2 + 2 + 4
+    assert any("--inner-loss plain --iterations 300" in row and "not run" in row for row in rows)
+    # header, separator, two groups, the tracked settings not run: 1 step with xavier init, with rootx
+    # observed and with the plain inner loss, the two 3-step
+    assert len(table) == 2 + 2 + 5
     # one curve per group, beside the runs, linked relative to the output file
     assert f"[png](results/{name}.png)" in grouped
     assert (results / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

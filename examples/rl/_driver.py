@@ -91,7 +91,7 @@ def json_object(text: str) -> dict[str, Any]:
 
 # Settings added after runs were made: a folder whose config.json lacks one resumes with the value it ran
 # with, and the key stays out of its config (so the folder still matches).
-ADDED_SETTINGS = {"backend": "torch", "adapt_steps": 1, "policy_init": "torch"}
+ADDED_SETTINGS = {"backend": "torch", "adapt_steps": 1, "policy_init": "torch", "inner_loss": "dice"}
 # Entries of config.json that are no flag, added after runs were made: a folder lacking one resumes, and
 # its config stays without it. "script": the method script's file name (maml_pg.py and metasgd_a2c.py
 # record the same settings).

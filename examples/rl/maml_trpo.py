@@ -7,8 +7,8 @@ the meta-optimiser with a trust region of 0.01 (mean KL). The paper trains for u
 meta-iterations; discount 0.99 and GAE lambda 1 are rllab's defaults used by the MAML code. (The
 authors' released point-mass script, ``maml_trpo_point.py``, instead uses an adaptation step of 0.5,
 40 tasks and 100 iterations; its locomotion scripts use horizon 200 and 40 or 80 tasks.) This
-implementation's inner step is DiCE, so the meta-gradient includes the score-function term that the
-paper's code dropped.
+implementation's inner step is DiCE by default, so the meta-gradient includes the score-function term
+that the paper's code dropped; ``--inner-loss plain`` takes that code's loss instead.
 
 Metrics are measured on the batch each iteration samples before its update, on freshly drawn tasks:
 ``pre_return`` is the mean undiscounted return of the meta-policy, ``post_return`` that of the
@@ -65,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--cg-damping", type=float, help="damping added to the KL Hessian")
     add("--line-search-steps", type=int, help="backtracking halvings tried before rejecting the step")
     add("--adapt-steps", type=int, default=1, help="adaptation steps per task (learn2learn's adapt_steps)")
+    add(
+        "--inner-loss",
+        choices=("dice", "plain"),
+        default="dice",
+        help="adaptation loss: dice (unbiased meta-gradient) or plain, -(log-prob * advantage), the original "
+        "MAML code's and learn2learn's, whose meta-gradient lacks the score-function term",
+    )
 
 
 def make_learner(policy, args):
@@ -83,6 +90,7 @@ def meta_update(learner, batches, optimizer, args) -> dict[str, Any]:
         cg_iterations=args.cg_iterations,
         cg_damping=args.cg_damping,
         line_search_steps=args.line_search_steps,
+        inner_loss=getattr(args, "inner_loss", "dice"),
     )
     return {
         "loss_before": stats["loss_before"],
@@ -111,6 +119,7 @@ def make_jax_update(env, args):
         cg_iterations=args.cg_iterations,
         cg_damping=args.cg_damping,
         line_search_steps=args.line_search_steps,
+        inner_loss=getattr(args, "inner_loss", "dice"),
     )
 
     def step(policy, key):

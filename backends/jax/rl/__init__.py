@@ -4,12 +4,12 @@ Meta-SGD A2C meta-updates, all vmapped over tasks.
 
 Names shared with ``l2l_multi.backends.torch.rl`` (``DiagNormalPolicy``, ``LinearValue``, ``Episodes``,
 ``TaskBatch``, ``discounted_returns``, ``generalized_advantages``, ``dice_policy_loss``,
-``episode_advantages``, ``conjugate_gradient``, ``lvc_policy_loss``) compute the same thing from the same
-arguments; the functional pieces that replace the torch side's stateful ones (``adapt_policy(maml, ...)``,
-``maml_trpo_step(maml, ...)``, ``promp_step(maml, ...)``, ``meta_a2c_step(learner, ...)``) have their own
-names: ``adapted_policy``, ``trpo_meta_update``, ``promp_meta_update``, ``a2c_meta_update`` (these take the
-meta-parameters and an optax optimizer state and return the new ones).
-"""
+``plain_policy_loss``, ``episode_advantages``, ``conjugate_gradient``, ``lvc_policy_loss``) compute the same
+thing from the same arguments; the functional pieces that replace the torch side's stateful ones
+(``adapt_policy(maml, ...)``, ``maml_trpo_step(maml, ...)``, ``promp_step(maml, ...)``,
+``meta_a2c_step(learner, ...)``) have their own names: ``adapted_policy``, ``trpo_meta_update``,
+``promp_meta_update``, ``a2c_meta_update`` (these take the meta-parameters and an optax optimizer state and
+return the new ones)."""
 
 from ._a2c import a2c_meta_loss as a2c_meta_loss
 from ._a2c import a2c_meta_update as a2c_meta_update
@@ -22,6 +22,7 @@ from ._maml_trpo import adapted_policy as adapted_policy
 from ._maml_trpo import conjugate_gradient as conjugate_gradient
 from ._maml_trpo import dice_policy_loss as dice_policy_loss
 from ._maml_trpo import episode_advantages as episode_advantages
+from ._maml_trpo import plain_policy_loss as plain_policy_loss
 from ._maml_trpo import surrogate_and_kl as surrogate_and_kl
 from ._maml_trpo import trpo_meta_update as trpo_meta_update
 from ._meta_step import MamlTrpoMetrics as MamlTrpoMetrics
@@ -57,6 +58,7 @@ __all__ = [
     "lvc_policy_loss",
     "make_maml_trpo_step",
     "metasgd_parameters",
+    "plain_policy_loss",
     "promp_meta_update",
     "promp_objective",
     "rollout_episodes",

@@ -1,4 +1,5 @@
-"""MAML-TRPO (Finn et al. 2017) on jax: DiCE policy-gradient inner step, TRPO outer step, all pure.
+"""MAML-TRPO (Finn et al. 2017) on jax: DiCE (or the original code's plain) policy-gradient inner step, TRPO
+outer step, all pure.
 
 The formulas are those of ``l2l_multi.backends.torch.rl`` (tests/test_rl_crosscheck.py compares the two in
 float64 on the same episodes); tasks are a leading axis of every array and are vmapped.
@@ -15,6 +16,7 @@ from jax.flatten_util import ravel_pytree
 
 from ...._adaptation_steps import adaptation_steps as _adaptation_steps
 from ...._adaptation_steps import task_batch_from_steps, task_batch_steps
+from ...._inner_losses import check_inner_loss
 from ..utils import magic_box
 from ._episodes import Episodes
 from ._policy import discounted_returns, generalized_advantages
@@ -42,6 +44,32 @@ def dice_policy_loss(log_probs: jax.Array, advantages: jax.Array, masks: jax.Arr
     """
     weighted = magic_box(log_probs) * jax.lax.stop_gradient(advantages) * masks
     return -weighted.sum() / jnp.maximum(masks.sum(), 1e-8)
+
+
+def plain_policy_loss(log_probs: jax.Array, advantages: jax.Array, masks: jax.Array) -> jax.Array:
+    """The original MAML code's policy-gradient loss: ``-sum(log_probs * advantages) / sum(masks)``.
+
+    The same value and gradient as :func:`dice_policy_loss`; its second derivative lacks the
+    score-function term (``inner_loss="plain"``; see ``l2l_multi._inner_losses``).
+
+    Args:
+        log_probs: ``[T, N]`` log-probabilities of the taken actions (differentiable).
+        advantages: ``[T, N]`` advantages (gradients stopped).
+        masks: ``[T, N]`` step weights (1 for a valid step, 0 after the episode ended).
+
+    Returns:
+        A 0-d array.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(plain_policy_loss(-jnp.ones((3, 2)), jnp.ones((3, 2)), jnp.ones((3, 2))))
+        1.0
+    """
+    weighted = log_probs * jax.lax.stop_gradient(advantages) * masks
+    return -weighted.sum() / jnp.maximum(masks.sum(), 1e-8)
+
+
+INNER_LOSS_FUNCTIONS = {"dice": dice_policy_loss, "plain": plain_policy_loss}
 
 
 @functools.partial(jax.jit, static_argnames="normalize")
@@ -170,12 +198,14 @@ def _check_adapt_steps(adapt_steps) -> None:
         raise ValueError(f"adapt_steps must be an int >= 1, got {adapt_steps!r}")
 
 
-@functools.partial(jax.jit, static_argnames="first_order")
-def adapted_policy(policy, episodes, advantages, lr: float, first_order: bool = False):
-    """``policy`` after one gradient step of size ``lr`` on :func:`dice_policy_loss` per episode batch of
-    one task: ``episodes`` is one :class:`Episodes` ``[T, N, ...]`` with ``advantages [T, N]``, or a
-    list/tuple of them (one step on each, in order, each under the policy the steps before produced);
-    ``first_order`` stops gradients through the inner gradients.
+def adapted_policy(
+    policy, episodes, advantages, lr: float, first_order: bool = False, inner_loss: str = "dice"
+):
+    """``policy`` after one gradient step of size ``lr`` on :func:`dice_policy_loss` (``inner_loss="dice"``)
+    or :func:`plain_policy_loss` (``"plain"``) per episode batch of one task: ``episodes`` is one
+    :class:`Episodes` ``[T, N, ...]`` with ``advantages [T, N]``, or a list/tuple of them (one step on each,
+    in order, each under the policy the steps before produced); ``first_order`` stops gradients through
+    the inner gradients.
 
     (The torch twin, ``adapt_policy(maml, ...)``, adapts a ``MAML`` clone; here the step size is an argument.)
 
@@ -190,22 +220,28 @@ def adapted_policy(policy, episodes, advantages, lr: float, first_order: bool = 
         >>> bool((new.log_std != policy.log_std).any())
         True
     """
+    return _adapted_policy(policy, episodes, advantages, lr, first_order, check_inner_loss(inner_loss))
+
+
+@functools.partial(jax.jit, static_argnames=("first_order", "inner_loss"))
+def _adapted_policy(policy, episodes, advantages, lr, first_order, inner_loss):
+    policy_loss = INNER_LOSS_FUNCTIONS[inner_loss]
     for step_episodes, step_advantages in _adaptation_steps(episodes, advantages):
 
-        def inner_loss(params, step_episodes=step_episodes, step_advantages=step_advantages):
+        def loss(params, step_episodes=step_episodes, step_advantages=step_advantages):
             log_probs = params(step_episodes.observations).log_prob(step_episodes.actions)
-            return dice_policy_loss(log_probs, step_advantages, step_episodes.masks)
+            return policy_loss(log_probs, step_advantages, step_episodes.masks)
 
-        grads = jax.grad(inner_loss)(policy)
+        grads = jax.grad(loss)(policy)
         if first_order:
             grads = jax.lax.stop_gradient(grads)
         policy = jax.tree_util.tree_map(lambda p, g: p - lr * g, policy, grads)
     return policy
 
 
-def _task_surrogate(policy, batch: TaskBatch, old, lr: float, first_order: bool):
+def _task_surrogate(policy, batch: TaskBatch, old, lr: float, first_order: bool, inner_loss: str):
     """One task's importance-weighted surrogate and mean KL(old || new) on its valid episodes."""
-    learner = adapted_policy(policy, batch.train, batch.train_advantages, lr, first_order)
+    learner = _adapted_policy(policy, batch.train, batch.train_advantages, lr, first_order, inner_loss)
     dist = learner(batch.valid.observations)
     old = jax.lax.stop_gradient(dist) if old is None else old
     masks = batch.valid.masks
@@ -215,7 +251,9 @@ def _task_surrogate(policy, batch: TaskBatch, old, lr: float, first_order: bool)
     return loss, kl, old
 
 
-def surrogate_and_kl(policy, batches: TaskBatch, lr: float, old=None, first_order: bool = False):
+def surrogate_and_kl(
+    policy, batches: TaskBatch, lr: float, old=None, first_order: bool = False, inner_loss: str = "dice"
+):
     """Mean over the tasks of ``batches`` (leading axis ``B``) of the surrogate loss and of KL(old || new).
 
     Args:
@@ -226,11 +264,16 @@ def surrogate_and_kl(policy, batches: TaskBatch, lr: float, old=None, first_orde
             of ``policy`` itself (gradients stopped: the ratio is then 1 and the KL 0, not their
             derivatives).
         first_order: stop gradients through the inner gradient.
+        inner_loss: ``"dice"`` or ``"plain"`` (see :func:`adapted_policy`).
 
     Returns:
         ``(loss, kl, old)``: two 0-d arrays and the old distributions used.
     """
-    task = lambda batch, old_task: _task_surrogate(policy, batch, old_task, lr, first_order)  # noqa: E731
+    check_inner_loss(inner_loss)
+
+    def task(batch, old_task):
+        return _task_surrogate(policy, batch, old_task, lr, first_order, inner_loss)
+
     losses, kls, old = jax.vmap(task)(batches, old)
     return losses.mean(), kls.mean(), old
 
@@ -244,15 +287,17 @@ def trpo_meta_update(
     cg_damping: float = 1e-5,
     backtrack_factor: float = 0.5,
     line_search_steps: int = 15,
+    inner_loss: str = "dice",
 ):
     """One MAML-TRPO meta-update (pure; jit it or call it inside a jitted step).
 
-    The objective is the surrogate on every task's post-adaptation episodes, differentiated through the inner
-    DiCE adaptation (through every step, re-taken on the stored ``train`` episodes, when ``batches`` holds
-    several: ``TaskBatch.adapt_steps``, a static property of its structure); the direction is the natural
-    gradient (conjugate gradient on the Hessian-vector product of the mean KL, second order through the
-    adaptation, plus ``cg_damping``), scaled to the trust region ``max_kl`` and shrunk by
-    ``backtrack_factor`` until the surrogate improves with the KL within ``max_kl``.
+    The objective is the surrogate on every task's post-adaptation episodes, differentiated through the
+    inner adaptation (DiCE, or the original code's plain loss with ``inner_loss="plain"``) (through every
+    step, re-taken on the stored ``train`` episodes, when ``batches`` holds several:
+    ``TaskBatch.adapt_steps``, a static property of its structure); the direction is the natural gradient
+    (conjugate gradient on the Hessian-vector product of the mean KL, second order through the adaptation,
+    plus ``cg_damping``), scaled to the trust region ``max_kl`` and shrunk by ``backtrack_factor`` until the
+    surrogate improves with the KL within ``max_kl``.
 
     Args:
         policy: meta-policy (:class:`DiagNormalPolicy`) that collected ``batches``.
@@ -260,6 +305,8 @@ def trpo_meta_update(
         lr: the adaptation step size the episodes were collected with.
         max_kl: trust-region radius (> 0); cg_iterations, cg_damping: conjugate-gradient settings;
         backtrack_factor: shrink factor in (0, 1); line_search_steps: shrinks tried (static int >= 1).
+        inner_loss: ``"dice"`` (unbiased meta-gradient) or ``"plain"`` (without the score-function term,
+            as the original MAML code and learn2learn's example; static).
 
     Compiled once per shape and dtype (``cg_iterations`` and ``line_search_steps`` are static, the other
     settings traced; the settings are checked in Python, so pass numbers, not traced values).
@@ -282,8 +329,17 @@ def trpo_meta_update(
         (True, True)
     """
     _check_trpo_settings(max_kl, backtrack_factor, cg_iterations, line_search_steps)
+    check_inner_loss(inner_loss)
     return _compiled_update(
-        policy, batches, lr, max_kl, cg_damping, backtrack_factor, cg_iterations, line_search_steps
+        policy,
+        batches,
+        lr,
+        max_kl,
+        cg_damping,
+        backtrack_factor,
+        cg_iterations,
+        line_search_steps,
+        inner_loss,
     )
 
 
@@ -299,18 +355,20 @@ def _check_trpo_settings(max_kl, backtrack_factor, cg_iterations, line_search_st
 
 # One compiled program per shape, shared by every caller (make_maml_trpo_step's iterations, the tests): the
 # Hessian-vector products through the adaptation make it the slowest piece to compile.
-@functools.partial(jax.jit, static_argnames=("cg_iterations", "line_search_steps"))
+@functools.partial(jax.jit, static_argnames=("cg_iterations", "line_search_steps", "inner_loss"))
 def _compiled_update(
-    policy, batches, lr, max_kl, cg_damping, backtrack_factor, cg_iterations, line_search_steps
+    policy, batches, lr, max_kl, cg_damping, backtrack_factor, cg_iterations, line_search_steps, inner_loss
 ):
     start, unravel = ravel_pytree(policy)
 
     def loss_and_old(flat):
-        loss, _, old = surrogate_and_kl(unravel(flat), batches, lr)
+        loss, _, old = surrogate_and_kl(unravel(flat), batches, lr, inner_loss=inner_loss)
         return loss, jax.lax.stop_gradient(old)
 
     (loss_before, old), gradient = jax.value_and_grad(loss_and_old, has_aux=True)(start)
-    kl_gradient = jax.grad(lambda flat: surrogate_and_kl(unravel(flat), batches, lr, old)[1])
+    kl_gradient = jax.grad(
+        lambda flat: surrogate_and_kl(unravel(flat), batches, lr, old, False, inner_loss)[1]
+    )
     # Forward-over-reverse Hessian-vector products of the mean KL (torch differentiates kl_grad @ v through
     # a graph kept once). Linearised once: each product then runs only the tangent computation instead of
     # recomputing the adaptation and the KL gradient every conjugate-gradient iteration.
@@ -326,7 +384,7 @@ def _compiled_update(
     def evaluate(shrink):
         candidate = start + backtrack_factor**shrink * step
         # values only: the inner step needs no second-order graph here
-        loss, kl, _ = surrogate_and_kl(unravel(candidate), batches, lr, old, first_order=True)
+        loss, kl, _ = surrogate_and_kl(unravel(candidate), batches, lr, old, True, inner_loss)
         return candidate, loss, kl, (loss < loss_before) & (kl <= max_kl) & (expected < 0)
 
     def not_done(carry):

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import jax
 
+from ...._inner_losses import check_inner_loss
 from ._episodes import check_environment, rollout_episodes
 from ._maml_trpo import (
     TaskBatch,
@@ -96,6 +97,7 @@ def make_maml_trpo_step(
     backtrack_factor: float = 0.5,
     line_search_steps: int = 15,
     reg: float = 1e-5,
+    inner_loss: str = "dice",
     on_trace: Callable[[], None] | None = None,
 ):
     """Builds ``step(policy, key) -> (policy, MamlTrpoMetrics)``: a whole MAML-TRPO iteration in two
@@ -119,6 +121,8 @@ def make_maml_trpo_step(
         backtrack_factor: line-search shrink factor, as in :func:`trpo_meta_update`.
         line_search_steps: line-search tries, as in :func:`trpo_meta_update`.
         reg: the baseline's ridge.
+        inner_loss: ``"dice"`` or ``"plain"``, as in :func:`trpo_meta_update` (the collection's first-order
+            steps are the same with either).
         on_trace: called each time the collection is traced (lets tests check it compiles once).
 
     The returned ``step`` also has ``step.collect(policy, key) -> (TaskBatch, pre_return, post_return)`` and
@@ -144,6 +148,7 @@ def make_maml_trpo_step(
     if not lr >= 0:
         raise ValueError(f"lr={lr!r} must be >= 0")
     _check_adapt_steps(adapt_steps)
+    check_inner_loss(inner_loss)
     from ._policy import LinearValue
 
     @jax.jit
@@ -167,7 +172,7 @@ def make_maml_trpo_step(
     _check_trpo_settings(max_kl, backtrack_factor, cg_iterations, line_search_steps)
     # Two compiled programs per iteration (collection, update): the update's is cached per shape and shared
     # with every other caller of trpo_meta_update; the episodes never leave the device in between.
-    update = functools.partial(trpo_meta_update, lr=lr, **settings)
+    update = functools.partial(trpo_meta_update, lr=lr, inner_loss=inner_loss, **settings)
 
     def step(policy, key):
         batches, pre, post = collect(policy, key)

@@ -11,6 +11,7 @@ from ._maml_trpo import conjugate_gradient as conjugate_gradient
 from ._maml_trpo import dice_policy_loss as dice_policy_loss
 from ._maml_trpo import episode_advantages as episode_advantages
 from ._maml_trpo import maml_trpo_step as maml_trpo_step
+from ._maml_trpo import plain_policy_loss as plain_policy_loss
 from ._maml_trpo import sample_meta_batch as sample_meta_batch
 from ._policy import DiagNormalPolicy as DiagNormalPolicy
 from ._policy import LinearValue as LinearValue

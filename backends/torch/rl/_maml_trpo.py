@@ -1,4 +1,5 @@
-"""MAML-TRPO (Finn et al. 2017): policy-gradient inner loop with DiCE, TRPO outer loop."""
+"""MAML-TRPO (Finn et al. 2017): policy-gradient inner loop (DiCE, or the original code's plain loss),
+TRPO outer loop."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 
 from ...._adaptation_steps import adaptation_steps as _adaptation_steps
 from ...._adaptation_steps import task_batch_from_steps, task_batch_steps
+from ...._inner_losses import check_inner_loss
 from .._functions import magic_box
 from ._episodes import Episodes, collect_episodes, set_task
 from ._policy import discounted_returns, generalized_advantages
@@ -37,6 +39,33 @@ def dice_policy_loss(log_probs: torch.Tensor, advantages: torch.Tensor, masks: t
     """
     weighted = magic_box(log_probs) * advantages.detach() * masks
     return -weighted.sum() / masks.sum().clamp_min(1e-8)
+
+
+def plain_policy_loss(log_probs: torch.Tensor, advantages: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The original MAML code's policy-gradient loss: ``-sum(log_probs * advantages) / sum(masks)``.
+
+    The same value and gradient as :func:`dice_policy_loss`; its second derivative lacks the
+    score-function term, so a meta-gradient through an adaptation step on it is biased, with lower
+    variance (``inner_loss="plain"``; see ``l2l_multi._inner_losses``).
+
+    Args:
+        log_probs: ``[T, N]`` log-probabilities of the taken actions (differentiable).
+        advantages: ``[T, N]`` advantages (treated as constants).
+        masks: ``[T, N]`` step weights (1 for a valid step, 0 after the episode ended).
+
+    Returns:
+        A 0-d tensor.
+
+    Example:
+        >>> import torch
+        >>> plain_policy_loss(-torch.ones(3, 2), torch.ones(3, 2), torch.ones(3, 2)).item()
+        1.0
+    """
+    weighted = log_probs * advantages.detach() * masks
+    return -weighted.sum() / masks.sum().clamp_min(1e-8)
+
+
+INNER_LOSS_FUNCTIONS = {"dice": dice_policy_loss, "plain": plain_policy_loss}
 
 
 def episode_advantages(baseline, episodes: Episodes, gamma: float, tau: float, normalize: bool = True):
@@ -123,8 +152,9 @@ class TaskBatch(NamedTuple):
     from_steps = classmethod(task_batch_from_steps)
 
 
-def adapt_policy(maml, episodes, advantages, first_order=None):
-    """A ``maml.clone()`` adapted by one policy-gradient step on :func:`dice_policy_loss` per episode batch.
+def adapt_policy(maml, episodes, advantages, first_order=None, inner_loss: str = "dice"):
+    """A ``maml.clone()`` adapted by one policy-gradient step per episode batch, on
+    :func:`dice_policy_loss` (``inner_loss="dice"``) or :func:`plain_policy_loss` (``"plain"``).
 
     Args:
         maml: a ``MAML`` (or ``MetaSGD``) wrapping a Gaussian policy, or a clone of one.
@@ -132,6 +162,7 @@ def adapt_policy(maml, episodes, advantages, first_order=None):
             order (each step's loss under the policy the previous steps produced).
         advantages: ``[T, N]`` tensor, or a list/tuple of them matching ``episodes``.
         first_order: passed to ``clone`` and ``adapt``.
+        inner_loss: ``"dice"`` or ``"plain"`` (they differ in the meta-gradient only).
 
     Returns:
         The adapted clone.
@@ -146,10 +177,11 @@ def adapt_policy(maml, episodes, advantages, first_order=None):
         >>> bool((learner.module.log_std != maml.module.log_std).any())
         True
     """
+    policy_loss = INNER_LOSS_FUNCTIONS[check_inner_loss(inner_loss)]
     learner = maml.clone(first_order=first_order)
     for step_episodes, step_advantages in _adaptation_steps(episodes, advantages):
         log_probs = learner(step_episodes.observations).log_prob(step_episodes.actions)
-        loss = dice_policy_loss(log_probs, step_advantages, step_episodes.masks)
+        loss = policy_loss(log_probs, step_advantages, step_episodes.masks)
         learner.adapt(loss, first_order=first_order)
     return learner
 
@@ -200,11 +232,11 @@ def sample_meta_batch(
     return batches, sum(pre) / len(pre), sum(post) / len(post)
 
 
-def _surrogate_and_kl(maml, batches, old_distributions=None, first_order=None):
+def _surrogate_and_kl(maml, batches, old_distributions=None, first_order=None, inner_loss="dice"):
     """Mean over tasks of the importance-weighted surrogate loss and of KL(old || new) on valid episodes."""
     losses, kls, distributions = [], [], []
     for index, batch in enumerate(batches):
-        learner = adapt_policy(maml, batch.train, batch.train_advantages, first_order=first_order)
+        learner = adapt_policy(maml, batch.train, batch.train_advantages, first_order, inner_loss)
         dist = learner(batch.valid.observations)
         old = old_distributions[index] if old_distributions is not None else _detached(dist)
         distributions.append(old)
@@ -230,15 +262,17 @@ def maml_trpo_step(
     cg_damping: float = 1e-5,
     backtrack_factor: float = 0.5,
     line_search_steps: int = 15,
+    inner_loss: str = "dice",
 ) -> dict:
     """One MAML-TRPO meta-update of ``maml.module``'s parameters, in place.
 
-    The objective is the surrogate on the post-adaptation episodes of every task, differentiated through the
-    inner DiCE adaptation (through every step, re-taken on each batch's stored ``train`` episodes, when the
-    batches hold several: ``TaskBatch.adapt_steps``, learn2learn's ``adapt_steps``); the step is the natural
-    gradient (conjugate gradient on the Hessian-vector product of the mean KL, second order through the
-    adaptation), scaled to the trust region ``max_kl`` and shrunk by a backtracking line search until the
-    surrogate improves and the KL stays below ``max_kl``.
+    The objective is the surrogate on the post-adaptation episodes of every task, differentiated through
+    the inner adaptation (DiCE, or with ``inner_loss="plain"`` the original code's loss) (through every
+    step, re-taken on each batch's stored ``train`` episodes, when the batches hold several:
+    ``TaskBatch.adapt_steps``, learn2learn's ``adapt_steps``); the step is the natural gradient
+    (conjugate gradient on the Hessian-vector product of the mean KL, second order through the
+    adaptation), scaled to the trust region ``max_kl`` and shrunk by a backtracking line search until
+    the surrogate improves and the KL stays below ``max_kl``.
 
     Args:
         maml: ``MAML`` wrapping a Gaussian policy (``first_order=False`` for the full meta-gradient).
@@ -247,6 +281,8 @@ def maml_trpo_step(
         max_kl: trust-region radius (float > 0).
         cg_iterations, cg_damping: conjugate-gradient settings (damping is added to the KL Hessian).
         backtrack_factor: step shrink factor in (0, 1); line_search_steps: how many shrinks to try.
+        inner_loss: ``"dice"`` (unbiased meta-gradient) or ``"plain"`` (without the score-function
+            term, as the original MAML code and learn2learn's example).
 
     Returns:
         dict with ``loss_before``, ``loss_after``, ``kl`` (floats) and ``accepted`` (bool; the parameters are
@@ -269,8 +305,9 @@ def maml_trpo_step(
         raise ValueError(f"backtrack_factor={backtrack_factor!r} must be in (0, 1)")
     if not batches:
         raise ValueError("batches must hold at least one TaskBatch")
+    check_inner_loss(inner_loss)
     params = [p for p in maml.module.parameters() if p.requires_grad]
-    loss, kl, old_distributions = _surrogate_and_kl(maml, batches)
+    loss, kl, old_distributions = _surrogate_and_kl(maml, batches, inner_loss=inner_loss)
     gradient = torch.nn.utils.parameters_to_vector(torch.autograd.grad(loss, params, retain_graph=True))
     kl_gradient = torch.autograd.grad(kl, params, create_graph=True)
     kl_gradient = torch.nn.utils.parameters_to_vector(kl_gradient)
@@ -291,7 +328,7 @@ def maml_trpo_step(
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(start + fraction * step, params)
         # The inner step needs autograd even here; first order suffices since nothing is backpropagated.
-        new_loss, new_kl, _ = _surrogate_and_kl(maml, batches, old_distributions, first_order=True)
+        new_loss, new_kl, _ = _surrogate_and_kl(maml, batches, old_distributions, True, inner_loss)
         if new_loss.item() < loss_before and new_kl.item() <= max_kl and expected < 0:
             return {
                 "loss_before": loss_before,
