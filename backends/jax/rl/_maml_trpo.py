@@ -42,8 +42,7 @@ def dice_policy_loss(log_probs: jax.Array, advantages: jax.Array, masks: jax.Arr
         >>> float(dice_policy_loss(jnp.zeros((3, 2)), jnp.ones((3, 2)), jnp.ones((3, 2))))
         -1.0
     """
-    weighted = magic_box(log_probs) * jax.lax.stop_gradient(advantages) * masks
-    return -weighted.sum() / jnp.maximum(masks.sum(), 1e-8)
+    return plain_policy_loss(magic_box(log_probs), advantages, masks)  # the magic box is the only change
 
 
 def plain_policy_loss(log_probs: jax.Array, advantages: jax.Array, masks: jax.Array) -> jax.Array:

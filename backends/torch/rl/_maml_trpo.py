@@ -37,8 +37,7 @@ def dice_policy_loss(log_probs: torch.Tensor, advantages: torch.Tensor, masks: t
         >>> dice_policy_loss(log_probs, torch.ones(3, 2), torch.ones(3, 2)).item()
         -1.0
     """
-    weighted = magic_box(log_probs) * advantages.detach() * masks
-    return -weighted.sum() / masks.sum().clamp_min(1e-8)
+    return plain_policy_loss(magic_box(log_probs), advantages, masks)  # the magic box is the only change
 
 
 def plain_policy_loss(log_probs: torch.Tensor, advantages: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
