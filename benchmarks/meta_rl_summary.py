@@ -306,9 +306,12 @@ def _seed_command(group: list[Run], root: Path, defaults: dict[str, Any] | None)
     return f"for S in {seeds}; do {line.replace('SEEDVARIABLE', '$S')}; done"
 
 
-def group_row(group: list[Run], reference: str, curve: str, root: Path, defaults=None) -> str:
+def group_row(
+    group: list[Run], reference: str, curve: str, root: Path, defaults=None, variant: str = ""
+) -> str:
     """One table row (see :func:`section` for the columns). ``reference``: learn2learn's number as text
-    (empty when there is none); ``curve``: the PNG's link target (empty when none)."""
+    (empty when there is none); ``curve``: the PNG's link target (empty when none); ``variant``: how the
+    setting differs from learn2learn's, in words (empty: untracked settings)."""
     config = group[0].config
     method, _ = method_and_script(config)
     summary = summarize_seeds(group)
@@ -321,35 +324,39 @@ def group_row(group: list[Run], reference: str, curve: str, root: Path, defaults
     per_seed = lambda text: "; ".join(f"{run.config['seed']}: {text(run)}" for run in group)  # noqa: E731
     devices = sorted({device(run) for run in group})
     return (
-        f"| {config['env']} | {method} ({config.get('backend', 'torch')}) | {config.get('adapt_steps', 1)} "
-        f"| {reference or 'n/a'} | {post} | {pre} | {len(group)} | {per_seed(progress)} "
+        f"| {config['env']} | {method} ({config.get('backend', 'torch')}) | {variant or 'other settings'} "
+        f"| {config.get('adapt_steps', 1)} | {reference or 'n/a'} | {post} | {pre} | {len(group)} "
+        f"| {per_seed(progress)} "
         f"| {per_seed(lambda run: f'{wall_minutes(run):.0f} min')} | {'; '.join(devices)} "
         f"| {f'[png]({curve})' if curve else ''} | `{_seed_command(group, root, defaults)}` |"
     )
 
 
 HEADER = (
-    "| env | method (backend) | adapt steps | learn2learn, after adaptation | ours, after adaptation "
-    "| ours, before adaptation | seeds | iterations per seed | wall time per seed | device | curve "
-    "| command |"
+    "| env | method (backend) | variant | adapt steps | learn2learn, after adaptation "
+    "| ours, after adaptation | ours, before adaptation | seeds | iterations per seed | wall time per seed "
+    "| device | curve | command |"
 )
 
 
 def matches(config: dict[str, Any], script: str, settings: dict[str, Any]) -> bool:
     """Whether ``config`` was written by ``script`` with every one of ``settings`` (config keys -> values;
-    missing ``adapt_steps``/``backend`` count as 1/torch, as for runs from before those options)."""
-    recorded = {"adapt_steps": 1, "backend": "torch", **config}
-    return method_and_script(config)[1] == script and all(recorded.get(k) == v for k, v in settings.items())
+    options added later count with their defaults for folders from before them, as in
+    :func:`settings_key`)."""
+    recorded = json.loads(settings_key(config))
+    return recorded["script"] == script and all(recorded.get(k) == v for k, v in settings.items())
 
 
 def section(runs: list[Run], tracked, output_dir: Path, root: Path, defaults_of=None) -> list[str]:
-    """The "Meta-RL" table rows, one per group of ``runs`` (curves written beside the runs), then one
-    "not run" row per ``tracked`` reproduction no group matches.
+    """The "Meta-RL" table rows, one per group of ``runs`` (curves written beside the runs; groups of a
+    tracked setting first, in ``tracked``'s order), then one "not run" row per ``tracked`` reproduction
+    no group matches.
 
     Args:
         runs: :class:`Run` list (quick runs already left out).
         tracked: objects with ``name``, ``script``, ``settings`` (dict), ``reference`` (text),
-            ``reference_value`` (float) and ``command(seed) -> str`` (``rl_reproductions.TRACKED``).
+            ``reference_value`` (float), ``variant`` (text: the table's column) and
+            ``command(seed) -> str`` (``rl_reproductions.TRACKED``).
         output_dir: the folder of REPRODUCTIONS.md (curve links are relative to it).
         root: the repository root (commands name paths relative to it).
         defaults_of: ``script -> DEFAULTS dict or None`` (commands leave out default settings).
@@ -357,11 +364,11 @@ def section(runs: list[Run], tracked, output_dir: Path, root: Path, defaults_of=
         the table's markdown lines, header included.
     """
     rows, covered = [], set()
-    for group in group_runs(runs):
+    for group in _tracked_first(group_runs(runs), tracked):
         method, script = method_and_script(group[0].config)
         found = [r for r in tracked if matches(group[0].config, r.script, r.settings)]
         covered |= {r.name for r in found}
-        reference = found[0] if found else None
+        reference = _most_specific(found)
         name = group_name(group)
         title = (
             f"{method}, {group[0].config['env']}, {group[0].config.get('adapt_steps', 1)} adaptation step(s)"
@@ -371,14 +378,34 @@ def section(runs: list[Run], tracked, output_dir: Path, root: Path, defaults_of=
         )
         link = os.path.relpath(Path(curve).resolve(), Path(output_dir).resolve()) if curve else ""
         defaults = defaults_of(script) if defaults_of else None
-        rows.append(group_row(group, reference.reference if reference else "", link, root, defaults))
+        variant = reference.variant if reference else ""
+        rows.append(group_row(group, reference.reference if reference else "", link, root, defaults, variant))
     for r in tracked:
         if r.name not in covered:
             env, steps = r.settings["env"], r.settings.get("adapt_steps", 1)
             seeds = " ".join(str(seed) for seed in r.seeds)
             line = r.command("SEEDVARIABLE").replace("SEEDVARIABLE", "$S")
             rows.append(
-                f"| {env} | {r.method} (torch) | {steps} | {r.reference} | not run | | 0 | | | | "
-                f"| `for S in {seeds}; do {line}; done` |"
+                f"| {env} | {r.method} (torch) | {r.variant or 'other settings'} | {steps} "
+                f"| {r.reference} | not run | | 0 | | | | | `for S in {seeds}; do {line}; done` |"
             )
-    return [HEADER, "|---|---|---:|---|---|---|---:|---|---|---|---|---|", *rows]
+    return [HEADER, "|---|---|---|---:|---|---|---|---:|---|---|---|---|---|", *rows]
+
+
+def _most_specific(found: list) -> Any:
+    """The tracked setting with the most settings among ``found`` (all matching one group), the first
+    on a tie; None when ``found`` is empty. An ablation matches its base setting too."""
+    return max(found, key=lambda r: len(r.settings), default=None)
+
+
+def _tracked_first(groups: list[list[Run]], tracked) -> list[list[Run]]:
+    """``groups`` in the order of the ``tracked`` setting each is (its most specific match); untracked
+    ones after, in their own order."""
+    tracked = list(tracked)
+
+    def rank(group: list[Run]) -> int:
+        config = group[0].config
+        best = _most_specific([r for r in tracked if matches(config, r.script, r.settings)])
+        return len(tracked) if best is None else tracked.index(best)
+
+    return sorted(groups, key=rank)  # stable: equal ranks keep their order

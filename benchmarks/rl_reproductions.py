@@ -53,13 +53,16 @@ def learn2learn_step_sizes(action_size: int) -> dict[str, float]:
 
 
 FIGURE = "learn2learn examples/rl/README.md figure"
+# settings the RL drivers default to, and defaulted to before they had the option: commands leave them out
+DRIVER_DEFAULTS = {"adapt_steps": 1, "inner_loss": "dice"}
 
 
 class Reproduction(NamedTuple):
     """One tracked setting: folders ``<results>/<name>_seed<S>`` for ``seeds``.
 
     ``settings`` are config.json keys -> values (the run's flags, ``--iterations``/``--seed`` aside);
-    ``reference`` is learn2learn's number as text, ``reference_value`` the value drawn on the curve."""
+    ``reference`` is learn2learn's number as text, ``reference_value`` the value drawn on the curve;
+    ``variant`` says in a few words how the setting differs from learn2learn's (the table's column)."""
 
     name: str
     method: str
@@ -69,6 +72,7 @@ class Reproduction(NamedTuple):
     seeds: tuple[int, ...]
     reference: str
     reference_value: float
+    variant: str = ""
 
     def folder(self, seed: int, results: Path = RESULTS) -> Path:
         return Path(results) / f"{self.name}_seed{seed}"
@@ -77,7 +81,7 @@ class Reproduction(NamedTuple):
         """The command that starts seed ``seed`` (an int, or a placeholder string) from scratch."""
         words = ["python", self.script]
         for key, value in self.settings.items():
-            if key == "adapt_steps" and value == 1:
+            if DRIVER_DEFAULTS.get(key, object()) == value:
                 continue  # the default: the command also works with drivers older than the option
             text = json.dumps(value) if isinstance(value, dict) else str(value)
             words += [f"--{key.replace('_', '-')}", shlex.quote(text)]
@@ -101,48 +105,10 @@ ANT = {
     **learn2learn_step_sizes(8),
     "env_kwargs": {"healthy_z_range": [0.0, 1.0]},
 }
+# learn2learn's settings first (its plain inner loss: the original MAML code's too), then the ablations of
+# the 1-step setting, each one change, run while the gap to learn2learn's curve was examined
+L2L_VARIANT = "learn2learn's settings (its plain inner loss)"
 TRACKED = (
-    Reproduction(
-        "maml_trpo_halfcheetah_fb_1step",
-        "MAML-TRPO",
-        "examples/rl/maml_trpo.py",
-        {**HALFCHEETAH, "adapt_steps": 1},
-        300,
-        (0, 1, 2),
-        f"about 250-270 at update 300 ({FIGURE})",
-        260.0,
-    ),
-    # the same with learn2learn's policy initialisation (Glorot-uniform weights, zero biases), which the
-    # runs above lack: an audit of the gap to learn2learn's curve ranked it first
-    Reproduction(
-        "maml_trpo_halfcheetah_fb_1step_xavier",
-        "MAML-TRPO",
-        "examples/rl/maml_trpo.py",
-        {**HALFCHEETAH, "adapt_steps": 1, "policy_init": "xavier"},
-        300,
-        (0,),  # a one-seed ablation
-        f"about 250-270 at update 300 ({FIGURE})",
-        260.0,
-    ),
-    # the same with the torso's x position in the observation (gymnasium's rootx: 18 numbers), as
-    # learn2learn's environment observes it (its 20 numbers append the torso's centre of mass)
-    Reproduction(
-        "maml_trpo_halfcheetah_fb_1step_rootx",
-        "MAML-TRPO",
-        "examples/rl/maml_trpo.py",
-        {
-            **HALFCHEETAH,
-            "adapt_steps": 1,
-            "env_kwargs": {**HALFCHEETAH["env_kwargs"], "exclude_current_positions_from_observation": False},
-        },
-        300,
-        (0,),  # a one-seed ablation
-        f"about 250-270 at update 300 ({FIGURE})",
-        260.0,
-    ),
-    # the same with the original MAML code's (and learn2learn's) inner loss, whose meta-gradient drops
-    # DiCE's score-function term: learn2learn's own script, on this simulator, stood above all three DiCE
-    # seeds from update 151 on (REPRODUCTIONS.md), and this is the largest difference left between the two
     Reproduction(
         "maml_trpo_halfcheetah_fb_1step_plain",
         "MAML-TRPO",
@@ -152,26 +118,72 @@ TRACKED = (
         (0, 1, 2),
         f"about 250-270 at update 300 ({FIGURE})",
         260.0,
+        L2L_VARIANT,
     ),
     Reproduction(
         "maml_trpo_halfcheetah_fb_3step",
         "MAML-TRPO",
         "examples/rl/maml_trpo.py",
-        {**HALFCHEETAH, "adapt_steps": 3},
+        {**HALFCHEETAH, "adapt_steps": 3, "inner_loss": "plain"},
         300,
         (0, 1, 2),
         f"about 400 at update 300 ({FIGURE})",
         400.0,
+        L2L_VARIANT,
     ),
     Reproduction(
         "maml_trpo_ant_fb_3step",
         "MAML-TRPO",
         "examples/rl/maml_trpo.py",
-        {**ANT, "adapt_steps": 3},
+        {**ANT, "adapt_steps": 3, "inner_loss": "plain"},
         600,
         (0, 1, 2),
         f"about 185 at about update 600 ({FIGURE}; its text says 300 updates)",
         185.0,
+        L2L_VARIANT,
+    ),
+    # DiCE's meta-gradient has the score-function term learn2learn's lacks (unbiased, higher variance)
+    Reproduction(
+        "maml_trpo_halfcheetah_fb_1step",
+        "MAML-TRPO",
+        "examples/rl/maml_trpo.py",
+        {**HALFCHEETAH, "adapt_steps": 1, "inner_loss": "dice"},
+        300,
+        (0, 1, 2),
+        f"about 250-270 at update 300 ({FIGURE})",
+        260.0,
+        "ablation: DiCE inner loss (our default)",
+    ),
+    # with DiCE, learn2learn's policy initialisation (Glorot-uniform weights, zero biases): an audit of
+    # the gap to learn2learn's curve ranked it first
+    Reproduction(
+        "maml_trpo_halfcheetah_fb_1step_xavier",
+        "MAML-TRPO",
+        "examples/rl/maml_trpo.py",
+        {**HALFCHEETAH, "adapt_steps": 1, "inner_loss": "dice", "policy_init": "xavier"},
+        300,
+        (0,),  # a one-seed ablation
+        f"about 250-270 at update 300 ({FIGURE})",
+        260.0,
+        "ablation: DiCE + learn2learn's initialisation",
+    ),
+    # with DiCE, the torso's x position in the observation (gymnasium's rootx: 18 numbers), as
+    # learn2learn's environment observes it (its 20 numbers append the torso's centre of mass)
+    Reproduction(
+        "maml_trpo_halfcheetah_fb_1step_rootx",
+        "MAML-TRPO",
+        "examples/rl/maml_trpo.py",
+        {
+            **HALFCHEETAH,
+            "adapt_steps": 1,
+            "inner_loss": "dice",
+            "env_kwargs": {**HALFCHEETAH["env_kwargs"], "exclude_current_positions_from_observation": False},
+        },
+        300,
+        (0,),  # a one-seed ablation
+        f"about 250-270 at update 300 ({FIGURE})",
+        260.0,
+        "ablation: DiCE + torso x observed",
     ),
 )
 

@@ -142,15 +142,46 @@ def test_rows_in_progress_missing_seeds_and_curves(tmp_path):
     assert "| 1 | n/a |" in gamma and "--gamma 0.9 " in gamma and "(last 3 it.)" in gamma
     # tracked settings without folders: "not run" rows with their commands
     assert any("| 3 | about 400 at update 300" in row and "not run" in row for row in rows)
-    assert any("--adapt-steps 3 --iterations 600 --seed $S" in row for row in table)  # the Ant row
+    # the Ant row, with learn2learn's inner loss as all learn2learn-settings rows
+    assert any("--adapt-steps 3 --inner-loss plain --iterations 600 --seed $S" in row for row in table)
     assert any("--policy-init xavier --iterations 300" in row and "not run" in row for row in rows)
     assert any("--inner-loss plain --iterations 300" in row and "not run" in row for row in rows)
     # header, separator, two groups, the tracked settings not run: 1 step with xavier init, with rootx
     # observed and with the plain inner loss, the two 3-step
     assert len(table) == 2 + 2 + 5
+    # each row says how it differs from learn2learn's settings; the DiCE group is an ablation of them,
+    # the untracked group says so; learn2learn's settings lead the rows not run
+    assert "| MAML-TRPO (torch) | ablation: DiCE inner loss (our default) | 1 |" in grouped
+    assert "| other settings | 1 | n/a |" in gamma
+    not_run = [row for row in table if "not run" in row]
+    assert [row.split(" | ")[2] for row in not_run] == [
+        "learn2learn's settings (its plain inner loss)",
+        "learn2learn's settings (its plain inner loss)",
+        "learn2learn's settings (its plain inner loss)",
+        "ablation: DiCE + learn2learn's initialisation",
+        "ablation: DiCE + torso x observed",
+    ]
     # one curve per group, beside the runs, linked relative to the output file
     assert f"[png](results/{name}.png)" in grouped
     assert (results / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_ablation_row_names_its_own_change_and_tracked_rows_come_in_order(tmp_path):
+    """A Xavier-init run also matches the DiCE setting it ablates: its row takes the most specific
+    tracked setting's words; rows follow TRACKED's order (learn2learn's settings first), whatever the
+    folder names."""
+    results = tmp_path / "results"
+    xavier = _write_run(results / "a_xavier_seed0", 0, done=2, inner_loss="dice", policy_init="xavier")
+    dice = _write_run(results / "b_dice_seed0", 0, done=2, inner_loss="dice")
+    plain = _write_run(results / "c_plain_seed0", 0, done=2, inner_loss="plain")
+    runs = [summary.read_run(folder) for folder in (xavier, dice, plain)]
+    table = summary.section(runs, rl_reproductions.TRACKED, tmp_path, REPO_ROOT)
+    variants = [row.split(" | ")[2] for row in table[2:] if "not run" not in row]
+    assert variants == [
+        "learn2learn's settings (its plain inner loss)",
+        "ablation: DiCE inner loss (our default)",
+        "ablation: DiCE + learn2learn's initialisation",
+    ]
 
 
 def test_quick_runs_are_left_out(tmp_path):
@@ -169,7 +200,7 @@ def test_group_command_restarts_the_run_it_describes(tmp_path):
     run = summary.read_run(folder)
     defaults = reproductions._rl_defaults("examples/rl/maml_trpo.py")
     line = summary._seed_command([run], tmp_path, defaults)
-    tracked = rl_reproductions.TRACKED[0]
+    tracked = next(r for r in rl_reproductions.TRACKED if r.name == "maml_trpo_halfcheetah_fb_1step")
     assert line == tracked.command(2, tmp_path).replace(f"{tmp_path}/", "")
     assert line == (
         "python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1 --horizon 100 --gamma 0.95 "
