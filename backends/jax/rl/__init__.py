@@ -17,12 +17,12 @@ from ._a2c import collect_adapted_batch as collect_adapted_batch
 from ._a2c import metasgd_parameters as metasgd_parameters
 from ._episodes import Episodes as Episodes
 from ._episodes import rollout_episodes as rollout_episodes
+from ._losses import dice_policy_loss as dice_policy_loss
+from ._losses import plain_policy_loss as plain_policy_loss
 from ._maml_trpo import TaskBatch as TaskBatch
 from ._maml_trpo import adapted_policy as adapted_policy
 from ._maml_trpo import conjugate_gradient as conjugate_gradient
-from ._maml_trpo import dice_policy_loss as dice_policy_loss
 from ._maml_trpo import episode_advantages as episode_advantages
-from ._maml_trpo import plain_policy_loss as plain_policy_loss
 from ._maml_trpo import surrogate_and_kl as surrogate_and_kl
 from ._maml_trpo import trpo_meta_update as trpo_meta_update
 from ._meta_step import MamlTrpoMetrics as MamlTrpoMetrics

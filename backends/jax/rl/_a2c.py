@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import optax
 
 from ._episodes import Episodes, rollout_episodes
-from ._maml_trpo import TaskBatch, dice_policy_loss, episode_advantages
+from ._losses import dice_policy_loss
+from ._maml_trpo import TaskBatch, episode_advantages
 
 
 def metasgd_parameters(policy, lr: float = 0.1) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ._maml_trpo import TaskBatch, adapt_policy, dice_policy_loss
+from ._losses import dice_policy_loss
+from ._maml_trpo import TaskBatch, adapt_policy
 
 
 def meta_a2c_step(learner, batches: list[TaskBatch], optimizer: torch.optim.Optimizer) -> dict:
