@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 
 from l2l_multi.experiment import Curves, RunFolder, command_line, mean_confidence_interval
-from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments, startup_backend
+from l2l_multi.experiment._cli import (
+    DefaultsHelpFormatter,
+    check_float,
+    check_int,
+    parse_run_arguments,
+    startup_backend,
+)
 from l2l_multi.experiment._faults import fault_point
 from l2l_multi.experiment._interrupt import StopRequest, TrainingStopped, exit_interrupted
 
@@ -55,7 +61,7 @@ QUICK = {
 
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter
     )
     add = parser.add_argument
     add(

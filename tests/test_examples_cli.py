@@ -62,6 +62,9 @@ def test_each_script_offers_only_its_options(name, capsys):
     assert exit_info.value.code == 0
     shown = capsys.readouterr().out
     assert all(option in shown for option in offered) and not any(f"{o} " in shown for o in absent)
+    # the defaults, except a None one: its help says what no value means ("(default: shots)")
+    assert "(default: None)" not in " ".join(shown.split())
+    assert f"(default: {defaults_of(name)['meta_batch']})" in " ".join(shown.split())
 
 
 def test_a_script_refuses_another_algorithm(capsys):

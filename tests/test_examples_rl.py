@@ -207,6 +207,19 @@ def _maml_trpo_parse_and_config():
     return parse, lambda args: _driver._config(args, defaults)
 
 
+def test_help_shows_each_default_once(monkeypatch, capsys):
+    """--iterations' default (None until a resume decides) is in its help text, not "(default: None)"."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import _driver
+    import maml_trpo
+
+    with pytest.raises(SystemExit):
+        _driver.argument_parser(maml_trpo.DEFAULTS, "", maml_trpo.add_arguments).parse_args(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"meta-updates (default: {maml_trpo.DEFAULTS['iterations']}) --" in shown
+    assert "(default: None)" not in shown and "(default: dice)" in shown
+
+
 def test_run_folders_without_a_backend_resume_on_torch(tmp_path, monkeypatch):
     """A config.json written before --backend existed resumes as torch (even with L2L_BACKEND=jax), and
     the settings compared on resume still equal the saved ones; asking it for jax is refused."""

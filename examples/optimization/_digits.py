@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from l2l_multi.experiment import RunFolder, command_line, save_figure
-from l2l_multi.experiment._cli import check_float, check_int, parse_run_arguments, startup_backend
+from l2l_multi.experiment._cli import (
+    DefaultsHelpFormatter,
+    check_float,
+    check_int,
+    parse_run_arguments,
+    startup_backend,
+)
 from l2l_multi.experiment._plot import have_matplotlib, warn_plot_skipped
 
 FEATURES, CLASSES = 64, 10
@@ -30,9 +36,7 @@ FEATURES, CLASSES = 64, 10
 
 def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
     """The options every optimization example has; ``defaults`` override the values below."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=DefaultsHelpFormatter)
     add = parser.add_argument
     add(
         "--backend",

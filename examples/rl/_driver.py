@@ -29,11 +29,9 @@ def argument_parser(
 ) -> argparse.ArgumentParser:
     """The shared flags, the method's (``add_method_arguments(parser)``) and ``--backend`` with the
     choices ``backends`` (those the method script supplies an update for)."""
-    from l2l_multi.experiment._cli import startup_backend
+    from l2l_multi.experiment._cli import DefaultsHelpFormatter, startup_backend
 
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=DefaultsHelpFormatter)
     add = parser.add_argument
     backend = startup_backend()  # L2L_BACKEND, as in the other examples
     add(

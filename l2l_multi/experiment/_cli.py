@@ -14,6 +14,16 @@ from typing import Any
 from .._backend import startup_backend as startup_backend  # the examples' --backend default
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` that shows each option's default, except a ``None`` one: such an option's help says
+    what no value means (``(default: shots)``), which ``(default: None)`` would only contradict."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def flag(name: str) -> str:
     """``"meta_batch"`` -> ``"--meta-batch"``."""
     return "--" + name.replace("_", "-")

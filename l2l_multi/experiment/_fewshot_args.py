@@ -12,7 +12,14 @@ import argparse
 import sys
 from typing import Any
 
-from ._cli import check_float, check_int, explicit_options, restore_arguments, startup_backend
+from ._cli import (
+    DefaultsHelpFormatter,
+    check_float,
+    check_int,
+    explicit_options,
+    restore_arguments,
+    startup_backend,
+)
 from ._fewshot_options import (
     HIDDEN_DEFAULTS,
     TEST_PROTOCOLS,
@@ -51,9 +58,7 @@ QUICK = {
 
 def argument_parser(defaults: dict[str, Any], description: str) -> argparse.ArgumentParser:
     """The shared command line; ``defaults`` (the method's published settings) fill it in."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=DefaultsHelpFormatter)
     add = parser.add_argument
     add(
         "--backend",
@@ -106,7 +111,7 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
             "--test-adaptation-steps",
             type=int,
             default=None,
-            help="inner steps at test time (default: training)",
+            help="inner steps at test time (none given: as in training)",
         )
     if "first_order" in offered:
         add("--first-order", action="store_true", help="drop the second-order terms of the meta-gradient")
