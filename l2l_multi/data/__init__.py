@@ -4,13 +4,13 @@ from . import transforms as transforms
 from ._datasets import ArrayDataset as ArrayDataset
 from ._datasets import OnDeviceDataset as OnDeviceDataset
 from ._datasets import synthetic_classification as synthetic_classification
+from ._derived import FilteredMetaDataset as FilteredMetaDataset
+from ._derived import UnionMetaDataset as UnionMetaDataset
 from ._device_tasks import DeviceTasks as DeviceTasks
 from ._kernel_mode import compiled_available as compiled_available
 from ._kernel_mode import kernel_mode as kernel_mode
 from ._kernel_mode import set_kernel_mode as set_kernel_mode
-from ._meta_dataset import FilteredMetaDataset as FilteredMetaDataset
 from ._meta_dataset import MetaDataset as MetaDataset
-from ._meta_dataset import UnionMetaDataset as UnionMetaDataset
 from ._random import task_rng as task_rng
 from ._task import TaskBatch as TaskBatch
 from ._task import TaskDescription as TaskDescription
