@@ -2,10 +2,11 @@
 
 :func:`peer_lines` reads the learn2learn run folder written by
 ``benchmarks/learn2learn_maml_trpo.py`` (``metrics.csv``: ``iteration`` from 0,
-``adaptation_reward``) and our 1-step runs' ``metrics.csv`` (``iteration`` from 1, ``post_return``),
-with our one-seed ablations, and returns markdown: the post-adaptation return per episode averaged
-over windows of updates, for every window learn2learn's run has begun. Both numbers are the same
-quantity: the return per episode after adaptation, averaged over the iteration's 20 tasks.
+``adaptation_reward``) and our 1-step runs' ``metrics.csv`` (``iteration`` from 1, ``post_return``):
+3 seeds with learn2learn's settings, 3 with the DiCE inner loss and our one-seed ablations. It
+returns markdown: the post-adaptation return per episode averaged over windows of updates, for every
+window learn2learn's run has begun. Both numbers are the same quantity: the return per episode after
+adaptation, averaged over the iteration's 20 tasks.
 """
 
 from __future__ import annotations
@@ -20,12 +21,25 @@ if str(HERE) not in sys.path:  # benchmarks/ is no package
 from meta_rl_summary import mean_interval  # noqa: E402
 
 PEER = "learn2learn_maml_trpo_halfcheetah_fb_1step_seed42"
-OURS = tuple(f"maml_trpo_halfcheetah_fb_1step_seed{seed}" for seed in (0, 1, 2))
-# our ablations of the same setting, one seed each here: (column title, run folder)
+SEEDS = (0, 1, 2)
+# our 3-seed runs of the same setting: (what they are, column title prefix, run folders). learn2learn's
+# settings first: its plain inner loss; then the same with DiCE's, our default
+SETTINGS = (
+    (
+        "ours with learn2learn's settings",
+        "ours, plain loss",
+        tuple(f"maml_trpo_halfcheetah_fb_1step_plain_seed{seed}" for seed in SEEDS),
+    ),
+    (
+        "ours with the DiCE inner loss",
+        "ours, DiCE",
+        tuple(f"maml_trpo_halfcheetah_fb_1step_seed{seed}" for seed in SEEDS),
+    ),
+)
+# our one-seed ablations of the DiCE setting: (column title, run folder)
 ABLATIONS = (
-    ("ours + Xavier init, seed 0", "maml_trpo_halfcheetah_fb_1step_xavier_seed0"),
-    ("ours + torso x observed, seed 0", "maml_trpo_halfcheetah_fb_1step_rootx_seed0"),
-    ("ours + plain inner loss, seed 0", "maml_trpo_halfcheetah_fb_1step_plain_seed0"),
+    ("ours, DiCE + Xavier init, seed 0", "maml_trpo_halfcheetah_fb_1step_xavier_seed0"),
+    ("ours, DiCE + torso x observed, seed 0", "maml_trpo_halfcheetah_fb_1step_rootx_seed0"),
 )
 WINDOW = 30
 TAIL = 10  # our rows in the table above average each seed's last 10 updates: the same span here
@@ -64,7 +78,7 @@ def peer_lines(results_dir: Path, window: int = WINDOW, tail: int = TAIL) -> lis
     """Markdown lines (a sentence and a table) comparing the runs; empty without learn2learn's run.
 
     Args:
-        results_dir: the folder holding the run folders ``PEER`` and ``OURS``.
+        results_dir: the folder holding the run folders ``PEER``, ``SETTINGS``' and ``ABLATIONS``'.
         window: updates per row (int >= 1).
         tail: the last row averages learn2learn's last ``tail`` updates (int >= 1), and ours over
             the same updates.
@@ -75,8 +89,11 @@ def peer_lines(results_dir: Path, window: int = WINDOW, tail: int = TAIL) -> lis
     peer = read_returns(Path(results_dir) / PEER, "adaptation_reward", first=0)
     if not peer:
         return []
-    ours = [read_returns(Path(results_dir) / name, "post_return", first=1) for name in OURS]
-    ablations = [read_returns(Path(results_dir) / name, "post_return", first=1) for _, name in ABLATIONS]
+    read = lambda name: read_returns(Path(results_dir) / name, "post_return", first=1)  # noqa: E731
+    settings = [(phrase, [read(name) for name in folders]) for phrase, _, folders in SETTINGS]
+    ablations = [read(name) for _, name in ABLATIONS]
+    titles = [f"{prefix}, seed {seed}" for _, prefix, _ in SETTINGS for seed in SEEDS]
+    titles += [title for title, _ in ABLATIONS]
     last = max(peer)
     progress = "all 300 of its updates" if last >= 300 else f"{last} of its 300 updates so far"
     lines = [
@@ -86,23 +103,25 @@ def peer_lines(results_dir: Path, window: int = WINDOW, tail: int = TAIL) -> lis
         f"says how many of its updates it holds); the last row, over its last {tail} updates, is the",
         "span our rows above average.",
         "",
-        "| updates | learn2learn's code | ours, seed 0 | ours, seed 1 | ours, seed 2 | "
-        + " | ".join(title for title, _ in ABLATIONS)
-        + " |",
-        "|---|---:|---:|---:|---:|" + "---:|" * len(ABLATIONS),
+        "| updates | learn2learn's code | " + " | ".join(titles) + " |",
+        "|---|---:|" + "---:|" * len(titles),
     ]
-    runs = [peer, *ours, *ablations]
+    runs = [peer, *(run for _, seeds in settings for run in seeds), *ablations]
     for low in range(1, last + 1, window):
         high = low + window - 1
         lines.append(f"| {low}-{high} | {_cells(runs, low, min(high, last), window)} |")
     low = max(1, last - tail + 1)
     lines.append(f"| {low}-{last} (its last {last - low + 1}) | {_cells(runs, low, last, last - low + 1)} |")
-    return lines + verdict_lines(peer, ours, low, last)
+    verdicts = [line for phrase, seeds in settings for line in verdict_lines(peer, seeds, low, last, phrase)]
+    return lines + ([""] + verdicts if verdicts else [])
 
 
-def verdict_lines(peer: dict[int, float], ours: list[dict[int, float]], low: int, high: int) -> list[str]:
-    """A sentence placing learn2learn's mean over updates ``low..high`` against our seeds' mean and
-    95% t interval over the same updates; empty unless every run holds all of them."""
+def verdict_lines(
+    peer: dict[int, float], ours: list[dict[int, float]], low: int, high: int, name: str = "ours"
+) -> list[str]:
+    """A sentence placing learn2learn's mean over updates ``low..high`` against the mean and 95% t
+    interval of the seeds ``ours`` (called ``name``) over the same updates; empty unless every run
+    holds all of them."""
     span = range(low, high + 1)
     if not ours or any(i not in run for run in (peer, *ours) for i in span):
         return []
@@ -112,8 +131,7 @@ def verdict_lines(peer: dict[int, float], ours: list[dict[int, float]], low: int
         return []
     where = "inside" if abs(theirs - mean) <= half else "above" if theirs > mean else "below"
     return [
-        "",
-        f"Over updates {low}-{high}, learn2learn's code averages {theirs:.1f}; ours {mean:.1f} ± {half:.1f} "
-        f"over the same updates ({len(ours)} seeds, 95% t interval): learn2learn's code is {where} our "
-        "interval.",
+        f"Over updates {low}-{high}, learn2learn's code averages {theirs:.1f}; {name} {mean:.1f} "
+        f"± {half:.1f} over the same updates ({len(ours)} seeds, 95% t interval): learn2learn's code is "
+        f"{where} that interval."
     ]

@@ -132,47 +132,67 @@ def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):
     # learn2learn counts from iteration 0: its rows 0..4 are updates 1..5
     rows = "".join(f"{i},{10.0 * i},50.0\n" for i in range(5))
     (peer / "metrics.csv").write_text("iteration,adaptation_reward,wall_seconds\n" + rows)
-    for seed, name in enumerate(peer_table.OURS[:2]):  # seed 2's folder missing: an empty cell
-        (tmp_path / name).mkdir()
-        ours = "".join(f"{i},0,{i + 100.0 * seed}\n" for i in range(1, 9))
-        (tmp_path / name / "metrics.csv").write_text("iteration,pre_return,post_return\n" + ours)
+    plain, dice = (folders for _, _, folders in peer_table.SETTINGS)
 
-    ablation = tmp_path / peer_table.ABLATIONS[0][1]  # a one-seed ablation stopped after 2 updates
-    ablation.mkdir()
-    (ablation / "metrics.csv").write_text("iteration,pre_return,post_return\n1,0,7\n2,0,8\n")
+    def write(name, returns):  # our metrics.csv, counting from update 1
+        (tmp_path / name).mkdir()
+        lines = "".join(f"{i},0,{value}\n" for i, value in enumerate(returns, start=1))
+        (tmp_path / name / "metrics.csv").write_text("iteration,pre_return,post_return\n" + lines)
+
+    for seed, name in enumerate(plain[:2]):  # seed 2's folder missing: an empty cell
+        write(name, [i + 100.0 * seed for i in range(1, 9)])
+    write(dice[0], [-1.0] * 8)  # DiCE seed 0 only
+    write(peer_table.ABLATIONS[0][1], [7.0, 8.0])  # a one-seed ablation stopped after 2 updates
     lines = peer_table.peer_lines(tmp_path, window=3)
     assert "5 of its 300 updates so far" in " ".join(lines)
+    header = next(line for line in lines if line.startswith("| updates"))
+    assert header.split(" | ")[1:5] == ["learn2learn's code"] + [
+        f"ours, plain loss, seed {i}" for i in range(3)
+    ]
+    assert header.split(" | ")[5:9] == ["ours, DiCE, seed 0", "ours, DiCE, seed 1", "ours, DiCE, seed 2"] + [
+        peer_table.ABLATIONS[0][0]
+    ]
     table = [line for line in lines if line.startswith(("| 1-3 ", "| 4-6 "))]
     # updates 1-3: learn2learn 0, 10, 20; ours 1, 2, 3 (+100 for seed 1). Updates 4-5 only, as far
     # as learn2learn has come: 30, 40; ours 4, 5
     assert table == [
-        "| 1-3 | 10.0 | 2.0 | 102.0 |  | 7.5 (2 updates) |  |  |",
-        "| 4-6 | 35.0 (2 updates) | 4.5 (2 updates) | 104.5 (2 updates) |  |  |  |  |",
+        "| 1-3 | 10.0 | 2.0 | 102.0 |  | -1.0 |  |  | 7.5 (2 updates) |  |",
+        "| 4-6 | 35.0 (2 updates) | 4.5 (2 updates) | 104.5 (2 updates) |  | -1.0 (2 updates) |  |  |  |  |",
     ]
     # the last row: learn2learn's last 3 updates (3-5: 20, 30, 40) and ours over the same updates
     assert (
         peer_table.peer_lines(tmp_path, window=3, tail=3)[-1]
-        == "| 3-5 (its last 3) | 30.0 | 4.0 | 104.0 |  |  |  |  |"
+        == "| 3-5 (its last 3) | 30.0 | 4.0 | 104.0 |  | -1.0 |  |  |  |  |"
     )
     # fewer updates than tail: the row says how many the ablation holds
-    assert lines[-1] == "| 1-5 (its last 5) | 20.0 | 3.0 | 103.0 |  | 7.5 (2 updates) |  |  |"
-    # no verdict while a seed lacks the updates (seed 2's folder is missing)
+    assert lines[-1] == "| 1-5 (its last 5) | 20.0 | 3.0 | 103.0 |  | -1.0 |  |  | 7.5 (2 updates) |  |"
+    # no verdict while a seed lacks the updates (seed 2's folders are missing)
     for extra in range(5, 300):  # a finished run says so
         rows += f"{extra},1.0,50.0\n"
     (peer / "metrics.csv").write_text("iteration,adaptation_reward,wall_seconds\n" + rows)
     assert "all 300 of its updates" in " ".join(peer_table.peer_lines(tmp_path))
-    # the verdict: learn2learn's mean over updates 1-5 (20) against ours (3, 103, 53: seed 2 added)
-    (tmp_path / peer_table.OURS[2]).mkdir()
-    ours = "".join(f"{i},0,{i + 50.0}\n" for i in range(1, 9))
-    (tmp_path / peer_table.OURS[2] / "metrics.csv").write_text("iteration,pre_return,post_return\n" + ours)
+    # the verdict: learn2learn's mean over updates 1-5 (20) against ours (3, 103, 53: seed 2 added);
+    # the DiCE seeds have no sentence until all three hold those updates
+    write(plain[2], [i + 50.0 for i in range(1, 9)])
     (peer / "metrics.csv").write_text("iteration,adaptation_reward,wall_seconds\n" + rows[: rows.index("5,")])
     half = 4.302652729911275 * 50.0 / 3**0.5  # t(0.975, 2) * std(3, 103, 53) / sqrt(3)
-    assert peer_table.peer_lines(tmp_path, window=3)[-1] == (
-        f"Over updates 1-5, learn2learn's code averages 20.0; ours 53.0 ± {half:.1f} over the same "
-        "updates (3 seeds, 95% t interval): learn2learn's code is inside our interval."
+    verdict = (
+        "Over updates 1-5, learn2learn's code averages 20.0; ours with learn2learn's settings 53.0 "
+        f"± {half:.1f} over the same updates (3 seeds, 95% t interval): learn2learn's code is inside that "
+        "interval."
     )
+    assert peer_table.peer_lines(tmp_path, window=3)[-2:] == ["", verdict]
+    write(dice[1], [1.0] * 8)  # with all three DiCE seeds (-1, 1, 3) their sentence follows
+    write(dice[2], [3.0] * 8)
+    half = 4.302652729911275 * 2.0 / 3**0.5
+    assert peer_table.peer_lines(tmp_path, window=3)[-3:] == [
+        "",
+        verdict,
+        f"Over updates 1-5, learn2learn's code averages 20.0; ours with the DiCE inner loss 1.0 ± {half:.1f} "
+        "over the same updates (3 seeds, 95% t interval): learn2learn's code is above that interval.",
+    ]
     assert peer_table.verdict_lines({1: 200.0}, [{1: 1.0}, {1: 3.0}], 1, 1)[-1].endswith(
-        "is above our interval."
+        "is above that interval."
     )
     with pytest.raises(ValueError, match="tail=0 must be a positive int"):
         peer_table.peer_lines(tmp_path, tail=0)
