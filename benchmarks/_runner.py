@@ -37,6 +37,14 @@ def set_autogroup_nice(pid: int, nice: int) -> None:
         pass  # no autogroup (another OS, a kernel without it, no permission): plain nice only
 
 
+# Each run's thread settings unless the caller's environment has its own: torch's (OpenMP) and jax's
+# (XLA's CPU client spreads one computation over every core by default)
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+
+
 def start_all(
     queue: list[tuple[Path, list[str]]], parallel: int, cwd: Path, poll_s: float = 5.0, nice: int = 10
 ) -> list[int]:
@@ -48,8 +56,8 @@ def start_all(
     between sessions whatever ``nice`` says, so a niced run in the caller's session would still
     take half the cores from an interactive shell. Ctrl-C or SIGTERM to this process is passed on
     to the runs as SIGINT (each saves its checkpoint and exits with status 130), and no further run
-    starts. One BLAS/OpenMP thread per run unless ``OMP_NUM_THREADS`` is set: runs sharing a few
-    cores oversubscribe them otherwise."""
+    starts. One BLAS/OpenMP thread and one XLA CPU thread per run (:data:`ONE_THREAD`) unless the
+    caller's environment sets those variables: runs sharing a few cores oversubscribe them otherwise."""
     started: list[subprocess.Popen] = []
     stopping = []
 
@@ -77,7 +85,7 @@ def start_all(
                     stdout=stream,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+                    env={**ONE_THREAD, **os.environ},
                     start_new_session=True,
                 )
             set_autogroup_nice(process.pid, nice)

@@ -1,6 +1,8 @@
 """benchmarks/_runner.py: the reproduction runners' start loop (sessions, statuses, stopping)."""
 
+import importlib.util
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,12 +12,18 @@ import time
 from _helpers import REPO_ROOT
 
 BENCHMARKS = REPO_ROOT / "benchmarks"
+_spec = importlib.util.spec_from_file_location("_runner", BENCHMARKS / "_runner.py")
+_runner = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_runner)
+ONE_THREAD = _runner.ONE_THREAD
+
 # A stand-in run: writes its session id, then waits; on SIGINT it "saves" and exits 130 as the
 # training scripts do (l2l_multi.experiment._interrupt)
 RUN = textwrap.dedent(
     """
     import os, signal, sys, time
     print("session", os.getsid(0), "pid", os.getpid(), flush=True)
+    print("threads", os.environ["OMP_NUM_THREADS"], os.environ["XLA_FLAGS"], flush=True)
     def save(signum, frame):
         print("saved", flush=True)
         sys.exit(130)
@@ -43,7 +51,9 @@ def _driver(tmp_path, seconds, runs):
     (tmp_path / "run.py").write_text(RUN)
     queue = [(str(tmp_path / f"run{i}"), [str(tmp_path / "run.py"), str(seconds)]) for i in range(runs)]
     argv = [sys.executable, "-c", DRIVER, str(BENCHMARKS), json.dumps(queue), str(tmp_path)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the caller's environment without thread settings: the runner must give each run its own
+    env = {key: value for key, value in os.environ.items() if key not in ONE_THREAD}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def test_runs_get_their_own_sessions_and_report_their_statuses(tmp_path):
@@ -53,6 +63,8 @@ def test_runs_get_their_own_sessions_and_report_their_statuses(tmp_path):
         log = (tmp_path / f"run{i}" / "log.txt").read_text()
         session, pid = (int(word) for word in log.split()[1:4:2])
         assert session == pid  # a session of its own: its autogroup, not the caller's, is niced
+        # one thread each, torch's and jax's, where the caller's environment sets none
+        assert f"threads {ONE_THREAD['OMP_NUM_THREADS']} {ONE_THREAD['XLA_FLAGS']}" in log
         assert log.rstrip().endswith("finished")
 
 
