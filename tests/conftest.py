@@ -3,7 +3,15 @@
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+# XLA's CPU client hands some float32 dots to YNNPACK; on some CPUs (an Intel Xeon with AMX here) those
+# put the jax conv4 meta-gradient 8.6e-4 (relative) away from float64 where XLA's own dots give 1.1e-6:
+# a long contraction whose terms cancel, summed in another order. The cross-check's 1e-5 needs the
+# latter. The flag comes first: XLA ignores what follows a token that is no flag (the recipe's last).
+os.environ.setdefault(
+    "XLA_FLAGS",
+    "--xla_cpu_experimental_ynn_fusion_type=-individual_dot "
+    "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+)
 
 
 import pytest  # noqa: E402
