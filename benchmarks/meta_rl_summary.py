@@ -373,6 +373,8 @@ def section(runs: list[Run], tracked, output_dir: Path, root: Path, defaults_of=
         title = (
             f"{method}, {group[0].config['env']}, {group[0].config.get('adapt_steps', 1)} adaptation step(s)"
         )
+        if reference is not None and reference.variant:
+            title += f"\n{reference.variant}"
         curve = plot_group(
             group, group[0].folder.parent / f"{name}.png", reference and reference.reference_value, title
         )
