@@ -347,7 +347,22 @@ def matches(config: dict[str, Any], script: str, settings: dict[str, Any]) -> bo
     return recorded["script"] == script and all(recorded.get(k) == v for k, v in settings.items())
 
 
-def section(runs: list[Run], tracked, output_dir: Path, root: Path, defaults_of=None) -> list[str]:
+def _planned_cost(reproduction, costs: dict) -> str:
+    """A "not run" row's wall-time cell: the hours per seed at the seconds per update that
+    ``rl_reproductions.py --measure`` timed (``costs``, by reproduction name); empty when untimed."""
+    timing = costs.get(reproduction.name)
+    if not timing:
+        return ""
+    hours = reproduction.iterations * timing["seconds_per_update"] / 3600
+    return (
+        f"about {hours:.1f} h per seed at {timing['seconds_per_update']:.3g} s/update on "
+        f"{timing['device']} ({timing['cpu_count']} cores, {timing['measured']})"
+    )
+
+
+def section(
+    runs: list[Run], tracked, output_dir: Path, root: Path, defaults_of=None, costs: dict | None = None
+) -> list[str]:
     """The "Meta-RL" table rows, one per group of ``runs`` (curves written beside the runs; groups of a
     tracked setting first, in ``tracked``'s order), then one "not run" row per ``tracked`` reproduction
     no group matches.
@@ -360,6 +375,8 @@ def section(runs: list[Run], tracked, output_dir: Path, root: Path, defaults_of=
         output_dir: the folder of REPRODUCTIONS.md (curve links are relative to it).
         root: the repository root (commands name paths relative to it).
         defaults_of: ``script -> DEFAULTS dict or None`` (commands leave out default settings).
+        costs: ``{tracked name: {"seconds_per_update", "device", "cpu_count", "measured"}}``
+            (``rl_reproductions.read_costs()``): a "not run" row's time per seed.
     Returns:
         the table's markdown lines, header included.
     """
@@ -389,7 +406,8 @@ def section(runs: list[Run], tracked, output_dir: Path, root: Path, defaults_of=
             line = r.command("SEEDVARIABLE").replace("SEEDVARIABLE", "$S")
             rows.append(
                 f"| {env} | {r.method} (torch) | {r.variant or 'other settings'} | {steps} "
-                f"| {r.reference} | not run | | 0 | | | | | `for S in {seeds}; do {line}; done` |"
+                f"| {r.reference} | not run | | 0 | {r.iterations} planned | {_planned_cost(r, costs or {})} "
+                f"| | | `for S in {seeds}; do {line}; done` |"
             )
     return [HEADER, "|---|---|---|---:|---|---|---|---:|---|---|---|---|---|", *rows]
 

@@ -293,7 +293,9 @@ def main(argv=None) -> str:
     ]
     reproductions = [] if args.no_missing else tracked.TRACKED
     if meta_rl or reproductions:
-        table = summary.section(meta_rl, reproductions, args.output.parent, HERE.parent, _rl_defaults)
+        table = summary.section(
+            meta_rl, reproductions, args.output.parent, HERE.parent, _rl_defaults, tracked.read_costs()
+        )
         lines += ["", "## Meta-RL", "", *table, "", *META_RL_NOTES]
         peer = _sibling("_peer_table").peer_lines(HERE / "results")
         lines += ["", *peer] if peer else ["", "(not started)"]

@@ -10,7 +10,12 @@ logging to ``<folder>/log.txt``; a run needing an option its script lacks is ski
 
     python benchmarks/rl_reproductions.py --dry-run          # what would run, and why
     python benchmarks/rl_reproductions.py --only maml_trpo_halfcheetah_fb_1step --parallel 3
+    python benchmarks/rl_reproductions.py --measure 3        # time updates: rl_costs.json
     python benchmarks/reproductions.py                       # then regenerate REPRODUCTIONS.md
+
+``--measure N`` runs seed 0 of each chosen setting for N updates in a temporary folder and records
+the seconds per update (updates 2..N) in ``results/rl_costs.json``; the "not run" rows of the
+Meta-RL table turn them into hours per seed.
 
 learn2learn's numbers are read off the two figures of its ``examples/rl/README.md`` (August 2019: mean
 and standard deviation over 3 seeds of the post-adaptation return of ``examples/rl/maml_trpo.py``),
@@ -20,10 +25,15 @@ as issue 17 reads them; its text says both environments ran for 300 updates.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
+import platform
 import shlex
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,10 +41,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(HERE) not in sys.path:  # benchmarks/ is no package; its runners share _runner.py
     sys.path.insert(0, str(HERE))
-from _runner import locked, start_all  # noqa: E402
+from _runner import ONE_THREAD, locked, start_all  # noqa: E402
 from meta_rl_summary import STOPPED_FILE  # noqa: E402
 
 RESULTS = HERE / "results"
+COSTS = RESULTS / "rl_costs.json"  # --measure's timings, which the "not run" rows turn into hours
 
 # learn2learn's examples/rl/maml_trpo.py settings that differ from our maml_trpo.py defaults; the others
 # (meta-batch 20, 20 episodes per task, GAE tau 1, 2x100 ReLU policy, 15 line-search halvings) are the
@@ -208,6 +219,38 @@ def plan(reproduction: Reproduction, seed: int, results: Path = RESULTS) -> tupl
     return "start", shlex.split(reproduction.command(seed, results))[1:]
 
 
+def measure(reproduction: Reproduction, updates: int) -> dict:
+    """Seconds per meta-update of ``reproduction``'s settings here: seed 0 run for ``updates`` updates
+    in a temporary folder, the training time of updates 2..``updates`` (``elapsed_s``, so the first
+    update's set-up is left out) divided by their number; one OpenMP and one XLA thread, as the
+    runner gives each run."""
+    with tempfile.TemporaryDirectory() as scratch:
+        argv = shlex.split(reproduction.command(0, Path(scratch)))[1:]
+        argv[argv.index("--iterations") + 1] = str(updates)
+        env = {**ONE_THREAD, **os.environ}
+        done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{reproduction.name}: the timing run failed:\n{done.stderr[-2000:]}")
+        folder = reproduction.folder(0, Path(scratch))
+        rows = list(csv.DictReader((folder / "metrics.csv").open()))
+        config = json.loads((folder / "config.json").read_text())
+    seconds = (float(rows[-1]["elapsed_s"]) - float(rows[0]["elapsed_s"])) / (len(rows) - 1)
+    device = config.get("environment", {}).get("device") or platform.machine()
+    return {
+        "seconds_per_update": round(seconds, 2),
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "updates_timed": len(rows) - 1,
+        "measured": time.strftime("%Y-%m-%d"),
+    }
+
+
+def read_costs(path: Path | None = None) -> dict:
+    """``{reproduction name: measure()'s dict}`` from ``path`` (default ``COSTS``; {} when absent)."""
+    path = COSTS if path is None else Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def missing_options(script: str, argv: list[str]) -> list[str]:
     """The ``--options`` of ``argv`` that ``script --help`` does not list (e.g. ``--adapt-steps`` on a
     driver from before that option)."""
@@ -224,10 +267,23 @@ def main(argv=None) -> list[tuple[str, int, str]]:
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time (>= 1)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and start nothing")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder holding the run folders")
+    parser.add_argument(
+        "--measure", type=int, default=0, help="time N updates of each chosen setting instead (N >= 2)"
+    )
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1, got {args.parallel}")
+    if args.measure and args.measure < 2:
+        parser.error(f"--measure must be >= 2 updates, got {args.measure}")
     chosen = [r for r in TRACKED if not args.only or r.name in args.only]
+    if args.measure:
+        costs_path = Path(args.results) / COSTS.name
+        costs = read_costs(costs_path)
+        for reproduction in chosen:
+            costs[reproduction.name] = measure(reproduction, args.measure)
+            print(f"{reproduction.name}: {costs[reproduction.name]['seconds_per_update']} s per update")
+            costs_path.write_text(json.dumps(costs, indent=2, sort_keys=True) + "\n")
+        return [(reproduction.name, 0, "measured") for reproduction in chosen]
     queue, report = [], []
     for reproduction in chosen:
         for seed in args.seeds or reproduction.seeds:

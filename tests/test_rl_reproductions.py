@@ -304,3 +304,36 @@ def test_main_starts_runs_and_skips_options_a_script_lacks(tmp_path, monkeypatch
         )
         assert threads == "1"
     assert not (tmp_path / "results" / "steps_seed0").exists()  # the driver has no --adapt-steps
+
+
+def test_measure_times_updates_after_the_first_and_not_run_rows_show_the_hours(tmp_path, monkeypatch):
+    driver = tmp_path / "driver.py"  # stands in for maml_trpo.py: update i ends at 30 + 12 i seconds
+    driver.write_text(
+        "import argparse, json, pathlib\n"
+        "p = argparse.ArgumentParser()\n"
+        "for flag in ('--env', '--iterations', '--seed', '--out'):\n"
+        "    p.add_argument(flag)\n"
+        "p.add_argument('--no-progress', action='store_true')\n"
+        "a = p.parse_args()\n"
+        "out = pathlib.Path(a.out); out.mkdir(parents=True)\n"
+        "(out / 'config.json').write_text(json.dumps({'environment': {'device': 'cpu: test'}}))\n"
+        "rows = [f'{i},{30 + 12 * i}' for i in range(1, int(a.iterations) + 1)]\n"
+        "(out / 'metrics.csv').write_text('iteration,elapsed_s\\n' + '\\n'.join(rows) + '\\n')\n"
+    )
+    tracked = (
+        rl_reproductions.Reproduction("e", "MAML-TRPO", str(driver), {"env": "E-v1"}, 300, (0,), "", 0.0),
+    )
+    monkeypatch.setattr(rl_reproductions, "TRACKED", tracked)
+    results = tmp_path / "results"
+    results.mkdir()
+    with pytest.raises(SystemExit):
+        rl_reproductions.main(["--results", str(results), "--measure", "1"])
+    rl_reproductions.main(["--results", str(results), "--measure", "4"])
+    costs = rl_reproductions.read_costs(results / "rl_costs.json")
+    assert costs["e"]["seconds_per_update"] == 12.0 and costs["e"]["updates_timed"] == 3
+    assert costs["e"]["device"] == "cpu: test"
+    assert not any(results.glob("e_seed*"))  # timed in a temporary folder
+    # a "not run" row: 300 updates at 12 s are 1.0 h per seed
+    table = summary.section([], tracked, tmp_path, REPO_ROOT, costs=costs)
+    assert "| 300 planned | about 1.0 h per seed at 12 s/update on cpu: test (" in table[-1]
+    assert "| 300 planned |  |" in summary.section([], tracked, tmp_path, REPO_ROOT)[-1]  # untimed
