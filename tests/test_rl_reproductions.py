@@ -337,3 +337,21 @@ def test_measure_times_updates_after_the_first_and_not_run_rows_show_the_hours(t
     table = summary.section([], tracked, tmp_path, REPO_ROOT, costs=costs)
     assert "| 300 planned | about 1.0 h per seed at 12 s/update on cpu: test (" in table[-1]
     assert "| 300 planned |  |" in summary.section([], tracked, tmp_path, REPO_ROOT)[-1]  # untimed
+
+
+def test_the_scripts_learn2learn_command_is_the_tracked_one():
+    """maml_trpo.py's docstring shows learn2learn's HalfCheetah setting: the tracked command's words."""
+    import shlex
+
+    doc = (REPO_ROOT / "examples" / "rl" / "maml_trpo.py").read_text()
+    start = doc.index("    python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1 --horizon 100")
+    lines = []
+    for line in doc[start:].splitlines():
+        lines.append(line.strip().rstrip("\\"))
+        if not line.endswith("\\"):
+            break
+    shown = shlex.split(" ".join(lines))
+    tracked = next(r for r in rl_reproductions.TRACKED if r.name == "maml_trpo_halfcheetah_fb_1step_plain")
+    expected = shlex.split(tracked.command(0))
+    expected = expected[: expected.index("--out")]
+    assert shown == expected

@@ -21,6 +21,14 @@ on episodes of the policy adapted by the steps before it.
     python examples/rl/maml_trpo.py --out results/run --resume --iterations 800
     python examples/rl/maml_trpo.py --backend jax --env HalfCheetahForwardBackward-v1   # MJX, compiled
 
+learn2learn's HalfCheetah forward/backward setting (its lr 0.1 and max KL 0.01 in this script's
+summed-over-dimensions convention, its control cost and inner loss; 242.5 +- 20.2 after adaptation
+over 3 seeds here, its figure about 250-270: benchmarks/REPRODUCTIONS.md)::
+
+    python examples/rl/maml_trpo.py --env HalfCheetahForwardBackward-v1 --horizon 100 --gamma 0.95 \
+        --inner-lr 0.016666666666666666 --max-kl 0.06 --env-kwargs '{"ctrl_cost_weight": 0.05}' \
+        --inner-loss plain --iterations 300 --seed 0
+
 ``--backend jax`` runs the environment's functional twin (``_jax_driver.JAX_ENVS``: the pure-jax
 Particles2D, the MJX HalfCheetah and Ant meta-envs) and
 ``l2l_multi.backends.jax.rl.make_maml_trpo_step``: rollouts of every task, adaptation and the TRPO
