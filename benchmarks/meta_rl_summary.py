@@ -381,9 +381,8 @@ def section(
         the table's markdown lines, header included.
     """
     rows, covered = [], set()
-    for group in _tracked_first(group_runs(runs), tracked):
+    for group, found in _tracked_first(group_runs(runs), tracked):
         method, script = method_and_script(group[0].config)
-        found = [r for r in tracked if matches(group[0].config, r.script, r.settings)]
         covered |= {r.name for r in found}
         reference = _most_specific(found)
         name = group_name(group)
@@ -418,14 +417,16 @@ def _most_specific(found: list) -> Any:
     return max(found, key=lambda r: len(r.settings), default=None)
 
 
-def _tracked_first(groups: list[list[Run]], tracked) -> list[list[Run]]:
-    """``groups`` in the order of the ``tracked`` setting each is (its most specific match); untracked
-    ones after, in their own order."""
+def _tracked_first(groups: list[list[Run]], tracked) -> list[tuple[list[Run], list]]:
+    """``(group, the tracked settings it matches)`` pairs, in the order of the ``tracked`` setting each
+    group is (its most specific match); untracked groups after, in their own order."""
     tracked = list(tracked)
+    pairs = [
+        (group, [r for r in tracked if matches(group[0].config, r.script, r.settings)]) for group in groups
+    ]
 
-    def rank(group: list[Run]) -> int:
-        config = group[0].config
-        best = _most_specific([r for r in tracked if matches(config, r.script, r.settings)])
+    def rank(pair) -> int:
+        best = _most_specific(pair[1])
         return len(tracked) if best is None else tracked.index(best)
 
-    return sorted(groups, key=rank)  # stable: equal ranks keep their order
+    return sorted(pairs, key=rank)  # stable: equal ranks keep their order
