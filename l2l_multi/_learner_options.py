@@ -18,6 +18,7 @@ TASK_MAP_ALIASES = {"map": "sequential", "loop": "sequential"}  # old spellings 
 OPTION_CHOICES = {
     "dtype": ("float32", "float64"),
     "path": ("auto", "loop", "vmap"),
+    "meta_optimizer": ("adam", "sgd"),  # the outer update (torch.optim / optax), at rate meta_lr
 }
 LOSSES = ("cross-entropy", "mse")
 # the ``inner=`` option: named inner optimizers, and the algorithms that have an inner optimizer

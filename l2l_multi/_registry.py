@@ -204,7 +204,16 @@ register_algorithm(
         "MetaOptNet (Lee et al. 2019)",
     )
 )
-register_algorithm(AlgorithmSpec("reptile", "reptile", (), _ONE, "Reptile (Nichol et al. 2018)"))
+# "inner_batch" in options: the builders receive it (Reptile's inner minibatches)
+register_algorithm(
+    AlgorithmSpec(
+        "reptile",
+        "reptile",
+        ("inner", "inner_batch"),
+        ({}, {"inner_batch": 2}),
+        "Reptile (Nichol et al. 2018)",
+    )
+)
 # "adaptation_steps" in options: the builders receive it (per-step rates and batch-norm rows)
 register_algorithm(
     AlgorithmSpec(

@@ -28,6 +28,7 @@ from typing import Any
 
 from ._backend import _check_name, get_backend, load_backend
 from ._checks import check_labels, check_learning_rate, nonfinite_inputs, nonfinite_update_error
+from ._inner_batches import check_batch_size
 from ._learner_options import (
     BATCH_NAMES,
     BATCH_NORMS,
@@ -62,7 +63,7 @@ class MetaLearner:
             (784), "cnn4" (3x84x84, mini-ImageNet), "cnn4-32" (3x32x32, CIFAR-FS and FC100),
             "sine-mlp" (1 input, MAML's regression MLP), or a ``ModelSpec``; ``ways`` sets its
             output size (classes; with ``loss="mse"`` the number of regression outputs).
-        lr: inner-loop learning rate; meta_lr: Adam's learning rate for the meta-update (finite
+        lr: inner-loop learning rate; meta_lr: the meta-optimizer's learning rate (finite
             floats >= 0; others raise ``ValueError`` naming the argument).
         adaptation_steps: inner steps during training; first_order: MAML without second order.
         seed: initial weights (see the module docstring).
@@ -80,9 +81,14 @@ class MetaLearner:
             variance (each task's support set in order, then each task's query set), and
             ``evaluate`` normalises with the running ones, so each input's embedding depends on
             that input only; they are part of ``state_dict``), ``conv=`` (jax), ``inner=`` (maml,
-            metasgd, anil: the inner optimizer, "sgd", "momentum" or "adam" at rate ``lr`` (1.0
-            for metasgd, whose learned rates scale it), or a transform of the backend; default:
-            the algorithm's SGD step).
+            metasgd, anil, reptile: the inner optimizer, "sgd", "momentum" or "adam" at rate
+            ``lr`` (1.0 for metasgd, whose learned rates scale it), or a transform of the
+            backend or of ``l2l_multi.transforms`` (which serves both), e.g. Reptile's
+            ``transforms.adam(1e-3, b1=0.0)``; default: the algorithm's SGD step),
+            ``inner_batch=`` (reptile: samples per inner step, an int, each step taking the
+            next ones in class-interleaved order; default None: the whole support set; at test
+            time too), ``meta_optimizer=`` (both: "adam", the default, or "sgd": plain steps of
+            ``meta_lr``, Reptile's ``theta <- theta + meta_lr * mean(phi - theta)``).
 
     ``train_step(sx, sy, qx, qy)`` and ``evaluate(sx, sy, qx, qy, adaptation_steps=None,
     transductive=True)`` take
@@ -145,9 +151,11 @@ class MetaLearner:
         batch_norm = check_choice("batch_norm", options.get("batch_norm", "batch"), BATCH_NORMS)
         if batch_norm == "running":
             model_spec_ = running_statistics_model(algorithm, model_spec_)
-        for option in ("head",):  # options that belong to some algorithms only
+        for option in ("head", "inner_batch"):  # options that belong to some algorithms only
             if option in options and option not in spec.options:
                 raise ValueError(f"{option}={options[option]!r} does not apply to algorithm={algorithm!r}")
+        if "inner_batch" in options:
+            options["inner_batch"] = check_batch_size(options["inner_batch"], "inner_batch")
         if loss != "cross-entropy" and spec.kind == "metric":
             raise ValueError(f"loss={loss!r}: {algorithm} classifies; only loss='cross-entropy' applies")
         self.backend = get_backend() if backend is None else _check_name(backend, "backend")

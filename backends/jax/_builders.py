@@ -138,5 +138,9 @@ ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
     "protonet": _build_protonet,
     "metaoptnet": _build_metaoptnet,
     "mamlpp": _build_mamlpp,
-    "reptile": _build_whole(lambda m, lr, first_order, inner, head: algorithms.Reptile(m, lr)),
+    "reptile": _build_whole(
+        lambda m, lr, first_order, inner, head, inner_batch=None: algorithms.Reptile(
+            m, batch_size=inner_batch, **_step(lr, inner)
+        )
+    ),
 }

@@ -108,6 +108,8 @@ class JaxStep:
         conv="auto",
         inner=None,
         batch_norm="batch",
+        inner_batch=None,
+        meta_optimizer="adam",
     ):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no jax builder (ALGORITHM_BUILDERS)")
@@ -117,6 +119,8 @@ class JaxStep:
         self.model, variables = build_variables(model, ways, seed, self.dtype, conv)
         inner = inner_optimizer(inner, spec.name, lr, optax)  # a name -> optax's own implementation
         sized = {"adaptation_steps": adaptation_steps} if "adaptation_steps" in spec.options else {}
+        if inner_batch is not None:  # the core allowed it for the algorithms that take it
+            sized["inner_batch"] = inner_batch
         self.algorithm, self.meta_params = ALGORITHM_BUILDERS[spec.name](
             self.model, variables, ways, lr=lr, first_order=first_order, inner=inner, head=head, **sized
         )
@@ -128,7 +132,8 @@ class JaxStep:
             self.batch_stats = features.pop("batch_stats")
             self.meta_params = {**self.meta_params, "features": features}
         # the learning rate lives in the optimizer state, so schedules and checkpoints carry it
-        self.optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=meta_lr)
+        meta_class = {"adam": optax.adam, "sgd": optax.sgd}[meta_optimizer]
+        self.optimizer = optax.inject_hyperparams(meta_class)(learning_rate=meta_lr)
         self.opt_state = self.optimizer.init(self.meta_params)
         if self.running:
             self._step = _running_statistics.make_train_step(
@@ -183,8 +188,6 @@ class JaxStep:
 
     def _evaluation_algorithm(self, ways: int):
         algorithm = self.algorithm
-        if self.spec.kind == "reptile":  # Reptile adapts like first-order MAML at test time
-            return algorithms.MAML(self.model, algorithm.lr, first_order=True)
         if ways != self.ways:  # a metric head's logits have a static number of classes
             algorithm = copy.copy(algorithm)
             algorithm.ways = ways

@@ -83,8 +83,9 @@ def _build_metaoptnet(model, *, lr, first_order, inner, head):
     return algorithms.MetaOptNet(_features_and_head(model)[0], head=head, learn_scale=True)
 
 
-def _build_reptile(model, *, lr, first_order, inner, head):
-    return algorithms.Reptile(model, lr=lr)
+def _build_reptile(model, *, lr, first_order, inner, head, inner_batch=None):
+    step = {"lr": lr} if inner is None else {"inner": inner}
+    return algorithms.Reptile(model, batch_size=inner_batch, **step)
 
 
 def _build_mamlpp(model, *, lr, first_order, inner, head, adaptation_steps):

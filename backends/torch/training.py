@@ -15,6 +15,7 @@ from ..._learner_options import inner_optimizer
 from ..._registry import AlgorithmSpec, ModelSpec
 from .. import torch as _backend
 from . import _non_transductive, algorithms
+from .algorithms._reptile import inner_batches
 from ._builders import ALGORITHM_BUILDERS as ALGORITHM_BUILDERS
 from ._builders import MLP as MLP
 from ._builders import MODEL_BUILDERS as MODEL_BUILDERS
@@ -82,6 +83,8 @@ class TorchStep:
         head=None,
         inner=None,
         batch_norm="batch",
+        inner_batch=None,
+        meta_optimizer="adam",
     ):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no torch builder (ALGORITHM_BUILDERS)")
@@ -92,11 +95,14 @@ class TorchStep:
         self.model = build_model(model, ways, seed, self.dtype).to(self.device)
         inner = inner_optimizer(inner, spec.name, lr, transforms)  # a name -> l2l_multi.transforms
         sized = {"adaptation_steps": adaptation_steps} if "adaptation_steps" in spec.options else {}
+        if inner_batch is not None:  # the core allowed it for the algorithms that take it
+            sized["inner_batch"] = inner_batch
         self.algorithm = ALGORITHM_BUILDERS[spec.name](
             self.model, lr=lr, first_order=first_order, inner=inner, head=head, **sized
         )
         self.algorithm.to(device=self.device, dtype=self.dtype)  # heads' own scalars included
-        self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=meta_lr)
+        meta_class = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[meta_optimizer]
+        self.optimizer = meta_class(self.algorithm.parameters(), lr=meta_lr)
         self.adaptation_steps = adaptation_steps
         # a process group joined before the learner: each rank computes its share of every batch
         self.share = RankShare(self.algorithm, self.device) if joined_group() else None
@@ -133,8 +139,9 @@ class TorchStep:
 
     def _adapt(self, x, y, steps):
         learner = self.algorithm.clone()
-        for _ in range(steps):
-            learner.adapt(self.loss_fn(learner(x), y))
+        batch_size = getattr(self.algorithm, "batch_size", None)  # Reptile's inner minibatches
+        for batch_x, batch_y in inner_batches(x, y, batch_size, steps):
+            learner.adapt(self.loss_fn(learner(batch_x), batch_y))
         return learner
 
     def _reptile_gradients(self, batch, steps):

@@ -1,16 +1,40 @@
-"""Reptile (Nichol et al. 2018) on the jax backend: adapt with SGD, move towards the result."""
+"""Reptile (Nichol et al. 2018) on the jax backend: adapt, then move towards the result."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
-from ._gradient_based import _GradientBased
+from ...._inner_batches import batch_plan, check_batch_size
+from ._gradient_based import _GradientBased, check_finite
+from ._model import with_params
+
+
+def interleaved_order(y: jax.Array) -> jax.Array:
+    """Positions ``[s]`` of the class-interleaved order of integer labels ``y [s]``
+    (``l2l_multi._inner_batches``); other targets (regression) keep their order."""
+    if y.ndim != 1 or not jnp.issubdtype(y.dtype, jnp.integer):
+        return jnp.arange(y.shape[0])
+    same = y[:, None] == y[None, :]
+    rank = jnp.tril(same, -1).sum(1)
+    return jnp.argsort(rank, stable=True)
 
 
 class Reptile(_GradientBased):
     """First-order by construction: ``meta_gradient`` returns ``theta - phi`` for one task, the
     pseudo-gradient that an optax optimizer (``optax.sgd(epsilon)``) turns into the paper's step
     ``theta <- theta + epsilon * (phi - theta)`` (averaged over tasks by the train step).
+
+    Args:
+        model: a ``flax.linen.Module`` (or ``f(variables, x)``).
+        lr: the inner SGD rate (float); or instead ``inner``: any ``GradientTransformation``
+            (the paper's ``optax.adam(1e-3, b1=0.0)`` or ``l2l_multi.transforms.adam(1e-3,
+            b1=0.0)``), its state fresh for each task. Pass one of them.
+        batch_size: samples per inner step (int), or ``None``: every step on the whole support
+            set. Step ``i`` takes the next ``batch_size`` samples of the support set in
+            class-interleaved order, wrapping around (``l2l_multi._inner_batches``): the
+            paper's Omniglot setting is 5 steps on batches of 10 from 10 samples per class.
+            The same rule as the torch backend's, so the two agree sample for sample.
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -21,8 +45,31 @@ class Reptile(_GradientBased):
         (3, 2)
     """
 
-    def __init__(self, model, lr):
-        super().__init__(model, lr, first_order=True)
+    def __init__(self, model, lr=None, inner=None, batch_size=None):
+        super().__init__(model, lr, first_order=True, inner=inner)
+        self.batch_size = check_batch_size(batch_size)
+
+    def _inner_loop(self, meta_params, variables, x, y, loss, steps, train):
+        plan = batch_plan(x.shape[0], self.batch_size, steps)
+        if plan is None:
+            return super()._inner_loop(meta_params, variables, x, y, loss, steps, train)
+        positions = interleaved_order(y)[plan]  # [steps, batch_size]
+        batches_x, batches_y = x[positions], y[positions]
+
+        def support_loss(params, bx, by):
+            return loss(self.apply_model(with_params(variables, params), bx, train), by)
+
+        def step(carry, batch):
+            params, state = carry
+            value, grads = jax.value_and_grad(support_loss)(params, *batch)
+            grads = jax.lax.stop_gradient(grads)
+            return self.inner_step(meta_params, params, grads, state), value
+
+        params = variables["params"]
+        carry = (params, self.inner_init(meta_params, params))
+        carry, values = jax.lax.scan(step, carry, (batches_x, batches_y))
+        check_finite(values, "adapt: the support loss")
+        return with_params(variables, carry[0])
 
     def meta_gradient(self, meta_params, x, y, *, loss=None, steps=1, train=True):
         """``theta - phi`` as a tree shaped like ``meta_params`` (zeros for non-params)."""

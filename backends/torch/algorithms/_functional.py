@@ -158,13 +158,20 @@ def inner_loop(
     transform = algorithm.inner_transform() if inner is None else inner
     rates = meta_params.get("lrs") if getattr(algorithm, "learned_rates", False) else None
 
-    def support_loss(params):
+    def support_loss(params, x, y):
         value = loss(call(module, {**fixed, **params}, x), y)
         return value, value
 
+    batch_size = getattr(algorithm, "batch_size", None)  # Reptile's inner minibatches
+    if batch_size is None:
+        batches = [(x, y)] * steps
+    else:
+        from ._reptile import inner_batches
+
+        batches = inner_batches(x, y, batch_size, steps)
     state = transform.init(params)
-    for _ in range(steps):
-        grads, value = torch.func.grad(support_loss, has_aux=True)(params)
+    for batch_x, batch_y in batches:
+        grads, value = torch.func.grad(support_loss, has_aux=True)(params, batch_x, batch_y)
         _check_finite(value, "adapt")
         if first_order:
             grads = {name: grad.detach() for name, grad in grads.items()}
