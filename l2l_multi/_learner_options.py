@@ -72,12 +72,13 @@ def check_inner_option(algorithm: str, inner: Any) -> None:
         )
 
 
-def inner_optimizer(inner: Any, algorithm: str, lr: float, library: Any) -> Any:
+def inner_optimizer(inner: Any, algorithm: str, lr: float, library: Any, b1: float = 0.9) -> Any:
     """The transform for ``MetaLearner(..., inner=...)``: ``None`` stays ``None`` (the algorithm's
     own step), a transform is used as given, a name of ``INNER_OPTIMIZERS`` is built by ``library``
     (``l2l_multi.transforms`` on torch, ``optax`` on jax: the same signatures): "sgd" is
-    ``sgd(lr)``, "momentum" ``sgd(lr, momentum=0.9)``, "adam" ``adam(lr, eps_root=1e-16)``. For
-    Meta-SGD the rate is 1.0: its learned rates (initialised to ``lr``) scale the updates."""
+    ``sgd(lr)``, "momentum" ``sgd(lr, momentum=0.9)``, "adam" ``adam(lr, b1, eps_root=1e-16)``
+    (``b1``: Adam's beta1; Reptile's paper uses 0). For Meta-SGD the rate is 1.0: its learned
+    rates (initialised to ``lr``) scale the updates."""
     check_inner_option(algorithm, inner)
     if not isinstance(inner, str):
         return inner
@@ -88,7 +89,7 @@ def inner_optimizer(inner: Any, algorithm: str, lr: float, library: Any) -> Any:
         return library.sgd(rate)
     if inner == "momentum":
         return library.sgd(rate, momentum=INNER_MOMENTUM)
-    return library.adam(rate, eps_root=DEFAULT_EPS_ROOT)
+    return library.adam(rate, b1=b1, eps_root=DEFAULT_EPS_ROOT)
 
 
 def check_choice(argument: str, value: Any, allowed: tuple[str, ...]) -> str:

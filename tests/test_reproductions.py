@@ -92,7 +92,7 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     monkeypatch.setattr(planned, "RESULTS", tmp_path)
     monkeypatch.setattr(planned, "COSTS", tmp_path / "fewshot_costs.json")
     jax_protonet = next(run for run in planned.PLANNED if run.name == "protonet_omniglot_60w1s_pool_jax")
-    reptile = next(run for run in planned.PLANNED if run.name == "reptile_omniglot_5w1s_jax")
+    reptile = next(run for run in planned.PLANNED if run.name == "reptile_omniglot_5w_jax")
     assert planned.plan(jax_protonet, "data")[0] == "start"
     assert (
         jax_protonet.iterations() == 4000 and reptile.iterations() == 100000
@@ -119,7 +119,13 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     assert "about 1.0 h of training at 0.9 s/it on jax cpu: cpu (2 cores)" in rows[0]  # 4000 * 0.9 s
     assert "| ProtoNets | omniglot | 5w1s | 98.80 | in progress" in "\n".join(rows)
     reptile_rows = [line for line in text.splitlines() if reptile.name in line]
-    assert [row.split(" | ")[2] for row in reptile_rows] == ["5w1s", "5w1s non-transductive"]
+    # one training run, tested with 1 and 5 shots in both of Nichol et al.'s protocols
+    assert [row.split(" | ")[2] for row in reptile_rows] == [
+        "5w1s",
+        "5w1s non-transductive",
+        "5w5s",
+        "5w5s non-transductive",
+    ]
     assert "| MetaOptNet | omniglot | 5w1s | n/a | not run | no published number |" in text
     (folder / "results.json").write_text("{}")
     assert planned.plan(jax_protonet, "data") == ("done", None)

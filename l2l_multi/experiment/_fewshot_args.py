@@ -29,6 +29,7 @@ from ._fewshot_options import (
     refuse_algorithm_option,
     script_datasets,
 )
+from .._learner_options import INNER_OPTIMIZERS
 from ._run import RunFolder
 from ._tensorboard import summary_writer_class
 
@@ -91,19 +92,32 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     if "test_ways" in offered:
         add("--test-ways", type=int, nargs="+", default=None, help="classes per test task (default: ways)")
     add(
-        "--test-shots", type=int, default=None, help="support samples per class at test time (default: shots)"
+        "--test-shots",
+        type=int,
+        nargs="+",
+        default=None,
+        help="support samples per class at test time; several: each is tested (results keyed "
+        "'5w1s', '5w5s', ...), the first validates (none given: shots)",
     )
     add("--test-queries", type=int, default=None, help="query samples per class at test time")
     add("--meta-batch", type=int, default=32, help="tasks per meta-update")
     add("--iterations", type=int, default=60000, help="meta-updates")
     if "lr" in offered:
         add("--lr", type=float, default=0.4, help="inner-loop learning rate")
-    add("--meta-lr", type=float, default=1e-3, help="Adam's learning rate")
+    add("--meta-optimizer", choices=("adam", "sgd"), default="adam", help="the outer update")
+    add("--meta-lr", type=float, default=1e-3, help="the meta-optimizer's learning rate")
     add(
         "--meta-lr-halve-every",
         type=int,
         default=0,
         help="halve the meta learning rate every N updates (0: never)",
+    )
+    add(
+        "--meta-lr-final",
+        type=float,
+        default=None,
+        help="anneal the meta learning rate linearly from --meta-lr at the first update to this "
+        "value after the last (Nichol et al.'s meta-step schedule; none given: constant)",
     )
     if "adaptation_steps" in offered:
         add("--adaptation-steps", type=int, default=1, help="inner steps in training")
@@ -112,6 +126,22 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
             type=int,
             default=None,
             help="inner steps at test time (none given: as in training)",
+        )
+    if "inner" in offered:
+        add(
+            "--inner",
+            choices=INNER_OPTIMIZERS,
+            default=None,
+            help="the inner optimizer at rate --lr (none given: the algorithm's SGD step)",
+        )
+        add("--inner-beta1", type=float, default=None, help="--inner adam: its beta1 (none given: 0.9)")
+    if "inner_batch" in offered:
+        add(
+            "--inner-batch",
+            type=int,
+            default=None,
+            help="samples per inner step, taken in turn from the support set in class-interleaved "
+            "order, in training and test (none given: the whole support set each step)",
         )
     if "first_order" in offered:
         add("--first-order", action="store_true", help="drop the second-order terms of the meta-gradient")
@@ -254,7 +284,10 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     args.queries = args.shots if args.queries is None else args.queries
     args.test_queries = args.queries if args.test_queries is None else args.test_queries
     args.test_ways = args.test_ways or [args.ways]
-    args.test_shots = args.shots if args.test_shots is None else args.test_shots
+    if args.test_shots is None:
+        args.test_shots = [args.shots]
+    elif not isinstance(args.test_shots, list):  # a folder saved before --test-shots took several
+        args.test_shots = [args.test_shots]
     args.model = args.model or DEFAULT_MODELS[args.dataset]
     if args.test_adaptation_steps is None:
         args.test_adaptation_steps = args.adaptation_steps
@@ -281,6 +314,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         check_int(args, name, minimum, why)
     check_float(args, "lr")
     check_float(args, "meta_lr")
+    check_inner_settings(args)
     check_float(args, "max_train_seconds")
     if args.algorithm not in METRIC_ALGORITHMS and set(args.test_ways) != {args.ways}:
         raise SystemExit(
@@ -307,6 +341,43 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
             f"--device {args.device}: only the torch backend takes a device (jax uses its default)"
         )
     config = {k: v for k, v in vars(args).items() if k not in OUTPUT_OPTIONS}
-    if config["batch_norm"] == "batch":  # recorded only when chosen: older folders resume unchanged
-        del config["batch_norm"]
+    # recorded only when chosen: older folders resume unchanged
+    for key, default in UNRECORDED_DEFAULTS.items():
+        if config[key] == default:
+            del config[key]
+    if len(config["test_shots"]) == 1:
+        config["test_shots"] = config["test_shots"][0]
     return config
+
+
+# settings config.json records only when they differ from these (older folders lack them)
+UNRECORDED_DEFAULTS = {
+    "batch_norm": "batch",
+    "meta_optimizer": "adam",
+    "meta_lr_final": None,
+    "inner": None,
+    "inner_beta1": None,
+    "inner_batch": None,
+}
+
+
+def check_inner_settings(args: argparse.Namespace) -> None:
+    """Refuses inconsistent inner-loop and meta-step settings, naming the flags (``SystemExit``)."""
+    if args.inner is not None and args.inner not in INNER_OPTIMIZERS:  # a restored value
+        raise SystemExit(f"--inner {args.inner!r} is not one of {', '.join(map(repr, INNER_OPTIMIZERS))}")
+    if args.inner_beta1 is not None:
+        if args.inner != "adam":
+            raise SystemExit(f"--inner-beta1 {args.inner_beta1}: applies to --inner adam only")
+        if not 0 <= args.inner_beta1 < 1:
+            raise SystemExit(f"--inner-beta1 must lie in [0, 1), got {args.inner_beta1!r}")
+    if args.inner_batch is not None:
+        check_int(args, "inner_batch", 1, "samples per inner step")
+    if args.meta_optimizer not in ("adam", "sgd"):  # a restored value
+        raise SystemExit(f"--meta-optimizer {args.meta_optimizer!r} is not one of 'adam', 'sgd'")
+    if args.meta_lr_final is not None:
+        check_float(args, "meta_lr_final")
+        if args.meta_lr_halve_every:
+            raise SystemExit(
+                "--meta-lr-final and --meta-lr-halve-every are two schedules of the meta learning rate; "
+                "give one of them"
+            )

@@ -24,6 +24,9 @@ HIDDEN_DEFAULTS = {
     "head": "ridge",
     "test_ways": None,
     "batch_norm": "batch",
+    "inner": None,
+    "inner_beta1": None,
+    "inner_batch": None,
 }
 # settings --quick changes only where an inner loop exists
 INNER_LOOP_SETTINGS = ("adaptation_steps", "test_adaptation_steps")
@@ -73,7 +76,7 @@ def offered_options(defaults: dict[str, Any]) -> set[str]:
         >>> sorted(offered_options({"algorithm": "protonet", "dataset": "omniglot"}))
         ['batch_norm', 'test_ways']
         >>> sorted(offered_options({"algorithm": "maml", "dataset": "omniglot"}))
-        ['adaptation_steps', 'first_order', 'lr', 'test_adaptation_steps']
+        ['adaptation_steps', 'first_order', 'inner', 'lr', 'test_adaptation_steps']
     """
     spec = algorithm_spec(defaults["algorithm"])
     offered = set()
@@ -85,6 +88,7 @@ def offered_options(defaults: dict[str, Any]) -> set[str]:
         offered.add("test_ways")
     if "head" in spec.options:
         offered.add("head")
+    offered |= {"inner", "inner_batch"} & set(spec.options)
     if spec.kind == "metric":
         offered.add("batch_norm")
     if len(script_datasets(defaults)) > 1:

@@ -36,13 +36,13 @@ def test_and_report(
     args: argparse.Namespace,
     run: RunFolder,
     learner,
-    test_sets: dict[int, Any],
+    test_sets: dict[tuple[int, int], Any],
     training: Training,
     tasks_on_device: bool,
     processes: Processes,
     argv: list[str] | None,
 ) -> dict[str, Any]:
-    """Tests ``learner`` on ``test_sets`` (ways -> test tasks) with each protocol of
+    """Tests ``learner`` on ``test_sets`` ((ways, shots) -> test tasks) with each protocol of
     ``args.test_protocol`` (transductive results under keys such as ``"5w1s"``, non-transductive
     ones under ``"5w1s non-transductive"``; with ``--batch-norm running`` one test per setting,
     under ``"5w1s running-statistics"``), writes ``results.json`` and the learning curve to
@@ -52,12 +52,19 @@ def test_and_report(
     test = {}
     protocols = TEST_PROTOCOLS[getattr(args, "test_protocol", "transductive")]
     running = getattr(args, "batch_norm", "batch") == "running"
-    for ways, tasks in test_sets.items():
+    for (ways, shots), tasks in test_sets.items():
         for transductive in protocols:
             result = evaluate_protocol(
-                learner, args, tasks, args.test_tasks, ways, progress=args.progress, transductive=transductive
+                learner,
+                args,
+                tasks,
+                args.test_tasks,
+                ways,
+                progress=args.progress,
+                transductive=transductive,
+                shots=shots,
             )
-            test[setting_key(ways, args.test_shots, transductive, running)] = result
+            test[setting_key(ways, shots, transductive, running)] = result
     results = {
         "method": args.method,
         "algorithm": args.algorithm,
@@ -81,7 +88,7 @@ def test_and_report(
     }
     run.write_results(results)  # rank 0's folder; the other ranks' run writes nothing
     title = setting_title(results["method"], args.dataset, args.ways, args.shots, args.backend)
-    published = args.paper.get(f"{args.test_ways[0]}w{args.test_shots}s")  # validation's setting
+    published = args.paper.get(f"{args.test_ways[0]}w{args.test_shots[0]}s")  # validation's setting
     curves = learning_curves(args.eval_tasks, args.test_ways[0], published, args.paper_source)
     run.plot("iteration", curves, title=title, xlabel="iteration (meta-updates)")
     for setting, result in test.items() if processes.is_main else ():

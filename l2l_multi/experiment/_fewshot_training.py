@@ -32,14 +32,16 @@ def evaluate_protocol(
     ways: int,
     progress: bool = False,
     transductive: bool = True,
+    shots: int | None = None,
 ) -> dict[str, Any]:
-    """``evaluate_tasks`` on the first ``num_tasks`` of ``tasks`` (``ways`` classes) with the run's
-    test shots, adaptation steps and evaluation batch: validation and test score alike
-    (validation always transductively; the test with each protocol of ``--test-protocol``)."""
+    """``evaluate_tasks`` on the first ``num_tasks`` of ``tasks`` (``ways`` classes) with ``shots``
+    support samples per class (``None``: the first of ``--test-shots``), the run's adaptation
+    steps and evaluation batch: validation and test score alike (validation always
+    transductively; the test with each protocol of ``--test-protocol``)."""
     return evaluate_tasks(
         learner,
         tasks,
-        shots=args.test_shots,
+        shots=args.test_shots[0] if shots is None else shots,
         num_tasks=num_tasks,
         batch_size=args.eval_batch,
         adaptation_steps=args.test_adaptation_steps,
@@ -164,6 +166,9 @@ def train_learner(
             stop_training()
         if args.meta_lr_halve_every:
             learner.set_meta_lr(args.meta_lr * 0.5 ** (iteration // args.meta_lr_halve_every))
+        elif getattr(args, "meta_lr_final", None) is not None:  # linear, as Nichol et al.'s meta-step size
+            done_fraction = iteration / args.iterations
+            learner.set_meta_lr(args.meta_lr + done_fraction * (args.meta_lr_final - args.meta_lr))
         (sx, sy), (qx, qy) = train.next(args.meta_batch, args.shots)
         # Read the previous step's metrics only after queueing this one: the host samples the
         # next batch while an accelerator still computes.

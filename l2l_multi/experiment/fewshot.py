@@ -26,6 +26,7 @@ two steps, saves a checkpoint and exits with status 130, naming the ``--resume``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 from pathlib import Path
@@ -50,8 +51,9 @@ from ._run import RunFolder
 __all__ = ["main", "argument_parser", "parse_arguments", "run_config", "OUTPUT_OPTIONS", "QUICK"]
 
 
-def _tasksets(args: argparse.Namespace, ways: int, queries: int):
-    """The benchmark's train/validation/test task sets, the test ones with ``ways`` classes."""
+def _tasksets(args: argparse.Namespace, ways: int, queries: int, shots: int):
+    """The benchmark's train/validation/test task sets, the test ones with ``ways`` classes and
+    ``shots + queries`` samples per class."""
     from ..vision.benchmarks import get_tasksets
 
     return get_tasksets(
@@ -59,7 +61,7 @@ def _tasksets(args: argparse.Namespace, ways: int, queries: int):
         train_ways=args.ways,
         train_samples=args.shots + args.queries,
         test_ways=ways,
-        test_samples=args.test_shots + queries,
+        test_samples=shots + queries,
         root=args.root,
         seed=args.seed,
         train_splits=tuple(args.train_splits),
@@ -103,14 +105,18 @@ def _train_and_test(
     """Builds the data and the learner, trains, then tests; returns ``results.json``'s dict."""
     import l2l_multi as l2l
 
+    from .._learner_options import inner_optimizer
+
     from ._train_tasks import TrainTasks
 
     l2l.set_backend(args.backend)
     # every test split is built now: a data problem shows before training, not after it
-    tasksets = _tasksets(args, args.test_ways[0], args.test_queries)
-    test_sets = {args.test_ways[0]: tasksets.test}
-    for ways in args.test_ways[1:]:
-        test_sets[ways] = _tasksets(args, ways, args.test_queries).test
+    first = (args.test_ways[0], args.test_shots[0])  # the validation setting
+    tasksets = _tasksets(args, first[0], args.test_queries, first[1])
+    test_sets = {first: tasksets.test}
+    for setting in itertools.product(args.test_ways, args.test_shots):
+        if setting not in test_sets:
+            test_sets[setting] = _tasksets(args, setting[0], args.test_queries, setting[1]).test
     options = {"device": args.device} if args.backend == "torch" and args.device else {}
     if args.backend == "jax":
         options["conv"] = args.conv
@@ -118,6 +124,13 @@ def _train_and_test(
         options["head"] = args.head
     if args.batch_norm != "batch":  # metric learners only (the option is offered to them alone)
         options["batch_norm"] = args.batch_norm
+    if args.inner is not None:  # built here: l2l_multi.transforms serve both backends
+        b1 = 0.9 if args.inner_beta1 is None else args.inner_beta1
+        options["inner"] = inner_optimizer(args.inner, args.algorithm, args.lr, l2l.transforms, b1=b1)
+    if args.inner_batch is not None:  # Reptile only (the option is offered to it alone)
+        options["inner_batch"] = args.inner_batch
+    if args.meta_optimizer != "adam":
+        options["meta_optimizer"] = args.meta_optimizer
     learner = l2l.MetaLearner(
         args.algorithm,
         args.model,
