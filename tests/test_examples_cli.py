@@ -33,15 +33,16 @@ def options_of(name: str) -> set[str]:
     return {option for action in parser._actions for option in action.option_strings}
 
 
-INNER_LOOP = {"--lr", "--adaptation-steps", "--test-adaptation-steps"}
+INNER_LOOP = {"--lr", "--adaptation-steps", "--test-adaptation-steps", "--inner", "--inner-beta1"}
 # what each script must offer and must not offer, written out from the methods themselves:
 # gradient-based methods adapt (and MAML, Meta-SGD and ANIL have a second order to drop),
-# metric methods test with any number of classes, only MetaOptNet has a head to choose.
+# only Reptile takes inner minibatches, metric methods test with any number of classes, only
+# MetaOptNet has a head to choose.
 EXPECTED = {
-    "maml_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset"}),
-    "metasgd_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset"}),
-    "anil_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset"}),
-    "reptile_omniglot": (INNER_LOOP, {"--first-order", "--head", "--test-ways", "--dataset"}),
+    "maml_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset", "--inner-batch"}),
+    "metasgd_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset", "--inner-batch"}),
+    "anil_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset", "--inner-batch"}),
+    "reptile_omniglot": (INNER_LOOP | {"--inner-batch"}, {"--first-order", "--head", "--test-ways", "--dataset"}),
     "protonet_omniglot": ({"--test-ways"}, INNER_LOOP | {"--first-order", "--head", "--dataset"}),
     "metaoptnet_omniglot": ({"--test-ways", "--head"}, INNER_LOOP | {"--first-order", "--dataset"}),
     "maml_miniimagenet": (INNER_LOOP | {"--first-order", "--dataset"}, {"--head", "--test-ways"}),
@@ -291,3 +292,68 @@ def test_tensorboard_without_a_writer_names_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(SystemExit, match="pip install tensorboard"):
         _tensorboard.summary_writer_class()
+
+
+def test_reptile_defaults_are_the_papers_and_inner_settings_are_checked():
+    """reptile_omniglot.py's defaults are Nichol et al.'s Omniglot settings; flags that cannot
+    go together are refused by name before any work."""
+    args = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", [])
+    config = fewshot.run_config(args)
+    assert (args.shots, args.test_shots, args.inner, args.inner_beta1, args.inner_batch) == (10, [1, 5], "adam", 0.0, 10)
+    assert (args.meta_optimizer, args.meta_lr, args.meta_lr_final, args.meta_batch) == ("sgd", 1.0, 0.0, 5)
+    assert config["test_shots"] == [1, 5] and config["meta_optimizer"] == "sgd"
+    # a script left at the defaults records none of the new settings: older folders resume
+    maml = fewshot.run_config(fewshot.parse_arguments(defaults_of("maml_omniglot"), "", []))
+    assert not {"inner", "inner_beta1", "inner_batch", "meta_optimizer", "meta_lr_final"} & set(maml)
+    assert maml["test_shots"] == 1  # one test setting: an int, as folders saved before recorded it
+    for argv, message in (
+        (["--inner", "sgd", "--inner-beta1", "0"], "--inner-beta1 0.0: applies to --inner adam only"),
+        (["--inner-beta1", "1"], r"--inner-beta1 must lie in \[0, 1\)"),
+        (["--inner-batch", "0"], "--inner-batch must be an integer >= 1"),
+        (["--meta-lr-halve-every", "100"], "--meta-lr-final and --meta-lr-halve-every are two schedules"),
+        (["--test-shots", "1", "0"], "--test-shots must be an integer >= 1"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            fewshot.run_config(fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", argv))
+
+
+def test_the_meta_step_anneals_linearly_to_its_final_value():
+    """--meta-lr-final: update i (from 0) runs at meta_lr + i / iterations * (final - meta_lr),
+    also when training resumes at update i (the rate depends on the update, not on the process)."""
+    from l2l_multi.experiment import _fewshot_training
+
+    args = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", ["--iterations", "8"])
+    fewshot.run_config(args)
+    rates = []
+
+    class Learner:  # records the rate each update is queued with, then stops training
+        iterations = 0
+
+        def set_meta_lr(self, rate):
+            rates.append(rate)
+
+        def train_step(self, *batch, wait=True):
+            raise KeyboardInterrupt
+
+        def load_state_dict(self, state):
+            pass
+
+    class Tasks:
+        def next(self, n, shots):
+            return (None, None), (None, None)
+
+        def load_state_dict(self, state):
+            pass
+
+        def close(self):
+            pass
+
+    class Run:
+        def __init__(self, start):
+            saved = {"iteration": start, "learner": {}, "train_tasks": {}, "elapsed": 0.0, "window": []}
+            self.checkpoint = saved if start else None
+
+    for start in range(8):
+        with pytest.raises(KeyboardInterrupt):
+            _fewshot_training.train_learner(args, Run(start), Learner(), Tasks(), None, processes=None)
+    assert np.allclose(rates, [1.0 - i / 8 for i in range(8)])  # meta_lr 1 to meta_lr_final 0

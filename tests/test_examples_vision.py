@@ -109,11 +109,15 @@ def test_omniglot_example_quick(tmp_path, backend, name, extra, capsys, maml_run
     assert len(metrics_rows(out)) == 2  # one row per evaluation (iterations 2 and 4)
     config = json.loads((out / "config.json").read_text())
     assert config["backend"] == backend and config["quick"] is True
-    # Reptile tests with both protocols by default (--test-protocol both), each with its own paper number
+    # Reptile tests 1 and 5 shots (--test-shots 1 5) with both protocols by default (--test-protocol
+    # both), each with its own paper number, from one training run of 10 shots per class
     both = name == "reptile_omniglot"
     assert config["test_protocol"] == ("both" if both else "transductive")
     transductive = {key: value["transductive"] for key, value in results["test"].items()}
-    expected = {"5w1s": True, "5w1s non-transductive": False} if both else {"5w1s": True}
+    expected = {"5w1s": True}
+    if both:
+        expected = {f"5w{k}s{protocol}": not protocol for k in (1, 5) for protocol in ("", " non-transductive")}
+        assert results["train_setting"] == "5w10s" and config["test_shots"] == [1, 5]
     if name in ("maml_omniglot", "reptile_omniglot", "metasgd_omniglot", "anil_omniglot"):
         assert transductive == expected
     if both:  # the same learner and tasks: the protocols differ only in how queries meet batch norm
