@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 
 from ...._inner_batches import batch_plan, check_batch_size
-from ._gradient_based import _GradientBased, check_finite
-from ._model import with_params
+from ._gradient_based import _GradientBased, check_finite, check_task
+from ._model import cross_entropy, with_params
 
 
 def interleaved_order(y: jax.Array) -> jax.Array:
@@ -74,6 +74,23 @@ class Reptile(_GradientBased):
     def meta_gradient(self, meta_params, x, y, *, loss=None, steps=1, train=True):
         """``theta - phi`` as a tree shaped like ``meta_params`` (zeros for non-params)."""
         adapted = self.adapt(jax.lax.stop_gradient(meta_params), x, y, loss=loss, steps=steps, train=train)
+        return self._direction(meta_params, adapted)
+
+    def _task_loss_and_direction(
+        self, meta_params, support_x, support_y, query_x, query_y, *, loss=None, steps=1, train=True
+    ):
+        """``(theta - phi, query loss 0-d, query outputs [q, ...])`` from one adaptation: what a
+        train step needs (``meta_gradient`` and ``task_loss`` would adapt twice)."""
+        loss = cross_entropy if loss is None else loss
+        check_task(meta_params, query_x, query_y, steps, "query_x", "query_y", loss)
+        adapted = self.adapt(
+            jax.lax.stop_gradient(meta_params), support_x, support_y, loss=loss, steps=steps, train=train
+        )
+        outputs = self.apply_model(adapted, query_x, train)
+        return self._direction(meta_params, adapted), loss(outputs, query_y), outputs
+
+    @staticmethod
+    def _direction(meta_params, adapted):
         delta = jax.tree_util.tree_map(lambda a, b: a - b, meta_params["model"]["params"], adapted["params"])
         zeros = jax.tree_util.tree_map(jax.numpy.zeros_like, meta_params)
         zeros["model"] = {**zeros["model"], "params": delta}

@@ -254,17 +254,9 @@ def make_meta_train_step(
     def gradients(meta_params, support_x, support_y, query_x, query_y):
         if isinstance(algorithm, Reptile):
 
-            def direction(sx, sy, qx, qy):
-                task_loss, logits = algorithm.task_loss(
+            def direction(sx, sy, qx, qy):  # one adaptation gives the direction and the query loss
+                return algorithm._task_loss_and_direction(
                     meta_params, sx, sy, qx, qy, loss=loss, steps=adaptation_steps, train=train
-                )
-                delta = algorithm.meta_gradient(
-                    meta_params, sx, sy, loss=loss, steps=adaptation_steps, train=train
-                )
-                return (
-                    delta,
-                    task_loss,
-                    logits,
                 )
 
             directions, task_losses, logits = map_tasks(
