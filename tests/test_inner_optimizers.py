@@ -383,7 +383,7 @@ def test_lr_and_inner_refusals(backend):
 
 def test_metalearner_inner_option_is_checked():
     with pytest.raises(
-        ValueError, match=r"inner='adam' applies to maml, metasgd, anil; algorithm='protonet'"
+        ValueError, match=r"inner='adam' applies to maml, metasgd, anil, reptile; algorithm='protonet'"
     ):
         l2l.MetaLearner("protonet", "omniglot-fc", 3, inner="adam", backend="torch")
     with pytest.raises(ValueError, match=r"inner='rmsprop' is not one of 'sgd', 'momentum', 'adam'"):

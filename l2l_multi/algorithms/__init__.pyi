@@ -65,7 +65,9 @@ class GBML(_GradientBased):
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...  # torch: module=, jax: model=
 
 class Reptile(_GradientBased):
-    def __init__(self, model: Any, lr: Any, **kwargs: Any) -> None: ...
+    def __init__(
+        self, model: Any, lr: Any = None, *, inner: Any = None, batch_size: int | None = None, **kwargs: Any
+    ) -> None: ...
 
 class MAMLpp:
     def __init__(
