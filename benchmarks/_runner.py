@@ -1,12 +1,18 @@
-"""What the reproduction runners share: the run-folder lock probe and the niced start loop."""
+"""What the reproduction runners share: the run-folder lock probe, the niced start loop and the
+timing of a short run."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -95,3 +101,34 @@ def start_all(
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def time_updates(
+    name: str,
+    argv_for: Callable[[Path], tuple[list[str], Path]],
+    timed_span: Callable[[list[dict]], tuple[float, int]],
+    cwd: Path,
+) -> dict:
+    """Seconds per update of a short run: ``argv_for(scratch)`` gives the script and its options
+    writing into a temporary folder, and the run folder they write; the run gets one OpenMP and one
+    XLA thread (:data:`ONE_THREAD`, unless the environment sets them); ``timed_span(metrics rows)``
+    picks ``(seconds, updates)`` from its ``metrics.csv`` (each runner leaves set-up and
+    compilation out its own way). Returns the record the cost files keep: ``seconds_per_update``,
+    ``device`` (as the run's ``config.json`` names it), ``cpu_count``, ``updates_timed``,
+    ``measured`` (the date). Raises ``RuntimeError`` with the run's stderr when it fails."""
+    with tempfile.TemporaryDirectory() as scratch:
+        argv, folder = argv_for(Path(scratch))
+        env = {**ONE_THREAD, **os.environ}
+        done = subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: the timing run failed:\n{done.stderr[-2000:]}")
+        rows = list(csv.DictReader((folder / "metrics.csv").open()))
+        config = json.loads((folder / "config.json").read_text())
+    seconds, updates = timed_span(rows)
+    return {
+        "seconds_per_update": round(seconds / updates, 4),
+        "device": config.get("environment", {}).get("device") or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "updates_timed": updates,
+        "measured": time.strftime("%Y-%m-%d"),
+    }

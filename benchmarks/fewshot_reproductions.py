@@ -23,13 +23,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import shlex
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(HERE) not in sys.path:  # benchmarks/ is no package; its runners share _runner.py
     sys.path.insert(0, str(HERE))
-from _runner import locked, start_all  # noqa: E402
+from _runner import locked, start_all, time_updates  # noqa: E402
 
 RESULTS = HERE / "results"
 COSTS = RESULTS / "fewshot_costs.json"
@@ -191,27 +186,18 @@ def measure(run: PlannedRun, root: str, updates: int) -> dict:
     the time between the validations at ``updates // 2`` and ``updates`` (2 tasks each) divided by
     ``updates - updates // 2``; compilation and data loading fall before the first validation."""
     half = max(1, updates // 2)
-    with tempfile.TemporaryDirectory() as scratch:
+
+    def argv_for(scratch: Path) -> tuple[list[str], Path]:
         argv = shlex.split(run.command(root))[1:]
-        argv[argv.index("--out") + 1] = scratch
+        argv[argv.index("--out") + 1] = str(scratch)
         argv = [word for word in argv if word != "--no-progress"]
         argv += ["--iterations", str(2 * half), "--eval-every", str(half), "--eval-tasks", "2"]
-        argv += ["--test-tasks", "2", "--no-progress"]
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{run.name}: the timing run failed:\n{done.stderr[-2000:]}")
-        rows = list(csv.DictReader((Path(scratch) / "metrics.csv").open()))
-        config = json.loads((Path(scratch) / "config.json").read_text())
-    seconds = (float(rows[-1]["elapsed_s"]) - float(rows[-2]["elapsed_s"])) / half
-    device = config.get("environment", {}).get("device") or platform.machine()
-    return {
-        "seconds_per_update": round(seconds, 4),
-        "device": device,
-        "cpu_count": os.cpu_count(),
-        "updates_timed": half,
-        "measured": time.strftime("%Y-%m-%d"),
-    }
+        return argv + ["--test-tasks", "2", "--no-progress"], scratch
+
+    def between_validations(rows: list[dict]) -> tuple[float, int]:
+        return float(rows[-1]["elapsed_s"]) - float(rows[-2]["elapsed_s"]), half
+
+    return time_updates(run.name, argv_for, between_validations, ROOT)
 
 
 def read_costs(path: Path | None = None) -> dict:

@@ -25,15 +25,10 @@ as issue 17 reads them; its text says both environments ran for 300 updates.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(HERE) not in sys.path:  # benchmarks/ is no package; its runners share _runner.py
     sys.path.insert(0, str(HERE))
-from _runner import ONE_THREAD, locked, start_all  # noqa: E402
+from _runner import locked, start_all, time_updates  # noqa: E402
 from meta_rl_summary import STOPPED_FILE  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -224,25 +219,16 @@ def measure(reproduction: Reproduction, updates: int) -> dict:
     in a temporary folder, the training time of updates 2..``updates`` (``elapsed_s``, so the first
     update's set-up is left out) divided by their number; one OpenMP and one XLA thread, as the
     runner gives each run."""
-    with tempfile.TemporaryDirectory() as scratch:
-        argv = shlex.split(reproduction.command(0, Path(scratch)))[1:]
+
+    def argv_for(scratch: Path) -> tuple[list[str], Path]:
+        argv = shlex.split(reproduction.command(0, scratch))[1:]
         argv[argv.index("--iterations") + 1] = str(updates)
-        env = {**ONE_THREAD, **os.environ}
-        done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{reproduction.name}: the timing run failed:\n{done.stderr[-2000:]}")
-        folder = reproduction.folder(0, Path(scratch))
-        rows = list(csv.DictReader((folder / "metrics.csv").open()))
-        config = json.loads((folder / "config.json").read_text())
-    seconds = (float(rows[-1]["elapsed_s"]) - float(rows[0]["elapsed_s"])) / (len(rows) - 1)
-    device = config.get("environment", {}).get("device") or platform.machine()
-    return {
-        "seconds_per_update": round(seconds, 2),
-        "device": device,
-        "cpu_count": os.cpu_count(),
-        "updates_timed": len(rows) - 1,
-        "measured": time.strftime("%Y-%m-%d"),
-    }
+        return argv, reproduction.folder(0, scratch)
+
+    def after_the_first(rows: list[dict]) -> tuple[float, int]:
+        return float(rows[-1]["elapsed_s"]) - float(rows[0]["elapsed_s"]), len(rows) - 1
+
+    return time_updates(reproduction.name, argv_for, after_the_first, ROOT)
 
 
 def read_costs(path: Path | None = None) -> dict:

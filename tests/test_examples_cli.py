@@ -39,10 +39,22 @@ INNER_LOOP = {"--lr", "--adaptation-steps", "--test-adaptation-steps", "--inner"
 # only Reptile takes inner minibatches, metric methods test with any number of classes, only
 # MetaOptNet has a head to choose.
 EXPECTED = {
-    "maml_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset", "--inner-batch"}),
-    "metasgd_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset", "--inner-batch"}),
-    "anil_omniglot": (INNER_LOOP | {"--first-order"}, {"--head", "--test-ways", "--dataset", "--inner-batch"}),
-    "reptile_omniglot": (INNER_LOOP | {"--inner-batch"}, {"--first-order", "--head", "--test-ways", "--dataset"}),
+    "maml_omniglot": (
+        INNER_LOOP | {"--first-order"},
+        {"--head", "--test-ways", "--dataset", "--inner-batch"},
+    ),
+    "metasgd_omniglot": (
+        INNER_LOOP | {"--first-order"},
+        {"--head", "--test-ways", "--dataset", "--inner-batch"},
+    ),
+    "anil_omniglot": (
+        INNER_LOOP | {"--first-order"},
+        {"--head", "--test-ways", "--dataset", "--inner-batch"},
+    ),
+    "reptile_omniglot": (
+        INNER_LOOP | {"--inner-batch"},
+        {"--first-order", "--head", "--test-ways", "--dataset"},
+    ),
     "protonet_omniglot": ({"--test-ways"}, INNER_LOOP | {"--first-order", "--head", "--dataset"}),
     "metaoptnet_omniglot": ({"--test-ways", "--head"}, INNER_LOOP | {"--first-order", "--dataset"}),
     "maml_miniimagenet": (INNER_LOOP | {"--first-order", "--dataset"}, {"--head", "--test-ways"}),
@@ -299,7 +311,13 @@ def test_reptile_defaults_are_the_papers_and_inner_settings_are_checked():
     go together are refused by name before any work."""
     args = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", [])
     config = fewshot.run_config(args)
-    assert (args.shots, args.test_shots, args.inner, args.inner_beta1, args.inner_batch) == (10, [1, 5], "adam", 0.0, 10)
+    assert (args.shots, args.test_shots, args.inner, args.inner_beta1, args.inner_batch) == (
+        10,
+        [1, 5],
+        "adam",
+        0.0,
+        10,
+    )
     assert (args.meta_optimizer, args.meta_lr, args.meta_lr_final, args.meta_batch) == ("sgd", 1.0, 0.0, 5)
     assert config["test_shots"] == [1, 5] and config["meta_optimizer"] == "sgd"
     # a script left at the defaults records none of the new settings: older folders resume

@@ -116,7 +116,9 @@ def test_omniglot_example_quick(tmp_path, backend, name, extra, capsys, maml_run
     transductive = {key: value["transductive"] for key, value in results["test"].items()}
     expected = {"5w1s": True}
     if both:
-        expected = {f"5w{k}s{protocol}": not protocol for k in (1, 5) for protocol in ("", " non-transductive")}
+        expected = {
+            f"5w{k}s{protocol}": not protocol for k in (1, 5) for protocol in ("", " non-transductive")
+        }
         assert results["train_setting"] == "5w10s" and config["test_shots"] == [1, 5]
     if name in ("maml_omniglot", "reptile_omniglot", "metasgd_omniglot", "anil_omniglot"):
         assert transductive == expected

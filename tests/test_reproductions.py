@@ -219,3 +219,35 @@ def test_every_accuracy_the_documentation_quotes_is_in_the_generated_table():
     }
     assert quoted, "the README quotes no reproduced accuracy: this test has lost its subject"
     assert sorted(q for q in quoted if q[1] not in table) == []
+
+
+def test_fewshot_measure_times_the_updates_between_the_two_validations(tmp_path, monkeypatch):
+    """--measure N: the seconds between the validations at N/2 and N, over N/2 updates, in a
+    temporary folder."""
+    planned = reproductions._sibling("fewshot_reproductions")
+    monkeypatch.setattr(planned, "ROOT", tmp_path)
+    monkeypatch.setattr(planned, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(planned, "COSTS", tmp_path / "results" / "fewshot_costs.json")
+    (tmp_path / "results").mkdir()
+    script = tmp_path / "examples" / "vision" / "standin.py"  # validation i ends at 40 + 0.25 i s
+    script.parent.mkdir(parents=True)
+    script.write_text(
+        "import argparse, json, pathlib\n"
+        "p = argparse.ArgumentParser()\n"
+        "for flag in ('--root', '--out', '--iterations', '--eval-every', '--eval-tasks', '--test-tasks'):\n"
+        "    p.add_argument(flag)\n"
+        "p.add_argument('--no-progress', action='store_true')\n"
+        "a = p.parse_args()\n"
+        "out = pathlib.Path(a.out)\n"
+        "(out / 'config.json').write_text(json.dumps({'environment': {'device': 'jax cpu: test'}}))\n"
+        "every, last = int(a.eval_every), int(a.iterations)\n"
+        "rows = [f'{i},{40 + 0.25 * i}' for i in range(every, last + 1, every)]\n"
+        "(out / 'metrics.csv').write_text('iteration,elapsed_s\\n' + '\\n'.join(rows) + '\\n')\n"
+    )
+    run = planned.PlannedRun("standin_run", "standin", "", ("5w1s",), "the paper's settings")
+    monkeypatch.setattr(planned, "PLANNED", (run,))
+    planned.main(["--root", "data", "--measure", "40"])
+    costs = planned.read_costs()
+    assert costs["standin_run"]["seconds_per_update"] == 0.25 and costs["standin_run"]["updates_timed"] == 20
+    assert costs["standin_run"]["device"] == "jax cpu: test"
+    assert not (tmp_path / "results" / "standin_run").exists()  # timed in a temporary folder

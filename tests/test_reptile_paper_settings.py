@@ -14,11 +14,11 @@ pytest.importorskip("jax")
 
 import jax  # noqa: E402
 import torch  # noqa: E402
+from l2l_multi.backends.jax.algorithms._reptile import interleaved_order as jax_order  # noqa: E402
+from l2l_multi.backends.torch.algorithms._reptile import interleaved_order as torch_order  # noqa: E402
 
 import l2l_multi as l2l  # noqa: E402
 from l2l_multi._inner_batches import batch_plan, interleaved_order_numpy  # noqa: E402
-from l2l_multi.backends.jax.algorithms._reptile import interleaved_order as jax_order  # noqa: E402
-from l2l_multi.backends.torch.algorithms._reptile import interleaved_order as torch_order  # noqa: E402
 from l2l_multi.crosscheck import crosscheck  # noqa: E402
 
 
@@ -42,7 +42,9 @@ def test_the_interleaved_order_is_the_same_on_numpy_torch_and_jax():
         # each prefix of k * (number of classes) samples holds k of each class, while they last
         counts = np.bincount(labels, minlength=4)
         first = labels[expected[: 4 * counts.min()]]
-        assert all((np.bincount(first[i * 4 : i * 4 + 4], minlength=4) == 1).all() for i in range(counts.min()))
+        assert all(
+            (np.bincount(first[i * 4 : i * 4 + 4], minlength=4) == 1).all() for i in range(counts.min())
+        )
     # regression targets keep their order
     assert torch_order(torch.zeros(4, 1)).tolist() == [0, 1, 2, 3]
 

@@ -15,13 +15,13 @@ from ..._learner_options import inner_optimizer
 from ..._registry import AlgorithmSpec, ModelSpec
 from .. import torch as _backend
 from . import _non_transductive, algorithms
-from .algorithms._reptile import inner_batches
 from ._builders import ALGORITHM_BUILDERS as ALGORITHM_BUILDERS
 from ._builders import MLP as MLP
 from ._builders import MODEL_BUILDERS as MODEL_BUILDERS
 from ._builders import build_model as build_model
 from ._rank_share import RankShare, joined_group
 from ._trees import flax_tree, torch_tree
+from .algorithms._reptile import inner_batches
 
 LOSSES = {"cross-entropy": F.cross_entropy, "mse": F.mse_loss}
 

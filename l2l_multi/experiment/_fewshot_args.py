@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Any
 
+from .._learner_options import INNER_OPTIMIZERS
 from ._cli import (
     DefaultsHelpFormatter,
     check_float,
@@ -29,7 +30,6 @@ from ._fewshot_options import (
     refuse_algorithm_option,
     script_datasets,
 )
-from .._learner_options import INNER_OPTIMIZERS
 from ._run import RunFolder
 from ._tensorboard import summary_writer_class
 

@@ -106,7 +106,6 @@ def _train_and_test(
     import l2l_multi as l2l
 
     from .._learner_options import inner_optimizer
-
     from ._train_tasks import TrainTasks
 
     l2l.set_backend(args.backend)

@@ -85,7 +85,15 @@ class BaseLearner(torch.nn.Module):
     # Names this library probes on a learner with getattr(learner, name, default): a wrapped
     # model's own `features` or `adaptation_steps` must not pass for the learner's.
     _NOT_FORWARDED = frozenset(
-        {"features", "head", "adaptation_steps", "flax_layout", "functional_task_loss", "plain_type", "batch_size"}
+        {
+            "features",
+            "head",
+            "adaptation_steps",
+            "flax_layout",
+            "functional_task_loss",
+            "plain_type",
+            "batch_size",
+        }
     )
 
     def __getattr__(self, name: str):
