@@ -143,3 +143,34 @@ def test_the_options_name_themselves_when_they_do_not_apply():
         l2l.MetaLearner("maml", "omniglot-fc", ways=5, inner_batch=4, backend="torch")
     with pytest.raises(ValueError, match=r"meta_optimizer='rmsprop' is not one of 'adam', 'sgd'"):
         l2l.MetaLearner("maml", "omniglot-fc", ways=5, meta_optimizer="rmsprop", backend="jax")
+
+
+def test_torch_functional_vmapped_and_stateful_forms_take_the_same_minibatches():
+    """Reptile(batch_size=4, inner=adam): the functional adapt, meta_batch_loss under vmap and in
+    sequence, and the stateful learner.adapt(loss) fed inner_batches(...) agree."""
+    from l2l_multi.backends.torch import algorithms as talg
+    from l2l_multi.backends.torch.algorithms._reptile import inner_batches
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    reptile = talg.Reptile(model, inner=l2l.transforms.adam(0.05, b1=0.0), batch_size=4)
+    generator = torch.Generator().manual_seed(1)
+    sx = torch.randn(2, 9, 6, generator=generator, dtype=torch.float64)
+    sy = torch.arange(3).repeat_interleave(3).repeat(2, 1)  # class by class, as TaskDataset samples
+    qx, qy = sx[:, :3], sy[:, :3]
+    learner = reptile.clone()
+    for x, y in inner_batches(sx[0], sy[0], 4, 5):
+        assert sorted(y.tolist()) in ([0, 0, 1, 2], [0, 1, 1, 2], [0, 1, 2, 2])  # every class in each
+        learner.adapt(torch.nn.functional.cross_entropy(learner(x), y))
+    adapted = reptile.adapt(reptile.meta_parameters(), sx[0], sy[0], steps=5)
+    for name, value in learner.module.named_parameters():
+        torch.testing.assert_close(adapted[name], value, rtol=0, atol=1e-12)
+    results = {
+        task_map: talg.meta_batch_loss(
+            reptile, reptile.meta_parameters(), sx, sy, qx, qy, steps=5, task_map=task_map
+        )
+        for task_map in ("sequential", "vmap")
+    }
+    torch.testing.assert_close(
+        results["vmap"].task_losses, results["sequential"].task_losses, rtol=1e-12, atol=0
+    )
