@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from .._learner_options import INNER_OPTIMIZERS
+from .._learner_options import INNER_OPTIMIZERS, OPTION_CHOICES
 from ._cli import (
     DefaultsHelpFormatter,
     check_float,
@@ -104,7 +104,7 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     add("--iterations", type=int, default=60000, help="meta-updates")
     if "lr" in offered:
         add("--lr", type=float, default=0.4, help="inner-loop learning rate")
-    add("--meta-optimizer", choices=("adam", "sgd"), default="adam", help="the outer update")
+    add("--meta-optimizer", choices=META_OPTIMIZERS, default="adam", help="the outer update")
     add("--meta-lr", type=float, default=1e-3, help="the meta-optimizer's learning rate")
     add(
         "--meta-lr-halve-every",
@@ -236,6 +236,7 @@ MAY_CHANGE = (
     "skip_nonfinite",
 )
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
+META_OPTIMIZERS = OPTION_CHOICES["meta_optimizer"]  # MetaLearner's meta_optimizer=
 BATCH_NORMS = ("batch", "running")  # --batch-norm (MetaLearner's batch_norm=), metric algorithms only
 
 
@@ -372,8 +373,10 @@ def check_inner_settings(args: argparse.Namespace) -> None:
             raise SystemExit(f"--inner-beta1 must lie in [0, 1), got {args.inner_beta1!r}")
     if args.inner_batch is not None:
         check_int(args, "inner_batch", 1, "samples per inner step")
-    if args.meta_optimizer not in ("adam", "sgd"):  # a restored value
-        raise SystemExit(f"--meta-optimizer {args.meta_optimizer!r} is not one of 'adam', 'sgd'")
+    if args.meta_optimizer not in META_OPTIMIZERS:  # a restored value
+        raise SystemExit(
+            f"--meta-optimizer {args.meta_optimizer!r} is not one of {', '.join(map(repr, META_OPTIMIZERS))}"
+        )
     if args.meta_lr_final is not None:
         check_float(args, "meta_lr_final")
         if args.meta_lr_halve_every:
