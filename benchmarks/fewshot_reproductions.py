@@ -159,11 +159,19 @@ def script_defaults(script: str) -> dict:
 
 def progress(run: PlannedRun) -> int:
     """The last validated (checkpointed) update of ``run``'s folder, 0 when none."""
+    return progress_and_time(run)[0]
+
+
+def progress_and_time(run: PlannedRun) -> tuple[int, float]:
+    """``(update, seconds)``: the last validated (checkpointed) update of ``run``'s folder and the
+    training time up to it, validations included (``elapsed_s``); ``(0, 0.0)`` when none."""
     metrics = run.folder / "metrics.csv"
     if not metrics.exists():
-        return 0
+        return 0, 0.0
     rows = list(csv.DictReader(metrics.open()))
-    return int(float(rows[-1]["iteration"])) if rows else 0
+    if not rows:
+        return 0, 0.0
+    return int(float(rows[-1]["iteration"])), float(rows[-1].get("elapsed_s") or 0.0)
 
 
 def plan(run: PlannedRun, root: str) -> tuple[str, list[str] | None]:

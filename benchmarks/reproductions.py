@@ -125,8 +125,11 @@ def missing_rows(folders: list[Path]) -> list[str]:
         method, paper = defaults["method"], defaults.get("paper", {})
         if "--first-order" in run.arguments:
             method, paper = defaults["first_order"]["method"], defaults["first_order"]["paper"]
-        done = planned.progress(run)
-        state = f"in progress: {done}/{run.iterations()} it" if done else "not run"
+        done, seconds = planned.progress_and_time(run)
+        state = "not run"
+        if done:  # the pace so far, validations included, on whatever shared the machine
+            state = f"in progress: {done}/{run.iterations()} it, {seconds / 3600:.1f} h so far"
+            state += f" ({seconds / done:.2g} s/it with validations)"
         backend = "jax" if "--backend jax" in run.arguments else "torch"
         for setting in run.settings:
             number = _percent(paper[setting]) if setting in paper else "n/a"

@@ -115,7 +115,7 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     text = reproductions.main(["--output", str(tmp_path / "R.md")])
     # the planned rows (the repository's own finished folder of that name adds result rows)
     rows = [line for line in text.splitlines() if jax_protonet.name in line and "| in progress" in line]
-    assert len(rows) == 2 and all("in progress: 1000/4000 it" in row for row in rows)
+    assert len(rows) == 2 and all("in progress: 1000/4000 it, 0.0 h so far (0.12 s/it" in row for row in rows)
     assert "about 1.0 h of training at 0.9 s/it on jax cpu: cpu (2 cores)" in rows[0]  # 4000 * 0.9 s
     assert "| ProtoNets | omniglot | 5w1s | 98.80 | in progress" in "\n".join(rows)
     reptile_rows = [line for line in text.splitlines() if reptile.name in line]
