@@ -13,7 +13,7 @@ internals, and every algorithm of ``l2l_multi._registry.ALGORITHM_SPECS`` is che
 way (``--algorithm all`` runs each with its registered option sets, e.g. MetaOptNet's heads).
 The command exits with status 1 above the tolerance (1e-5 in float32, 1e-9 in float64).
 
-``--inner {sgd,momentum,adam}`` (maml, metasgd, anil) adapts with that inner optimizer: on torch
+``--inner {sgd,momentum,adam}`` (maml, metasgd, anil, reptile) adapts with that inner optimizer: on torch
 ``l2l_multi.transforms``' implementation, on jax optax's (``optax.sgd``, ``optax.adam`` with the
 same ``eps_root``), so the check also compares the two implementations of the optimizer, its
 state threaded through ``--steps`` inner steps (with one step, momentum is plain SGD: use
@@ -365,10 +365,13 @@ def _hint_cpu_dots() -> None:
 
 
 def _print_report(args: argparse.Namespace, algorithm: str, options: dict, report: CrossCheckReport) -> None:
-    order = "first" if args.first_order else "second"
+    kind = algorithm_spec(algorithm).kind
+    order = {"metric": "no inner loop", "reptile": "first order by construction"}.get(
+        kind, "first order" if args.first_order else "second order"
+    )
     extras = "".join(f", {key} {value}" for key, value in options.items())
     print(
-        f"cross-check {algorithm}{extras} ({order} order, {args.steps} step(s)"
+        f"cross-check {algorithm}{extras} ({order}{'' if kind == 'metric' else f', {args.steps} step(s)'}"
         f"{'' if args.inner is None else ', inner ' + args.inner}), {args.model}, {args.ways}-way "
         f"{args.shots}-shot, meta-batch {args.meta_batch}, seed {args.seed}, {args.dtype}"
     )
