@@ -115,8 +115,7 @@ def test_a_meta_step_is_the_papers_interpolation_after_minibatched_adam(backend)
             assert max(jax.tree_util.tree_leaves(differences)) < 1e-10, differences
 
 
-@pytest.mark.parametrize("model", ["omniglot-fc", "omniglot-cnn"])
-def test_backends_agree_with_adam_and_minibatches(model):
+def test_backends_agree_with_adam_and_minibatches(model="omniglot-cnn"):
     report = crosscheck(
         "reptile", model, ways=5, shots=2, meta_batch=3, dtype="float64", inner="adam",
         inner_batch=3, adaptation_steps=4,
