@@ -82,8 +82,9 @@ JAX = "--backend jax"
 REPTILE_WHY = (
     "the paper's settings (one training run for both test shots) but for Adam's moments, which its code "
     "keeps from task to task and ours start afresh per task; with fresh moments validation stayed at "
-    "78-81% over updates 2,000-14,000 (run stopped, kept as reptile_omniglot_5w_fresh_adam_jax), while a "
-    "torch experiment carrying them reached 87% by 3,000 (fresh: 79%): the run waits for that option"
+    "78-81% over updates 2,000-14,500 (run stopped, kept as reptile_omniglot_5w_fresh_adam_jax); "
+    "benchmarks/reptile_adam_moments.py, same weights and tasks: carried 81.2 / 84.4 / 87.4% at "
+    "updates 1,000 / 2,000 / 3,000, fresh 70.6 / 79.4 / 79.0%: the run waits for that option"
 )
 NON_TRANSDUCTIVE = " non-transductive"  # results keys of the other test protocols (Nichol et al.;
 RUNNING = " running-statistics"  # Snell et al.'s model.eval())
