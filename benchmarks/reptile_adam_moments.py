@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from l2l_multi.backends.torch.algorithms._reptile import inner_batches
 
 import l2l_multi as l2l
-from l2l_multi._inner_batches import batch_plan, interleaved_order_numpy
 from l2l_multi.data import partition_task_batch
 from l2l_multi.vision.benchmarks import get_tasksets
 
@@ -42,12 +42,8 @@ def adapt(reptile, x, y, steps, batch_size, state):
     returns ``(learner, its state after the steps)``."""
     learner = reptile.clone()
     learner.inner_state = state
-    order = interleaved_order_numpy(y.numpy())
-    plan = batch_plan(len(y), batch_size, steps)
-    plan = np.tile(np.arange(len(y)), (steps, 1)) if plan is None else plan
-    for positions in plan:
-        chosen = torch.as_tensor(order[positions])
-        learner.adapt(F.cross_entropy(learner(x[chosen]), y[chosen]))
+    for batch_x, batch_y in inner_batches(x, y, batch_size, steps):  # the library's minibatch rule
+        learner.adapt(F.cross_entropy(learner(batch_x), batch_y))
     return learner, learner.inner_state
 
 
