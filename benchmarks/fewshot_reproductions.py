@@ -80,11 +80,9 @@ def _paper(name: str, script: str, arguments: str, *settings: str) -> PlannedRun
 JAX = "--backend jax"
 # Nichol et al.'s 5-way Omniglot commands train alike for 1 and 5 test shots: one run, four rows
 REPTILE_WHY = (
-    "the paper's settings (one training run for both test shots) but for Adam's moments, which its code "
-    "keeps from task to task and ours start afresh per task; with fresh moments validation stayed at "
-    "78-81% over updates 2,000-14,500 (run stopped, kept as reptile_omniglot_5w_fresh_adam_jax); "
-    "benchmarks/reptile_adam_moments.py, same weights and tasks: carried 81.2 / 84.4 / 87.4% at "
-    "updates 1,000 / 2,000 / 3,000, fresh 70.6 / 79.4 / 79.0%: the run waits for that option"
+    "the paper's settings, one training run for both test shots, with one inner Adam whose moments pass "
+    "from task to task as in its code (--inner-state carried); with fresh moments per task validation "
+    "stayed at 78-81% over updates 2,000-14,500 (run stopped, kept as reptile_omniglot_5w_fresh_adam_jax)"
 )
 NON_TRANSDUCTIVE = " non-transductive"  # results keys of the other test protocols (Nichol et al.;
 RUNNING = " running-statistics"  # Snell et al.'s model.eval())
@@ -109,10 +107,10 @@ PLANNED = (
     # Li et al. follow MAML's protocol; the 20-way meta-batch is MAML's (16)
     _paper("metasgd_omniglot_20w1s_jax", "metasgd_omniglot", f"{JAX} --ways 20 --meta-batch 16", "20w1s"),
     _paper("anil_omniglot_20w1s_jax", "anil_omniglot", JAX, "20w1s"),  # Raghu et al. report 20-way only
-    # Nichol et al.'s Omniglot runs adapt with Adam (1e-3) on batches of 10 drawn from 10 training
-    # shots per class and take meta-steps of 1 annealed linearly to 0, options the driver lacks; with
-    # its own (SGD 0.1 inner steps on the support set, Adam 1e-3 meta-steps) a 5w1s run lost
-    # validation accuracy over its first 6,000 updates (55.5% at 2,000, 47.4% at 6,000) and was stopped
+    # Nichol et al.'s Omniglot settings are reptile_omniglot.py's defaults (Adam 1e-3 on batches of 10
+    # from 10 training shots per class, its moments carried from task to task, meta-steps of 1
+    # annealed linearly to 0); an earlier run with SGD 0.1 inner steps on the support set and Adam
+    # 1e-3 meta-steps lost validation accuracy over its first 6,000 updates (55.5% -> 47.4%)
     PlannedRun(
         "reptile_omniglot_5w_jax",
         "reptile_omniglot",

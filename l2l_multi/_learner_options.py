@@ -19,6 +19,8 @@ OPTION_CHOICES = {
     "dtype": ("float32", "float64"),
     "path": ("auto", "loop", "vmap"),
     "meta_optimizer": ("adam", "sgd"),  # the outer update (torch.optim / optax), at rate meta_lr
+    # Reptile's inner-optimizer state: fresh for every task, or carried from task to task
+    "inner_state": ("task", "carried"),
 }
 LOSSES = ("cross-entropy", "mse")
 # the ``inner=`` option: named inner optimizers, and the algorithms that have an inner optimizer
@@ -104,3 +106,18 @@ def check_steps(value: Any, argument: str = "adaptation_steps") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{argument}={value!r} must be a non-negative int")
     return value
+
+
+def check_inner_state_entry(state: dict[str, Any], carried: bool) -> None:
+    """Refuses a checkpoint whose ``inner_state`` entry does not match the learner's
+    ``inner_state=`` option (a carried state dropped or invented would change the run)."""
+    if carried and "inner_state" not in state:
+        raise ValueError(
+            "state has no 'inner_state': it comes from a learner with inner_state='task'; this one "
+            "carries its inner-optimizer state (inner_state='carried')"
+        )
+    if not carried and "inner_state" in state:
+        raise ValueError(
+            "state holds an 'inner_state': it comes from a learner with inner_state='carried'; build "
+            "this one with the same option"
+        )

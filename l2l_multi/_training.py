@@ -87,8 +87,14 @@ class MetaLearner:
             ``transforms.adam(1e-3, b1=0.0)``; default: the algorithm's SGD step),
             ``inner_batch=`` (reptile: samples per inner step, an int, each step taking the
             next ones in class-interleaved order; default None: the whole support set; at test
-            time too), ``meta_optimizer=`` (both: "adam", the default, or "sgd": plain steps of
-            ``meta_lr``, Reptile's ``theta <- theta + meta_lr * mean(phi - theta)``).
+            time too), ``inner_state=`` (reptile: "task", the default, starts the inner
+            optimizer afresh for every task; "carried" keeps one inner-optimizer state, e.g.
+            Adam's moments and step count, as Nichol et al.'s code does: ``train_step`` adapts
+            the batch's tasks in order, each starting from the state the previous one left,
+            and keeps the last; ``evaluate`` starts every task from it and changes nothing; it
+            is part of ``state_dict``), ``meta_optimizer=`` (both: "adam", the default, or
+            "sgd": plain steps of ``meta_lr``, Reptile's ``theta <- theta + meta_lr *
+            mean(phi - theta)``).
 
     ``train_step(sx, sy, qx, qy)`` and ``evaluate(sx, sy, qx, qy, adaptation_steps=None,
     transductive=True)`` take
@@ -151,7 +157,7 @@ class MetaLearner:
         batch_norm = check_choice("batch_norm", options.get("batch_norm", "batch"), BATCH_NORMS)
         if batch_norm == "running":
             model_spec_ = running_statistics_model(algorithm, model_spec_)
-        for option in ("head", "inner_batch"):  # options that belong to some algorithms only
+        for option in ("head", "inner_batch", "inner_state"):  # options of some algorithms only
             if option in options and option not in spec.options:
                 raise ValueError(f"{option}={options[option]!r} does not apply to algorithm={algorithm!r}")
         if "inner_batch" in options:

@@ -307,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = [(args.algorithm, {} if args.head is None else {"head": args.head})]
     failed = 0
     for algorithm, options in rows:
+        options = dict(options)
+        row_inner = options.pop("inner", None)  # a registered row may name its inner optimizer
+        inner = row_inner if args.inner is None else args.inner
+        shown = {"inner": row_inner, **options} if row_inner and args.inner is None else options
         report = crosscheck(
             algorithm,
             args.model,
@@ -319,11 +323,11 @@ def main(argv: list[str] | None = None) -> int:
             args.dtype,
             args.steps,
             args.lr,
-            args.inner,
+            inner,
             args.adam_eps,
             **options,
         )
-        _print_report(args, algorithm, options, report)
+        _print_report(args, algorithm, shown, report)
         failed += not report.passed
     if failed and args.dtype == "float32":
         _hint_cpu_dots()

@@ -77,6 +77,21 @@ def test_command_line_reports_and_fails_above_tolerance(monkeypatch, capsys):
     assert "YNNPACK" not in capsys.readouterr().err
 
 
+def test_a_registered_row_may_name_its_inner_optimizer(monkeypatch, capsys):
+    """``--algorithm all`` runs every registered row; Reptile's carried-state row names its inner
+    optimizer (momentum, whose velocity passes from task to task), which the command line's
+    ``--inner`` would otherwise also give: the row's is used and printed once."""
+    from l2l_multi import crosscheck as module
+
+    row = ("reptile", {"inner": "momentum", "inner_state": "carried"})
+    assert row in [(name, options) for name, options in module.crosscheck_rows()]
+    monkeypatch.setattr(module, "crosscheck_rows", lambda: [row])
+    argv = ["--algorithm", "all", "--model", "omniglot-fc", "--ways", "3", "--meta-batch", "3"]
+    assert module.main([*argv, "--dtype", "float64"]) == 0
+    printed = capsys.readouterr().out
+    assert "cross-check reptile, inner momentum, inner_state carried (" in printed and "PASS" in printed
+
+
 def test_command_line_asks_for_xla_dots_before_jax_starts():
     """XLA_FLAGS gets the YNNPACK flag first (XLA ignores what follows a token that is no flag), and
     is left alone once jax has a backend (XLA read it then) or when it names YNNPACK fusions."""

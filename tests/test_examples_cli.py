@@ -320,9 +320,11 @@ def test_reptile_defaults_are_the_papers_and_inner_settings_are_checked():
     )
     assert (args.meta_optimizer, args.meta_lr, args.meta_lr_final, args.meta_batch) == ("sgd", 1.0, 0.0, 5)
     assert config["test_shots"] == [1, 5] and config["meta_optimizer"] == "sgd"
+    assert config["inner_state"] == "carried"  # one Adam for all tasks, as the paper's code
     # a script left at the defaults records none of the new settings: older folders resume
     maml = fewshot.run_config(fewshot.parse_arguments(defaults_of("maml_omniglot"), "", []))
-    assert not {"inner", "inner_beta1", "inner_batch", "meta_optimizer", "meta_lr_final"} & set(maml)
+    new_settings = {"inner", "inner_beta1", "inner_batch", "meta_optimizer", "meta_lr_final", "inner_state"}
+    assert not new_settings & set(maml)
     assert maml["test_shots"] == 1  # one test setting: an int, as folders saved before recorded it
     for argv, message in (
         (["--inner", "sgd", "--inner-beta1", "0"], "--inner-beta1 0.0: applies to --inner adam only"),
@@ -333,6 +335,26 @@ def test_reptile_defaults_are_the_papers_and_inner_settings_are_checked():
     ):
         with pytest.raises(SystemExit, match=message):
             fewshot.run_config(fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", argv))
+
+
+def test_a_folder_without_a_newer_setting_resumes_with_that_settings_old_default(tmp_path):
+    """A folder saved before --inner-state existed (or with it at "task", which is not recorded)
+    trained with fresh inner states: resuming it under reptile_omniglot.py, whose default is now
+    "carried", keeps "task"; given explicitly, the results folder refuses the change."""
+    args = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", ["--inner-state", "task"])
+    saved = fewshot.run_config(args)
+    assert "inner_state" not in saved
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(saved))
+    resumed = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", ["--resume", "--out", str(folder)])
+    assert resumed.inner_state == "task" and fewshot.run_config(resumed) == saved
+    saved["inner_state"] = "kept"  # a hand-edited folder
+    (folder / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(SystemExit, match="--inner-state 'kept' is not one of 'task', 'carried'"):
+        fewshot.run_config(
+            fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", ["--resume", "--out", str(folder)])
+        )
 
 
 def test_the_meta_step_anneals_linearly_to_its_final_value():

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..._learner_options import inner_optimizer
+from ..._learner_options import check_inner_state_entry, inner_optimizer
 from ..._registry import AlgorithmSpec, ModelSpec
 from . import _non_transductive, _running_statistics, algorithms
 from ._builders import ALGORITHM_BUILDERS as ALGORITHM_BUILDERS
@@ -110,6 +110,7 @@ class JaxStep:
         batch_norm="batch",
         inner_batch=None,
         meta_optimizer="adam",
+        inner_state="task",
     ):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no jax builder (ALGORITHM_BUILDERS)")
@@ -135,7 +136,15 @@ class JaxStep:
         meta_class = {"adam": optax.adam, "sgd": optax.sgd}[meta_optimizer]
         self.optimizer = optax.inject_hyperparams(meta_class)(learning_rate=meta_lr)
         self.opt_state = self.optimizer.init(self.meta_params)
-        if self.running:
+        # inner_state="carried" (Reptile): one inner-optimizer state threaded through the tasks of
+        # every train step in order; evaluation starts each task from it (``_algorithm_params``)
+        self.carried, self.inner_state = inner_state == "carried", None
+        if self.carried:
+            self.inner_state = self.algorithm.inner_transform().init(self.meta_params["model"]["params"])
+            self._step = algorithms.make_carried_train_step(
+                self.algorithm, self.optimizer, self.loss_fn, adaptation_steps, skip_nonfinite=True
+            )
+        elif self.running:
             self._step = _running_statistics.make_train_step(
                 self.algorithm, self.model, self.optimizer, self.loss_fn
             )
@@ -156,6 +165,11 @@ class JaxStep:
                 "batch_norm='running' runs on one device and process: the running statistics are "
                 "updated task after task"
             )
+        if self.carried and self.spread is not None:
+            raise ValueError(
+                "inner_state='carried' runs on one device and process: the state passes from task to "
+                "task in order"
+            )
         if self.spread is not None:
             self.meta_params, self.opt_state = self.spread.replicate((self.meta_params, self.opt_state))
 
@@ -169,6 +183,11 @@ class JaxStep:
     def step(self, batch, wait: bool) -> _Outcome:
         """One compiled meta-update (traced once per batch shape)."""
         step = self._step
+        if self.carried:
+            self.meta_params, self.opt_state, self.inner_state, metrics = step(
+                self.meta_params, self.opt_state, self.inner_state, *batch
+            )
+            return _Outcome(metrics)
         if self.running:
             self.meta_params, self.opt_state, self.batch_stats, metrics = step(
                 self.meta_params, self.opt_state, self.batch_stats, *batch
@@ -185,6 +204,13 @@ class JaxStep:
         self.opt_state.hyperparams["learning_rate"] = jnp.asarray(meta_lr, current.dtype)
         if self.spread is not None:
             self.opt_state = self.spread.replicate(_numpy(self.opt_state))
+
+    def _algorithm_params(self):
+        """The meta-parameters as the algorithm's functions take them: with the carried inner
+        state (``meta_params["inner_state"]``, where each adaptation starts) when there is one."""
+        if self.carried:
+            return {**self.meta_params, "inner_state": self.inner_state}
+        return self.meta_params
 
     def _evaluation_algorithm(self, ways: int):
         algorithm = self.algorithm
@@ -230,7 +256,8 @@ class JaxStep:
         count = len(batch[0])
         if self.spread is not None:  # padded to the devices; the copies of the last task are cut
             batch, count = self.spread.shard(batch, pad=True)
-        task_losses, accuracies = _numpy(self._evaluators[key](self.meta_params, self.batch_stats, *batch))
+        evaluator = self._evaluators[key]
+        task_losses, accuracies = _numpy(evaluator(self._algorithm_params(), self.batch_stats, *batch))
         return task_losses[:count], None if accuracies is None else accuracies[:count]
 
     # -- public trees ----------------------------------------------------------------
@@ -258,7 +285,16 @@ class JaxStep:
                 meta = _running_statistics.with_statistics(meta, stats)
             return _meta_batch_loss(algorithm, meta, batch, self.loss_fn, steps, self.task_map)[0]
 
-        if self.spec.kind == "reptile":
+        if self.carried:  # the step's direction, its inner state not kept
+
+            def carried(meta, inner_state):
+                grads, result, _ = algorithms.carried_gradients(
+                    algorithm, meta, inner_state, batch, self.loss_fn, steps
+                )
+                return result.loss, grads
+
+            loss, grads = jax.jit(carried)(self.meta_params, self.inner_state)
+        elif self.spec.kind == "reptile":
 
             def reptile(meta):
                 direction = jax.vmap(lambda x, y: algorithm.meta_gradient(meta, x, y, steps=steps))
@@ -272,7 +308,7 @@ class JaxStep:
 
     def adapted_parameters(self, support_x, support_y, steps: int, layout: str | None) -> list:
         algorithm, loss = self.algorithm, self.loss_fn
-        meta, count = jax.lax.stop_gradient(self.meta_params), len(support_x)
+        meta, count = jax.lax.stop_gradient(self._algorithm_params()), len(support_x)
         if self.spread is not None:
             (support_x, support_y), _ = self.spread.shard((support_x, support_y), pad=True)
         adapted = jax.jit(jax.vmap(lambda x, y: algorithm.adapt(meta, x, y, loss=loss, steps=steps)))(
@@ -286,6 +322,8 @@ class JaxStep:
         state = {"meta_params": _numpy(self.meta_params), "optimizer": _numpy(self.opt_state)}
         if self.running:
             state["batch_stats"] = _numpy(self.batch_stats)
+        if self.carried:
+            state["inner_state"] = _numpy(self.inner_state)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -298,10 +336,13 @@ class JaxStep:
                 "state has no 'batch_stats': it comes from a learner with batch_norm='batch', this "
                 "one keeps running statistics (batch_norm='running')"
             )
+        check_inner_state_entry(state, self.carried)
         meta_params = _restore_like(self.meta_params, state["meta_params"], "meta_params")
         opt_state = _restore_like(self.opt_state, state["optimizer"], "optimizer")
         if self.running:
             self.batch_stats = _restore_like(self.batch_stats, state["batch_stats"], "batch_stats")
+        if self.carried:
+            self.inner_state = _restore_like(self.inner_state, state["inner_state"], "inner_state")
         self.meta_params, self.opt_state = meta_params, opt_state
         if self.spread is not None:
             self.meta_params, self.opt_state = self.spread.replicate((self.meta_params, self.opt_state))

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from ... import transforms
-from ..._learner_options import inner_optimizer
+from ..._learner_options import check_inner_state_entry, inner_optimizer
 from ..._registry import AlgorithmSpec, ModelSpec
+from ...transforms._tree import tree_leaves, tree_map
 from .. import torch as _backend
 from . import _non_transductive, algorithms
 from ._builders import ALGORITHM_BUILDERS as ALGORITHM_BUILDERS
@@ -42,6 +43,7 @@ class _Outcome:
     def __init__(self, owner, loss, accuracy, names, flags, checked):
         self.owner, self.loss, self.accuracy, self.names, self.flags = owner, loss, accuracy, names, flags
         self.checked, self.saved = checked, []
+        self.inner_state = None  # the carried inner state before the step (Reptile)
 
     def finite(self) -> bool:
         return bool(self.flags.all())
@@ -60,6 +62,8 @@ class _Outcome:
                 else:
                     state[p] = old_state
         self.owner.optimizer.zero_grad()
+        if self.owner.carried:
+            self.owner.inner_state = self.inner_state
 
 
 class TorchStep:
@@ -85,6 +89,7 @@ class TorchStep:
         batch_norm="batch",
         inner_batch=None,
         meta_optimizer="adam",
+        inner_state="task",
     ):
         if spec.name not in ALGORITHM_BUILDERS:
             raise ValueError(f"algorithm={spec.name!r} has no torch builder (ALGORITHM_BUILDERS)")
@@ -114,6 +119,15 @@ class TorchStep:
                 "batch_norm='running' runs in one process: each rank would update its own running "
                 "statistics from its share of the tasks"
             )
+        # inner_state="carried" (Reptile): one inner-optimizer state, threaded through the tasks of
+        # every train step in order and committed with the step; evaluation starts from it
+        self.carried, self.inner_state, self._next_inner_state = inner_state == "carried", None, None
+        if self.carried:
+            if self.share is not None:
+                raise ValueError(
+                    "inner_state='carried' runs in one process: the state passes from task to task in order"
+                )
+            self.inner_state = self.algorithm.inner_transform().init(list(self.algorithm.module.parameters()))
 
     def _buffers(self) -> list[torch.Tensor]:
         """The running statistics (every buffer of the algorithm; none with batch_norm="batch")."""
@@ -137,8 +151,11 @@ class TorchStep:
             return task_losses.mean(), task_losses, logits
         return _meta_batch_loss(self.algorithm, batch, self.loss_fn, steps, self.task_map)
 
-    def _adapt(self, x, y, steps):
+    def _adapt(self, x, y, steps, inner_state=None):
+        """A clone adapted on ``(x [s, ...], y [s])``, its inner optimizer starting from
+        ``inner_state`` (None: the carried state, or a fresh one when none is carried)."""
         learner = self.algorithm.clone()
+        learner.inner_state = self.inner_state if inner_state is None else inner_state
         batch_size = getattr(self.algorithm, "batch_size", None)  # Reptile's inner minibatches
         for batch_x, batch_y in inner_batches(x, y, batch_size, steps):
             learner.adapt(self.loss_fn(learner(batch_x), batch_y))
@@ -146,14 +163,16 @@ class TorchStep:
 
     def _reptile_gradients(self, batch, steps):
         sx, sy, qx, qy = batch
-        losses, logits = [], []
+        losses, logits, state = [], [], self.inner_state
         for task in range(sx.shape[0]):
-            learner = self._adapt(sx[task], sy[task], steps)
+            learner = self._adapt(sx[task], sy[task], steps, state)
+            state = learner.inner_state if self.carried else None
             self.algorithm.accumulate(learner, weight=1.0 / sx.shape[0])
             with torch.no_grad():
                 outputs = learner(qx[task])
             losses.append(self.loss_fn(outputs, qy[task]))
             logits.append(outputs)
+        self._next_inner_state = state  # committed by ``step`` with the update
         return torch.stack(losses).mean(), torch.stack(logits)
 
     def _backward(self, batch, steps):
@@ -181,16 +200,23 @@ class TorchStep:
         flags = torch.stack([torch.isfinite(g).all() for _, g in named] + [torch.isfinite(loss.detach())])
         checked = wait or not self.optimizer.state  # a fresh Adam has no state to roll back to
         outcome = _Outcome(self, loss.detach(), accuracy, [name for name, _ in named], flags, checked)
+        outcome.inner_state = self.inner_state  # put back by ``undo`` if the step is refused
         if checked:
             if outcome.finite():
                 self.optimizer.step()
+                self._commit_inner_state()
             else:
                 self.optimizer.zero_grad()
                 self._restore_buffers(statistics)
         else:
             outcome.saved = self._guarded_step(flags.all())
             self._restore_buffers(statistics, keep_new=flags.all())
+            self._commit_inner_state()
         return outcome
+
+    def _commit_inner_state(self) -> None:
+        if self.carried:
+            self.inner_state = self._next_inner_state
 
     def _restore_buffers(self, saved: list[torch.Tensor], keep_new: torch.Tensor | None = None) -> None:
         """Put back the running statistics ``saved`` before a step; with ``keep_new`` (a 0-d bool
@@ -307,15 +333,37 @@ class TorchStep:
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.carried:
+            state["inner_state"] = tree_map(lambda t: t.detach().clone(), self.inner_state)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Tensors may come on the CPU (copied to the learner's device); strict, so another
         model's state is refused by name."""
         if not isinstance(state, dict) or not {"algorithm", "optimizer"} <= set(state):
             raise ValueError("state must be a dict from MetaLearner.state_dict() (algorithm, optimizer)")
+        check_inner_state_entry(state, self.carried)
+        inner_state = self._restored_inner_state(state["inner_state"]) if self.carried else None
         self.algorithm.load_state_dict(state["algorithm"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.carried:
+            self.inner_state = inner_state
+
+    def _restored_inner_state(self, saved) -> Any:
+        """``saved``'s tensors in the live inner state's structure (a checkpoint stores its
+        NamedTuples as tuples), on its device and dtypes; another optimizer's state is refused."""
+        leaves, live = tree_leaves(saved), tree_leaves(self.inner_state)
+        shapes = [tuple(np.shape(leaf)) for leaf in leaves]
+        if shapes != [tuple(leaf.shape) for leaf in live]:
+            raise ValueError(
+                f"state['inner_state'] holds {len(leaves)} arrays of other shapes than this learner's "
+                f"{len(live)}: a checkpoint of another model or inner optimizer?"
+            )
+        values = iter(leaves)
+        return tree_map(
+            lambda ref: torch.as_tensor(next(values)).to(device=ref.device, dtype=ref.dtype), self.inner_state
+        )
 
 
 def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **options: Any) -> TorchStep:

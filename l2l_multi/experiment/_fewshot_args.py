@@ -143,6 +143,15 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
             help="samples per inner step, taken in turn from the support set in class-interleaved "
             "order, in training and test (none given: the whole support set each step)",
         )
+    if "inner_state" in offered:
+        add(
+            "--inner-state",
+            choices=INNER_STATES,
+            default="task",
+            help="task: the inner optimizer starts afresh for every task; carried: one state (e.g. "
+            "Adam's moments) passes from task to task in training, and every test task starts from "
+            "it (Nichol et al.'s code)",
+        )
     if "first_order" in offered:
         add("--first-order", action="store_true", help="drop the second-order terms of the meta-gradient")
     if "head" in offered:
@@ -237,6 +246,7 @@ MAY_CHANGE = (
 )
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
 META_OPTIMIZERS = OPTION_CHOICES["meta_optimizer"]  # MetaLearner's meta_optimizer=
+INNER_STATES = OPTION_CHOICES["inner_state"]  # MetaLearner's inner_state= (Reptile)
 BATCH_NORMS = ("batch", "running")  # --batch-norm (MetaLearner's batch_norm=), metric algorithms only
 
 
@@ -274,6 +284,10 @@ def parse_arguments(defaults: dict[str, Any], description: str, argv: list[str] 
     args = parser.parse_args(argv)
     args.out = args.out or default_out(args)
     restore_arguments(args, saved, explicit)
+    if saved:  # a setting the folder does not record was at its unrecorded default there
+        for key, default in UNRECORDED_DEFAULTS.items():
+            if key not in saved and key not in explicit:
+                setattr(args, key, default)
     name_the_variant(args, defaults)  # --first-order, MetaOptNet's --head: their own name and numbers
     return args
 
@@ -359,6 +373,7 @@ UNRECORDED_DEFAULTS = {
     "inner": None,
     "inner_beta1": None,
     "inner_batch": None,
+    "inner_state": "task",
 }
 
 
@@ -373,6 +388,10 @@ def check_inner_settings(args: argparse.Namespace) -> None:
             raise SystemExit(f"--inner-beta1 must lie in [0, 1), got {args.inner_beta1!r}")
     if args.inner_batch is not None:
         check_int(args, "inner_batch", 1, "samples per inner step")
+    if args.inner_state not in INNER_STATES:  # a restored value
+        raise SystemExit(
+            f"--inner-state {args.inner_state!r} is not one of {', '.join(map(repr, INNER_STATES))}"
+        )
     if args.meta_optimizer not in META_OPTIMIZERS:  # a restored value
         raise SystemExit(
             f"--meta-optimizer {args.meta_optimizer!r} is not one of {', '.join(map(repr, META_OPTIMIZERS))}"

@@ -27,6 +27,7 @@ HIDDEN_DEFAULTS = {
     "inner": None,
     "inner_beta1": None,
     "inner_batch": None,
+    "inner_state": "task",
 }
 # settings --quick changes only where an inner loop exists
 INNER_LOOP_SETTINGS = ("adaptation_steps", "test_adaptation_steps")
@@ -88,7 +89,7 @@ def offered_options(defaults: dict[str, Any]) -> set[str]:
         offered.add("test_ways")
     if "head" in spec.options:
         offered.add("head")
-    offered |= {"inner", "inner_batch"} & set(spec.options)
+    offered |= {"inner", "inner_batch", "inner_state"} & set(spec.options)
     if spec.kind == "metric":
         offered.add("batch_norm")
     if len(script_datasets(defaults)) > 1:

@@ -130,6 +130,8 @@ def _train_and_test(
         options["inner_batch"] = args.inner_batch
     if args.meta_optimizer != "adam":
         options["meta_optimizer"] = args.meta_optimizer
+    if args.inner_state != "task":  # Reptile only (the option is offered to it alone)
+        options["inner_state"] = args.inner_state
     learner = l2l.MetaLearner(
         args.algorithm,
         args.model,

@@ -90,27 +90,42 @@ class _GradientBased:
         updates, state = self.inner_transform().update(grads, state, params)
         return _apply(params, updates), state
 
-    def _inner_loop(self, meta_params, variables, x, y, loss, steps, train):
-        def support_loss(params):
-            return loss(self.apply_model(with_params(variables, params), x, train), y)
+    def _inner_batches(self, x: jax.Array, y: jax.Array, steps: int) -> tuple | None:
+        """``(xs [steps, b, ...], ys [steps, b])``, each inner step's batch, or ``None``: every
+        step on the whole support set (Reptile's minibatches override this)."""
+        return None
 
-        def step(carry):
+    def _inner_run(self, meta_params, variables, x, y, loss, steps, train) -> tuple[Any, Any]:
+        """``(adapted params, inner-optimizer state)`` after ``steps`` inner steps from
+        ``variables["params"]`` and ``inner_init``'s state."""
+
+        def support_loss(params, batch_x, batch_y):
+            return loss(self.apply_model(with_params(variables, params), batch_x, train), batch_y)
+
+        def step(carry, batch):
             params, state = carry
-            value, grads = jax.value_and_grad(support_loss)(params)
+            value, grads = jax.value_and_grad(support_loss)(params, *batch)
             if self.first_order:
                 grads = jax.lax.stop_gradient(grads)
             return self.inner_step(meta_params, params, grads, state), value
 
         params = variables["params"]
         carry = (params, self.inner_init(meta_params, params))
-        if steps == 1:  # nothing to roll: keep the single step's graph plain
-            carry, values = step(carry)
+        batches = self._inner_batches(x, y, steps)
+        if batches is not None:
+            carry, values = jax.lax.scan(step, carry, batches)
+        elif steps == 1:  # nothing to roll: keep the single step's graph plain
+            carry, values = step(carry, (x, y))
         elif steps > 1:
-            carry, values = jax.lax.scan(lambda c, _: step(c), carry, length=steps)
+            carry, values = jax.lax.scan(lambda c, _: step(c, (x, y)), carry, length=steps)
         else:
             values = jax.numpy.zeros(())
         check_finite(values, "adapt: the support loss")
-        return with_params(variables, carry[0])
+        return carry
+
+    def _inner_loop(self, meta_params, variables, x, y, loss, steps, train):
+        params, _ = self._inner_run(meta_params, variables, x, y, loss, steps, train)
+        return with_params(variables, params)
 
     def _with_inner(self, inner: Any) -> _GradientBased:
         """This learner with ``inner`` as its inner optimizer (a per-call ``adapt(inner=...)``)."""

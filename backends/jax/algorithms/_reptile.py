@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ...._inner_batches import batch_plan, check_batch_size
-from ._gradient_based import _GradientBased, check_finite, check_task
+from ._gradient_based import _GradientBased, check_task
 from ._model import cross_entropy, with_params
 
 
@@ -29,7 +29,11 @@ class Reptile(_GradientBased):
         model: a ``flax.linen.Module`` (or ``f(variables, x)``).
         lr: the inner SGD rate (float); or instead ``inner``: any ``GradientTransformation``
             (the paper's ``optax.adam(1e-3, b1=0.0)`` or ``l2l_multi.transforms.adam(1e-3,
-            b1=0.0)``), its state fresh for each task. Pass one of them.
+            b1=0.0)``). Pass one of them. Its state starts afresh for each task, unless
+            ``meta_params`` holds an ``"inner_state"`` entry (a state of ``inner``, e.g. the one
+            the previous task left): every adaptation then starts from it. ``MetaLearner(...,
+            inner_state="carried")`` threads it from task to task, as Nichol et al.'s code
+            keeps one Adam's moments for all tasks.
         batch_size: samples per inner step (int), or ``None``: every step on the whole support
             set. Step ``i`` takes the next ``batch_size`` samples of the support set in
             class-interleaved order, wrapping around (``l2l_multi._inner_batches``): the
@@ -49,27 +53,18 @@ class Reptile(_GradientBased):
         super().__init__(model, lr, first_order=True, inner=inner)
         self.batch_size = check_batch_size(batch_size)
 
-    def _inner_loop(self, meta_params, variables, x, y, loss, steps, train):
+    def inner_init(self, meta_params, params):
+        """The inner-optimizer state a task's adaptation starts from: ``meta_params["inner_state"]``
+        when present (a state carried from task to task), else a fresh ``inner.init(params)``."""
+        carried = meta_params.get("inner_state")
+        return super().inner_init(meta_params, params) if carried is None else carried
+
+    def _inner_batches(self, x, y, steps):
         plan = batch_plan(x.shape[0], self.batch_size, steps)
         if plan is None:
-            return super()._inner_loop(meta_params, variables, x, y, loss, steps, train)
+            return None
         positions = interleaved_order(y)[plan]  # [steps, batch_size]
-        batches_x, batches_y = x[positions], y[positions]
-
-        def support_loss(params, bx, by):
-            return loss(self.apply_model(with_params(variables, params), bx, train), by)
-
-        def step(carry, batch):
-            params, state = carry
-            value, grads = jax.value_and_grad(support_loss)(params, *batch)
-            grads = jax.lax.stop_gradient(grads)
-            return self.inner_step(meta_params, params, grads, state), value
-
-        params = variables["params"]
-        carry = (params, self.inner_init(meta_params, params))
-        carry, values = jax.lax.scan(step, carry, (batches_x, batches_y))
-        check_finite(values, "adapt: the support loss")
-        return with_params(variables, carry[0])
+        return x[positions], y[positions]
 
     def meta_gradient(self, meta_params, x, y, *, loss=None, steps=1, train=True):
         """``theta - phi`` as a tree shaped like ``meta_params`` (zeros for non-params)."""
@@ -79,18 +74,23 @@ class Reptile(_GradientBased):
     def _task_loss_and_direction(
         self, meta_params, support_x, support_y, query_x, query_y, *, loss=None, steps=1, train=True
     ):
-        """``(theta - phi, query loss 0-d, query outputs [q, ...])`` from one adaptation: what a
-        train step needs (``meta_gradient`` and ``task_loss`` would adapt twice)."""
+        """``(theta - phi, query loss 0-d, query outputs [q, ...], inner state)`` from one
+        adaptation: what a train step needs (``meta_gradient`` and ``task_loss`` would adapt
+        twice); the inner state is the optimizer's after the task (to carry to the next)."""
         loss = cross_entropy if loss is None else loss
+        check_task(meta_params, support_x, support_y, steps, loss=loss)
         check_task(meta_params, query_x, query_y, steps, "query_x", "query_y", loss)
-        adapted = self.adapt(
-            jax.lax.stop_gradient(meta_params), support_x, support_y, loss=loss, steps=steps, train=train
-        )
+        meta = jax.lax.stop_gradient(meta_params)
+        params, state = self._inner_run(meta, meta["model"], support_x, support_y, loss, steps, train)
+        adapted = with_params(meta["model"], params)
         outputs = self.apply_model(adapted, query_x, train)
-        return self._direction(meta_params, adapted), loss(outputs, query_y), outputs
+        return self._direction(meta_params, adapted), loss(outputs, query_y), outputs, state
 
     @staticmethod
     def _direction(meta_params, adapted):
+        """``theta - phi`` shaped like ``meta_params`` without its ``inner_state`` (zeros for
+        non-params): the tree the meta-optimizer updates."""
+        meta_params = {key: value for key, value in meta_params.items() if key != "inner_state"}
         delta = jax.tree_util.tree_map(lambda a, b: a - b, meta_params["model"]["params"], adapted["params"])
         zeros = jax.tree_util.tree_map(jax.numpy.zeros_like, meta_params)
         zeros["model"] = {**zeros["model"], "params": delta}

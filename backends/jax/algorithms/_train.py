@@ -259,7 +259,7 @@ def make_meta_train_step(
                     meta_params, sx, sy, qx, qy, loss=loss, steps=adaptation_steps, train=train
                 )
 
-            directions, task_losses, logits = map_tasks(
+            directions, task_losses, logits, _ = map_tasks(
                 direction, (support_x, support_y, query_x, query_y), task_map
             )
             grads = jax.tree_util.tree_map(lambda d: d.mean(0), directions)
@@ -287,23 +287,10 @@ def make_meta_train_step(
 
     @jax.jit
     def step(meta_params, opt_state, support_x, support_y, query_x, query_y):
-        grads, (value, task_losses, logits) = gradients(meta_params, support_x, support_y, query_x, query_y)
-        updates, new_opt_state = optimizer.update(grads, opt_state, meta_params)
-        new_params = optax.apply_updates(meta_params, updates)
-        accuracy = _accuracy(logits, query_y)
-        if not skip_nonfinite:
-            return new_params, new_opt_state, MetaStepMetrics(value, accuracy, task_losses)
-        gradients_finite = jax.tree_util.tree_map(lambda g: jnp.isfinite(g).all(), grads)
-        is_finite = functools.reduce(
-            jnp.logical_and, jax.tree_util.tree_leaves(gradients_finite), jnp.isfinite(value)
+        grads, result = gradients(meta_params, support_x, support_y, query_x, query_y)
+        new_params, new_opt_state, _, metrics = _update(
+            optimizer, skip_nonfinite, meta_params, opt_state, grads, result, query_y
         )
-
-        def keep_if_finite(new, old):  # selects whole trees: the old state survives bit for bit
-            return jnp.where(is_finite, new, old)
-
-        new_params = jax.tree_util.tree_map(keep_if_finite, new_params, meta_params)
-        new_opt_state = jax.tree_util.tree_map(keep_if_finite, new_opt_state, opt_state)
-        metrics = CheckedStepMetrics(value, accuracy, task_losses, is_finite, gradients_finite)
         return new_params, new_opt_state, metrics
 
     def checked_step(meta_params, opt_state, support_x, support_y, query_x, query_y):
@@ -314,6 +301,98 @@ def make_meta_train_step(
         return step(meta_params, opt_state, support_x, support_y, query_x, query_y)
 
     checked_step.jitted = step  # exposes the compiled function (e.g. its cache size)
+    return checked_step
+
+
+def _update(optimizer, skip_nonfinite, meta_params, opt_state, grads, result, query_y, new_and_old=None):
+    """``(meta_params, opt_state, kept, metrics)`` after the optimizer's step on ``grads``
+    (``result``: the ``MetaBatchLoss``). With ``skip_nonfinite`` the old trees are kept unless the
+    meta-loss and every meta-gradient are finite, and ``new_and_old`` (a pair of trees, e.g. a
+    carried inner state) is selected by the same flag into ``kept``."""
+    value, task_losses, logits = result
+    updates, new_opt_state = optimizer.update(grads, opt_state, meta_params)
+    new_params = optax.apply_updates(meta_params, updates)
+    accuracy = _accuracy(logits, query_y)
+    kept = None if new_and_old is None else new_and_old[0]
+    if not skip_nonfinite:
+        return new_params, new_opt_state, kept, MetaStepMetrics(value, accuracy, task_losses)
+    gradients_finite = jax.tree_util.tree_map(lambda g: jnp.isfinite(g).all(), grads)
+    is_finite = functools.reduce(
+        jnp.logical_and, jax.tree_util.tree_leaves(gradients_finite), jnp.isfinite(value)
+    )
+
+    def keep_if_finite(new, old):  # selects whole trees: the old state survives bit for bit
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(is_finite, a, b), new, old)
+
+    new_params = keep_if_finite(new_params, meta_params)
+    new_opt_state = keep_if_finite(new_opt_state, opt_state)
+    if new_and_old is not None:
+        kept = keep_if_finite(*new_and_old)
+    metrics = CheckedStepMetrics(value, accuracy, task_losses, is_finite, gradients_finite)
+    return new_params, new_opt_state, kept, metrics
+
+
+def carried_gradients(
+    algorithm: Reptile, meta_params, inner_state, batch: tuple, loss, steps: int, train=True
+):
+    """``(mean theta - phi, MetaBatchLoss, inner state after the last task)`` for ``batch``
+    (``support_x [B, s, ...]``, ``support_y [B, s]``, ``query_x [B, q, ...]``, ``query_y
+    [B, q]``), its tasks adapted in order (``lax.scan``), each starting from the inner state the
+    previous one left (the first from ``inner_state``)."""
+
+    def task(state, one):
+        meta = {**meta_params, "inner_state": state}
+        direction, value, outputs, state = algorithm._task_loss_and_direction(
+            meta, *one, loss=loss, steps=steps, train=train
+        )
+        return state, (direction, value, outputs)
+
+    new_state, (directions, task_losses, logits) = jax.lax.scan(task, inner_state, batch)
+    grads = jax.tree_util.tree_map(lambda d: d.mean(0), directions)
+    return grads, MetaBatchLoss(task_losses.mean(), task_losses, logits), new_state
+
+
+def make_carried_train_step(
+    algorithm: Reptile,
+    optimizer: optax.GradientTransformation,
+    loss: Callable = cross_entropy,
+    adaptation_steps: int = 1,
+    train: bool = True,
+    skip_nonfinite: bool = False,
+):
+    """A jit-compiled ``step(meta_params, opt_state, inner_state, support_x, support_y, query_x,
+    query_y) -> (meta_params, opt_state, inner_state, metrics)`` for ``Reptile`` with one
+    inner-optimizer state carried from task to task (Nichol et al.'s code keeps one Adam):
+
+    the batch's tasks are adapted in order (``lax.scan``), task ``i`` starting from the state
+    task ``i - 1`` left (the first from ``inner_state``, e.g. ``algorithm.inner.init(params)``);
+    the optimizer steps on the mean of ``theta - phi``; the last task's state is returned.
+    ``skip_nonfinite``: as in ``make_meta_train_step``; a refused step also keeps the old
+    ``inner_state``. Arrays: ``support_x [B, s, ...]``, ``support_y [B, s]``, ``query_x [B, q, ...]``,
+    ``query_y [B, q]``; ``metrics`` as ``make_meta_train_step``'s."""
+    adaptation_steps = _check_steps(adaptation_steps)
+    _check_algorithm(algorithm, optimizer)
+    if not isinstance(algorithm, Reptile):
+        raise TypeError(
+            f"algorithm must be a Reptile (its inner state is carried), got {type(algorithm).__name__}"
+        )
+    skip_nonfinite = _check_flag(skip_nonfinite, "skip_nonfinite")
+
+    @jax.jit
+    def step(meta_params, opt_state, inner_state, support_x, support_y, query_x, query_y):
+        batch = (support_x, support_y, query_x, query_y)
+        grads, result, new_inner_state = carried_gradients(
+            algorithm, meta_params, inner_state, batch, loss, adaptation_steps, train
+        )
+        kept = (new_inner_state, inner_state)
+        return _update(optimizer, skip_nonfinite, meta_params, opt_state, grads, result, query_y, kept)
+
+    def checked_step(meta_params, opt_state, inner_state, support_x, support_y, query_x, query_y):
+        support_x, support_y, query_x, query_y = _check_batch(support_x, support_y, query_x, query_y, loss)
+        meta_params, opt_state, inner_state = _committed((meta_params, opt_state, inner_state))
+        return step(meta_params, opt_state, inner_state, support_x, support_y, query_x, query_y)
+
+    checked_step.jitted = step
     return checked_step
 
 
