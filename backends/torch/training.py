@@ -22,7 +22,6 @@ from ._builders import MODEL_BUILDERS as MODEL_BUILDERS
 from ._builders import build_model as build_model
 from ._rank_share import RankShare, joined_group
 from ._trees import flax_tree, torch_tree
-from .algorithms._reptile import inner_batches
 
 LOSSES = {"cross-entropy": F.cross_entropy, "mse": F.mse_loss}
 
@@ -156,8 +155,7 @@ class TorchStep:
         ``inner_state`` (None: the carried state, or a fresh one when none is carried)."""
         learner = self.algorithm.clone()
         learner.inner_state = self.inner_state if inner_state is None else inner_state
-        batch_size = getattr(self.algorithm, "batch_size", None)  # Reptile's inner minibatches
-        for batch_x, batch_y in inner_batches(x, y, batch_size, steps):
+        for batch_x, batch_y in self.algorithm.inner_batches(x, y, steps):  # Reptile's minibatches
             learner.adapt(self.loss_fn(learner(batch_x), batch_y))
         return learner
 

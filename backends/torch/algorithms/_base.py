@@ -64,6 +64,11 @@ class BaseLearner(torch.nn.Module):
         changed or cloned ``lr`` tensor is the one used)."""
         return self.inner if self.inner is not None else sgd(self.lr)
 
+    def inner_batches(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> list:
+        """The ``steps`` inner batches ``[(x_i, y_i)]`` of an adaptation on the support set
+        ``(x [s, ...], y [s])``: the whole set each step (Reptile's minibatches override this)."""
+        return [(x, y)] * steps
+
     def _inner_step(self, module: torch.nn.Module, grads, scales=None) -> None:
         """Apply one step of the inner optimizer to ``module`` in place, differentiably.
 
@@ -92,7 +97,6 @@ class BaseLearner(torch.nn.Module):
             "flax_layout",
             "functional_task_loss",
             "plain_type",
-            "batch_size",
         }
     )
 

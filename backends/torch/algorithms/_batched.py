@@ -38,7 +38,7 @@ from ._base import BaseLearner, check_loss
 from ._gbml import GBML
 from ._maml import MAML, MetaSGD
 from ._mamlpp import MAMLpp
-from ._reptile import Reptile, inner_batches
+from ._reptile import Reptile
 
 MetaBatchResult = MetaBatchLoss  # the old name of the shared return type, kept for imports
 PATHS = ("auto", "loop", "vmap")
@@ -258,10 +258,9 @@ def _modes(algorithm: torch.nn.Module, train: bool):
 
 def _loop(algorithm, support_x, support_y, query_x, query_y, loss, steps) -> MetaBatchLoss:
     task_losses, logits = [], []
-    batch_size = getattr(algorithm, "batch_size", None)  # Reptile's inner minibatches
     for task in range(support_x.shape[0]):
         learner = algorithm.clone()
-        for x, y in inner_batches(support_x[task], support_y[task], batch_size, steps):
+        for x, y in algorithm.inner_batches(support_x[task], support_y[task], steps):
             learner.adapt(loss(learner(x), y))
         outputs = learner(query_x[task])
         task_losses.append(loss(outputs, query_y[task]))

@@ -162,15 +162,8 @@ def inner_loop(
         value = loss(call(module, {**fixed, **params}, x), y)
         return value, value
 
-    batch_size = getattr(algorithm, "batch_size", None)  # Reptile's inner minibatches
-    if batch_size is None:
-        batches = [(x, y)] * steps
-    else:
-        from ._reptile import inner_batches
-
-        batches = inner_batches(x, y, batch_size, steps)
     state = transform.init(params)
-    for batch_x, batch_y in batches:
+    for batch_x, batch_y in algorithm.inner_batches(x, y, steps):  # Reptile's minibatches
         grads, value = torch.func.grad(support_loss, has_aux=True)(params, batch_x, batch_y)
         _check_finite(value, "adapt")
         if first_order:

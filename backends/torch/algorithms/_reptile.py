@@ -81,6 +81,11 @@ class Reptile(BaseLearner):
     functional = True
     detached_inner_loop = True
 
+    def inner_batches(self, x, y, steps):
+        """``inner_batches(x, y, self.batch_size, steps)``: the next ``batch_size`` samples in
+        class-interleaved order each step (the whole set when ``batch_size`` is None)."""
+        return inner_batches(x, y, self.batch_size, steps)
+
     def adapt_loss(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
         """One inner step (``phi <- phi - lr * grad``, or the inner optimizer's) on this (cloned)
         learner, in place; no graph is kept."""
