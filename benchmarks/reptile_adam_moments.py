@@ -3,7 +3,9 @@
 Nichol et al.'s code (supervised-reptile) adapts every task with one TensorFlow Adam (beta1 0)
 whose moments and step count are never reset: each task continues from the state the previous
 task left, and evaluation starts from it too (and restores it afterwards). ``l2l_multi``'s
-Reptile starts the inner optimizer afresh for each task. This script trains both ways with the
+Reptile starts the inner optimizer afresh for each task by default; ``MetaLearner(...,
+inner_state="carried")`` (``--inner-state carried``) keeps one state as the paper's code does,
+the result of this measurement. This script trains both ways with the
 paper's other Omniglot settings (10 samples per class, 5 Adam steps of 1e-3 on batches of 10 in
 class-interleaved order, meta-batch 5 taken in order, plain meta-steps annealed from 1 as over
 100,000 updates) from the same weights on the same tasks, and scores 5-way 1-shot validation
