@@ -270,6 +270,7 @@ class MetaLearner:
         adaptation_steps=None,
         ways=None,
         transductive: bool = True,
+        inner_batch: int | None = None,
     ) -> dict[str, Any]:
         """Adapt on each support set (``adaptation_steps``, default the training value), score the
         queries; returns ``loss`` (float), ``task_losses`` (numpy ``[B]``) and, for
@@ -293,6 +294,10 @@ class MetaLearner:
         nothing and is ignored (it must still be a bool); evaluation leaves the statistics as
         they are.
 
+        ``inner_batch`` (reptile only): samples per inner step here instead of the learner's
+        ``inner_batch=`` (an int; None: the learner's), e.g. Nichol et al.'s test-time batches
+        of 5 after training on batches of 10.
+
         Example:
             >>> import numpy as np
             >>> import l2l_multi as l2l
@@ -313,10 +318,14 @@ class MetaLearner:
                 f"ways={ways!r}: {self.name} has a {self.ways}-way output layer; only "
                 f"{' and '.join(flexible)} evaluate with other ways"
             )
+        if inner_batch is not None:
+            if "inner_batch" not in self.spec.options:
+                raise ValueError(f"inner_batch={inner_batch!r} does not apply to algorithm={self.name!r}")
+            inner_batch = check_batch_size(inner_batch, "inner_batch")
         self.check_finite()
         self._check_labels(support_y, query_y, ways)
         batch = self._impl.convert(support_x, support_y, query_x, query_y)
-        task_losses, accuracies = self._impl.evaluate(batch, steps, ways, transductive)
+        task_losses, accuracies = self._impl.evaluate(batch, steps, ways, transductive, inner_batch)
         result: dict[str, Any] = {"loss": float(task_losses.mean()), "task_losses": task_losses}
         if accuracies is not None:
             result.update(accuracy=float(accuracies.mean()), task_accuracies=accuracies)

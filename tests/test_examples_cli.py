@@ -321,9 +321,11 @@ def test_reptile_defaults_are_the_papers_and_inner_settings_are_checked():
     assert (args.meta_optimizer, args.meta_lr, args.meta_lr_final, args.meta_batch) == ("sgd", 1.0, 0.0, 5)
     assert config["test_shots"] == [1, 5] and config["meta_optimizer"] == "sgd"
     assert config["inner_state"] == "carried"  # one Adam for all tasks, as the paper's code
+    assert config["test_inner_batch"] == 5  # the paper's --eval-batch 5
     # a script left at the defaults records none of the new settings: older folders resume
     maml = fewshot.run_config(fewshot.parse_arguments(defaults_of("maml_omniglot"), "", []))
     new_settings = {"inner", "inner_beta1", "inner_batch", "meta_optimizer", "meta_lr_final", "inner_state"}
+    new_settings.add("test_inner_batch")
     assert not new_settings & set(maml)
     assert maml["test_shots"] == 1  # one test setting: an int, as folders saved before recorded it
     for argv, message in (
@@ -332,29 +334,34 @@ def test_reptile_defaults_are_the_papers_and_inner_settings_are_checked():
         (["--inner-batch", "0"], "--inner-batch must be an integer >= 1"),
         (["--meta-lr-halve-every", "100"], "--meta-lr-final and --meta-lr-halve-every are two schedules"),
         (["--test-shots", "1", "0"], "--test-shots must be an integer >= 1"),
+        (["--test-inner-batch", "0"], "--test-inner-batch must be an integer >= 1"),
     ):
         with pytest.raises(SystemExit, match=message):
             fewshot.run_config(fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", argv))
 
 
 def test_a_folder_without_a_newer_setting_resumes_with_that_settings_old_default(tmp_path):
-    """A folder saved before --inner-state existed (or with it at "task", which is not recorded)
-    trained with fresh inner states: resuming it under reptile_omniglot.py, whose default is now
-    "carried", keeps "task"; given explicitly, the results folder refuses the change."""
-    args = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", ["--inner-state", "task"])
-    saved = fewshot.run_config(args)
+    """A folder saved before --inner-state and --test-inner-batch existed (or with them at "task"
+    and None, which are not recorded) resumes under reptile_omniglot.py, whose defaults are now
+    "carried" and 5, with the old values; --test-inner-batch may be given on resume (test time
+    only); a hand-edited value is refused by name."""
+    argv = ["--inner-state", "task"]
+    saved = fewshot.run_config(fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", argv))
+    saved.pop("test_inner_batch")
     assert "inner_state" not in saved
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(saved))
-    resumed = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", ["--resume", "--out", str(folder)])
-    assert resumed.inner_state == "task" and fewshot.run_config(resumed) == saved
+    resume = ["--resume", "--out", str(folder)]
+    resumed = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", resume)
+    assert (resumed.inner_state, resumed.test_inner_batch) == ("task", None)
+    assert fewshot.run_config(resumed) == saved
+    given = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", [*resume, "--test-inner-batch", "5"])
+    assert given.test_inner_batch == 5 and "test_inner_batch" in fewshot.MAY_CHANGE
     saved["inner_state"] = "kept"  # a hand-edited folder
     (folder / "config.json").write_text(json.dumps(saved))
     with pytest.raises(SystemExit, match="--inner-state 'kept' is not one of 'task', 'carried'"):
-        fewshot.run_config(
-            fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", ["--resume", "--out", str(folder)])
-        )
+        fewshot.run_config(fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", resume))
 
 
 def test_the_meta_step_anneals_linearly_to_its_final_value():

@@ -195,3 +195,28 @@ def test_the_option_names_itself():
         l2l.MetaLearner("maml", "omniglot-fc", ways=5, inner_state="carried", backend="torch")
     with pytest.raises(ValueError, match=r"inner_state='kept' is not one of 'task', 'carried'"):
         l2l.MetaLearner("reptile", "omniglot-fc", ways=5, inner_state="kept", backend="jax")
+
+
+def test_evaluate_takes_its_own_inner_batch_on_both_backends():
+    """``evaluate(..., inner_batch=5)`` scores as a learner built with ``inner_batch=5`` (the
+    paper trains on batches of 10 and tests on batches of 5), in both protocols and backends."""
+    tasks = _tasks(shots=4)
+    results = {}
+    with jax.enable_x64(True):
+        for backend in ("torch", "jax"):
+            trained = l2l.MetaLearner("reptile", "omniglot-fc", ways=5, backend=backend, **_settings())
+            built = l2l.MetaLearner(
+                "reptile", "omniglot-fc", ways=5, backend=backend, **_settings(inner_batch=5)
+            )
+            for flag in (True, False):
+                override = trained.evaluate(*tasks, adaptation_steps=4, transductive=flag, inner_batch=5)
+                expected = built.evaluate(*tasks, adaptation_steps=4, transductive=flag)
+                np.testing.assert_allclose(override["task_losses"], expected["task_losses"], rtol=1e-12)
+                results[backend, flag] = override["task_losses"]
+            own = trained.evaluate(*tasks, adaptation_steps=4)["task_losses"]  # the override is gone
+            assert np.abs(own - results[backend, True]).max() > 1e-6
+    for flag in (True, False):
+        np.testing.assert_allclose(results["torch", flag], results["jax", flag], rtol=1e-10)
+    maml = l2l.MetaLearner("maml", "omniglot-fc", ways=5, backend="torch")
+    with pytest.raises(ValueError, match=r"inner_batch=5 does not apply to algorithm='maml'"):
+        maml.evaluate(*(np.asarray(a, np.float32) if a.dtype == float else a for a in tasks), inner_batch=5)

@@ -212,22 +212,26 @@ class JaxStep:
             return {**self.meta_params, "inner_state": self.inner_state}
         return self.meta_params
 
-    def _evaluation_algorithm(self, ways: int):
+    def _evaluation_algorithm(self, ways: int, inner_batch=None):
         algorithm = self.algorithm
         if ways != self.ways:  # a metric head's logits have a static number of classes
             algorithm = copy.copy(algorithm)
             algorithm.ways = ways
+        if inner_batch is not None:  # Reptile's inner minibatches for this evaluation
+            algorithm = copy.copy(algorithm)
+            algorithm.batch_size = inner_batch
         return algorithm
 
-    def evaluate(self, batch, steps: int, ways: int, transductive: bool = True):
+    def evaluate(self, batch, steps: int, ways: int, transductive: bool = True, inner_batch=None):
         """``(task losses [B], task accuracies [B] or None)`` as numpy; ``transductive=False``
-        scores each query on the batch ``[support ; query]`` (``_non_transductive``). One
-        compiled evaluator per ``(steps, ways, transductive)``."""
+        scores each query on the batch ``[support ; query]`` (``_non_transductive``);
+        ``inner_batch``: Reptile's samples per inner step for this call (None: its own). One
+        compiled evaluator per ``(steps, ways, transductive, inner_batch)``."""
         if self.running:  # every input normalised alone: the flag changes nothing
             transductive = True
-        key = (steps, ways, transductive)
+        key = (steps, ways, transductive, inner_batch)
         if key not in self._evaluators:
-            algorithm = self._evaluation_algorithm(ways)
+            algorithm = self._evaluation_algorithm(ways, inner_batch)
 
             def evaluate(meta_params, batch_stats, sx, sy, qx, qy):
                 if self.running:

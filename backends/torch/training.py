@@ -4,6 +4,7 @@ step counter, the host side of the non-finite guard); this module supplies what 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -259,18 +260,32 @@ class TorchStep:
                         value.copy_(torch.where(finite, value, old_state[key]))
         return saved
 
-    def evaluate(self, batch, steps: int, ways: int, transductive: bool = True):
+    def evaluate(self, batch, steps: int, ways: int, transductive: bool = True, inner_batch=None):
         """``(task losses [B], task accuracies [B] or None)`` as numpy (the torch heads read
         ``ways`` from the labels); ``transductive=False`` scores each query on the batch
-        ``[support ; query]`` (``_non_transductive``). In a process group each rank scores its
+        ``[support ; query]`` (``_non_transductive``); ``inner_batch``: Reptile's samples per
+        inner step for this call (None: its own). In a process group each rank scores its
         share, then they gather every task's values in order."""
-        if self.share is None:
-            return self._evaluate_tasks(batch, steps, transductive)
-        empty = np.zeros(0, dtype=np.dtype(str(self.dtype).removeprefix("torch.")))
-        nothing = (empty, empty.astype(np.float32) if self.loss_fn is F.cross_entropy else None)
-        return self.share.evaluate(
-            batch, lambda share: self._evaluate_tasks(share, steps, transductive), nothing
-        )
+        with self._inner_batch(inner_batch):
+            if self.share is None:
+                return self._evaluate_tasks(batch, steps, transductive)
+            empty = np.zeros(0, dtype=np.dtype(str(self.dtype).removeprefix("torch.")))
+            nothing = (empty, empty.astype(np.float32) if self.loss_fn is F.cross_entropy else None)
+            return self.share.evaluate(
+                batch, lambda share: self._evaluate_tasks(share, steps, transductive), nothing
+            )
+
+    @contextlib.contextmanager
+    def _inner_batch(self, size):
+        """Reptile's ``batch_size`` set to ``size`` inside the block (None: left alone)."""
+        if size is None:
+            yield
+            return
+        saved, self.algorithm.batch_size = self.algorithm.batch_size, size
+        try:
+            yield
+        finally:
+            self.algorithm.batch_size = saved
 
     def _evaluate_tasks(self, batch, steps: int, transductive: bool = True):
         sx, sy, qx, qy = batch

@@ -143,6 +143,13 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
             help="samples per inner step, taken in turn from the support set in class-interleaved "
             "order, in training and test (none given: the whole support set each step)",
         )
+    if "test_inner_batch" in offered:
+        add(
+            "--test-inner-batch",
+            type=int,
+            default=None,
+            help="samples per inner step at validation and test time (none given: --inner-batch)",
+        )
     if "inner_state" in offered:
         add(
             "--inner-state",
@@ -242,7 +249,7 @@ OUTPUT_OPTIONS = (
 # (test_protocol: a folder saved before the option existed resumes with the script's default)
 MAY_CHANGE = (
     *("iterations", "root", "max_train_seconds", "test_tasks", "device", "tasks_on_device", "test_protocol"),
-    "skip_nonfinite",
+    *("skip_nonfinite", "test_inner_batch"),
 )
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
 META_OPTIMIZERS = OPTION_CHOICES["meta_optimizer"]  # MetaLearner's meta_optimizer=
@@ -374,6 +381,7 @@ UNRECORDED_DEFAULTS = {
     "inner_beta1": None,
     "inner_batch": None,
     "inner_state": "task",
+    "test_inner_batch": None,
 }
 
 
@@ -386,8 +394,9 @@ def check_inner_settings(args: argparse.Namespace) -> None:
             raise SystemExit(f"--inner-beta1 {args.inner_beta1}: applies to --inner adam only")
         if not 0 <= args.inner_beta1 < 1:
             raise SystemExit(f"--inner-beta1 must lie in [0, 1), got {args.inner_beta1!r}")
-    if args.inner_batch is not None:
-        check_int(args, "inner_batch", 1, "samples per inner step")
+    for name in ("inner_batch", "test_inner_batch"):
+        if getattr(args, name) is not None:
+            check_int(args, name, 1, "samples per inner step")
     if args.inner_state not in INNER_STATES:  # a restored value
         raise SystemExit(
             f"--inner-state {args.inner_state!r} is not one of {', '.join(map(repr, INNER_STATES))}"

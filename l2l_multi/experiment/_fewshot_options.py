@@ -28,6 +28,7 @@ HIDDEN_DEFAULTS = {
     "inner_beta1": None,
     "inner_batch": None,
     "inner_state": "task",
+    "test_inner_batch": None,
 }
 # settings --quick changes only where an inner loop exists
 INNER_LOOP_SETTINGS = ("adaptation_steps", "test_adaptation_steps")
@@ -90,6 +91,8 @@ def offered_options(defaults: dict[str, Any]) -> set[str]:
     if "head" in spec.options:
         offered.add("head")
     offered |= {"inner", "inner_batch", "inner_state"} & set(spec.options)
+    if "inner_batch" in spec.options:
+        offered.add("test_inner_batch")
     if spec.kind == "metric":
         offered.add("batch_norm")
     if len(script_datasets(defaults)) > 1:

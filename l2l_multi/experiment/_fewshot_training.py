@@ -48,6 +48,7 @@ def evaluate_protocol(
         ways=ways,
         progress=progress,
         transductive=transductive,
+        inner_batch=args.test_inner_batch,
     )
 
 

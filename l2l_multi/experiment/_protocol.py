@@ -21,6 +21,7 @@ def evaluate_tasks(
     ways: int | None = None,
     progress: bool = False,
     transductive: bool = True,
+    inner_batch: int | None = None,
 ) -> dict[str, Any]:
     """Scores ``learner`` on the first ``num_tasks`` tasks of ``tasks``, always the same ones.
 
@@ -39,6 +40,8 @@ def evaluate_tasks(
             one batch (batch-norm statistics shared by the queries, MAML's protocol); False scores
             each query on a batch of the support set and that query only (Nichol et al. 2018's
             non-transductive setting).
+        inner_batch: samples per inner step (``MetaLearner.evaluate``'s, Reptile only; None:
+            the learner's own).
 
     Returns:
         ``{"accuracy", "ci95", "loss", "num_tasks", "adaptation_steps", "transductive"}``: mean
@@ -59,6 +62,8 @@ def evaluate_tasks(
         )
     # asked for only when it differs from the default, so a learner without the option still works
     protocol = {} if transductive else {"transductive": False}
+    if inner_batch is not None:
+        protocol["inner_batch"] = inner_batch
     saved = tasks.state_dict()
     tasks.restart()
     accuracies, losses = [], []
