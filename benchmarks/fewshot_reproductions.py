@@ -175,6 +175,18 @@ def progress_and_time(run: PlannedRun) -> tuple[int, float]:
     return int(float(rows[-1]["iteration"])), float(rows[-1].get("elapsed_s") or 0.0)
 
 
+def last_validation(run: PlannedRun) -> tuple[int, float] | None:
+    """``(update, accuracy)`` of the last validation in ``run``'s metrics.csv (accuracy in [0, 1];
+    the first test setting, on ``--eval-tasks`` validation tasks), or None when there is none."""
+    metrics = run.folder / "metrics.csv"
+    if not metrics.exists():
+        return None
+    rows = [row for row in csv.DictReader(metrics.open()) if row.get("valid_accuracy")]
+    if not rows:
+        return None
+    return int(float(rows[-1]["iteration"])), float(rows[-1]["valid_accuracy"])
+
+
 def plan(run: PlannedRun, root: str) -> tuple[str, list[str] | None]:
     """``(state, argv)``: state ``done``/``running``/``resume``/``start``; argv (after ``python``) is
     None when nothing is to run."""

@@ -130,6 +130,9 @@ def missing_rows(folders: list[Path]) -> list[str]:
         if done:  # the pace so far, validations included, on whatever shared the machine
             state = f"in progress: {done}/{run.iterations()} it, {seconds / 3600:.1f} h so far"
             state += f" ({seconds / done:.2g} s/it with validations)"
+            validated = planned.last_validation(run)
+            if validated is not None:  # the run's first test setting, on the validation split
+                state += f"; validation ({run.settings[0]}) {100 * validated[1]:.1f}% at {validated[0]}"
         backend = "jax" if "--backend jax" in run.arguments else "torch"
         for setting in run.settings:
             number = _percent(paper[setting]) if setting in paper else "n/a"

@@ -100,7 +100,9 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     folder = tmp_path / jax_protonet.name
     folder.mkdir()
     (folder / "checkpoint.npz").write_bytes(b"")
-    (folder / "metrics.csv").write_text("iteration,train_loss,elapsed_s\n500,0.5,60.0\n1000,0.4,120.0\n")
+    (folder / "metrics.csv").write_text(
+        "iteration,train_loss,valid_accuracy,elapsed_s\n500,0.5,0.9,60.0\n1000,0.4,0.9312,120.0\n"
+    )
     state, argv = planned.plan(jax_protonet, "data")
     assert state == "resume" and argv[:4] == [
         "examples/vision/protonet_omniglot.py",
@@ -116,6 +118,7 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     # the planned rows (the repository's own finished folder of that name adds result rows)
     rows = [line for line in text.splitlines() if jax_protonet.name in line and "| in progress" in line]
     assert len(rows) == 2 and all("in progress: 1000/4000 it, 0.0 h so far (0.12 s/it" in row for row in rows)
+    assert all("with validations); validation (5w1s) 93.1% at 1000 |" in row for row in rows)
     assert "about 1.0 h of training at 0.9 s/it on jax cpu: cpu (2 cores)" in rows[0]  # 4000 * 0.9 s
     assert "| ProtoNets | omniglot | 5w1s | 98.80 | in progress" in "\n".join(rows)
     reptile_rows = [line for line in text.splitlines() if reptile.name in line]
