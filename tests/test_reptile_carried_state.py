@@ -152,6 +152,11 @@ def test_a_checkpoint_resumes_the_carried_state_exactly(backend):
             fresh.load_state_dict(saved)
         with pytest.raises(ValueError, match=r"state has no 'inner_state'"):
             resumed.load_state_dict(fresh.state_dict())
+        momentum = l2l.MetaLearner(
+            "reptile", "omniglot-fc", ways=5, backend=backend, **_settings(inner="momentum", lr=0.1)
+        )
+        with pytest.raises(ValueError, match=r"state\['inner_state'\] holds \d+ arrays"):
+            momentum.load_state_dict(saved)  # Adam's moments are not a momentum's trace
 
 
 @pytest.mark.parametrize(("backend", "wait"), [("torch", True), ("torch", False), ("jax", False)])

@@ -348,7 +348,9 @@ class TorchStep:
     def state_dict(self) -> dict[str, Any]:
         state = {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.carried:
-            state["inner_state"] = tree_map(lambda t: t.detach().clone(), self.inner_state)
+            state["inner_state"] = tree_map(
+                lambda leaf: leaf.detach().clone() if torch.is_tensor(leaf) else leaf, self.inner_state
+            )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -368,15 +370,20 @@ class TorchStep:
         NamedTuples as tuples), on its device and dtypes; another optimizer's state is refused."""
         leaves, live = tree_leaves(saved), tree_leaves(self.inner_state)
         shapes = [tuple(np.shape(leaf)) for leaf in leaves]
-        if shapes != [tuple(leaf.shape) for leaf in live]:
+        if shapes != [tuple(np.shape(leaf)) for leaf in live]:
             raise ValueError(
                 f"state['inner_state'] holds {len(leaves)} arrays of other shapes than this learner's "
                 f"{len(live)}: a checkpoint of another model or inner optimizer?"
             )
         values = iter(leaves)
-        return tree_map(
-            lambda ref: torch.as_tensor(next(values)).to(device=ref.device, dtype=ref.dtype), self.inner_state
-        )
+
+        def restore(reference):  # tensors onto the live state's device and dtype; other leaves as saved
+            value = next(values)
+            if not torch.is_tensor(reference):
+                return value
+            return torch.as_tensor(value).to(device=reference.device, dtype=reference.dtype)
+
+        return tree_map(restore, self.inner_state)
 
 
 def make_backend_step(spec: AlgorithmSpec, model: ModelSpec, ways: int, **options: Any) -> TorchStep:
