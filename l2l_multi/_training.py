@@ -90,7 +90,8 @@ class MetaLearner:
             time too), ``inner_state=`` (reptile: "task", the default, starts the inner
             optimizer afresh for every task; "carried" keeps one inner-optimizer state, e.g.
             Adam's moments and step count, as Nichol et al.'s code does: ``train_step`` adapts
-            the batch's tasks in order, each starting from the state the previous one left,
+            the batch's tasks in order (``task_map="vmap"`` is refused), each starting from
+            the state the previous one left,
             and keeps the last; ``evaluate`` starts every task from it and changes nothing; it
             is part of ``state_dict``), ``meta_optimizer=`` (both: "adam", the default, or
             "sgd": plain steps of ``meta_lr``, Reptile's ``theta <- theta + meta_lr *
@@ -170,6 +171,11 @@ class MetaLearner:
                 raise ValueError(f"give task_map={options['task_map']!r} or its old spelling path=, not both")
             path = options.pop("path")
             options["task_map"] = TASK_MAP_ALIASES.get(path, path)
+        if options.get("inner_state") == "carried" and options.get("task_map") == "vmap":
+            raise ValueError(
+                "task_map='vmap' with inner_state='carried': a carried state passes from task to task "
+                "in order; use task_map='auto' or 'sequential'"
+            )
         training = importlib.import_module(f"{load_backend(self.backend).__name__}.training")
         self.spec, self.model_spec = spec, model_spec_
         self.name, self.ways, self.adaptation_steps, self.loss = algorithm, ways, adaptation_steps, loss

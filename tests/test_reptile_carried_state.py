@@ -183,6 +183,8 @@ def test_the_option_names_itself():
         l2l.MetaLearner("maml", "omniglot-fc", ways=5, inner_state="carried", backend="torch")
     with pytest.raises(ValueError, match=r"inner_state='kept' is not one of 'task', 'carried'"):
         l2l.MetaLearner("reptile", "omniglot-fc", ways=5, inner_state="kept", backend="jax")
+    with pytest.raises(ValueError, match=r"task_map='vmap' with inner_state='carried'"):
+        l2l.MetaLearner("reptile", "omniglot-fc", ways=5, inner_state="carried", task_map="vmap")
 
 
 def test_evaluation_from_a_carried_state_agrees_across_backends_with_its_own_inner_batch():
