@@ -43,12 +43,46 @@ def set_autogroup_nice(pid: int, nice: int) -> None:
         pass  # no autogroup (another OS, a kernel without it, no permission): plain nice only
 
 
-# Each run's thread settings unless the caller's environment has its own: torch's (OpenMP) and jax's
-# (XLA's CPU client spreads one computation over every core by default)
+# Each run's thread settings unless the caller's environment has its own: torch's (OpenMP) and XLA's
+# Eigen threads. XLA's CPU client still sizes its intra-op pool by the CPUs the process may use (two
+# busy pool threads per run were measured with these flags alone), so each run is also pinned to
+# one CPU (``one_cpu``): two jax runs on two cores then stop competing for both.
 ONE_THREAD = {
     "OMP_NUM_THREADS": "1",
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
 }
+
+
+def one_cpu(pinned: list[int]) -> int | None:
+    """The CPU (int) of this process's affinity that the fewest of ``pinned`` (the CPUs of the
+    runs still going) hold, the lowest first; None where affinity cannot be set (not Linux)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return min(sorted(os.sched_getaffinity(0)), key=pinned.count)
+
+
+def pinned_elsewhere(results: set[Path], skip: set[int]) -> list[int]:
+    """The CPUs of the runs that hold a results folder's lock under ``results`` (folders of
+    run folders), each pinned to one CPU, their pids (``.lock`` holds it) not in ``skip``: runs
+    another runner started count when this one picks a CPU."""
+    cpus = []
+    for parent in results:
+        for lock in Path(parent).glob("*/.lock"):
+            try:
+                pid = int(lock.read_text().split()[0])
+                if pid in skip or not locked(lock.parent):
+                    continue
+                affinity = os.sched_getaffinity(pid)
+            except (OSError, ValueError, IndexError):
+                continue  # no pid yet, a process gone, or no affinity here
+            if len(affinity) == 1:
+                cpus.extend(affinity)
+    return cpus
+
+
+def _pin(cpu: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` pinning the child to ``cpu`` before it starts (None: no pinning)."""
+    return None if cpu is None else lambda: os.sched_setaffinity(0, {cpu})
 
 
 def start_all(
@@ -62,9 +96,11 @@ def start_all(
     between sessions whatever ``nice`` says, so a niced run in the caller's session would still
     take half the cores from an interactive shell. Ctrl-C or SIGTERM to this process is passed on
     to the runs as SIGINT (each saves its checkpoint and exits with status 130), and no further run
-    starts. One BLAS/OpenMP thread and one XLA CPU thread per run (:data:`ONE_THREAD`) unless the
-    caller's environment sets those variables: runs sharing a few cores oversubscribe them otherwise."""
+    starts. One BLAS/OpenMP thread and no Eigen threads per run (:data:`ONE_THREAD`) unless the
+    caller's environment sets those variables, and each run pinned to the CPU the fewest running
+    runs hold (:func:`one_cpu`): runs sharing a few cores oversubscribe them otherwise."""
     started: list[subprocess.Popen] = []
+    cpus: list[int | None] = []  # each started run's CPU
     stopping = []
 
     def stop(signum, frame) -> None:
@@ -84,6 +120,10 @@ def start_all(
                 break
             folder.mkdir(parents=True, exist_ok=True)
             log = folder / "log.txt"
+            running = [(cpu, process.pid) for cpu, process in zip(cpus, started) if process.poll() is None]
+            mine = [cpu for cpu, _ in running if cpu is not None]
+            others = pinned_elsewhere({entry.parent for entry, _ in queue}, {pid for _, pid in running})
+            cpu = one_cpu(mine + others)
             with log.open("a") as stream:
                 process = subprocess.Popen(
                     ["nice", "-n", str(nice), sys.executable, *argv],
@@ -93,10 +133,13 @@ def start_all(
                     stdin=subprocess.DEVNULL,
                     env={**ONE_THREAD, **os.environ},
                     start_new_session=True,
+                    preexec_fn=_pin(cpu),
                 )
             set_autogroup_nice(process.pid, nice)
-            print(f"started {folder.name} (pid {process.pid}), log {log}", flush=True)
+            where = "" if cpu is None else f", CPU {cpu}"
+            print(f"started {folder.name} (pid {process.pid}{where}), log {log}", flush=True)
             started.append(process)
+            cpus.append(cpu)
         return [process.wait() for process in started]
     finally:
         for number, handler in previous.items():
@@ -110,8 +153,8 @@ def time_updates(
     cwd: Path,
 ) -> dict:
     """Seconds per update of a short run: ``argv_for(scratch)`` gives the script and its options
-    writing into a temporary folder, and the run folder they write; the run gets one OpenMP and one
-    XLA thread (:data:`ONE_THREAD`, unless the environment sets them); ``timed_span(metrics rows)``
+    writing into a temporary folder, and the run folder they write; the run gets one OpenMP thread
+    (:data:`ONE_THREAD`, unless the environment sets it) and one CPU; ``timed_span(metrics rows)``
     picks ``(seconds, updates)`` from its ``metrics.csv`` (each runner leaves set-up and
     compilation out its own way). Returns the record the cost files keep: ``seconds_per_update``,
     ``device`` (as the run's ``config.json`` names it), ``cpu_count``, ``updates_timed``,
@@ -119,7 +162,14 @@ def time_updates(
     with tempfile.TemporaryDirectory() as scratch:
         argv, folder = argv_for(Path(scratch))
         env = {**ONE_THREAD, **os.environ}
-        done = subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, *argv],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            preexec_fn=_pin(one_cpu([])),  # one CPU, as the runs themselves
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{name}: the timing run failed:\n{done.stderr[-2000:]}")
         rows = list(csv.DictReader((folder / "metrics.csv").open()))

@@ -217,7 +217,7 @@ def plan(reproduction: Reproduction, seed: int, results: Path = RESULTS) -> tupl
 def measure(reproduction: Reproduction, updates: int) -> dict:
     """Seconds per meta-update of ``reproduction``'s settings here: seed 0 run for ``updates`` updates
     in a temporary folder, the training time of updates 2..``updates`` (``elapsed_s``, so the first
-    update's set-up is left out) divided by their number; one OpenMP and one XLA thread, as the
+    update's set-up is left out) divided by their number; one OpenMP thread on one CPU, as the
     runner gives each run."""
 
     def argv_for(scratch: Path) -> tuple[list[str], Path]:
