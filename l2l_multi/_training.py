@@ -91,9 +91,9 @@ class MetaLearner:
             optimizer afresh for every task; "carried" keeps one inner-optimizer state, e.g.
             Adam's moments and step count, as Nichol et al.'s code does: ``train_step`` adapts
             the batch's tasks in order (``task_map="vmap"`` is refused), each starting from
-            the state the previous one left,
-            and keeps the last; ``evaluate`` starts every task from it and changes nothing; it
-            is part of ``state_dict``), ``meta_optimizer=`` (both: "adam", the default, or
+            the state the previous one left, and keeps the last; ``evaluate`` starts every
+            task from it and changes nothing; it is part of ``state_dict``),
+            ``meta_optimizer=`` (both: "adam", the default, or
             "sgd": plain steps of ``meta_lr``, Reptile's ``theta <- theta + meta_lr *
             mean(phi - theta)``).
 
