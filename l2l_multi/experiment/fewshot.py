@@ -33,21 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from ._cli import check_int
-from ._fewshot_args import (
-    MAY_CHANGE,
-    OUTPUT_OPTIONS,
-    QUICK,
-    argument_parser,
-    parse_arguments,
-    run_config,
-)
+from ._fewshot_args import MAY_CHANGE, OUTPUT_OPTIONS, parse_arguments, run_config
+from ._fewshot_parser import QUICK, argument_parser
 from ._fewshot_results import device_name, test_and_report
 from ._fewshot_training import train_learner
 from ._interrupt import StopRequest, TrainingStopped, exit_interrupted
 from ._processes import Processes, join, launch_local, open_run, script_command
 from ._run import RunFolder
 
-# the command line lives in _fewshot_args; these names stay importable from here
+# the command line lives in _fewshot_parser and _fewshot_args; these names stay importable from here
 __all__ = ["main", "argument_parser", "parse_arguments", "run_config", "OUTPUT_OPTIONS", "QUICK"]
 
 

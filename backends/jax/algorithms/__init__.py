@@ -5,6 +5,8 @@ Algorithms hold static configuration; their meta-parameters are pytrees from ``i
 ``make_meta_train_step`` compiles a whole meta-step.
 """
 
+from ._carried import carried_gradients as carried_gradients
+from ._carried import make_carried_train_step as make_carried_train_step
 from ._gbml import GBML as GBML
 from ._gradient_based import ANIL as ANIL
 from ._gradient_based import MAML as MAML
@@ -23,8 +25,6 @@ from ._sharding import shard_task_batch as shard_task_batch
 from ._sharding import task_mesh as task_mesh
 from ._train import CheckedStepMetrics as CheckedStepMetrics
 from ._train import MetaStepMetrics as MetaStepMetrics
-from ._train import carried_gradients as carried_gradients
-from ._train import make_carried_train_step as make_carried_train_step
 from ._train import make_evaluate as make_evaluate
 from ._train import make_meta_train_step as make_meta_train_step
 from ._train import map_tasks as map_tasks
