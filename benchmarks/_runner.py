@@ -168,7 +168,8 @@ def time_updates(
             env=env,
             capture_output=True,
             text=True,
-            preexec_fn=_pin(one_cpu([])),  # one CPU, as the runs themselves
+            # one CPU, as the runs themselves: the one the fewest running reproductions hold
+            preexec_fn=_pin(one_cpu(pinned_elsewhere({cwd / "benchmarks" / "results"}, set()))),
         )
         if done.returncode != 0:
             raise RuntimeError(f"{name}: the timing run failed:\n{done.stderr[-2000:]}")

@@ -44,13 +44,15 @@ MAML_20WAY = "--ways 20 --lr 0.1 --adaptation-steps 5 --test-adaptation-steps 5 
 class PlannedRun(NamedTuple):
     """One planned reproduction: ``script`` (under examples/vision/) with ``arguments`` (the paper's
     settings, ``--root``/``--out`` aside), reproducing the test ``settings`` of the script's paper
-    table; ``why`` says what the row shows."""
+    table; ``why`` says what the row shows; ``finding``, once the run has ended, what it found
+    beyond its numbers (a shortfall's measured cause), printed under the table."""
 
     name: str
     script: str
     arguments: str
     settings: tuple[str, ...]
     why: str
+    finding: str = ""
 
     @property
     def folder(self) -> Path:

@@ -143,6 +143,18 @@ def missing_rows(folders: list[Path]) -> list[str]:
     return rows
 
 
+def finding_lines(folders: list[Path]) -> list[str]:
+    """A list item per finished planned run (results.json in its folder) that states a ``finding``:
+    what it found beyond the table's numbers, under the few-shot table."""
+    finished = {Path(folder).resolve() for folder in folders if (Path(folder) / "results.json").exists()}
+    items = [
+        f"- `{run.name}`: {run.finding}"
+        for run in _sibling("fewshot_reproductions").PLANNED
+        if run.finding and run.folder.resolve() in finished
+    ]
+    return ["", "Findings of finished runs:", "", *items] if items else []
+
+
 def _sibling(name: str):
     """``benchmarks/<name>.py`` as a module (the benchmarks folder is no package)."""
     if name not in sys.modules:
@@ -296,6 +308,7 @@ def main(argv=None) -> str:
         "|---|---|---|---:|---:|---|---:|---|---|---|---|",
         *fewshot,
         *([] if args.no_missing else missing_rows(folders)),
+        *finding_lines(folders),
     ]
     reproductions = [] if args.no_missing else tracked.TRACKED
     if meta_rl or reproductions:

@@ -121,7 +121,8 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     assert all("with validations); validation (5w1s) 93.1% at 1000 |" in row for row in rows)
     assert "about 1.0 h of training at 0.9 s/it on jax cpu: cpu (2 cores)" in rows[0]  # 4000 * 0.9 s
     assert "| ProtoNets | omniglot | 5w1s | 98.80 | in progress" in "\n".join(rows)
-    reptile_rows = [line for line in text.splitlines() if reptile.name in line]
+    # the planned rows (the repository's finished folder of that name adds result rows)
+    reptile_rows = [line for line in text.splitlines() if reptile.name in line and "| not run |" in line]
     # one training run, tested with 1 and 5 shots in both of Nichol et al.'s protocols
     assert [row.split(" | ")[2] for row in reptile_rows] == [
         "5w1s",
@@ -132,6 +133,21 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     assert "| MetaOptNet | omniglot | 5w1s | n/a | not run | no published number |" in text
     (folder / "results.json").write_text("{}")
     assert planned.plan(jax_protonet, "data") == ("done", None)
+
+
+def test_a_finished_runs_finding_is_printed_under_the_table(tmp_path, monkeypatch):
+    planned = reproductions._sibling("fewshot_reproductions")
+    monkeypatch.setattr(planned, "RESULTS", tmp_path)
+    run = planned.PlannedRun("protonet_x", "protonet_omniglot", "", ("5w1s",), "why", "found X")
+    monkeypatch.setattr(planned, "PLANNED", (run,))
+    _write(tmp_path / "other")  # finished, not this run
+    (tmp_path / "protonet_x").mkdir()
+    assert reproductions.finding_lines([tmp_path / "other", tmp_path / "protonet_x"]) == []  # not finished
+    text = reproductions.main(["--output", str(tmp_path / "R.md"), str(tmp_path / "other")])
+    assert "Findings" not in text and "| ProtoNets | omniglot | 5w1s | 98.80 | not run | why |" in text
+    (tmp_path / "protonet_x" / "results.json").write_text(json.dumps({}))
+    lines = reproductions.finding_lines([tmp_path / "protonet_x"])
+    assert lines == ["", "Findings of finished runs:", "", "- `protonet_x`: found X"]
 
 
 def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):
