@@ -159,6 +159,8 @@ def time_updates(
     compilation out its own way). Returns the record the cost files keep: ``seconds_per_update``,
     ``device`` (as the run's ``config.json`` names it), ``cpu_count``, ``updates_timed``,
     ``measured`` (the date). Raises ``RuntimeError`` with the run's stderr when it fails."""
+    # one CPU, as the runs themselves: the one the fewest running reproductions hold
+    cpu = one_cpu(pinned_elsewhere({cwd / "benchmarks" / "results"}, set()))
     with tempfile.TemporaryDirectory() as scratch:
         argv, folder = argv_for(Path(scratch))
         env = {**ONE_THREAD, **os.environ}
@@ -168,8 +170,7 @@ def time_updates(
             env=env,
             capture_output=True,
             text=True,
-            # one CPU, as the runs themselves: the one the fewest running reproductions hold
-            preexec_fn=_pin(one_cpu(pinned_elsewhere({cwd / "benchmarks" / "results"}, set()))),
+            preexec_fn=_pin(cpu),
         )
         if done.returncode != 0:
             raise RuntimeError(f"{name}: the timing run failed:\n{done.stderr[-2000:]}")
@@ -180,6 +181,7 @@ def time_updates(
         "seconds_per_update": round(seconds / updates, 4),
         "device": config.get("environment", {}).get("device") or platform.machine(),
         "cpu_count": os.cpu_count(),
+        **({"cpus_used": 1} if cpu is not None else {}),
         "updates_timed": updates,
         "measured": time.strftime("%Y-%m-%d"),
     }

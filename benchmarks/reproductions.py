@@ -103,9 +103,12 @@ def _cost(run, costs: dict) -> str:
     timing = costs.get(run.name)
     if timing:
         hours = updates * timing["seconds_per_update"] / 3600
+        cores = f"{timing['cpu_count']} cores"
+        if timing.get("cpus_used") == 1:  # pinned, as the runs are
+            cores = f"one of {cores}, measured {timing['measured']}"
         text += (
             f"; about {hours:.1f} h of training at {timing['seconds_per_update']:.3g} s/it on "
-            f"{timing['device']} ({timing['cpu_count']} cores)"
+            f"{timing['device']} ({cores})"
         )
     return text
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 
 import pytest
 from _helpers import REPO_ROOT
@@ -270,3 +271,7 @@ def test_fewshot_measure_times_the_updates_between_the_two_validations(tmp_path,
     assert costs["standin_run"]["seconds_per_update"] == 0.25 and costs["standin_run"]["updates_timed"] == 20
     assert costs["standin_run"]["device"] == "jax cpu: test"
     assert not (tmp_path / "results" / "standin_run").exists()  # timed in a temporary folder
+    if hasattr(os, "sched_getaffinity"):  # timed on one pinned CPU, as the runs train; the table says so
+        assert costs["standin_run"]["cpus_used"] == 1
+        run = run._replace(arguments="--iterations 1000")
+        assert f"(one of {os.cpu_count()} cores, measured " in reproductions._cost(run, costs)
