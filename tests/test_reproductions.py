@@ -151,6 +151,19 @@ def test_a_finished_runs_finding_is_printed_under_the_table(tmp_path, monkeypatc
     assert lines == ["", "Findings of finished runs:", "", "- `protonet_x`: found X"]
 
 
+def test_the_reptile_findings_figures_are_those_of_its_saved_retest():
+    # the finding quotes a retest on 3,000 tasks; its results file lies in the run folder
+    planned = reproductions._sibling("fewshot_reproductions")
+    run = next(run for run in planned.PLANNED if run.name == "reptile_omniglot_5w_jax")
+    retest = json.loads((run.folder / "test3000_non_transductive.json").read_text())
+    assert "--test-tasks 3000 --test-protocol non-transductive" in retest["command"]
+    for setting in ("5w1s non-transductive", "5w5s non-transductive"):
+        test = retest["test"][setting]
+        assert test["num_tasks"] == 3000 and test["transductive"] is False
+        figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting[:4]}; paper "
+        assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
+
+
 def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):
     peer_table = reproductions._sibling("_peer_table")
     peer = tmp_path / peer_table.PEER
