@@ -87,15 +87,16 @@ REPTILE_WHY = (
     "stayed at 78-81% over updates 2,000-14,500 (run stopped, kept as reptile_omniglot_5w_fresh_adam_jax)"
 )
 REPTILE_FINDING = (
-    "the transductive rows reach the paper; the non-transductive ones, retested on 3,000 test tasks "
-    "(a copy of the finished folder resumed with `--test-tasks 3000 --test-protocol non-transductive`; "
-    "results in the run folder's `test3000_non_transductive.json`), stay below it: 94.89 ± 0.35 "
-    "(5w1s; paper 95.39) and 98.01 ± 0.22 (5w5s; paper 98.90), so the 600-task 5w1s figure above was "
-    "a favourable draw. One setting still differs from the paper's code and acts through batch norm, "
-    "which the non-transductive protocol exposes: inner batches are taken in class-interleaved order "
-    "(each training batch of 10 holds 2 samples of each class; with 5 test shots each batch of 5 holds "
-    "one of each, the same 5 batches in turn), where the paper draws them at random without "
-    "replacement. That it is the cause is not yet tested."
+    "retested on 3,000 test tasks (a copy of the finished folder resumed with `--test-tasks 3000 "
+    "--test-protocol transductive` and `non-transductive`; results in the run folder's "
+    "`test3000_transductive.json` and `test3000_non_transductive.json`), only 5w1s still reaches the "
+    "paper: 97.53 ± 0.26 (5w1s; paper 97.68), 99.24 ± 0.15 (5w5s; paper 99.48), 94.89 ± 0.35 (5w1s "
+    "non-transductive; paper 95.39), 98.01 ± 0.22 (5w5s non-transductive; paper 98.90), so the "
+    "600-task figures above were favourable draws. One setting still differs from the paper's code and "
+    "acts through batch norm: inner batches are taken in class-interleaved order (each training batch "
+    "of 10 holds 2 samples of each class; with 5 test shots each batch of 5 holds one of each, the same "
+    "5 batches in turn), where the paper draws them at random without replacement. That it is the cause "
+    "is not yet tested."
 )
 NON_TRANSDUCTIVE = " non-transductive"  # results keys of the other test protocols (Nichol et al.;
 RUNNING = " running-statistics"  # Snell et al.'s model.eval())

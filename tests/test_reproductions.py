@@ -151,16 +151,17 @@ def test_a_finished_runs_finding_is_printed_under_the_table(tmp_path, monkeypatc
     assert lines == ["", "Findings of finished runs:", "", "- `protonet_x`: found X"]
 
 
-def test_the_reptile_findings_figures_are_those_of_its_saved_retest():
-    # the finding quotes a retest on 3,000 tasks; its results file lies in the run folder
+@pytest.mark.parametrize("protocol", ["transductive", "non-transductive"])
+def test_the_reptile_findings_figures_are_those_of_its_saved_retests(protocol):
+    # the finding quotes retests on 3,000 tasks; their results files lie in the run folder
     planned = reproductions._sibling("fewshot_reproductions")
     run = next(run for run in planned.PLANNED if run.name == "reptile_omniglot_5w_jax")
-    retest = json.loads((run.folder / "test3000_non_transductive.json").read_text())
-    assert "--test-tasks 3000 --test-protocol non-transductive" in retest["command"]
-    for setting in ("5w1s non-transductive", "5w5s non-transductive"):
-        test = retest["test"][setting]
-        assert test["num_tasks"] == 3000 and test["transductive"] is False
-        figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting[:4]}; paper "
+    retest = json.loads((run.folder / f"test3000_{protocol.replace('-', '_')}.json").read_text())
+    assert f"--test-tasks 3000 --test-protocol {protocol}" in retest["command"]
+    assert len(retest["test"]) == 2
+    for setting, test in retest["test"].items():
+        assert test["num_tasks"] == 3000 and test["transductive"] is (protocol == "transductive")
+        figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting}; paper "
         assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
 
 
