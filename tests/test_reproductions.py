@@ -56,7 +56,7 @@ def test_table_from_results_folders(tmp_path, monkeypatch):
     # tracked settings without a run are listed with the paper's number (from the example) and a command
     assert "| MAML | omniglot | 5w1s | 98.70 | not run |" in text
     assert "| first-order MAML | omniglot | 20w1s | 89.40 | not run |" in text
-    assert "--first-order --ways 20 --lr 0.1" in text
+    assert "--first-order --ways 20 --lr 2.0" in text  # the paper code's 0.1 on its summed loss
     assert output.read_text() == text
     rows = [line for line in text.splitlines() if line.startswith("| ProtoNets") and "not run" not in line]
     assert len(rows) == 2  # the quick run is left out
