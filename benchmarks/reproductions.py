@@ -113,12 +113,17 @@ def _cost(run, costs: dict) -> str:
     return text
 
 
+def finished_folders(folders: list[Path]) -> set[Path]:
+    """The resolved paths of ``folders`` that hold a results.json (runs that have ended)."""
+    return {Path(folder).resolve() for folder in folders if (Path(folder) / "results.json").exists()}
+
+
 def missing_rows(folders: list[Path]) -> list[str]:
     """Rows for the planned few-shot runs (``fewshot_reproductions.PLANNED``) whose folder holds no
     results.json: the paper's number, the run's state (not run / updates done), what it takes, the
     command. Finished runs appear through their own results instead."""
     planned = _sibling("fewshot_reproductions")
-    finished = {Path(folder).resolve() for folder in folders if (Path(folder) / "results.json").exists()}
+    finished = finished_folders(folders)
     costs = planned.read_costs()
     rows = []
     for run in planned.PLANNED:
@@ -149,7 +154,7 @@ def missing_rows(folders: list[Path]) -> list[str]:
 def finding_lines(folders: list[Path]) -> list[str]:
     """A list item per finished planned run (results.json in its folder) that states a ``finding``:
     what it found beyond the table's numbers, under the few-shot table."""
-    finished = {Path(folder).resolve() for folder in folders if (Path(folder) / "results.json").exists()}
+    finished = finished_folders(folders)
     items = [
         f"- `{run.name}`: {run.finding}"
         for run in _sibling("fewshot_reproductions").PLANNED

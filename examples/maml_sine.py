@@ -38,10 +38,10 @@ import numpy as np
 from l2l_multi.experiment import Curves, RunFolder, command_line, mean_confidence_interval
 from l2l_multi.experiment._cli import (
     DefaultsHelpFormatter,
+    add_backend_option,
     check_float,
     check_int,
     parse_run_arguments,
-    startup_backend,
 )
 from l2l_multi.experiment._faults import fault_point
 from l2l_multi.experiment._interrupt import StopRequest, TrainingStopped, exit_interrupted
@@ -64,12 +64,7 @@ def argument_parser() -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter
     )
     add = parser.add_argument
-    add(
-        "--backend",
-        choices=("torch", "jax"),
-        default=startup_backend(),
-        help="default: L2L_BACKEND if set, else torch where installed, else jax",
-    )
+    add_backend_option(parser)
     add("--iterations", type=int, default=70000, help="meta-updates (paper: 70,000)")
     add("--meta-batch", type=int, default=25, help="tasks per meta-update (paper: 25)")
     add("--shots", type=int, default=10, help="support points K (paper: 5, 10 or 20; 10 here)")

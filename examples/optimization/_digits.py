@@ -24,10 +24,10 @@ import numpy as np
 from l2l_multi.experiment import RunFolder, command_line, save_figure
 from l2l_multi.experiment._cli import (
     DefaultsHelpFormatter,
+    add_backend_option,
     check_float,
     check_int,
     parse_run_arguments,
-    startup_backend,
 )
 from l2l_multi.experiment._plot import have_matplotlib, warn_plot_skipped
 
@@ -38,12 +38,7 @@ def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
     """The options every optimization example has; ``defaults`` override the values below."""
     parser = argparse.ArgumentParser(description=description, formatter_class=DefaultsHelpFormatter)
     add = parser.add_argument
-    add(
-        "--backend",
-        choices=("torch", "jax"),
-        default=startup_backend(),
-        help="default: L2L_BACKEND if set, else torch where installed, else jax",
-    )
+    add_backend_option(parser)
     add("--hidden", type=int, nargs="*", default=[32], help="hidden widths (none: logistic regression)")
     add("--lr", type=float, default=0.01, help="initial learning rate (shared by the baseline SGD)")
     add("--batch", type=int, default=32, help="minibatch size")

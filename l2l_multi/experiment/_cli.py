@@ -24,6 +24,17 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--backend torch|jax`` to ``parser``, defaulting to :func:`startup_backend` (the
+    examples' shared option)."""
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "jax"),
+        default=startup_backend(),
+        help="default: L2L_BACKEND if set, else torch where installed, else jax",
+    )
+
+
 def flag(name: str) -> str:
     """``"meta_batch"`` -> ``"--meta-batch"``."""
     return "--" + name.replace("_", "-")

@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from .._learner_options import INNER_OPTIMIZERS, OPTION_CHOICES
-from ._cli import DefaultsHelpFormatter, startup_backend
+from ._cli import DefaultsHelpFormatter, add_backend_option
 from ._fewshot_options import HIDDEN_DEFAULTS, offered_options, script_datasets
 
 DATASETS = ("omniglot", "mini-imagenet", "tiered-imagenet", "cifarfs", "fc100")
@@ -42,12 +42,7 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
     """The shared command line; ``defaults`` (the method's published settings) fill it in."""
     parser = argparse.ArgumentParser(description=description, formatter_class=DefaultsHelpFormatter)
     add = parser.add_argument
-    add(
-        "--backend",
-        choices=("torch", "jax"),
-        default=startup_backend(),
-        help="default: L2L_BACKEND if set, else torch where installed, else jax",
-    )
+    add_backend_option(parser)
     # only the options that apply to this script's algorithm (see _fewshot_options)
     offered = offered_options(defaults)
     parser.set_defaults(**{k: v for k, v in HIDDEN_DEFAULTS.items() if k not in offered})
