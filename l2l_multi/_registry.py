@@ -204,15 +204,21 @@ register_algorithm(
         "MetaOptNet (Lee et al. 2019)",
     )
 )
-# "inner_batch" in options: the builders receive it (Reptile's inner minibatches);
-# "inner_state": the backend steps keep one inner-optimizer state across tasks when "carried"
-# (cross-checked with momentum, whose carried velocity changes every task after the first)
+# "inner_batch" / "inner_order" in options: the builders receive them (Reptile's inner
+# minibatches and their order); "inner_state": the backend steps keep one inner-optimizer state
+# across tasks when "carried" (cross-checked with momentum, whose carried velocity changes every
+# task after the first)
 register_algorithm(
     AlgorithmSpec(
         "reptile",
         "reptile",
-        ("inner", "inner_batch", "inner_state"),
-        ({}, {"inner_batch": 2}, {"inner": "momentum", "inner_state": "carried"}),
+        ("inner", "inner_batch", "inner_order", "inner_state"),
+        (
+            {},
+            {"inner_batch": 2},
+            {"inner_batch": 2, "inner_order": "shuffled"},
+            {"inner": "momentum", "inner_state": "carried"},
+        ),
         "Reptile (Nichol et al. 2018)",
     )
 )

@@ -28,7 +28,7 @@ from typing import Any
 
 from ._backend import _check_name, get_backend, load_backend
 from ._checks import check_labels, check_learning_rate, nonfinite_inputs, nonfinite_update_error
-from ._inner_batches import check_batch_size
+from ._inner_batches import check_batch_order, check_batch_size
 from ._learner_options import (
     BATCH_NAMES,
     BATCH_NORMS,
@@ -87,7 +87,10 @@ class MetaLearner:
             ``transforms.adam(1e-3, b1=0.0)``; default: the algorithm's SGD step),
             ``inner_batch=`` (reptile: samples per inner step, an int, each step taking the
             next ones in class-interleaved order; default None: the whole support set; at test
-            time too), ``inner_state=`` (reptile: "task", the default, starts the inner
+            time too), ``inner_order=`` (reptile: the order of those batches, "interleaved", the
+            default, or "shuffled": Nichol et al.'s rule, every pass over the support set in a
+            new random order seeded by the task's data, the same on both backends;
+            ``l2l_multi._inner_batches``), ``inner_state=`` (reptile: "task", the default, starts the inner
             optimizer afresh for every task; "carried" keeps one inner-optimizer state, e.g.
             Adam's moments and step count, as Nichol et al.'s code does: ``train_step`` adapts
             the batch's tasks in order (``task_map="vmap"`` is refused), each starting from
@@ -158,11 +161,13 @@ class MetaLearner:
         batch_norm = check_choice("batch_norm", options.get("batch_norm", "batch"), BATCH_NORMS)
         if batch_norm == "running":
             model_spec_ = running_statistics_model(algorithm, model_spec_)
-        for option in ("head", "inner_batch", "inner_state"):  # options of some algorithms only
+        for option in ("head", "inner_batch", "inner_order", "inner_state"):  # some algorithms only
             if option in options and option not in spec.options:
                 raise ValueError(f"{option}={options[option]!r} does not apply to algorithm={algorithm!r}")
         if "inner_batch" in options:
             options["inner_batch"] = check_batch_size(options["inner_batch"], "inner_batch")
+        if "inner_order" in options:
+            options["inner_order"] = check_batch_order(options["inner_order"], "inner_order")
         if loss != "cross-entropy" and spec.kind == "metric":
             raise ValueError(f"loss={loss!r}: {algorithm} classifies; only loss='cross-entropy' applies")
         self.backend = get_backend() if backend is None else _check_name(backend, "backend")
@@ -277,6 +282,7 @@ class MetaLearner:
         ways=None,
         transductive: bool = True,
         inner_batch: int | None = None,
+        inner_order: str | None = None,
     ) -> dict[str, Any]:
         """Adapt on each support set (``adaptation_steps``, default the training value), score the
         queries; returns ``loss`` (float), ``task_losses`` (numpy ``[B]``) and, for
@@ -302,7 +308,8 @@ class MetaLearner:
 
         ``inner_batch`` (reptile only): samples per inner step here instead of the learner's
         ``inner_batch=`` (an int; None: the learner's), e.g. Nichol et al.'s test-time batches
-        of 5 after training on batches of 10.
+        of 5 after training on batches of 10. ``inner_order`` (reptile only): their order here
+        ("interleaved" or "shuffled"; None: the learner's ``inner_order=``).
 
         Example:
             >>> import numpy as np
@@ -328,10 +335,16 @@ class MetaLearner:
             if "inner_batch" not in self.spec.options:
                 raise ValueError(f"inner_batch={inner_batch!r} does not apply to algorithm={self.name!r}")
             inner_batch = check_batch_size(inner_batch, "inner_batch")
+        if inner_order is not None:
+            if "inner_order" not in self.spec.options:
+                raise ValueError(f"inner_order={inner_order!r} does not apply to algorithm={self.name!r}")
+            inner_order = check_batch_order(inner_order, "inner_order")
         self.check_finite()
         self._check_labels(support_y, query_y, ways)
         batch = self._impl.convert(support_x, support_y, query_x, query_y)
-        task_losses, accuracies = self._impl.evaluate(batch, steps, ways, transductive, inner_batch)
+        task_losses, accuracies = self._impl.evaluate(
+            batch, steps, ways, transductive, inner_batch, inner_order
+        )
         result: dict[str, Any] = {"loss": float(task_losses.mean()), "task_losses": task_losses}
         if accuracies is not None:
             result.update(accuracy=float(accuracies.mean()), task_accuracies=accuracies)

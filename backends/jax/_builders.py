@@ -139,8 +139,8 @@ ALGORITHM_BUILDERS: dict[str, Callable[..., Any]] = {
     "metaoptnet": _build_metaoptnet,
     "mamlpp": _build_mamlpp,
     "reptile": _build_whole(
-        lambda m, lr, first_order, inner, head, inner_batch=None: algorithms.Reptile(
-            m, batch_size=inner_batch, **_step(lr, inner)
+        lambda m, lr, first_order, inner, head, inner_batch=None, inner_order="interleaved": (
+            algorithms.Reptile(m, batch_size=inner_batch, batch_order=inner_order, **_step(lr, inner))
         )
     ),
 }

@@ -109,6 +109,7 @@ class JaxStep:
         inner=None,
         batch_norm="batch",
         inner_batch=None,
+        inner_order=None,
         meta_optimizer="adam",
         inner_state="task",
     ):
@@ -122,6 +123,8 @@ class JaxStep:
         sized = {"adaptation_steps": adaptation_steps} if "adaptation_steps" in spec.options else {}
         if inner_batch is not None:  # the core allowed it for the algorithms that take it
             sized["inner_batch"] = inner_batch
+        if inner_order is not None:
+            sized["inner_order"] = inner_order
         self.algorithm, self.meta_params = ALGORITHM_BUILDERS[spec.name](
             self.model, variables, ways, lr=lr, first_order=first_order, inner=inner, head=head, **sized
         )
@@ -212,7 +215,7 @@ class JaxStep:
             return {**self.meta_params, "inner_state": self.inner_state}
         return self.meta_params
 
-    def _evaluation_algorithm(self, ways: int, inner_batch=None):
+    def _evaluation_algorithm(self, ways: int, inner_batch=None, inner_order=None):
         algorithm = self.algorithm
         if ways != self.ways:  # a metric head's logits have a static number of classes
             algorithm = copy.copy(algorithm)
@@ -220,18 +223,24 @@ class JaxStep:
         if inner_batch is not None:  # Reptile's inner minibatches for this evaluation
             algorithm = copy.copy(algorithm)
             algorithm.batch_size = inner_batch
+        if inner_order is not None:  # and their order
+            algorithm = copy.copy(algorithm)
+            algorithm.batch_order = inner_order
         return algorithm
 
-    def evaluate(self, batch, steps: int, ways: int, transductive: bool = True, inner_batch=None):
+    def evaluate(
+        self, batch, steps: int, ways: int, transductive: bool = True, inner_batch=None, inner_order=None
+    ):
         """``(task losses [B], task accuracies [B] or None)`` as numpy; ``transductive=False``
         scores each query on the batch ``[support ; query]`` (``_non_transductive``);
-        ``inner_batch``: Reptile's samples per inner step for this call (None: its own). One
-        compiled evaluator per ``(steps, ways, transductive, inner_batch)``."""
+        ``inner_batch`` / ``inner_order``: Reptile's samples per inner step and their order for
+        this call (None: its own). One compiled evaluator per ``(steps, ways, transductive,
+        inner_batch, inner_order)``."""
         if self.running:  # every input normalised alone: the flag changes nothing
             transductive = True
-        key = (steps, ways, transductive, inner_batch)
+        key = (steps, ways, transductive, inner_batch, inner_order)
         if key not in self._evaluators:
-            algorithm = self._evaluation_algorithm(ways, inner_batch)
+            algorithm = self._evaluation_algorithm(ways, inner_batch, inner_order)
 
             def evaluate(meta_params, batch_stats, sx, sy, qx, qy):
                 if self.running:

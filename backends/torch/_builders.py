@@ -83,9 +83,9 @@ def _build_metaoptnet(model, *, lr, first_order, inner, head):
     return algorithms.MetaOptNet(_features_and_head(model)[0], head=head, learn_scale=True)
 
 
-def _build_reptile(model, *, lr, first_order, inner, head, inner_batch=None):
+def _build_reptile(model, *, lr, first_order, inner, head, inner_batch=None, inner_order="interleaved"):
     step = {"lr": lr} if inner is None else {"inner": inner}
-    return algorithms.Reptile(model, batch_size=inner_batch, **step)
+    return algorithms.Reptile(model, batch_size=inner_batch, batch_order=inner_order, **step)
 
 
 def _build_mamlpp(model, *, lr, first_order, inner, head, adaptation_steps):

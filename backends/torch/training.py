@@ -88,6 +88,7 @@ class TorchStep:
         inner=None,
         batch_norm="batch",
         inner_batch=None,
+        inner_order=None,
         meta_optimizer="adam",
         inner_state="task",
     ):
@@ -102,6 +103,8 @@ class TorchStep:
         sized = {"adaptation_steps": adaptation_steps} if "adaptation_steps" in spec.options else {}
         if inner_batch is not None:  # the core allowed it for the algorithms that take it
             sized["inner_batch"] = inner_batch
+        if inner_order is not None:
+            sized["inner_order"] = inner_order
         self.algorithm = ALGORITHM_BUILDERS[spec.name](
             self.model, lr=lr, first_order=first_order, inner=inner, head=head, **sized
         )
@@ -260,13 +263,15 @@ class TorchStep:
                         value.copy_(torch.where(finite, value, old_state[key]))
         return saved
 
-    def evaluate(self, batch, steps: int, ways: int, transductive: bool = True, inner_batch=None):
+    def evaluate(
+        self, batch, steps: int, ways: int, transductive: bool = True, inner_batch=None, inner_order=None
+    ):
         """``(task losses [B], task accuracies [B] or None)`` as numpy (the torch heads read
         ``ways`` from the labels); ``transductive=False`` scores each query on the batch
-        ``[support ; query]`` (``_non_transductive``); ``inner_batch``: Reptile's samples per
-        inner step for this call (None: its own). In a process group each rank scores its
-        share, then they gather every task's values in order."""
-        with self._inner_batch(inner_batch):
+        ``[support ; query]`` (``_non_transductive``); ``inner_batch`` / ``inner_order``:
+        Reptile's samples per inner step and their order for this call (None: its own). In a
+        process group each rank scores its share, then they gather every task's values in order."""
+        with self._inner_batch(inner_batch, inner_order):
             if self.share is None:
                 return self._evaluate_tasks(batch, steps, transductive)
             empty = np.zeros(0, dtype=np.dtype(str(self.dtype).removeprefix("torch.")))
@@ -276,16 +281,20 @@ class TorchStep:
             )
 
     @contextlib.contextmanager
-    def _inner_batch(self, size):
-        """Reptile's ``batch_size`` set to ``size`` inside the block (None: left alone)."""
-        if size is None:
-            yield
-            return
-        saved, self.algorithm.batch_size = self.algorithm.batch_size, size
+    def _inner_batch(self, size, order=None):
+        """Reptile's ``batch_size`` and ``batch_order`` set to ``size`` and ``order`` inside the
+        block (None: left alone)."""
+        chosen = {
+            name: value for name, value in (("batch_size", size), ("batch_order", order)) if value is not None
+        }
+        saved = {name: getattr(self.algorithm, name) for name in chosen}
+        for name, value in chosen.items():
+            setattr(self.algorithm, name, value)
         try:
             yield
         finally:
-            self.algorithm.batch_size = saved
+            for name, value in saved.items():
+                setattr(self.algorithm, name, value)
 
     def _evaluate_tasks(self, batch, steps: int, transductive: bool = True):
         sx, sy, qx, qy = batch

@@ -17,6 +17,7 @@ from ._cli import check_float, check_int, explicit_options, restore_arguments
 from ._fewshot_options import TEST_PROTOCOLS, name_the_variant, quick_settings, refuse_algorithm_option
 from ._fewshot_parser import (
     BATCH_NORMS,
+    BATCH_ORDERS,
     DEFAULT_MODELS,
     INNER_STATES,
     META_OPTIMIZERS,
@@ -34,7 +35,7 @@ OUTPUT_OPTIONS = (
 # (test_protocol: a folder saved before the option existed resumes with the script's default)
 MAY_CHANGE = (
     *("iterations", "root", "max_train_seconds", "test_tasks", "device", "tasks_on_device", "test_protocol"),
-    *("skip_nonfinite", "test_inner_batch"),
+    *("skip_nonfinite", "test_inner_batch", "test_inner_order"),
 )
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
 
@@ -162,8 +163,10 @@ UNRECORDED_DEFAULTS = {
     "inner": None,
     "inner_beta1": None,
     "inner_batch": None,
+    "inner_order": "interleaved",
     "inner_state": "task",
     "test_inner_batch": None,
+    "test_inner_order": None,
 }
 
 
@@ -179,6 +182,11 @@ def check_inner_settings(args: argparse.Namespace) -> None:
     for name in ("inner_batch", "test_inner_batch"):
         if getattr(args, name) is not None:
             check_int(args, name, 1, "samples per inner step")
+    for name in ("inner_order", "test_inner_order"):
+        value = getattr(args, name)
+        if value is not None and value not in BATCH_ORDERS:  # a restored value
+            flag = "--" + name.replace("_", "-")
+            raise SystemExit(f"{flag} {value!r} is not one of {', '.join(map(repr, BATCH_ORDERS))}")
     if args.inner_state not in INNER_STATES:  # a restored value
         raise SystemExit(
             f"--inner-state {args.inner_state!r} is not one of {', '.join(map(repr, INNER_STATES))}"

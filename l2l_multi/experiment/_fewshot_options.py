@@ -27,8 +27,10 @@ HIDDEN_DEFAULTS = {
     "inner": None,
     "inner_beta1": None,
     "inner_batch": None,
+    "inner_order": "interleaved",
     "inner_state": "task",
     "test_inner_batch": None,
+    "test_inner_order": None,
 }
 # settings --quick changes only where an inner loop exists
 INNER_LOOP_SETTINGS = ("adaptation_steps", "test_adaptation_steps")
@@ -90,9 +92,11 @@ def offered_options(defaults: dict[str, Any]) -> set[str]:
         offered.add("test_ways")
     if "head" in spec.options:
         offered.add("head")
-    offered |= {"inner", "inner_batch", "inner_state"} & set(spec.options)
+    offered |= {"inner", "inner_batch", "inner_order", "inner_state"} & set(spec.options)
     if "inner_batch" in spec.options:
         offered.add("test_inner_batch")
+    if "inner_order" in spec.options:
+        offered.add("test_inner_order")
     if spec.kind == "metric":
         offered.add("batch_norm")
     if len(script_datasets(defaults)) > 1:

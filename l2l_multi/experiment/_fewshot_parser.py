@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .._inner_batches import BATCH_ORDERS  # MetaLearner's inner_order= (Reptile)
 from .._learner_options import INNER_OPTIMIZERS, OPTION_CHOICES
 from ._cli import DefaultsHelpFormatter, add_backend_option
 from ._fewshot_options import HIDDEN_DEFAULTS, offered_options, script_datasets
@@ -125,6 +126,22 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
             type=int,
             default=None,
             help="samples per inner step at validation and test time (none given: --inner-batch)",
+        )
+    if "inner_order" in offered:
+        add(
+            "--inner-order",
+            choices=BATCH_ORDERS,
+            default="interleaved",
+            help="the order of --inner-batch's batches: interleaved (each batch takes the next samples, "
+            "classes interleaved) or shuffled (Nichol et al.'s code: every pass over the support set in "
+            "a new random order, seeded by the task's data)",
+        )
+    if "test_inner_order" in offered:
+        add(
+            "--test-inner-order",
+            choices=BATCH_ORDERS,
+            default=None,
+            help="the order of the inner batches at validation and test time (none given: --inner-order)",
         )
     if "inner_state" in offered:
         add(

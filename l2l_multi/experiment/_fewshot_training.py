@@ -49,6 +49,7 @@ def evaluate_protocol(
         progress=progress,
         transductive=transductive,
         inner_batch=args.test_inner_batch,
+        inner_order=args.test_inner_order,
     )
 
 

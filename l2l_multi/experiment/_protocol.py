@@ -22,6 +22,7 @@ def evaluate_tasks(
     progress: bool = False,
     transductive: bool = True,
     inner_batch: int | None = None,
+    inner_order: str | None = None,
 ) -> dict[str, Any]:
     """Scores ``learner`` on the first ``num_tasks`` tasks of ``tasks``, always the same ones.
 
@@ -42,6 +43,8 @@ def evaluate_tasks(
             non-transductive setting).
         inner_batch: samples per inner step (``MetaLearner.evaluate``'s, Reptile only; None:
             the learner's own).
+        inner_order: their order, "interleaved" or "shuffled" (``MetaLearner.evaluate``'s,
+            Reptile only; None: the learner's own).
 
     Returns:
         ``{"accuracy", "ci95", "loss", "num_tasks", "adaptation_steps", "transductive"}``: mean
@@ -64,6 +67,8 @@ def evaluate_tasks(
     protocol = {} if transductive else {"transductive": False}
     if inner_batch is not None:
         protocol["inner_batch"] = inner_batch
+    if inner_order is not None:
+        protocol["inner_order"] = inner_order
     saved = tasks.state_dict()
     tasks.restart()
     accuracies, losses = [], []

@@ -122,6 +122,8 @@ def _train_and_test(
         options["inner"] = inner_optimizer(args.inner, args.algorithm, args.lr, l2l.transforms, b1=b1)
     if args.inner_batch is not None:  # Reptile only (the option is offered to it alone)
         options["inner_batch"] = args.inner_batch
+    if args.inner_order != "interleaved":  # Reptile only (the option is offered to it alone)
+        options["inner_order"] = args.inner_order
     if args.meta_optimizer != "adam":
         options["meta_optimizer"] = args.meta_optimizer
     if args.inner_state != "task":  # Reptile only (the option is offered to it alone)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ...._inner_batches import batch_plan, check_batch_size
+from ...._inner_batches import batch_plan, check_batch_order, check_batch_size
 from ._gradient_based import _GradientBased, check_task
 from ._model import cross_entropy, with_params
 
@@ -18,6 +18,33 @@ def interleaved_order(y: jax.Array) -> jax.Array:
     same = y[:, None] == y[None, :]
     rank = jnp.tril(same, -1).sum(1)
     return jnp.argsort(rank, stable=True)
+
+
+def _mix32(words: jax.Array) -> jax.Array:
+    """``l2l_multi._inner_batches.mix32_numpy`` on uint32 arrays."""
+    words = words ^ (words >> 16)
+    words = words * jnp.uint32(0x7FEB352D)
+    words = words ^ (words >> 15)
+    words = words * jnp.uint32(0x846CA68B)
+    return words ^ (words >> 16)
+
+
+def task_seed(x: jax.Array) -> jax.Array:
+    """``l2l_multi._inner_batches.task_seed_numpy`` of ``x`` as a 0-d uint32 array (traceable)."""
+    if x.dtype.itemsize < 4:
+        x = x.astype(jnp.float32)
+    words = x if x.dtype == jnp.uint32 else jax.lax.bitcast_convert_type(x, jnp.uint32)
+    return jnp.sum(words, dtype=jnp.uint32)  # wraps modulo 2**32, in any order of summation
+
+
+def shuffled_plan(seed: jax.Array, support_size: int, batch_size: int, steps: int) -> jax.Array:
+    """``l2l_multi._inner_batches.shuffled_plan_numpy`` for a traced ``seed`` (uint32) and
+    ``batch_size < support_size``: positions ``[steps, batch_size]`` (int32)."""
+    passes = -(-steps * batch_size // support_size)
+    counter = jnp.arange(passes * support_size, dtype=jnp.uint32)
+    keys = _mix32(_mix32(counter) ^ seed).reshape(passes, support_size)
+    order = jnp.argsort(keys, axis=1, stable=True).reshape(-1)
+    return order[: steps * batch_size].reshape(steps, batch_size)
 
 
 class Reptile(_GradientBased):
@@ -39,6 +66,9 @@ class Reptile(_GradientBased):
             class-interleaved order, wrapping around (``l2l_multi._inner_batches``): the
             paper's Omniglot setting is 5 steps on batches of 10 from 10 samples per class.
             The same rule as the torch backend's, so the two agree sample for sample.
+        batch_order: "interleaved" (the default, above) or "shuffled": Nichol et al.'s rule,
+            each pass over the support set in a new random order drawn from the task's own data
+            (``l2l_multi._inner_batches``; the torch backend draws the same batches).
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -49,9 +79,10 @@ class Reptile(_GradientBased):
         (3, 2)
     """
 
-    def __init__(self, model, lr=None, inner=None, batch_size=None):
+    def __init__(self, model, lr=None, inner=None, batch_size=None, batch_order="interleaved"):
         super().__init__(model, lr, first_order=True, inner=inner)
         self.batch_size = check_batch_size(batch_size)
+        self.batch_order = check_batch_order(batch_order)
 
     def inner_init(self, meta_params, params):
         """The inner-optimizer state a task's adaptation starts from: ``meta_params["inner_state"]``
@@ -63,7 +94,10 @@ class Reptile(_GradientBased):
         plan = batch_plan(x.shape[0], self.batch_size, steps)
         if plan is None:
             return None
-        positions = interleaved_order(y)[plan]  # [steps, batch_size]
+        if self.batch_order == "shuffled":
+            positions = shuffled_plan(task_seed(x), x.shape[0], self.batch_size, steps)
+        else:
+            positions = interleaved_order(y)[plan]  # [steps, batch_size]
         return x[positions], y[positions]
 
     def meta_gradient(self, meta_params, x, y, *, loss=None, steps=1, train=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ...._inner_batches import batch_plan, check_batch_size
+from ...._inner_batches import batch_plan, check_batch_order, check_batch_size, shuffled_plan_numpy
 from .._module_utils import clone_module, detach_module
 from ._base import BaseLearner
 
@@ -19,14 +19,30 @@ def interleaved_order(y: torch.Tensor) -> torch.Tensor:
     return torch.argsort(rank, stable=True)
 
 
-def inner_batches(x: torch.Tensor, y: torch.Tensor, batch_size, steps: int) -> list:
-    """The ``steps`` inner batches ``[(x_i, y_i)]`` of ``Reptile(batch_size=...)`` on the support
-    set ``(x [s, ...], y [s])``: the whole set each step when ``batch_size`` is None or not
-    smaller than ``s``; else the next ``batch_size`` samples in class-interleaved order."""
+def task_seed(x: torch.Tensor) -> int:
+    """``l2l_multi._inner_batches.task_seed_numpy`` of a tensor (on its device)."""
+    x = x.detach()
+    if x.element_size() < 4:
+        x = x.float()
+    words = x.contiguous().view(torch.int32)  # the same words, read as signed
+    return int(words.sum(dtype=torch.int64)) % 2**32
+
+
+def inner_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size, steps: int, order: str = "interleaved"
+) -> list:
+    """The ``steps`` inner batches ``[(x_i, y_i)]`` of ``Reptile(batch_size=..., batch_order=...)``
+    on the support set ``(x [s, ...], y [s])``: the whole set each step when ``batch_size`` is None
+    or not smaller than ``s``; else the next ``batch_size`` samples in class-interleaved order
+    (``order="interleaved"``) or in the task-seeded passes of ``order="shuffled"``."""
     plan = batch_plan(x.shape[0], batch_size, steps)
     if plan is None:
         return [(x, y)] * steps
-    positions = interleaved_order(y)[torch.as_tensor(plan, device=x.device)]
+    if check_batch_order(order, "order") == "shuffled":
+        plan = shuffled_plan_numpy(task_seed(x), x.shape[0], batch_size, steps)
+        positions = torch.as_tensor(plan, device=x.device)
+    else:
+        positions = interleaved_order(y)[torch.as_tensor(plan, device=x.device)]
     return [(x[p], y[p]) for p in positions]
 
 
@@ -46,6 +62,9 @@ class Reptile(BaseLearner):
             wrapping around (``inner_batches``; the jax backend's rule): the paper's Omniglot
             setting is 5 steps on batches of 10 from 10 samples per class. With the stateful
             ``learner.adapt(loss)`` the caller picks each step's samples.
+        batch_order: "interleaved" (the default, above) or "shuffled": Nichol et al.'s rule,
+            each pass over the support set in a new random order drawn from the task's own data
+            (``l2l_multi._inner_batches``; the jax backend draws the same batches).
 
     Workflow per meta-batch: ``learner = reptile.clone()``; ``learner.adapt(loss)`` for k steps;
     ``reptile.accumulate(learner, weight=1 / meta_batch)`` adds ``weight * (theta - phi)`` to the
@@ -64,12 +83,22 @@ class Reptile(BaseLearner):
         True
     """
 
-    def __init__(self, model, lr=None, allow_unused=None, allow_nograd=False, inner=None, batch_size=None):
+    def __init__(
+        self,
+        model,
+        lr=None,
+        allow_unused=None,
+        allow_nograd=False,
+        inner=None,
+        batch_size=None,
+        batch_order="interleaved",
+    ):
         super().__init__(model, True, allow_unused, allow_nograd)
         self._set_inner(lr, inner)
         if self.lr is not None:
             self.lr = float(self.lr)
         self.batch_size = check_batch_size(batch_size)
+        self.batch_order = check_batch_order(batch_order)
 
     def clone(self, first_order=None, allow_unused=None, allow_nograd=None):
         """A detached copy (no graph to the model) whose parameters require grad as the model's do."""
@@ -82,9 +111,9 @@ class Reptile(BaseLearner):
     detached_inner_loop = True
 
     def inner_batches(self, x, y, steps):
-        """``inner_batches(x, y, self.batch_size, steps)``: the next ``batch_size`` samples in
-        class-interleaved order each step (the whole set when ``batch_size`` is None)."""
-        return inner_batches(x, y, self.batch_size, steps)
+        """``inner_batches(x, y, self.batch_size, steps, self.batch_order)``: each step's
+        ``batch_size`` samples (the whole set when ``batch_size`` is None)."""
+        return inner_batches(x, y, self.batch_size, steps, self.batch_order)
 
     def adapt_loss(self, loss: torch.Tensor, first_order=None, allow_unused=None, allow_nograd=None) -> None:
         """One inner step (``phi <- phi - lr * grad``, or the inner optimizer's) on this (cloned)
