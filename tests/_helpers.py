@@ -97,3 +97,17 @@ def task_batch(seed: int, tasks: int, ways: int, shots: int, queries: int, size:
     y = np.tile(np.arange(per_task) % ways, (tasks, 1))
     cut = ways * shots
     return x[:, :cut], y[:, :cut], x[:, cut:], y[:, cut:]
+
+
+def class_by_class_tasks(tasks=3, ways=5, shots=4, queries=1, seed=0, features=784):
+    """``(sx [tasks, ways * shots, features], sy, qx [tasks, ways * queries, features], qy)``:
+    float64 normal inputs, support labels class by class (as ``TaskDataset`` samples them), query
+    labels cycling through the classes."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sx = rng.normal(size=(tasks, ways * shots, features))
+    sy = np.tile(np.repeat(np.arange(ways), shots), (tasks, 1))
+    qx = rng.normal(size=(tasks, ways * queries, features))
+    qy = np.tile(np.arange(ways), (tasks, queries))
+    return sx, sy, qx, qy

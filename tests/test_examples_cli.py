@@ -41,18 +41,18 @@ INNER_LOOP = {"--lr", "--adaptation-steps", "--test-adaptation-steps", "--inner"
 EXPECTED = {
     "maml_omniglot": (
         INNER_LOOP | {"--first-order"},
-        {"--head", "--test-ways", "--dataset", "--inner-batch"},
+        {"--head", "--test-ways", "--dataset", "--inner-batch", "--inner-order"},
     ),
     "metasgd_omniglot": (
         INNER_LOOP | {"--first-order"},
-        {"--head", "--test-ways", "--dataset", "--inner-batch"},
+        {"--head", "--test-ways", "--dataset", "--inner-batch", "--inner-order"},
     ),
     "anil_omniglot": (
         INNER_LOOP | {"--first-order"},
-        {"--head", "--test-ways", "--dataset", "--inner-batch"},
+        {"--head", "--test-ways", "--dataset", "--inner-batch", "--inner-order"},
     ),
     "reptile_omniglot": (
-        INNER_LOOP | {"--inner-batch"},
+        INNER_LOOP | {"--inner-batch", "--inner-order", "--test-inner-batch", "--test-inner-order"},
         {"--first-order", "--head", "--test-ways", "--dataset"},
     ),
     "protonet_omniglot": ({"--test-ways"}, INNER_LOOP | {"--first-order", "--head", "--dataset"}),

@@ -14,22 +14,13 @@ pytest.importorskip("jax")
 
 import jax  # noqa: E402
 import torch  # noqa: E402
+from _helpers import class_by_class_tasks  # noqa: E402
 from l2l_multi.backends.jax.algorithms._reptile import interleaved_order as jax_order  # noqa: E402
 from l2l_multi.backends.torch.algorithms._reptile import interleaved_order as torch_order  # noqa: E402
 
 import l2l_multi as l2l  # noqa: E402
 from l2l_multi._inner_batches import batch_plan, interleaved_order_numpy  # noqa: E402
 from l2l_multi.crosscheck import crosscheck  # noqa: E402
-
-
-def _tasks(tasks=3, ways=5, shots=4, queries=1, seed=0):
-    """Support sets sampled class by class (as TaskDataset samples them), float64."""
-    rng = np.random.default_rng(seed)
-    sx = rng.normal(size=(tasks, ways * shots, 784))
-    sy = np.tile(np.repeat(np.arange(ways), shots), (tasks, 1))
-    qx = rng.normal(size=(tasks, ways * queries, 784))
-    qy = np.tile(np.arange(ways), (tasks, queries))
-    return sx, sy, qx, qy
 
 
 def test_the_interleaved_order_is_the_same_on_numpy_torch_and_jax():
@@ -83,7 +74,7 @@ def _by_hand(model, sx, sy, lr, steps, batch_size, b1):
 def test_a_meta_step_is_the_papers_interpolation_after_minibatched_adam(backend):
     """MetaLearner("reptile", inner=adam(b1=0), inner_batch=6, meta_optimizer="sgd", meta_lr=eps)
     moves the weights to theta + eps * mean(phi - theta), phi from the hand-written loop."""
-    sx, sy, qx, qy = _tasks()
+    sx, sy, qx, qy = class_by_class_tasks()
     lr, steps, batch, eps, b1 = 1e-2, 4, 6, 0.5, 0.0
     # eps_root 0: torch.optim.Adam (and TensorFlow's, the paper's) adds eps outside the root only
     inner = l2l.transforms.adam(lr, b1=b1, eps=1e-8, eps_root=0.0)
@@ -125,7 +116,7 @@ def test_backends_agree_with_adam_and_minibatches(model="omniglot-cnn"):
 
 
 def test_evaluation_adapts_with_the_same_minibatches_on_both_backends():
-    sx, sy, qx, qy = _tasks(shots=3)
+    sx, sy, qx, qy = class_by_class_tasks(shots=3)
     settings = dict(adaptation_steps=2, dtype="float64", seed=1, inner="adam", lr=1e-2, inner_batch=4)
     with jax.enable_x64(True):
         results = [

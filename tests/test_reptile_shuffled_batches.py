@@ -19,6 +19,7 @@ import flax.linen  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
+from _helpers import class_by_class_tasks  # noqa: E402
 from l2l_multi.backends.jax.algorithms import _reptile as jax_reptile  # noqa: E402
 from l2l_multi.backends.torch.algorithms import _reptile as torch_reptile  # noqa: E402
 
@@ -98,21 +99,12 @@ def test_the_task_seed_is_the_same_on_numpy_torch_and_jax(dtype):
         assert seeds.dtype == jnp.uint32 and np.asarray(seeds).tolist() == expected
 
 
-def _tasks(tasks=3, ways=5, shots=4, queries=1, seed=0):
-    rng = np.random.default_rng(seed)
-    sx = rng.normal(size=(tasks, ways * shots, 784))
-    sy = np.tile(np.repeat(np.arange(ways), shots), (tasks, 1))
-    qx = rng.normal(size=(tasks, ways * queries, 784))
-    qy = np.tile(np.arange(ways), (tasks, queries))
-    return sx, sy, qx, qy
-
-
 def test_a_meta_step_adapts_on_the_shuffled_batches_on_both_backends():
     """One ``train_step`` of ``MetaLearner("reptile", inner_batch=6, inner_order="shuffled")``
     with plain SGD inside and out moves the weights to theta + eps * mean(phi - theta), where
     phi comes from SGD by hand on ``x[plan[i]]`` for each step i, with the plan from the numpy
     rule; jax matches torch."""
-    sx, sy, qx, qy = _tasks()
+    sx, sy, qx, qy = class_by_class_tasks()
     lr, steps, batch, eps = 0.1, 4, 6, 0.5
     settings = dict(adaptation_steps=steps, meta_lr=eps, lr=lr, dtype="float64", seed=3)
     settings.update(inner_batch=batch, inner_order="shuffled", meta_optimizer="sgd")
@@ -158,7 +150,7 @@ def test_backends_agree_with_adam_on_shuffled_minibatches():
 def test_evaluation_takes_the_order_of_the_call_and_keeps_the_learners():
     """``evaluate(inner_order="shuffled")`` on an interleaved learner scores as a learner built
     shuffled, on both backends, and the learner keeps its own order afterwards."""
-    sx, sy, qx, qy = _tasks(shots=3)
+    sx, sy, qx, qy = class_by_class_tasks(shots=3)
     settings = dict(adaptation_steps=3, dtype="float64", seed=1, inner="adam", lr=0.05, inner_batch=4)
     losses = {}
     with jax.enable_x64(True):
@@ -183,7 +175,7 @@ def test_the_option_names_itself_and_its_values():
     with pytest.raises(ValueError, match=r"inner_order='shuffled' does not apply to algorithm='maml'"):
         l2l.MetaLearner("maml", "omniglot-fc", ways=5, inner_order="shuffled", backend="jax")
     learner = l2l.MetaLearner("reptile", "omniglot-fc", ways=5, backend="torch")
-    sx, sy, qx, qy = (a.astype(np.float32) if a.dtype == float else a for a in _tasks(tasks=1))
+    sx, sy, qx, qy = (a.astype(np.float32) if a.dtype == float else a for a in class_by_class_tasks(tasks=1))
     with pytest.raises(ValueError, match=r"inner_order=1 must be one of"):
         learner.evaluate(sx, sy, qx, qy, inner_order=1)
     with pytest.raises(ValueError, match=r"batch_order='any' must be one of"):
