@@ -134,6 +134,16 @@ PLANNED = (
         REPTILE_WHY,
         REPTILE_FINDING,
     ),
+    # the same run with the inner batches drawn as the paper's code draws them (REPTILE_FINDING)
+    PlannedRun(
+        "reptile_omniglot_5w_shuffled_jax",
+        "reptile_omniglot",
+        f"{JAX} --inner-order shuffled",
+        ("5w1s", "5w1s" + NON_TRANSDUCTIVE, "5w5s", "5w5s" + NON_TRANSDUCTIVE),
+        "the paper's settings with its code's inner-batch order (--inner-order shuffled: every pass over "
+        "a task's samples in a new random order), to test whether the class-interleaved order explains "
+        "the settings the run above misses",
+    ),
     PlannedRun(
         "metaoptnet_omniglot_5w1s_jax",
         "metaoptnet_omniglot",
