@@ -142,7 +142,7 @@ PLANNED = (
         ("5w1s", "5w1s" + NON_TRANSDUCTIVE, "5w5s", "5w5s" + NON_TRANSDUCTIVE),
         "the paper's settings with its code's inner-batch order (--inner-order shuffled: every pass over "
         "a task's samples in a new random order), to test whether the class-interleaved order explains "
-        "the settings the run above misses",
+        "the settings reptile_omniglot_5w_jax misses",
     ),
     PlannedRun(
         "metaoptnet_omniglot_5w1s_jax",
