@@ -123,7 +123,9 @@ def test_planned_runs_states_progress_and_costs(tmp_path, monkeypatch):
     assert "about 1.0 h of training at 0.9 s/it on jax cpu: cpu (2 cores)" in rows[0]  # 4000 * 0.9 s
     assert "| ProtoNets | omniglot | 5w1s | 98.80 | in progress" in "\n".join(rows)
     # the planned rows (the repository's finished folder of that name adds result rows)
-    reptile_rows = [line for line in text.splitlines() if reptile.name in line and "| not run |" in line]
+    reptile_rows = [
+        line for line in text.splitlines() if f"/{reptile.name} " in line and "| not run |" in line
+    ]
     # one training run, tested with 1 and 5 shots in both of Nichol et al.'s protocols
     assert [row.split(" | ")[2] for row in reptile_rows] == [
         "5w1s",
@@ -161,6 +163,27 @@ def test_the_reptile_findings_figures_are_those_of_its_saved_retests(protocol):
     assert len(retest["test"]) == 2
     for setting, test in retest["test"].items():
         assert test["num_tasks"] == 3000 and test["transductive"] is (protocol == "transductive")
+        figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting}; paper "
+        assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
+
+
+def test_the_reptile_findings_shuffled_test_batch_figures_are_those_of_its_saved_retest():
+    # the same model retested with the paper's random test batches: the 5-shot figures quoted,
+    # the 1-shot ones equal to the interleaved retests' (a batch of 5 is the whole support set)
+    planned = reproductions._sibling("fewshot_reproductions")
+    run = next(run for run in planned.PLANNED if run.name == "reptile_omniglot_5w_jax")
+    retest = json.loads((run.folder / "test3000_shuffled_test_batches.json").read_text())
+    assert "--test-tasks 3000 --test-inner-order shuffled" in retest["command"]
+    interleaved = {}
+    for protocol in ("transductive", "non_transductive"):
+        interleaved.update(json.loads((run.folder / f"test3000_{protocol}.json").read_text())["test"])
+    assert set(retest["test"]) == set(interleaved) and len(interleaved) == 4
+    for setting, test in retest["test"].items():
+        assert test["num_tasks"] == 3000
+        if setting.startswith("5w1s"):
+            assert test["accuracy"] == interleaved[setting]["accuracy"]
+            continue
+        assert test["accuracy"] < interleaved[setting]["accuracy"]  # the finding says "lower"
         figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting}; paper "
         assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
 
