@@ -3,6 +3,7 @@ interrupted transfers, and the Fungi and Quickdraw loaders end to end in their p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -22,7 +23,7 @@ from PIL import Image
 
 from l2l_multi.data._files import STALE_AFTER_SECONDS
 from l2l_multi.vision import datasets
-from l2l_multi.vision.datasets import _fungi, _quickdraw
+from l2l_multi.vision.datasets import _aircraft, _cub, _dtd, _fungi, _quickdraw, _vgg_flower
 
 
 def _sha256(data: bytes) -> str:
@@ -197,16 +198,24 @@ def test_fungi_download_end_to_end(server, tmp_path, monkeypatch):
         ),
     }
     server.files.update(archives)
-    monkeypatch.setattr(_fungi, "_DATA_URL", server.url("fungi_train_val.tgz"))
-    monkeypatch.setattr(_fungi, "_ANNOTATIONS_URL", server.url("train_val_annotations.tgz"))
-    monkeypatch.setattr(_fungi, "_DATA_MD5", hashlib.md5(archives["fungi_train_val.tgz"]).hexdigest())
-    monkeypatch.setattr(_fungi, "_ANNOTATIONS_MD5", "0" * 32)  # a changed upstream file
+
+    def served(published, md5):  # the published file as the local server serves it
+        return dataclasses.replace(published, url=server.url(published.name), md5=md5)
+
+    monkeypatch.setattr(
+        _fungi, "_DATA", served(_fungi._DATA, hashlib.md5(archives["fungi_train_val.tgz"]).hexdigest())
+    )
+    monkeypatch.setattr(
+        _fungi, "_ANNOTATIONS", served(_fungi._ANNOTATIONS, "0" * 32)
+    )  # a changed upstream file
     root = tmp_path / "fungi"
     with pytest.raises(datasets.ChecksumError, match="train_val_annotations.tgz has md5"):
         datasets.FGVCFungi(root, mode="all", download=True, image_size=8, cache_dir=tmp_path / "cache")
     assert sorted(os.listdir(root)) == ["fungi_train_val.tgz", "images"]  # the verified one only
     monkeypatch.setattr(
-        _fungi, "_ANNOTATIONS_MD5", hashlib.md5(archives["train_val_annotations.tgz"]).hexdigest()
+        _fungi,
+        "_ANNOTATIONS",
+        served(_fungi._ANNOTATIONS, hashlib.md5(archives["train_val_annotations.tgz"]).hexdigest()),
     )
     data = datasets.FGVCFungi(root, mode="all", download=True, image_size=8, cache_dir=tmp_path / "cache")
     assert data.class_names == [f"{10 + index:04d}.{name}" for index, name in enumerate(species)]
@@ -216,6 +225,55 @@ def test_fungi_download_end_to_end(server, tmp_path, monkeypatch):
         "train_val_annotations.tgz",
         "train_val_annotations.tgz",
     ]
+
+
+# the loaders that fetch one archive: (name in LOADERS of test_vision_datasets_more, module,
+# attribute holding the archive, where its content goes below the root)
+ARCHIVE_LOADERS = {
+    "aircraft": (_aircraft, "_ARCHIVE", "fgvc-aircraft-2013b"),
+    "cub": (_cub, "_ARCHIVE", "CUB_200_2011"),
+    "dtd": (_dtd, "_ARCHIVE", "dtd"),
+    "vgg-flower": (_vgg_flower, "_IMAGES", "jpg"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHIVE_LOADERS))
+def test_a_loaders_archive_is_verified_then_extracted(name, server, tmp_path, monkeypatch):
+    """``download=True`` on an empty root: the archive (built from the loader test's files in
+    the published layout, its sha256 or md5 given) is fetched, verified and extracted, and the
+    loader reads it; a changed upstream archive is refused with nothing extracted."""
+    from test_vision_datasets_more import CLASSES, LOADERS, PER_CLASS
+
+    module, attribute, content = ARCHIVE_LOADERS[name]
+    loader, write = LOADERS[name]
+    staging = tmp_path / "staging"
+    write(staging)
+    members = {}
+    for folder, _, files in os.walk(staging):
+        for file in files:
+            path = os.path.join(folder, file)
+            members[os.path.relpath(path, staging)] = open(path, "rb").read()
+    published = getattr(module, attribute)
+    archive = _tgz({member: data for member, data in members.items() if member.startswith(content)})
+    server.files[published.name] = archive
+    digest = {"md5": hashlib.md5(archive).hexdigest()} if published.md5 else {"sha256": _sha256(archive)}
+    served = dataclasses.replace(published, url=server.url(published.name), size=len(archive), **digest)
+    root = tmp_path / "root"
+    for member, data in members.items():  # the files beside the archive (VGG's label file)
+        if not member.startswith(content):
+            (root / member).parent.mkdir(parents=True, exist_ok=True)
+            (root / member).write_bytes(data)
+    wrong = "0" * len(published.md5 or published.sha256)
+    monkeypatch.setattr(module, attribute, dataclasses.replace(served, **{next(iter(digest)): wrong}))
+    with pytest.raises(datasets.ChecksumError):
+        loader(root, mode="all", download=True, image_size=8, cache_dir=tmp_path / "cache")
+    assert not os.path.exists(root / content) and not os.path.exists(root / published.name)
+    monkeypatch.setattr(module, attribute, served)
+    data = loader(root, mode="all", download=True, image_size=8, cache_dir=tmp_path / "cache")
+    assert data.inputs.shape == (CLASSES * PER_CLASS, 8, 8, 3) and len(data.class_names) == CLASSES
+    assert (root / published.name).is_file() and server.requests == [published.name, published.name]
+    loader(root, mode="all", download=True, image_size=8, cache_dir=tmp_path / "cache")  # extracted
+    assert server.requests == [published.name, published.name]  # nothing fetched again
 
 
 def test_quickdraw_download_checks_the_manifest(server, tmp_path, monkeypatch):

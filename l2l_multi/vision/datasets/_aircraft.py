@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 
 from ._common import ImageArrayDataset, check_mode
-from ._download import download_file, extract_archive
+from ._download import PublishedFile, fetch_and_extract
 from ._fine_grained import (
     MODES,
     check_image_size,
@@ -17,8 +17,11 @@ from ._fine_grained import (
     select_classes,
 )
 
-_URL = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz"
-_MD5 = "d4acdd33327262359767eeaa97a4f732"  # as torchvision's FGVCAircraft and TFDS publish it
+_ARCHIVE = PublishedFile(
+    "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",
+    "fgvc-aircraft-2013b.tar.gz",
+    md5="d4acdd33327262359767eeaa97a4f732",  # as torchvision's FGVCAircraft and TFDS publish it
+)
 # Every image carries a 20-pixel copyright banner at the bottom; Meta-Dataset removes it.
 BANNER_HEIGHT = 20
 
@@ -74,11 +77,8 @@ class FGVCAircraft(ImageArrayDataset):
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
         data = os.path.join(self.root, "fgvc-aircraft-2013b", "data")
-        if download and not os.path.isdir(data):
-            archive = os.path.join(self.root, "fgvc-aircraft-2013b.tar.gz")
-            if not os.path.isfile(archive):
-                download_file(_URL, archive, md5=_MD5)
-            extract_archive(archive, self.root)
+        if download:
+            fetch_and_extract(_ARCHIVE, self.root, os.path.join("fgvc-aircraft-2013b", "data"))
         names = sorted(_read_lines(os.path.join(data, "variants.txt")))
         index_of = {name: index for index, name in enumerate(names)}
         rows = []

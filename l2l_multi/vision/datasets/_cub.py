@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 
 from ._common import ImageArrayDataset, check_mode
-from ._download import download_file, extract_archive
+from ._download import PublishedFile, fetch_and_extract
 from ._fine_grained import (
     MODES,
     check_image_size,
@@ -17,9 +17,13 @@ from ._fine_grained import (
     select_classes,
 )
 
-_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1"
-# as TensorFlow Datasets records it for this URL (the md5 other loaders publish: 97eceeb1...)
-_SHA256 = "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"
+_ARCHIVE = PublishedFile(
+    "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",
+    "CUB_200_2011.tgz",
+    # as TensorFlow Datasets records it for this URL (the md5 other loaders publish: 97eceeb1...)
+    "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081",
+    size=1_150_585_339,
+)
 
 
 def _read_pairs(path: str) -> dict[int, str]:
@@ -81,11 +85,8 @@ class CUBirds200(ImageArrayDataset):
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
         folder = os.path.join(self.root, "CUB_200_2011")
-        if download and not os.path.isdir(folder):
-            archive = os.path.join(self.root, "CUB_200_2011.tgz")
-            if not os.path.isfile(archive):
-                download_file(_URL, archive, _SHA256, size=1_150_585_339)
-            extract_archive(archive, self.root)
+        if download:
+            fetch_and_extract(_ARCHIVE, self.root, "CUB_200_2011")
         classes = _read_pairs(os.path.join(folder, "classes.txt"))
         images = _read_pairs(os.path.join(folder, "images.txt"))
         labels = _read_pairs(os.path.join(folder, "image_class_labels.txt"))

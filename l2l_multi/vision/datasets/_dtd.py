@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 
 from ._common import ImageArrayDataset, check_mode
-from ._download import download_file, extract_archive
+from ._download import PublishedFile, fetch_and_extract
 from ._fine_grained import (
     MODES,
     check_image_size,
@@ -17,9 +17,13 @@ from ._fine_grained import (
     select_classes,
 )
 
-_URL = "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz"
-# sha256 (of 625,239,812 bytes) as TensorFlow Datasets records it for this URL (the VGG page gives none)
-_SHA256 = "e42855a52a4950a3b59612834602aa253914755c95b0cff9ead6d07395f8e205"
+_ARCHIVE = PublishedFile(
+    "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
+    "dtd-r1.0.1.tar.gz",
+    # sha256 (of 625,239,812 bytes) as TensorFlow Datasets records it for this URL (the VGG page gives none)
+    "e42855a52a4950a3b59612834602aa253914755c95b0cff9ead6d07395f8e205",
+    size=625_239_812,
+)
 _EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
@@ -65,11 +69,8 @@ class DescribableTextures(ImageArrayDataset):
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
         images = os.path.join(self.root, "dtd", "images")
-        if download and not os.path.isdir(images):
-            archive = os.path.join(self.root, "dtd-r1.0.1.tar.gz")
-            if not os.path.isfile(archive):
-                download_file(_URL, archive, _SHA256, size=625_239_812)
-            extract_archive(archive, self.root)
+        if download:
+            fetch_and_extract(_ARCHIVE, self.root, os.path.join("dtd", "images"))
         if not os.path.isdir(images):
             raise missing_file_error("DescribableTextures", images, "image folder")
         names = sorted(entry for entry in os.listdir(images) if os.path.isdir(os.path.join(images, entry)))

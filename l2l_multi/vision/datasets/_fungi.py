@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 
 from ._common import ImageArrayDataset, check_mode
-from ._download import download_file, extract_archive
+from ._download import PublishedFile, fetch_and_extract
 from ._fine_grained import (
     MODES,
     check_image_size,
@@ -18,12 +18,18 @@ from ._fine_grained import (
     select_classes,
 )
 
-_DATA_URL = "https://labs.gbif.org/fgvcx/2018/fungi_train_val.tgz"
-_ANNOTATIONS_URL = "https://labs.gbif.org/fgvcx/2018/train_val_annotations.tgz"
 # md5s as the dataset's authors publish them (github.com/visipedia/fgvcx_fungi_comp); no sha256 is
 # published, and the 12.9 GB archive could not be fetched here to compute one.
-_DATA_MD5 = "df2b2980835668ed1d9a0e286e4bdadd"
-_ANNOTATIONS_MD5 = "c3c0f1b8a8d0b60619c43d9c89bdbc7e"
+_DATA = PublishedFile(
+    "https://labs.gbif.org/fgvcx/2018/fungi_train_val.tgz",
+    "fungi_train_val.tgz",
+    md5="df2b2980835668ed1d9a0e286e4bdadd",
+)
+_ANNOTATIONS = PublishedFile(
+    "https://labs.gbif.org/fgvcx/2018/train_val_annotations.tgz",
+    "train_val_annotations.tgz",
+    md5="c3c0f1b8a8d0b60619c43d9c89bdbc7e",
+)
 
 
 class FGVCFungi(ImageArrayDataset):
@@ -74,7 +80,8 @@ class FGVCFungi(ImageArrayDataset):
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
         if download:
-            self._download()
+            fetch_and_extract(_DATA, self.root, "images")
+            fetch_and_extract(_ANNOTATIONS, self.root, "train.json")
         images, owners, categories = {}, {}, {}
         for part in ("train.json", "val.json"):
             path = os.path.join(self.root, part)
@@ -99,13 +106,3 @@ class FGVCFungi(ImageArrayDataset):
         )
         inputs = decode_cached(f"fgvc-fungi-{self.mode}", self.root, cache_dir, paths, self.image_size)
         super().__init__(inputs, targets, class_names, transform, target_transform)
-
-    def _download(self) -> None:
-        for url, md5, present in (
-            (_DATA_URL, _DATA_MD5, "images"),
-            (_ANNOTATIONS_URL, _ANNOTATIONS_MD5, "train.json"),
-        ):
-            if not os.path.exists(os.path.join(self.root, present)):
-                extract_archive(
-                    download_file(url, os.path.join(self.root, os.path.basename(url)), md5=md5), self.root
-                )

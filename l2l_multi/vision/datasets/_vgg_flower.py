@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._common import ImageArrayDataset, check_mode
-from ._download import download_file, extract_archive
+from ._download import PublishedFile, fetch_and_extract
 from ._fine_grained import (
     MODES,
     check_image_size,
@@ -21,8 +21,18 @@ from ._fine_grained import (
 
 _BASE = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 # sha256s as TensorFlow Datasets records them for these URLs (the VGG page gives no digest).
-_IMAGES_SHA256 = "2d01ecc807db462958cfe3d92f57a8c252b4abd240eb955770201e45f783b246"
-_LABELS_SHA256 = "4903e94206bac23bf772aadf06451916df56b58fc483a62db32a97b82656651d"
+_IMAGES = PublishedFile(
+    _BASE + "102flowers.tgz",
+    "102flowers.tgz",
+    "2d01ecc807db462958cfe3d92f57a8c252b4abd240eb955770201e45f783b246",
+    size=344_862_509,
+)
+_LABELS = PublishedFile(
+    _BASE + "imagelabels.mat",
+    "imagelabels.mat",
+    "4903e94206bac23bf772aadf06451916df56b58fc483a62db32a97b82656651d",
+    size=502,
+)
 
 
 class VGGFlower102(ImageArrayDataset):
@@ -67,15 +77,11 @@ class VGGFlower102(ImageArrayDataset):
         self.mode = check_mode(mode, MODES)
         self.image_size = check_image_size(image_size)
         self.root = os.path.expanduser(os.fspath(root))
-        labels_path = os.path.join(self.root, "imagelabels.mat")
+        labels_path = os.path.join(self.root, _LABELS.name)
         if download:
-            if not os.path.isdir(os.path.join(self.root, "jpg")):
-                archive = os.path.join(self.root, "102flowers.tgz")
-                if not os.path.isfile(archive):
-                    download_file(_BASE + "102flowers.tgz", archive, _IMAGES_SHA256, size=344_862_509)
-                extract_archive(archive, self.root)
+            fetch_and_extract(_IMAGES, self.root, "jpg")
             if not os.path.isfile(labels_path):
-                download_file(_BASE + "imagelabels.mat", labels_path, _LABELS_SHA256, size=502)
+                _LABELS.fetch(self.root)
         if not os.path.isfile(labels_path):
             raise missing_file_error("VGGFlower102", labels_path, "label file")
         from scipy.io import loadmat
