@@ -66,7 +66,14 @@ class GBML(_GradientBased):
 
 class Reptile(_GradientBased):
     def __init__(
-        self, model: Any, lr: Any = None, *, inner: Any = None, batch_size: int | None = None, **kwargs: Any
+        self,
+        model: Any,
+        lr: Any = None,
+        *,
+        inner: Any = None,
+        batch_size: int | None = None,
+        batch_order: str = "interleaved",
+        **kwargs: Any,
     ) -> None: ...
 
 class MAMLpp:
