@@ -104,13 +104,21 @@ REPTILE_FINDING = (
     "the test-time order does not close the gap. Its training-time share is what "
     "`reptile_omniglot_5w_shuffled_jax` (trained on the paper's random batches) measures."
 )
+# the first 600 test tasks (the table's protocol) are the same draw for every run: retests on 3,000
+RETESTED = (
+    "retested on 3,000 test tasks (a copy of the finished folder resumed with `--test-tasks 3000`; "
+    "results in the run folder's `test3000.json`): "
+)
 NON_TRANSDUCTIVE = " non-transductive"  # results keys of the other test protocols (Nichol et al.;
 RUNNING = " running-statistics"  # Snell et al.'s model.eval())
 PLANNED = (
     _paper("maml_omniglot_5w5s_jax", "maml_omniglot", f"{JAX} --shots 5", "5w5s"),
     _paper("maml_omniglot_20w1s_jax", "maml_omniglot", f"{JAX} {MAML_20WAY}", "20w1s"),
     _paper("maml_omniglot_20w5s_jax", "maml_omniglot", f"{JAX} {MAML_20WAY} --shots 5", "20w5s"),
-    _paper("fomaml_omniglot_5w1s_jax", "maml_omniglot", f"{JAX} --first-order", "5w1s"),
+    _paper("fomaml_omniglot_5w1s_jax", "maml_omniglot", f"{JAX} --first-order", "5w1s")._replace(
+        finding=RETESTED + "98.42 ± 0.22 (5w1s; paper 98.30), still reached; the first 600 tasks scored "
+        "0.18 points higher"
+    ),
     _paper("fomaml_omniglot_5w5s_jax", "maml_omniglot", f"{JAX} --first-order --shots 5", "5w5s"),
     _paper("fomaml_omniglot_20w1s_jax", "maml_omniglot", f"{JAX} --first-order {MAML_20WAY}", "20w1s"),
     _paper(
@@ -122,6 +130,8 @@ PLANNED = (
         "--backend torch --iterations 16000 --eval-every 500 --eval-tasks 200 --eval-batch 100",
         ("5w1s",),
         "the other backend: the 16,000 updates of the jax H100 row",
+        RETESTED + "98.15 ± 0.24 (5w1s; paper 98.70), short by 0.30 points beyond the interval, where the "
+        "600-task interval reached the paper; the run has 16,000 of the paper's 60,000 meta-updates",
     ),
     _paper("metasgd_omniglot_5w1s_jax", "metasgd_omniglot", JAX, "5w1s"),
     # Li et al. follow MAML's protocol; the 20-way meta-batch is MAML's (16)

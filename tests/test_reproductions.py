@@ -167,6 +167,21 @@ def test_the_reptile_findings_figures_are_those_of_its_saved_retests(protocol):
         assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
 
 
+@pytest.mark.parametrize("name", ["fomaml_omniglot_5w1s_jax", "maml_omniglot_5w1s_torch"])
+def test_a_retested_runs_finding_quotes_its_saved_retest(name):
+    planned = reproductions._sibling("fewshot_reproductions")
+    run = next(run for run in planned.PLANNED if run.name == name)
+    retest = json.loads((run.folder / "test3000.json").read_text())
+    assert "--test-tasks 3000" in retest["command"] and run.finding.startswith(planned.RETESTED)
+    first = json.loads((run.folder / "results.json").read_text())["test"]
+    for setting, test in retest["test"].items():
+        assert test["num_tasks"] == 3000 and first[setting]["num_tasks"] == 600
+        figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting}; paper "
+        assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
+        reached = test["accuracy"] + test["ci95"] >= retest["paper"][setting]
+        assert ("still reached" in run.finding) is reached
+
+
 def test_the_reptile_findings_shuffled_test_batch_figures_are_those_of_its_saved_retest():
     # the same model retested with the paper's random test batches: the 5-shot figures quoted,
     # the 1-shot ones equal to the interleaved retests' (a batch of 5 is the whole support set)
