@@ -358,6 +358,8 @@ def test_a_folder_without_a_newer_setting_resumes_with_that_settings_old_default
     assert fewshot.run_config(resumed) == saved
     given = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", [*resume, "--test-inner-batch", "5"])
     assert given.test_inner_batch == 5 and "test_inner_batch" in fewshot.MAY_CHANGE
+    smaller = fewshot.parse_arguments(defaults_of("reptile_omniglot"), "", [*resume, "--eval-batch", "5"])
+    assert smaller.eval_batch == 5 and "eval_batch" in fewshot.MAY_CHANGE  # memory, not results
     saved["inner_state"] = "kept"  # a hand-edited folder
     (folder / "config.json").write_text(json.dumps(saved))
     with pytest.raises(SystemExit, match="--inner-state 'kept' is not one of 'task', 'carried'"):

@@ -198,6 +198,10 @@ def test_evaluate_tasks_records_the_protocol(learners):
     both = {flag: evaluate_tasks(learner, tasks, transductive=flag, **common) for flag in (True, False)}
     assert both[True]["transductive"] is True and both[False]["transductive"] is False
     assert abs(both[True]["loss"] - both[False]["loss"]) > 1e-4
+    # each task is scored on its own: the tasks per call (--eval-batch) change no result
+    whole = evaluate_tasks(learner, tasks, transductive=True, **{**common, "batch_size": 4})
+    assert whole["accuracy"] == pytest.approx(both[True]["accuracy"], abs=1e-12)
+    assert whole["loss"] == pytest.approx(both[True]["loss"], rel=1e-6)
     with pytest.raises(TypeError, match="transductive"):
         evaluate_tasks(learner, tasks, transductive="both", **common)
 

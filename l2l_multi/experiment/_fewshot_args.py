@@ -32,10 +32,12 @@ OUTPUT_OPTIONS = (
     *("resume", "out", "progress", "paper", "paper_source", "processes", "download", "tensorboard"),
 )
 # settings that may differ on --resume: they do not change what was trained so far
-# (test_protocol: a folder saved before the option existed resumes with the script's default)
+# (test_protocol: a folder saved before the option existed resumes with the script's default;
+# eval_batch: tasks per evaluation call, each scored on its own, so it sets memory, not results: a
+# test that ran out of memory at the end of training resumes with a smaller one)
 MAY_CHANGE = (
     *("iterations", "root", "max_train_seconds", "test_tasks", "device", "tasks_on_device", "test_protocol"),
-    *("skip_nonfinite", "test_inner_batch", "test_inner_order"),
+    *("skip_nonfinite", "test_inner_batch", "test_inner_order", "eval_batch"),
 )
 METRIC_ALGORITHMS = ("protonet", "metaoptnet")  # the only ones that test with other ways
 

@@ -182,7 +182,12 @@ def argument_parser(defaults: dict[str, Any], description: str) -> argparse.Argu
         "results.json, the meta-parameters kept as they were (0: the first one stops the run)",
     )
     add("--eval-tasks", type=int, default=200, help="validation tasks per evaluation")
-    add("--eval-batch", type=int, default=50, help="tasks per evaluation call")
+    add(
+        "--eval-batch",
+        type=int,
+        default=50,
+        help="tasks per evaluation call (memory, not results: may change on --resume)",
+    )
     add("--test-tasks", type=int, default=600, help="test tasks (the protocol: 600)")
     add(
         "--test-protocol",
