@@ -167,7 +167,9 @@ def test_the_reptile_findings_figures_are_those_of_its_saved_retests(protocol):
         assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
 
 
-@pytest.mark.parametrize("name", ["fomaml_omniglot_5w1s_jax", "maml_omniglot_5w1s_torch"])
+@pytest.mark.parametrize(
+    "name", ["fomaml_omniglot_5w1s_jax", "maml_omniglot_5w1s_torch", "protonet_omniglot_60w1s_pool_jax"]
+)
 def test_a_retested_runs_finding_quotes_its_saved_retest(name):
     planned = reproductions._sibling("fewshot_reproductions")
     run = next(run for run in planned.PLANNED if run.name == name)
