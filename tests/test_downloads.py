@@ -205,9 +205,8 @@ def test_fungi_download_end_to_end(server, tmp_path, monkeypatch):
     monkeypatch.setattr(
         _fungi, "_DATA", served(_fungi._DATA, hashlib.md5(archives["fungi_train_val.tgz"]).hexdigest())
     )
-    monkeypatch.setattr(
-        _fungi, "_ANNOTATIONS", served(_fungi._ANNOTATIONS, "0" * 32)
-    )  # a changed upstream file
+    changed = served(_fungi._ANNOTATIONS, "0" * 32)  # a changed upstream file
+    monkeypatch.setattr(_fungi, "_ANNOTATIONS", changed)
     root = tmp_path / "fungi"
     with pytest.raises(datasets.ChecksumError, match="train_val_annotations.tgz has md5"):
         datasets.FGVCFungi(root, mode="all", download=True, image_size=8, cache_dir=tmp_path / "cache")
@@ -252,7 +251,8 @@ def test_a_loaders_archive_is_verified_then_extracted(name, server, tmp_path, mo
     for folder, _, files in os.walk(staging):
         for file in files:
             path = os.path.join(folder, file)
-            members[os.path.relpath(path, staging)] = open(path, "rb").read()
+            with open(path, "rb") as stream:
+                members[os.path.relpath(path, staging)] = stream.read()
     published = getattr(module, attribute)
     archive = _tgz({member: data for member, data in members.items() if member.startswith(content)})
     server.files[published.name] = archive

@@ -153,6 +153,11 @@ def test_a_finished_runs_finding_is_printed_under_the_table(tmp_path, monkeypatc
     assert lines == ["", "Findings of finished runs:", "", "- `protonet_x`: found X"]
 
 
+def _quoted(test: dict, setting: str, paper: float) -> str:
+    """How a finding quotes one retested setting: "mean ± interval (setting; paper N)", in %."""
+    return f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting}; paper {100 * paper:.2f})"
+
+
 @pytest.mark.parametrize("protocol", ["transductive", "non-transductive"])
 def test_the_reptile_findings_figures_are_those_of_its_saved_retests(protocol):
     # the finding quotes retests on 3,000 tasks; their results files lie in the run folder
@@ -163,8 +168,7 @@ def test_the_reptile_findings_figures_are_those_of_its_saved_retests(protocol):
     assert len(retest["test"]) == 2
     for setting, test in retest["test"].items():
         assert test["num_tasks"] == 3000 and test["transductive"] is (protocol == "transductive")
-        figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting}; paper "
-        assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
+        assert _quoted(test, setting, retest["paper"][setting]) in run.finding
 
 
 @pytest.mark.parametrize(
@@ -178,8 +182,7 @@ def test_a_retested_runs_finding_quotes_its_saved_retest(name):
     first = json.loads((run.folder / "results.json").read_text())["test"]
     for setting, test in retest["test"].items():
         assert test["num_tasks"] == 3000 and first[setting]["num_tasks"] == 600
-        figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting}; paper "
-        assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
+        assert _quoted(test, setting, retest["paper"][setting]) in run.finding
         reached = test["accuracy"] + test["ci95"] >= retest["paper"][setting]
         assert ("still reached" in run.finding) is reached
 
@@ -201,8 +204,7 @@ def test_the_reptile_findings_shuffled_test_batch_figures_are_those_of_its_saved
             assert test["accuracy"] == interleaved[setting]["accuracy"]
             continue
         assert test["accuracy"] < interleaved[setting]["accuracy"]  # the finding says "lower"
-        figure = f"{100 * test['accuracy']:.2f} ± {100 * test['ci95']:.2f} ({setting}; paper "
-        assert figure + f"{100 * retest['paper'][setting]:.2f})" in run.finding
+        assert _quoted(test, setting, retest["paper"][setting]) in run.finding
 
 
 def test_peer_table_puts_the_same_updates_side_by_side(tmp_path):

@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable
 
 from ._common import ImageArrayDataset, check_mode
-from ._download import PublishedFile, fetch_and_extract
 from ._fine_grained import (
     MODES,
     check_image_size,
@@ -16,6 +15,7 @@ from ._fine_grained import (
     restrict,
     select_classes,
 )
+from ._published import PublishedFile, fetch_and_extract
 
 _ARCHIVE = PublishedFile(
     "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",

@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable
 
 from ._common import ImageArrayDataset, check_mode
-from ._download import PublishedFile, fetch_and_extract
 from ._fine_grained import (
     MODES,
     check_image_size,
@@ -17,6 +16,7 @@ from ._fine_grained import (
     restrict,
     select_classes,
 )
+from ._published import PublishedFile, fetch_and_extract
 
 # md5s as the dataset's authors publish them (github.com/visipedia/fgvcx_fungi_comp); no sha256 is
 # published, and the 12.9 GB archive could not be fetched here to compute one.

@@ -8,7 +8,6 @@ from collections.abc import Callable
 import numpy as np
 
 from ._common import ImageArrayDataset, check_mode
-from ._download import PublishedFile, fetch_and_extract
 from ._fine_grained import (
     MODES,
     check_image_size,
@@ -18,6 +17,7 @@ from ._fine_grained import (
     restrict,
     select_classes,
 )
+from ._published import PublishedFile, fetch_and_extract
 
 _BASE = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 # sha256s as TensorFlow Datasets records them for these URLs (the VGG page gives no digest).
